@@ -1,0 +1,61 @@
+//! Start-up: config → store (with crash recovery) → transports → engine.
+
+use crate::clients::RemoteExec;
+use crate::clients::local::LocalExec;
+use crate::clock::Clock;
+use crate::config::{Config, TransportConfig};
+use crate::engine::{Engine, EngineHandle};
+use crate::release::deploy::DeployRecord;
+use crate::store::Store;
+use anyhow::{Result, bail};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A started bot.
+pub struct App {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// Where adapters send commands.
+    pub engine: EngineHandle,
+    /// Deploys a previous crash interrupted; adapters announce them.
+    pub interrupted: Vec<DeployRecord>,
+    /// The store, for read-only views.
+    pub store: Store,
+}
+
+/// How each environment's steps run.
+pub fn transports(config: &Config) -> Result<HashMap<String, Arc<dyn RemoteExec>>> {
+    let mut out: HashMap<String, Arc<dyn RemoteExec>> = HashMap::new();
+    for env in &config.environments {
+        let transport: Arc<dyn RemoteExec> = match &env.transport {
+            TransportConfig::Local { .. } => Arc::new(LocalExec),
+            TransportConfig::Ssh(target) => bail!(
+                "environment {}: the ssh transport to {}@{} is not available in this build",
+                env.name,
+                target.user,
+                target.host
+            ),
+        };
+        out.insert(env.name.clone(), transport);
+    }
+    Ok(out)
+}
+
+/// Opens the store (refusing to start on a broken one), recovers from a crash and starts
+/// the engine.
+pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
+    let transports = transports(&config)?;
+    let (store, _) = Store::open(&config.state_dir)?;
+    let interrupted = store.recover_interrupted(clock.now())?;
+    for record in &interrupted {
+        tracing::warn!(deploy = record.id, env = %record.env, git_ref = %record.git_ref, "deploy was interrupted by a restart");
+    }
+    let config = Arc::new(config);
+    let engine = Engine::spawn(config.clone(), store.clone(), clock, transports);
+    Ok(App {
+        config,
+        engine,
+        interrupted,
+        store,
+    })
+}

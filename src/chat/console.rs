@@ -1,0 +1,72 @@
+//! The console adapter: the same commands in a terminal, or from a script on stdin.
+//!
+//! Interactive use prints progress as it comes and lets you type on. With stdin not a
+//! terminal (scripts, tests, CI), each command's long-running work finishes before the next
+//! line is read, so a script reads like a session.
+
+use super::text;
+use crate::engine::{EngineHandle, Invocation};
+use chrono_tz::Tz;
+use std::io::Write;
+use std::sync::Arc;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::sync::mpsc;
+
+/// Runs the console until `input` ends (or `exit`), as the configured person `user`.
+pub async fn run(
+    engine: EngineHandle,
+    user: &str,
+    tz: Tz,
+    clock: Arc<dyn crate::clock::Clock>,
+    input: impl AsyncBufRead + Unpin,
+    interactive: bool,
+) -> anyhow::Result<()> {
+    let mut lines = input.lines();
+    let mut followers = Vec::new();
+    loop {
+        if interactive {
+            print!("{user}> ");
+            std::io::stdout().flush()?;
+        }
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if matches!(line, "exit" | "quit" | "/exit" | "/quit") {
+            break;
+        }
+        if !interactive {
+            println!("{user}> {line}");
+        }
+        let (progress, mut updates) = mpsc::unbounded_channel();
+        let reply = engine
+            .submit(Invocation {
+                platform: "console".into(),
+                user_id: user.to_owned(),
+                text: line.to_owned(),
+                progress: Some(progress),
+            })
+            .await;
+        println!("{}", text::reply(&reply, tz));
+        let clock = clock.clone();
+        let follower = tokio::spawn(async move {
+            while let Some(update) = updates.recv().await {
+                if let Some(line) = text::progress(&update, clock.now()) {
+                    println!("{line}");
+                }
+            }
+        });
+        if interactive {
+            followers.push(follower);
+        } else {
+            let _ = follower.await;
+        }
+    }
+    for follower in followers {
+        let _ = follower.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Plain-text rendering of replies and progress, for the console (and as the fallback text of
+//! richer platforms).
+
+use crate::engine::reply::{EnvironmentStatus, StatusReport};
+use crate::engine::{ProgressUpdate, Reply, ReplyBody};
+use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepResult, Trigger};
+use crate::release::plan::DeployPlan;
+use crate::release::{age, duration_words};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// Lines of a failing step's output shown with the failure.
+const TAIL_LINES: usize = 12;
+
+/// A reply as text. `tz` is the team's time zone.
+pub fn reply(reply: &Reply, tz: Tz) -> String {
+    match &reply.body {
+        ReplyBody::Refused(text) => format!("✋ {text}"),
+        ReplyBody::Text(text) => text.clone(),
+        ReplyBody::Deploy(record) => deploy_started(record),
+        ReplyBody::DryRun(plan) => dry_run(plan),
+        ReplyBody::Status(report) => status(report, tz),
+        ReplyBody::History(records) => history(records, tz),
+    }
+}
+
+fn deploy_started(record: &DeployRecord) -> String {
+    let verb = match record.trigger {
+        Trigger::Command => "Deploying",
+        Trigger::Release => "Releasing: redeploying",
+    };
+    format!(
+        "🚀 {verb} `{}` to {} at {} (deploy #{}, requested by {}).",
+        record.git_ref,
+        record.env,
+        record.sha.short(),
+        record.id,
+        record.requested_by_name
+    )
+}
+
+fn dry_run(plan: &DeployPlan) -> String {
+    let mut out = format!(
+        "Dry run: `{}` on {} resolves to {}. These steps would run:\n",
+        plan.git_ref, plan.env, plan.sha
+    );
+    for (i, step) in plan.steps.iter().enumerate() {
+        out.push_str(&format!(
+            "  {}. {}: {}  (limit {}s)\n",
+            i + 1,
+            step.name,
+            step.command,
+            step.timeout.as_secs()
+        ));
+    }
+    out.push_str("  then HEAD is checked against the commit. Nothing was changed.");
+    out
+}
+
+/// Seconds with one decimal.
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+fn when(at: DateTime<Utc>, tz: Tz) -> String {
+    at.with_timezone(&tz)
+        .format("%a %d %b %H:%M %Z")
+        .to_string()
+}
+
+/// One line about how a deploy ended (or stands).
+pub fn outcome_line(record: &DeployRecord, now: DateTime<Utc>) -> String {
+    let head = format!(
+        "#{} `{}` at {} by {}",
+        record.id,
+        record.git_ref,
+        record.sha.short(),
+        record.requested_by_name
+    );
+    match &record.outcome {
+        Outcome::Running => format!(
+            "⏳ {head}: running for {}",
+            duration_words(record.elapsed_ms(now) / 1000)
+        ),
+        Outcome::Succeeded => format!(
+            "✅ {head}, {} ago",
+            age(now, record.finished_at.unwrap_or(record.started_at))
+        ),
+        Outcome::Failed {
+            step,
+            reason,
+            state_unknown,
+        } => {
+            let unknown = if *state_unknown {
+                " The host's state is unknown until it is redeployed."
+            } else {
+                ""
+            };
+            format!(
+                "❌ {head} failed at step \"{step}\" ({reason}), {} ago.{unknown}",
+                age(now, record.started_at)
+            )
+        }
+        Outcome::Interrupted => format!(
+            "⚠️ {head} was interrupted when Shipday stopped, {} ago. The host's state is unknown: redeploy.",
+            age(now, record.started_at)
+        ),
+    }
+}
+
+fn status(report: &StatusReport, tz: Tz) -> String {
+    report
+        .environments
+        .iter()
+        .map(|env| environment_status(env, report.now, tz))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> String {
+    let mut out = format!("{} (branch {})\n", env.name, env.branch);
+    match &env.live {
+        Some(live) => out.push_str(&format!(
+            "  live: `{}` at {} by {}, {} ({} ago)\n",
+            live.git_ref,
+            live.sha.short(),
+            live.requested_by_name,
+            when(live.finished_at.unwrap_or(live.started_at), tz),
+            age(now, live.finished_at.unwrap_or(live.started_at))
+        )),
+        None => out.push_str("  live: nothing deployed by Shipday yet\n"),
+    }
+    if let Some(active) = &env.active {
+        out.push_str(&format!(
+            "  deploying: `{}` by {} (#{}, {} so far)\n",
+            active.git_ref,
+            active.who_name,
+            active.deploy_id,
+            age(now, active.since)
+        ));
+    }
+    if let Some(latest) = &env.latest
+        && env.active.as_ref().is_none_or(|a| a.deploy_id != latest.id)
+    {
+        out.push_str(&format!("  latest: {}\n", outcome_line(latest, now)));
+    }
+    if let Some(failure) = &env.last_failure {
+        out.push_str(&format!("  last failure: {}\n", outcome_line(failure, now)));
+    }
+    match &env.hold {
+        Some(hold) => out.push_str(&format!("  hold: {}\n", hold.describe(&env.name, now))),
+        None => out.push_str("  hold: free\n"),
+    }
+    out.trim_end().to_owned()
+}
+
+fn history(records: &[DeployRecord], tz: Tz) -> String {
+    if records.is_empty() {
+        return "No deploys recorded yet.".into();
+    }
+    records
+        .iter()
+        .map(|r| {
+            let result = match &r.outcome {
+                Outcome::Running => "running".to_owned(),
+                Outcome::Succeeded => {
+                    format!("succeeded in {}", seconds(r.elapsed_ms(r.started_at)))
+                }
+                Outcome::Failed { step, reason, .. } => format!("failed at \"{step}\" ({reason})"),
+                Outcome::Interrupted => "interrupted".to_owned(),
+            };
+            format!(
+                "#{} {} `{}` at {} by {}, {}: {result}",
+                r.id,
+                r.env,
+                r.git_ref,
+                r.sha.short(),
+                r.requested_by_name,
+                when(r.started_at, tz)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One progress event as a line (or a few), for a terminal that prints as things happen.
+pub fn progress(update: &ProgressUpdate, now: DateTime<Utc>) -> Option<String> {
+    let record = &update.record;
+    let tag = format!("[#{} {}]", record.id, record.env);
+    match update.event {
+        DeployEvent::Accepted => None,
+        DeployEvent::StepStarted { index } => {
+            Some(format!("  ⏳ {tag} {}…", record.steps[index].name))
+        }
+        DeployEvent::StepFinished { index } => {
+            let step = &record.steps[index];
+            let took = step.duration_ms.map(seconds).unwrap_or_default();
+            match &step.result {
+                Some(StepResult::Ok) => Some(format!("  ✅ {tag} {} ({took})", step.name)),
+                Some(result) => {
+                    let tail: Vec<&str> = step.tail.lines().collect();
+                    let shown = tail[tail.len().saturating_sub(TAIL_LINES)..]
+                        .iter()
+                        .map(|l| format!("     │ {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let mut line =
+                        format!("  ❌ {tag} {}: {} ({took})", step.name, result.describe());
+                    if !shown.is_empty() {
+                        line.push('\n');
+                        line.push_str(&shown);
+                    }
+                    Some(line)
+                }
+                None => None,
+            }
+        }
+        DeployEvent::Finished => Some(match &record.outcome {
+            Outcome::Succeeded => format!(
+                "✅ Deploy #{} of `{}` to {} succeeded: HEAD is {} ({}).",
+                record.id,
+                record.git_ref,
+                record.env,
+                record.sha.short(),
+                seconds(record.elapsed_ms(now))
+            ),
+            _ => format!("Deploy {}", outcome_line(record, now)),
+        }),
+    }
+}
+
+/// What the bot says at start-up about deploys a crash interrupted.
+pub fn interrupted_notice(records: &[DeployRecord]) -> Option<String> {
+    if records.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let at = r.steps.last().map(|s| format!(" during step \"{}\"", s.name)).unwrap_or_default();
+            format!(
+                "⚠️ Shipday stopped while deploy #{} of `{}` to {} (by {}) was running{at}. It is marked interrupted and {}'s state is unknown: check `/status {}` and redeploy.",
+                r.id, r.git_ref, r.env, r.requested_by_name, r.env, r.env
+            )
+        })
+        .collect();
+    Some(lines.join("\n"))
+}

@@ -1,0 +1,105 @@
+//! Text → typed [`Command`], driven by the specs in `commands/`. No I/O here.
+
+pub mod help;
+pub mod parse;
+pub mod spec;
+
+use crate::release::gitref::GitRef;
+use serde::{Deserialize, Serialize};
+
+pub use parse::{ParseError, parse};
+pub use spec::{CommandBook, CommandSpec, MinRole};
+
+/// A command a person asked for, with every value already validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Deploy `git_ref` to `env`.
+    Deploy {
+        /// Target environment.
+        env: String,
+        /// What to deploy.
+        git_ref: GitRef,
+        /// Only resolve and show the plan.
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Promote what runs on `from` to `to`.
+    Promote {
+        /// Source environment.
+        from: String,
+        /// Target environment.
+        to: String,
+    },
+    /// Show the state of one or all environments.
+    Status {
+        /// Only this environment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<String>,
+    },
+    /// Give back a claimed environment.
+    Release {
+        /// The environment.
+        env: String,
+    },
+    /// Lock an environment.
+    Lock {
+        /// The environment.
+        env: String,
+        /// Why.
+        reason: String,
+    },
+    /// Remove a lock or claim.
+    Unlock {
+        /// The environment.
+        env: String,
+    },
+    /// List recent deploys.
+    History {
+        /// Only this environment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<String>,
+        /// How many.
+        limit: usize,
+    },
+    /// Explain the commands.
+    Help {
+        /// One command to explain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+    },
+}
+
+impl Command {
+    /// Names of every variant, as spec names. A test checks them against `commands/`.
+    pub const NAMES: [&'static str; 8] = [
+        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help",
+    ];
+
+    /// The spec name of this command.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Deploy { .. } => "deploy",
+            Command::Promote { .. } => "promote",
+            Command::Status { .. } => "status",
+            Command::Release { .. } => "release",
+            Command::Lock { .. } => "lock",
+            Command::Unlock { .. } => "unlock",
+            Command::History { .. } => "history",
+            Command::Help { .. } => "help",
+        }
+    }
+
+    /// The environment the command acts on, if exactly one.
+    pub fn env(&self) -> Option<&str> {
+        match self {
+            Command::Deploy { env, .. }
+            | Command::Release { env }
+            | Command::Lock { env, .. }
+            | Command::Unlock { env } => Some(env),
+            Command::Promote { to, .. } => Some(to),
+            Command::Status { env } | Command::History { env, .. } => env.as_deref(),
+            Command::Help { .. } => None,
+        }
+    }
+}

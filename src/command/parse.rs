@@ -1,0 +1,405 @@
+//! The spec-driven parser: tokens are matched to a spec's options, each value is validated by
+//! its kind, and the result is the typed [`Command`].
+
+use super::Command;
+use super::spec::{CommandBook, CommandSpec, OptionKind, OptionSpec};
+use crate::release::gitref::GitRef;
+use std::collections::HashMap;
+
+/// Why the text did not parse, worded for the person who typed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// Largest `/history` length.
+pub const MAX_HISTORY: usize = 50;
+/// Default `/history` length.
+pub const DEFAULT_HISTORY: usize = 10;
+/// Longest free-text value (lock reasons).
+pub const MAX_TEXT: usize = 300;
+
+/// Parses a command line such as `/deploy dev feature/login` into a typed command.
+/// `environments` are the configured names, which the environment options must match.
+pub fn parse(
+    book: &CommandBook,
+    environments: &[String],
+    text: &str,
+) -> Result<Command, ParseError> {
+    let tokens = tokenize(text)?;
+    let Some((first, rest)) = tokens.split_first() else {
+        return Err(ParseError(
+            "Type a command, for example `/status` or `/help`.".into(),
+        ));
+    };
+    let name = first.trim_start_matches('/').to_lowercase();
+    let Some(spec) = book.get(&name) else {
+        let hint = suggest(&name, book.names().into_iter())
+            .map(|s| format!(" Did you mean `/{s}`?"))
+            .unwrap_or_default();
+        return Err(ParseError(format!(
+            "Unknown command `{}`.{hint} Type `/help` for the list.",
+            shown(first)
+        )));
+    };
+    let context = Context {
+        book,
+        environments,
+        spec,
+    };
+    let values = context.match_options(rest)?;
+    context.build(values)
+}
+
+/// Splits like a shell would, but only to group quoted text; nothing is ever expanded.
+fn tokenize(text: &str) -> Result<Vec<String>, ParseError> {
+    let normalized: String = text
+        .chars()
+        .map(|c| match c {
+            '\u{201c}' | '\u{201d}' => '"',
+            '\u{2018}' | '\u{2019}' => '\'',
+            other => other,
+        })
+        .collect();
+    shlex::split(&normalized)
+        .ok_or_else(|| ParseError("A quote is not closed. Close it, or leave quotes out.".into()))
+}
+
+struct Context<'a> {
+    book: &'a CommandBook,
+    environments: &'a [String],
+    spec: &'a CommandSpec,
+}
+
+enum Value {
+    Text(String),
+    Flag,
+}
+
+impl Context<'_> {
+    fn usage_error(&self, problem: String) -> ParseError {
+        ParseError(format!("{problem} Usage: `{}`", self.spec.usage))
+    }
+
+    fn match_options(&self, tokens: &[String]) -> Result<HashMap<String, Value>, ParseError> {
+        let positional: Vec<&OptionSpec> = self
+            .spec
+            .options
+            .iter()
+            .filter(|o| o.kind != OptionKind::Flag)
+            .collect();
+        let mut values = HashMap::new();
+        let mut next = 0;
+        let mut i = 0;
+        while i < tokens.len() {
+            let token = &tokens[i];
+            i += 1;
+            if let Some(flag) = token.strip_prefix("--") {
+                let Some(option) = self
+                    .spec
+                    .options
+                    .iter()
+                    .find(|o| o.kind == OptionKind::Flag && o.name == flag)
+                else {
+                    return Err(self.usage_error(format!("Unknown option `{}`.", shown(token))));
+                };
+                values.insert(option.name.clone(), Value::Flag);
+                continue;
+            }
+            // Skip optional positionals the token cannot be, when a later one accepts it.
+            while next < positional.len()
+                && !positional[next].required
+                && self.check(positional[next], token).is_err()
+                && positional[next + 1..]
+                    .iter()
+                    .any(|o| self.check(o, token).is_ok())
+            {
+                next += 1;
+            }
+            let Some(option) = positional.get(next) else {
+                return Err(self.usage_error(format!("Too many arguments: `{}`.", shown(token))));
+            };
+            next += 1;
+            if option.rest {
+                let mut words = vec![token.clone()];
+                while i < tokens.len() && !tokens[i].starts_with("--") {
+                    words.push(tokens[i].clone());
+                    i += 1;
+                }
+                values.insert(option.name.clone(), Value::Text(words.join(" ")));
+            } else {
+                // Check as we go, so the first bad value is the one named.
+                self.check(option, token).map_err(|e| self.usage_error(e))?;
+                values.insert(option.name.clone(), Value::Text(token.clone()));
+            }
+        }
+        for option in &positional {
+            if option.required && !values.contains_key(&option.name) {
+                return Err(self.usage_error(format!("Missing {}.", option.placeholder())));
+            }
+        }
+        for (name, value) in &values {
+            if let (Value::Text(text), Some(option)) =
+                (value, self.spec.options.iter().find(|o| &o.name == name))
+            {
+                self.check(option, text).map_err(|e| self.usage_error(e))?;
+            }
+        }
+        Ok(values)
+    }
+
+    /// Validates one value for one option.
+    fn check(&self, option: &OptionSpec, value: &str) -> Result<(), String> {
+        match option.kind {
+            OptionKind::Environment => {
+                if self.environments.iter().any(|e| e == value) {
+                    return Ok(());
+                }
+                let hint = suggest(value, self.environments.iter().map(String::as_str))
+                    .map(|s| format!(" Did you mean `{s}`?"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "Unknown environment `{}`.{hint} Environments: {}.",
+                    shown(value),
+                    self.environments.join(", ")
+                ))
+            }
+            OptionKind::Ref => GitRef::parse(value)
+                .map(|_| ())
+                .map_err(|e| format!("{e}. Use letters, digits and . _ / - only.")),
+            OptionKind::Number => match value.parse::<usize>() {
+                Ok(n) if (1..=MAX_HISTORY).contains(&n) => Ok(()),
+                _ => Err(format!(
+                    "{} must be a whole number from 1 to {MAX_HISTORY}.",
+                    option.placeholder()
+                )),
+            },
+            OptionKind::Command => {
+                let name = value.trim_start_matches('/');
+                if self.book.get(name).is_some() {
+                    return Ok(());
+                }
+                let hint = suggest(name, self.book.names().into_iter())
+                    .map(|s| format!(" Did you mean `{s}`?"))
+                    .unwrap_or_default();
+                Err(format!("Unknown command `{}`.{hint}", shown(value)))
+            }
+            OptionKind::Text if value.chars().count() > MAX_TEXT => Err(format!(
+                "{} is longer than {MAX_TEXT} characters.",
+                option.placeholder()
+            )),
+            OptionKind::Text | OptionKind::Flag => Ok(()),
+        }
+    }
+
+    /// Turns validated values into the typed command. Exhaustive over spec names.
+    fn build(&self, mut values: HashMap<String, Value>) -> Result<Command, ParseError> {
+        let mut text = |name: &str| match values.remove(name) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        };
+        let required = |value: Option<String>, name: &str| {
+            value.ok_or_else(|| {
+                ParseError(format!("spec `{}` lacks option `{name}`", self.spec.name))
+            })
+        };
+        let command = match self.spec.name.as_str() {
+            "deploy" => {
+                let env = required(text("env"), "env")?;
+                let git_ref = required(text("ref"), "ref")?;
+                Command::Deploy {
+                    env,
+                    git_ref: GitRef::parse(&git_ref).map_err(|e| ParseError(e.to_string()))?,
+                    dry_run: matches!(values.get("dry-run"), Some(Value::Flag)),
+                }
+            }
+            "promote" => Command::Promote {
+                from: required(text("from"), "from")?,
+                to: required(text("to"), "to")?,
+            },
+            "status" => Command::Status { env: text("env") },
+            "release" => Command::Release {
+                env: required(text("env"), "env")?,
+            },
+            "lock" => Command::Lock {
+                env: required(text("env"), "env")?,
+                reason: required(text("reason"), "reason")?,
+            },
+            "unlock" => Command::Unlock {
+                env: required(text("env"), "env")?,
+            },
+            "history" => Command::History {
+                env: text("env"),
+                limit: text("limit")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(DEFAULT_HISTORY),
+            },
+            "help" => Command::Help {
+                topic: text("command").map(|c| c.trim_start_matches('/').to_owned()),
+            },
+            other => {
+                return Err(ParseError(format!(
+                    "`{other}` has a spec but no command type"
+                )));
+            }
+        };
+        Ok(command)
+    }
+}
+
+/// The closest candidate to `input`, if one is close enough to be a typo or a prefix.
+pub fn suggest<'a>(input: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let input = input.to_lowercase();
+    candidates
+        .filter_map(|c| {
+            let score = if !input.is_empty() && c.starts_with(&input) {
+                0
+            } else {
+                strsim::damerau_levenshtein(&input, c)
+            };
+            (score <= 2).then_some((score, c))
+        })
+        .min_by_key(|(score, _)| *score)
+        .map(|(_, c)| c)
+}
+
+/// User text made safe to quote back: escaped and cut.
+fn shown(text: &str) -> String {
+    let escaped: String = text.escape_debug().collect();
+    if escaped.chars().count() > 40 {
+        format!("{}...", escaped.chars().take(37).collect::<String>())
+    } else {
+        escaped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envs() -> Vec<String> {
+        ["dev", "staging", "production"].map(String::from).to_vec()
+    }
+
+    fn book() -> CommandBook {
+        CommandBook::builtin()
+    }
+
+    /// Every example in every spec parses as declared (or fails with the declared error).
+    #[test]
+    fn every_spec_example_parses_as_declared() {
+        let book = book();
+        let mut checked = 0;
+        for spec in book.specs() {
+            assert!(!spec.examples.is_empty(), "{} has no examples", spec.name);
+            for example in &spec.examples {
+                let result = parse(&book, &envs(), &example.input);
+                match (&example.expect, &example.error) {
+                    (Some(expect), None) => {
+                        let expected: Command = expect.clone().try_into().unwrap_or_else(|e| {
+                            panic!("{}: bad expect for {:?}: {e}", spec.name, example.input)
+                        });
+                        assert_eq!(result, Ok(expected), "{:?}", example.input);
+                    }
+                    (None, Some(fragment)) => {
+                        let err = result.expect_err(&example.input).0;
+                        assert!(
+                            err.contains(fragment.as_str()),
+                            "{:?} gave {err:?}",
+                            example.input
+                        );
+                    }
+                    _ => panic!(
+                        "{} example {:?} needs expect or error",
+                        spec.name, example.input
+                    ),
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "only {checked} examples");
+    }
+
+    /// Specs, the spec file list, the `commands/` folder and the enum cannot drift apart.
+    #[test]
+    fn specs_and_command_enum_match() {
+        let book = book();
+        let mut spec_names = book.names();
+        spec_names.sort();
+        let mut enum_names = Command::NAMES.to_vec();
+        enum_names.sort();
+        assert_eq!(spec_names, enum_names);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("commands");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".toml")
+                    .to_owned()
+            })
+            .collect();
+        files.sort();
+        assert_eq!(files, enum_names, "commands/ and SPEC_FILES differ");
+        for name in Command::NAMES {
+            let spec = book.get(name).unwrap();
+            // Each spec builds its command: the builder and the spec agree on option names.
+            let example = spec.examples.iter().find(|e| e.expect.is_some()).unwrap();
+            assert_eq!(parse(&book, &envs(), &example.input).unwrap().name(), name);
+        }
+    }
+
+    #[test]
+    fn unknown_commands_and_environments_get_suggestions() {
+        let err = parse(&book(), &envs(), "/deplyo dev x").unwrap_err().0;
+        assert!(err.contains("Did you mean `/deploy`"), "{err}");
+        let err = parse(&book(), &envs(), "/deploy stagin x").unwrap_err().0;
+        assert!(
+            err.contains("Did you mean `staging`") && err.contains("Usage"),
+            "{err}"
+        );
+        let err = parse(&book(), &envs(), "/frobnicate").unwrap_err().0;
+        assert!(
+            err.contains("Unknown command") && err.contains("/help"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hostile_refs_are_refused_before_anything_runs() {
+        let long = "a".repeat(300);
+        for bad in [
+            "a;b",
+            "$(id)",
+            "`id`",
+            "-rf",
+            "--upload-pack=x",
+            long.as_str(),
+            "a..b",
+        ] {
+            let line = format!("/deploy dev '{bad}'");
+            assert!(parse(&book(), &envs(), &line).is_err(), "{bad:?} parsed");
+        }
+        assert!(parse(&book(), &envs(), "/deploy dev \"a\nb\"").is_err());
+        assert!(parse(&book(), &envs(), "/deploy dev a\nb").is_err());
+    }
+
+    #[test]
+    fn quotes_group_text_and_smart_quotes_work() {
+        let cmd = parse(&book(), &envs(), "/lock staging “QA run” today").unwrap();
+        assert_eq!(
+            cmd,
+            Command::Lock {
+                env: "staging".into(),
+                reason: "QA run today".into()
+            }
+        );
+        assert!(parse(&book(), &envs(), "/lock staging \"open").is_err());
+    }
+
+    #[test]
+    fn history_bounds() {
+        assert!(parse(&book(), &envs(), "/history dev 500").is_err());
+        assert!(parse(&book(), &envs(), "/history dev 0").is_err());
+    }
+}

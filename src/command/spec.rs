@@ -1,0 +1,151 @@
+//! Command specs: one TOML file per slash command in `commands/`, compiled into the binary.
+//!
+//! The same specs drive the parser, `/help`, the Slack manifest and Discord registration,
+//! so none of those can drift from the others.
+
+use serde::Deserialize;
+
+/// Every spec file, embedded at build time. A test checks this list against `commands/`.
+pub const SPEC_FILES: &[(&str, &str)] = &[
+    ("deploy", include_str!("../../commands/deploy.toml")),
+    ("promote", include_str!("../../commands/promote.toml")),
+    ("status", include_str!("../../commands/status.toml")),
+    ("release", include_str!("../../commands/release.toml")),
+    ("lock", include_str!("../../commands/lock.toml")),
+    ("unlock", include_str!("../../commands/unlock.toml")),
+    ("history", include_str!("../../commands/history.toml")),
+    ("help", include_str!("../../commands/help.toml")),
+];
+
+/// One slash command, as declared.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Name without the slash.
+    pub name: String,
+    /// One line for lists and registration.
+    pub summary: String,
+    /// Usage line shown with errors.
+    pub usage: String,
+    /// Longer explanation for `/help COMMAND`.
+    #[serde(default)]
+    pub details: String,
+    /// The least role that may run it.
+    pub who: MinRole,
+    /// Positional options in order, then flags.
+    #[serde(default)]
+    pub options: Vec<OptionSpec>,
+    /// Input → expected parse (or expected error), checked by tests.
+    #[serde(default)]
+    pub examples: Vec<Example>,
+}
+
+/// Who may run a command.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MinRole {
+    /// Anyone, including people not in the config (read-only commands).
+    Anyone,
+    /// Configured developers and leads.
+    Developer,
+    /// Leads only.
+    Lead,
+}
+
+/// One option of a command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionSpec {
+    /// Name; flags are written `--name`.
+    pub name: String,
+    /// What values it takes.
+    pub kind: OptionKind,
+    /// Whether it must be given.
+    #[serde(default)]
+    pub required: bool,
+    /// A text option that takes the rest of the line.
+    #[serde(default)]
+    pub rest: bool,
+    /// Shown in help and registration.
+    pub description: String,
+}
+
+impl OptionSpec {
+    /// The option as written in usage lines (`ENV`, `REF`).
+    pub fn placeholder(&self) -> String {
+        match self.name.as_str() {
+            "git_ref" | "ref" => "REF".into(),
+            other => other.to_uppercase(),
+        }
+    }
+}
+
+/// Kinds of option values.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionKind {
+    /// One of the configured environment names.
+    Environment,
+    /// A git ref that passes the allowlist.
+    Ref,
+    /// Free text (only ever stored and shown, never run).
+    Text,
+    /// A whole number.
+    Number,
+    /// A boolean `--flag`.
+    Flag,
+    /// The name of another command.
+    Command,
+}
+
+/// A spec example.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    /// What a user types.
+    pub input: String,
+    /// The typed command it must parse to.
+    pub expect: Option<toml::Value>,
+    /// Or a fragment of the error it must give.
+    pub error: Option<String>,
+}
+
+/// All command specs, in the order `/help` lists them.
+#[derive(Debug, Clone)]
+pub struct CommandBook {
+    specs: Vec<CommandSpec>,
+}
+
+impl CommandBook {
+    /// Loads the embedded specs. They are part of the binary, so a broken one is a build bug.
+    pub fn builtin() -> Self {
+        let specs = SPEC_FILES
+            .iter()
+            .map(|(file, text)| {
+                let spec: CommandSpec = toml::from_str(text)
+                    .unwrap_or_else(|e| panic!("commands/{file}.toml is invalid: {e}"));
+                assert_eq!(
+                    spec.name, *file,
+                    "commands/{file}.toml names another command"
+                );
+                spec
+            })
+            .collect();
+        Self { specs }
+    }
+
+    /// All specs.
+    pub fn specs(&self) -> &[CommandSpec] {
+        &self.specs
+    }
+
+    /// The spec called `name`.
+    pub fn get(&self, name: &str) -> Option<&CommandSpec> {
+        self.specs.iter().find(|s| s.name == name)
+    }
+
+    /// Names of all commands.
+    pub fn names(&self) -> Vec<&str> {
+        self.specs.iter().map(|s| s.name.as_str()).collect()
+    }
+}

@@ -1,0 +1,590 @@
+//! The one configuration file: TOML, validated at start-up, fail closed.
+//!
+//! Secrets never live in the file itself: the file names an environment variable or a file
+//! that holds each one ([`SecretRef`]). Unknown keys are errors, so a typo cannot silently
+//! turn a safety setting off.
+
+use crate::release::gitref::GitRef;
+use anyhow::{Context, Result, bail};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The validated configuration the whole bot runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the time zone of the team's calendar is (default Africa/Nairobi).
+    pub timezone: Tz,
+    /// Directory of the durable store.
+    pub state_dir: PathBuf,
+    /// Everyone the bot knows; anyone else gets read-only commands.
+    pub people: Vec<Person>,
+    /// Environments in promotion order (dev, staging, production).
+    pub environments: Vec<Environment>,
+    /// Secret values loaded at start-up, kept so they can be redacted from step output.
+    pub secret_values: Vec<Secret>,
+}
+
+/// A person and their identities on each platform.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    /// Short handle, also the name used by `shipday console --as`.
+    pub id: String,
+    /// Display name used in replies.
+    pub name: String,
+    /// What this person may do.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Slack member id (`U…`).
+    pub slack: Option<String>,
+    /// Discord user id (a snowflake).
+    pub discord: Option<String>,
+    /// GitHub login.
+    pub github: Option<String>,
+    /// Jira account id.
+    pub jira: Option<String>,
+}
+
+impl Person {
+    /// Whether the person has `role` (a lead can do everything a developer can).
+    pub fn has(&self, role: Role) -> bool {
+        match role {
+            Role::Developer => self
+                .roles
+                .iter()
+                .any(|r| matches!(r, Role::Developer | Role::Lead)),
+            Role::Lead => self.roles.contains(&Role::Lead),
+        }
+    }
+}
+
+/// A role granted in the config. Permissions deny by default: no role, read-only.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May deploy to environments that need no approval, claim, lock and release.
+    Developer,
+    /// Everything a developer may, plus production and unlocking others' holds.
+    Lead,
+}
+
+/// One deploy target.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// Short name used in commands (`dev`).
+    pub name: String,
+    /// The git branch that feeds it (`dev`, `staging`, `master`).
+    pub branch: GitRef,
+    /// How the steps reach the machine.
+    pub transport: TransportConfig,
+    /// Steps run in order for every deploy.
+    pub steps: Vec<StepTemplate>,
+    /// Optional URL checked after the steps.
+    pub health_url: Option<String>,
+    /// Whether branches other than `branch` may be deployed (and claim the environment).
+    pub personal_branches: bool,
+    /// Whether a deploy here needs a lead (or, later, an approved promotion).
+    pub requires_approval: bool,
+    /// How long a personal-branch claim lasts without `/release`.
+    pub claim_ttl: Duration,
+    /// Default per-step time limit.
+    pub step_timeout: Duration,
+}
+
+impl Environment {
+    /// The directory the steps run in, on whichever host.
+    pub fn work_dir(&self) -> String {
+        match &self.transport {
+            TransportConfig::Local { dir } => dir.display().to_string(),
+            TransportConfig::Ssh(ssh) => ssh.dir.clone(),
+        }
+    }
+}
+
+/// How an environment's steps are executed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TransportConfig {
+    /// On this host, in a directory: for a bot living on the droplet, and the playground.
+    Local {
+        /// The app checkout.
+        dir: PathBuf,
+    },
+    /// Over SSH, with a pinned host key.
+    Ssh(SshTarget),
+}
+
+/// An SSH target: where, as whom, with which key, and which host key to expect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshTarget {
+    /// Host name or address.
+    pub host: String,
+    /// Port (22).
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Remote user.
+    pub user: String,
+    /// Private key file; without it, the ssh-agent at `SSH_AUTH_SOCK` is used.
+    pub key_file: Option<PathBuf>,
+    /// known_hosts file holding the pinned host key. Required: keys are never learned.
+    pub known_hosts: Option<PathBuf>,
+    /// The app checkout on the host.
+    pub dir: String,
+    /// Seconds between keepalives; three missed keepalives end the deploy.
+    #[serde(default = "default_keepalive")]
+    pub keepalive_secs: u64,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_keepalive() -> u64 {
+    10
+}
+
+/// A configured step: a shell template whose only placeholders are validated values.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StepTemplate {
+    /// Shown in progress messages.
+    pub name: String,
+    /// Shell text; `{{sha}}`, `{{ref}}`, `{{branch}}` and `{{env}}` are replaced, shell-quoted.
+    pub run: String,
+    /// Overrides the environment's step timeout (`30s`, `5m`).
+    pub timeout: Option<String>,
+}
+
+/// Placeholders a step template may use.
+pub const PLACEHOLDERS: [&str; 4] = ["sha", "ref", "branch", "env"];
+
+/// The team's manual process, as default steps.
+pub fn default_steps() -> Vec<StepTemplate> {
+    let step = |name: &str, run: &str| StepTemplate {
+        name: name.into(),
+        run: run.into(),
+        timeout: None,
+    };
+    vec![
+        step("fetch", "git fetch --all --prune --quiet"),
+        step("checkout", "git checkout --quiet --detach {{sha}}"),
+        step("restart gunicorn", "sudo systemctl restart gunicorn"),
+        step("reload nginx", "sudo systemctl reload nginx"),
+    ]
+}
+
+/// Where a secret comes from: an environment variable or a file. Never the config itself.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Name of the environment variable that holds it.
+    pub env: Option<String>,
+    /// File that holds it (surrounding whitespace is trimmed).
+    pub file: Option<PathBuf>,
+}
+
+/// A loaded secret. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value (tests and the loader).
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl SecretRef {
+    /// Loads the secret, naming `key` (the config key) when it is missing.
+    pub fn load(&self, key: &str, base: &Path) -> Result<Secret> {
+        let value = match (&self.env, &self.file) {
+            (Some(var), None) => std::env::var(var).with_context(|| {
+                format!("{key}: environment variable {var} is not set (it holds the secret)")
+            })?,
+            (None, Some(file)) => {
+                let path = base.join(file);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("{key}: cannot read secret file {}", path.display()))?
+            }
+            _ => bail!("{key}: give exactly one of `env` or `file`"),
+        };
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            bail!("{key}: the secret is empty");
+        }
+        Ok(Secret(value))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_timezone")]
+    timezone: String,
+    state_dir: PathBuf,
+    #[serde(default)]
+    people: Vec<Person>,
+    environments: Vec<RawEnvironment>,
+    /// Extra secret values to redact from step output (for example a database password
+    /// that a step might print).
+    #[serde(default)]
+    redact: Vec<SecretRef>,
+}
+
+fn default_timezone() -> String {
+    "Africa/Nairobi".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvironment {
+    name: String,
+    branch: String,
+    transport: TransportConfig,
+    steps: Option<Vec<StepTemplate>>,
+    health_url: Option<String>,
+    #[serde(default)]
+    personal_branches: bool,
+    #[serde(default)]
+    requires_approval: bool,
+    #[serde(default = "default_claim_ttl")]
+    claim_ttl: String,
+    #[serde(default = "default_step_timeout")]
+    step_timeout: String,
+}
+
+fn default_claim_ttl() -> String {
+    "8h".into()
+}
+
+fn default_step_timeout() -> String {
+    "10m".into()
+}
+
+impl Config {
+    /// Reads and validates the file at `path`; every error names the file and the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let timezone: Tz = raw.timezone.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "timezone: `{}` is not an IANA time zone name (for example Africa/Nairobi)",
+                raw.timezone
+            )
+        })?;
+        validate_people(&raw.people)?;
+        if raw.environments.is_empty() {
+            bail!("environments: configure at least one environment");
+        }
+        let mut names = HashSet::new();
+        let mut environments = Vec::new();
+        for (i, env) in raw.environments.into_iter().enumerate() {
+            let env =
+                validate_environment(env, base).with_context(|| format!("environments[{i}]"))?;
+            if !names.insert(env.name.clone()) {
+                bail!("environments[{i}].name: `{}` is configured twice", env.name);
+            }
+            environments.push(env);
+        }
+        let mut secret_values = Vec::new();
+        for (i, secret) in raw.redact.iter().enumerate() {
+            secret_values.push(secret.load(&format!("redact[{i}]"), base)?);
+        }
+        Ok(Self {
+            timezone,
+            state_dir: base.join(raw.state_dir),
+            people: raw.people,
+            environments,
+            secret_values,
+        })
+    }
+
+    /// The environment called `name`.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// Environment names in configured order.
+    pub fn environment_names(&self) -> Vec<String> {
+        self.environments.iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// The configured person with this handle.
+    pub fn person(&self, id: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.id == id)
+    }
+}
+
+fn validate_people(people: &[Person]) -> Result<()> {
+    let mut seen = HashSet::new();
+    for (i, person) in people.iter().enumerate() {
+        if person.id.is_empty()
+            || !person
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            bail!(
+                "people[{i}].id: `{}` must be letters, digits, `.`, `_` or `-`",
+                person.id
+            );
+        }
+        let ids = [
+            ("id", Some(&person.id)),
+            ("slack", person.slack.as_ref()),
+            ("discord", person.discord.as_ref()),
+        ];
+        for (platform, id) in ids {
+            if let Some(id) = id
+                && !seen.insert((platform, id.clone()))
+            {
+                bail!("people[{i}].{platform}: `{id}` belongs to two people");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment> {
+    let valid_name = !raw.name.is_empty()
+        && raw.name.len() <= 32
+        && raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid_name {
+        bail!(
+            "name: `{}` must be 1 to 32 lowercase letters, digits or `-`",
+            raw.name
+        );
+    }
+    let branch = GitRef::parse(&raw.branch).map_err(|e| anyhow::anyhow!("branch: {e}"))?;
+    let transport = match raw.transport {
+        TransportConfig::Local { dir } => TransportConfig::Local {
+            dir: base.join(dir),
+        },
+        TransportConfig::Ssh(mut ssh) => {
+            let Some(known_hosts) = &ssh.known_hosts else {
+                bail!(
+                    "transport.known_hosts: the host key of {} is not pinned. Run `ssh-keyscan -p {} {}` \
+                     on a trusted network, check the fingerprint with the droplet's console, save it to a \
+                     file and name that file here",
+                    ssh.host,
+                    ssh.port,
+                    ssh.host
+                );
+            };
+            ssh.known_hosts = Some(base.join(known_hosts));
+            ssh.key_file = ssh.key_file.map(|k| base.join(k));
+            TransportConfig::Ssh(ssh)
+        }
+    };
+    let steps = raw.steps.unwrap_or_else(default_steps);
+    if steps.is_empty() {
+        bail!("steps: an environment needs at least one step");
+    }
+    for (i, step) in steps.iter().enumerate() {
+        check_template(&step.run).with_context(|| format!("steps[{i}].run ({})", step.name))?;
+        if let Some(t) = &step.timeout {
+            parse_duration(t).with_context(|| format!("steps[{i}].timeout"))?;
+        }
+    }
+    Ok(Environment {
+        name: raw.name,
+        branch,
+        transport,
+        steps,
+        health_url: raw.health_url,
+        personal_branches: raw.personal_branches,
+        requires_approval: raw.requires_approval,
+        claim_ttl: parse_duration(&raw.claim_ttl).context("claim_ttl")?,
+        step_timeout: parse_duration(&raw.step_timeout).context("step_timeout")?,
+    })
+}
+
+/// Checks that a template only uses known `{{placeholders}}`.
+pub fn check_template(template: &str) -> Result<()> {
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            bail!("unclosed `{{{{` in `{template}`");
+        };
+        let name = after[..end].trim();
+        if !PLACEHOLDERS.contains(&name) {
+            bail!(
+                "unknown placeholder `{{{{{name}}}}}`; use one of {}",
+                PLACEHOLDERS.map(|p| format!("{{{{{p}}}}}")).join(", ")
+            );
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
+/// Parses `90s`, `5m`, `8h`, `1h30m`, `2d`.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut any_unit = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => bail!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"),
+        };
+        let n: u64 = number
+            .parse()
+            .map_err(|_| anyhow::anyhow!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"))?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        number.clear();
+        any_unit = true;
+    }
+    if !number.is_empty() || !any_unit || total == 0 {
+        bail!("`{text}` is not a positive duration like 30s, 5m, 8h or 1h30m");
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+state_dir = "state"
+[[people]]
+id = "ada"
+name = "Ada"
+roles = ["lead"]
+[[environments]]
+name = "dev"
+branch = "dev"
+personal_branches = true
+transport = { kind = "local", dir = "/srv/dev" }
+"#;
+
+    #[test]
+    fn minimal_config_gets_the_teams_defaults() {
+        let config = Config::from_toml(MINIMAL, Path::new("/etc/shipday")).unwrap();
+        assert_eq!(config.timezone, chrono_tz::Africa::Nairobi);
+        assert_eq!(config.state_dir, PathBuf::from("/etc/shipday/state"));
+        let dev = config.environment("dev").unwrap();
+        assert_eq!(dev.claim_ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(dev.steps, default_steps());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let text = MINIMAL.replace("personal_branches", "personal_branchs");
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&text, Path::new(".")).unwrap_err()
+        );
+        assert!(err.contains("personal_branchs"), "{err}");
+        let text = format!("colour = \"blue\"\n{MINIMAL}");
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&text, Path::new(".")).unwrap_err()
+        );
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_time_zone_is_named() {
+        let text = format!("timezone = \"Mars/Olympus\"\n{MINIMAL}");
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&text, Path::new(".")).unwrap_err()
+        );
+        assert!(
+            err.contains("timezone") && err.contains("Mars/Olympus"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_ssh_environment_without_a_pinned_key_is_refused() {
+        let text = MINIMAL.replace(
+            r#"transport = { kind = "local", dir = "/srv/dev" }"#,
+            r#"transport = { kind = "ssh", host = "dev.example", user = "deploy", dir = "/srv/app" }"#,
+        );
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&text, Path::new(".")).unwrap_err()
+        );
+        assert!(
+            err.contains("known_hosts") && err.contains("ssh-keyscan"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_is_named() {
+        let text = format!("redact = [{{ env = \"SHIPDAY_TEST_SURELY_UNSET\" }}]\n{MINIMAL}");
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&text, Path::new(".")).unwrap_err()
+        );
+        assert!(
+            err.contains("redact[0]") && err.contains("SHIPDAY_TEST_SURELY_UNSET"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_are_refused() {
+        let text = MINIMAL.replace(
+            "personal_branches = true",
+            "personal_branches = true\nsteps = [{ name = \"x\", run = \"echo {{user_text}}\" }]",
+        );
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&text, Path::new(".")).unwrap_err()
+        );
+        assert!(err.contains("user_text"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let secret = Secret::new("hunter2");
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -1,0 +1,369 @@
+//! The engine: one serial loop that decides and records.
+//!
+//! Commands from every adapter, and the progress of long-running work, arrive as [`Event`]s on
+//! one channel and are handled one at a time, so decisions about locks never race. Long work
+//! (resolving a ref on a host, running a deploy) runs as tasks that report back as events.
+//! Every decision is written to the store and flushed before the reply goes out.
+
+pub mod reply;
+mod runner;
+pub(crate) use runner::spawn_runner;
+
+use crate::clients::{ExecSession, RemoteExec};
+use crate::clock::Clock;
+use crate::command::{Command, CommandBook, parse};
+use crate::config::{Config, Person};
+use crate::redact::Redactor;
+use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepRecord, StepResult, Trigger};
+use crate::release::gitref::{GitRef, Sha};
+use crate::release::locks::ActiveDeploy;
+use crate::release::policy::{Actor, authorize};
+use crate::store::{AuditEntry, Store};
+use chrono::{DateTime, Utc};
+pub use reply::{Invocation, ProgressUpdate, Reply, ReplyBody, Visibility};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+/// Everything the loop handles.
+pub(crate) enum Event {
+    /// A command from an adapter.
+    Invocation(Invocation, oneshot::Sender<Reply>),
+    /// A ref was resolved on the host (or could not be).
+    Resolved(Box<Resolved>),
+    /// A deploy step started.
+    StepStarted {
+        deploy_id: u64,
+        name: String,
+        at: DateTime<Utc>,
+    },
+    /// A deploy step finished.
+    StepFinished {
+        deploy_id: u64,
+        result: StepResult,
+        tail: String,
+        duration_ms: u64,
+    },
+    /// A deploy ended.
+    DeployFinished { deploy_id: u64, outcome: Outcome },
+}
+
+/// A command waiting for its reply while long work runs.
+pub(crate) struct Pending {
+    pub invocation: Invocation,
+    pub person: Option<Person>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// A deploy whose ref is being resolved on the host.
+pub(crate) struct DeployRequest {
+    pub env: String,
+    pub git_ref: GitRef,
+    pub dry_run: bool,
+    pub trigger: Trigger,
+}
+
+/// The result of resolving a ref: the open session and the commit, or a reason for the user.
+pub(crate) struct Resolved {
+    pub pending: Pending,
+    pub request: DeployRequest,
+    pub result: Result<(Box<dyn ExecSession>, Sha), String>,
+}
+
+/// What a handler decided.
+pub(crate) enum Handled {
+    /// Answer now; `decision` goes to the audit log.
+    Reply { reply: Reply, decision: String },
+}
+
+impl Handled {
+    pub(crate) fn refused(text: impl Into<String>) -> Self {
+        let text = text.into();
+        Handled::Reply {
+            decision: format!("refused: {text}"),
+            reply: Reply::refused(text),
+        }
+    }
+}
+
+/// The engine's state, owned by its loop.
+pub struct Engine {
+    pub(crate) config: Arc<Config>,
+    pub(crate) book: CommandBook,
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) transports: HashMap<String, Arc<dyn RemoteExec>>,
+    pub(crate) redactor: Redactor,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Deploys whose ref is being resolved: they hold the environment like a running deploy.
+    pub(crate) starting: HashMap<String, ActiveDeploy>,
+    /// Running deploys and where their progress goes.
+    pub(crate) running: HashMap<u64, (DeployRecord, Option<mpsc::UnboundedSender<ProgressUpdate>>)>,
+}
+
+/// A handle adapters use to talk to the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl EngineHandle {
+    /// Submits a command and waits for the engine's reply (not for the deploy to finish).
+    pub async fn submit(&self, invocation: Invocation) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::Invocation(invocation, tx)).is_err() {
+            return Reply::refused("Shipday is shutting down. Try again in a minute.");
+        }
+        rx.await.unwrap_or_else(|_| {
+            Reply::refused("Shipday could not answer. An operator can check its logs.")
+        })
+    }
+}
+
+impl Engine {
+    /// Starts the engine loop. `transports` maps each environment to how its steps run.
+    pub fn spawn(
+        config: Arc<Config>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        transports: HashMap<String, Arc<dyn RemoteExec>>,
+    ) -> EngineHandle {
+        let (events, mut inbox) = mpsc::unbounded_channel();
+        let mut engine = Engine {
+            redactor: Redactor::new(config.secret_values.clone()),
+            book: CommandBook::builtin(),
+            config,
+            store,
+            clock,
+            transports,
+            events: events.clone(),
+            starting: HashMap::new(),
+            running: HashMap::new(),
+        };
+        tokio::spawn(async move {
+            while let Some(event) = inbox.recv().await {
+                engine.handle(event).await;
+            }
+        });
+        EngineHandle { events }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Invocation(invocation, reply) => {
+                let span = tracing::info_span!(
+                    "command",
+                    platform = %invocation.platform,
+                    user = %invocation.user_id,
+                    text = %invocation.text.escape_debug()
+                );
+                self.invocation(invocation, reply).instrument(span).await;
+            }
+            Event::Resolved(resolved) => self.resolved(*resolved).await,
+            Event::StepStarted {
+                deploy_id,
+                name,
+                at,
+            } => {
+                self.progress(deploy_id, |record| {
+                    record.steps.push(StepRecord {
+                        name,
+                        started_at: at,
+                        duration_ms: None,
+                        result: None,
+                        tail: String::new(),
+                    });
+                    DeployEvent::StepStarted {
+                        index: record.steps.len() - 1,
+                    }
+                })
+                .await;
+            }
+            Event::StepFinished {
+                deploy_id,
+                result,
+                tail,
+                duration_ms,
+            } => {
+                self.progress(deploy_id, |record| {
+                    let index = record.steps.len().saturating_sub(1);
+                    if let Some(step) = record.steps.last_mut() {
+                        step.result = Some(result);
+                        step.tail = tail;
+                        step.duration_ms = Some(duration_ms);
+                    }
+                    DeployEvent::StepFinished { index }
+                })
+                .await;
+            }
+            Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
+        }
+    }
+
+    /// The configured person behind a platform identity.
+    fn person(&self, platform: &str, user_id: &str) -> Option<Person> {
+        self.config
+            .people
+            .iter()
+            .find(|p| match platform {
+                "console" => p.id == user_id,
+                "slack" => p.slack.as_deref() == Some(user_id),
+                "discord" => p.discord.as_deref() == Some(user_id),
+                _ => false,
+            })
+            .cloned()
+    }
+
+    async fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
+        let person = self.person(&invocation.platform, &invocation.user_id);
+        let pending = Pending {
+            invocation,
+            person,
+            reply,
+        };
+        let handled = match self.decide(&pending) {
+            Ok(Some(command)) => self.dispatch(command, pending).await,
+            Ok(None) => return,
+            Err(refusal) => {
+                self.answer(pending, Handled::refused(refusal)).await;
+                return;
+            }
+        };
+        if let Some((pending, handled)) = handled {
+            self.answer(pending, handled).await;
+        }
+    }
+
+    /// Parses and authorizes; the error is a refusal for the user.
+    fn decide(&self, pending: &Pending) -> Result<Option<Command>, String> {
+        let command = parse(
+            &self.book,
+            &self.config.environment_names(),
+            &pending.invocation.text,
+        )
+        .map_err(|e| e.0)?;
+        let spec = self
+            .book
+            .get(command.name())
+            .expect("parsed commands have specs");
+        let actor = Actor {
+            person: pending.person.as_ref(),
+            platform: &pending.invocation.platform,
+            user_id: &pending.invocation.user_id,
+        };
+        authorize(&self.config, spec, actor, &command).map_err(|r| r.0)?;
+        Ok(Some(command))
+    }
+
+    /// One exhaustive match: every command has its handler. `None` means long work started
+    /// and the reply will come from a later event.
+    async fn dispatch(&mut self, command: Command, pending: Pending) -> Option<(Pending, Handled)> {
+        let now = self.clock.now();
+        let handled = match command {
+            Command::Deploy {
+                env,
+                git_ref,
+                dry_run,
+            } => {
+                let request = DeployRequest {
+                    env,
+                    git_ref,
+                    dry_run,
+                    trigger: Trigger::Command,
+                };
+                return self.command_deploy(request, pending, now);
+            }
+            Command::Release { env } => return self.command_release(&env, pending, now),
+            Command::Promote { from, to } => self.command_promote(&from, &to),
+            Command::Status { env } => self.command_status(env.as_deref(), now),
+            Command::History { env, limit } => self.command_history(env.as_deref(), limit),
+            Command::Lock { env, reason } => self.command_lock(&env, &reason, &pending, now),
+            Command::Unlock { env } => self.command_unlock(&env, &pending),
+            Command::Help { topic } => self.command_help(topic.as_deref()),
+        };
+        Some((pending, handled))
+    }
+
+    /// Records the decision, makes it durable, then replies.
+    pub(crate) async fn answer(&mut self, pending: Pending, handled: Handled) {
+        let Handled::Reply { reply, decision } = handled;
+        let entry = AuditEntry {
+            at: self.clock.now(),
+            platform: pending.invocation.platform.clone(),
+            user_id: pending.invocation.user_id.clone(),
+            person: pending.person.as_ref().map(|p| p.id.clone()),
+            text: pending.invocation.text.clone(),
+            decision: decision.clone(),
+        };
+        let durable = match self.store.audit(&entry) {
+            Ok(()) => self.store.flush().await,
+            Err(e) => Err(e),
+        };
+        let reply = match durable {
+            Ok(()) => {
+                tracing::info!(%decision, "answered");
+                reply
+            }
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "cannot record a decision");
+                Reply::refused(
+                    "Shipday could not record this in its store, so it did nothing. An operator can check its logs.",
+                )
+            }
+        };
+        let _ = pending.reply.send(reply);
+    }
+
+    /// Applies a progress change to a running deploy, records it and forwards it.
+    async fn progress(
+        &mut self,
+        deploy_id: u64,
+        change: impl FnOnce(&mut DeployRecord) -> DeployEvent,
+    ) {
+        let Some((record, watcher)) = self.running.get_mut(&deploy_id) else {
+            return;
+        };
+        let event = change(record);
+        let record = record.clone();
+        let watcher = watcher.clone();
+        self.record(&record).await;
+        if let Some(watcher) = watcher {
+            let _ = watcher.send(ProgressUpdate { event, record });
+        }
+    }
+
+    async fn finished(&mut self, deploy_id: u64, outcome: Outcome) {
+        let Some((mut record, watcher)) = self.running.remove(&deploy_id) else {
+            return;
+        };
+        record.outcome = outcome;
+        record.finished_at = Some(self.clock.now());
+        tracing::info!(deploy = deploy_id, env = %record.env, sha = %record.sha, outcome = ?record.outcome, "deploy finished");
+        if let Err(error) = self.store.set_active(&record.env, None) {
+            tracing::error!(error = format!("{error:#}"), "cannot free the deploy lock");
+        }
+        self.record(&record).await;
+        if let Some(watcher) = watcher {
+            let _ = watcher.send(ProgressUpdate {
+                event: DeployEvent::Finished,
+                record,
+            });
+        }
+    }
+
+    /// Writes a deploy record durably; a store failure is logged (the deploy itself goes on).
+    pub(crate) async fn record(&self, record: &DeployRecord) {
+        let result = match self.store.put_deploy(record) {
+            Ok(()) => self.store.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = result {
+            tracing::error!(
+                deploy = record.id,
+                error = format!("{error:#}"),
+                "cannot record deploy progress"
+            );
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What the engine hands back to adapters: platform-neutral replies and progress.
+
+use crate::release::deploy::{DeployEvent, DeployRecord};
+use crate::release::locks::{ActiveDeploy, Hold};
+use crate::release::plan::DeployPlan;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+/// A command as an adapter received it.
+#[derive(Debug)]
+pub struct Invocation {
+    /// `console`, `slack`, `discord`.
+    pub platform: String,
+    /// The platform's user id (never a display name).
+    pub user_id: String,
+    /// The command line, for example `/deploy dev feature/login`.
+    pub text: String,
+    /// Where progress of long-running work goes; `None` if the adapter does not follow it.
+    pub progress: Option<mpsc::UnboundedSender<ProgressUpdate>>,
+}
+
+/// Who should see a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Only the person who asked: errors they can fix, help, read-only answers.
+    Ephemeral,
+    /// The whole channel: deploys and their outcomes, locks.
+    Public,
+}
+
+/// A reply to one invocation.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Who sees it.
+    pub visibility: Visibility,
+    /// What it says.
+    pub body: ReplyBody,
+}
+
+/// Reply contents, rendered by each adapter in its own way.
+#[derive(Debug, Clone)]
+pub enum ReplyBody {
+    /// A refusal: what is wrong and what to do instead. Nothing was changed.
+    Refused(String),
+    /// A plain answer.
+    Text(String),
+    /// A deploy was accepted; progress follows.
+    Deploy(DeployRecord),
+    /// A dry run: the resolved commit and the exact steps.
+    DryRun(DeployPlan),
+    /// `/status`.
+    Status(StatusReport),
+    /// `/history`.
+    History(Vec<DeployRecord>),
+}
+
+impl Reply {
+    /// A refusal only the asker sees.
+    pub fn refused(text: impl Into<String>) -> Self {
+        Self {
+            visibility: Visibility::Ephemeral,
+            body: ReplyBody::Refused(text.into()),
+        }
+    }
+
+    /// A plain answer.
+    pub fn text(visibility: Visibility, text: impl Into<String>) -> Self {
+        Self {
+            visibility,
+            body: ReplyBody::Text(text.into()),
+        }
+    }
+}
+
+/// One progress step of a deploy, with the whole record as it now stands.
+#[derive(Debug, Clone)]
+pub struct ProgressUpdate {
+    /// What just happened.
+    pub event: DeployEvent,
+    /// The deploy as now recorded.
+    pub record: DeployRecord,
+}
+
+/// The state of every (or one) environment.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    /// When it was read.
+    pub now: DateTime<Utc>,
+    /// One entry per environment, in configured order.
+    pub environments: Vec<EnvironmentStatus>,
+}
+
+/// The state of one environment.
+#[derive(Debug, Clone)]
+pub struct EnvironmentStatus {
+    /// Name.
+    pub name: String,
+    /// Its own branch.
+    pub branch: String,
+    /// The last successful deploy: what is believed to be live.
+    pub live: Option<DeployRecord>,
+    /// The newest deploy, when it is not the live one (running, failed or interrupted).
+    pub latest: Option<DeployRecord>,
+    /// The last failure, when it is not the newest deploy.
+    pub last_failure: Option<DeployRecord>,
+    /// Claim or lock.
+    pub hold: Option<Hold>,
+    /// Deploy running now.
+    pub active: Option<ActiveDeploy>,
+}

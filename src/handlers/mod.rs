@@ -1,0 +1,8 @@
+//! One file per command; `Engine::dispatch` matches over all of them.
+
+mod deploy;
+mod help;
+mod history;
+mod holds;
+mod promote;
+mod status;

@@ -1,0 +1,19 @@
+//! Shipday: a release bot for Slack and Discord.
+//!
+//! Platform adapters at the edges ([`chat`]), a pure core that takes `now` ([`release`],
+//! [`command`]), one serial [`engine`] that decides and records in the [`store`], and concrete
+//! outbound [`clients`].
+
+pub mod app;
+pub mod chat;
+pub mod clients;
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod engine;
+mod handlers;
+pub mod manifest;
+pub mod playground;
+pub mod redact;
+pub mod release;
+pub mod store;

@@ -1,0 +1,174 @@
+//! The `shipday` binary: a thin CLI over the library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use shipday::chat::{console, text};
+use shipday::clock::{Clock, SystemClock};
+use shipday::command::CommandBook;
+use shipday::config::{Config, TransportConfig};
+use shipday::{app, manifest, playground};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "shipday",
+    version,
+    about = "A release bot: deploys, calendar windows and approvals from chat."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Try Shipday with no accounts: a local git origin, three environments and the console.
+    Playground {
+        /// Where the playground lives.
+        #[arg(long, default_value = "playground")]
+        dir: PathBuf,
+        /// Who you are (ada is a lead; grace and linus are developers).
+        #[arg(long = "as", default_value = "grace")]
+        user: String,
+    },
+    /// Talk to Shipday in this terminal (or from a script on stdin).
+    Console {
+        /// Config file.
+        #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
+        config: PathBuf,
+        /// Who you are: a person id from the config.
+        #[arg(long = "as")]
+        user: String,
+    },
+    /// Validate the config and exit, starting nothing.
+    CheckConfig {
+        /// Config file.
+        #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
+        config: PathBuf,
+    },
+    /// Print a platform set-up document made from the command specs.
+    Manifest {
+        /// Which platform.
+        platform: Platform,
+        /// Config file, for environment names (defaults: dev, staging, production).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Slack over HTTPS at this base URL instead of Socket Mode.
+        #[arg(long)]
+        request_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Platform {
+    Slack,
+    Discord,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHIPDAY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shipday: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Playground { dir, user } => {
+            let config = playground::prepare(&dir)?;
+            if std::io::stdin().is_terminal() {
+                println!(
+                    "Shipday playground in {}. You are {user}. Try `/deploy dev feature/login`, `/status`, `/release dev`, `/help`; `exit` to leave.",
+                    dir.display()
+                );
+            }
+            run_console(&config, &user)
+        }
+        Cmd::Console { config, user } => run_console(&config, &user),
+        Cmd::CheckConfig { config } => check_config(&config),
+        Cmd::Manifest {
+            platform,
+            config,
+            request_url,
+        } => {
+            let book = CommandBook::builtin();
+            let document = match platform {
+                Platform::Slack => manifest::slack(&book, request_url.as_deref()),
+                Platform::Discord => {
+                    let environments = match config {
+                        Some(path) => Config::load(&path)?.environment_names(),
+                        None => manifest::DEFAULT_ENVIRONMENTS.map(String::from).to_vec(),
+                    };
+                    manifest::discord(&book, &environments)
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&document)?);
+            Ok(())
+        }
+    }
+}
+
+fn run_console(config_path: &Path, user: &str) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let app = app::start(config, clock.clone())?;
+        if let Some(notice) = text::interrupted_notice(&app.interrupted) {
+            println!("{notice}");
+        }
+        if app.config.person(user).is_none() {
+            println!("Note: `{user}` is not in the config's people list, so only /status, /history and /help will work.");
+        }
+        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        let interactive = std::io::stdin().is_terminal();
+        console::run(app.engine, user, app.config.timezone, clock, stdin, interactive).await
+    })
+}
+
+fn check_config(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    app::transports(&config)?;
+    println!("Config {} is valid.", path.display());
+    println!("  time zone: {}", config.timezone);
+    println!("  state: {}", config.state_dir.display());
+    println!("  people: {}", config.people.len());
+    for env in &config.environments {
+        let target = match &env.transport {
+            TransportConfig::Local { dir } => format!("local {}", dir.display()),
+            TransportConfig::Ssh(ssh) => {
+                format!("ssh {}@{}:{} {}", ssh.user, ssh.host, ssh.port, ssh.dir)
+            }
+        };
+        println!(
+            "  {}: branch {}, {target}, {} steps{}{}",
+            env.name,
+            env.branch,
+            env.steps.len(),
+            if env.personal_branches {
+                ", personal branches"
+            } else {
+                ""
+            },
+            if env.requires_approval {
+                ", needs a lead"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Deploy records: what was asked, what was resolved, what each step did, and the outcome.
+
+use super::gitref::{GitRef, Sha};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One deploy, as stored and as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// Store id, increasing.
+    pub id: u64,
+    /// Target environment.
+    pub env: String,
+    /// What was asked for.
+    pub git_ref: GitRef,
+    /// The exact commit it resolved to.
+    pub sha: Sha,
+    /// Person id of the requester.
+    pub requested_by: String,
+    /// Their display name at the time.
+    pub requested_by_name: String,
+    /// Why it ran.
+    pub trigger: Trigger,
+    /// When it was accepted.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Each step, in order; steps not reached are absent.
+    pub steps: Vec<StepRecord>,
+    /// Where it stands.
+    pub outcome: Outcome,
+}
+
+/// What started a deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `/deploy`.
+    Command,
+    /// `/release` (or a claim expiry) putting the environment's own branch back.
+    Release,
+}
+
+/// One step's run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Step name.
+    pub name: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took, once finished.
+    pub duration_ms: Option<u64>,
+    /// How it ended, once finished.
+    pub result: Option<StepResult>,
+    /// The last few KB of its output, secrets redacted.
+    pub tail: String,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepResult {
+    /// Exit code 0.
+    Ok,
+    /// Non-zero exit code.
+    Exit {
+        /// The code.
+        code: i32,
+    },
+    /// Killed by a signal.
+    Signal {
+        /// Signal name.
+        signal: String,
+    },
+    /// Ran past its time limit and was killed.
+    TimedOut {
+        /// The limit.
+        limit_secs: u64,
+    },
+    /// Could not be run at all (connection lost, for example).
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl StepResult {
+    /// Whether the deploy may go on.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, StepResult::Ok)
+    }
+
+    /// Short words for people: `exit 3`, `timed out after 30s`.
+    pub fn describe(&self) -> String {
+        match self {
+            StepResult::Ok => "ok".into(),
+            StepResult::Exit { code } => format!("exit code {code}"),
+            StepResult::Signal { signal } => format!("killed by {signal}"),
+            StepResult::TimedOut { limit_secs } => format!("timed out after {limit_secs}s"),
+            StepResult::Error { message } => message.clone(),
+        }
+    }
+
+    /// Whether the host may be half-way through a change we cannot see.
+    pub fn leaves_state_unknown(&self) -> bool {
+        matches!(
+            self,
+            StepResult::TimedOut { .. } | StepResult::Error { .. } | StepResult::Signal { .. }
+        )
+    }
+}
+
+/// Where a deploy stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Steps are running.
+    Running,
+    /// Every step passed and HEAD is the resolved SHA.
+    Succeeded,
+    /// A step failed; later steps did not run.
+    Failed {
+        /// The failing step.
+        step: String,
+        /// What happened.
+        reason: String,
+        /// Whether the host's state is unknown (a timeout or a lost connection).
+        state_unknown: bool,
+    },
+    /// The bot stopped while it ran; the host's state is unknown.
+    Interrupted,
+}
+
+impl DeployRecord {
+    /// Whether the deploy is over.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self.outcome, Outcome::Running)
+    }
+
+    /// Total duration so far or in all.
+    pub fn elapsed_ms(&self, now: DateTime<Utc>) -> u64 {
+        let end = self.finished_at.unwrap_or(now);
+        (end - self.started_at).num_milliseconds().max(0) as u64
+    }
+}
+
+/// A progress event of a running deploy, as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployEvent {
+    /// The deploy was accepted and recorded.
+    Accepted,
+    /// Step `index` started.
+    StepStarted {
+        /// Position in the plan.
+        index: usize,
+    },
+    /// Step `index` finished.
+    StepFinished {
+        /// Position in the plan.
+        index: usize,
+    },
+    /// The deploy ended.
+    Finished,
+}

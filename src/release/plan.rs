@@ -1,0 +1,224 @@
+//! Deploy plans: the exact shell text each step runs. Only validated values (a [`Sha`], a
+//! [`GitRef`], configured names) are substituted, and each is shell-quoted.
+
+use super::gitref::{GitRef, Sha};
+use crate::config::{Environment, parse_duration};
+use std::time::Duration;
+
+/// Seconds the host's `timeout` waits after TERM before it sends KILL.
+pub const KILL_AFTER_SECS: u64 = 5;
+
+/// Everything a deploy will run, fixed before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployPlan {
+    /// Target environment.
+    pub env: String,
+    /// Requested ref.
+    pub git_ref: GitRef,
+    /// The resolved commit.
+    pub sha: Sha,
+    /// The steps, in order.
+    pub steps: Vec<PlannedStep>,
+    /// The script that prints HEAD after the steps, to prove the commit is live.
+    pub verify: String,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedStep {
+    /// Name shown to people.
+    pub name: String,
+    /// The step as configured, with values substituted (for dry runs).
+    pub command: String,
+    /// The full script sent to the host: `cd`, host-side `timeout`, the command.
+    pub script: String,
+    /// The bot-side time limit (the host's is the same; the bot waits a little longer).
+    pub timeout: Duration,
+}
+
+/// Quotes one value for POSIX sh.
+pub fn quote(value: &str) -> String {
+    shlex::try_quote(value)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| "''".to_owned())
+}
+
+/// Replaces `{{placeholders}}` with shell-quoted values. Templates were checked at start-up,
+/// so an unknown placeholder cannot occur; it would be left as it is.
+pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = after[..end].trim();
+        match values.iter().find(|(key, _)| *key == name) {
+            Some((_, value)) => out.push_str(&quote(value)),
+            None => out.push_str(&rest[start..start + 2 + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Wraps a command so it runs in the environment's directory under the host's `timeout`,
+/// which kills the whole process group even if the connection to the bot is gone.
+pub fn host_script(env: &Environment, command: &str, timeout: Duration) -> String {
+    format!(
+        "cd {} && exec timeout --kill-after={KILL_AFTER_SECS}s {}s sh -c {}",
+        quote(&env.work_dir()),
+        timeout.as_secs().max(1),
+        quote(command)
+    )
+}
+
+/// The script that resolves `git_ref` to a commit on the host, before anything changes.
+/// Branches win over tags; a full SHA is checked to exist after a fetch.
+pub fn resolve_script(env: &Environment, git_ref: &GitRef) -> String {
+    let command = match git_ref.as_sha() {
+        Some(sha) => format!(
+            "git fetch --all --quiet && git rev-parse --verify --quiet {}",
+            quote(&format!("{sha}^{{commit}}"))
+        ),
+        None => format!(
+            "git ls-remote --exit-code origin {} {}",
+            quote(&format!("refs/heads/{git_ref}")),
+            quote(&format!("refs/tags/{git_ref}"))
+        ),
+    };
+    host_script(env, &command, env.step_timeout)
+}
+
+/// Reads the resolved SHA from the output of [`resolve_script`].
+pub fn parse_resolution(git_ref: &GitRef, output: &str) -> Option<Sha> {
+    if let Some(sha) = git_ref.as_sha() {
+        return Sha::parse(output.trim()).ok().filter(|s| *s == sha);
+    }
+    let find = |wanted: String| {
+        output.lines().find_map(|line| {
+            let (sha, name) = line.split_once('\t')?;
+            (name.trim() == wanted)
+                .then(|| Sha::parse(sha.trim()).ok())
+                .flatten()
+        })
+    };
+    find(format!("refs/heads/{git_ref}"))
+        .or_else(|| find(format!("refs/tags/{git_ref}^{{}}")))
+        .or_else(|| find(format!("refs/tags/{git_ref}")))
+}
+
+/// Builds the plan for deploying `sha` (resolved from `git_ref`) to `env`.
+pub fn build_plan(env: &Environment, git_ref: &GitRef, sha: &Sha) -> DeployPlan {
+    let values = [
+        ("sha", sha.as_str()),
+        ("ref", git_ref.as_str()),
+        ("branch", env.branch.as_str()),
+        ("env", env.name.as_str()),
+    ];
+    let steps = env
+        .steps
+        .iter()
+        .map(|step| {
+            let timeout = step
+                .timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+                .unwrap_or(env.step_timeout);
+            let command = render_template(&step.run, &values);
+            PlannedStep {
+                name: step.name.clone(),
+                script: host_script(env, &command, timeout),
+                command,
+                timeout,
+            }
+        })
+        .collect();
+    DeployPlan {
+        env: env.name.clone(),
+        git_ref: git_ref.clone(),
+        sha: sha.clone(),
+        steps,
+        verify: host_script(env, "git rev-parse HEAD", Duration::from_secs(30)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{StepTemplate, TransportConfig, default_steps};
+
+    fn env() -> Environment {
+        Environment {
+            name: "dev".into(),
+            branch: GitRef::parse("dev").unwrap(),
+            transport: TransportConfig::Local {
+                dir: "/srv/my app".into(),
+            },
+            steps: default_steps(),
+            health_url: None,
+            personal_branches: true,
+            requires_approval: false,
+            claim_ttl: Duration::from_secs(3600),
+            step_timeout: Duration::from_secs(60),
+        }
+    }
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn steps_get_quoted_values_and_host_timeouts() {
+        let mut env = env();
+        env.steps.push(StepTemplate {
+            name: "note".into(),
+            run: "echo deployed {{ref}} at {{sha}} > /tmp/x".into(),
+            timeout: Some("5s".into()),
+        });
+        let plan = build_plan(
+            &env,
+            &GitRef::parse("feature/a").unwrap(),
+            &Sha::parse(SHA).unwrap(),
+        );
+        assert_eq!(
+            plan.steps[1].command,
+            format!("git checkout --quiet --detach {SHA}")
+        );
+        assert_eq!(
+            plan.steps[4].command,
+            format!("echo deployed feature/a at {SHA} > /tmp/x")
+        );
+        assert_eq!(plan.steps[4].timeout, Duration::from_secs(5));
+        assert!(
+            plan.steps[4]
+                .script
+                .starts_with("cd '/srv/my app' && exec timeout --kill-after=5s 5s sh -c ")
+        );
+    }
+
+    #[test]
+    fn resolution_parses_ls_remote_output() {
+        let git_ref = GitRef::parse("feature/a").unwrap();
+        let out = format!("{SHA}\trefs/heads/feature/a\n");
+        assert_eq!(parse_resolution(&git_ref, &out).unwrap().as_str(), SHA);
+        assert!(parse_resolution(&git_ref, "").is_none());
+        let other = format!("{SHA}\trefs/heads/feature/a-other\n");
+        assert!(parse_resolution(&git_ref, &other).is_none());
+    }
+
+    #[test]
+    fn quoting_survives_anything() {
+        assert_eq!(quote("a b"), "'a b'");
+        let rendered = render_template("printf %s {{env}} {{nope}}", &[("env", "d'ev $(id)")]);
+        assert!(rendered.ends_with(" {{nope}}"), "{rendered}");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(rendered.trim_end_matches(" {{nope}}"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "d'ev $(id)");
+    }
+}

@@ -1,0 +1,170 @@
+//! Who may do what, where. Permissions deny by default: a person who is not configured may only
+//! read; a command's least role comes from its spec; production needs a lead.
+
+use super::Refusal;
+use crate::command::{Command, CommandSpec, MinRole};
+use crate::config::{Config, Person, Role};
+
+/// Who is asking, as the platform told us.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// The configured person, if the platform id maps to one.
+    pub person: Option<&'a Person>,
+    /// Platform name for messages (`slack`, `discord`, `console`).
+    pub platform: &'a str,
+    /// The platform's user id.
+    pub user_id: &'a str,
+}
+
+/// Decides whether `actor` may run `command`, whose spec is `spec`.
+pub fn authorize(
+    config: &Config,
+    spec: &CommandSpec,
+    actor: Actor<'_>,
+    command: &Command,
+) -> Result<(), Refusal> {
+    if spec.who == MinRole::Anyone {
+        return Ok(());
+    }
+    let Some(person) = actor.person else {
+        return Err(Refusal::new(format!(
+            "Shipday does not know you yet, so you can only use /status, /history and /help. \
+             Ask an operator to add your {} id `{}` to the people list in the config.",
+            actor.platform, actor.user_id
+        )));
+    };
+    let needed = match spec.who {
+        MinRole::Lead => Role::Lead,
+        _ => Role::Developer,
+    };
+    if !person.has(needed) {
+        let role = if needed == Role::Lead {
+            "a lead"
+        } else {
+            "a developer or lead"
+        };
+        return Err(Refusal::new(format!(
+            "Only {role} can use /{}. Ask a lead to run it for you, or to give you the role in the config.",
+            spec.name
+        )));
+    }
+    if let Command::Deploy { env, git_ref, .. } = command {
+        let Some(environment) = config.environment(env) else {
+            return Err(Refusal::new(format!("There is no environment `{env}`.")));
+        };
+        if *git_ref != environment.branch && !environment.personal_branches {
+            let previous = previous_environment(config, env);
+            let promote = previous
+                .map(|p| format!(" To ship what is on {p}, use `/promote {p} {env}`."))
+                .unwrap_or_default();
+            return Err(Refusal::new(format!(
+                "{env} only takes its own branch `{}`, not personal branches.{promote}",
+                environment.branch
+            )));
+        }
+        if environment.requires_approval && !person.has(Role::Lead) {
+            let promote = previous_environment(config, env)
+                .map(|p| format!(", or request approval with `/promote {p} {env}`"))
+                .unwrap_or_default();
+            return Err(Refusal::new(format!(
+                "Deploying to {env} needs a lead. Ask a lead to deploy{promote}."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The environment before `env` in promotion order.
+pub fn previous_environment<'a>(config: &'a Config, env: &str) -> Option<&'a str> {
+    let index = config.environments.iter().position(|e| e.name == env)?;
+    index
+        .checked_sub(1)
+        .map(|i| config.environments[i].name.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CommandBook, parse};
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+state_dir = "state"
+[[people]]
+id = "ada"
+name = "Ada"
+roles = ["lead"]
+[[people]]
+id = "grace"
+name = "Grace"
+roles = ["developer"]
+[[people]]
+id = "guest"
+name = "Guest"
+[[environments]]
+name = "dev"
+branch = "dev"
+personal_branches = true
+transport = { kind = "local", dir = "/srv/dev" }
+[[environments]]
+name = "staging"
+branch = "staging"
+transport = { kind = "local", dir = "/srv/staging" }
+[[environments]]
+name = "production"
+branch = "master"
+requires_approval = true
+transport = { kind = "local", dir = "/srv/production" }
+"#;
+
+    fn check(user: &str, line: &str) -> Result<(), Refusal> {
+        let config = Config::from_toml(CONFIG, Path::new("/")).unwrap();
+        let book = CommandBook::builtin();
+        let command = parse(&book, &config.environment_names(), line).unwrap();
+        let spec = book.get(command.name()).unwrap();
+        let actor = Actor {
+            person: config.person(user),
+            platform: "console",
+            user_id: user,
+        };
+        authorize(&config, spec, actor, &command)
+    }
+
+    #[test]
+    fn unknown_users_only_read() {
+        assert!(check("mallory", "/status").is_ok());
+        assert!(check("mallory", "/history dev").is_ok());
+        assert!(check("mallory", "/help").is_ok());
+        let err = check("mallory", "/deploy dev feature/x").unwrap_err();
+        assert!(
+            err.0.contains("`mallory`") && err.0.contains("people list"),
+            "{}",
+            err.0
+        );
+    }
+
+    #[test]
+    fn a_person_without_roles_only_reads() {
+        assert!(check("guest", "/deploy dev feature/x").is_err());
+        assert!(check("guest", "/status").is_ok());
+    }
+
+    #[test]
+    fn production_needs_a_lead() {
+        let err = check("grace", "/deploy production master").unwrap_err();
+        assert!(
+            err.0.contains("needs a lead") && err.0.contains("/promote staging production"),
+            "{}",
+            err.0
+        );
+        assert!(check("ada", "/deploy production master").is_ok());
+    }
+
+    #[test]
+    fn personal_branches_only_where_allowed() {
+        assert!(check("grace", "/deploy dev feature/x").is_ok());
+        let err = check("grace", "/deploy staging feature/x").unwrap_err();
+        assert!(err.0.contains("/promote dev staging"), "{}", err.0);
+        assert!(check("grace", "/deploy staging staging").is_ok());
+    }
+}

@@ -1,0 +1,318 @@
+//! The durable store (sled): one typed tree per entity. Every write the bot answers about is
+//! flushed to disk before the answer goes out ([`Store::flush`]).
+//!
+//! A store that exists but cannot be opened stops the bot: it is never replaced by an empty
+//! one. A missing store is created, and that is logged loudly.
+
+use crate::release::deploy::{DeployRecord, Outcome};
+use crate::release::locks::{ActiveDeploy, Hold};
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::path::{Path, PathBuf};
+
+/// Version of the on-disk layout, checked at open.
+const FORMAT: &[u8] = b"shipday-store-1";
+
+/// The store and its trees.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    deploys: sled::Tree,
+    deploys_by_env: sled::Tree,
+    running: sled::Tree,
+    last_ok: sled::Tree,
+    last_failure: sled::Tree,
+    holds: sled::Tree,
+    active: sled::Tree,
+    audit: sled::Tree,
+}
+
+/// One line of the audit log: every command and the decision taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Platform (`slack`, `discord`, `console`, `scheduler`).
+    pub platform: String,
+    /// Platform user id.
+    pub user_id: String,
+    /// Configured person, if known.
+    pub person: Option<String>,
+    /// The command text as received (stored and shown, never run).
+    pub text: String,
+    /// What was decided.
+    pub decision: String,
+}
+
+/// What [`Store::open`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// An existing store.
+    Existing,
+    /// A new, empty store was created (first run).
+    Created,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it on first run only.
+    pub fn open(dir: &Path) -> Result<(Self, Opened)> {
+        let path: PathBuf = dir.join("shipday.db");
+        let opened = if path.exists() {
+            Opened::Existing
+        } else {
+            Opened::Created
+        };
+        if opened == Opened::Created {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        }
+        let db = sled::Config::new().path(&path).open().with_context(|| {
+            format!(
+                "cannot open the state store at {}. Shipday will not start with an empty store in its place: \
+                 stop any other Shipday using it, or restore it from a backup",
+                path.display()
+            )
+        })?;
+        match (opened, db.get("format")?) {
+            (Opened::Created, _) => {
+                db.insert("format", FORMAT)?;
+                db.insert("created_at", Utc::now().to_rfc3339().as_bytes())?;
+                db.flush()?;
+                tracing::warn!(path = %path.display(), "created a new, empty state store");
+            }
+            (Opened::Existing, Some(format)) if format.as_ref() == FORMAT => {}
+            (Opened::Existing, found) => bail!(
+                "the state store at {} is not a Shipday store or is damaged (format marker {}). \
+                 Shipday will not start with an empty store in its place: restore it from a backup",
+                path.display(),
+                if found.is_some() {
+                    "unknown"
+                } else {
+                    "missing"
+                }
+            ),
+        }
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .with_context(|| format!("cannot open store tree {name}"))
+        };
+        let store = Self {
+            deploys: tree("deploys")?,
+            deploys_by_env: tree("deploys_by_env")?,
+            running: tree("running")?,
+            last_ok: tree("last_ok")?,
+            last_failure: tree("last_failure")?,
+            holds: tree("holds")?,
+            active: tree("active")?,
+            audit: tree("audit")?,
+            db,
+        };
+        Ok((store, opened))
+    }
+
+    /// Makes everything written so far durable. Called before every reply.
+    pub async fn flush(&self) -> Result<()> {
+        self.db
+            .flush_async()
+            .await
+            .context("cannot flush the state store")?;
+        Ok(())
+    }
+
+    /// The next deploy number: 1, 2, 3… across restarts, so people can name deploys.
+    pub fn next_deploy_id(&self) -> Result<u64> {
+        let next = self.db.update_and_fetch("deploy_seq", |old| {
+            let n = old
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        let bytes = next.expect("update_and_fetch returns the new value");
+        Ok(u64::from_be_bytes(bytes.as_ref().try_into()?))
+    }
+
+    /// Writes a deploy record and keeps the indexes in step with its outcome.
+    pub fn put_deploy(&self, record: &DeployRecord) -> Result<()> {
+        let id = record.id.to_be_bytes();
+        self.deploys.insert(id, encode(record)?)?;
+        self.deploys_by_env
+            .insert(env_key(&record.env, record.id), &[])?;
+        match &record.outcome {
+            Outcome::Running => {
+                self.running.insert(id, &[])?;
+            }
+            Outcome::Succeeded => {
+                self.running.remove(id)?;
+                self.last_ok.insert(record.env.as_bytes(), &id)?;
+            }
+            Outcome::Failed { .. } | Outcome::Interrupted => {
+                self.running.remove(id)?;
+                self.last_failure.insert(record.env.as_bytes(), &id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The deploy with this id.
+    pub fn deploy(&self, id: u64) -> Result<Option<DeployRecord>> {
+        self.deploys
+            .get(id.to_be_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// The newest deploy of `env`, whatever its outcome.
+    pub fn latest_deploy(&self, env: &str) -> Result<Option<DeployRecord>> {
+        match self.deploys_by_env.scan_prefix(env_prefix(env)).next_back() {
+            Some(entry) => {
+                let (key, _) = entry?;
+                self.deploy(id_from_env_key(&key))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The newest deploy of `env` that succeeded: what is believed to be live.
+    pub fn last_ok(&self, env: &str) -> Result<Option<DeployRecord>> {
+        self.indexed(&self.last_ok, env)
+    }
+
+    /// The newest failed or interrupted deploy of `env`.
+    pub fn last_failure(&self, env: &str) -> Result<Option<DeployRecord>> {
+        self.indexed(&self.last_failure, env)
+    }
+
+    fn indexed(&self, tree: &sled::Tree, env: &str) -> Result<Option<DeployRecord>> {
+        match tree.get(env.as_bytes())? {
+            Some(id) => self.deploy(u64::from_be_bytes(id.as_ref().try_into()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Newest first, `limit` at most, optionally for one environment.
+    pub fn history(&self, env: Option<&str>, limit: usize) -> Result<Vec<DeployRecord>> {
+        let mut out = Vec::with_capacity(limit);
+        match env {
+            Some(env) => {
+                for entry in self
+                    .deploys_by_env
+                    .scan_prefix(env_prefix(env))
+                    .rev()
+                    .take(limit)
+                {
+                    let (key, _) = entry?;
+                    out.extend(self.deploy(id_from_env_key(&key))?);
+                }
+            }
+            None => {
+                for entry in self.deploys.iter().rev().take(limit) {
+                    out.push(decode(&entry?.1)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deploys recorded as running.
+    pub fn running_deploys(&self) -> Result<Vec<DeployRecord>> {
+        let mut out = Vec::new();
+        for entry in self.running.iter() {
+            let (id, _) = entry?;
+            out.extend(self.deploy(u64::from_be_bytes(id.as_ref().try_into()?))?);
+        }
+        Ok(out)
+    }
+
+    /// The claim or lock on `env`.
+    pub fn hold(&self, env: &str) -> Result<Option<Hold>> {
+        self.holds.get(env)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Sets or clears the hold on `env`.
+    pub fn set_hold(&self, env: &str, hold: Option<&Hold>) -> Result<()> {
+        match hold {
+            Some(hold) => self.holds.insert(env, encode(hold)?)?,
+            None => self.holds.remove(env)?,
+        };
+        Ok(())
+    }
+
+    /// The deploy running on `env` (its deploy lock).
+    pub fn active(&self, env: &str) -> Result<Option<ActiveDeploy>> {
+        self.active.get(env)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Sets or clears the deploy lock of `env`.
+    pub fn set_active(&self, env: &str, active: Option<&ActiveDeploy>) -> Result<()> {
+        match active {
+            Some(active) => self.active.insert(env, encode(active)?)?,
+            None => self.active.remove(env)?,
+        };
+        Ok(())
+    }
+
+    /// Appends to the audit log.
+    pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
+        let id = self.db.generate_id()?;
+        self.audit.insert(id.to_be_bytes(), encode(entry)?)?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.audit
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|e| decode(&e?.1))
+            .collect()
+    }
+
+    /// After a crash: marks deploys left running as interrupted, frees their deploy locks and
+    /// returns them so the adapters can say what was interrupted.
+    pub fn recover_interrupted(&self, now: DateTime<Utc>) -> Result<Vec<DeployRecord>> {
+        let mut interrupted = Vec::new();
+        for mut record in self.running_deploys()? {
+            record.outcome = Outcome::Interrupted;
+            record.finished_at = Some(now);
+            self.put_deploy(&record)?;
+            if self
+                .active(&record.env)?
+                .is_some_and(|a| a.deploy_id == record.id)
+            {
+                self.set_active(&record.env, None)?;
+            }
+            interrupted.push(record);
+        }
+        self.db.flush()?;
+        Ok(interrupted)
+    }
+}
+
+fn env_prefix(env: &str) -> Vec<u8> {
+    let mut key = env.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn env_key(env: &str, id: u64) -> Vec<u8> {
+    let mut key = env_prefix(env);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn id_from_env_key(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&key[key.len() - 8..]);
+    u64::from_be_bytes(bytes)
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).context("cannot encode a store record")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).context("a store record is damaged")
+}
