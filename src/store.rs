@@ -120,6 +120,13 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes from synchronous code (tools and benchmarks).
+    pub fn flush_blocking(&self) {
+        if let Err(error) = self.db.flush() {
+            tracing::error!(%error, "cannot flush the state store");
+        }
+    }
+
     /// The next deploy number: 1, 2, 3… across restarts, so people can name deploys.
     pub fn next_deploy_id(&self) -> Result<u64> {
         let next = self.db.update_and_fetch("deploy_seq", |old| {

@@ -95,7 +95,8 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) transports: HashMap<String, Arc<dyn RemoteExec>>,
     pub(crate) redactor: Redactor,
-    pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Weak, so the loop ends once every adapter handle and running task is gone.
+    pub(crate) events: mpsc::WeakUnboundedSender<Event>,
     /// Deploys whose ref is being resolved: they hold the environment like a running deploy.
     pub(crate) starting: HashMap<String, ActiveDeploy>,
     /// Running deploys and where their progress goes.
@@ -137,7 +138,7 @@ impl Engine {
             store,
             clock,
             transports,
-            events: events.clone(),
+            events: events.downgrade(),
             starting: HashMap::new(),
             running: HashMap::new(),
         };

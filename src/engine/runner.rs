@@ -14,7 +14,7 @@ pub(crate) fn spawn_runner(
     session: Box<dyn ExecSession>,
     plan: DeployPlan,
 ) {
-    let events = engine.events.clone();
+    let Some(events) = engine.events.upgrade() else { return };
     let clock = engine.clock.clone();
     let redactor = engine.redactor.clone();
     tokio::spawn(async move {

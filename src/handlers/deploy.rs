@@ -123,7 +123,7 @@ impl Engine {
                 },
             );
         }
-        let events = self.events.clone();
+        let Some(events) = self.events.upgrade() else { return };
         tokio::spawn(async move {
             let script = resolve_script(&environment, &request.git_ref);
             let result = async {

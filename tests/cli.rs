@@ -1,0 +1,163 @@
+//! The `shipday` binary as an operator and a newcomer use it: the playground on stdin,
+//! `check-config`, `manifest`, and what survives a `kill -9`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn shipday() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shipday"));
+    command.env_remove("SHIPDAY_CONFIG").env("SHIPDAY_LOG", "warn");
+    command
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = shipday()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn a_newcomer_drives_a_whole_playground_session_on_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("pg");
+    let pg_s = pg.to_str().unwrap();
+    let session = "/help\n/deploy dev feature/login\n/status\n/deploy dev feature/search\n/release dev\n/status dev\n/history\n";
+    let (ok, out, err) = run_with_stdin(&["playground", "--dir", pg_s], session);
+    assert!(ok, "{out}\n{err}");
+    let expected_in_order = [
+        "grace> /help",
+        "/deploy ENV REF [--dry-run]",
+        "grace> /deploy dev feature/login",
+        "🚀 Deploying `feature/login` to dev",
+        "✅ [#1 dev] checkout",
+        "✅ Deploy #1 of `feature/login` to dev succeeded",
+        "grace> /status",
+        "dev is claimed by Grace for `feature/login`",
+        "grace> /deploy dev feature/search",
+        "🚀 Deploying `feature/search` to dev",
+        "grace> /release dev",
+        "🚀 Releasing: redeploying `dev` to dev",
+        "✅ Deploy #3 of `dev` to dev succeeded",
+        "grace> /status dev",
+        "hold: free",
+        "grace> /history",
+        "#3 dev `dev`",
+    ];
+    let mut at = 0;
+    for fragment in expected_in_order {
+        let found = out[at..].find(fragment).unwrap_or_else(|| panic!("`{fragment}` missing after byte {at}:\n{out}"));
+        at += found + fragment.len();
+    }
+    // A second run reuses the playground and its state.
+    let (ok, out, _) = run_with_stdin(&["playground", "--dir", pg_s, "--as", "linus"], "/history dev 1\n");
+    assert!(ok);
+    assert!(out.contains("#3 dev `dev`"), "{out}");
+}
+
+/// Reads the child's stdout until a line contains `needle`.
+fn wait_for(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str, seen: &mut String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(needle) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {needle}:\n{seen}");
+    }
+    panic!("output ended before {needle}:\n{seen}");
+}
+
+#[test]
+fn what_the_bot_answered_survives_kill_9_and_an_interrupted_deploy_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("pg");
+    let config = shipday::playground::prepare(&pg).unwrap();
+    // Make dev's restart hang, so a deploy is mid-step when the bot dies.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        r#"{ name = "reload web", run = "echo \"$(date -u +%FT%TZ) {{env}} web reloaded\" >> ../restarts.log" },"#,
+        r#"{ name = "reload web", run = "sleep 20" },"#,
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let config_s = config.to_str().unwrap();
+
+    let mut child = shipday()
+        .args(["console", "--config", config_s, "--as", "ada"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    writeln!(stdin, "/lock staging QA run").unwrap();
+    wait_for(&mut lines, "staging is locked by Ada", &mut seen);
+    writeln!(stdin, "/deploy dev feature/login").unwrap();
+    wait_for(&mut lines, "⏳ [#1 dev] reload web", &mut seen);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let (ok, out, err) = run_with_stdin(&["console", "--config", config_s, "--as", "ada"], "/status\n");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Shipday stopped while deploy #1 of `feature/login` to dev (by Ada) was running during step \"reload web\""),
+        "{out}"
+    );
+    assert!(out.contains("staging is locked by Ada") && out.contains("QA run"), "{out}");
+    assert!(out.contains("was interrupted"), "{out}");
+    // Reported once: the next start has nothing new to say.
+    let (_, out, _) = run_with_stdin(&["console", "--config", config_s, "--as", "ada"], "");
+    assert!(!out.contains("Shipday stopped while"), "{out}");
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shipday::playground::prepare(&dir.path().join("pg")).unwrap();
+    let config_s = config.to_str().unwrap();
+    let out = shipday().args(["check-config", "--config", config_s]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dev: branch dev, local"));
+    assert!(!dir.path().join("pg/state").exists(), "check-config must not open the store");
+
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace("claim_ttl = \"8h\"", "claim_tll = \"8h\"");
+    std::fs::write(&bad, text).unwrap();
+    let out = shipday().args(["check-config", "--config", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("claim_tll") && err.contains("bad.toml"), "{err}");
+
+    std::fs::write(&bad, "this is = = not toml").unwrap();
+    let out = shipday().args(["check-config", "--config", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let out = shipday().args(["check-config", "--config", "/nonexistent/shipday.toml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn manifests_are_printed_from_the_specs() {
+    let out = shipday().args(["manifest", "slack"]).output().unwrap();
+    let slack: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let commands: Vec<&str> = slack["features"]["slash_commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    assert!(commands.contains(&"/deploy") && commands.contains(&"/promote") && commands.contains(&"/status"));
+    let out = shipday().args(["manifest", "discord"]).output().unwrap();
+    let discord: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(discord.as_array().unwrap().len(), commands.len());
+}

@@ -1,0 +1,120 @@
+//! Shared test harness: real git repositories (made by the playground code), a real store in a
+//! temp dir, and the engine driven the way an adapter drives it.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use shipday::app::{self, App};
+use shipday::clock::{Clock, ManualClock};
+use shipday::config::Config;
+use shipday::engine::{Invocation, ProgressUpdate, Reply, ReplyBody};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A playground-shaped world in a temp dir: origin.git, envs/{dev,staging,production}.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        shipday::playground::prepare(dir.path()).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The playground config with `dev`'s steps replaced by `dev_steps` (TOML array body).
+    pub fn config_with_dev_steps(&self, dev_steps: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.path().join("shipday.toml")).unwrap();
+        let start = text.find("[[environments]]\nname = \"dev\"").unwrap();
+        let steps_at = start + text[start..].find("steps = [").unwrap();
+        let end = steps_at + text[steps_at..].find("\n]\n").unwrap() + 3;
+        let text = format!("{}steps = [\n{dev_steps}\n]\n{}", &text[..steps_at], &text[end..]);
+        let path = self.path().join("custom.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("shipday.toml")
+    }
+
+    /// HEAD of an environment's checkout.
+    pub fn head(&self, env: &str) -> String {
+        git(&self.path().join("envs").join(env), &["rev-parse", "HEAD"])
+    }
+
+    /// Tip of a branch on the origin.
+    pub fn tip(&self, branch: &str) -> String {
+        git(&self.path().join("origin.git"), &["rev-parse", &format!("refs/heads/{branch}")])
+    }
+
+    /// Lines of the stand-in restart log.
+    pub fn restarts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path().join("envs/restarts.log"))
+            .map(|t| t.lines().map(String::from).collect())
+            .unwrap_or_default()
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git").current_dir(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A running bot with a controllable clock.
+pub struct Bot {
+    pub app: App,
+    pub clock: ManualClock,
+}
+
+impl Bot {
+    pub fn start(config: &Path) -> Self {
+        Self::try_start(config).unwrap()
+    }
+
+    pub fn try_start(config: &Path) -> anyhow::Result<Self> {
+        let clock = ManualClock::new(chrono::Utc::now());
+        let app = app::start(Config::load(config)?, Arc::new(clock.clone()) as Arc<dyn Clock>)?;
+        Ok(Self { app, clock })
+    }
+
+    /// Sends a console command as `user` and waits for the reply and all its progress.
+    pub async fn say(&self, user: &str, text: &str) -> (Reply, Vec<ProgressUpdate>) {
+        let (reply, mut updates) = self.send(user, text).await;
+        let mut progress = Vec::new();
+        while let Some(update) = updates.recv().await {
+            progress.push(update);
+        }
+        (reply, progress)
+    }
+
+    /// Sends a command; progress can be followed on the returned receiver.
+    pub async fn send(&self, user: &str, text: &str) -> (Reply, mpsc::UnboundedReceiver<ProgressUpdate>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reply = self
+            .app
+            .engine
+            .submit(Invocation { platform: "console".into(), user_id: user.into(), text: text.into(), progress: Some(tx) })
+            .await;
+        (reply, rx)
+    }
+
+    /// The reply as the console shows it.
+    pub fn show(&self, reply: &Reply) -> String {
+        shipday::chat::text::reply(reply, self.app.config.timezone)
+    }
+}
+
+/// The refusal text, or a panic naming what came instead.
+pub fn refused(reply: &Reply) -> &str {
+    match &reply.body {
+        ReplyBody::Refused(text) => text,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

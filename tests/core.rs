@@ -1,0 +1,314 @@
+//! The core, end to end through the engine with the local transport and real git.
+
+mod common;
+
+use common::{Bot, World, refused};
+use shipday::clock::Clock;
+use shipday::engine::{ReplyBody, Visibility};
+use shipday::release::deploy::{DeployEvent, Outcome, StepResult};
+use shipday::store::Store;
+
+#[tokio::test]
+async fn a_developer_deploys_a_branch_to_dev_and_status_shows_it() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let ReplyBody::Deploy(accepted) = &reply.body else { panic!("{reply:?}") };
+    assert_eq!(reply.visibility, Visibility::Public);
+    assert_eq!(accepted.sha.as_str(), world.tip("feature/login"));
+    // accepted → each step started/finished → done
+    let events: Vec<_> = progress.iter().map(|p| p.event.clone()).collect();
+    assert_eq!(events.first(), Some(&DeployEvent::Accepted));
+    assert_eq!(events.last(), Some(&DeployEvent::Finished));
+    let done = &progress.last().unwrap().record;
+    assert_eq!(done.outcome, Outcome::Succeeded);
+    let names: Vec<_> = done.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["fetch", "checkout", "restart app", "reload web", "verify HEAD"]);
+    assert!(done.steps.iter().all(|s| s.result == Some(StepResult::Ok) && s.duration_ms.is_some()));
+    assert_eq!(world.head("dev"), world.tip("feature/login"));
+    assert_eq!(world.restarts().len(), 2);
+
+    let (status, _) = bot.say("linus", "/status dev").await;
+    let text = bot.show(&status);
+    assert!(text.contains("`feature/login` at") && text.contains(done.sha.short()), "{text}");
+    assert!(text.contains("by Grace") && text.contains("claimed by Grace"), "{text}");
+    let (history, _) = bot.say("nobody-configured", "/history dev 5").await;
+    assert!(bot.show(&history).contains("#1 dev `feature/login`"));
+}
+
+#[tokio::test]
+async fn a_second_deploy_while_one_runs_is_refused_and_names_who_is_deploying() {
+    let world = World::new();
+    let config = world.config_with_dev_steps(
+        r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
+           { name = "slow restart", run = "sleep 2" },"#,
+    );
+    let bot = Bot::start(&config);
+    let ((first, mut first_progress), (second, _)) =
+        tokio::join!(bot.send("grace", "/deploy dev dev"), bot.send("ada", "/deploy dev dev"));
+    let (accepted, refusal) = match (&first.body, &second.body) {
+        (ReplyBody::Deploy(_), ReplyBody::Refused(text)) => (&first, text.clone()),
+        (ReplyBody::Refused(text), ReplyBody::Deploy(_)) => (&second, text.clone()),
+        other => panic!("exactly one deploy must run: {other:?}"),
+    };
+    assert!(refusal.contains("is deploying `dev` to dev"), "{refusal}");
+    assert!(matches!(accepted.body, ReplyBody::Deploy(_)));
+    // While it runs, a third is refused too and /status shows it.
+    let (third, _) = bot.say("linus", "/deploy dev dev").await;
+    assert!(refused(&third).contains("is deploying"));
+    let (status, _) = bot.say("linus", "/status dev").await;
+    assert!(bot.show(&status).contains("deploying: `dev`"), "{}", bot.show(&status));
+    while first_progress.recv().await.is_some() {}
+    let (after, progress) = bot.say("linus", "/deploy dev dev").await;
+    assert!(matches!(after.body, ReplyBody::Deploy(_)), "{after:?}");
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+}
+
+#[tokio::test]
+async fn another_persons_branch_is_refused_while_a_claim_stands_and_allowed_once_it_expires() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    bot.say("grace", "/deploy dev feature/login").await;
+    let (reply, _) = bot.say("linus", "/deploy dev feature/search").await;
+    let text = refused(&reply);
+    assert!(text.contains("claimed by Grace for `feature/login`") && text.contains("/release dev"), "{text}");
+    assert_eq!(reply.visibility, Visibility::Ephemeral);
+    assert_eq!(world.head("dev"), world.tip("feature/login"), "nothing changed");
+
+    bot.clock.advance(chrono::Duration::hours(9));
+    let (status, _) = bot.say("linus", "/status dev").await;
+    assert!(bot.show(&status).contains("has expired"), "{}", bot.show(&status));
+    let (reply, progress) = bot.say("linus", "/deploy dev feature/search").await;
+    assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    assert_eq!(world.head("dev"), world.tip("feature/search"));
+}
+
+#[tokio::test]
+async fn release_unlock_and_lock_follow_the_holder_and_leads() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    bot.say("grace", "/deploy dev feature/login").await;
+
+    let (reply, _) = bot.say("linus", "/release dev").await;
+    assert!(refused(&reply).contains("You do not hold dev; Grace does"));
+    let (reply, _) = bot.say("linus", "/unlock dev").await;
+    assert!(refused(&reply).contains("Only they or a lead"));
+    let (reply, _) = bot.say("linus", "/release staging").await;
+    assert!(refused(&reply).contains("not claimed"));
+
+    // The holder releases: dev's own branch goes back and the claim ends.
+    let (reply, progress) = bot.say("grace", "/release dev").await;
+    assert!(bot.show(&reply).contains("Releasing"), "{}", bot.show(&reply));
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    assert_eq!(world.head("dev"), world.tip("dev"));
+    let (status, _) = bot.say("grace", "/status dev").await;
+    assert!(bot.show(&status).contains("hold: free"));
+
+    // A lead locks staging; a developer cannot deploy there, the lead unlocks.
+    let (reply, _) = bot.say("grace", "/lock staging tests").await;
+    assert!(refused(&reply).contains("Only a lead"));
+    let (reply, _) = bot.say("ada", "/lock staging QA for release 42").await;
+    assert_eq!(reply.visibility, Visibility::Public);
+    let (reply, _) = bot.say("grace", "/deploy staging staging").await;
+    assert!(refused(&reply).contains("locked by Ada") && refused(&reply).contains("QA for release 42"));
+    let (reply, _) = bot.say("ada", "/unlock staging").await;
+    assert!(bot.show(&reply).contains("unlocked staging"));
+    let (reply, _) = bot.say("grace", "/deploy staging staging").await;
+    assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
+}
+
+/// Hostile refs get a clear answer, and nothing runs: the canary a malicious ref would create
+/// never appears, no step ran, no deploy was recorded.
+#[tokio::test]
+async fn hostile_refs_are_refused_and_nothing_runs() {
+    let world = World::new();
+    let canary = world.path().join("canary");
+    let canary_s = canary.display().to_string();
+    let config = world.config_with_dev_steps(
+        r#"{ name = "note", run = "echo {{ref}} >> ../refs.log" },"#,
+    );
+    let bot = Bot::start(&config);
+    let long = "a".repeat(300);
+    let corpus = [
+        format!("a;touch {canary_s}"),
+        format!("$(touch {canary_s})"),
+        format!("`touch {canary_s}`"),
+        format!("a\ntouch {canary_s}"),
+        format!("'x|touch {canary_s}'"),
+        format!("\"a && touch {canary_s}\""),
+        "-oProxyCommand=touch".to_owned(),
+        "--upload-pack=touch".to_owned(),
+        long,
+        "a..b".to_owned(),
+        "a@{1}".to_owned(),
+    ];
+    for hostile in &corpus {
+        let (reply, progress) = bot.say("ada", &format!("/deploy dev {hostile}")).await;
+        let text = refused(&reply);
+        assert!(!text.is_empty() && text.len() < 400, "{text}");
+        assert!(progress.is_empty());
+    }
+    let (reply, _) = bot.say("ada", "/deploy dev does-not-exist").await;
+    assert!(refused(&reply).contains("not a branch or tag"));
+    assert!(!canary.exists(), "a hostile ref reached a shell");
+    assert!(!world.path().join("envs/refs.log").exists(), "a step ran");
+    assert!(bot.app.store.history(None, 10).unwrap().is_empty(), "a deploy was recorded");
+    assert!(bot.app.store.hold("dev").unwrap().is_none(), "a claim was taken");
+    // Every command is in the audit log, with its decision.
+    let audit = bot.app.store.audit_tail(100).unwrap();
+    assert_eq!(audit.len(), corpus.len() + 1);
+    assert!(audit.iter().all(|e| e.decision.starts_with("refused:")));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_answer_and_changes_nothing() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let cases = [
+        ("grace", "/deplyo dev feature/login", "Did you mean `/deploy`"),
+        ("grace", "/deploy prod feature/login", "Did you mean `production`"),
+        ("grace", "/deploy dev", "Missing REF"),
+        ("grace", "/frobnicate", "/help"),
+        ("mallory", "/deploy dev feature/login", "people list"),
+        ("grace", "/deploy production master", "needs a lead"),
+        ("grace", "/deploy staging feature/login", "/promote dev staging"),
+        ("grace", "/promote staging production", "Nothing was changed"),
+        ("grace", "/unlock dev", "neither locked nor claimed"),
+    ];
+    for (user, line, expected) in cases {
+        let (reply, progress) = bot.say(user, line).await;
+        let text = refused(&reply);
+        assert!(text.contains(expected), "{line}: {text}");
+        assert_eq!(reply.visibility, Visibility::Ephemeral);
+        assert!(progress.is_empty());
+    }
+    assert!(world.restarts().is_empty());
+    assert!(bot.app.store.history(None, 10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_step_stops_the_deploy_and_is_named() {
+    let world = World::new();
+    let config = world.config_with_dev_steps(
+        r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
+           { name = "migrate", run = "echo 'django.db.utils.OperationalError: no such table' >&2; exit 3" },
+           { name = "restart app", run = "echo restarted >> ../restarts.log" },"#,
+    );
+    let bot = Bot::start(&config);
+    let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let done = &progress.last().unwrap().record;
+    assert_eq!(
+        done.outcome,
+        Outcome::Failed { step: "migrate".into(), reason: "exit code 3".into(), state_unknown: false }
+    );
+    assert!(done.steps[1].tail.contains("no such table"));
+    assert_eq!(done.steps.len(), 2, "the step after the failure did not run");
+    assert!(world.restarts().is_empty());
+    let line = shipday::chat::text::progress(progress.last().unwrap(), bot.clock.now()).unwrap();
+    assert!(line.contains("failed at step \"migrate\" (exit code 3)"), "{line}");
+    let (status, _) = bot.say("grace", "/status dev").await;
+    let text = bot.show(&status);
+    assert!(text.contains("latest: ❌") && text.contains("migrate"), "{text}");
+}
+
+#[tokio::test]
+async fn a_step_past_its_timeout_is_killed_and_the_state_is_unknown() {
+    let world = World::new();
+    let marker = format!("shipday-timeout-marker-{}", std::process::id());
+    let config = world.config_with_dev_steps(&format!(
+        r#"{{ name = "hang", run = "ln -sf \"$(command -v sleep)\" ../{marker} && ../{marker} 300", timeout = "1s" }},"#
+    ));
+    let bot = Bot::start(&config);
+    let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let done = &progress.last().unwrap().record;
+    assert!(
+        matches!(&done.outcome, Outcome::Failed { step, state_unknown: true, .. } if step == "hang"),
+        "{:?}",
+        done.outcome
+    );
+    assert_eq!(done.steps[0].result, Some(StepResult::TimedOut { limit_secs: 1 }));
+    let left = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+    assert!(left.stdout.is_empty(), "a process survived: {}", String::from_utf8_lossy(&left.stdout));
+    let (status, _) = bot.say("grace", "/status dev").await;
+    assert!(bot.show(&status).contains("state is unknown"), "{}", bot.show(&status));
+}
+
+#[tokio::test]
+async fn deploys_left_running_by_a_crash_are_marked_interrupted() {
+    let world = World::new();
+    let config = world.config_path();
+    let bot = Bot::start(&config);
+    bot.say("grace", "/deploy dev feature/login").await;
+    let state_dir = bot.app.config.state_dir.clone();
+    drop(bot);
+    // A crash leaves a deploy recorded as running, holding dev's deploy lock.
+    {
+        let (store, _) = reopen(&state_dir).await;
+        let mut record = store.history(Some("dev"), 1).unwrap().remove(0);
+        record.id = store.next_deploy_id().unwrap();
+        record.outcome = Outcome::Running;
+        record.finished_at = None;
+        store.put_deploy(&record).unwrap();
+        let active = shipday::release::locks::ActiveDeploy {
+            deploy_id: record.id,
+            who_name: "Grace".into(),
+            git_ref: record.git_ref.clone(),
+            since: record.started_at,
+        };
+        store.set_active("dev", Some(&active)).unwrap();
+        store.flush().await.unwrap();
+    }
+    let bot = Bot::start(&config);
+    assert_eq!(bot.app.interrupted.len(), 1);
+    let notice = shipday::chat::text::interrupted_notice(&bot.app.interrupted).unwrap();
+    assert!(notice.contains("deploy #2 of `feature/login` to dev") && notice.contains("interrupted"), "{notice}");
+    let (status, _) = bot.say("grace", "/status").await;
+    let text = bot.show(&status);
+    assert!(text.contains("was interrupted"), "{text}");
+    // The interrupted deploy no longer blocks dev.
+    let (reply, _) = bot.say("grace", "/deploy dev feature/login").await;
+    assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
+}
+
+/// sled releases its file lock a moment after the last handle drops.
+async fn reopen(dir: &std::path::Path) -> (Store, shipday::store::Opened) {
+    for _ in 0..50 {
+        if let Ok(opened) = Store::open(dir) {
+            return opened;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Store::open(dir).unwrap()
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_opened_stops_the_bot() {
+    let world = World::new();
+    let config = world.config_path();
+    let state = world.path().join("state");
+    // Not a store at all: a file where the database should be.
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("shipday.db"), b"garbage").unwrap();
+    let err = format!("{:#}", Bot::try_start(&config).err().expect("must not start"));
+    assert!(err.contains("cannot open the state store") && err.contains("will not start"), "{err}");
+    // An empty directory in its place is not silently used as a fresh store.
+    std::fs::remove_file(state.join("shipday.db")).unwrap();
+    std::fs::create_dir(state.join("shipday.db")).unwrap();
+    let err = format!("{:#}", Bot::try_start(&config).err().expect("must not start"));
+    assert!(err.contains("not a Shipday store or is damaged"), "{err}");
+}
+
+#[tokio::test]
+async fn a_dry_run_resolves_and_shows_steps_and_changes_nothing() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let before = world.head("dev");
+    let (reply, _) = bot.say("grace", "/deploy dev feature/login --dry-run").await;
+    let ReplyBody::DryRun(plan) = &reply.body else { panic!("{reply:?}") };
+    assert_eq!(plan.sha.as_str(), world.tip("feature/login"));
+    assert!(bot.show(&reply).contains(&format!("git checkout --quiet --detach {}", plan.sha)));
+    assert_eq!(world.head("dev"), before);
+    assert!(bot.app.store.hold("dev").unwrap().is_none());
+    assert!(bot.app.store.history(None, 5).unwrap().is_empty());
+}
