@@ -2,12 +2,13 @@
 
 use crate::clients::RemoteExec;
 use crate::clients::local::LocalExec;
+use crate::clients::ssh::SshExec;
 use crate::clock::Clock;
 use crate::config::{Config, TransportConfig};
 use crate::engine::{Engine, EngineHandle};
 use crate::release::deploy::DeployRecord;
 use crate::store::Store;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,12 +30,9 @@ pub fn transports(config: &Config) -> Result<HashMap<String, Arc<dyn RemoteExec>
     for env in &config.environments {
         let transport: Arc<dyn RemoteExec> = match &env.transport {
             TransportConfig::Local { .. } => Arc::new(LocalExec),
-            TransportConfig::Ssh(target) => bail!(
-                "environment {}: the ssh transport to {}@{} is not available in this build",
-                env.name,
-                target.user,
-                target.host
-            ),
+            TransportConfig::Ssh(target) => {
+                Arc::new(SshExec::new(target).with_context(|| format!("environment {}", env.name))?)
+            }
         };
         out.insert(env.name.clone(), transport);
     }
@@ -52,10 +50,5 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
     }
     let config = Arc::new(config);
     let engine = Engine::spawn(config.clone(), store.clone(), clock, transports);
-    Ok(App {
-        config,
-        engine,
-        interrupted,
-        store,
-    })
+    Ok(App { config, engine, interrupted, store })
 }

@@ -53,10 +53,7 @@ impl Person {
     /// Whether the person has `role` (a lead can do everything a developer can).
     pub fn has(&self, role: Role) -> bool {
         match role {
-            Role::Developer => self
-                .roles
-                .iter()
-                .any(|r| matches!(r, Role::Developer | Role::Lead)),
+            Role::Developer => self.roles.iter().any(|r| matches!(r, Role::Developer | Role::Lead)),
             Role::Lead => self.roles.contains(&Role::Lead),
         }
     }
@@ -165,11 +162,7 @@ pub const PLACEHOLDERS: [&str; 4] = ["sha", "ref", "branch", "env"];
 
 /// The team's manual process, as default steps.
 pub fn default_steps() -> Vec<StepTemplate> {
-    let step = |name: &str, run: &str| StepTemplate {
-        name: name.into(),
-        run: run.into(),
-        timeout: None,
-    };
+    let step = |name: &str, run: &str| StepTemplate { name: name.into(), run: run.into(), timeout: None };
     vec![
         step("fetch", "git fetch --all --prune --quiet"),
         step("checkout", "git checkout --quiet --detach {{sha}}"),
@@ -214,9 +207,8 @@ impl SecretRef {
     /// Loads the secret, naming `key` (the config key) when it is missing.
     pub fn load(&self, key: &str, base: &Path) -> Result<Secret> {
         let value = match (&self.env, &self.file) {
-            (Some(var), None) => std::env::var(var).with_context(|| {
-                format!("{key}: environment variable {var} is not set (it holds the secret)")
-            })?,
+            (Some(var), None) => std::env::var(var)
+                .with_context(|| format!("{key}: environment variable {var} is not set (it holds the secret)"))?,
             (None, Some(file)) => {
                 let path = base.join(file);
                 std::fs::read_to_string(&path)
@@ -280,8 +272,8 @@ fn default_step_timeout() -> String {
 impl Config {
     /// Reads and validates the file at `path`; every error names the file and the key.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml(&text, base).with_context(|| format!("invalid config {}", path.display()))
     }
@@ -290,10 +282,7 @@ impl Config {
     pub fn from_toml(text: &str, base: &Path) -> Result<Self> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let timezone: Tz = raw.timezone.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "timezone: `{}` is not an IANA time zone name (for example Africa/Nairobi)",
-                raw.timezone
-            )
+            anyhow::anyhow!("timezone: `{}` is not an IANA time zone name (for example Africa/Nairobi)", raw.timezone)
         })?;
         validate_people(&raw.people)?;
         if raw.environments.is_empty() {
@@ -302,8 +291,7 @@ impl Config {
         let mut names = HashSet::new();
         let mut environments = Vec::new();
         for (i, env) in raw.environments.into_iter().enumerate() {
-            let env =
-                validate_environment(env, base).with_context(|| format!("environments[{i}]"))?;
+            let env = validate_environment(env, base).with_context(|| format!("environments[{i}]"))?;
             if !names.insert(env.name.clone()) {
                 bail!("environments[{i}].name: `{}` is configured twice", env.name);
             }
@@ -313,13 +301,7 @@ impl Config {
         for (i, secret) in raw.redact.iter().enumerate() {
             secret_values.push(secret.load(&format!("redact[{i}]"), base)?);
         }
-        Ok(Self {
-            timezone,
-            state_dir: base.join(raw.state_dir),
-            people: raw.people,
-            environments,
-            secret_values,
-        })
+        Ok(Self { timezone, state_dir: base.join(raw.state_dir), people: raw.people, environments, secret_values })
     }
 
     /// The environment called `name`.
@@ -341,22 +323,10 @@ impl Config {
 fn validate_people(people: &[Person]) -> Result<()> {
     let mut seen = HashSet::new();
     for (i, person) in people.iter().enumerate() {
-        if person.id.is_empty()
-            || !person
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            bail!(
-                "people[{i}].id: `{}` must be letters, digits, `.`, `_` or `-`",
-                person.id
-            );
+        if person.id.is_empty() || !person.id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            bail!("people[{i}].id: `{}` must be letters, digits, `.`, `_` or `-`", person.id);
         }
-        let ids = [
-            ("id", Some(&person.id)),
-            ("slack", person.slack.as_ref()),
-            ("discord", person.discord.as_ref()),
-        ];
+        let ids = [("id", Some(&person.id)), ("slack", person.slack.as_ref()), ("discord", person.discord.as_ref())];
         for (platform, id) in ids {
             if let Some(id) = id
                 && !seen.insert((platform, id.clone()))
@@ -371,21 +341,13 @@ fn validate_people(people: &[Person]) -> Result<()> {
 fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment> {
     let valid_name = !raw.name.is_empty()
         && raw.name.len() <= 32
-        && raw
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && raw.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !valid_name {
-        bail!(
-            "name: `{}` must be 1 to 32 lowercase letters, digits or `-`",
-            raw.name
-        );
+        bail!("name: `{}` must be 1 to 32 lowercase letters, digits or `-`", raw.name);
     }
     let branch = GitRef::parse(&raw.branch).map_err(|e| anyhow::anyhow!("branch: {e}"))?;
     let transport = match raw.transport {
-        TransportConfig::Local { dir } => TransportConfig::Local {
-            dir: base.join(dir),
-        },
+        TransportConfig::Local { dir } => TransportConfig::Local { dir: base.join(dir) },
         TransportConfig::Ssh(mut ssh) => {
             let Some(known_hosts) = &ssh.known_hosts else {
                 bail!(
@@ -462,9 +424,8 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
             'd' => 86400,
             _ => bail!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"),
         };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| anyhow::anyhow!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"))?;
+        let n: u64 =
+            number.parse().map_err(|_| anyhow::anyhow!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"))?;
         total = total.saturating_add(n.saturating_mul(unit));
         number.clear();
         any_unit = true;
@@ -505,30 +466,18 @@ transport = { kind = "local", dir = "/srv/dev" }
     #[test]
     fn unknown_keys_are_named() {
         let text = MINIMAL.replace("personal_branches", "personal_branchs");
-        let err = format!(
-            "{:#}",
-            Config::from_toml(&text, Path::new(".")).unwrap_err()
-        );
+        let err = format!("{:#}", Config::from_toml(&text, Path::new(".")).unwrap_err());
         assert!(err.contains("personal_branchs"), "{err}");
         let text = format!("colour = \"blue\"\n{MINIMAL}");
-        let err = format!(
-            "{:#}",
-            Config::from_toml(&text, Path::new(".")).unwrap_err()
-        );
+        let err = format!("{:#}", Config::from_toml(&text, Path::new(".")).unwrap_err());
         assert!(err.contains("colour"), "{err}");
     }
 
     #[test]
     fn a_bad_time_zone_is_named() {
         let text = format!("timezone = \"Mars/Olympus\"\n{MINIMAL}");
-        let err = format!(
-            "{:#}",
-            Config::from_toml(&text, Path::new(".")).unwrap_err()
-        );
-        assert!(
-            err.contains("timezone") && err.contains("Mars/Olympus"),
-            "{err}"
-        );
+        let err = format!("{:#}", Config::from_toml(&text, Path::new(".")).unwrap_err());
+        assert!(err.contains("timezone") && err.contains("Mars/Olympus"), "{err}");
     }
 
     #[test]
@@ -537,27 +486,15 @@ transport = { kind = "local", dir = "/srv/dev" }
             r#"transport = { kind = "local", dir = "/srv/dev" }"#,
             r#"transport = { kind = "ssh", host = "dev.example", user = "deploy", dir = "/srv/app" }"#,
         );
-        let err = format!(
-            "{:#}",
-            Config::from_toml(&text, Path::new(".")).unwrap_err()
-        );
-        assert!(
-            err.contains("known_hosts") && err.contains("ssh-keyscan"),
-            "{err}"
-        );
+        let err = format!("{:#}", Config::from_toml(&text, Path::new(".")).unwrap_err());
+        assert!(err.contains("known_hosts") && err.contains("ssh-keyscan"), "{err}");
     }
 
     #[test]
     fn a_missing_secret_is_named() {
         let text = format!("redact = [{{ env = \"SHIPDAY_TEST_SURELY_UNSET\" }}]\n{MINIMAL}");
-        let err = format!(
-            "{:#}",
-            Config::from_toml(&text, Path::new(".")).unwrap_err()
-        );
-        assert!(
-            err.contains("redact[0]") && err.contains("SHIPDAY_TEST_SURELY_UNSET"),
-            "{err}"
-        );
+        let err = format!("{:#}", Config::from_toml(&text, Path::new(".")).unwrap_err());
+        assert!(err.contains("redact[0]") && err.contains("SHIPDAY_TEST_SURELY_UNSET"), "{err}");
     }
 
     #[test]
@@ -566,10 +503,7 @@ transport = { kind = "local", dir = "/srv/dev" }
             "personal_branches = true",
             "personal_branches = true\nsteps = [{ name = \"x\", run = \"echo {{user_text}}\" }]",
         );
-        let err = format!(
-            "{:#}",
-            Config::from_toml(&text, Path::new(".")).unwrap_err()
-        );
+        let err = format!("{:#}", Config::from_toml(&text, Path::new(".")).unwrap_err());
         assert!(err.contains("user_text"), "{err}");
     }
 

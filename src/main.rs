@@ -12,11 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(
-    name = "shipday",
-    version,
-    about = "A release bot: deploys, calendar windows and approvals from chat."
-)]
+#[command(name = "shipday", version, about = "A release bot: deploys, calendar windows and approvals from chat.")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -69,10 +65,7 @@ enum Platform {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHIPDAY_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHIPDAY_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -99,11 +92,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Console { config, user } => run_console(&config, &user),
         Cmd::CheckConfig { config } => check_config(&config),
-        Cmd::Manifest {
-            platform,
-            config,
-            request_url,
-        } => {
+        Cmd::Manifest { platform, config, request_url } => {
             let book = CommandBook::builtin();
             let document = match platform {
                 Platform::Slack => manifest::slack(&book, request_url.as_deref()),
@@ -131,7 +120,9 @@ fn run_console(config_path: &Path, user: &str) -> Result<()> {
             println!("{notice}");
         }
         if app.config.person(user).is_none() {
-            println!("Note: `{user}` is not in the config's people list, so only /status, /history and /help will work.");
+            println!(
+                "Note: `{user}` is not in the config's people list, so only /status, /history and /help will work."
+            );
         }
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
         let interactive = std::io::stdin().is_terminal();
@@ -158,16 +149,8 @@ fn check_config(path: &Path) -> Result<()> {
             env.name,
             env.branch,
             env.steps.len(),
-            if env.personal_branches {
-                ", personal branches"
-            } else {
-                ""
-            },
-            if env.requires_approval {
-                ", needs a lead"
-            } else {
-                ""
-            }
+            if env.personal_branches { ", personal branches" } else { "" },
+            if env.requires_approval { ", needs a lead" } else { "" }
         );
     }
     Ok(())

@@ -57,12 +57,7 @@ pub fn slack(book: &CommandBook, request_url: Option<&str>) -> Value {
 
 /// Discord application commands (the body of `PUT /applications/{id}/commands`).
 pub fn discord(book: &CommandBook, environments: &[String]) -> Value {
-    Value::Array(
-        book.specs()
-            .iter()
-            .map(|spec| discord_command(book, spec, environments))
-            .collect(),
-    )
+    Value::Array(book.specs().iter().map(|spec| discord_command(book, spec, environments)).collect())
 }
 
 fn discord_command(book: &CommandBook, spec: &CommandSpec, environments: &[String]) -> Value {
@@ -72,12 +67,8 @@ fn discord_command(book: &CommandBook, spec: &CommandSpec, environments: &[Strin
     let options: Vec<Value> = options
         .into_iter()
         .map(|option| {
-            let choices = |names: Vec<String>| -> Value {
-                names
-                    .into_iter()
-                    .map(|n| json!({ "name": n, "value": n }))
-                    .collect()
-            };
+            let choices =
+                |names: Vec<String>| -> Value { names.into_iter().map(|n| json!({ "name": n, "value": n })).collect() };
             let mut value = json!({
                 "name": option.name,
                 "description": truncate(&option.description, 100),
@@ -96,16 +87,11 @@ fn discord_command(book: &CommandBook, spec: &CommandSpec, environments: &[Strin
                 }
                 OptionKind::Command => {
                     value["type"] = json!(3);
-                    value["choices"] =
-                        choices(book.names().into_iter().map(String::from).collect());
+                    value["choices"] = choices(book.names().into_iter().map(String::from).collect());
                 }
                 OptionKind::Ref | OptionKind::Text => {
                     value["type"] = json!(3);
-                    value["max_length"] = json!(if option.kind == OptionKind::Ref {
-                        200
-                    } else {
-                        300
-                    });
+                    value["max_length"] = json!(if option.kind == OptionKind::Ref { 200 } else { 300 });
                 }
             }
             value
@@ -142,10 +128,7 @@ mod tests {
         assert_eq!(commands[0]["usage_hint"], "ENV REF [--dry-run]");
         assert_eq!(manifest["settings"]["socket_mode_enabled"], true);
         let http = slack(&book, Some("https://bot.example"));
-        assert_eq!(
-            http["features"]["slash_commands"][0]["url"],
-            "https://bot.example/slack/commands"
-        );
+        assert_eq!(http["features"]["slash_commands"][0]["url"], "https://bot.example/slack/commands");
     }
 
     #[test]

@@ -20,30 +20,10 @@ pub fn prepare(dir: &Path) -> Result<PathBuf> {
     let origin = dir.join("origin.git");
     let seed = dir.join("seed");
     if origin.exists() || seed.exists() {
-        bail!(
-            "{} holds a half-made playground; remove it and run again",
-            dir.display()
-        );
+        bail!("{} holds a half-made playground; remove it and run again", dir.display());
     }
-    git(
-        &dir,
-        &[
-            "init",
-            "--quiet",
-            "--bare",
-            "--initial-branch=master",
-            "origin.git",
-        ],
-    )?;
-    git(
-        &dir,
-        &[
-            "clone",
-            "--quiet",
-            origin.to_str().context("path is not UTF-8")?,
-            "seed",
-        ],
-    )?;
+    git(&dir, &["init", "--quiet", "--bare", "--initial-branch=master", "origin.git"])?;
+    git(&dir, &["clone", "--quiet", origin.to_str().context("path is not UTF-8")?, "seed"])?;
     let commit = |file: &str, text: &str, message: &str| -> Result<()> {
         std::fs::write(seed.join(file), text)?;
         git(&seed, &["add", file])?;
@@ -52,58 +32,20 @@ pub fn prepare(dir: &Path) -> Result<PathBuf> {
     git(&seed, &["checkout", "--quiet", "-b", "master"])?;
     commit("app.py", "VERSION = \"1.0\"\n", "Release 1.0")?;
     git(&seed, &["checkout", "--quiet", "-b", "staging"])?;
-    commit(
-        "app.py",
-        "VERSION = \"1.1-rc\"\n",
-        "SHOP-1 Add the cart page",
-    )?;
+    commit("app.py", "VERSION = \"1.1-rc\"\n", "SHOP-1 Add the cart page")?;
     git(&seed, &["checkout", "--quiet", "-b", "dev"])?;
     commit("app.py", "VERSION = \"1.2-dev\"\n", "SHOP-2 Add search box")?;
     git(&seed, &["checkout", "--quiet", "-b", "feature/login"])?;
-    commit(
-        "login.py",
-        "def login():\n    return True\n",
-        "SHOP-3 Log in with email",
-    )?;
+    commit("login.py", "def login():\n    return True\n", "SHOP-3 Log in with email")?;
     git(&seed, &["checkout", "--quiet", "dev"])?;
     git(&seed, &["checkout", "--quiet", "-b", "feature/search"])?;
-    commit(
-        "search.py",
-        "def search(q):\n    return []\n",
-        "SHOP-4 Search by name",
-    )?;
-    git(
-        &seed,
-        &[
-            "push",
-            "--quiet",
-            "origin",
-            "master",
-            "staging",
-            "dev",
-            "feature/login",
-            "feature/search",
-        ],
-    )?;
+    commit("search.py", "def search(q):\n    return []\n", "SHOP-4 Search by name")?;
+    git(&seed, &["push", "--quiet", "origin", "master", "staging", "dev", "feature/login", "feature/search"])?;
     std::fs::remove_dir_all(&seed)?;
-    for (env, branch) in [
-        ("dev", "dev"),
-        ("staging", "staging"),
-        ("production", "master"),
-    ] {
+    for (env, branch) in [("dev", "dev"), ("staging", "staging"), ("production", "master")] {
         let checkout = format!("envs/{env}");
         std::fs::create_dir_all(dir.join("envs"))?;
-        git(
-            &dir,
-            &[
-                "clone",
-                "--quiet",
-                "--branch",
-                branch,
-                origin.to_str().unwrap_or_default(),
-                &checkout,
-            ],
-        )?;
+        git(&dir, &["clone", "--quiet", "--branch", branch, origin.to_str().unwrap_or_default(), &checkout])?;
     }
     std::fs::write(&config, PLAYGROUND_CONFIG)?;
     Ok(config)
@@ -112,27 +54,13 @@ pub fn prepare(dir: &Path) -> Result<PathBuf> {
 fn git(dir: &Path, args: &[&str]) -> Result<()> {
     let output = Command::new("git")
         .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=Shipday Playground",
-            "-c",
-            "user.email=playground@shipday.invalid",
-        ])
-        .args([
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "init.defaultBranch=master",
-        ])
+        .args(["-c", "user.name=Shipday Playground", "-c", "user.email=playground@shipday.invalid"])
+        .args(["-c", "commit.gpgsign=false", "-c", "init.defaultBranch=master"])
         .args(args)
         .output()
         .context("cannot run git: is it installed?")?;
     if !output.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(())
 }

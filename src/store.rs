@@ -58,11 +58,7 @@ impl Store {
     /// Opens the store in `dir`, creating it on first run only.
     pub fn open(dir: &Path) -> Result<(Self, Opened)> {
         let path: PathBuf = dir.join("shipday.db");
-        let opened = if path.exists() {
-            Opened::Existing
-        } else {
-            Opened::Created
-        };
+        let opened = if path.exists() { Opened::Existing } else { Opened::Created };
         if opened == Opened::Created {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
@@ -86,17 +82,10 @@ impl Store {
                 "the state store at {} is not a Shipday store or is damaged (format marker {}). \
                  Shipday will not start with an empty store in its place: restore it from a backup",
                 path.display(),
-                if found.is_some() {
-                    "unknown"
-                } else {
-                    "missing"
-                }
+                if found.is_some() { "unknown" } else { "missing" }
             ),
         }
-        let tree = |name: &str| {
-            db.open_tree(name)
-                .with_context(|| format!("cannot open store tree {name}"))
-        };
+        let tree = |name: &str| db.open_tree(name).with_context(|| format!("cannot open store tree {name}"));
         let store = Self {
             deploys: tree("deploys")?,
             deploys_by_env: tree("deploys_by_env")?,
@@ -113,10 +102,7 @@ impl Store {
 
     /// Makes everything written so far durable. Called before every reply.
     pub async fn flush(&self) -> Result<()> {
-        self.db
-            .flush_async()
-            .await
-            .context("cannot flush the state store")?;
+        self.db.flush_async().await.context("cannot flush the state store")?;
         Ok(())
     }
 
@@ -130,10 +116,7 @@ impl Store {
     /// The next deploy number: 1, 2, 3… across restarts, so people can name deploys.
     pub fn next_deploy_id(&self) -> Result<u64> {
         let next = self.db.update_and_fetch("deploy_seq", |old| {
-            let n = old
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let n = old.and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
             Some((n + 1).to_be_bytes().to_vec())
         })?;
         let bytes = next.expect("update_and_fetch returns the new value");
@@ -144,8 +127,7 @@ impl Store {
     pub fn put_deploy(&self, record: &DeployRecord) -> Result<()> {
         let id = record.id.to_be_bytes();
         self.deploys.insert(id, encode(record)?)?;
-        self.deploys_by_env
-            .insert(env_key(&record.env, record.id), &[])?;
+        self.deploys_by_env.insert(env_key(&record.env, record.id), &[])?;
         match &record.outcome {
             Outcome::Running => {
                 self.running.insert(id, &[])?;
@@ -164,10 +146,7 @@ impl Store {
 
     /// The deploy with this id.
     pub fn deploy(&self, id: u64) -> Result<Option<DeployRecord>> {
-        self.deploys
-            .get(id.to_be_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
+        self.deploys.get(id.to_be_bytes())?.map(|v| decode(&v)).transpose()
     }
 
     /// The newest deploy of `env`, whatever its outcome.
@@ -203,12 +182,7 @@ impl Store {
         let mut out = Vec::with_capacity(limit);
         match env {
             Some(env) => {
-                for entry in self
-                    .deploys_by_env
-                    .scan_prefix(env_prefix(env))
-                    .rev()
-                    .take(limit)
-                {
+                for entry in self.deploys_by_env.scan_prefix(env_prefix(env)).rev().take(limit) {
                     let (key, _) = entry?;
                     out.extend(self.deploy(id_from_env_key(&key))?);
                 }
@@ -269,12 +243,7 @@ impl Store {
 
     /// The newest `limit` audit entries, newest first.
     pub fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEntry>> {
-        self.audit
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|e| decode(&e?.1))
-            .collect()
+        self.audit.iter().rev().take(limit).map(|e| decode(&e?.1)).collect()
     }
 
     /// After a crash: marks deploys left running as interrupted, frees their deploy locks and
@@ -285,10 +254,7 @@ impl Store {
             record.outcome = Outcome::Interrupted;
             record.finished_at = Some(now);
             self.put_deploy(&record)?;
-            if self
-                .active(&record.env)?
-                .is_some_and(|a| a.deploy_id == record.id)
-            {
+            if self.active(&record.env)?.is_some_and(|a| a.deploy_id == record.id) {
                 self.set_active(&record.env, None)?;
             }
             interrupted.push(record);

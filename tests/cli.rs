@@ -12,13 +12,8 @@ fn shipday() -> Command {
 }
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = shipday()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        shipday().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
@@ -29,7 +24,8 @@ fn a_newcomer_drives_a_whole_playground_session_on_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let pg = dir.path().join("pg");
     let pg_s = pg.to_str().unwrap();
-    let session = "/help\n/deploy dev feature/login\n/status\n/deploy dev feature/search\n/release dev\n/status dev\n/history\n";
+    let session =
+        "/help\n/deploy dev feature/login\n/status\n/deploy dev feature/search\n/release dev\n/status dev\n/history\n";
     let (ok, out, err) = run_with_stdin(&["playground", "--dir", pg_s], session);
     assert!(ok, "{out}\n{err}");
     let expected_in_order = [
@@ -111,7 +107,9 @@ fn what_the_bot_answered_survives_kill_9_and_an_interrupted_deploy_is_reported()
     let (ok, out, err) = run_with_stdin(&["console", "--config", config_s, "--as", "ada"], "/status\n");
     assert!(ok, "{err}");
     assert!(
-        out.contains("Shipday stopped while deploy #1 of `feature/login` to dev (by Ada) was running during step \"reload web\""),
+        out.contains(
+            "Shipday stopped while deploy #1 of `feature/login` to dev (by Ada) was running during step \"reload web\""
+        ),
         "{out}"
     );
     assert!(out.contains("staging is locked by Ada") && out.contains("QA run"), "{out}");

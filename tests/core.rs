@@ -125,9 +125,7 @@ async fn hostile_refs_are_refused_and_nothing_runs() {
     let world = World::new();
     let canary = world.path().join("canary");
     let canary_s = canary.display().to_string();
-    let config = world.config_with_dev_steps(
-        r#"{ name = "note", run = "echo {{ref}} >> ../refs.log" },"#,
-    );
+    let config = world.config_with_dev_steps(r#"{ name = "note", run = "echo {{ref}} >> ../refs.log" },"#);
     let bot = Bot::start(&config);
     let long = "a".repeat(300);
     let corpus = [

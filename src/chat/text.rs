@@ -40,18 +40,10 @@ fn deploy_started(record: &DeployRecord) -> String {
 }
 
 fn dry_run(plan: &DeployPlan) -> String {
-    let mut out = format!(
-        "Dry run: `{}` on {} resolves to {}. These steps would run:\n",
-        plan.git_ref, plan.env, plan.sha
-    );
+    let mut out =
+        format!("Dry run: `{}` on {} resolves to {}. These steps would run:\n", plan.git_ref, plan.env, plan.sha);
     for (i, step) in plan.steps.iter().enumerate() {
-        out.push_str(&format!(
-            "  {}. {}: {}  (limit {}s)\n",
-            i + 1,
-            step.name,
-            step.command,
-            step.timeout.as_secs()
-        ));
+        out.push_str(&format!("  {}. {}: {}  (limit {}s)\n", i + 1, step.name, step.command, step.timeout.as_secs()));
     }
     out.push_str("  then HEAD is checked against the commit. Nothing was changed.");
     out
@@ -63,43 +55,18 @@ fn seconds(ms: u64) -> String {
 }
 
 fn when(at: DateTime<Utc>, tz: Tz) -> String {
-    at.with_timezone(&tz)
-        .format("%a %d %b %H:%M %Z")
-        .to_string()
+    at.with_timezone(&tz).format("%a %d %b %H:%M %Z").to_string()
 }
 
 /// One line about how a deploy ended (or stands).
 pub fn outcome_line(record: &DeployRecord, now: DateTime<Utc>) -> String {
-    let head = format!(
-        "#{} `{}` at {} by {}",
-        record.id,
-        record.git_ref,
-        record.sha.short(),
-        record.requested_by_name
-    );
+    let head = format!("#{} `{}` at {} by {}", record.id, record.git_ref, record.sha.short(), record.requested_by_name);
     match &record.outcome {
-        Outcome::Running => format!(
-            "⏳ {head}: running for {}",
-            duration_words(record.elapsed_ms(now) / 1000)
-        ),
-        Outcome::Succeeded => format!(
-            "✅ {head}, {} ago",
-            age(now, record.finished_at.unwrap_or(record.started_at))
-        ),
-        Outcome::Failed {
-            step,
-            reason,
-            state_unknown,
-        } => {
-            let unknown = if *state_unknown {
-                " The host's state is unknown until it is redeployed."
-            } else {
-                ""
-            };
-            format!(
-                "❌ {head} failed at step \"{step}\" ({reason}), {} ago.{unknown}",
-                age(now, record.started_at)
-            )
+        Outcome::Running => format!("⏳ {head}: running for {}", duration_words(record.elapsed_ms(now) / 1000)),
+        Outcome::Succeeded => format!("✅ {head}, {} ago", age(now, record.finished_at.unwrap_or(record.started_at))),
+        Outcome::Failed { step, reason, state_unknown } => {
+            let unknown = if *state_unknown { " The host's state is unknown until it is redeployed." } else { "" };
+            format!("❌ {head} failed at step \"{step}\" ({reason}), {} ago.{unknown}", age(now, record.started_at))
         }
         Outcome::Interrupted => format!(
             "⚠️ {head} was interrupted when Shipday stopped, {} ago. The host's state is unknown: redeploy.",
@@ -109,12 +76,7 @@ pub fn outcome_line(record: &DeployRecord, now: DateTime<Utc>) -> String {
 }
 
 fn status(report: &StatusReport, tz: Tz) -> String {
-    report
-        .environments
-        .iter()
-        .map(|env| environment_status(env, report.now, tz))
-        .collect::<Vec<_>>()
-        .join("\n")
+    report.environments.iter().map(|env| environment_status(env, report.now, tz)).collect::<Vec<_>>().join("\n")
 }
 
 fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> String {
@@ -189,9 +151,7 @@ pub fn progress(update: &ProgressUpdate, now: DateTime<Utc>) -> Option<String> {
     let tag = format!("[#{} {}]", record.id, record.env);
     match update.event {
         DeployEvent::Accepted => None,
-        DeployEvent::StepStarted { index } => {
-            Some(format!("  ⏳ {tag} {}…", record.steps[index].name))
-        }
+        DeployEvent::StepStarted { index } => Some(format!("  ⏳ {tag} {}…", record.steps[index].name)),
         DeployEvent::StepFinished { index } => {
             let step = &record.steps[index];
             let took = step.duration_ms.map(seconds).unwrap_or_default();
@@ -204,8 +164,7 @@ pub fn progress(update: &ProgressUpdate, now: DateTime<Utc>) -> Option<String> {
                         .map(|l| format!("     │ {l}"))
                         .collect::<Vec<_>>()
                         .join("\n");
-                    let mut line =
-                        format!("  ❌ {tag} {}: {} ({took})", step.name, result.describe());
+                    let mut line = format!("  ❌ {tag} {}: {} ({took})", step.name, result.describe());
                     if !shown.is_empty() {
                         line.push('\n');
                         line.push_str(&shown);

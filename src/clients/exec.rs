@@ -25,12 +25,7 @@ pub trait ExecSession: Send {
     /// Runs one script (already built from validated, quoted values), streaming its output into
     /// `output`. `timeout` is the step's limit: the host enforces it with `timeout`, and the bot
     /// stops waiting a little after it.
-    async fn run(
-        &mut self,
-        script: &str,
-        timeout: Duration,
-        output: &mut OutputTail,
-    ) -> anyhow::Result<StepResult>;
+    async fn run(&mut self, script: &str, timeout: Duration, output: &mut OutputTail) -> anyhow::Result<StepResult>;
 
     /// Closes the session.
     async fn close(self: Box<Self>);
@@ -41,9 +36,7 @@ pub fn result_from_exit(code: i32, timeout: Duration) -> StepResult {
     match code {
         0 => StepResult::Ok,
         // `timeout` exits 124 when it sent TERM, 137 when it had to KILL.
-        124 | 137 => StepResult::TimedOut {
-            limit_secs: timeout.as_secs(),
-        },
+        124 | 137 => StepResult::TimedOut { limit_secs: timeout.as_secs() },
         code => StepResult::Exit { code },
     }
 }
@@ -62,11 +55,7 @@ impl OutputTail {
 
     /// A tail that keeps `capacity` bytes.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            buffer: VecDeque::with_capacity(capacity),
-            capacity,
-            total: 0,
-        }
+        Self { buffer: VecDeque::with_capacity(capacity), capacity, total: 0 }
     }
 
     /// Adds output.
@@ -89,11 +78,7 @@ impl OutputTail {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         if self.total as usize > self.buffer.len() {
             let start = text.find('\n').map(|i| i + 1).unwrap_or(0);
-            format!(
-                "[… {} bytes earlier output cut]\n{}",
-                self.total as usize - bytes.len() + start,
-                &text[start..]
-            )
+            format!("[… {} bytes earlier output cut]\n{}", self.total as usize - bytes.len() + start, &text[start..])
         } else {
             text
         }
@@ -120,12 +105,7 @@ mod tests {
         let text = tail.text();
         assert!(text.ends_with("line 999\n"), "{text}");
         assert!(text.contains("earlier output cut"));
-        assert_eq!(
-            tail.total_bytes(),
-            (0..1000)
-                .map(|i| format!("line {i}\n").len() as u64)
-                .sum::<u64>()
-        );
+        assert_eq!(tail.total_bytes(), (0..1000).map(|i| format!("line {i}\n").len() as u64).sum::<u64>());
     }
 
     #[test]

@@ -29,12 +29,7 @@ struct LocalSession;
 
 #[async_trait]
 impl ExecSession for LocalSession {
-    async fn run(
-        &mut self,
-        script: &str,
-        timeout: Duration,
-        output: &mut OutputTail,
-    ) -> anyhow::Result<StepResult> {
+    async fn run(&mut self, script: &str, timeout: Duration, output: &mut OutputTail) -> anyhow::Result<StepResult> {
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -69,12 +64,8 @@ impl ExecSession for LocalSession {
                 let status = status?;
                 Ok(match (status.code(), status.signal()) {
                     (Some(code), _) => result_from_exit(code, timeout),
-                    (None, Some(signal)) => StepResult::Signal {
-                        signal: format!("signal {signal}"),
-                    },
-                    (None, None) => StepResult::Error {
-                        message: "ended without a status".into(),
-                    },
+                    (None, Some(signal)) => StepResult::Signal { signal: format!("signal {signal}") },
+                    (None, None) => StepResult::Error { message: "ended without a status".into() },
                 })
             }
             Err(_) => {
@@ -85,9 +76,7 @@ impl ExecSession for LocalSession {
                         libc::kill(-(pid as i32), libc::SIGKILL);
                     }
                 }
-                Ok(StepResult::TimedOut {
-                    limit_secs: timeout.as_secs(),
-                })
+                Ok(StepResult::TimedOut { limit_secs: timeout.as_secs() })
             }
         }
     }

@@ -2,5 +2,6 @@
 
 pub mod exec;
 pub mod local;
+pub mod ssh;
 
 pub use exec::{ExecSession, OutputTail, RemoteExec};

@@ -19,11 +19,8 @@ pub fn render(book: &CommandBook, topic: Option<&str>) -> String {
                 out.push_str(&format!("{}\n", spec.details.trim()));
             }
             for option in &spec.options {
-                let name = if option.kind == OptionKind::Flag {
-                    format!("--{}", option.name)
-                } else {
-                    option.placeholder()
-                };
+                let name =
+                    if option.kind == OptionKind::Flag { format!("--{}", option.name) } else { option.placeholder() };
                 let required = if option.required { "" } else { " (optional)" };
                 out.push_str(&format!("  {name:<12} {}{required}\n", option.description));
             }
@@ -32,12 +29,8 @@ pub fn render(book: &CommandBook, topic: Option<&str>) -> String {
                 MinRole::Developer => "Configured developers and leads may use it.\n",
                 MinRole::Lead => "Leads only.\n",
             });
-            let examples: Vec<&str> = spec
-                .examples
-                .iter()
-                .filter(|e| e.expect.is_some())
-                .map(|e| e.input.as_str())
-                .collect();
+            let examples: Vec<&str> =
+                spec.examples.iter().filter(|e| e.expect.is_some()).map(|e| e.input.as_str()).collect();
             if !examples.is_empty() {
                 out.push_str(&format!("Examples: {}", examples.join(" · ")));
             }
@@ -55,10 +48,7 @@ mod tests {
         let book = CommandBook::builtin();
         let list = render(&book, None);
         for name in book.names() {
-            assert!(
-                list.contains(&format!("/{name}")),
-                "{name} missing from help"
-            );
+            assert!(list.contains(&format!("/{name}")), "{name} missing from help");
         }
         let deploy = render(&book, Some("deploy"));
         assert!(deploy.contains("--dry-run") && deploy.contains("/deploy dev feature/login"));

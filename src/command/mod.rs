@@ -72,9 +72,8 @@ pub enum Command {
 
 impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/`.
-    pub const NAMES: [&'static str; 8] = [
-        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help",
-    ];
+    pub const NAMES: [&'static str; 8] =
+        ["deploy", "promote", "status", "release", "lock", "unlock", "history", "help"];
 
     /// The spec name of this command.
     pub fn name(&self) -> &'static str {

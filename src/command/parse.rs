@@ -20,32 +20,18 @@ pub const MAX_TEXT: usize = 300;
 
 /// Parses a command line such as `/deploy dev feature/login` into a typed command.
 /// `environments` are the configured names, which the environment options must match.
-pub fn parse(
-    book: &CommandBook,
-    environments: &[String],
-    text: &str,
-) -> Result<Command, ParseError> {
+pub fn parse(book: &CommandBook, environments: &[String], text: &str) -> Result<Command, ParseError> {
     let tokens = tokenize(text)?;
     let Some((first, rest)) = tokens.split_first() else {
-        return Err(ParseError(
-            "Type a command, for example `/status` or `/help`.".into(),
-        ));
+        return Err(ParseError("Type a command, for example `/status` or `/help`.".into()));
     };
     let name = first.trim_start_matches('/').to_lowercase();
     let Some(spec) = book.get(&name) else {
-        let hint = suggest(&name, book.names().into_iter())
-            .map(|s| format!(" Did you mean `/{s}`?"))
-            .unwrap_or_default();
-        return Err(ParseError(format!(
-            "Unknown command `{}`.{hint} Type `/help` for the list.",
-            shown(first)
-        )));
+        let hint =
+            suggest(&name, book.names().into_iter()).map(|s| format!(" Did you mean `/{s}`?")).unwrap_or_default();
+        return Err(ParseError(format!("Unknown command `{}`.{hint} Type `/help` for the list.", shown(first))));
     };
-    let context = Context {
-        book,
-        environments,
-        spec,
-    };
+    let context = Context { book, environments, spec };
     let values = context.match_options(rest)?;
     context.build(values)
 }
@@ -60,8 +46,7 @@ fn tokenize(text: &str) -> Result<Vec<String>, ParseError> {
             other => other,
         })
         .collect();
-    shlex::split(&normalized)
-        .ok_or_else(|| ParseError("A quote is not closed. Close it, or leave quotes out.".into()))
+    shlex::split(&normalized).ok_or_else(|| ParseError("A quote is not closed. Close it, or leave quotes out.".into()))
 }
 
 struct Context<'a> {
@@ -81,12 +66,7 @@ impl Context<'_> {
     }
 
     fn match_options(&self, tokens: &[String]) -> Result<HashMap<String, Value>, ParseError> {
-        let positional: Vec<&OptionSpec> = self
-            .spec
-            .options
-            .iter()
-            .filter(|o| o.kind != OptionKind::Flag)
-            .collect();
+        let positional: Vec<&OptionSpec> = self.spec.options.iter().filter(|o| o.kind != OptionKind::Flag).collect();
         let mut values = HashMap::new();
         let mut next = 0;
         let mut i = 0;
@@ -94,11 +74,7 @@ impl Context<'_> {
             let token = &tokens[i];
             i += 1;
             if let Some(flag) = token.strip_prefix("--") {
-                let Some(option) = self
-                    .spec
-                    .options
-                    .iter()
-                    .find(|o| o.kind == OptionKind::Flag && o.name == flag)
+                let Some(option) = self.spec.options.iter().find(|o| o.kind == OptionKind::Flag && o.name == flag)
                 else {
                     return Err(self.usage_error(format!("Unknown option `{}`.", shown(token))));
                 };
@@ -109,9 +85,7 @@ impl Context<'_> {
             while next < positional.len()
                 && !positional[next].required
                 && self.check(positional[next], token).is_err()
-                && positional[next + 1..]
-                    .iter()
-                    .any(|o| self.check(o, token).is_ok())
+                && positional[next + 1..].iter().any(|o| self.check(o, token).is_ok())
             {
                 next += 1;
             }
@@ -138,9 +112,7 @@ impl Context<'_> {
             }
         }
         for (name, value) in &values {
-            if let (Value::Text(text), Some(option)) =
-                (value, self.spec.options.iter().find(|o| &o.name == name))
-            {
+            if let (Value::Text(text), Some(option)) = (value, self.spec.options.iter().find(|o| &o.name == name)) {
                 self.check(option, text).map_err(|e| self.usage_error(e))?;
             }
         }
@@ -163,15 +135,12 @@ impl Context<'_> {
                     self.environments.join(", ")
                 ))
             }
-            OptionKind::Ref => GitRef::parse(value)
-                .map(|_| ())
-                .map_err(|e| format!("{e}. Use letters, digits and . _ / - only.")),
+            OptionKind::Ref => {
+                GitRef::parse(value).map(|_| ()).map_err(|e| format!("{e}. Use letters, digits and . _ / - only."))
+            }
             OptionKind::Number => match value.parse::<usize>() {
                 Ok(n) if (1..=MAX_HISTORY).contains(&n) => Ok(()),
-                _ => Err(format!(
-                    "{} must be a whole number from 1 to {MAX_HISTORY}.",
-                    option.placeholder()
-                )),
+                _ => Err(format!("{} must be a whole number from 1 to {MAX_HISTORY}.", option.placeholder())),
             },
             OptionKind::Command => {
                 let name = value.trim_start_matches('/');
@@ -183,10 +152,9 @@ impl Context<'_> {
                     .unwrap_or_default();
                 Err(format!("Unknown command `{}`.{hint}", shown(value)))
             }
-            OptionKind::Text if value.chars().count() > MAX_TEXT => Err(format!(
-                "{} is longer than {MAX_TEXT} characters.",
-                option.placeholder()
-            )),
+            OptionKind::Text if value.chars().count() > MAX_TEXT => {
+                Err(format!("{} is longer than {MAX_TEXT} characters.", option.placeholder()))
+            }
             OptionKind::Text | OptionKind::Flag => Ok(()),
         }
     }
@@ -198,9 +166,7 @@ impl Context<'_> {
             _ => None,
         };
         let required = |value: Option<String>, name: &str| {
-            value.ok_or_else(|| {
-                ParseError(format!("spec `{}` lacks option `{name}`", self.spec.name))
-            })
+            value.ok_or_else(|| ParseError(format!("spec `{}` lacks option `{name}`", self.spec.name)))
         };
         let command = match self.spec.name.as_str() {
             "deploy" => {
@@ -212,34 +178,18 @@ impl Context<'_> {
                     dry_run: matches!(values.get("dry-run"), Some(Value::Flag)),
                 }
             }
-            "promote" => Command::Promote {
-                from: required(text("from"), "from")?,
-                to: required(text("to"), "to")?,
-            },
+            "promote" => Command::Promote { from: required(text("from"), "from")?, to: required(text("to"), "to")? },
             "status" => Command::Status { env: text("env") },
-            "release" => Command::Release {
-                env: required(text("env"), "env")?,
-            },
-            "lock" => Command::Lock {
-                env: required(text("env"), "env")?,
-                reason: required(text("reason"), "reason")?,
-            },
-            "unlock" => Command::Unlock {
-                env: required(text("env"), "env")?,
-            },
+            "release" => Command::Release { env: required(text("env"), "env")? },
+            "lock" => Command::Lock { env: required(text("env"), "env")?, reason: required(text("reason"), "reason")? },
+            "unlock" => Command::Unlock { env: required(text("env"), "env")? },
             "history" => Command::History {
                 env: text("env"),
-                limit: text("limit")
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(DEFAULT_HISTORY),
+                limit: text("limit").and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_HISTORY),
             },
-            "help" => Command::Help {
-                topic: text("command").map(|c| c.trim_start_matches('/').to_owned()),
-            },
+            "help" => Command::Help { topic: text("command").map(|c| c.trim_start_matches('/').to_owned()) },
             other => {
-                return Err(ParseError(format!(
-                    "`{other}` has a spec but no command type"
-                )));
+                return Err(ParseError(format!("`{other}` has a spec but no command type")));
             }
         };
         Ok(command)
@@ -251,11 +201,8 @@ pub fn suggest<'a>(input: &str, candidates: impl Iterator<Item = &'a str>) -> Op
     let input = input.to_lowercase();
     candidates
         .filter_map(|c| {
-            let score = if !input.is_empty() && c.starts_with(&input) {
-                0
-            } else {
-                strsim::damerau_levenshtein(&input, c)
-            };
+            let score =
+                if !input.is_empty() && c.starts_with(&input) { 0 } else { strsim::damerau_levenshtein(&input, c) };
             (score <= 2).then_some((score, c))
         })
         .min_by_key(|(score, _)| *score)
@@ -265,11 +212,7 @@ pub fn suggest<'a>(input: &str, candidates: impl Iterator<Item = &'a str>) -> Op
 /// User text made safe to quote back: escaped and cut.
 fn shown(text: &str) -> String {
     let escaped: String = text.escape_debug().collect();
-    if escaped.chars().count() > 40 {
-        format!("{}...", escaped.chars().take(37).collect::<String>())
-    } else {
-        escaped
-    }
+    if escaped.chars().count() > 40 { format!("{}...", escaped.chars().take(37).collect::<String>()) } else { escaped }
 }
 
 #[cfg(test)]
@@ -295,23 +238,17 @@ mod tests {
                 let result = parse(&book, &envs(), &example.input);
                 match (&example.expect, &example.error) {
                     (Some(expect), None) => {
-                        let expected: Command = expect.clone().try_into().unwrap_or_else(|e| {
-                            panic!("{}: bad expect for {:?}: {e}", spec.name, example.input)
-                        });
+                        let expected: Command = expect
+                            .clone()
+                            .try_into()
+                            .unwrap_or_else(|e| panic!("{}: bad expect for {:?}: {e}", spec.name, example.input));
                         assert_eq!(result, Ok(expected), "{:?}", example.input);
                     }
                     (None, Some(fragment)) => {
                         let err = result.expect_err(&example.input).0;
-                        assert!(
-                            err.contains(fragment.as_str()),
-                            "{:?} gave {err:?}",
-                            example.input
-                        );
+                        assert!(err.contains(fragment.as_str()), "{:?} gave {err:?}", example.input);
                     }
-                    _ => panic!(
-                        "{} example {:?} needs expect or error",
-                        spec.name, example.input
-                    ),
+                    _ => panic!("{} example {:?} needs expect or error", spec.name, example.input),
                 }
                 checked += 1;
             }
@@ -331,13 +268,7 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("commands");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| {
-                e.unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .trim_end_matches(".toml")
-                    .to_owned()
-            })
+            .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".toml").to_owned())
             .collect();
         files.sort();
         assert_eq!(files, enum_names, "commands/ and SPEC_FILES differ");
@@ -354,29 +285,15 @@ mod tests {
         let err = parse(&book(), &envs(), "/deplyo dev x").unwrap_err().0;
         assert!(err.contains("Did you mean `/deploy`"), "{err}");
         let err = parse(&book(), &envs(), "/deploy stagin x").unwrap_err().0;
-        assert!(
-            err.contains("Did you mean `staging`") && err.contains("Usage"),
-            "{err}"
-        );
+        assert!(err.contains("Did you mean `staging`") && err.contains("Usage"), "{err}");
         let err = parse(&book(), &envs(), "/frobnicate").unwrap_err().0;
-        assert!(
-            err.contains("Unknown command") && err.contains("/help"),
-            "{err}"
-        );
+        assert!(err.contains("Unknown command") && err.contains("/help"), "{err}");
     }
 
     #[test]
     fn hostile_refs_are_refused_before_anything_runs() {
         let long = "a".repeat(300);
-        for bad in [
-            "a;b",
-            "$(id)",
-            "`id`",
-            "-rf",
-            "--upload-pack=x",
-            long.as_str(),
-            "a..b",
-        ] {
+        for bad in ["a;b", "$(id)", "`id`", "-rf", "--upload-pack=x", long.as_str(), "a..b"] {
             let line = format!("/deploy dev '{bad}'");
             assert!(parse(&book(), &envs(), &line).is_err(), "{bad:?} parsed");
         }
@@ -387,13 +304,7 @@ mod tests {
     #[test]
     fn quotes_group_text_and_smart_quotes_work() {
         let cmd = parse(&book(), &envs(), "/lock staging “QA run” today").unwrap();
-        assert_eq!(
-            cmd,
-            Command::Lock {
-                env: "staging".into(),
-                reason: "QA run today".into()
-            }
-        );
+        assert_eq!(cmd, Command::Lock { env: "staging".into(), reason: "QA run today".into() });
         assert!(parse(&book(), &envs(), "/lock staging \"open").is_err());
     }
 

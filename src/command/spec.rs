@@ -122,12 +122,9 @@ impl CommandBook {
         let specs = SPEC_FILES
             .iter()
             .map(|(file, text)| {
-                let spec: CommandSpec = toml::from_str(text)
-                    .unwrap_or_else(|e| panic!("commands/{file}.toml is invalid: {e}"));
-                assert_eq!(
-                    spec.name, *file,
-                    "commands/{file}.toml names another command"
-                );
+                let spec: CommandSpec =
+                    toml::from_str(text).unwrap_or_else(|e| panic!("commands/{file}.toml is invalid: {e}"));
+                assert_eq!(spec.name, *file, "commands/{file}.toml names another command");
                 spec
             })
             .collect();

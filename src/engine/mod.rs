@@ -33,18 +33,9 @@ pub(crate) enum Event {
     /// A ref was resolved on the host (or could not be).
     Resolved(Box<Resolved>),
     /// A deploy step started.
-    StepStarted {
-        deploy_id: u64,
-        name: String,
-        at: DateTime<Utc>,
-    },
+    StepStarted { deploy_id: u64, name: String, at: DateTime<Utc> },
     /// A deploy step finished.
-    StepFinished {
-        deploy_id: u64,
-        result: StepResult,
-        tail: String,
-        duration_ms: u64,
-    },
+    StepFinished { deploy_id: u64, result: StepResult, tail: String, output_bytes: u64, duration_ms: u64 },
     /// A deploy ended.
     DeployFinished { deploy_id: u64, outcome: Outcome },
 }
@@ -80,10 +71,7 @@ pub(crate) enum Handled {
 impl Handled {
     pub(crate) fn refused(text: impl Into<String>) -> Self {
         let text = text.into();
-        Handled::Reply {
-            decision: format!("refused: {text}"),
-            reply: Reply::refused(text),
-        }
+        Handled::Reply { decision: format!("refused: {text}"), reply: Reply::refused(text) }
     }
 }
 
@@ -116,9 +104,7 @@ impl EngineHandle {
         if self.events.send(Event::Invocation(invocation, tx)).is_err() {
             return Reply::refused("Shipday is shutting down. Try again in a minute.");
         }
-        rx.await.unwrap_or_else(|_| {
-            Reply::refused("Shipday could not answer. An operator can check its logs.")
-        })
+        rx.await.unwrap_or_else(|_| Reply::refused("Shipday could not answer. An operator can check its logs."))
     }
 }
 
@@ -162,11 +148,7 @@ impl Engine {
                 self.invocation(invocation, reply).instrument(span).await;
             }
             Event::Resolved(resolved) => self.resolved(*resolved).await,
-            Event::StepStarted {
-                deploy_id,
-                name,
-                at,
-            } => {
+            Event::StepStarted { deploy_id, name, at } => {
                 self.progress(deploy_id, |record| {
                     record.steps.push(StepRecord {
                         name,
@@ -174,24 +156,19 @@ impl Engine {
                         duration_ms: None,
                         result: None,
                         tail: String::new(),
+                        output_bytes: 0,
                     });
-                    DeployEvent::StepStarted {
-                        index: record.steps.len() - 1,
-                    }
+                    DeployEvent::StepStarted { index: record.steps.len() - 1 }
                 })
                 .await;
             }
-            Event::StepFinished {
-                deploy_id,
-                result,
-                tail,
-                duration_ms,
-            } => {
+            Event::StepFinished { deploy_id, result, tail, output_bytes, duration_ms } => {
                 self.progress(deploy_id, |record| {
                     let index = record.steps.len().saturating_sub(1);
                     if let Some(step) = record.steps.last_mut() {
                         step.result = Some(result);
                         step.tail = tail;
+                        step.output_bytes = output_bytes;
                         step.duration_ms = Some(duration_ms);
                     }
                     DeployEvent::StepFinished { index }
@@ -218,11 +195,7 @@ impl Engine {
 
     async fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
         let person = self.person(&invocation.platform, &invocation.user_id);
-        let pending = Pending {
-            invocation,
-            person,
-            reply,
-        };
+        let pending = Pending { invocation, person, reply };
         let handled = match self.decide(&pending) {
             Ok(Some(command)) => self.dispatch(command, pending).await,
             Ok(None) => return,
@@ -238,16 +211,8 @@ impl Engine {
 
     /// Parses and authorizes; the error is a refusal for the user.
     fn decide(&self, pending: &Pending) -> Result<Option<Command>, String> {
-        let command = parse(
-            &self.book,
-            &self.config.environment_names(),
-            &pending.invocation.text,
-        )
-        .map_err(|e| e.0)?;
-        let spec = self
-            .book
-            .get(command.name())
-            .expect("parsed commands have specs");
+        let command = parse(&self.book, &self.config.environment_names(), &pending.invocation.text).map_err(|e| e.0)?;
+        let spec = self.book.get(command.name()).expect("parsed commands have specs");
         let actor = Actor {
             person: pending.person.as_ref(),
             platform: &pending.invocation.platform,
@@ -262,17 +227,8 @@ impl Engine {
     async fn dispatch(&mut self, command: Command, pending: Pending) -> Option<(Pending, Handled)> {
         let now = self.clock.now();
         let handled = match command {
-            Command::Deploy {
-                env,
-                git_ref,
-                dry_run,
-            } => {
-                let request = DeployRequest {
-                    env,
-                    git_ref,
-                    dry_run,
-                    trigger: Trigger::Command,
-                };
+            Command::Deploy { env, git_ref, dry_run } => {
+                let request = DeployRequest { env, git_ref, dry_run, trigger: Trigger::Command };
                 return self.command_deploy(request, pending, now);
             }
             Command::Release { env } => return self.command_release(&env, pending, now),
@@ -317,11 +273,7 @@ impl Engine {
     }
 
     /// Applies a progress change to a running deploy, records it and forwards it.
-    async fn progress(
-        &mut self,
-        deploy_id: u64,
-        change: impl FnOnce(&mut DeployRecord) -> DeployEvent,
-    ) {
+    async fn progress(&mut self, deploy_id: u64, change: impl FnOnce(&mut DeployRecord) -> DeployEvent) {
         let Some((record, watcher)) = self.running.get_mut(&deploy_id) else {
             return;
         };
@@ -346,10 +298,7 @@ impl Engine {
         }
         self.record(&record).await;
         if let Some(watcher) = watcher {
-            let _ = watcher.send(ProgressUpdate {
-                event: DeployEvent::Finished,
-                record,
-            });
+            let _ = watcher.send(ProgressUpdate { event: DeployEvent::Finished, record });
         }
     }
 
@@ -360,11 +309,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         if let Err(error) = result {
-            tracing::error!(
-                deploy = record.id,
-                error = format!("{error:#}"),
-                "cannot record deploy progress"
-            );
+            tracing::error!(deploy = record.id, error = format!("{error:#}"), "cannot record deploy progress");
         }
     }
 }

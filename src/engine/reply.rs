@@ -57,18 +57,12 @@ pub enum ReplyBody {
 impl Reply {
     /// A refusal only the asker sees.
     pub fn refused(text: impl Into<String>) -> Self {
-        Self {
-            visibility: Visibility::Ephemeral,
-            body: ReplyBody::Refused(text.into()),
-        }
+        Self { visibility: Visibility::Ephemeral, body: ReplyBody::Refused(text.into()) }
     }
 
     /// A plain answer.
     pub fn text(visibility: Visibility, text: impl Into<String>) -> Self {
-        Self {
-            visibility,
-            body: ReplyBody::Text(text.into()),
-        }
+        Self { visibility, body: ReplyBody::Text(text.into()) }
     }
 }
 

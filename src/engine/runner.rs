@@ -8,12 +8,7 @@ use crate::release::plan::DeployPlan;
 use std::time::{Duration, Instant};
 
 /// Starts the task that runs `plan` for deploy `deploy_id` on `session`.
-pub(crate) fn spawn_runner(
-    engine: &Engine,
-    deploy_id: u64,
-    session: Box<dyn ExecSession>,
-    plan: DeployPlan,
-) {
+pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn ExecSession>, plan: DeployPlan) {
     let Some(events) = engine.events.upgrade() else { return };
     let clock = engine.clock.clone();
     let redactor = engine.redactor.clone();
@@ -23,25 +18,21 @@ pub(crate) fn spawn_runner(
             let _ = events.send(event);
         };
         let mut run_step = async |name: &str, script: &str, timeout: Duration| {
-            send(Event::StepStarted {
-                deploy_id,
-                name: name.to_owned(),
-                at: clock.now(),
-            });
+            send(Event::StepStarted { deploy_id, name: name.to_owned(), at: clock.now() });
             let started = Instant::now();
             let mut output = OutputTail::default();
             let result = session
                 .run(script, timeout, &mut output)
                 .await
-                .unwrap_or_else(|e| StepResult::Error {
-                    message: format!("{e:#}"),
-                });
+                .unwrap_or_else(|e| StepResult::Error { message: format!("{e:#}") });
             let tail = redactor.redact(&output.text());
             let duration_ms = started.elapsed().as_millis() as u64;
+            let output_bytes = output.total_bytes();
             send(Event::StepFinished {
                 deploy_id,
                 result: result.clone(),
                 tail: tail.clone(),
+                output_bytes,
                 duration_ms,
             });
             (result, tail)
@@ -61,21 +52,13 @@ pub(crate) fn spawn_runner(
         let outcome = match outcome {
             Some(failed) => failed,
             None => {
-                let (result, tail) =
-                    run_step("verify HEAD", &plan.verify, Duration::from_secs(30)).await;
-                let head = tail
-                    .lines()
-                    .rev()
-                    .find_map(|line| Sha::parse(line.trim()).ok());
+                let (result, tail) = run_step("verify HEAD", &plan.verify, Duration::from_secs(30)).await;
+                let head = tail.lines().rev().find_map(|line| Sha::parse(line.trim()).ok());
                 match (result.is_ok(), head) {
                     (true, Some(head)) if head == plan.sha => Outcome::Succeeded,
                     (true, Some(head)) => Outcome::Failed {
                         step: "verify HEAD".into(),
-                        reason: format!(
-                            "HEAD is {} after the steps, not {}",
-                            head.short(),
-                            plan.sha.short()
-                        ),
+                        reason: format!("HEAD is {} after the steps, not {}", head.short(), plan.sha.short()),
                         state_unknown: false,
                     },
                     _ => Outcome::Failed {

@@ -1,9 +1,7 @@
 //! `/deploy` and `/release`: resolve the ref on the host, decide, record, run.
 
 use crate::clients::OutputTail;
-use crate::engine::{
-    DeployRequest, Engine, Event, Handled, Pending, Reply, ReplyBody, Resolved, Visibility,
-};
+use crate::engine::{DeployRequest, Engine, Event, Handled, Pending, Reply, ReplyBody, Resolved, Visibility};
 use crate::release::Refusal;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, Trigger};
 use crate::release::locks::{ActiveDeploy, HoldChange, admit_deploy, admit_release};
@@ -32,10 +30,7 @@ impl Engine {
         pending: Pending,
         now: DateTime<Utc>,
     ) -> Option<(Pending, Handled)> {
-        let environment = self
-            .config
-            .environment(env)
-            .expect("parser checked the environment");
+        let environment = self.config.environment(env).expect("parser checked the environment");
         let request = DeployRequest {
             env: env.to_owned(),
             git_ref: environment.branch.clone(),
@@ -46,25 +41,12 @@ impl Engine {
     }
 
     /// Whether this deploy may go ahead with the state as it is now.
-    fn admit(
-        &self,
-        request: &DeployRequest,
-        pending: &Pending,
-        now: DateTime<Utc>,
-    ) -> Result<HoldChange, Refusal> {
-        let environment = self
-            .config
-            .environment(&request.env)
-            .expect("parser checked the environment");
-        let person = pending
-            .person
-            .as_ref()
-            .expect("policy lets only configured people deploy");
+    fn admit(&self, request: &DeployRequest, pending: &Pending, now: DateTime<Utc>) -> Result<HoldChange, Refusal> {
+        let environment = self.config.environment(&request.env).expect("parser checked the environment");
+        let person = pending.person.as_ref().expect("policy lets only configured people deploy");
         let store = |e: anyhow::Error| {
             tracing::error!(error = format!("{e:#}"), "cannot read the store");
-            Refusal::new(
-                "Shipday cannot read its store, so it did nothing. An operator can check its logs.",
-            )
+            Refusal::new("Shipday cannot read its store, so it did nothing. An operator can check its logs.")
         };
         let hold = self.store.hold(&request.env).map_err(store)?;
         let active = match self.starting.get(&request.env) {
@@ -72,55 +54,26 @@ impl Engine {
             None => self.store.active(&request.env).map_err(store)?,
         };
         match request.trigger {
-            Trigger::Command if request.dry_run => admit_deploy(
-                now,
-                environment,
-                person,
-                &request.git_ref,
-                hold.as_ref(),
-                None,
-            )
-            .map(|_| HoldChange::Keep),
-            Trigger::Command => admit_deploy(
-                now,
-                environment,
-                person,
-                &request.git_ref,
-                hold.as_ref(),
-                active.as_ref(),
-            ),
+            Trigger::Command if request.dry_run => {
+                admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), None).map(|_| HoldChange::Keep)
+            }
+            Trigger::Command => {
+                admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
+            }
             Trigger::Release => {
-                admit_release(now, environment, person, hold.as_ref(), active.as_ref())
-                    .map(|()| HoldChange::Clear)
+                admit_release(now, environment, person, hold.as_ref(), active.as_ref()).map(|()| HoldChange::Clear)
             }
         }
     }
 
     fn start_resolving(&mut self, request: DeployRequest, pending: Pending, now: DateTime<Utc>) {
-        let environment = self
-            .config
-            .environment(&request.env)
-            .expect("parser checked the environment")
-            .clone();
-        let transport = self
-            .transports
-            .get(&request.env)
-            .cloned()
-            .expect("every environment has a transport");
+        let environment = self.config.environment(&request.env).expect("parser checked the environment").clone();
+        let transport = self.transports.get(&request.env).cloned().expect("every environment has a transport");
         if !request.dry_run {
-            let who_name = pending
-                .person
-                .as_ref()
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
+            let who_name = pending.person.as_ref().map(|p| p.name.clone()).unwrap_or_default();
             self.starting.insert(
                 request.env.clone(),
-                ActiveDeploy {
-                    deploy_id: 0,
-                    who_name,
-                    git_ref: request.git_ref.clone(),
-                    since: now,
-                },
+                ActiveDeploy { deploy_id: 0, who_name, git_ref: request.git_ref.clone(), since: now },
             );
         }
         let Some(events) = self.events.upgrade() else { return };
@@ -151,21 +104,13 @@ impl Engine {
                 }
             }
             .await;
-            let _ = events.send(Event::Resolved(Box::new(Resolved {
-                pending,
-                request,
-                result,
-            })));
+            let _ = events.send(Event::Resolved(Box::new(Resolved { pending, request, result })));
         });
     }
 
     /// Second half of a deploy: the commit is known; decide again, record, then run.
     pub(crate) async fn resolved(&mut self, resolved: Resolved) {
-        let Resolved {
-            pending,
-            request,
-            result,
-        } = resolved;
+        let Resolved { pending, request, result } = resolved;
         if !request.dry_run {
             self.starting.remove(&request.env);
         }
@@ -174,25 +119,13 @@ impl Engine {
             Err(reason) => return self.answer(pending, Handled::refused(reason)).await,
         };
         let now = self.clock.now();
-        let environment = self
-            .config
-            .environment(&request.env)
-            .expect("parser checked the environment")
-            .clone();
+        let environment = self.config.environment(&request.env).expect("parser checked the environment").clone();
         let plan = build_plan(&environment, &request.git_ref, &sha);
         if request.dry_run {
             session.close().await;
-            let decision = format!(
-                "dry run of `{}` on {} at {sha}",
-                request.git_ref, request.env
-            );
-            let reply = Reply {
-                visibility: Visibility::Ephemeral,
-                body: ReplyBody::DryRun(plan),
-            };
-            return self
-                .answer(pending, Handled::Reply { reply, decision })
-                .await;
+            let decision = format!("dry run of `{}` on {} at {sha}", request.git_ref, request.env);
+            let reply = Reply { visibility: Visibility::Ephemeral, body: ReplyBody::DryRun(plan) };
+            return self.answer(pending, Handled::Reply { reply, decision }).await;
         }
         let change = match self.admit(&request, &pending, now) {
             Ok(change) => change,
@@ -201,10 +134,7 @@ impl Engine {
                 return self.answer(pending, Handled::refused(refusal.0)).await;
             }
         };
-        let person = pending
-            .person
-            .clone()
-            .expect("policy lets only configured people deploy");
+        let person = pending.person.clone().expect("policy lets only configured people deploy");
         let record = match self.store.next_deploy_id() {
             Ok(id) => DeployRecord {
                 id,
@@ -223,10 +153,7 @@ impl Engine {
                 session.close().await;
                 tracing::error!(error = format!("{error:#}"), "cannot allocate a deploy id");
                 return self
-                    .answer(
-                        pending,
-                        Handled::refused("Shipday cannot write to its store, so it did nothing."),
-                    )
+                    .answer(pending, Handled::refused("Shipday cannot write to its store, so it did nothing."))
                     .await;
             }
         };
@@ -248,32 +175,21 @@ impl Engine {
             session.close().await;
             tracing::error!(error = format!("{error:#}"), "cannot record a deploy");
             return self
-                .answer(
-                    pending,
-                    Handled::refused("Shipday cannot write to its store, so it did nothing."),
-                )
+                .answer(pending, Handled::refused("Shipday cannot write to its store, so it did nothing."))
                 .await;
         }
-        let mut decision = format!(
-            "accepted: deploy #{} of `{}` to {} at {sha}",
-            record.id, request.git_ref, request.env
-        );
+        let mut decision =
+            format!("accepted: deploy #{} of `{}` to {} at {sha}", record.id, request.git_ref, request.env);
         if let HoldChange::Set(hold) = &change {
             decision.push_str(&format!("; {}", hold.describe(&request.env, now)));
         }
         let watcher = pending.invocation.progress.clone();
-        let reply = Reply {
-            visibility: Visibility::Public,
-            body: ReplyBody::Deploy(record.clone()),
-        };
+        let reply = Reply { visibility: Visibility::Public, body: ReplyBody::Deploy(record.clone()) };
         // The reply is sent only after the record, lock and audit entry are flushed.
-        self.answer(pending, Handled::Reply { reply, decision })
-            .await;
+        self.answer(pending, Handled::Reply { reply, decision }).await;
         if let Some(watcher) = &watcher {
-            let _ = watcher.send(crate::engine::ProgressUpdate {
-                event: DeployEvent::Accepted,
-                record: record.clone(),
-            });
+            let _ =
+                watcher.send(crate::engine::ProgressUpdate { event: DeployEvent::Accepted, record: record.clone() });
         }
         tracing::info!(deploy = record.id, env = %record.env, git_ref = %record.git_ref, sha = %record.sha, "deploy started");
         self.running.insert(record.id, (record.clone(), watcher));

@@ -54,6 +54,9 @@ pub struct StepRecord {
     pub result: Option<StepResult>,
     /// The last few KB of its output, secrets redacted.
     pub tail: String,
+    /// How many bytes it printed in all.
+    #[serde(default)]
+    pub output_bytes: u64,
 }
 
 /// How a step ended.
@@ -103,10 +106,7 @@ impl StepResult {
 
     /// Whether the host may be half-way through a change we cannot see.
     pub fn leaves_state_unknown(&self) -> bool {
-        matches!(
-            self,
-            StepResult::TimedOut { .. } | StepResult::Error { .. } | StepResult::Signal { .. }
-        )
+        matches!(self, StepResult::TimedOut { .. } | StepResult::Error { .. } | StepResult::Signal { .. })
     }
 }
 

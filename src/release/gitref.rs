@@ -26,20 +26,14 @@ impl GitRef {
 
     /// Checks `input` against the allowlist.
     pub fn parse(input: &str) -> Result<Self, RefError> {
-        let refuse = |why| RefError {
-            shown: shown(input),
-            why,
-        };
+        let refuse = |why| RefError { shown: shown(input), why };
         if input.is_empty() {
             return Err(refuse("it is empty"));
         }
         if input.chars().count() > Self::MAX_LEN {
             return Err(refuse("it is longer than 200 characters"));
         }
-        if let Some(bad) = input
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-')))
-        {
+        if let Some(bad) = input.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'))) {
             return Err(refuse(if bad.is_whitespace() || bad.is_control() {
                 "it contains whitespace or control characters"
             } else {
@@ -161,13 +155,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_branch_names() {
-        for ok in [
-            "dev",
-            "feature/login",
-            "release-1.2",
-            "user/ada/fix_42",
-            "v1.0.0",
-        ] {
+        for ok in ["dev", "feature/login", "release-1.2", "user/ada/fix_42", "v1.0.0"] {
             assert_eq!(GitRef::parse(ok).unwrap().as_str(), ok);
         }
     }

@@ -48,15 +48,9 @@ impl Hold {
     /// One line for people.
     pub fn describe(&self, env: &str, now: DateTime<Utc>) -> String {
         match &self.kind {
-            HoldKind::Claim {
-                git_ref,
-                expires_at,
-            } => {
+            HoldKind::Claim { git_ref, expires_at } => {
                 if *expires_at <= now {
-                    format!(
-                        "{env}'s claim by {} for `{git_ref}` has expired",
-                        self.holder_name
-                    )
+                    format!("{env}'s claim by {} for `{git_ref}` has expired", self.holder_name)
                 } else {
                     format!(
                         "{env} is claimed by {} for `{git_ref}` (for {}, expires in {})",
@@ -66,11 +60,9 @@ impl Hold {
                     )
                 }
             }
-            HoldKind::Lock { reason } => format!(
-                "{env} is locked by {} (for {}): {reason}",
-                self.holder_name,
-                age(now, self.since)
-            ),
+            HoldKind::Lock { reason } => {
+                format!("{env} is locked by {} (for {}): {reason}", self.holder_name, age(now, self.since))
+            }
         }
     }
 }
@@ -116,10 +108,7 @@ fn refuse_busy(env: &str, active: &ActiveDeploy, now: DateTime<Utc>) -> Refusal 
 fn refuse_held(env: &str, hold: &Hold, now: DateTime<Utc>) -> Refusal {
     let what_to_do = match hold.kind {
         HoldKind::Claim { .. } => {
-            format!(
-                "Ask {} to `/release {env}`, or a lead to `/unlock {env}`.",
-                hold.holder_name
-            )
+            format!("Ask {} to `/release {env}`, or a lead to `/unlock {env}`.", hold.holder_name)
         }
         HoldKind::Lock { .. } => {
             format!("Ask {} or a lead to `/unlock {env}`.", hold.holder_name)
@@ -155,10 +144,7 @@ pub fn admit_deploy(
         };
         let ttl = chrono::Duration::from_std(env.claim_ttl).unwrap_or(chrono::Duration::hours(8));
         return Ok(HoldChange::Set(Hold {
-            kind: HoldKind::Claim {
-                git_ref: git_ref.clone(),
-                expires_at: now + ttl,
-            },
+            kind: HoldKind::Claim { git_ref: git_ref.clone(), expires_at: now + ttl },
             holder: who.id.clone(),
             holder_name: who.name.clone(),
             since,
@@ -187,12 +173,9 @@ pub fn admit_release(
             "You do not hold {name}; {} does. Only the holder can `/release {name}`; a lead can `/unlock {name}`.",
             h.holder_name
         ))),
-        Some(Hold {
-            kind: HoldKind::Lock { .. },
-            ..
-        }) => Err(Refusal::new(format!(
-            "{name} is locked, not claimed. Use `/unlock {name}` to lift your lock."
-        ))),
+        Some(Hold { kind: HoldKind::Lock { .. }, .. }) => {
+            Err(Refusal::new(format!("{name} is locked, not claimed. Use `/unlock {name}` to lift your lock.")))
+        }
         Some(_) => match active {
             Some(active) => Err(refuse_busy(name, active, now)),
             None => Ok(()),
@@ -220,9 +203,7 @@ pub fn admit_lock(
         None => {}
     }
     Ok(Hold {
-        kind: HoldKind::Lock {
-            reason: reason.to_owned(),
-        },
+        kind: HoldKind::Lock { reason: reason.to_owned() },
         holder: who.id.clone(),
         holder_name: who.name.clone(),
         since: now,
@@ -233,9 +214,7 @@ pub fn admit_lock(
 pub fn admit_unlock(env: &Environment, who: &Person, hold: Option<&Hold>) -> Result<(), Refusal> {
     let name = &env.name;
     match hold {
-        None => Err(Refusal::new(format!(
-            "{name} is neither locked nor claimed."
-        ))),
+        None => Err(Refusal::new(format!("{name} is neither locked nor claimed."))),
         Some(h) if h.holder != who.id && !who.has(Role::Lead) => Err(Refusal::new(format!(
             "{name} is held by {}. Only they or a lead can unlock it; ask them to `/release {name}` or `/unlock {name}`.",
             h.holder_name
@@ -288,77 +267,42 @@ mod tests {
     fn a_personal_branch_claims_for_the_ttl() {
         let grace = person("grace", Role::Developer);
         let change = admit_deploy(at(9), &env(), &grace, &r("feature/a"), None, None).unwrap();
-        let HoldChange::Set(hold) = change else {
-            panic!("{change:?}")
-        };
+        let HoldChange::Set(hold) = change else { panic!("{change:?}") };
         assert_eq!(hold.holder, "grace");
-        assert_eq!(
-            hold.kind,
-            HoldKind::Claim {
-                git_ref: r("feature/a"),
-                expires_at: at(17)
-            }
-        );
+        assert_eq!(hold.kind, HoldKind::Claim { git_ref: r("feature/a"), expires_at: at(17) });
     }
 
     #[test]
     fn another_persons_deploy_is_refused_while_the_claim_stands_and_names_the_holder() {
         let grace = person("grace", Role::Developer);
         let linus = person("linus", Role::Developer);
-        let HoldChange::Set(hold) =
-            admit_deploy(at(9), &env(), &grace, &r("feature/a"), None, None).unwrap()
-        else {
+        let HoldChange::Set(hold) = admit_deploy(at(9), &env(), &grace, &r("feature/a"), None, None).unwrap() else {
             panic!()
         };
-        let err =
-            admit_deploy(at(10), &env(), &linus, &r("feature/b"), Some(&hold), None).unwrap_err();
-        assert!(
-            err.0.contains("GRACE") && err.0.contains("/release dev"),
-            "{}",
-            err.0
-        );
+        let err = admit_deploy(at(10), &env(), &linus, &r("feature/b"), Some(&hold), None).unwrap_err();
+        assert!(err.0.contains("GRACE") && err.0.contains("/release dev"), "{}", err.0);
         // Even the environment's own branch waits for the claim.
         assert!(admit_deploy(at(10), &env(), &linus, &r("dev"), Some(&hold), None).is_err());
         // After the TTL the claim no longer stands.
-        let change =
-            admit_deploy(at(18), &env(), &linus, &r("feature/b"), Some(&hold), None).unwrap();
+        let change = admit_deploy(at(18), &env(), &linus, &r("feature/b"), Some(&hold), None).unwrap();
         assert!(matches!(change, HoldChange::Set(h) if h.holder == "linus"));
     }
 
     #[test]
     fn the_holder_redeploying_renews_and_deploying_the_base_branch_ends_the_claim() {
         let grace = person("grace", Role::Developer);
-        let HoldChange::Set(hold) =
-            admit_deploy(at(9), &env(), &grace, &r("feature/a"), None, None).unwrap()
-        else {
+        let HoldChange::Set(hold) = admit_deploy(at(9), &env(), &grace, &r("feature/a"), None, None).unwrap() else {
             panic!()
         };
-        let renewed =
-            admit_deploy(at(12), &env(), &grace, &r("feature/a2"), Some(&hold), None).unwrap();
+        let renewed = admit_deploy(at(12), &env(), &grace, &r("feature/a2"), Some(&hold), None).unwrap();
         assert!(matches!(renewed, HoldChange::Set(Hold { since, .. }) if since == at(9)));
-        assert_eq!(
-            admit_deploy(at(12), &env(), &grace, &r("dev"), Some(&hold), None),
-            Ok(HoldChange::Clear)
-        );
+        assert_eq!(admit_deploy(at(12), &env(), &grace, &r("dev"), Some(&hold), None), Ok(HoldChange::Clear));
     }
 
     #[test]
     fn a_running_deploy_refuses_a_second_one() {
-        let active = ActiveDeploy {
-            deploy_id: 1,
-            who_name: "Ada".into(),
-            git_ref: r("dev"),
-            since: at(9),
-        };
-        let err = admit_deploy(
-            at(9),
-            &env(),
-            &person("ada", Role::Lead),
-            &r("dev"),
-            None,
-            Some(&active),
-        )
-        .unwrap_err();
+        let active = ActiveDeploy { deploy_id: 1, who_name: "Ada".into(), git_ref: r("dev"), since: at(9) };
+        let err = admit_deploy(at(9), &env(), &person("ada", Role::Lead), &r("dev"), None, Some(&active)).unwrap_err();
         assert!(err.0.contains("Ada is deploying `dev`"), "{}", err.0);
     }
 
@@ -367,17 +311,10 @@ mod tests {
         let grace = person("grace", Role::Developer);
         let linus = person("linus", Role::Developer);
         let ada = person("ada", Role::Lead);
-        let HoldChange::Set(hold) =
-            admit_deploy(at(9), &env(), &grace, &r("feature/a"), None, None).unwrap()
-        else {
+        let HoldChange::Set(hold) = admit_deploy(at(9), &env(), &grace, &r("feature/a"), None, None).unwrap() else {
             panic!()
         };
-        assert!(
-            admit_release(at(10), &env(), &linus, Some(&hold), None)
-                .unwrap_err()
-                .0
-                .contains("GRACE does")
-        );
+        assert!(admit_release(at(10), &env(), &linus, Some(&hold), None).unwrap_err().0.contains("GRACE does"));
         assert!(admit_release(at(10), &env(), &grace, None, None).is_err());
         assert!(admit_release(at(10), &env(), &grace, Some(&hold), None).is_ok());
         assert!(admit_unlock(&env(), &linus, Some(&hold)).is_err());
@@ -392,10 +329,6 @@ mod tests {
         assert!(admit_lock(at(9), &env(), &grace, "qa", None).is_err());
         let lock = admit_lock(at(9), &env(), &ada, "qa", None).unwrap();
         let err = admit_deploy(at(10), &env(), &grace, &r("dev"), Some(&lock), None).unwrap_err();
-        assert!(
-            err.0.contains("locked by ADA") && err.0.contains("qa"),
-            "{}",
-            err.0
-        );
+        assert!(err.0.contains("locked by ADA") && err.0.contains("qa"), "{}", err.0);
     }
 }

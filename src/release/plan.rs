@@ -38,9 +38,7 @@ pub struct PlannedStep {
 
 /// Quotes one value for POSIX sh.
 pub fn quote(value: &str) -> String {
-    shlex::try_quote(value)
-        .map(|q| q.into_owned())
-        .unwrap_or_else(|_| "''".to_owned())
+    shlex::try_quote(value).map(|q| q.into_owned()).unwrap_or_else(|_| "''".to_owned())
 }
 
 /// Replaces `{{placeholders}}` with shell-quoted values. Templates were checked at start-up,
@@ -81,10 +79,9 @@ pub fn host_script(env: &Environment, command: &str, timeout: Duration) -> Strin
 /// Branches win over tags; a full SHA is checked to exist after a fetch.
 pub fn resolve_script(env: &Environment, git_ref: &GitRef) -> String {
     let command = match git_ref.as_sha() {
-        Some(sha) => format!(
-            "git fetch --all --quiet && git rev-parse --verify --quiet {}",
-            quote(&format!("{sha}^{{commit}}"))
-        ),
+        Some(sha) => {
+            format!("git fetch --all --quiet && git rev-parse --verify --quiet {}", quote(&format!("{sha}^{{commit}}")))
+        }
         None => format!(
             "git ls-remote --exit-code origin {} {}",
             quote(&format!("refs/heads/{git_ref}")),
@@ -102,9 +99,7 @@ pub fn parse_resolution(git_ref: &GitRef, output: &str) -> Option<Sha> {
     let find = |wanted: String| {
         output.lines().find_map(|line| {
             let (sha, name) = line.split_once('\t')?;
-            (name.trim() == wanted)
-                .then(|| Sha::parse(sha.trim()).ok())
-                .flatten()
+            (name.trim() == wanted).then(|| Sha::parse(sha.trim()).ok()).flatten()
         })
     };
     find(format!("refs/heads/{git_ref}"))
@@ -114,28 +109,15 @@ pub fn parse_resolution(git_ref: &GitRef, output: &str) -> Option<Sha> {
 
 /// Builds the plan for deploying `sha` (resolved from `git_ref`) to `env`.
 pub fn build_plan(env: &Environment, git_ref: &GitRef, sha: &Sha) -> DeployPlan {
-    let values = [
-        ("sha", sha.as_str()),
-        ("ref", git_ref.as_str()),
-        ("branch", env.branch.as_str()),
-        ("env", env.name.as_str()),
-    ];
+    let values =
+        [("sha", sha.as_str()), ("ref", git_ref.as_str()), ("branch", env.branch.as_str()), ("env", env.name.as_str())];
     let steps = env
         .steps
         .iter()
         .map(|step| {
-            let timeout = step
-                .timeout
-                .as_deref()
-                .and_then(|t| parse_duration(t).ok())
-                .unwrap_or(env.step_timeout);
+            let timeout = step.timeout.as_deref().and_then(|t| parse_duration(t).ok()).unwrap_or(env.step_timeout);
             let command = render_template(&step.run, &values);
-            PlannedStep {
-                name: step.name.clone(),
-                script: host_script(env, &command, timeout),
-                command,
-                timeout,
-            }
+            PlannedStep { name: step.name.clone(), script: host_script(env, &command, timeout), command, timeout }
         })
         .collect();
     DeployPlan {
@@ -156,9 +138,7 @@ mod tests {
         Environment {
             name: "dev".into(),
             branch: GitRef::parse("dev").unwrap(),
-            transport: TransportConfig::Local {
-                dir: "/srv/my app".into(),
-            },
+            transport: TransportConfig::Local { dir: "/srv/my app".into() },
             steps: default_steps(),
             health_url: None,
             personal_branches: true,
@@ -178,25 +158,11 @@ mod tests {
             run: "echo deployed {{ref}} at {{sha}} > /tmp/x".into(),
             timeout: Some("5s".into()),
         });
-        let plan = build_plan(
-            &env,
-            &GitRef::parse("feature/a").unwrap(),
-            &Sha::parse(SHA).unwrap(),
-        );
-        assert_eq!(
-            plan.steps[1].command,
-            format!("git checkout --quiet --detach {SHA}")
-        );
-        assert_eq!(
-            plan.steps[4].command,
-            format!("echo deployed feature/a at {SHA} > /tmp/x")
-        );
+        let plan = build_plan(&env, &GitRef::parse("feature/a").unwrap(), &Sha::parse(SHA).unwrap());
+        assert_eq!(plan.steps[1].command, format!("git checkout --quiet --detach {SHA}"));
+        assert_eq!(plan.steps[4].command, format!("echo deployed feature/a at {SHA} > /tmp/x"));
         assert_eq!(plan.steps[4].timeout, Duration::from_secs(5));
-        assert!(
-            plan.steps[4]
-                .script
-                .starts_with("cd '/srv/my app' && exec timeout --kill-after=5s 5s sh -c ")
-        );
+        assert!(plan.steps[4].script.starts_with("cd '/srv/my app' && exec timeout --kill-after=5s 5s sh -c "));
     }
 
     #[test]
@@ -214,11 +180,8 @@ mod tests {
         assert_eq!(quote("a b"), "'a b'");
         let rendered = render_template("printf %s {{env}} {{nope}}", &[("env", "d'ev $(id)")]);
         assert!(rendered.ends_with(" {{nope}}"), "{rendered}");
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(rendered.trim_end_matches(" {{nope}}"))
-            .output()
-            .unwrap();
+        let out =
+            std::process::Command::new("sh").arg("-c").arg(rendered.trim_end_matches(" {{nope}}")).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "d'ev $(id)");
     }
 }

@@ -17,12 +17,7 @@ pub struct Actor<'a> {
 }
 
 /// Decides whether `actor` may run `command`, whose spec is `spec`.
-pub fn authorize(
-    config: &Config,
-    spec: &CommandSpec,
-    actor: Actor<'_>,
-    command: &Command,
-) -> Result<(), Refusal> {
+pub fn authorize(config: &Config, spec: &CommandSpec, actor: Actor<'_>, command: &Command) -> Result<(), Refusal> {
     if spec.who == MinRole::Anyone {
         return Ok(());
     }
@@ -38,11 +33,7 @@ pub fn authorize(
         _ => Role::Developer,
     };
     if !person.has(needed) {
-        let role = if needed == Role::Lead {
-            "a lead"
-        } else {
-            "a developer or lead"
-        };
+        let role = if needed == Role::Lead { "a lead" } else { "a developer or lead" };
         return Err(Refusal::new(format!(
             "Only {role} can use /{}. Ask a lead to run it for you, or to give you the role in the config.",
             spec.name
@@ -54,9 +45,8 @@ pub fn authorize(
         };
         if *git_ref != environment.branch && !environment.personal_branches {
             let previous = previous_environment(config, env);
-            let promote = previous
-                .map(|p| format!(" To ship what is on {p}, use `/promote {p} {env}`."))
-                .unwrap_or_default();
+            let promote =
+                previous.map(|p| format!(" To ship what is on {p}, use `/promote {p} {env}`.")).unwrap_or_default();
             return Err(Refusal::new(format!(
                 "{env} only takes its own branch `{}`, not personal branches.{promote}",
                 environment.branch
@@ -66,9 +56,7 @@ pub fn authorize(
             let promote = previous_environment(config, env)
                 .map(|p| format!(", or request approval with `/promote {p} {env}`"))
                 .unwrap_or_default();
-            return Err(Refusal::new(format!(
-                "Deploying to {env} needs a lead. Ask a lead to deploy{promote}."
-            )));
+            return Err(Refusal::new(format!("Deploying to {env} needs a lead. Ask a lead to deploy{promote}.")));
         }
     }
     Ok(())
@@ -77,9 +65,7 @@ pub fn authorize(
 /// The environment before `env` in promotion order.
 pub fn previous_environment<'a>(config: &'a Config, env: &str) -> Option<&'a str> {
     let index = config.environments.iter().position(|e| e.name == env)?;
-    index
-        .checked_sub(1)
-        .map(|i| config.environments[i].name.as_str())
+    index.checked_sub(1).map(|i| config.environments[i].name.as_str())
 }
 
 #[cfg(test)]
@@ -122,11 +108,7 @@ transport = { kind = "local", dir = "/srv/production" }
         let book = CommandBook::builtin();
         let command = parse(&book, &config.environment_names(), line).unwrap();
         let spec = book.get(command.name()).unwrap();
-        let actor = Actor {
-            person: config.person(user),
-            platform: "console",
-            user_id: user,
-        };
+        let actor = Actor { person: config.person(user), platform: "console", user_id: user };
         authorize(&config, spec, actor, &command)
     }
 
@@ -136,11 +118,7 @@ transport = { kind = "local", dir = "/srv/production" }
         assert!(check("mallory", "/history dev").is_ok());
         assert!(check("mallory", "/help").is_ok());
         let err = check("mallory", "/deploy dev feature/x").unwrap_err();
-        assert!(
-            err.0.contains("`mallory`") && err.0.contains("people list"),
-            "{}",
-            err.0
-        );
+        assert!(err.0.contains("`mallory`") && err.0.contains("people list"), "{}", err.0);
     }
 
     #[test]
@@ -152,11 +130,7 @@ transport = { kind = "local", dir = "/srv/production" }
     #[test]
     fn production_needs_a_lead() {
         let err = check("grace", "/deploy production master").unwrap_err();
-        assert!(
-            err.0.contains("needs a lead") && err.0.contains("/promote staging production"),
-            "{}",
-            err.0
-        );
+        assert!(err.0.contains("needs a lead") && err.0.contains("/promote staging production"), "{}", err.0);
         assert!(check("ada", "/deploy production master").is_ok());
     }
 

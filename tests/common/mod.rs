@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
+pub mod sshd;
+
 use shipday::app::{self, App};
 use shipday::clock::{Clock, ManualClock};
 use shipday::config::Config;
@@ -36,6 +38,26 @@ impl World {
         let text = format!("{}steps = [\n{dev_steps}\n]\n{}", &text[..steps_at], &text[end..]);
         let path = self.path().join("custom.toml");
         std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A config whose `dev` runs over SSH to `sshd` (pinned with `known_hosts`), with
+    /// `dev_steps` (TOML array body) and extra TOML for dev (e.g. `step_timeout = "2s"`).
+    pub fn ssh_config(&self, sshd: &sshd::Sshd, known_hosts: &Path, dev_steps: &str, extra: &str) -> PathBuf {
+        let base = self.config_with_dev_steps(dev_steps);
+        let text = std::fs::read_to_string(&base).unwrap();
+        let local = "transport = { kind = \"local\", dir = \"envs/dev\" }";
+        assert!(text.contains(local));
+        let ssh = format!(
+            "{extra}\ntransport = {{ kind = \"ssh\", host = \"127.0.0.1\", port = {}, user = \"{}\", key_file = \"{}\", known_hosts = \"{}\", dir = \"{}\", keepalive_secs = 1 }}",
+            sshd.port,
+            sshd.user,
+            sshd.client_key().display(),
+            known_hosts.display(),
+            self.path().join("envs/dev").display()
+        );
+        let path = self.path().join("ssh.toml");
+        std::fs::write(&path, text.replacen(local, &ssh, 1)).unwrap();
         path
     }
 
@@ -100,7 +122,12 @@ impl Bot {
         let reply = self
             .app
             .engine
-            .submit(Invocation { platform: "console".into(), user_id: user.into(), text: text.into(), progress: Some(tx) })
+            .submit(Invocation {
+                platform: "console".into(),
+                user_id: user.into(),
+                text: text.into(),
+                progress: Some(tx),
+            })
             .await;
         (reply, rx)
     }

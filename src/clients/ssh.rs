@@ -1,0 +1,240 @@
+//! The SSH transport (russh): one connection per deploy, every step on it.
+//!
+//! The host key is pinned from a known_hosts file named in the config. An unknown host, a
+//! changed key, or a key of another type refuses the connection; the bot never learns a key
+//! and has no accept-any mode. Only the pinned key types are offered in negotiation, so a host
+//! with several keys presents the pinned one.
+
+use super::exec::{BOT_GRACE, ExecSession, OutputTail, RemoteExec, result_from_exit};
+use crate::config::SshTarget;
+use crate::release::deploy::StepResult;
+use anyhow::{Context, Result, anyhow, bail};
+use async_trait::async_trait;
+use russh::client::{self, AuthResult};
+use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Preferred};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long connecting and authenticating may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Keepalives missed before the connection counts as dead.
+pub const KEEPALIVE_MAX: usize = 3;
+
+/// Runs steps on a host over SSH.
+pub struct SshExec {
+    target: SshTarget,
+    pinned: Vec<PublicKey>,
+}
+
+impl SshExec {
+    /// Loads the pinned host keys; an environment whose host is not pinned is refused.
+    pub fn new(target: &SshTarget) -> Result<Self> {
+        let pinned = pinned_keys(target)?;
+        Ok(Self { target: target.clone(), pinned })
+    }
+
+    fn preferred_key_algorithms(&self) -> Vec<Algorithm> {
+        let mut algorithms = Vec::new();
+        for key in &self.pinned {
+            match key.algorithm() {
+                Algorithm::Rsa { .. } => {
+                    algorithms.push(Algorithm::Rsa { hash: Some(HashAlg::Sha512) });
+                    algorithms.push(Algorithm::Rsa { hash: Some(HashAlg::Sha256) });
+                }
+                other => algorithms.push(other),
+            }
+        }
+        algorithms.dedup();
+        algorithms
+    }
+}
+
+/// The keys pinned for the target's host and port in its known_hosts file.
+pub fn pinned_keys(target: &SshTarget) -> Result<Vec<PublicKey>> {
+    let path =
+        target.known_hosts.as_ref().ok_or_else(|| anyhow!("no known_hosts file is configured for {}", target.host))?;
+    std::fs::metadata(path).with_context(|| format!("cannot read known_hosts file {}", path.display()))?;
+    let keys = russh::keys::known_hosts::known_host_keys_path(&target.host, target.port, path)
+        .with_context(|| format!("cannot parse known_hosts file {}", path.display()))?;
+    if keys.is_empty() {
+        let name = host_pattern(target);
+        bail!(
+            "the host key of {name} is not pinned in {}. Get it with `ssh-keyscan -p {} {}`, check its fingerprint \
+             (`ssh-keygen -lf FILE`) against the droplet's console, and add the line for {name}",
+            path.display(),
+            target.port,
+            target.host
+        );
+    }
+    Ok(keys.into_iter().map(|(_, key)| key).collect())
+}
+
+/// How known_hosts names the host: `host` on port 22, `[host]:port` otherwise.
+fn host_pattern(target: &SshTarget) -> String {
+    if target.port == 22 { target.host.clone() } else { format!("[{}]:{}", target.host, target.port) }
+}
+
+/// Checks the server's key against the pinned keys, and keeps why it refused.
+struct PinnedHost {
+    name: String,
+    pinned: Vec<PublicKey>,
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for PinnedHost {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, offered: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let verdict = match offered {
+            PublicKeyOrCertificate::Certificate(_) => {
+                Err(format!("{} presented a host certificate; Shipday only trusts the pinned host key", self.name))
+            }
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                let fingerprint = key.fingerprint(HashAlg::Sha256);
+                if self.pinned.iter().any(|pinned| pinned.key_data() == key.key_data()) {
+                    Ok(())
+                } else if self.pinned.iter().any(|pinned| pinned.algorithm() == key.algorithm()) {
+                    Err(format!(
+                        "the host key of {} has CHANGED (it now offers {} {fingerprint}). Someone may be \
+                         intercepting the connection, or the droplet was rebuilt. Check the fingerprint on the \
+                         droplet's console before updating known_hosts",
+                        self.name,
+                        key.algorithm()
+                    ))
+                } else {
+                    Err(format!(
+                        "{} offered a {} host key ({fingerprint}), but the pinned key is {}",
+                        self.name,
+                        key.algorithm(),
+                        pinned_types(&self.pinned)
+                    ))
+                }
+            }
+        };
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(refusal) => {
+                tracing::warn!(host = %self.name, %refusal, "host key refused");
+                *self.refusal.lock().expect("refusal lock") = Some(refusal);
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn pinned_types(keys: &[PublicKey]) -> String {
+    let mut types: Vec<String> = keys.iter().map(|k| k.algorithm().to_string()).collect();
+    types.dedup();
+    types.join(", ")
+}
+
+#[async_trait]
+impl RemoteExec for SshExec {
+    async fn connect(&self) -> Result<Box<dyn ExecSession>> {
+        let target = &self.target;
+        let name = host_pattern(target);
+        let config = client::Config {
+            keepalive_interval: Some(Duration::from_secs(target.keepalive_secs.max(1))),
+            keepalive_max: KEEPALIVE_MAX,
+            inactivity_timeout: None,
+            nodelay: true,
+            preferred: Preferred { key: Cow::Owned(self.preferred_key_algorithms()), ..Preferred::default() },
+            ..client::Config::default()
+        };
+        let refusal = Arc::new(Mutex::new(None));
+        let handler = PinnedHost { name: name.clone(), pinned: self.pinned.clone(), refusal: refusal.clone() };
+        let connecting = client::connect(Arc::new(config), (target.host.as_str(), target.port), handler);
+        let mut handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(error)) => {
+                if let Some(refusal) = refusal.lock().expect("refusal lock").take() {
+                    bail!(refusal);
+                }
+                if matches!(error, russh::Error::NoCommonAlgo { .. }) {
+                    bail!("{name} offers no host key of the pinned type ({})", pinned_types(&self.pinned));
+                }
+                bail!("cannot connect to {name}: {error}");
+            }
+            Err(_) => bail!("connecting to {name} took longer than {}s", CONNECT_TIMEOUT.as_secs()),
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, authenticate(&mut handle, target))
+            .await
+            .map_err(|_| anyhow!("logging in to {name} took longer than {}s", CONNECT_TIMEOUT.as_secs()))??;
+        Ok(Box::new(SshSession { handle }))
+    }
+
+    fn target(&self) -> String {
+        format!("{}@{}", self.target.user, host_pattern(&self.target))
+    }
+}
+
+async fn authenticate(handle: &mut client::Handle<PinnedHost>, target: &SshTarget) -> Result<()> {
+    let user = target.user.clone();
+    let refused = || anyhow!("{} refused the key for user {}", target.host, target.user);
+    if let Some(key_file) = &target.key_file {
+        let key = russh::keys::load_secret_key(key_file, None).with_context(|| {
+            format!(
+                "cannot load the SSH key {} (an encrypted key needs ssh-agent instead: leave key_file out)",
+                key_file.display()
+            )
+        })?;
+        let hash = handle.best_supported_rsa_hash().await?.flatten();
+        let result = handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash)).await?;
+        return match result {
+            AuthResult::Success => Ok(()),
+            AuthResult::Failure { .. } => Err(refused()),
+        };
+    }
+    let mut agent = russh::keys::agent::client::AgentClient::connect_env()
+        .await
+        .context("no key_file is configured and no ssh-agent is reachable at SSH_AUTH_SOCK")?;
+    let identities = agent.request_identities().await.context("cannot list the ssh-agent's keys")?;
+    for identity in identities {
+        let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = identity else { continue };
+        let hash = handle.best_supported_rsa_hash().await?.flatten();
+        if let Ok(AuthResult::Success) = handle.authenticate_publickey_with(user.clone(), key, hash, &mut agent).await {
+            return Ok(());
+        }
+    }
+    Err(refused())
+}
+
+/// One authenticated connection; each step is an `exec` channel on it.
+struct SshSession {
+    handle: client::Handle<PinnedHost>,
+}
+
+#[async_trait]
+impl ExecSession for SshSession {
+    async fn run(&mut self, script: &str, timeout: Duration, output: &mut OutputTail) -> Result<StepResult> {
+        let mut channel = self.handle.channel_open_session().await.context("the SSH connection is gone")?;
+        channel.exec(true, script).await.context("cannot start the step over SSH")?;
+        let pump = async {
+            let (mut code, mut signal) = (None, None);
+            while let Some(message) = channel.wait().await {
+                match message {
+                    ChannelMsg::Data { data } => output.push(&data),
+                    ChannelMsg::ExtendedData { data, .. } => output.push(&data),
+                    ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => signal = Some(format!("{signal_name:?}")),
+                    _ => {}
+                }
+            }
+            (code, signal)
+        };
+        Ok(match tokio::time::timeout(timeout + BOT_GRACE, pump).await {
+            Ok((Some(code), _)) => result_from_exit(code as i32, timeout),
+            Ok((None, Some(signal))) => StepResult::Signal { signal },
+            Ok((None, None)) => StepResult::Error {
+                message: "the SSH connection was lost before the step finished (no keepalive answer)".into(),
+            },
+            Err(_) => StepResult::TimedOut { limit_secs: timeout.as_secs() },
+        })
+    }
+
+    async fn close(self: Box<Self>) {
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "deploy finished", "en").await;
+    }
+}

@@ -1,0 +1,302 @@
+//! Deploys over SSH to a real OpenSSH sshd on 127.0.0.1.
+
+mod common;
+
+use common::sshd::{KeyType, Sshd};
+use common::{Bot, World, refused};
+use shipday::engine::ReplyBody;
+use shipday::release::deploy::{Outcome, StepResult};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const STEPS: &str = r#"
+  { name = "fetch", run = "git fetch --all --prune --quiet" },
+  { name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
+  { name = "restart app", run = "echo restarted {{env}} $(git rev-parse --short HEAD) >> ../restarts.log" },"#;
+
+/// Everything logged by this test binary, to prove secrets never reach the logs.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .init();
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_branch_is_deployed_over_ssh_at_its_exact_commit_on_one_connection() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let known_hosts = sshd.pin();
+    let steps = format!(
+        r#"{STEPS}
+  {{ name = "which connection 1", run = "awk '/^PPid/ {{print $2}}' /proc/$PPID/status" }},
+  {{ name = "which connection 2", run = "awk '/^PPid/ {{print $2}}' /proc/$PPID/status" }},"#
+    );
+    let bot = Bot::start(&world.ssh_config(&sshd, &known_hosts, &steps, ""));
+    let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let ReplyBody::Deploy(accepted) = &reply.body else { panic!("{reply:?}") };
+    assert_eq!(accepted.sha.as_str(), world.tip("feature/login"));
+    let done = &progress.last().unwrap().record;
+    assert_eq!(done.outcome, Outcome::Succeeded, "{:#?}", done.steps);
+    assert_eq!(world.head("dev"), world.tip("feature/login"), "HEAD on the host is the resolved SHA");
+    assert_eq!(world.restarts(), [format!("restarted dev {}", &accepted.sha.as_str()[..7])]);
+    // Both steps ran under the same sshd session process: one connection per deploy.
+    let (a, b) = (done.steps[3].tail.trim(), done.steps[4].tail.trim());
+    assert!(!a.is_empty() && a == b, "{a} vs {b}");
+    let text = shipday::chat::text::progress(progress.last().unwrap(), chrono::Utc::now()).unwrap();
+    assert!(text.contains(accepted.sha.short()), "{text}");
+}
+
+#[tokio::test]
+async fn a_branch_that_does_not_exist_is_refused_and_nothing_runs() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), STEPS, ""));
+    let before = world.head("dev");
+    let (reply, progress) = bot.say("grace", "/deploy dev feature/nope").await;
+    assert!(refused(&reply).contains("`feature/nope` is not a branch or tag"), "{reply:?}");
+    assert!(progress.is_empty());
+    assert_eq!(world.head("dev"), before);
+    assert!(world.restarts().is_empty());
+    assert!(bot.app.store.hold("dev").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_unpinned_host_stops_the_bot_at_start_and_check_config_says_so() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let empty = sshd.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let config = world.ssh_config(&sshd, &empty, STEPS, "");
+    let err = format!("{:#}", Bot::try_start(&config).err().expect("must refuse to start"));
+    assert!(err.contains("is not pinned") && err.contains("ssh-keyscan"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not pinned"));
+}
+
+#[tokio::test]
+async fn a_rotated_host_key_refuses_the_deploy() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let known_hosts = sshd.pin();
+    let config = world.ssh_config(&sshd, &known_hosts, STEPS, "");
+    let sshd = sshd.rotate_host_key();
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    let bot = Bot::start(&config);
+    let before = world.head("dev");
+    let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let text = refused(&reply);
+    assert!(text.contains("has CHANGED") && text.contains("SHA256:"), "{text}");
+    assert!(progress.is_empty());
+    assert_eq!(world.head("dev"), before);
+    // The bot never learns a key.
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), pinned);
+    drop(sshd);
+}
+
+#[tokio::test]
+async fn a_host_offering_another_key_type_than_the_pinned_one_is_refused() {
+    let world = World::new();
+    let sshd = Sshd::start_with(KeyType::Ecdsa);
+    // Pin an ed25519 key (made for this test) for the host, which only has an ECDSA key.
+    let other = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(other.path().join("k"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let line = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
+    let known_hosts = sshd.pin_line(line.trim());
+    let bot = Bot::start(&world.ssh_config(&sshd, &known_hosts, STEPS, ""));
+    let (reply, _) = bot.say("grace", "/deploy dev feature/login").await;
+    let text = refused(&reply);
+    assert!(text.contains("pinned") && text.contains("ssh-ed25519"), "{text}");
+    assert!(world.restarts().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_step_is_named_with_its_exit_code() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let steps = format!(r#"{STEPS} {{ name = "migrate", run = "echo 'relation does not exist' >&2; exit 3" }},"#);
+    let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
+    let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let done = &progress.last().unwrap().record;
+    assert_eq!(
+        done.outcome,
+        Outcome::Failed { step: "migrate".into(), reason: "exit code 3".into(), state_unknown: false }
+    );
+    assert!(done.steps.last().unwrap().tail.contains("relation does not exist"));
+    let line = shipday::chat::text::progress(&progress[progress.len() - 2], chrono::Utc::now()).unwrap();
+    assert!(line.contains("migrate: exit code 3") && line.contains("relation does not exist"), "{line}");
+}
+
+#[tokio::test]
+async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let marker = format!("shipday-ssh-hang-{}", std::process::id());
+    let steps = format!(
+        r#"{STEPS} {{ name = "hang", run = "ln -sf \"$(command -v sleep)\" ../{marker} && ../{marker} 300", timeout = "2s" }},"#
+    );
+    let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
+    let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let done = &progress.last().unwrap().record;
+    assert!(
+        matches!(&done.outcome, Outcome::Failed { step, state_unknown: true, .. } if step == "hang"),
+        "{:?}",
+        done.outcome
+    );
+    assert_eq!(done.steps.last().unwrap().result, Some(StepResult::TimedOut { limit_secs: 2 }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+    assert!(left.stdout.is_empty(), "left on the host: {}", String::from_utf8_lossy(&left.stdout));
+    let (status, _) = bot.say("grace", "/status dev").await;
+    assert!(bot.show(&status).contains("state is unknown"));
+}
+
+#[tokio::test]
+async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let steps = format!(r#"{STEPS} {{ name = "slow", run = "sleep 8", timeout = "5m" }},"#);
+    let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
+    let (_, mut updates) = bot.send("grace", "/deploy dev feature/login").await;
+    let mut last = None;
+    while let Some(update) = updates.recv().await {
+        let reached_slow = update.record.steps.last().is_some_and(|s| s.name == "slow" && s.result.is_none());
+        last = Some(update);
+        if reached_slow {
+            break;
+        }
+    }
+    assert!(last.is_some());
+    sshd.signal_sessions("STOP");
+    let frozen_at = Instant::now();
+    while let Some(update) = updates.recv().await {
+        last = Some(update);
+    }
+    let waited = frozen_at.elapsed();
+    sshd.signal_sessions("CONT");
+    let done = &last.unwrap().record;
+    assert!(
+        matches!(&done.outcome, Outcome::Failed { step, state_unknown: true, reason } if step == "slow" && reason.contains("lost")),
+        "{:?}",
+        done.outcome
+    );
+    // keepalive_secs = 1, three missed keepalives: well under the step's 5-minute limit.
+    assert!(waited < Duration::from_secs(15), "took {waited:?}");
+}
+
+#[tokio::test]
+async fn ten_megabytes_of_output_keep_only_a_bounded_tail() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let steps = format!(
+        r#"{STEPS} {{ name = "noisy", run = "head -c 10000000 /dev/zero | tr '\\0' 'x'; echo; echo END-OF-OUTPUT" }},"#
+    );
+    let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
+    let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let done = &progress.last().unwrap().record;
+    assert_eq!(done.outcome, Outcome::Succeeded);
+    let noisy = done.steps.iter().find(|s| s.name == "noisy").unwrap();
+    assert!(noisy.tail.trim_end().ends_with("END-OF-OUTPUT"));
+    assert!(noisy.tail.len() < 5000, "tail is {} bytes", noisy.tail.len());
+    assert!(noisy.tail.contains("earlier output cut"));
+    assert_eq!(noisy.output_bytes, 10_000_000 + 1 + 14);
+}
+
+#[tokio::test]
+async fn secrets_printed_by_a_step_are_redacted_in_the_reply_and_the_logs() {
+    let logs = logs();
+    let world = World::new();
+    let sshd = Sshd::start();
+    std::fs::write(world.path().join("db_password"), "Sup3r-S3cret-Value\n").unwrap();
+    let steps = format!(
+        r#"{STEPS} {{ name = "leaky", run = "echo DATABASE_URL=postgres://app:pa55word@db/app; echo password=hunter2; echo using $(cat ../../db_password)" }},"#
+    );
+    let config = world.ssh_config(&sshd, &sshd.pin(), &steps, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("redact = [{{ file = \"db_password\" }}]\n{text}")).unwrap();
+    let bot = Bot::start(&config);
+    let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let done = &progress.last().unwrap().record;
+    let leaky = done.steps.iter().find(|s| s.name == "leaky").unwrap();
+    let shown: String = progress
+        .iter()
+        .filter_map(|u| shipday::chat::text::progress(u, chrono::Utc::now()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (history, _) = bot.say("grace", "/history dev").await;
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    for secret in ["pa55word", "hunter2", "Sup3r-S3cret-Value"] {
+        assert!(!leaky.tail.contains(secret), "{secret} in the tail: {}", leaky.tail);
+        assert!(!shown.contains(secret) && !bot.show(&history).contains(secret));
+        assert!(!logged.contains(secret), "{secret} in the logs");
+    }
+    assert!(leaky.tail.contains("[redacted]"));
+    assert!(logged.contains("deploy finished"), "the log capture works");
+}
+
+#[tokio::test]
+async fn hostile_refs_never_reach_the_host() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let canary = sshd.path().join("canary");
+    let c = canary.display().to_string();
+    let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), STEPS, ""));
+    for hostile in [
+        format!("a;touch {c}"),
+        format!("$(touch {c})"),
+        format!("`touch {c}`"),
+        format!("\"a\ntouch {c}\""),
+        format!("'a|touch {c}'"),
+        "-oProxyCommand=touch".to_owned(),
+        "x".repeat(300),
+    ] {
+        let (reply, progress) = bot.say("ada", &format!("/deploy dev {hostile}")).await;
+        refused(&reply);
+        assert!(progress.is_empty());
+    }
+    assert!(!canary.exists());
+    assert!(world.restarts().is_empty());
+    assert!(bot.app.store.history(None, 5).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_over_ssh_resolves_on_the_host_and_changes_nothing() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), STEPS, ""));
+    let before = world.head("dev");
+    let (reply, _) = bot.say("grace", "/deploy dev feature/search --dry-run").await;
+    let ReplyBody::DryRun(plan) = &reply.body else { panic!("{reply:?}") };
+    assert_eq!(plan.sha.as_str(), world.tip("feature/search"));
+    assert_eq!(world.head("dev"), before);
+    assert!(world.restarts().is_empty());
+}
