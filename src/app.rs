@@ -50,5 +50,6 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
     }
     let config = Arc::new(config);
     let engine = Engine::spawn(config.clone(), store.clone(), clock, transports);
+    engine.check_drift();
     Ok(App { config, engine, interrupted, store })
 }

@@ -82,6 +82,8 @@ pub struct Environment {
     pub steps: Vec<StepTemplate>,
     /// Optional URL checked after the steps.
     pub health_url: Option<String>,
+    /// How long the health URL may take to answer 2xx after a restart.
+    pub health_timeout: Duration,
     /// Whether branches other than `branch` may be deployed (and claim the environment).
     pub personal_branches: bool,
     /// Whether a deploy here needs a lead (or, later, an approved promotion).
@@ -259,6 +261,12 @@ struct RawEnvironment {
     claim_ttl: String,
     #[serde(default = "default_step_timeout")]
     step_timeout: String,
+    #[serde(default = "default_health_timeout")]
+    health_timeout: String,
+}
+
+fn default_health_timeout() -> String {
+    "30s".into()
 }
 
 fn default_claim_ttl() -> String {
@@ -379,7 +387,13 @@ fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment>
         branch,
         transport,
         steps,
-        health_url: raw.health_url,
+        health_timeout: parse_duration(&raw.health_timeout).context("health_timeout")?,
+        health_url: match raw.health_url {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                bail!("health_url: `{url}` must start with http:// or https://")
+            }
+            other => other,
+        },
         personal_branches: raw.personal_branches,
         requires_approval: raw.requires_approval,
         claim_ttl: parse_duration(&raw.claim_ttl).context("claim_ttl")?,

@@ -4,7 +4,7 @@
 //! A store that exists but cannot be opened stops the bot: it is never replaced by an empty
 //! one. A missing store is created, and that is logged loudly.
 
-use crate::release::deploy::{DeployRecord, Outcome};
+use crate::release::deploy::{DeployRecord, Observation, Outcome};
 use crate::release::locks::{ActiveDeploy, Hold};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -25,6 +25,7 @@ pub struct Store {
     last_failure: sled::Tree,
     holds: sled::Tree,
     active: sled::Tree,
+    observed: sled::Tree,
     audit: sled::Tree,
 }
 
@@ -94,6 +95,7 @@ impl Store {
             last_failure: tree("last_failure")?,
             holds: tree("holds")?,
             active: tree("active")?,
+            observed: tree("observed")?,
             audit: tree("audit")?,
             db,
         };
@@ -231,6 +233,17 @@ impl Store {
             Some(active) => self.active.insert(env, encode(active)?)?,
             None => self.active.remove(env)?,
         };
+        Ok(())
+    }
+
+    /// The last reading of `env`'s HEAD.
+    pub fn observation(&self, env: &str) -> Result<Option<Observation>> {
+        self.observed.get(env)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Records a reading of `env`'s HEAD.
+    pub fn set_observation(&self, env: &str, observation: &Observation) -> Result<()> {
+        self.observed.insert(env, encode(observation)?)?;
         Ok(())
     }
 

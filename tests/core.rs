@@ -310,3 +310,55 @@ async fn a_dry_run_resolves_and_shows_steps_and_changes_nothing() {
     assert!(bot.app.store.hold("dev").unwrap().is_none());
     assert!(bot.app.store.history(None, 5).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_health_check_after_the_steps_passes_or_fails_the_deploy() {
+    let world = World::new();
+    let healthy = common::http_server(200).await;
+    let config =
+        world.config_with_dev_steps(r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },"#);
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "claim_ttl = \"8h\"",
+        &format!("claim_ttl = \"8h\"\nhealth_url = \"{healthy}\"\nhealth_timeout = \"2s\""),
+        1,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let bot = Bot::start(&config);
+    let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let done = &progress.last().unwrap().record;
+    assert_eq!(done.outcome, Outcome::Succeeded);
+    assert_eq!(done.steps.last().unwrap().name, "health check");
+    drop(bot);
+
+    let sick = common::http_server(503).await;
+    std::fs::write(&config, text.replace(&healthy, &sick)).unwrap();
+    let bot = loop {
+        match Bot::try_start(&config) {
+            Ok(bot) => break bot,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    };
+    let (_, progress) = bot.say("grace", "/deploy dev feature/search").await;
+    let done = &progress.last().unwrap().record;
+    let Outcome::Failed { step, reason, state_unknown } = &done.outcome else { panic!("{:?}", done.outcome) };
+    assert_eq!(step, "health check");
+    assert!(reason.contains("503") && !state_unknown, "{reason}");
+}
+
+#[tokio::test]
+async fn status_live_reads_head_and_flags_a_deploy_by_hand() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    bot.say("grace", "/deploy dev feature/login").await;
+    let (reply, _) = bot.say("grace", "/status dev --live").await;
+    assert!(bot.show(&reply).contains("as deployed"), "{}", bot.show(&reply));
+    // Someone deploys by hand, as the written process still allows.
+    let other = world.tip("feature/search");
+    common::git(&world.path().join("envs/dev"), &["checkout", "--quiet", "--detach", &other]);
+    let (reply, _) = bot.say("grace", "/status dev --live").await;
+    let text = bot.show(&reply);
+    assert!(text.contains("⚠️ drift") && text.contains(&other[..8]), "{text}");
+    // Without --live, /status still shows the last reading.
+    let (reply, _) = bot.say("grace", "/status dev").await;
+    assert!(bot.show(&reply).contains("drift"));
+}

@@ -300,3 +300,36 @@ async fn a_dry_run_over_ssh_resolves_on_the_host_and_changes_nothing() {
     assert_eq!(world.head("dev"), before);
     assert!(world.restarts().is_empty());
 }
+
+#[tokio::test]
+async fn drift_is_found_over_ssh_at_start_up_and_by_status_live() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let config = world.ssh_config(&sshd, &sshd.pin(), STEPS, "");
+    let bot = Bot::start(&config);
+    bot.say("grace", "/deploy dev feature/login").await;
+    let (reply, _) = bot.say("grace", "/status dev --live").await;
+    assert!(bot.show(&reply).contains("as deployed"), "{}", bot.show(&reply));
+    let store_dir = bot.app.config.state_dir.clone();
+    drop(bot);
+    let other = world.tip("dev");
+    common::git(&world.path().join("envs/dev"), &["checkout", "--quiet", "--detach", &other]);
+    let bot = loop {
+        match Bot::try_start(&config) {
+            Ok(bot) => break bot,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    // The start-up check reads HEAD over SSH by itself and records the drift.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let observed = bot.app.store.observation("dev").unwrap();
+        if observed.as_ref().is_some_and(|o| o.head.as_ref().is_ok_and(|h| h.as_str() == other)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no start-up drift check in {}", store_dir.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (reply, _) = bot.say("grace", "/status dev").await;
+    assert!(bot.show(&reply).contains("⚠️ drift"), "{}", bot.show(&reply));
+}

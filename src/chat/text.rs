@@ -3,7 +3,7 @@
 
 use crate::engine::reply::{EnvironmentStatus, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody};
-use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepResult, Trigger};
+use crate::release::deploy::{DeployEvent, DeployRecord, Drift, Observation, Outcome, StepResult, Trigger};
 use crate::release::plan::DeployPlan;
 use crate::release::{age, duration_words};
 use chrono::{DateTime, Utc};
@@ -65,7 +65,11 @@ pub fn outcome_line(record: &DeployRecord, now: DateTime<Utc>) -> String {
         Outcome::Running => format!("⏳ {head}: running for {}", duration_words(record.elapsed_ms(now) / 1000)),
         Outcome::Succeeded => format!("✅ {head}, {} ago", age(now, record.finished_at.unwrap_or(record.started_at))),
         Outcome::Failed { step, reason, state_unknown } => {
-            let unknown = if *state_unknown { " The host's state is unknown until it is redeployed." } else { "" };
+            let unknown = if *state_unknown {
+                " The host's state is unknown: `/status ENV --live` reads HEAD, a redeploy settles it."
+            } else {
+                ""
+            };
             format!("❌ {head} failed at step \"{step}\" ({reason}), {} ago.{unknown}", age(now, record.started_at))
         }
         Outcome::Interrupted => format!(
@@ -109,11 +113,31 @@ fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> St
     if let Some(failure) = &env.last_failure {
         out.push_str(&format!("  last failure: {}\n", outcome_line(failure, now)));
     }
+    if let Some(observed) = &env.observed {
+        out.push_str(&format!("  {}\n", observation_line(observed, env.live.as_ref(), now)));
+    }
     match &env.hold {
         Some(hold) => out.push_str(&format!("  hold: {}\n", hold.describe(&env.name, now))),
         None => out.push_str("  hold: free\n"),
     }
     out.trim_end().to_owned()
+}
+
+/// What the last reading of the host's HEAD says about drift.
+pub fn observation_line(observed: &Observation, live: Option<&DeployRecord>, now: DateTime<Utc>) -> String {
+    let when = format!("read {} ago", age(now, observed.at));
+    match observed.drift(live) {
+        Drift::None => format!("host HEAD: {} ({when}), as deployed", live.map(|l| l.sha.short()).unwrap_or("?")),
+        Drift::Differs { deployed: Some(deployed), found } => format!(
+            "⚠️ drift: host HEAD is {} ({when}) but Shipday last deployed {}. Someone changed it by hand: redeploy to be sure what runs.",
+            found.short(),
+            deployed.short()
+        ),
+        Drift::Differs { deployed: None, found } => {
+            format!("host HEAD: {} ({when}); Shipday has not deployed here yet", found.short())
+        }
+        Drift::Unreadable(error) => format!("⚠️ host HEAD could not be read ({when}): {error}"),
+    }
 }
 
 fn history(records: &[DeployRecord], tz: Tz) -> String {

@@ -1,6 +1,7 @@
 //! Outbound clients: how steps reach a host.
 
 pub mod exec;
+pub mod health;
 pub mod local;
 pub mod ssh;
 

@@ -36,6 +36,9 @@ pub enum Command {
         /// Only this environment.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         env: Option<String>,
+        /// Read HEAD on the hosts now.
+        #[serde(default)]
+        live: bool,
     },
     /// Give back a claimed environment.
     Release {
@@ -97,7 +100,7 @@ impl Command {
             | Command::Lock { env, .. }
             | Command::Unlock { env } => Some(env),
             Command::Promote { to, .. } => Some(to),
-            Command::Status { env } | Command::History { env, .. } => env.as_deref(),
+            Command::Status { env, .. } | Command::History { env, .. } => env.as_deref(),
             Command::Help { .. } => None,
         }
     }

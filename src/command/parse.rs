@@ -179,7 +179,7 @@ impl Context<'_> {
                 }
             }
             "promote" => Command::Promote { from: required(text("from"), "from")?, to: required(text("to"), "to")? },
-            "status" => Command::Status { env: text("env") },
+            "status" => Command::Status { env: text("env"), live: matches!(values.get("live"), Some(Value::Flag)) },
             "release" => Command::Release { env: required(text("env"), "env")? },
             "lock" => Command::Lock { env: required(text("env"), "env")?, reason: required(text("reason"), "reason")? },
             "unlock" => Command::Unlock { env: required(text("env"), "env")? },

@@ -38,6 +38,10 @@ pub(crate) enum Event {
     StepFinished { deploy_id: u64, result: StepResult, tail: String, output_bytes: u64, duration_ms: u64 },
     /// A deploy ended.
     DeployFinished { deploy_id: u64, outcome: Outcome },
+    /// Read HEAD on every host and log drift (at start-up).
+    CheckDrift,
+    /// HEADs were read on the hosts; `pending` waits for a `/status --live` reply.
+    Observed { env: Option<String>, heads: Vec<(String, Result<Sha, String>)>, pending: Option<Pending> },
 }
 
 /// A command waiting for its reply while long work runs.
@@ -83,6 +87,8 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) transports: HashMap<String, Arc<dyn RemoteExec>>,
     pub(crate) redactor: Redactor,
+    /// Outbound HTTP (health checks).
+    pub(crate) http: reqwest::Client,
     /// Weak, so the loop ends once every adapter handle and running task is gone.
     pub(crate) events: mpsc::WeakUnboundedSender<Event>,
     /// Deploys whose ref is being resolved: they hold the environment like a running deploy.
@@ -98,6 +104,11 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// Reads HEAD on every host in the background and logs drift from the last deploys.
+    pub fn check_drift(&self) {
+        let _ = self.events.send(Event::CheckDrift);
+    }
+
     /// Submits a command and waits for the engine's reply (not for the deploy to finish).
     pub async fn submit(&self, invocation: Invocation) -> Reply {
         let (tx, rx) = oneshot::channel();
@@ -120,6 +131,10 @@ impl Engine {
         let mut engine = Engine {
             redactor: Redactor::new(config.secret_values.clone()),
             book: CommandBook::builtin(),
+            http: reqwest::Client::builder()
+                .user_agent(concat!("shipday/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("the HTTP client builds with its defaults"),
             config,
             store,
             clock,
@@ -176,6 +191,8 @@ impl Engine {
                 .await;
             }
             Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
+            Event::CheckDrift => self.read_heads(None, None),
+            Event::Observed { env, heads, pending } => self.observed(env, heads, pending).await,
         }
     }
 
@@ -233,7 +250,11 @@ impl Engine {
             }
             Command::Release { env } => return self.command_release(&env, pending, now),
             Command::Promote { from, to } => self.command_promote(&from, &to),
-            Command::Status { env } => self.command_status(env.as_deref(), now),
+            Command::Status { env, live: false } => self.command_status(env.as_deref(), now),
+            Command::Status { env, live: true } => {
+                self.read_heads(env, Some(pending));
+                return None;
+            }
             Command::History { env, limit } => self.command_history(env.as_deref(), limit),
             Command::Lock { env, reason } => self.command_lock(&env, &reason, &pending, now),
             Command::Unlock { env } => self.command_unlock(&env, &pending),

@@ -1,6 +1,6 @@
 //! What the engine hands back to adapters: platform-neutral replies and progress.
 
-use crate::release::deploy::{DeployEvent, DeployRecord};
+use crate::release::deploy::{DeployEvent, DeployRecord, Observation};
 use crate::release::locks::{ActiveDeploy, Hold};
 use crate::release::plan::DeployPlan;
 use chrono::{DateTime, Utc};
@@ -101,4 +101,6 @@ pub struct EnvironmentStatus {
     pub hold: Option<Hold>,
     /// Deploy running now.
     pub active: Option<ActiveDeploy>,
+    /// The last time HEAD was read on the host, if ever.
+    pub observed: Option<Observation>,
 }

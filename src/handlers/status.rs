@@ -1,8 +1,12 @@
 //! `/status`: what runs where, who holds what, what failed or was interrupted.
 
 use crate::engine::reply::{EnvironmentStatus, StatusReport};
-use crate::engine::{Engine, Handled, Reply, ReplyBody, Visibility};
+use crate::engine::{Engine, Event, Handled, Pending, Reply, ReplyBody, Visibility};
+use crate::release::deploy::{Drift, Observation};
+use crate::release::gitref::Sha;
+use crate::release::plan::head_script;
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 
 impl Engine {
     pub(crate) fn command_status(&self, env: Option<&str>, now: DateTime<Utc>) -> Handled {
@@ -34,8 +38,81 @@ impl Engine {
                 last_failure,
                 hold: self.store.hold(name)?,
                 active: self.store.active(name)?,
+                observed: self.store.observation(name)?,
             });
         }
         Ok(StatusReport { now, environments })
+    }
+
+    /// Reads HEAD on the hosts of one or every environment, in the background.
+    pub(crate) fn read_heads(&self, env: Option<String>, pending: Option<Pending>) {
+        let Some(events) = self.events.upgrade() else { return };
+        let targets: Vec<_> = self
+            .config
+            .environments
+            .iter()
+            .filter(|e| env.as_ref().is_none_or(|n| *n == e.name))
+            .map(|e| (e.name.clone(), head_script(e), self.transports.get(&e.name).cloned()))
+            .collect();
+        tokio::spawn(async move {
+            let mut reads = tokio::task::JoinSet::new();
+            for (name, script, transport) in targets {
+                reads.spawn(async move {
+                    let Some(transport) = transport else { return (name, Err("no transport".to_owned())) };
+                    let head = async {
+                        let mut session = transport.connect().await.map_err(|e| format!("{e:#}"))?;
+                        let mut output = crate::clients::OutputTail::default();
+                        let result = session.run(&script, Duration::from_secs(30), &mut output).await;
+                        session.close().await;
+                        let text = output.text();
+                        match result {
+                            Ok(r) if r.is_ok() => {
+                                Sha::parse(text.trim()).map_err(|_| format!("unexpected output: {text}"))
+                            }
+                            Ok(r) => Err(format!("git rev-parse HEAD: {}", r.describe())),
+                            Err(e) => Err(format!("{e:#}")),
+                        }
+                    }
+                    .await;
+                    (name, head)
+                });
+            }
+            let mut heads = reads.join_all().await;
+            heads.sort_by(|a, b| a.0.cmp(&b.0));
+            let _ = events.send(Event::Observed { env, heads, pending });
+        });
+    }
+
+    /// Records what the hosts' HEADs are, logs drift, and answers `/status --live`.
+    pub(crate) async fn observed(
+        &mut self,
+        env: Option<String>,
+        heads: Vec<(String, Result<Sha, String>)>,
+        pending: Option<Pending>,
+    ) {
+        let now = self.clock.now();
+        for (name, head) in heads {
+            let observation = Observation { at: now, head };
+            let last_ok = self.store.last_ok(&name).ok().flatten();
+            match observation.drift(last_ok.as_ref()) {
+                Drift::None => tracing::info!(env = %name, "host HEAD matches the last deploy"),
+                Drift::Differs { deployed, found } => tracing::warn!(
+                    env = %name,
+                    found = %found,
+                    deployed = deployed.as_ref().map(Sha::as_str).unwrap_or("nothing"),
+                    "drift: the host's HEAD is not what Shipday deployed"
+                ),
+                Drift::Unreadable(error) => tracing::warn!(env = %name, %error, "cannot read the host's HEAD"),
+            }
+            if let Err(error) = self.store.set_observation(&name, &observation) {
+                tracing::error!(error = format!("{error:#}"), "cannot record an observation");
+            }
+        }
+        if let Some(pending) = pending {
+            let handled = self.command_status(env.as_deref(), now);
+            self.answer(pending, handled).await;
+        } else if let Err(error) = self.store.flush().await {
+            tracing::error!(error = format!("{error:#}"), "cannot flush observations");
+        }
     }
 }

@@ -80,6 +80,11 @@ pub enum StepResult {
         /// The limit.
         limit_secs: u64,
     },
+    /// A check Shipday made itself failed (HEAD verification, health URL).
+    Check {
+        /// What the check found.
+        message: String,
+    },
     /// Could not be run at all (connection lost, for example).
     Error {
         /// What went wrong.
@@ -100,7 +105,7 @@ impl StepResult {
             StepResult::Exit { code } => format!("exit code {code}"),
             StepResult::Signal { signal } => format!("killed by {signal}"),
             StepResult::TimedOut { limit_secs } => format!("timed out after {limit_secs}s"),
-            StepResult::Error { message } => message.clone(),
+            StepResult::Error { message } | StepResult::Check { message } => message.clone(),
         }
     }
 
@@ -141,6 +146,44 @@ impl DeployRecord {
     pub fn elapsed_ms(&self, now: DateTime<Utc>) -> u64 {
         let end = self.finished_at.unwrap_or(now);
         (end - self.started_at).num_milliseconds().max(0) as u64
+    }
+}
+
+/// HEAD as read on an environment's host, to catch drift (a deploy by hand).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// When it was read.
+    pub at: DateTime<Utc>,
+    /// What HEAD was, or why it could not be read.
+    pub head: Result<Sha, String>,
+}
+
+/// How the host's HEAD compares with what Shipday deployed there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drift {
+    /// HEAD is the last deployed commit.
+    None,
+    /// HEAD is something else: someone changed the host outside Shipday.
+    Differs {
+        /// What Shipday deployed last (`None`: Shipday never deployed there).
+        deployed: Option<Sha>,
+        /// What the host has.
+        found: Sha,
+    },
+    /// HEAD could not be read.
+    Unreadable(String),
+}
+
+impl Observation {
+    /// Compares the reading with the last successful deploy. A deploy finished after the
+    /// reading makes the reading stale, so it is not drift.
+    pub fn drift(&self, last_ok: Option<&DeployRecord>) -> Drift {
+        match (&self.head, last_ok) {
+            (Err(error), _) => Drift::Unreadable(error.clone()),
+            (Ok(found), Some(deployed)) if *found == deployed.sha => Drift::None,
+            (Ok(_), Some(deployed)) if deployed.finished_at.is_some_and(|f| f > self.at) => Drift::None,
+            (Ok(found), deployed) => Drift::Differs { deployed: deployed.map(|d| d.sha.clone()), found: found.clone() },
+        }
     }
 }
 

@@ -236,6 +236,7 @@ mod tests {
             transport: TransportConfig::Local { dir: "/tmp".into() },
             steps: default_steps(),
             health_url: None,
+            health_timeout: Duration::from_secs(30),
             personal_branches: true,
             requires_approval: false,
             claim_ttl: Duration::from_secs(8 * 3600),

@@ -21,6 +21,8 @@ pub struct DeployPlan {
     pub steps: Vec<PlannedStep>,
     /// The script that prints HEAD after the steps, to prove the commit is live.
     pub verify: String,
+    /// The health URL to check last, with how long it may take.
+    pub health: Option<(String, Duration)>,
 }
 
 /// One step of a plan.
@@ -125,8 +127,14 @@ pub fn build_plan(env: &Environment, git_ref: &GitRef, sha: &Sha) -> DeployPlan 
         git_ref: git_ref.clone(),
         sha: sha.clone(),
         steps,
-        verify: host_script(env, "git rev-parse HEAD", Duration::from_secs(30)),
+        verify: head_script(env),
+        health: env.health_url.clone().map(|url| (url, env.health_timeout)),
     }
+}
+
+/// The script that prints the checkout's HEAD.
+pub fn head_script(env: &Environment) -> String {
+    host_script(env, "git rev-parse HEAD", Duration::from_secs(30))
 }
 
 #[cfg(test)]
@@ -141,6 +149,7 @@ mod tests {
             transport: TransportConfig::Local { dir: "/srv/my app".into() },
             steps: default_steps(),
             health_url: None,
+            health_timeout: Duration::from_secs(30),
             personal_branches: true,
             requires_approval: false,
             claim_ttl: Duration::from_secs(3600),
