@@ -1,5 +1,7 @@
-//! The pure core: no I/O, time is an argument. Policy, locks and claims, deploy plans.
+//! The pure core: no I/O, time is an argument. Policy, locks and claims, deploy plans, the
+//! release calendar.
 
+pub mod calendar;
 pub mod deploy;
 pub mod gitref;
 pub mod locks;
