@@ -41,7 +41,7 @@ pub(crate) enum Event {
     /// Read HEAD on every host and log drift (at start-up).
     CheckDrift,
     /// HEADs were read on the hosts; `pending` waits for a `/status --live` reply.
-    Observed { env: Option<String>, heads: Vec<(String, Result<Sha, String>)>, pending: Option<Pending> },
+    Observed { env: Option<String>, heads: Vec<(String, Result<Sha, String>)>, pending: Option<Box<Pending>> },
 }
 
 /// A command waiting for its reply while long work runs.
@@ -192,7 +192,7 @@ impl Engine {
             }
             Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
             Event::CheckDrift => self.read_heads(None, None),
-            Event::Observed { env, heads, pending } => self.observed(env, heads, pending).await,
+            Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
         }
     }
 

@@ -79,7 +79,7 @@ impl Engine {
             }
             let mut heads = reads.join_all().await;
             heads.sort_by(|a, b| a.0.cmp(&b.0));
-            let _ = events.send(Event::Observed { env, heads, pending });
+            let _ = events.send(Event::Observed { env, heads, pending: pending.map(Box::new) });
         });
     }
 

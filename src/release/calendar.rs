@@ -56,8 +56,7 @@ impl Default for CalendarConfig {
             anchor: NaiveDate::from_ymd_opt(2026, 11, 4),
             ..SlotConfig::weekly("production", "30 7 * * WED")
         };
-        let slot_reminder =
-            |env: &str| ReminderConfig::at(ReminderEvent::Slot { env: env.into() }, "-30m");
+        let slot_reminder = |env: &str| ReminderConfig::at(ReminderEvent::Slot { env: env.into() }, "-30m");
         Self {
             slots: vec![
                 SlotConfig::weekly("dev", "0 20 * * SUN"),
@@ -134,10 +133,7 @@ pub struct WindowConfig {
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        Self {
-            opens: "0 20 * * SUN".into(),
-            closes: "30 8 * * MON".into(),
-        }
+        Self { opens: "0 20 * * SUN".into(), closes: "30 8 * * MON".into() }
     }
 }
 
@@ -158,11 +154,7 @@ pub struct ReminderConfig {
 impl ReminderConfig {
     /// A reminder at `offset` from `event` with the default grace.
     pub fn at(event: ReminderEvent, offset: &str) -> Self {
-        Self {
-            event,
-            offset: offset.into(),
-            grace: default_grace(),
-        }
+        Self { event, offset: offset.into(), grace: default_grace() }
     }
 }
 
@@ -234,8 +226,7 @@ fn deserialize_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>
         }
 
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NaiveDate, A::Error> {
-            let toml_date =
-                toml::value::Datetime::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            let toml_date = toml::value::Datetime::deserialize(de::value::MapAccessDeserializer::new(map))?;
             self.visit_str(&toml_date.to_string())
         }
     }
@@ -359,10 +350,7 @@ impl Calendar {
         for (i, raw) in config.slots.iter().enumerate() {
             let slot = Slot::new(raw, &format!("calendar.slots[{i}]"))?;
             if slots.iter().any(|s| s.env == slot.env) {
-                bail!(
-                    "calendar.slots[{i}].env: `{}` already has a slot; give each environment one",
-                    slot.env
-                );
+                bail!("calendar.slots[{i}].env: `{}` already has a slot; give each environment one", slot.env);
             }
             slots.push(slot);
         }
@@ -380,23 +368,14 @@ impl Calendar {
                 && !slots.iter().any(|s| s.env == *env)
             {
                 let known: Vec<&str> = slots.iter().map(|s| s.env.as_str()).collect();
-                bail!(
-                    "{key}.event: no slot is configured for `{env}` (slots: {})",
-                    known.join(", ")
-                );
+                bail!("{key}.event: no slot is configured for `{env}` (slots: {})", known.join(", "));
             }
             if reminders.iter().any(|r| r.job == reminder.job) {
                 bail!("{key}: `{}` is configured twice", reminder.job);
             }
             reminders.push(reminder);
         }
-        Ok(Self {
-            tz,
-            slots,
-            opens,
-            closes,
-            reminders,
-        })
+        Ok(Self { tz, slots, opens, closes, reminders })
     }
 
     /// The zone the crons are evaluated in.
@@ -431,8 +410,7 @@ impl Calendar {
     /// Whether the week (Monday-based, in the calendar's zone) holding `now` is one of
     /// `env`'s on-weeks: always for weekly slots, never for an environment without a slot.
     pub fn is_slot_week(&self, env: &str, now: DateTime<Utc>) -> bool {
-        self.slot(env)
-            .is_some_and(|slot| slot.is_on_week(self.tz, now))
+        self.slot(env).is_some_and(|slot| slot.is_on_week(self.tz, now))
     }
 
     /// The drag window at `now`. It is open iff its latest opening at or before `now` is
@@ -443,18 +421,12 @@ impl Calendar {
         let closed = latest_at_or_before(&self.closes, self.tz, now);
         match opened {
             Some(opened_at) if closed.is_none_or(|closed| opened_at > closed) => {
-                WindowState::Open {
-                    opened_at,
-                    closes_at: next_after(&self.closes, self.tz, now).unwrap_or(NEVER),
-                }
+                WindowState::Open { opened_at, closes_at: next_after(&self.closes, self.tz, now).unwrap_or(NEVER) }
             }
             _ => {
                 let opens_at = next_after(&self.opens, self.tz, now).unwrap_or(NEVER);
                 let closes_at = next_after(&self.closes, self.tz, opens_at).unwrap_or(NEVER);
-                WindowState::Closed {
-                    opens_at,
-                    closes_at,
-                }
+                WindowState::Closed { opens_at, closes_at }
             }
         }
     }
@@ -465,27 +437,15 @@ impl Calendar {
     pub fn events_between(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Firing> {
         let mut firings = Vec::new();
         for slot in &self.slots {
-            let event = ReminderEvent::Slot {
-                env: slot.env.clone(),
-            };
-            let kind = FiringKind::Slot {
-                env: slot.env.clone(),
-            };
+            let event = ReminderEvent::Slot { env: slot.env.clone() };
+            let kind = FiringKind::Slot { env: slot.env.clone() };
             for at in self.event_times(&event, after, until) {
                 firings.push(firing(slot.job(), at, kind.clone(), slot.grace));
             }
         }
         let window = [
-            (
-                "window:opens",
-                ReminderEvent::WindowOpens,
-                FiringKind::WindowOpens,
-            ),
-            (
-                "window:closes",
-                ReminderEvent::WindowCloses,
-                FiringKind::WindowCloses,
-            ),
+            ("window:opens", ReminderEvent::WindowOpens, FiringKind::WindowOpens),
+            ("window:closes", ReminderEvent::WindowCloses, FiringKind::WindowCloses),
         ];
         for (job, event, kind) in window {
             for at in self.event_times(&event, after, until) {
@@ -505,22 +465,14 @@ impl Calendar {
     }
 
     /// The reminder's firings in `(after, until]`: its event's firings shifted by the offset.
-    fn reminder_firings(
-        &self,
-        reminder: &Reminder,
-        after: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Vec<Firing> {
-        let (Some(from), Some(to)) = (
-            after.checked_sub_signed(reminder.offset),
-            until.checked_sub_signed(reminder.offset),
-        ) else {
+    fn reminder_firings(&self, reminder: &Reminder, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Firing> {
+        let (Some(from), Some(to)) =
+            (after.checked_sub_signed(reminder.offset), until.checked_sub_signed(reminder.offset))
+        else {
             return Vec::new();
         };
-        let kind = FiringKind::Reminder {
-            event: reminder.event.clone(),
-            offset_minutes: reminder.offset.num_minutes(),
-        };
+        let kind =
+            FiringKind::Reminder { event: reminder.event.clone(), offset_minutes: reminder.offset.num_minutes() };
         self.event_times(&reminder.event, from, to)
             .into_iter()
             .filter_map(|at| at.checked_add_signed(reminder.offset))
@@ -529,12 +481,7 @@ impl Calendar {
     }
 
     /// Firings of `event` in `(after, until]` (slots on on-weeks only).
-    fn event_times(
-        &self,
-        event: &ReminderEvent,
-        after: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Vec<DateTime<Utc>> {
+    fn event_times(&self, event: &ReminderEvent, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let next = |t: DateTime<Utc>| match event {
             ReminderEvent::WindowOpens => next_after(&self.opens, self.tz, t),
             ReminderEvent::WindowCloses => next_after(&self.closes, self.tz, t),
@@ -551,12 +498,7 @@ impl Calendar {
 }
 
 fn firing(job: String, at: DateTime<Utc>, kind: FiringKind, grace: Duration) -> Firing {
-    Firing {
-        job,
-        at,
-        kind,
-        grace,
-    }
+    Firing { job, at, kind, grace }
 }
 
 impl Slot {
@@ -567,16 +509,13 @@ impl Slot {
         let cadence = match (raw.every_weeks, raw.anchor) {
             (None, None) => None,
             (Some(0), _) => bail!("{key}.every_weeks: must be at least 1"),
-            (Some(_), None) => bail!(
-                "{key}.anchor: `every_weeks` needs an `anchor`, a date in an on-week such as 2026-11-04"
-            ),
+            (Some(_), None) => {
+                bail!("{key}.anchor: `every_weeks` needs an `anchor`, a date in an on-week such as 2026-11-04")
+            }
             (None, Some(_)) => {
                 bail!("{key}.anchor: an anchor only means something with `every_weeks`")
             }
-            (Some(every), Some(anchor)) => Some(Cadence {
-                every,
-                anchor_monday: week_monday(anchor),
-            }),
+            (Some(every), Some(anchor)) => Some(Cadence { every, anchor_monday: week_monday(anchor) }),
         };
         Ok(Self {
             env: raw.env.clone(),
@@ -643,9 +582,7 @@ impl Cadence {
     }
 
     fn is_on(&self, monday: NaiveDate) -> bool {
-        self.weeks_from_anchor(monday)
-            .rem_euclid(i64::from(self.every))
-            == 0
+        self.weeks_from_anchor(monday).rem_euclid(i64::from(self.every)) == 0
     }
 
     /// The Monday of the first on-week after the week starting `monday`.
@@ -660,17 +597,10 @@ impl Reminder {
     fn new(raw: &ReminderConfig, key: &str) -> Result<Self> {
         let offset = parse_offset(&raw.offset).map_err(|e| anyhow!("{key}.offset: {e}"))?;
         if offset.num_seconds() % 60 != 0 || offset.subsec_nanos() != 0 {
-            bail!(
-                "{key}.offset: `{}` is not a whole number of minutes; crons fire on minutes",
-                raw.offset
-            );
+            bail!("{key}.offset: `{}` is not a whole number of minutes; crons fire on minutes", raw.offset);
         }
         let minutes = offset.num_minutes();
-        let label = if minutes > 0 {
-            format!("+{minutes}m")
-        } else {
-            format!("{minutes}m")
-        };
+        let label = if minutes > 0 { format!("+{minutes}m") } else { format!("{minutes}m") };
         Ok(Self {
             job: format!("reminder:{}:{label}", raw.event.key()),
             event: raw.event.clone(),
@@ -688,11 +618,7 @@ fn parse_cron(text: &str, key: &str) -> Result<Cron> {
         .year(Year::Disallowed)
         .build()
         .parse(text)
-        .map_err(|e| {
-            anyhow!(
-                "{key}: `{text}` is not a 5-field cron (minute hour day-of-month month day-of-week): {e}"
-            )
-        })
+        .map_err(|e| anyhow!("{key}: `{text}` is not a 5-field cron (minute hour day-of-month month day-of-week): {e}"))
 }
 
 /// Parses a window cron and checks that it fires every week: every month, and a day that
@@ -702,12 +628,10 @@ fn weekly_cron(text: &str, key: &str) -> Result<Cron> {
     let cron = parse_cron(text, key)?;
     let p = &cron.pattern;
     let every_month = p.months.values().len() == 12;
-    let weekday_based = p.is_dom_wildcard()
-        || (!p.is_dow_wildcard() && !p.matches_dom_and_dow() && !p.days.has_modifiers());
+    let weekday_based =
+        p.is_dom_wildcard() || (!p.is_dow_wildcard() && !p.matches_dom_and_dow() && !p.days.has_modifiers());
     if !every_month || !weekday_based || p.days_of_week.has_modifiers() {
-        bail!(
-            "{key}: `{text}` does not fire every week; the window needs a weekly schedule such as `0 20 * * SUN`"
-        );
+        bail!("{key}: `{text}` does not fire every week; the window needs a weekly schedule such as `0 20 * * SUN`");
     }
     Ok(cron)
 }
@@ -720,8 +644,7 @@ pub fn parse_offset(text: &str) -> Result<TimeDelta> {
         Some(b'+') => (false, &text[1..]),
         _ => (false, text),
     };
-    let is_zero =
-        magnitude.starts_with('0') && magnitude.chars().all(|c| c == '0' || "smhd".contains(c));
+    let is_zero = magnitude.starts_with('0') && magnitude.chars().all(|c| c == '0' || "smhd".contains(c));
     if is_zero {
         return Ok(TimeDelta::zero());
     }
@@ -775,10 +698,7 @@ mod tests {
 
     /// An instant given as East Africa Time, the team's wall clock.
     fn eat(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
-        Nairobi
-            .with_ymd_and_hms(y, mo, d, h, mi, 0)
-            .unwrap()
-            .with_timezone(&Utc)
+        Nairobi.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().with_timezone(&Utc)
     }
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -808,18 +728,9 @@ mod tests {
     fn the_instants_of_the_stories_are_the_days_we_think() {
         use chrono::Weekday;
         assert_eq!(eat(2026, 11, 22, 20, 0), utc(2026, 11, 22, 17, 0));
-        assert_eq!(
-            NaiveDate::from_ymd_opt(2026, 11, 4).unwrap().weekday(),
-            Weekday::Wed
-        );
-        assert_eq!(
-            NaiveDate::from_ymd_opt(2026, 11, 22).unwrap().weekday(),
-            Weekday::Sun
-        );
-        assert_eq!(
-            NaiveDate::from_ymd_opt(2026, 11, 23).unwrap().weekday(),
-            Weekday::Mon
-        );
+        assert_eq!(NaiveDate::from_ymd_opt(2026, 11, 4).unwrap().weekday(), Weekday::Wed);
+        assert_eq!(NaiveDate::from_ymd_opt(2026, 11, 22).unwrap().weekday(), Weekday::Sun);
+        assert_eq!(NaiveDate::from_ymd_opt(2026, 11, 23).unwrap().weekday(), Weekday::Mon);
     }
 
     #[test]
@@ -863,14 +774,8 @@ reminders = [
     fn on_saturday_the_next_dev_slot_is_sunday_evening() {
         let calendar = team();
         let saturday = eat(2026, 11, 21, 12, 0);
-        assert_eq!(
-            calendar.next_slot("dev", saturday),
-            Some(utc(2026, 11, 22, 17, 0))
-        );
-        assert_eq!(
-            calendar.next_slot("staging", saturday),
-            Some(eat(2026, 11, 23, 8, 30))
-        );
+        assert_eq!(calendar.next_slot("dev", saturday), Some(utc(2026, 11, 22, 17, 0)));
+        assert_eq!(calendar.next_slot("staging", saturday), Some(eat(2026, 11, 23, 8, 30)));
         assert_eq!(calendar.next_slot("qa", saturday), None);
     }
 
@@ -879,45 +784,24 @@ reminders = [
         let calendar = team();
         // Strictly after: at 20:00 exactly the slot is not "next" any more.
         for now in [eat(2026, 11, 22, 20, 0), eat(2026, 11, 22, 21, 0)] {
-            assert_eq!(
-                calendar.next_slot("dev", now),
-                Some(eat(2026, 11, 29, 20, 0))
-            );
+            assert_eq!(calendar.next_slot("dev", now), Some(eat(2026, 11, 29, 20, 0)));
         }
         // Sunday night, after midnight UTC is still Sunday: staging is on Monday morning.
-        assert_eq!(
-            calendar.next_slot("staging", eat(2026, 11, 22, 21, 0)),
-            Some(utc(2026, 11, 23, 5, 30))
-        );
+        assert_eq!(calendar.next_slot("staging", eat(2026, 11, 22, 21, 0)), Some(utc(2026, 11, 23, 5, 30)));
     }
 
     #[test]
     fn production_goes_out_every_second_wednesday() {
         let calendar = team();
         // On the anchor Wednesday, after the slot: two weeks later, not one.
-        assert_eq!(
-            calendar.next_slot("production", eat(2026, 11, 4, 8, 0)),
-            Some(eat(2026, 11, 18, 7, 30))
-        );
+        assert_eq!(calendar.next_slot("production", eat(2026, 11, 4, 8, 0)), Some(eat(2026, 11, 18, 7, 30)));
         // Before the slot on the anchor Wednesday: that morning.
-        assert_eq!(
-            calendar.next_slot("production", eat(2026, 11, 4, 7, 0)),
-            Some(utc(2026, 11, 4, 4, 30))
-        );
+        assert_eq!(calendar.next_slot("production", eat(2026, 11, 4, 7, 0)), Some(utc(2026, 11, 4, 4, 30)));
         // From the Monday of an off-week: the Wednesday of the following week.
-        assert_eq!(
-            calendar.next_slot("production", eat(2026, 11, 9, 9, 0)),
-            Some(eat(2026, 11, 18, 7, 30))
-        );
+        assert_eq!(calendar.next_slot("production", eat(2026, 11, 9, 9, 0)), Some(eat(2026, 11, 18, 7, 30)));
         // Weeks before the anchor follow the same parity.
-        assert_eq!(
-            calendar.next_slot("production", eat(2026, 10, 19, 9, 0)),
-            Some(eat(2026, 10, 21, 7, 30))
-        );
-        assert_eq!(
-            calendar.next_slot("production", eat(2026, 10, 26, 9, 0)),
-            Some(eat(2026, 11, 4, 7, 30))
-        );
+        assert_eq!(calendar.next_slot("production", eat(2026, 10, 19, 9, 0)), Some(eat(2026, 10, 21, 7, 30)));
+        assert_eq!(calendar.next_slot("production", eat(2026, 10, 26, 9, 0)), Some(eat(2026, 11, 4, 7, 30)));
     }
 
     #[test]
@@ -950,10 +834,7 @@ reminders = [
     #[test]
     fn the_drag_window_opens_on_sunday_evening() {
         let calendar = team();
-        let open = WindowState::Open {
-            opened_at: utc(2026, 11, 22, 17, 0),
-            closes_at: utc(2026, 11, 23, 5, 30),
-        };
+        let open = WindowState::Open { opened_at: utc(2026, 11, 22, 17, 0), closes_at: utc(2026, 11, 23, 5, 30) };
         assert_eq!(calendar.window(eat(2026, 11, 22, 20, 0)), open);
         // After midnight it is still open.
         assert_eq!(calendar.window(eat(2026, 11, 23, 0, 30)), open);
@@ -961,33 +842,21 @@ reminders = [
         // croner works in whole seconds; a clock reading just past the opening still counts.
         let just_after = eat(2026, 11, 22, 20, 0) + TimeDelta::milliseconds(500);
         assert_eq!(calendar.window(just_after), open);
-        assert_eq!(
-            calendar.current_slot("dev", just_after),
-            Some(eat(2026, 11, 22, 20, 0))
-        );
-        assert_eq!(
-            calendar.next_slot("dev", just_after),
-            Some(eat(2026, 11, 29, 20, 0))
-        );
+        assert_eq!(calendar.current_slot("dev", just_after), Some(eat(2026, 11, 22, 20, 0)));
+        assert_eq!(calendar.next_slot("dev", just_after), Some(eat(2026, 11, 29, 20, 0)));
         assert!(open.is_open());
     }
 
     #[test]
     fn the_drag_window_is_closed_from_monday_0830_to_sunday_2000() {
         let calendar = team();
-        let next_week = WindowState::Closed {
-            opens_at: eat(2026, 11, 29, 20, 0),
-            closes_at: eat(2026, 11, 30, 8, 30),
-        };
+        let next_week = WindowState::Closed { opens_at: eat(2026, 11, 29, 20, 0), closes_at: eat(2026, 11, 30, 8, 30) };
         assert_eq!(calendar.window(eat(2026, 11, 23, 8, 30)), next_week);
         assert_eq!(calendar.window(eat(2026, 11, 25, 12, 0)), next_week);
         assert!(!next_week.is_open());
         assert_eq!(
             calendar.window(eat(2026, 11, 22, 19, 59)),
-            WindowState::Closed {
-                opens_at: utc(2026, 11, 22, 17, 0),
-                closes_at: utc(2026, 11, 23, 5, 30),
-            }
+            WindowState::Closed { opens_at: utc(2026, 11, 22, 17, 0), closes_at: utc(2026, 11, 23, 5, 30) }
         );
     }
 
@@ -996,15 +865,9 @@ reminders = [
         let calendar = team();
         let sunday = eat(2026, 11, 22, 20, 0);
         assert_eq!(calendar.current_slot("dev", sunday), Some(sunday));
-        assert_eq!(
-            calendar.current_slot("dev", eat(2026, 11, 22, 21, 59)),
-            Some(sunday)
-        );
+        assert_eq!(calendar.current_slot("dev", eat(2026, 11, 22, 21, 59)), Some(sunday));
         assert_eq!(calendar.current_slot("dev", eat(2026, 11, 22, 22, 0)), None);
-        assert_eq!(
-            calendar.current_slot("dev", eat(2026, 11, 22, 19, 59)),
-            None
-        );
+        assert_eq!(calendar.current_slot("dev", eat(2026, 11, 22, 19, 59)), None);
         assert_eq!(calendar.current_slot("staging", sunday), None);
         assert_eq!(calendar.current_slot("qa", sunday), None);
     }
@@ -1012,14 +875,8 @@ reminders = [
     #[test]
     fn production_is_not_in_slot_on_an_off_week() {
         let calendar = team();
-        assert_eq!(
-            calendar.current_slot("production", eat(2026, 11, 18, 8, 0)),
-            Some(eat(2026, 11, 18, 7, 30))
-        );
-        assert_eq!(
-            calendar.current_slot("production", eat(2026, 11, 11, 8, 0)),
-            None
-        );
+        assert_eq!(calendar.current_slot("production", eat(2026, 11, 18, 8, 0)), Some(eat(2026, 11, 18, 7, 30)));
+        assert_eq!(calendar.current_slot("production", eat(2026, 11, 11, 8, 0)), None);
     }
 
     #[test]
@@ -1028,10 +885,7 @@ reminders = [
         config.slots[2].length = "8d".into();
         let calendar = Calendar::new(&config, Nairobi).unwrap();
         // The off-week Wednesday is skipped back to the anchor Wednesday, still within 8 days.
-        assert_eq!(
-            calendar.current_slot("production", eat(2026, 11, 11, 8, 0)),
-            Some(eat(2026, 11, 4, 7, 30))
-        );
+        assert_eq!(calendar.current_slot("production", eat(2026, 11, 11, 8, 0)), Some(eat(2026, 11, 4, 7, 30)));
     }
 
     #[test]
@@ -1075,20 +929,9 @@ reminders = [
 
         let before_close = &firings[4];
         assert_eq!(before_close.at, utc(2026, 11, 9, 4, 30));
-        assert_eq!(
-            before_close.kind,
-            FiringKind::Reminder {
-                event: ReminderEvent::WindowCloses,
-                offset_minutes: -60
-            }
-        );
+        assert_eq!(before_close.kind, FiringKind::Reminder { event: ReminderEvent::WindowCloses, offset_minutes: -60 });
         assert_eq!(before_close.grace, Duration::from_secs(15 * 60));
-        assert_eq!(
-            firings[19].kind,
-            FiringKind::Slot {
-                env: "production".into()
-            }
-        );
+        assert_eq!(firings[19].kind, FiringKind::Slot { env: "production".into() });
     }
 
     #[test]
@@ -1096,23 +939,12 @@ reminders = [
         let calendar = team();
         let slot = eat(2026, 11, 22, 20, 0);
         let jobs = |after, until| -> Vec<String> {
-            calendar
-                .events_between(after, until)
-                .into_iter()
-                .map(|f| f.job)
-                .collect()
+            calendar.events_between(after, until).into_iter().map(|f| f.job).collect()
         };
-        assert_eq!(
-            jobs(eat(2026, 11, 22, 19, 30), slot),
-            ["slot:dev", "window:opens", "reminder:window_opens:0m"]
-        );
+        assert_eq!(jobs(eat(2026, 11, 22, 19, 30), slot), ["slot:dev", "window:opens", "reminder:window_opens:0m"]);
         assert!(jobs(slot, eat(2026, 11, 22, 21, 0)).is_empty());
         assert!(calendar.events_between(slot, slot).is_empty());
-        assert!(
-            calendar
-                .events_between(slot, eat(2026, 11, 20, 0, 0))
-                .is_empty()
-        );
+        assert!(calendar.events_between(slot, eat(2026, 11, 20, 0, 0)).is_empty());
     }
 
     #[test]
@@ -1136,10 +968,7 @@ reminders = [
         let mut config = CalendarConfig::default();
         config.slots[2].cron = "30 7 * * WEDS".into();
         let err = new_err(&config);
-        assert!(
-            err.starts_with("calendar.slots[2].cron:") && err.contains("WEDS"),
-            "{err}"
-        );
+        assert!(err.starts_with("calendar.slots[2].cron:") && err.contains("WEDS"), "{err}");
         config.slots[2].cron = "0 30 7 * * WED".into();
         assert!(new_err(&config).starts_with("calendar.slots[2].cron:"));
         config.slots[2].cron = "61 7 * * WED".into();
@@ -1151,10 +980,7 @@ reminders = [
         let mut config = CalendarConfig::default();
         config.slots[2].anchor = None;
         let err = new_err(&config);
-        assert!(
-            err.starts_with("calendar.slots[2].anchor:") && err.contains("every_weeks"),
-            "{err}"
-        );
+        assert!(err.starts_with("calendar.slots[2].anchor:") && err.contains("every_weeks"), "{err}");
         let text = r#"
 [calendar]
 slots = [{ env = "production", cron = "30 7 * * WED", every_weeks = 2 }]
@@ -1187,10 +1013,7 @@ reminders = []
         let mut config = CalendarConfig::default();
         config.slots.pop();
         let err = new_err(&config);
-        assert!(
-            err.starts_with("calendar.reminders[5].event:") && err.contains("production"),
-            "{err}"
-        );
+        assert!(err.starts_with("calendar.reminders[5].event:") && err.contains("production"), "{err}");
         let mut config = CalendarConfig::default();
         config.reminders[1].offset = "-90s".into();
         assert!(new_err(&config).starts_with("calendar.reminders[1].offset:"));
@@ -1241,24 +1064,12 @@ reminders = []
         // The same config in UTC fires three hours later in absolute time.
         let in_utc = Calendar::new(&CalendarConfig::default(), Tz::UTC).unwrap();
         let saturday = utc(2026, 11, 21, 12, 0);
-        assert_eq!(
-            in_utc.next_slot("dev", saturday),
-            Some(utc(2026, 11, 22, 20, 0))
-        );
-        assert_eq!(
-            team().next_slot("dev", saturday),
-            Some(utc(2026, 11, 22, 17, 0))
-        );
+        assert_eq!(in_utc.next_slot("dev", saturday), Some(utc(2026, 11, 22, 20, 0)));
+        assert_eq!(team().next_slot("dev", saturday), Some(utc(2026, 11, 22, 17, 0)));
         // A zone with daylight saving time moves the UTC instant with the season.
         let berlin = Calendar::new(&CalendarConfig::default(), chrono_tz::Europe::Berlin).unwrap();
-        assert_eq!(
-            berlin.next_slot("dev", utc(2026, 7, 1, 0, 0)),
-            Some(utc(2026, 7, 5, 18, 0))
-        );
-        assert_eq!(
-            berlin.next_slot("dev", saturday),
-            Some(utc(2026, 11, 22, 19, 0))
-        );
+        assert_eq!(berlin.next_slot("dev", utc(2026, 7, 1, 0, 0)), Some(utc(2026, 7, 5, 18, 0)));
+        assert_eq!(berlin.next_slot("dev", saturday), Some(utc(2026, 11, 22, 19, 0)));
         // The host's zone type is never named here, so it cannot be read by accident. The
         // name is assembled so that this test does not find itself.
         let host_zone = ["Lo", "cal"].concat();
