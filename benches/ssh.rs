@@ -4,6 +4,7 @@
 //! - the same five steps as the team runs them today: one `ssh` invocation per step;
 //! - the commands themselves run directly with `sh`, to separate their own time from
 //!   Shipday's overhead.
+//!
 //! Medians over several rounds, interleaved so machine noise hits both alike.
 
 #[path = "../tests/common/mod.rs"]
