@@ -20,4 +20,4 @@ WORKDIR /var/lib/shipday
 VOLUME /var/lib/shipday
 ENV SHIPDAY_CONFIG=/etc/shipday/shipday.toml
 ENTRYPOINT ["/usr/local/bin/shipday"]
-CMD ["check-config"]
+CMD ["serve"]

@@ -168,8 +168,8 @@ pub fn default_steps() -> Vec<StepTemplate> {
     vec![
         step("fetch", "git fetch --all --prune --quiet"),
         step("checkout", "git checkout --quiet --detach {{sha}}"),
-        step("restart gunicorn", "sudo systemctl restart gunicorn"),
-        step("reload nginx", "sudo systemctl reload nginx"),
+        step("restart gunicorn", "sudo -n systemctl restart gunicorn"),
+        step("reload nginx", "sudo -n systemctl reload nginx"),
     ]
 }
 

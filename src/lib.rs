@@ -16,4 +16,5 @@ pub mod manifest;
 pub mod playground;
 pub mod redact;
 pub mod release;
+pub mod serve;
 pub mod store;

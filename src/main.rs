@@ -6,7 +6,7 @@ use shipday::chat::{console, text};
 use shipday::clock::{Clock, SystemClock};
 use shipday::command::CommandBook;
 use shipday::config::{Config, TransportConfig};
-use shipday::{app, manifest, playground};
+use shipday::{app, manifest, playground, serve};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +28,12 @@ enum Cmd {
         /// Who you are (ada is a lead; grace and linus are developers).
         #[arg(long = "as", default_value = "grace")]
         user: String,
+    },
+    /// Run the bot: the configured chat adapters and the release calendar.
+    Serve {
+        /// Config file.
+        #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
+        config: PathBuf,
     },
     /// Talk to Shipday in this terminal (or from a script on stdin).
     Console {
@@ -91,6 +97,15 @@ fn run(cli: Cli) -> Result<()> {
             run_console(&config, &user)
         }
         Cmd::Console { config, user } => run_console(&config, &user),
+        Cmd::Serve { config } => {
+            let config = Config::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+                let app = app::start(config, clock.clone())?;
+                serve::run(app, clock).await
+            })
+        }
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Manifest { platform, config, request_url } => {
             let book = CommandBook::builtin();

@@ -6,3 +6,60 @@
 
 pub mod console;
 pub mod text;
+
+use crate::config::Config;
+
+/// Writes the `@{id}` mention markers of an announcement in a platform's own syntax:
+/// `mention(person)` gives the platform's mention, or `None` when the person has no identity
+/// there (then their display name is written instead).
+pub fn mentions(text: &str, config: &Config, mention: impl Fn(&crate::config::Person) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("@{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let id = &after[..end];
+        match config.person(id) {
+            Some(person) => out.push_str(&mention(person).unwrap_or_else(|| person.name.clone())),
+            None => out.push_str(id),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn mentions_use_each_platforms_syntax_and_fall_back_to_names() {
+        let config = Config::from_toml(
+            r#"
+state_dir = "s"
+[[people]]
+id = "grace"
+name = "Grace"
+slack = "U123"
+[[people]]
+id = "linus"
+name = "Linus"
+[[environments]]
+name = "dev"
+branch = "dev"
+transport = { kind = "local", dir = "/x" }
+"#,
+            Path::new("/"),
+        )
+        .unwrap();
+        let text = "@{grace} and @{linus}: window closes in 60m. @{ghost}";
+        let slack = mentions(text, &config, |p| p.slack.as_ref().map(|id| format!("<@{id}>")));
+        assert_eq!(slack, "<@U123> and Linus: window closes in 60m. ghost");
+    }
+}

@@ -20,10 +20,10 @@ use crate::release::locks::ActiveDeploy;
 use crate::release::policy::{Actor, authorize};
 use crate::store::{AuditEntry, Store};
 use chrono::{DateTime, Utc};
-pub use reply::{Invocation, ProgressUpdate, Reply, ReplyBody, Visibility};
+pub use reply::{Announcement, Invocation, ProgressUpdate, Reply, ReplyBody, Visibility};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Instrument;
 
 /// Everything the loop handles.
@@ -93,6 +93,8 @@ pub struct Engine {
     pub(crate) events: mpsc::WeakUnboundedSender<Event>,
     /// Deploys whose ref is being resolved: they hold the environment like a running deploy.
     pub(crate) starting: HashMap<String, ActiveDeploy>,
+    /// Where announcements go; every adapter subscribes.
+    pub(crate) announcements: broadcast::Sender<Announcement>,
     /// Running deploys and where their progress goes.
     pub(crate) running: HashMap<u64, (DeployRecord, Option<mpsc::UnboundedSender<ProgressUpdate>>)>,
 }
@@ -101,9 +103,15 @@ pub struct Engine {
 #[derive(Clone)]
 pub struct EngineHandle {
     events: mpsc::UnboundedSender<Event>,
+    announcements: broadcast::Sender<Announcement>,
 }
 
 impl EngineHandle {
+    /// Subscribes to announcements (reminders, scheduled deploys) for one adapter.
+    pub fn announcements(&self) -> broadcast::Receiver<Announcement> {
+        self.announcements.subscribe()
+    }
+
     /// Reads HEAD on every host in the background and logs drift from the last deploys.
     pub fn check_drift(&self) {
         let _ = self.events.send(Event::CheckDrift);
@@ -128,6 +136,7 @@ impl Engine {
         transports: HashMap<String, Arc<dyn RemoteExec>>,
     ) -> EngineHandle {
         let (events, mut inbox) = mpsc::unbounded_channel();
+        let (announcements, _) = broadcast::channel(256);
         let mut engine = Engine {
             redactor: Redactor::new(config.secret_values.clone()),
             book: CommandBook::builtin(),
@@ -141,6 +150,7 @@ impl Engine {
             transports,
             events: events.downgrade(),
             starting: HashMap::new(),
+            announcements: announcements.clone(),
             running: HashMap::new(),
         };
         tokio::spawn(async move {
@@ -148,7 +158,7 @@ impl Engine {
                 engine.handle(event).await;
             }
         });
-        EngineHandle { events }
+        EngineHandle { events, announcements }
     }
 
     async fn handle(&mut self, event: Event) {
@@ -302,9 +312,7 @@ impl Engine {
         let record = record.clone();
         let watcher = watcher.clone();
         self.record(&record).await;
-        if let Some(watcher) = watcher {
-            let _ = watcher.send(ProgressUpdate { event, record });
-        }
+        self.forward(watcher.as_ref(), ProgressUpdate { event, record });
     }
 
     async fn finished(&mut self, deploy_id: u64, outcome: Outcome) {
@@ -318,9 +326,23 @@ impl Engine {
             tracing::error!(error = format!("{error:#}"), "cannot free the deploy lock");
         }
         self.record(&record).await;
-        if let Some(watcher) = watcher {
-            let _ = watcher.send(ProgressUpdate { event: DeployEvent::Finished, record });
+        self.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::Finished, record });
+    }
+
+    /// Sends progress to the command that follows the deploy, or announces it to the team.
+    fn forward(&self, watcher: Option<&mpsc::UnboundedSender<ProgressUpdate>>, update: ProgressUpdate) {
+        match watcher {
+            Some(watcher) => {
+                let _ = watcher.send(update);
+            }
+            None => self.announce(Announcement::Deploy(update)),
         }
+    }
+
+    /// Tells every adapter's team channel.
+    pub(crate) fn announce(&self, announcement: Announcement) {
+        // No subscriber (console, tests) is not an error.
+        let _ = self.announcements.send(announcement);
     }
 
     /// Writes a deploy record durably; a store failure is logged (the deploy itself goes on).

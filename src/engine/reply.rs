@@ -75,6 +75,18 @@ pub struct ProgressUpdate {
     pub record: DeployRecord,
 }
 
+/// Something the bot says without being asked: reminders, scheduled deploys, warnings.
+/// Every adapter posts announcements to its configured team channel.
+#[derive(Debug, Clone)]
+pub enum Announcement {
+    /// Words for the team. `@{id}` marks a mention of the configured person `id`; each
+    /// adapter writes it in its platform's own mention syntax (see [`crate::chat::mentions`]).
+    Text(String),
+    /// Progress of a deploy no command is following (a scheduled or automatic deploy):
+    /// adapters post one message per deploy id and edit it as updates arrive.
+    Deploy(ProgressUpdate),
+}
+
 /// The state of every (or one) environment.
 #[derive(Debug, Clone)]
 pub struct StatusReport {

@@ -1,0 +1,41 @@
+//! `shipday serve`: the bot for real. Starts every configured chat adapter (and the scheduler)
+//! on one engine and runs until SIGINT or SIGTERM.
+
+use crate::app::App;
+use crate::clock::Clock;
+use anyhow::{Result, bail};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// Runs the configured adapters until a shutdown signal, or until one of them fails.
+pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
+    let _ = clock;
+    let tasks: JoinSet<Result<()>> = JoinSet::new();
+    // Each chat adapter that is configured adds its task here.
+    if tasks.is_empty() {
+        bail!(
+            "no chat platform is configured: add a [slack] or [discord] section to the config \
+             (see the README), or talk to Shipday with `shipday console --as NAME`"
+        );
+    }
+    drop(app);
+    wait(tasks).await
+}
+
+/// Waits for a shutdown signal or the first adapter to stop.
+async fn wait(mut tasks: JoinSet<Result<()>>) -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+        Some(result) = tasks.join_next() => {
+            return match result {
+                Ok(Ok(())) => bail!("a chat adapter stopped unexpectedly"),
+                Ok(Err(error)) => Err(error),
+                Err(panic) => bail!("a chat adapter crashed: {panic}"),
+            };
+        }
+    }
+    tasks.shutdown().await;
+    Ok(())
+}
