@@ -335,7 +335,7 @@ impl Engine {
             Some(watcher) => {
                 let _ = watcher.send(update);
             }
-            None => self.announce(Announcement::Deploy(update)),
+            None => self.announce(Announcement::Deploy(Box::new(update))),
         }
     }
 

@@ -84,7 +84,7 @@ pub enum Announcement {
     Text(String),
     /// Progress of a deploy no command is following (a scheduled or automatic deploy):
     /// adapters post one message per deploy id and edit it as updates arrive.
-    Deploy(ProgressUpdate),
+    Deploy(Box<ProgressUpdate>),
 }
 
 /// The state of every (or one) environment.
