@@ -32,7 +32,7 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn invocation(text: &str) -> Invocation {
-    Invocation { platform: "console".into(), user_id: "ada".into(), text: text.into(), progress: None }
+    Invocation::new("console", "ada", text)
 }
 
 fn main() {

@@ -26,6 +26,7 @@ pub struct Store {
     holds: sled::Tree,
     active: sled::Tree,
     observed: sled::Tree,
+    deliveries: sled::Tree,
     audit: sled::Tree,
 }
 
@@ -96,6 +97,7 @@ impl Store {
             holds: tree("holds")?,
             active: tree("active")?,
             observed: tree("observed")?,
+            deliveries: tree("deliveries")?,
             audit: tree("audit")?,
             db,
         };
@@ -245,6 +247,19 @@ impl Store {
     pub fn set_observation(&self, env: &str, observation: &Observation) -> Result<()> {
         self.observed.insert(env, encode(observation)?)?;
         Ok(())
+    }
+
+    /// Whether an inbound delivery (a Slack `event_id`, a Discord interaction id, a GitHub
+    /// delivery id) was already handled. Adapters check this before acting.
+    pub fn delivery_seen(&self, key: &str) -> Result<bool> {
+        Ok(self.deliveries.contains_key(key)?)
+    }
+
+    /// Marks an inbound delivery as handled, once its effect is durably recorded, so a retry
+    /// of a delivery that crashed before this point is still processed.
+    pub async fn record_delivery(&self, key: &str, at: DateTime<Utc>) -> Result<()> {
+        self.deliveries.insert(key, at.to_rfc3339().as_bytes())?;
+        self.flush().await
     }
 
     /// Appends to the audit log.

@@ -362,3 +362,46 @@ async fn status_live_reads_head_and_flags_a_deploy_by_hand() {
     let (reply, _) = bot.say("grace", "/status dev").await;
     assert!(bot.show(&reply).contains("drift"));
 }
+
+#[tokio::test]
+async fn a_platform_vouched_lead_role_adds_to_a_known_person_but_never_makes_a_stranger_known() {
+    use shipday::config::Role;
+    use shipday::engine::Invocation;
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let as_lead = |user: &str| {
+        let mut invocation = Invocation::new("console", user, "/deploy production master --dry-run");
+        invocation.platform_roles = vec![Role::Lead];
+        invocation
+    };
+    let reply = bot.app.engine.submit(as_lead("grace")).await;
+    assert!(matches!(reply.body, ReplyBody::DryRun(_)), "{reply:?}");
+    let reply = bot.app.engine.submit(as_lead("mallory")).await;
+    assert!(refused(&reply).contains("people list"));
+}
+
+#[tokio::test]
+async fn reactions_on_the_bots_messages_are_recorded_before_the_adapter_moves_on() {
+    use shipday::engine::{MessageRef, Reaction};
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let message = MessageRef { channel: "C1".into(), id: "1700000000.000100".into() };
+    for added in [true, false] {
+        bot.app
+            .engine
+            .react(Reaction {
+                platform: "console".into(),
+                user_id: "ada".into(),
+                platform_roles: vec![],
+                emoji: "white_check_mark".into(),
+                message: message.clone(),
+                added,
+                at: chrono::Utc::now(),
+            })
+            .await;
+    }
+    let audit = bot.app.store.audit_tail(2).unwrap();
+    assert_eq!(audit[1].text, "reacted :white_check_mark: on message 1700000000.000100 in C1");
+    assert_eq!(audit[0].text, "removed reaction :white_check_mark: on message 1700000000.000100 in C1");
+    assert_eq!(audit[0].person.as_deref(), Some("ada"));
+}

@@ -48,6 +48,7 @@ pub async fn run(
                 user_id: user.to_owned(),
                 text: line.to_owned(),
                 progress: Some(progress),
+                platform_roles: Vec::new(),
             })
             .await;
         println!("{}", text::reply(&reply, tz));

@@ -12,7 +12,7 @@ pub(crate) use runner::spawn_runner;
 use crate::clients::{ExecSession, RemoteExec};
 use crate::clock::Clock;
 use crate::command::{Command, CommandBook, parse};
-use crate::config::{Config, Person};
+use crate::config::{Config, Person, Role};
 use crate::redact::Redactor;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepRecord, StepResult, Trigger};
 use crate::release::gitref::{GitRef, Sha};
@@ -20,7 +20,7 @@ use crate::release::locks::ActiveDeploy;
 use crate::release::policy::{Actor, authorize};
 use crate::store::{AuditEntry, Store};
 use chrono::{DateTime, Utc};
-pub use reply::{Announcement, Invocation, ProgressUpdate, Reply, ReplyBody, Visibility};
+pub use reply::{Announcement, Invocation, MessageRef, ProgressUpdate, Reaction, Reply, ReplyBody, Visibility};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -38,6 +38,8 @@ pub(crate) enum Event {
     StepFinished { deploy_id: u64, result: StepResult, tail: String, output_bytes: u64, duration_ms: u64 },
     /// A deploy ended.
     DeployFinished { deploy_id: u64, outcome: Outcome },
+    /// A reaction on one of the bot's messages.
+    Reaction(Reaction, oneshot::Sender<()>),
     /// Read HEAD on every host and log drift (at start-up).
     CheckDrift,
     /// HEADs were read on the hosts; `pending` waits for a `/status --live` reply.
@@ -107,6 +109,15 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// Hands a reaction on one of the bot's messages to the engine, and waits until it is
+    /// durably recorded (adapters ack or dedupe deliveries only after that).
+    pub async fn react(&self, reaction: Reaction) {
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::Reaction(reaction, tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Subscribes to announcements (reminders, scheduled deploys) for one adapter.
     pub fn announcements(&self) -> broadcast::Receiver<Announcement> {
         self.announcements.subscribe()
@@ -202,13 +213,19 @@ impl Engine {
             }
             Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
             Event::CheckDrift => self.read_heads(None, None),
+            Event::Reaction(reaction, done) => {
+                self.reaction(reaction).await;
+                let _ = done.send(());
+            }
             Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
         }
     }
 
-    /// The configured person behind a platform identity.
-    fn person(&self, platform: &str, user_id: &str) -> Option<Person> {
-        self.config
+    /// The configured person behind a platform identity, with the roles the platform vouches
+    /// for added. Never by display name.
+    pub(crate) fn person(&self, platform: &str, user_id: &str, platform_roles: &[Role]) -> Option<Person> {
+        let mut person = self
+            .config
             .people
             .iter()
             .find(|p| match platform {
@@ -217,11 +234,43 @@ impl Engine {
                 "discord" => p.discord.as_deref() == Some(user_id),
                 _ => false,
             })
-            .cloned()
+            .cloned()?;
+        for role in platform_roles {
+            if !person.roles.contains(role) {
+                person.roles.push(*role);
+            }
+        }
+        Some(person)
+    }
+
+    /// Records a reaction on one of the bot's messages. Approvals act on these.
+    async fn reaction(&mut self, reaction: Reaction) {
+        let person = self.person(&reaction.platform, &reaction.user_id, &reaction.platform_roles);
+        let entry = AuditEntry {
+            at: reaction.at,
+            platform: reaction.platform.clone(),
+            user_id: reaction.user_id.clone(),
+            person: person.map(|p| p.id),
+            text: format!(
+                "{} :{}: on message {} in {}",
+                if reaction.added { "reacted" } else { "removed reaction" },
+                reaction.emoji,
+                reaction.message.id,
+                reaction.message.channel
+            ),
+            decision: "recorded".into(),
+        };
+        let result = match self.store.audit(&entry) {
+            Ok(()) => self.store.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = result {
+            tracing::error!(error = format!("{error:#}"), "cannot record a reaction");
+        }
     }
 
     async fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
-        let person = self.person(&invocation.platform, &invocation.user_id);
+        let person = self.person(&invocation.platform, &invocation.user_id, &invocation.platform_roles);
         let pending = Pending { invocation, person, reply };
         let handled = match self.decide(&pending) {
             Ok(Some(command)) => self.dispatch(command, pending).await,

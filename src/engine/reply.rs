@@ -1,5 +1,6 @@
 //! What the engine hands back to adapters: platform-neutral replies and progress.
 
+use crate::config::Role;
 use crate::release::deploy::{DeployEvent, DeployRecord, Observation};
 use crate::release::locks::{ActiveDeploy, Hold};
 use crate::release::plan::DeployPlan;
@@ -17,6 +18,50 @@ pub struct Invocation {
     pub text: String,
     /// Where progress of long-running work goes; `None` if the adapter does not follow it.
     pub progress: Option<mpsc::UnboundedSender<ProgressUpdate>>,
+    /// Roles the platform itself vouches for, such as a Discord guild role configured as the
+    /// lead role. They add to a configured person's roles; they never make a stranger known.
+    pub platform_roles: Vec<Role>,
+}
+
+impl Invocation {
+    /// A command from `platform` user `user_id`, with no progress follower and no platform roles.
+    pub fn new(platform: &str, user_id: &str, text: &str) -> Self {
+        Self {
+            platform: platform.to_owned(),
+            user_id: user_id.to_owned(),
+            text: text.to_owned(),
+            progress: None,
+            platform_roles: Vec::new(),
+        }
+    }
+}
+
+/// A reaction added to or removed from one of the bot's own messages, on any platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// `slack`, `discord`.
+    pub platform: String,
+    /// The platform's user id of who reacted.
+    pub user_id: String,
+    /// Roles the platform vouches for (see [`Invocation::platform_roles`]).
+    pub platform_roles: Vec<Role>,
+    /// The emoji's name without colons (`white_check_mark`, `x`, or the unicode character).
+    pub emoji: String,
+    /// The bot's message: channel and message id (Slack `ts`, Discord message id).
+    pub message: MessageRef,
+    /// Added (true) or removed (false).
+    pub added: bool,
+    /// When the platform says it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// A message on a platform.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct MessageRef {
+    /// Channel id.
+    pub channel: String,
+    /// Message id (Slack `ts`, Discord snowflake).
+    pub id: String,
 }
 
 /// Who should see a reply.

@@ -127,6 +127,7 @@ impl Bot {
                 user_id: user.into(),
                 text: text.into(),
                 progress: Some(tx),
+                platform_roles: Vec::new(),
             })
             .await;
         (reply, rx)
