@@ -86,6 +86,7 @@ fn main() {
                 requested_by: "ada".into(),
                 requested_by_name: "Ada".into(),
                 trigger: Trigger::Command,
+                emergency: None,
                 started_at: now,
                 finished_at: Some(now),
                 steps: Vec::new(),

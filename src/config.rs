@@ -4,6 +4,7 @@
 //! that holds each one ([`SecretRef`]). Unknown keys are errors, so a typo cannot silently
 //! turn a safety setting off.
 
+use crate::release::calendar::{Calendar, CalendarConfig, ReminderEvent};
 use crate::release::gitref::GitRef;
 use anyhow::{Context, Result, bail};
 use chrono_tz::Tz;
@@ -26,6 +27,8 @@ pub struct Config {
     pub environments: Vec<Environment>,
     /// Secret values loaded at start-up, kept so they can be redacted from step output.
     pub secret_values: Vec<Secret>,
+    /// Deploy slots, the ticket-drag window and reminders, in `timezone`.
+    pub calendar: Calendar,
 }
 
 /// A person and their identities on each platform.
@@ -239,6 +242,8 @@ struct RawConfig {
     /// that a step might print).
     #[serde(default)]
     redact: Vec<SecretRef>,
+    /// The release calendar; absent, the team's defaults for the configured environments.
+    calendar: Option<CalendarConfig>,
 }
 
 fn default_timezone() -> String {
@@ -309,7 +314,26 @@ impl Config {
         for (i, secret) in raw.redact.iter().enumerate() {
             secret_values.push(secret.load(&format!("redact[{i}]"), base)?);
         }
-        Ok(Self { timezone, state_dir: base.join(raw.state_dir), people: raw.people, environments, secret_values })
+        let calendar = match raw.calendar {
+            Some(calendar) => {
+                for (i, slot) in calendar.slots.iter().enumerate() {
+                    if !names.contains(&slot.env) {
+                        bail!("calendar.slots[{i}].env: there is no environment `{}`", slot.env);
+                    }
+                }
+                calendar
+            }
+            None => default_calendar_for(&names),
+        };
+        let calendar = Calendar::new(&calendar, timezone)?;
+        Ok(Self {
+            timezone,
+            calendar,
+            state_dir: base.join(raw.state_dir),
+            people: raw.people,
+            environments,
+            secret_values,
+        })
     }
 
     /// The environment called `name`.
@@ -326,6 +350,18 @@ impl Config {
     pub fn person(&self, id: &str) -> Option<&Person> {
         self.people.iter().find(|p| p.id == id)
     }
+}
+
+/// The team's default calendar, keeping only slots (and their reminders) for environments
+/// that exist, so a config with other environment names still starts.
+fn default_calendar_for(environments: &HashSet<String>) -> CalendarConfig {
+    let mut calendar = CalendarConfig::default();
+    calendar.slots.retain(|slot| environments.contains(&slot.env));
+    calendar.reminders.retain(|reminder| match &reminder.event {
+        ReminderEvent::Slot { env } => environments.contains(env),
+        _ => true,
+    });
+    calendar
 }
 
 fn validate_people(people: &[Person]) -> Result<()> {

@@ -16,5 +16,6 @@ pub mod manifest;
 pub mod playground;
 pub mod redact;
 pub mod release;
+pub mod scheduler;
 pub mod serve;
 pub mod store;

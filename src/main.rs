@@ -3,9 +3,10 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use shipday::chat::{console, text};
-use shipday::clock::{Clock, SystemClock};
+use shipday::clock::{Clock, ShiftedClock, SystemClock};
 use shipday::command::CommandBook;
 use shipday::config::{Config, TransportConfig};
+use shipday::scheduler::Scheduler;
 use shipday::{app, manifest, playground, serve};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ enum Cmd {
         /// Who you are (ada is a lead; grace and linus are developers).
         #[arg(long = "as", default_value = "grace")]
         user: String,
+        /// Pretend the time is this (RFC 3339, e.g. 2026-11-29T16:59:00Z) to try the calendar.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Run the bot: the configured chat adapters and the release calendar.
     Serve {
@@ -43,6 +47,9 @@ enum Cmd {
         /// Who you are: a person id from the config.
         #[arg(long = "as")]
         user: String,
+        /// Pretend the time is this (RFC 3339) to try the calendar.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Validate the config and exit, starting nothing.
     CheckConfig {
@@ -86,7 +93,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Playground { dir, user } => {
+        Cmd::Playground { dir, user, now } => {
             let config = playground::prepare(&dir)?;
             if std::io::stdin().is_terminal() {
                 println!(
@@ -94,9 +101,9 @@ fn run(cli: Cli) -> Result<()> {
                     dir.display()
                 );
             }
-            run_console(&config, &user)
+            run_console(&config, &user, now)
         }
-        Cmd::Console { config, user } => run_console(&config, &user),
+        Cmd::Console { config, user, now } => run_console(&config, &user, now),
         Cmd::Serve { config } => {
             let config = Config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -125,11 +132,14 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn run_console(config_path: &Path, user: &str) -> Result<()> {
+fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
     let config = Config::load(config_path)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = match now {
+            Some(start) => Arc::new(ShiftedClock::starting_at(start)),
+            None => Arc::new(SystemClock),
+        };
         let app = app::start(config, clock.clone())?;
         if let Some(notice) = text::interrupted_notice(&app.interrupted) {
             println!("{notice}");
@@ -141,7 +151,12 @@ fn run_console(config_path: &Path, user: &str) -> Result<()> {
         }
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
         let interactive = std::io::stdin().is_terminal();
-        console::run(app.engine, user, app.config.timezone, clock, stdin, interactive).await
+        let scheduler =
+            Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), clock.clone());
+        let scheduling = tokio::spawn(scheduler.run());
+        let result = console::run(app.engine, app.config.clone(), user, clock, stdin, interactive).await;
+        scheduling.abort();
+        result
     })
 }
 

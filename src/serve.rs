@@ -3,14 +3,14 @@
 
 use crate::app::App;
 use crate::clock::Clock;
+use crate::scheduler::Scheduler;
 use anyhow::{Result, bail};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Runs the configured adapters until a shutdown signal, or until one of them fails.
 pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
-    let _ = clock;
-    let tasks: JoinSet<Result<()>> = JoinSet::new();
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     // Each chat adapter that is configured adds its task here.
     if tasks.is_empty() {
         bail!(
@@ -18,7 +18,8 @@ pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
              (see the README), or talk to Shipday with `shipday console --as NAME`"
         );
     }
-    drop(app);
+    let scheduler = Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), clock);
+    tasks.spawn(scheduler.run());
     wait(tasks).await
 }
 

@@ -27,6 +27,8 @@ pub struct Store {
     active: sled::Tree,
     observed: sled::Tree,
     deliveries: sled::Tree,
+    firings: sled::Tree,
+    slot_waits: sled::Tree,
     audit: sled::Tree,
 }
 
@@ -98,6 +100,8 @@ impl Store {
             active: tree("active")?,
             observed: tree("observed")?,
             deliveries: tree("deliveries")?,
+            firings: tree("firings")?,
+            slot_waits: tree("slot_waits")?,
             audit: tree("audit")?,
             db,
         };
@@ -260,6 +264,60 @@ impl Store {
     pub async fn record_delivery(&self, key: &str, at: DateTime<Utc>) -> Result<()> {
         self.deliveries.insert(key, at.to_rfc3339().as_bytes())?;
         self.flush().await
+    }
+
+    /// Claims one firing of a scheduled job (compare-and-swap on `job@instant`), recording
+    /// whether it was sent or reported missed. Returns false if it was already claimed, so
+    /// however often the bot restarts, a firing has its effect at most once.
+    pub async fn claim_firing(&self, job: &str, at: DateTime<Utc>, outcome: &str) -> Result<bool> {
+        let key = format!("{job}@{}", at.to_rfc3339());
+        let claimed = self.firings.compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(outcome.as_bytes()))?.is_ok();
+        if claimed {
+            self.flush().await?;
+        }
+        Ok(claimed)
+    }
+
+    /// How a firing was handled (`sent`, `missed`), if it was.
+    pub fn firing(&self, job: &str, at: DateTime<Utc>) -> Result<Option<String>> {
+        let key = format!("{job}@{}", at.to_rfc3339());
+        Ok(self.firings.get(key.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Up to when the scheduler has looked.
+    pub fn scheduler_cursor(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .db
+            .get("scheduler_cursor")?
+            .and_then(|v| DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&v)).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    /// Moves the scheduler's cursor.
+    pub async fn set_scheduler_cursor(&self, at: DateTime<Utc>) -> Result<()> {
+        self.db.insert("scheduler_cursor", at.to_rfc3339().as_bytes())?;
+        self.flush().await
+    }
+
+    /// Slots whose scheduled deploy waits for a claim to be released: env → slot start.
+    pub fn slot_waits(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let mut out = Vec::new();
+        for entry in self.slot_waits.iter() {
+            let (env, at) = entry?;
+            if let Ok(at) = DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&at)) {
+                out.push((String::from_utf8_lossy(&env).into_owned(), at.with_timezone(&Utc)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records (or clears) that `env`'s slot deploy is waiting.
+    pub fn set_slot_wait(&self, env: &str, slot: Option<DateTime<Utc>>) -> Result<()> {
+        match slot {
+            Some(at) => self.slot_waits.insert(env, at.to_rfc3339().as_bytes())?,
+            None => self.slot_waits.remove(env)?,
+        };
+        Ok(())
     }
 
     /// Appends to the audit log.

@@ -5,24 +5,25 @@
 //! line is read, so a script reads like a session.
 
 use super::text;
-use crate::engine::{EngineHandle, Invocation};
-use chrono_tz::Tz;
+use crate::config::Config;
+use crate::engine::{Announcement, EngineHandle, Invocation};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 /// Runs the console until `input` ends (or `exit`), as the configured person `user`.
 pub async fn run(
     engine: EngineHandle,
+    config: Arc<Config>,
     user: &str,
-    tz: Tz,
     clock: Arc<dyn crate::clock::Clock>,
     input: impl AsyncBufRead + Unpin,
     interactive: bool,
 ) -> anyhow::Result<()> {
     let mut lines = input.lines();
     let mut followers = Vec::new();
+    let announcer = tokio::spawn(print_announcements(engine.announcements(), config.clone(), clock.clone()));
     loop {
         if interactive {
             print!("{user}> ");
@@ -51,7 +52,7 @@ pub async fn run(
                 platform_roles: Vec::new(),
             })
             .await;
-        println!("{}", text::reply(&reply, tz));
+        println!("{}", text::reply(&reply, config.timezone));
         let clock = clock.clone();
         let follower = tokio::spawn(async move {
             while let Some(update) = updates.recv().await {
@@ -69,5 +70,28 @@ pub async fn run(
     for follower in followers {
         let _ = follower.await;
     }
+    announcer.abort();
     Ok(())
+}
+
+/// Prints what the bot announces to the team (reminders, scheduled deploys).
+async fn print_announcements(
+    mut announcements: broadcast::Receiver<Announcement>,
+    config: Arc<Config>,
+    clock: Arc<dyn crate::clock::Clock>,
+) {
+    loop {
+        match announcements.recv().await {
+            Ok(Announcement::Text(text)) => {
+                println!("📣 {}", super::mentions(&text, &config, |p| Some(format!("@{}", p.name))));
+            }
+            Ok(Announcement::Deploy(update)) => {
+                if let Some(line) = text::progress(&update, clock.now()) {
+                    println!("📣 {line}");
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }

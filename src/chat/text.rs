@@ -1,8 +1,9 @@
 //! Plain-text rendering of replies and progress, for the console (and as the fallback text of
 //! richer platforms).
 
-use crate::engine::reply::{EnvironmentStatus, StatusReport};
+use crate::engine::reply::{CalendarView, EnvironmentStatus, ScheduleView, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody};
+use crate::release::calendar::{Firing, FiringKind, WindowState};
 use crate::release::deploy::{DeployEvent, DeployRecord, Drift, Observation, Outcome, StepResult, Trigger};
 use crate::release::plan::DeployPlan;
 use crate::release::{age, duration_words};
@@ -21,13 +22,57 @@ pub fn reply(reply: &Reply, tz: Tz) -> String {
         ReplyBody::DryRun(plan) => dry_run(plan),
         ReplyBody::Status(report) => status(report, tz),
         ReplyBody::History(records) => history(records, tz),
+        ReplyBody::Schedule(view) => schedule(view),
     }
+}
+
+/// Words for one calendar firing (slots and window edges).
+pub fn firing_words(firing: &Firing) -> String {
+    match &firing.kind {
+        FiringKind::Slot { env } => format!("{env} deploy slot"),
+        FiringKind::WindowOpens => "ticket-drag window opens".into(),
+        FiringKind::WindowCloses => "ticket-drag window closes".into(),
+        FiringKind::Reminder { .. } => format!("reminder ({})", firing.job),
+    }
+}
+
+fn schedule(view: &ScheduleView) -> String {
+    if view.entries.is_empty() {
+        return "Nothing is scheduled in that time.".into();
+    }
+    let mut out = format!("Coming up (times in {}):\n", view.timezone);
+    for firing in &view.entries {
+        out.push_str(&format!("  {}  {}\n", when(firing.at, view.timezone), firing_words(firing)));
+    }
+    out.trim_end().to_owned()
+}
+
+fn calendar_lines(view: &CalendarView, now: DateTime<Utc>) -> String {
+    let tz = view.timezone;
+    let mut out = match view.window {
+        WindowState::Open { closes_at, .. } => {
+            format!("Ticket-drag window: OPEN until {} ({} left)\n", when(closes_at, tz), age(closes_at, now))
+        }
+        WindowState::Closed { opens_at, closes_at } => format!(
+            "Ticket-drag window: closed; opens {} (in {}), until {}\n",
+            when(opens_at, tz),
+            age(opens_at, now),
+            when(closes_at, tz)
+        ),
+    };
+    for (env, next) in &view.next_slots {
+        if let Some(next) = next {
+            out.push_str(&format!("Next {env} slot: {} (in {})\n", when(*next, tz), age(*next, now)));
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 fn deploy_started(record: &DeployRecord) -> String {
     let verb = match record.trigger {
         Trigger::Command => "Deploying",
         Trigger::Release => "Releasing: redeploying",
+        Trigger::Scheduled => "Scheduled deploy of",
     };
     format!(
         "🚀 {verb} `{}` to {} at {} (deploy #{}, requested by {}).",
@@ -80,7 +125,10 @@ pub fn outcome_line(record: &DeployRecord, now: DateTime<Utc>) -> String {
 }
 
 fn status(report: &StatusReport, tz: Tz) -> String {
-    report.environments.iter().map(|env| environment_status(env, report.now, tz)).collect::<Vec<_>>().join("\n")
+    let mut parts: Vec<String> =
+        report.environments.iter().map(|env| environment_status(env, report.now, tz)).collect();
+    parts.push(calendar_lines(&report.calendar, report.now));
+    parts.join("\n")
 }
 
 fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> String {

@@ -23,6 +23,9 @@ pub enum Command {
         /// Only resolve and show the plan.
         #[serde(default)]
         dry_run: bool,
+        /// A lead's reason for deploying outside the environment's slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emergency: Option<String>,
     },
     /// Promote what runs on `from` to `to`.
     Promote {
@@ -65,6 +68,11 @@ pub enum Command {
         /// How many.
         limit: usize,
     },
+    /// List the coming deploy slots and drag windows.
+    Schedule {
+        /// How many days ahead.
+        days: usize,
+    },
     /// Explain the commands.
     Help {
         /// One command to explain.
@@ -75,8 +83,8 @@ pub enum Command {
 
 impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/`.
-    pub const NAMES: [&'static str; 8] =
-        ["deploy", "promote", "status", "release", "lock", "unlock", "history", "help"];
+    pub const NAMES: [&'static str; 9] =
+        ["deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule"];
 
     /// The spec name of this command.
     pub fn name(&self) -> &'static str {
@@ -89,6 +97,7 @@ impl Command {
             Command::Unlock { .. } => "unlock",
             Command::History { .. } => "history",
             Command::Help { .. } => "help",
+            Command::Schedule { .. } => "schedule",
         }
     }
 
@@ -101,7 +110,7 @@ impl Command {
             | Command::Unlock { env } => Some(env),
             Command::Promote { to, .. } => Some(to),
             Command::Status { env, .. } | Command::History { env, .. } => env.as_deref(),
-            Command::Help { .. } => None,
+            Command::Help { .. } | Command::Schedule { .. } => None,
         }
     }
 }

@@ -66,7 +66,7 @@ impl Context<'_> {
     }
 
     fn match_options(&self, tokens: &[String]) -> Result<HashMap<String, Value>, ParseError> {
-        let positional: Vec<&OptionSpec> = self.spec.options.iter().filter(|o| o.kind != OptionKind::Flag).collect();
+        let positional: Vec<&OptionSpec> = self.spec.options.iter().filter(|o| !o.is_named()).collect();
         let mut values = HashMap::new();
         let mut next = 0;
         let mut i = 0;
@@ -74,11 +74,19 @@ impl Context<'_> {
             let token = &tokens[i];
             i += 1;
             if let Some(flag) = token.strip_prefix("--") {
-                let Some(option) = self.spec.options.iter().find(|o| o.kind == OptionKind::Flag && o.name == flag)
-                else {
+                let Some(option) = self.spec.options.iter().find(|o| o.is_named() && o.name == flag) else {
                     return Err(self.usage_error(format!("Unknown option `{}`.", shown(token))));
                 };
-                values.insert(option.name.clone(), Value::Flag);
+                if option.kind == OptionKind::Flag {
+                    values.insert(option.name.clone(), Value::Flag);
+                } else {
+                    let Some(value) = tokens.get(i).filter(|v| !v.starts_with("--")) else {
+                        return Err(self.usage_error(format!("`--{flag}` needs a value.")));
+                    };
+                    i += 1;
+                    self.check(option, value).map_err(|e| self.usage_error(e))?;
+                    values.insert(option.name.clone(), Value::Text(value.clone()));
+                }
                 continue;
             }
             // Skip optional positionals the token cannot be, when a later one accepts it.
@@ -161,6 +169,8 @@ impl Context<'_> {
 
     /// Turns validated values into the typed command. Exhaustive over spec names.
     fn build(&self, mut values: HashMap<String, Value>) -> Result<Command, ParseError> {
+        let flag = |name: &str| matches!(values.get(name), Some(Value::Flag));
+        let (dry_run, live) = (flag("dry-run"), flag("live"));
         let mut text = |name: &str| match values.remove(name) {
             Some(Value::Text(t)) => Some(t),
             _ => None,
@@ -175,11 +185,12 @@ impl Context<'_> {
                 Command::Deploy {
                     env,
                     git_ref: GitRef::parse(&git_ref).map_err(|e| ParseError(e.to_string()))?,
-                    dry_run: matches!(values.get("dry-run"), Some(Value::Flag)),
+                    dry_run,
+                    emergency: text("emergency"),
                 }
             }
             "promote" => Command::Promote { from: required(text("from"), "from")?, to: required(text("to"), "to")? },
-            "status" => Command::Status { env: text("env"), live: matches!(values.get("live"), Some(Value::Flag)) },
+            "status" => Command::Status { env: text("env"), live },
             "release" => Command::Release { env: required(text("env"), "env")? },
             "lock" => Command::Lock { env: required(text("env"), "env")?, reason: required(text("reason"), "reason")? },
             "unlock" => Command::Unlock { env: required(text("env"), "env")? },
@@ -187,6 +198,7 @@ impl Context<'_> {
                 env: text("env"),
                 limit: text("limit").and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_HISTORY),
             },
+            "schedule" => Command::Schedule { days: text("days").and_then(|n| n.parse().ok()).unwrap_or(14) },
             "help" => Command::Help { topic: text("command").map(|c| c.trim_start_matches('/').to_owned()) },
             other => {
                 return Err(ParseError(format!("`{other}` has a spec but no command type")));

@@ -15,6 +15,7 @@ pub const SPEC_FILES: &[(&str, &str)] = &[
     ("unlock", include_str!("../../commands/unlock.toml")),
     ("history", include_str!("../../commands/history.toml")),
     ("help", include_str!("../../commands/help.toml")),
+    ("schedule", include_str!("../../commands/schedule.toml")),
 ];
 
 /// One slash command, as declared.
@@ -66,11 +67,19 @@ pub struct OptionSpec {
     /// A text option that takes the rest of the line.
     #[serde(default)]
     pub rest: bool,
+    /// A named option written `--name VALUE` rather than by position.
+    #[serde(default)]
+    pub long: bool,
     /// Shown in help and registration.
     pub description: String,
 }
 
 impl OptionSpec {
+    /// Whether the option is written by name (`--dry-run`, `--emergency "why"`).
+    pub fn is_named(&self) -> bool {
+        self.long || self.kind == OptionKind::Flag
+    }
+
     /// The option as written in usage lines (`ENV`, `REF`).
     pub fn placeholder(&self) -> String {
         match self.name.as_str() {

@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::command::{Command, CommandBook, parse};
 use crate::config::{Config, Person, Role};
 use crate::redact::Redactor;
+use crate::release::calendar::Firing;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepRecord, StepResult, Trigger};
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::locks::ActiveDeploy;
@@ -40,6 +41,10 @@ pub(crate) enum Event {
     DeployFinished { deploy_id: u64, outcome: Outcome },
     /// A reaction on one of the bot's messages.
     Reaction(Reaction, oneshot::Sender<()>),
+    /// A calendar job fires (already claimed in the store).
+    Scheduled(Box<Firing>, oneshot::Sender<()>),
+    /// The scheduler's periodic tick: waiting slot deploys are retried or skipped.
+    Tick(oneshot::Sender<()>),
     /// Read HEAD on every host and log drift (at start-up).
     CheckDrift,
     /// HEADs were read on the hosts; `pending` waits for a `/status --live` reply.
@@ -58,6 +63,8 @@ pub(crate) struct DeployRequest {
     pub env: String,
     pub git_ref: GitRef,
     pub dry_run: bool,
+    /// A lead's reason for deploying outside the environment's slot.
+    pub emergency: Option<String>,
     pub trigger: Trigger,
 }
 
@@ -116,6 +123,27 @@ impl EngineHandle {
         if self.events.send(Event::Reaction(reaction, tx)).is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// Hands a calendar firing (claimed in the store) to the engine and waits until handled.
+    pub async fn fire(&self, firing: Firing) {
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::Scheduled(Box::new(firing), tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Lets the engine retry or skip slot deploys that wait for a hold.
+    pub async fn tick(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::Tick(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Tells every adapter's team channel (used by the scheduler).
+    pub fn announce(&self, announcement: Announcement) {
+        let _ = self.announcements.send(announcement);
     }
 
     /// Subscribes to announcements (reminders, scheduled deploys) for one adapter.
@@ -213,6 +241,14 @@ impl Engine {
             }
             Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
             Event::CheckDrift => self.read_heads(None, None),
+            Event::Scheduled(firing, done) => {
+                self.scheduled(*firing).await;
+                let _ = done.send(());
+            }
+            Event::Tick(done) => {
+                self.tick().await;
+                let _ = done.send(());
+            }
             Event::Reaction(reaction, done) => {
                 self.reaction(reaction).await;
                 let _ = done.send(());
@@ -303,8 +339,8 @@ impl Engine {
     async fn dispatch(&mut self, command: Command, pending: Pending) -> Option<(Pending, Handled)> {
         let now = self.clock.now();
         let handled = match command {
-            Command::Deploy { env, git_ref, dry_run } => {
-                let request = DeployRequest { env, git_ref, dry_run, trigger: Trigger::Command };
+            Command::Deploy { env, git_ref, dry_run, emergency } => {
+                let request = DeployRequest { env, git_ref, dry_run, emergency, trigger: Trigger::Command };
                 return self.command_deploy(request, pending, now);
             }
             Command::Release { env } => return self.command_release(&env, pending, now),
@@ -318,6 +354,7 @@ impl Engine {
             Command::Lock { env, reason } => self.command_lock(&env, &reason, &pending, now),
             Command::Unlock { env } => self.command_unlock(&env, &pending),
             Command::Help { topic } => self.command_help(topic.as_deref()),
+            Command::Schedule { days } => self.command_schedule(days, now),
         };
         Some((pending, handled))
     }

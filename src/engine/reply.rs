@@ -1,6 +1,7 @@
 //! What the engine hands back to adapters: platform-neutral replies and progress.
 
 use crate::config::Role;
+use crate::release::calendar::{Firing, WindowState};
 use crate::release::deploy::{DeployEvent, DeployRecord, Observation};
 use crate::release::locks::{ActiveDeploy, Hold};
 use crate::release::plan::DeployPlan;
@@ -97,6 +98,30 @@ pub enum ReplyBody {
     Status(StatusReport),
     /// `/history`.
     History(Vec<DeployRecord>),
+    /// `/schedule`: coming slots and windows.
+    Schedule(ScheduleView),
+}
+
+/// Coming calendar events, for `/schedule`.
+#[derive(Debug, Clone)]
+pub struct ScheduleView {
+    /// When it was read.
+    pub now: DateTime<Utc>,
+    /// The calendar's zone.
+    pub timezone: chrono_tz::Tz,
+    /// Slots and window openings/closings, in order.
+    pub entries: Vec<Firing>,
+}
+
+/// The calendar as `/status` shows it.
+#[derive(Debug, Clone)]
+pub struct CalendarView {
+    /// The calendar's zone.
+    pub timezone: chrono_tz::Tz,
+    /// The ticket-drag window now.
+    pub window: WindowState,
+    /// Each environment's next slot, if it has one.
+    pub next_slots: Vec<(String, Option<DateTime<Utc>>)>,
 }
 
 impl Reply {
@@ -139,6 +164,8 @@ pub struct StatusReport {
     pub now: DateTime<Utc>,
     /// One entry per environment, in configured order.
     pub environments: Vec<EnvironmentStatus>,
+    /// The drag window and next slots.
+    pub calendar: CalendarView,
 }
 
 /// The state of one environment.

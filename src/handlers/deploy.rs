@@ -6,6 +6,7 @@ use crate::release::Refusal;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, Trigger};
 use crate::release::locks::{ActiveDeploy, HoldChange, admit_deploy, admit_release};
 use crate::release::plan::{build_plan, parse_resolution, resolve_script};
+use crate::release::policy::check_deploy_slot;
 use chrono::{DateTime, Utc};
 
 impl Engine {
@@ -18,6 +19,15 @@ impl Engine {
     ) -> Option<(Pending, Handled)> {
         if let Err(refusal) = self.admit(&request, &pending, now) {
             return Some((pending, Handled::refused(refusal.0)));
+        }
+        if request.trigger == Trigger::Command && !request.dry_run {
+            let environment = self.config.environment(&request.env).expect("parser checked the environment");
+            let person = pending.person.as_ref().expect("policy lets only configured people deploy");
+            let checked =
+                check_deploy_slot(&self.config.calendar, environment, person, request.emergency.as_deref(), now);
+            if let Err(refusal) = checked {
+                return Some((pending, Handled::refused(refusal.0)));
+            }
         }
         self.start_resolving(request, pending, now);
         None
@@ -35,6 +45,7 @@ impl Engine {
             env: env.to_owned(),
             git_ref: environment.branch.clone(),
             dry_run: false,
+            emergency: None,
             trigger: Trigger::Release,
         };
         self.command_deploy(request, pending, now)
@@ -57,7 +68,7 @@ impl Engine {
             Trigger::Command if request.dry_run => {
                 admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), None).map(|_| HoldChange::Keep)
             }
-            Trigger::Command => {
+            Trigger::Command | Trigger::Scheduled => {
                 admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
             }
             Trigger::Release => {
@@ -144,6 +155,7 @@ impl Engine {
                 requested_by: person.id.clone(),
                 requested_by_name: person.name.clone(),
                 trigger: request.trigger,
+                emergency: request.emergency.clone(),
                 started_at: now,
                 finished_at: None,
                 steps: Vec::new(),
@@ -182,6 +194,13 @@ impl Engine {
             format!("accepted: deploy #{} of `{}` to {} at {sha}", record.id, request.git_ref, request.env);
         if let HoldChange::Set(hold) = &change {
             decision.push_str(&format!("; {}", hold.describe(&request.env, now)));
+        }
+        if let Some(reason) = &request.emergency {
+            decision.push_str(&format!("; EMERGENCY outside the slot: {reason}"));
+            self.announce(crate::engine::Announcement::Text(format!(
+                "🚨 Emergency deploy: @{{{}}} is deploying `{}` to {} outside its slot. Reason: {reason}",
+                person.id, request.git_ref, request.env
+            )));
         }
         let watcher = pending.invocation.progress.clone();
         let reply = Reply { visibility: Visibility::Public, body: ReplyBody::Deploy(record.clone()) };

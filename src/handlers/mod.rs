@@ -1,5 +1,6 @@
 //! One file per command; `Engine::dispatch` matches over all of them.
 
+pub mod calendar;
 mod deploy;
 mod help;
 mod history;

@@ -1,6 +1,6 @@
 //! `/status`: what runs where, who holds what, what failed or was interrupted.
 
-use crate::engine::reply::{EnvironmentStatus, StatusReport};
+use crate::engine::reply::{CalendarView, EnvironmentStatus, StatusReport};
 use crate::engine::{Engine, Event, Handled, Pending, Reply, ReplyBody, Visibility};
 use crate::release::deploy::{Drift, Observation};
 use crate::release::gitref::Sha;
@@ -41,7 +41,16 @@ impl Engine {
                 observed: self.store.observation(name)?,
             });
         }
-        Ok(StatusReport { now, environments })
+        let calendar = &self.config.calendar;
+        let next_slots = self
+            .config
+            .environments
+            .iter()
+            .filter(|e| env.is_none_or(|n| n == e.name) && calendar.has_slot(&e.name))
+            .map(|e| (e.name.clone(), calendar.next_slot(&e.name, now)))
+            .collect();
+        let calendar = CalendarView { timezone: calendar.timezone(), window: calendar.window(now), next_slots };
+        Ok(StatusReport { now, environments, calendar })
     }
 
     /// Reads HEAD on the hosts of one or every environment, in the background.

@@ -21,6 +21,9 @@ pub struct DeployRecord {
     pub requested_by_name: String,
     /// Why it ran.
     pub trigger: Trigger,
+    /// A lead's reason for deploying outside the environment's slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
     /// When it was accepted.
     pub started_at: DateTime<Utc>,
     /// When it ended.
@@ -39,6 +42,8 @@ pub enum Trigger {
     Command,
     /// `/release` (or a claim expiry) putting the environment's own branch back.
     Release,
+    /// The environment's deploy slot in the release calendar.
+    Scheduled,
 }
 
 /// One step's run.

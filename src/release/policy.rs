@@ -2,8 +2,10 @@
 //! read; a command's least role comes from its spec; production needs a lead.
 
 use super::Refusal;
+use super::calendar::{Calendar, WindowState};
 use crate::command::{Command, CommandSpec, MinRole};
-use crate::config::{Config, Person, Role};
+use crate::config::{Config, Environment, Person, Role};
+use chrono::{DateTime, Utc};
 
 /// Who is asking, as the platform told us.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +62,58 @@ pub fn authorize(config: &Config, spec: &CommandSpec, actor: Actor<'_>, command:
         }
     }
     Ok(())
+}
+
+/// Environments that need approval deploy only in their calendar slot; outside it a lead may
+/// deploy with an emergency reason (recorded and announced). Environments without a slot, and
+/// those that need no approval, deploy any time.
+pub fn check_deploy_slot(
+    calendar: &Calendar,
+    env: &Environment,
+    person: &Person,
+    emergency: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    if !env.requires_approval || !calendar.has_slot(&env.name) || calendar.current_slot(&env.name, now).is_some() {
+        return Ok(());
+    }
+    match emergency {
+        Some(_) if person.has(Role::Lead) => Ok(()),
+        Some(_) => Err(Refusal::new(format!("Only a lead can deploy to {} with --emergency.", env.name))),
+        None => {
+            let next = calendar
+                .next_slot(&env.name, now)
+                .map(|at| format!(" The next one is {}.", when(calendar, at, now)))
+                .unwrap_or_default();
+            Err(Refusal::new(format!(
+                "{} deploys only in its slot.{next} A lead can deploy now with `--emergency \"reason\"`; \
+                 the reason is recorded and announced.",
+                env.name
+            )))
+        }
+    }
+}
+
+/// Tickets move from Dev Testing to Staging only while the drag window is open.
+pub fn check_drag_window(calendar: &Calendar, now: DateTime<Utc>) -> Result<(), Refusal> {
+    match calendar.window(now) {
+        WindowState::Open { .. } => Ok(()),
+        WindowState::Closed { opens_at, closes_at } => Err(Refusal::new(format!(
+            "Tickets move to Staging only in the ticket-drag window. It opens {} and closes {}.",
+            when(calendar, opens_at, now),
+            calendar_time(calendar, closes_at)
+        ))),
+    }
+}
+
+/// `Wed 09 Dec 07:30 EAT (in 13d 2h)`.
+pub fn when(calendar: &Calendar, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!("{} (in {})", calendar_time(calendar, at), super::age(at, now))
+}
+
+/// `Wed 09 Dec 07:30 EAT`, in the calendar's zone.
+pub fn calendar_time(calendar: &Calendar, at: DateTime<Utc>) -> String {
+    at.with_timezone(&calendar.timezone()).format("%a %d %b %H:%M %Z").to_string()
 }
 
 /// The environment before `env` in promotion order.

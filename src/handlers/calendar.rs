@@ -1,0 +1,223 @@
+//! The release calendar at work: `/schedule`, reminders, and what each deploy slot does.
+//!
+//! The first environment in promotion order (dev) is deployed from its own branch at its slot;
+//! if someone holds it, the holder is pinged and the deploy waits until the hold is gone or the
+//! slot ends, and is then reported as skipped. Later environments' slots are promotions, which
+//! need the GitHub integration: until then the slot announces that the promotion is due.
+
+use crate::config::{Person, Role};
+use crate::engine::reply::ScheduleView;
+use crate::engine::{Announcement, DeployRequest, Engine, Handled, Invocation, Pending, Reply, ReplyBody, Visibility};
+use crate::release::calendar::{Firing, FiringKind, ReminderEvent, WindowState};
+use crate::release::deploy::Trigger;
+use crate::release::policy::{calendar_time, previous_environment, when};
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+/// The identity scheduled work runs as.
+pub fn scheduler_person() -> Person {
+    Person {
+        id: "shipday".into(),
+        name: "Shipday (schedule)".into(),
+        roles: vec![Role::Lead],
+        slack: None,
+        discord: None,
+        github: None,
+        jira: None,
+    }
+}
+
+impl Engine {
+    pub(crate) fn command_schedule(&self, days: usize, now: DateTime<Utc>) -> Handled {
+        let calendar = &self.config.calendar;
+        let until = now + chrono::Duration::days(days as i64);
+        let entries = calendar
+            .events_between(now, until)
+            .into_iter()
+            .filter(|f| !matches!(f.kind, FiringKind::Reminder { .. }))
+            .collect();
+        let view = ScheduleView { now, timezone: calendar.timezone(), entries };
+        Handled::Reply {
+            reply: Reply { visibility: Visibility::Ephemeral, body: ReplyBody::Schedule(view) },
+            decision: "answered".into(),
+        }
+    }
+
+    /// One firing of the calendar, already claimed in the store by the scheduler.
+    pub(crate) async fn scheduled(&mut self, firing: Firing) {
+        let now = self.clock.now();
+        tracing::info!(job = %firing.job, at = %firing.at, "scheduled job fires");
+        match &firing.kind {
+            FiringKind::Reminder { event, offset_minutes } => {
+                let text = self.reminder_text(event, *offset_minutes, firing.at, now);
+                self.announce(Announcement::Text(text));
+            }
+            FiringKind::Slot { env } => self.slot(env, firing.at, now).await,
+            // The window's own edges change state that policy reads from the calendar; what the
+            // team is told comes from the reminders at those edges.
+            FiringKind::WindowOpens | FiringKind::WindowCloses => {}
+        }
+    }
+
+    fn reminder_text(
+        &self,
+        event: &ReminderEvent,
+        offset_minutes: i64,
+        fired: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> String {
+        let calendar = &self.config.calendar;
+        let event_at = fired - chrono::Duration::minutes(offset_minutes);
+        let relative = match offset_minutes {
+            0 => "now".to_owned(),
+            m if m < 0 => format!("in {} minutes", -m),
+            m => format!("{m} minutes ago"),
+        };
+        match event {
+            ReminderEvent::WindowOpens => match calendar.window(now) {
+                WindowState::Open { closes_at, .. } => format!(
+                    "🪟 The ticket-drag window is open until {}. Tested tickets can move from Dev Testing to Staging now.",
+                    calendar_time(calendar, closes_at)
+                ),
+                WindowState::Closed { opens_at, .. } => format!(
+                    "🪟 The ticket-drag window opens {relative}, at {}: get your Dev Testing tickets tested.",
+                    calendar_time(calendar, opens_at)
+                ),
+            },
+            ReminderEvent::WindowCloses if offset_minutes < 0 => format!(
+                "⏳ The ticket-drag window closes {relative} ({}). Move tested tickets from Dev Testing to Staging before then.",
+                calendar_time(calendar, event_at)
+            ),
+            ReminderEvent::WindowCloses => {
+                let next = match calendar.window(now) {
+                    WindowState::Closed { opens_at, .. } => {
+                        format!(" It opens again {}.", when(calendar, opens_at, now))
+                    }
+                    WindowState::Open { .. } => String::new(),
+                };
+                format!("🔒 The ticket-drag window is closed: tickets stay where they are until the next one.{next}")
+            }
+            ReminderEvent::Slot { env } => {
+                let what = match previous_environment(&self.config, env) {
+                    None => {
+                        let branch = self.config.environment(env).map(|e| e.branch.to_string()).unwrap_or_default();
+                        let live = self
+                            .store
+                            .last_ok(env)
+                            .ok()
+                            .flatten()
+                            .map(|d| format!(" (live now: `{}` at {})", d.git_ref, d.sha.short()))
+                            .unwrap_or_default();
+                        format!("{env} is deployed from `{branch}`{live}")
+                    }
+                    Some(previous) => {
+                        let live = self
+                            .store
+                            .last_ok(previous)
+                            .ok()
+                            .flatten()
+                            .map(|d| format!(" ({previous} runs {})", d.sha.short()))
+                            .unwrap_or_default();
+                        format!("promoting {previous} to {env} is due{live}")
+                    }
+                };
+                format!("🚀 {env}'s deploy slot is {relative} ({}): {what}.", calendar_time(calendar, event_at))
+            }
+        }
+    }
+
+    /// What an environment's slot does.
+    async fn slot(&mut self, env: &str, slot: DateTime<Utc>, now: DateTime<Utc>) {
+        match previous_environment(&self.config, env) {
+            None => self.try_slot_deploy(env, slot, now, true).await,
+            Some(previous) => {
+                let text = format!(
+                    "📦 It is {env}'s deploy slot ({}): promoting {previous} to {env} is due. Shipday starts promotions \
+                     itself once the GitHub integration is configured; until then a lead merges and runs `/deploy {env} {}`.",
+                    calendar_time(&self.config.calendar, slot),
+                    self.config.environment(env).map(|e| e.branch.to_string()).unwrap_or_default()
+                );
+                self.announce(Announcement::Text(text));
+            }
+        }
+    }
+
+    /// Deploys `env`'s own branch for its slot, or waits while someone holds it.
+    async fn try_slot_deploy(&mut self, env: &str, slot: DateTime<Utc>, now: DateTime<Utc>, first_try: bool) {
+        let Some(environment) = self.config.environment(env).cloned() else { return };
+        let hold = self.store.hold(env).ok().flatten().filter(|h| !h.is_expired(now));
+        let busy = self.starting.contains_key(env) || self.store.active(env).ok().flatten().is_some();
+        if hold.is_some() || busy {
+            if first_try {
+                let who = match &hold {
+                    Some(hold) => format!("@{{{}}} holds {env} ({})", hold.holder, hold.describe(env, now)),
+                    None => format!("a deploy is running on {env}"),
+                };
+                self.announce(Announcement::Text(format!(
+                    "⏸️ {env}'s scheduled deploy is waiting: {who}. `/release {env}` lets it run; if {env} is still held \
+                     when the slot ends, the scheduled deploy is skipped."
+                )));
+            }
+            if let Err(error) = self.store.set_slot_wait(env, Some(slot)) {
+                tracing::error!(error = format!("{error:#}"), "cannot record a waiting slot deploy");
+            }
+            return;
+        }
+        if let Err(error) = self.store.set_slot_wait(env, None) {
+            tracing::error!(error = format!("{error:#}"), "cannot clear a waiting slot deploy");
+        }
+        let (reply, answered) = oneshot::channel();
+        let invocation =
+            Invocation::new("scheduler", "shipday", &format!("/deploy {env} {} (slot)", environment.branch));
+        let pending = Pending { invocation, person: Some(scheduler_person()), reply };
+        let request = DeployRequest {
+            env: env.to_owned(),
+            git_ref: environment.branch.clone(),
+            dry_run: false,
+            emergency: None,
+            trigger: Trigger::Scheduled,
+        };
+        let announcements = self.announcements.clone();
+        let env_name = env.to_owned();
+        tokio::spawn(async move {
+            if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
+                let _ = announcements
+                    .send(Announcement::Text(format!("⏭️ {env_name}'s scheduled deploy did not run: {reason}")));
+            }
+        });
+        if let Some((pending, handled)) = self.command_deploy(request, pending, now) {
+            self.answer(pending, handled).await;
+        }
+    }
+
+    /// Periodic work: retries slot deploys that wait for a hold, and skips those whose slot
+    /// has ended.
+    pub(crate) async fn tick(&mut self) {
+        let now = self.clock.now();
+        let waits = match self.store.slot_waits() {
+            Ok(waits) => waits,
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "cannot read waiting slot deploys");
+                return;
+            }
+        };
+        for (env, slot) in waits {
+            if self.config.calendar.current_slot(&env, now) == Some(slot) {
+                self.try_slot_deploy(&env, slot, now, false).await;
+                continue;
+            }
+            let why = match self.store.hold(&env).ok().flatten() {
+                Some(hold) => hold.describe(&env, now),
+                None => format!("a deploy was running on {env}"),
+            };
+            self.announce(Announcement::Text(format!(
+                "⏭️ {env}'s scheduled deploy for the slot at {} was skipped: {why} until the slot ended.",
+                calendar_time(&self.config.calendar, slot)
+            )));
+            if let Err(error) = self.store.set_slot_wait(&env, None) {
+                tracing::error!(error = format!("{error:#}"), "cannot clear a waiting slot deploy");
+            }
+            let _ = self.store.flush().await;
+        }
+    }
+}
