@@ -188,6 +188,41 @@ transport = { kind = "local", dir = "/srv/production" }
         assert!(check("ada", "/deploy production master").is_ok());
     }
 
+    fn eat(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        chrono_tz::Africa::Nairobi.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn production_deploys_in_its_slot_or_with_a_leads_emergency() {
+        let config = Config::from_toml(CONFIG, Path::new("/")).unwrap();
+        let production = config.environment("production").unwrap();
+        let (ada, grace) = (config.person("ada").unwrap(), config.person("grace").unwrap());
+        let calendar = &config.calendar;
+        // Wednesday 18 Nov 07:45 EAT is in the slot (an on-week); 25 Nov is an off-week.
+        assert!(check_deploy_slot(calendar, production, ada, None, eat(18, 7, 45)).is_ok());
+        let err = check_deploy_slot(calendar, production, ada, None, eat(25, 7, 45)).unwrap_err();
+        assert!(err.0.contains("Wed 02 Dec 07:30 EAT") && err.0.contains("--emergency"), "{}", err.0);
+        assert!(check_deploy_slot(calendar, production, ada, Some("outage"), eat(25, 7, 45)).is_ok());
+        assert!(check_deploy_slot(calendar, production, grace, Some("outage"), eat(25, 7, 45)).is_err());
+        // Environments that need no approval deploy any time.
+        let dev = config.environment("dev").unwrap();
+        assert!(check_deploy_slot(calendar, dev, grace, None, eat(25, 12, 0)).is_ok());
+    }
+
+    #[test]
+    fn tickets_move_to_staging_only_in_the_drag_window() {
+        let config = Config::from_toml(CONFIG, Path::new("/")).unwrap();
+        assert!(check_drag_window(&config.calendar, eat(22, 20, 0)).is_ok());
+        assert!(check_drag_window(&config.calendar, eat(23, 8, 29)).is_ok());
+        let err = check_drag_window(&config.calendar, eat(23, 8, 30)).unwrap_err();
+        assert!(
+            err.0.contains("opens Sun 29 Nov 20:00 EAT") && err.0.contains("closes Mon 30 Nov 08:30 EAT"),
+            "{}",
+            err.0
+        );
+    }
+
     #[test]
     fn personal_branches_only_where_allowed() {
         assert!(check("grace", "/deploy dev feature/x").is_ok());
