@@ -6,6 +6,7 @@
 
 use crate::release::calendar::{Calendar, CalendarConfig, ReminderEvent};
 use crate::release::gitref::GitRef;
+use crate::release::migrations::MigrationConfig;
 use anyhow::{Context, Result, bail};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -87,6 +88,8 @@ pub struct Environment {
     pub health_url: Option<String>,
     /// How long the health URL may take to answer 2xx after a restart.
     pub health_timeout: Duration,
+    /// The migration guard (Django), if the app has migrations.
+    pub migrations: Option<MigrationConfig>,
     /// Whether branches other than `branch` may be deployed (and claim the environment).
     pub personal_branches: bool,
     /// Whether a deploy here needs a lead (or, later, an approved promotion).
@@ -268,6 +271,7 @@ struct RawEnvironment {
     step_timeout: String,
     #[serde(default = "default_health_timeout")]
     health_timeout: String,
+    migrations: Option<MigrationConfig>,
 }
 
 fn default_health_timeout() -> String {
@@ -424,6 +428,7 @@ fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment>
         transport,
         steps,
         health_timeout: parse_duration(&raw.health_timeout).context("health_timeout")?,
+        migrations: raw.migrations,
         health_url: match raw.health_url {
             Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 bail!("health_url: `{url}` must start with http:// or https://")

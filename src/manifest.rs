@@ -125,7 +125,7 @@ mod tests {
         let commands = manifest["features"]["slash_commands"].as_array().unwrap();
         assert_eq!(commands.len(), book.specs().len());
         assert_eq!(commands[0]["command"], "/deploy");
-        assert_eq!(commands[0]["usage_hint"], "ENV REF [--dry-run] [--emergency REASON]");
+        assert_eq!(commands[0]["usage_hint"], "ENV REF [--dry-run] [--force] [--emergency REASON]");
         assert_eq!(manifest["settings"]["socket_mode_enabled"], true);
         let http = slack(&book, Some("https://bot.example"));
         assert_eq!(http["features"]["slash_commands"][0]["url"], "https://bot.example/slack/commands");

@@ -6,6 +6,7 @@
 
 use crate::release::deploy::{DeployRecord, Observation, Outcome};
 use crate::release::locks::{ActiveDeploy, Hold};
+use crate::release::migrations::MigrationDebt;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -29,6 +30,7 @@ pub struct Store {
     deliveries: sled::Tree,
     firings: sled::Tree,
     slot_waits: sled::Tree,
+    migration_debts: sled::Tree,
     audit: sled::Tree,
 }
 
@@ -102,6 +104,7 @@ impl Store {
             deliveries: tree("deliveries")?,
             firings: tree("firings")?,
             slot_waits: tree("slot_waits")?,
+            migration_debts: tree("migration_debts")?,
             audit: tree("audit")?,
             db,
         };
@@ -316,6 +319,20 @@ impl Store {
         match slot {
             Some(at) => self.slot_waits.insert(env, at.to_rfc3339().as_bytes())?,
             None => self.slot_waits.remove(env)?,
+        };
+        Ok(())
+    }
+
+    /// Migrations a personal branch left applied on `env`, to undo before other code goes there.
+    pub fn migration_debt(&self, env: &str) -> Result<Option<MigrationDebt>> {
+        self.migration_debts.get(env)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Records or clears `env`'s migration debt.
+    pub fn set_migration_debt(&self, env: &str, debt: Option<&MigrationDebt>) -> Result<()> {
+        match debt {
+            Some(debt) => self.migration_debts.insert(env, encode(debt)?)?,
+            None => self.migration_debts.remove(env)?,
         };
         Ok(())
     }

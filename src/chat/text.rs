@@ -69,6 +69,15 @@ fn calendar_lines(view: &CalendarView, now: DateTime<Utc>) -> String {
 }
 
 fn deploy_started(record: &DeployRecord) -> String {
+    let mut out = deploy_started_line(record);
+    if let Some(migrations) = &record.migrations {
+        out.push(' ');
+        out.push_str(&migrations.summary(&record.env));
+    }
+    out
+}
+
+fn deploy_started_line(record: &DeployRecord) -> String {
     let verb = match record.trigger {
         Trigger::Command => "Deploying",
         Trigger::Release => "Releasing: redeploying",
@@ -91,6 +100,16 @@ fn dry_run(plan: &DeployPlan) -> String {
         out.push_str(&format!("  {}. {}: {}  (limit {}s)\n", i + 1, step.name, step.command, step.timeout.as_secs()));
     }
     out.push_str("  then HEAD is checked against the commit. Nothing was changed.");
+    if let Some(migrations) = &plan.migrations {
+        out.push('\n');
+        out.push_str(&migrations.summary(&plan.env));
+        if !migrations.conflicts.is_empty() {
+            out.push_str(&format!(
+                " ⚠️ Conflicting migrations in {} (deploying needs --force).",
+                migrations.conflicts.join(", ")
+            ));
+        }
+    }
     out
 }
 
@@ -160,6 +179,16 @@ fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> St
     }
     if let Some(failure) = &env.last_failure {
         out.push_str(&format!("  last failure: {}\n", outcome_line(failure, now)));
+    }
+    if let Some(debt) = &env.migration_debt {
+        let names: Vec<String> = debt.migrations.added.iter().map(ToString::to_string).collect();
+        out.push_str(&format!(
+            "  branch-only migrations applied: {} (by {}, from `{}`); undone before {} gets other code\n",
+            names.join(", "),
+            debt.owner_name,
+            debt.git_ref,
+            env.name
+        ));
     }
     if let Some(observed) = &env.observed {
         out.push_str(&format!("  {}\n", observation_line(observed, env.live.as_ref(), now)));

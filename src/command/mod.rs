@@ -26,6 +26,9 @@ pub enum Command {
         /// A lead's reason for deploying outside the environment's slot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         emergency: Option<String>,
+        /// Deploy despite conflicting or irreversible migrations.
+        #[serde(default)]
+        force: bool,
     },
     /// Promote what runs on `from` to `to`.
     Promote {

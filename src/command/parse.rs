@@ -170,7 +170,7 @@ impl Context<'_> {
     /// Turns validated values into the typed command. Exhaustive over spec names.
     fn build(&self, mut values: HashMap<String, Value>) -> Result<Command, ParseError> {
         let flag = |name: &str| matches!(values.get(name), Some(Value::Flag));
-        let (dry_run, live) = (flag("dry-run"), flag("live"));
+        let (dry_run, live, force) = (flag("dry-run"), flag("live"), flag("force"));
         let mut text = |name: &str| match values.remove(name) {
             Some(Value::Text(t)) => Some(t),
             _ => None,
@@ -187,6 +187,7 @@ impl Context<'_> {
                     git_ref: GitRef::parse(&git_ref).map_err(|e| ParseError(e.to_string()))?,
                     dry_run,
                     emergency: text("emergency"),
+                    force,
                 }
             }
             "promote" => Command::Promote { from: required(text("from"), "from")?, to: required(text("to"), "to")? },

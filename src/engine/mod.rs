@@ -18,6 +18,7 @@ use crate::release::calendar::Firing;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepRecord, StepResult, Trigger};
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::locks::ActiveDeploy;
+use crate::release::migrations::MigrationDebt;
 use crate::release::policy::{Actor, authorize};
 use crate::store::{AuditEntry, Store};
 use chrono::{DateTime, Utc};
@@ -65,6 +66,8 @@ pub(crate) struct DeployRequest {
     pub dry_run: bool,
     /// A lead's reason for deploying outside the environment's slot.
     pub emergency: Option<String>,
+    /// Deploy despite conflicting or irreversible migrations.
+    pub force: bool,
     pub trigger: Trigger,
 }
 
@@ -72,7 +75,7 @@ pub(crate) struct DeployRequest {
 pub(crate) struct Resolved {
     pub pending: Pending,
     pub request: DeployRequest,
-    pub result: Result<(Box<dyn ExecSession>, Sha), String>,
+    pub result: Result<(Box<dyn ExecSession>, Sha, Option<crate::release::migrations::BranchMigrations>), String>,
 }
 
 /// What a handler decided.
@@ -86,6 +89,17 @@ impl Handled {
         let text = text.into();
         Handled::Reply { decision: format!("refused: {text}"), reply: Reply::refused(text) }
     }
+}
+
+/// A deploy in flight, with what it changes when it ends.
+pub(crate) struct RunningDeploy {
+    pub record: DeployRecord,
+    /// The command following its progress, if any (otherwise it is announced).
+    pub watcher: Option<mpsc::UnboundedSender<ProgressUpdate>>,
+    /// The migration debt its first steps undo.
+    pub pays_debt: Option<MigrationDebt>,
+    /// The migration debt it leaves once its code is checked out.
+    pub new_debt: Option<MigrationDebt>,
 }
 
 /// The engine's state, owned by its loop.
@@ -105,7 +119,7 @@ pub struct Engine {
     /// Where announcements go; every adapter subscribes.
     pub(crate) announcements: broadcast::Sender<Announcement>,
     /// Running deploys and where their progress goes.
-    pub(crate) running: HashMap<u64, (DeployRecord, Option<mpsc::UnboundedSender<ProgressUpdate>>)>,
+    pub(crate) running: HashMap<u64, RunningDeploy>,
 }
 
 /// A handle adapters use to talk to the engine.
@@ -339,8 +353,8 @@ impl Engine {
     async fn dispatch(&mut self, command: Command, pending: Pending) -> Option<(Pending, Handled)> {
         let now = self.clock.now();
         let handled = match command {
-            Command::Deploy { env, git_ref, dry_run, emergency } => {
-                let request = DeployRequest { env, git_ref, dry_run, emergency, trigger: Trigger::Command };
+            Command::Deploy { env, git_ref, dry_run, emergency, force } => {
+                let request = DeployRequest { env, git_ref, dry_run, emergency, force, trigger: Trigger::Command };
                 return self.command_deploy(request, pending, now);
             }
             Command::Release { env } => return self.command_release(&env, pending, now),
@@ -391,7 +405,7 @@ impl Engine {
 
     /// Applies a progress change to a running deploy, records it and forwards it.
     async fn progress(&mut self, deploy_id: u64, change: impl FnOnce(&mut DeployRecord) -> DeployEvent) {
-        let Some((record, watcher)) = self.running.get_mut(&deploy_id) else {
+        let Some(RunningDeploy { record, watcher, .. }) = self.running.get_mut(&deploy_id) else {
             return;
         };
         let event = change(record);
@@ -402,7 +416,7 @@ impl Engine {
     }
 
     async fn finished(&mut self, deploy_id: u64, outcome: Outcome) {
-        let Some((mut record, watcher)) = self.running.remove(&deploy_id) else {
+        let Some(RunningDeploy { mut record, watcher, pays_debt, new_debt }) = self.running.remove(&deploy_id) else {
             return;
         };
         record.outcome = outcome;
@@ -410,6 +424,9 @@ impl Engine {
         tracing::info!(deploy = deploy_id, env = %record.env, sha = %record.sha, outcome = ?record.outcome, "deploy finished");
         if let Err(error) = self.store.set_active(&record.env, None) {
             tracing::error!(error = format!("{error:#}"), "cannot free the deploy lock");
+        }
+        if let Err(error) = self.settle(&record, pays_debt, new_debt) {
+            tracing::error!(error = format!("{error:#}"), "cannot record what a deploy left behind");
         }
         self.record(&record).await;
         self.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::Finished, record });

@@ -4,6 +4,7 @@ use crate::config::Role;
 use crate::release::calendar::{Firing, WindowState};
 use crate::release::deploy::{DeployEvent, DeployRecord, Observation};
 use crate::release::locks::{ActiveDeploy, Hold};
+use crate::release::migrations::MigrationDebt;
 use crate::release::plan::DeployPlan;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
@@ -187,4 +188,6 @@ pub struct EnvironmentStatus {
     pub active: Option<ActiveDeploy>,
     /// The last time HEAD was read on the host, if ever.
     pub observed: Option<Observation>,
+    /// Migrations a personal branch applied here that its base branch lacks.
+    pub migration_debt: Option<MigrationDebt>,
 }

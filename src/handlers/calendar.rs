@@ -10,6 +10,7 @@ use crate::engine::reply::ScheduleView;
 use crate::engine::{Announcement, DeployRequest, Engine, Handled, Invocation, Pending, Reply, ReplyBody, Visibility};
 use crate::release::calendar::{Firing, FiringKind, ReminderEvent, WindowState};
 use crate::release::deploy::Trigger;
+use crate::release::locks::HoldKind;
 use crate::release::policy::{calendar_time, previous_environment, when};
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
@@ -175,6 +176,7 @@ impl Engine {
             git_ref: environment.branch.clone(),
             dry_run: false,
             emergency: None,
+            force: false,
             trigger: Trigger::Scheduled,
         };
         let announcements = self.announcements.clone();
@@ -190,10 +192,58 @@ impl Engine {
         }
     }
 
-    /// Periodic work: retries slot deploys that wait for a hold, and skips those whose slot
-    /// has ended.
+    /// Puts an environment whose claim expired back on its own branch, the safe way: the same
+    /// release the holder would run, so the branch's migrations are undone first.
+    async fn release_expired_claims(&mut self, now: DateTime<Utc>) {
+        let expired: Vec<(String, crate::release::locks::Hold)> = self
+            .config
+            .environments
+            .iter()
+            .filter(|e| !self.starting.contains_key(&e.name))
+            .filter(|e| self.store.active(&e.name).ok().flatten().is_none())
+            .filter_map(|e| self.store.hold(&e.name).ok().flatten().map(|h| (e.name.clone(), h)))
+            .filter(|(_, h)| h.is_expired(now))
+            .collect();
+        for (env, hold) in expired {
+            let Some(environment) = self.config.environment(&env).cloned() else { continue };
+            let HoldKind::Claim { git_ref, .. } = &hold.kind else { continue };
+            let undo = match self.store.migration_debt(&env).ok().flatten() {
+                Some(debt) => format!(", undoing the migrations of `{}` first", debt.git_ref),
+                None => String::new(),
+            };
+            self.announce(Announcement::Text(format!(
+                "⌛ @{{{}}}'s claim on {env} (`{git_ref}`) expired: Shipday is putting `{}` back{undo}.",
+                hold.holder, environment.branch
+            )));
+            let (reply, answered) = oneshot::channel();
+            let invocation = Invocation::new("scheduler", "shipday", &format!("/release {env} (claim expired)"));
+            let pending = Pending { invocation, person: Some(scheduler_person()), reply };
+            let request = DeployRequest {
+                env: env.clone(),
+                git_ref: environment.branch.clone(),
+                dry_run: false,
+                emergency: None,
+                force: false,
+                trigger: Trigger::Release,
+            };
+            let announcements = self.announcements.clone();
+            tokio::spawn(async move {
+                if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
+                    let _ = announcements
+                        .send(Announcement::Text(format!("⏭️ {env}'s expired claim was not released: {reason}")));
+                }
+            });
+            if let Some((pending, handled)) = self.command_deploy(request, pending, now) {
+                self.answer(pending, handled).await;
+            }
+        }
+    }
+
+    /// Periodic work: releases claims that expired (undoing their migrations first), retries
+    /// slot deploys that wait for a hold, and skips those whose slot has ended.
     pub(crate) async fn tick(&mut self) {
         let now = self.clock.now();
+        self.release_expired_claims(now).await;
         let waits = match self.store.slot_waits() {
             Ok(waits) => waits,
             Err(error) => {

@@ -1,13 +1,23 @@
-//! `/deploy` and `/release`: resolve the ref on the host, decide, record, run.
+//! `/deploy` and `/release`: resolve the ref on the host (and, with the migration guard, read
+//! what a personal branch would migrate), decide, record, run; and settle what a finished
+//! deploy leaves behind (claims, migration debts).
 
 use crate::clients::OutputTail;
-use crate::engine::{DeployRequest, Engine, Event, Handled, Pending, Reply, ReplyBody, Resolved, Visibility};
+use crate::config::{Environment, Role};
+use crate::engine::{
+    Announcement, DeployRequest, Engine, Event, Handled, Pending, ProgressUpdate, Reply, ReplyBody, Resolved,
+    RunningDeploy, Visibility,
+};
 use crate::release::Refusal;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, Trigger};
-use crate::release::locks::{ActiveDeploy, HoldChange, admit_deploy, admit_release};
-use crate::release::plan::{build_plan, parse_resolution, resolve_script};
+use crate::release::locks::{ActiveDeploy, HoldChange, HoldKind, admit_deploy, admit_release};
+use crate::release::migrations::{BranchMigrations, MigrationDebt};
+use crate::release::plan::{DeployPlan, build_plan, parse_resolution, resolve_script, undo_steps};
 use crate::release::policy::check_deploy_slot;
 use chrono::{DateTime, Utc};
+
+/// The prefix of the steps that undo a migration debt.
+pub(crate) const UNDO_STEP: &str = "undo ";
 
 impl Engine {
     /// First half of a deploy: check policy and locks, then resolve the ref on the host.
@@ -33,7 +43,8 @@ impl Engine {
         None
     }
 
-    /// `/release ENV`: the holder gives the environment back; its own branch is redeployed.
+    /// `/release ENV`: the holder gives the environment back; its own branch is redeployed,
+    /// after the branch's migrations are undone. The claim ends when that succeeds.
     pub(crate) fn command_release(
         &mut self,
         env: &str,
@@ -46,6 +57,7 @@ impl Engine {
             git_ref: environment.branch.clone(),
             dry_run: false,
             emergency: None,
+            force: false,
             trigger: Trigger::Release,
         };
         self.command_deploy(request, pending, now)
@@ -71,8 +83,15 @@ impl Engine {
             Trigger::Command | Trigger::Scheduled => {
                 admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
             }
+            // Shipday itself releases a claim that has expired.
+            Trigger::Release if person.id == crate::handlers::calendar::scheduler_person().id => {
+                match (&hold, &active) {
+                    (Some(h), None) if h.is_expired(now) => Ok(HoldChange::Keep),
+                    _ => Err(Refusal::new(format!("{}'s claim has not expired.", request.env))),
+                }
+            }
             Trigger::Release => {
-                admit_release(now, environment, person, hold.as_ref(), active.as_ref()).map(|()| HoldChange::Clear)
+                admit_release(now, environment, person, hold.as_ref(), active.as_ref()).map(|()| HoldChange::Keep)
             }
         }
     }
@@ -90,29 +109,47 @@ impl Engine {
         let Some(events) = self.events.upgrade() else { return };
         tokio::spawn(async move {
             let script = resolve_script(&environment, &request.git_ref);
+            let name = &environment.name;
             let result = async {
-                let mut session = transport
-                    .connect()
-                    .await
-                    .map_err(|e| format!("Cannot reach {}'s host ({}): {e:#}. Nothing was changed.", environment.name, transport.target()))?;
+                let mut session = transport.connect().await.map_err(|e| {
+                    format!("Cannot reach {name}'s host ({}): {e:#}. Nothing was changed.", transport.target())
+                })?;
                 let mut output = OutputTail::new(64 * 1024);
                 let run = session.run(&script, environment.step_timeout, &mut output).await;
                 let text = output.text();
-                match (run, parse_resolution(&request.git_ref, &text)) {
-                    (Ok(result), Some(sha)) if result.is_ok() => Ok((session, sha)),
+                let sha = match (run, parse_resolution(&request.git_ref, &text)) {
+                    (Ok(result), Some(sha)) if result.is_ok() => sha,
                     (Ok(result), _) => {
                         session.close().await;
                         tracing::info!(output = %text.trim(), result = %result.describe(), "ref not resolved");
-                        Err(format!(
-                            "`{}` is not a branch or tag on {}'s origin. Check the name, or push it first. Nothing was changed.",
-                            request.git_ref, environment.name
-                        ))
+                        return Err(format!(
+                            "`{}` is not a branch or tag on {name}'s origin. Check the name, or push it first. Nothing was changed.",
+                            request.git_ref
+                        ));
                     }
                     (Err(e), _) => {
                         session.close().await;
-                        Err(format!("Could not resolve `{}` on {}: {e:#}. Nothing was changed.", request.git_ref, environment.name))
+                        return Err(format!("Could not resolve `{}` on {name}: {e:#}. Nothing was changed.", request.git_ref));
                     }
-                }
+                };
+                let migrations = match &environment.migrations {
+                    Some(config) if request.git_ref != environment.branch => {
+                        match super::migrations::assess_branch(session.as_mut(), &environment, config, &sha)
+                            .await
+                        {
+                            Ok(found) => Some(found),
+                            Err(error) => {
+                                session.close().await;
+                                return Err(format!(
+                                    "Could not check `{}`'s migrations on {name}: {error}. Nothing was changed.",
+                                    request.git_ref
+                                ));
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                Ok((session, sha, migrations))
             }
             .await;
             let _ = events.send(Event::Resolved(Box::new(Resolved { pending, request, result })));
@@ -125,13 +162,28 @@ impl Engine {
         if !request.dry_run {
             self.starting.remove(&request.env);
         }
-        let (session, sha) = match result {
+        let (session, sha, migrations) = match result {
             Ok(found) => found,
             Err(reason) => return self.answer(pending, Handled::refused(reason)).await,
         };
         let now = self.clock.now();
         let environment = self.config.environment(&request.env).expect("parser checked the environment").clone();
-        let plan = build_plan(&environment, &request.git_ref, &sha);
+        let person = pending.person.clone().expect("policy lets only configured people deploy");
+        if let Err(refusal) = check_migrations(&request, &person, migrations.as_ref()) {
+            session.close().await;
+            return self.answer(pending, Handled::refused(refusal.0)).await;
+        }
+        let debt = match self.store.migration_debt(&request.env) {
+            Ok(debt) => debt,
+            Err(error) => {
+                session.close().await;
+                tracing::error!(error = format!("{error:#}"), "cannot read a migration debt");
+                return self
+                    .answer(pending, Handled::refused("Shipday cannot read its store, so it did nothing."))
+                    .await;
+            }
+        };
+        let (plan, pays_debt, new_debt) = plan_with_guard(&environment, &request, &sha, &person, migrations, debt);
         if request.dry_run {
             session.close().await;
             let decision = format!("dry run of `{}` on {} at {sha}", request.git_ref, request.env);
@@ -145,7 +197,6 @@ impl Engine {
                 return self.answer(pending, Handled::refused(refusal.0)).await;
             }
         };
-        let person = pending.person.clone().expect("policy lets only configured people deploy");
         let record = match self.store.next_deploy_id() {
             Ok(id) => DeployRecord {
                 id,
@@ -156,6 +207,7 @@ impl Engine {
                 requested_by_name: person.name.clone(),
                 trigger: request.trigger,
                 emergency: request.emergency.clone(),
+                migrations: plan.migrations.clone(),
                 started_at: now,
                 finished_at: None,
                 steps: Vec::new(),
@@ -195,9 +247,15 @@ impl Engine {
         if let HoldChange::Set(hold) = &change {
             decision.push_str(&format!("; {}", hold.describe(&request.env, now)));
         }
+        if let Some(debt) = &pays_debt {
+            decision.push_str(&format!("; first undoes the migrations of `{}`", debt.git_ref));
+        }
+        if request.force {
+            decision.push_str("; --force over the migration guard");
+        }
         if let Some(reason) = &request.emergency {
             decision.push_str(&format!("; EMERGENCY outside the slot: {reason}"));
-            self.announce(crate::engine::Announcement::Text(format!(
+            self.announce(Announcement::Text(format!(
                 "🚨 Emergency deploy: @{{{}}} is deploying `{}` to {} outside its slot. Reason: {reason}",
                 person.id, request.git_ref, request.env
             )));
@@ -207,11 +265,157 @@ impl Engine {
         // The reply is sent only after the record, lock and audit entry are flushed.
         self.answer(pending, Handled::Reply { reply, decision }).await;
         if let Some(watcher) = &watcher {
-            let _ =
-                watcher.send(crate::engine::ProgressUpdate { event: DeployEvent::Accepted, record: record.clone() });
+            let _ = watcher.send(ProgressUpdate { event: DeployEvent::Accepted, record: record.clone() });
         }
         tracing::info!(deploy = record.id, env = %record.env, git_ref = %record.git_ref, sha = %record.sha, "deploy started");
-        self.running.insert(record.id, (record.clone(), watcher));
+        self.running.insert(record.id, RunningDeploy { record: record.clone(), watcher, pays_debt, new_debt });
         crate::engine::spawn_runner(self, record.id, session, plan);
     }
+
+    /// What a finished deploy leaves behind: migration debts paid or taken on, and the claim
+    /// a release gives back (only once it succeeded).
+    pub(crate) fn settle(
+        &mut self,
+        record: &DeployRecord,
+        pays_debt: Option<MigrationDebt>,
+        new_debt: Option<MigrationDebt>,
+    ) -> anyhow::Result<()> {
+        let env = &record.env;
+        let undo_failed = matches!(&record.outcome, Outcome::Failed { step, .. } if step.starts_with(UNDO_STEP));
+        let reached_code = record.steps.iter().any(|s| !s.name.starts_with(UNDO_STEP));
+        if pays_debt.is_some() && !undo_failed && record.steps.iter().any(|s| s.name.starts_with(UNDO_STEP)) {
+            self.store.set_migration_debt(env, None)?;
+        }
+        if let Some(debt) = &new_debt
+            && reached_code
+        {
+            self.store.set_migration_debt(env, Some(debt))?;
+        }
+        let now = self.clock.now();
+        let hold = self.store.hold(env)?;
+        if record.trigger == Trigger::Release {
+            match (&record.outcome, hold) {
+                (Outcome::Succeeded, Some(hold)) if matches!(hold.kind, HoldKind::Claim { .. }) => {
+                    self.store.set_hold(env, None)?;
+                }
+                (Outcome::Succeeded, _) => {}
+                (_, Some(mut hold)) => {
+                    // Keep the claim, and give it a new term so an expired one is not retried
+                    // every tick.
+                    if let HoldKind::Claim { expires_at, .. } = &mut hold.kind {
+                        let ttl = self.config.environment(env).map(|e| e.claim_ttl).unwrap_or_default();
+                        *expires_at = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+                    }
+                    self.store.set_hold(env, Some(&hold))?;
+                }
+                (_, None) => {}
+            }
+        }
+        if undo_failed && let Some(debt) = pays_debt {
+            self.announce_undo_failure(record, &debt);
+        }
+        Ok(())
+    }
+
+    fn announce_undo_failure(&self, record: &DeployRecord, debt: &MigrationDebt) {
+        let env = &record.env;
+        let Some(environment) = self.config.environment(env) else { return };
+        let Outcome::Failed { step, reason, .. } = &record.outcome else { return };
+        let manual = environment
+            .migrations
+            .as_ref()
+            .map(|config| {
+                config
+                    .undo_commands(debt, crate::release::plan::quote)
+                    .into_iter()
+                    .map(|(_, command)| {
+                        format!("`cd {} && {command}`", crate::release::plan::quote(&environment.work_dir()))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" then ")
+            })
+            .unwrap_or_default();
+        let leads: Vec<String> =
+            self.config.people.iter().filter(|p| p.has(Role::Lead)).map(|p| format!("@{{{}}}", p.id)).collect();
+        self.announce(Announcement::Text(format!(
+            "❌ {env} was NOT switched: undoing `{}`'s migrations failed at \"{step}\" ({reason}). The branch stays checked \
+             out and @{{{}}} still holds {env}. Undo by hand on the host, then `/release {env}`: {manual}. {}",
+            debt.git_ref,
+            debt.owner,
+            leads.join(" ")
+        )));
+    }
+}
+
+/// The migration guard's refusals: a branch whose migrations conflict with its base's needs
+/// `--force`; one that cannot be undone needs a lead's `--force`.
+fn check_migrations(
+    request: &DeployRequest,
+    person: &crate::config::Person,
+    migrations: Option<&BranchMigrations>,
+) -> Result<(), Refusal> {
+    let Some(migrations) = migrations else { return Ok(()) };
+    if request.dry_run {
+        return Ok(());
+    }
+    if !migrations.conflicts.is_empty() && !request.force {
+        return Err(Refusal::new(format!(
+            "`{}` and {} both add migrations to {} (two leaf nodes). Merge {} into your branch and add a merge \
+             migration (`manage.py makemigrations --merge`), or deploy with --force.",
+            request.git_ref,
+            request.env,
+            migrations.conflicts.join(", "),
+            request.env
+        )));
+    }
+    if !migrations.irreversible.is_empty() && !(request.force && person.has(Role::Lead)) {
+        let list: Vec<String> = migrations.irreversible.iter().map(|(m, why)| format!("{m} ({why})")).collect();
+        return Err(Refusal::new(format!(
+            "`{}` adds migrations that cannot be undone automatically: {}. A lead can deploy it with --force; they \
+             will then have to be undone by hand before {} gets other code.",
+            request.git_ref,
+            list.join(", "),
+            request.env
+        )));
+    }
+    Ok(())
+}
+
+/// The plan, with undo steps first when another branch's migrations are still applied, and the
+/// debts this deploy pays and takes on.
+fn plan_with_guard(
+    environment: &Environment,
+    request: &DeployRequest,
+    sha: &crate::release::gitref::Sha,
+    person: &crate::config::Person,
+    migrations: Option<BranchMigrations>,
+    debt: Option<MigrationDebt>,
+) -> (DeployPlan, Option<MigrationDebt>, Option<MigrationDebt>) {
+    let mut plan = build_plan(environment, &request.git_ref, sha);
+    let Some(config) = &environment.migrations else { return (plan, None, None) };
+    let same_branch = debt.as_ref().is_some_and(|d| d.git_ref == request.git_ref.as_str());
+    let pays_debt = match debt.clone() {
+        Some(debt) if !same_branch => {
+            plan.steps.splice(0..0, undo_steps(environment, config, &debt));
+            Some(debt)
+        }
+        _ => None,
+    };
+    let new_debt = migrations.as_ref().filter(|m| !m.is_empty()).map(|found| {
+        let mut found = found.clone();
+        // Redeploying the same branch: the state to go back to is still the one from before it.
+        if let Some(old) = debt.filter(|_| same_branch) {
+            for (app, previous) in old.migrations.previous {
+                found.previous.insert(app, previous);
+            }
+        }
+        MigrationDebt {
+            owner: person.id.clone(),
+            owner_name: person.name.clone(),
+            git_ref: request.git_ref.to_string(),
+            migrations: found,
+        }
+    });
+    plan.migrations = migrations;
+    (plan, pays_debt, new_debt)
 }

@@ -5,5 +5,6 @@ mod deploy;
 mod help;
 mod history;
 mod holds;
+mod migrations;
 mod promote;
 mod status;

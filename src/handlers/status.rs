@@ -39,6 +39,7 @@ impl Engine {
                 hold: self.store.hold(name)?,
                 active: self.store.active(name)?,
                 observed: self.store.observation(name)?,
+                migration_debt: self.store.migration_debt(name)?,
             });
         }
         let calendar = &self.config.calendar;

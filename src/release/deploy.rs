@@ -1,6 +1,7 @@
 //! Deploy records: what was asked, what was resolved, what each step did, and the outcome.
 
 use super::gitref::{GitRef, Sha};
+use super::migrations::BranchMigrations;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,9 @@ pub struct DeployRecord {
     /// A lead's reason for deploying outside the environment's slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<String>,
+    /// Migrations a personal branch brings (the migration guard's findings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<BranchMigrations>,
     /// When it was accepted.
     pub started_at: DateTime<Utc>,
     /// When it ended.

@@ -237,6 +237,7 @@ mod tests {
             steps: default_steps(),
             health_url: None,
             health_timeout: Duration::from_secs(30),
+            migrations: None,
             personal_branches: true,
             requires_approval: false,
             claim_ttl: Duration::from_secs(8 * 3600),

@@ -5,6 +5,7 @@ pub mod calendar;
 pub mod deploy;
 pub mod gitref;
 pub mod locks;
+pub mod migrations;
 pub mod plan;
 pub mod policy;
 

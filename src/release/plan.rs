@@ -2,6 +2,7 @@
 //! [`GitRef`], configured names) are substituted, and each is shell-quoted.
 
 use super::gitref::{GitRef, Sha};
+use super::migrations::{BranchMigrations, MigrationConfig, MigrationDebt};
 use crate::config::{Environment, parse_duration};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct DeployPlan {
     pub verify: String,
     /// The health URL to check last, with how long it may take.
     pub health: Option<(String, Duration)>,
+    /// What the migration guard found on a personal branch.
+    pub migrations: Option<BranchMigrations>,
 }
 
 /// One step of a plan.
@@ -129,7 +132,22 @@ pub fn build_plan(env: &Environment, git_ref: &GitRef, sha: &Sha) -> DeployPlan 
         steps,
         verify: head_script(env),
         health: env.health_url.clone().map(|url| (url, env.health_timeout)),
+        migrations: None,
     }
+}
+
+/// Steps that undo a personal branch's migrations, run first, while its code is checked out.
+pub fn undo_steps(env: &Environment, config: &MigrationConfig, debt: &MigrationDebt) -> Vec<PlannedStep> {
+    config
+        .undo_commands(debt, quote)
+        .into_iter()
+        .map(|(name, command)| PlannedStep {
+            name,
+            script: host_script(env, &command, env.step_timeout),
+            command,
+            timeout: env.step_timeout,
+        })
+        .collect()
 }
 
 /// The script that prints the checkout's HEAD.
@@ -150,6 +168,7 @@ mod tests {
             steps: default_steps(),
             health_url: None,
             health_timeout: Duration::from_secs(30),
+            migrations: None,
             personal_branches: true,
             requires_approval: false,
             claim_ttl: Duration::from_secs(3600),
