@@ -71,11 +71,14 @@ pub(crate) struct DeployRequest {
     pub trigger: Trigger,
 }
 
+/// An open session, the resolved commit, and what the migration guard found on the branch.
+pub(crate) type ResolvedDeploy = (Box<dyn ExecSession>, Sha, Option<crate::release::migrations::BranchMigrations>);
+
 /// The result of resolving a ref: the open session and the commit, or a reason for the user.
 pub(crate) struct Resolved {
     pub pending: Pending,
     pub request: DeployRequest,
-    pub result: Result<(Box<dyn ExecSession>, Sha, Option<crate::release::migrations::BranchMigrations>), String>,
+    pub result: Result<ResolvedDeploy, String>,
 }
 
 /// What a handler decided.

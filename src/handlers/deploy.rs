@@ -368,7 +368,8 @@ fn check_migrations(
             request.env
         )));
     }
-    if !migrations.irreversible.is_empty() && !(request.force && person.has(Role::Lead)) {
+    let lead_forced = request.force && person.has(Role::Lead);
+    if !migrations.irreversible.is_empty() && !lead_forced {
         let list: Vec<String> = migrations.irreversible.iter().map(|(m, why)| format!("{m} ({why})")).collect();
         return Err(Refusal::new(format!(
             "`{}` adds migrations that cannot be undone automatically: {}. A lead can deploy it with --force; they \
