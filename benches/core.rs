@@ -87,6 +87,7 @@ fn main() {
                 requested_by_name: "Ada".into(),
                 trigger: Trigger::Command,
                 emergency: None,
+                migrations: None,
                 started_at: now,
                 finished_at: Some(now),
                 steps: Vec::new(),
