@@ -1,0 +1,138 @@
+//! The migration guard with a real Django project served by gunicorn behind a real sshd:
+//! personal branches on dev never leave migrations behind.
+
+mod common;
+
+use common::django::DjangoWorld;
+use common::sshd::Sshd;
+use common::{Bot, refused};
+use shipday::engine::{Announcement, ReplyBody};
+use shipday::release::deploy::Outcome;
+use tokio::sync::broadcast;
+
+fn announced(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(announcement) = rx.try_recv() {
+        if let Announcement::Text(text) = announcement {
+            out.push(text);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_branch_with_a_migration_is_deployed_then_released_and_dev_is_exactly_as_before() {
+    let world = DjangoWorld::new();
+    let sshd = Sshd::start();
+    let bot = Bot::start(&world.config(&sshd, &sshd.pin()));
+    let before_columns = world.columns();
+    assert_eq!(world.applied(), ["orders.0001_initial"]);
+
+    let (reply, progress) = bot.say("grace", "/deploy dev feature/discount").await;
+    let shown = bot.show(&reply);
+    assert!(shown.contains("adds orders/0002_discount; it will be undone"), "{shown}");
+    let done = &progress.last().unwrap().record;
+    assert_eq!(done.outcome, Outcome::Succeeded, "{:#?}", done.steps);
+    assert_eq!(world.applied(), ["orders.0001_initial", "orders.0002_discount"]);
+    assert!(world.columns().contains(&"discount".to_owned()));
+    assert!(world.served().contains("discount"), "{}", world.served());
+    let (status, _) = bot.say("grace", "/status dev").await;
+    let text = bot.show(&status);
+    assert!(
+        text.contains("branch-only migrations applied: orders/0002_discount (by Grace, from `feature/discount`)"),
+        "{text}"
+    );
+
+    let (_, progress) = bot.say("grace", "/release dev").await;
+    let done = &progress.last().unwrap().record;
+    assert_eq!(done.outcome, Outcome::Succeeded, "{:#?}", done.steps);
+    let names: Vec<&str> = done.steps.iter().map(|s| s.name.as_str()).collect();
+    let undo = names.iter().position(|n| *n == "undo orders migrations (back to 0001_initial)").expect("undo step");
+    let checkout = names.iter().position(|n| *n == "checkout").unwrap();
+    assert!(undo < checkout, "undone while the branch was still checked out: {names:?}");
+    assert_eq!(world.applied(), ["orders.0001_initial"]);
+    assert_eq!(world.columns(), before_columns, "the schema is dev's again");
+    assert_eq!(world.head(), world.tip("dev"));
+    assert!(!world.served().contains("discount"), "gunicorn serves dev's code: {}", world.served());
+    assert!(bot.app.store.migration_debt("dev").unwrap().is_none());
+    assert!(bot.app.store.hold("dev").unwrap().is_none(), "the claim ended with the release");
+}
+
+#[tokio::test]
+async fn an_irreversible_branch_is_flagged_and_its_release_stops_without_switching_code() {
+    let world = DjangoWorld::new();
+    let sshd = Sshd::start();
+    let bot = Bot::start(&world.config(&sshd, &sshd.pin()));
+    let (reply, _) = bot.say("grace", "/deploy dev feature/backfill").await;
+    let text = refused(&reply);
+    assert!(
+        text.contains("orders/0002_backfill (RunPython without a reverse)")
+            && text.contains("A lead can deploy it with --force"),
+        "{text}"
+    );
+    assert_eq!(world.applied(), ["orders.0001_initial"], "nothing ran");
+
+    let (reply, progress) = bot.say("ada", "/deploy dev feature/backfill --force").await;
+    assert!(bot.show(&reply).contains("Cannot be undone automatically"), "{}", bot.show(&reply));
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    let branch_head = world.head();
+
+    let mut heard = bot.app.engine.announcements();
+    let (_, progress) = bot.say("ada", "/release dev").await;
+    let done = &progress.last().unwrap().record;
+    let Outcome::Failed { step, .. } = &done.outcome else { panic!("{:?}", done.outcome) };
+    assert!(step.starts_with("undo orders migrations"), "{step}");
+    assert!(done.steps.iter().all(|s| s.name != "checkout"), "no code switch");
+    assert_eq!(world.head(), branch_head);
+    assert_eq!(world.applied(), ["orders.0001_initial", "orders.0002_backfill"]);
+    let hold = bot.app.store.hold("dev").unwrap().expect("the claim is kept");
+    assert_eq!(hold.holder, "ada");
+    let said = announced(&mut heard);
+    let failure = said.iter().find(|t| t.contains("was NOT switched")).unwrap_or_else(|| panic!("{said:?}"));
+    assert!(
+        failure.contains("manage.py migrate orders 0001_initial --noinput") && failure.contains("@{ada}"),
+        "{failure}"
+    );
+    assert!(failure.contains("IrreversibleError") || failure.contains("exit code"), "{failure}");
+}
+
+#[tokio::test]
+async fn a_branch_whose_migrations_conflict_with_devs_is_refused_without_force() {
+    let world = DjangoWorld::new();
+    world.add_migration_to_dev();
+    let sshd = Sshd::start();
+    let bot = Bot::start(&world.config(&sshd, &sshd.pin()));
+    let (reply, progress) = bot.say("grace", "/deploy dev feature/discount").await;
+    let text = refused(&reply);
+    assert!(text.contains("both add migrations to orders (two leaf nodes)") && text.contains("--force"), "{text}");
+    assert!(progress.is_empty());
+    assert_eq!(world.applied(), ["orders.0001_initial"]);
+    let (reply, _) = bot.say("grace", "/deploy dev feature/discount --dry-run").await;
+    assert!(bot.show(&reply).contains("Conflicting migrations in orders"), "{}", bot.show(&reply));
+}
+
+#[tokio::test]
+async fn an_expired_claim_is_released_the_same_safe_way() {
+    let world = DjangoWorld::new();
+    let sshd = Sshd::start();
+    let bot = Bot::start(&world.config(&sshd, &sshd.pin()));
+    bot.say("grace", "/deploy dev feature/discount").await;
+    assert!(world.applied().contains(&"orders.0002_discount".to_owned()));
+    let mut heard = bot.app.engine.announcements();
+    bot.clock.advance(chrono::Duration::hours(9));
+    bot.app.engine.tick().await;
+    let record = loop {
+        match heard.recv().await.unwrap() {
+            Announcement::Deploy(update) if update.record.is_finished() => break update.record.clone(),
+            _ => continue,
+        }
+    };
+    assert_eq!(record.outcome, Outcome::Succeeded, "{:#?}", record.steps);
+    assert!(record.steps[0].name.starts_with("undo orders"), "{:?}", record.steps[0].name);
+    assert_eq!(world.applied(), ["orders.0001_initial"]);
+    assert_eq!(world.head(), world.tip("dev"));
+    assert!(bot.app.store.hold("dev").unwrap().is_none());
+    let (status, _) = bot.say("grace", "/status dev").await;
+    assert!(!bot.show(&status).contains("branch-only migrations"));
+    assert!(matches!(status.body, ReplyBody::Status(_)));
+}
