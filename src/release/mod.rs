@@ -1,6 +1,7 @@
 //! The pure core: no I/O, time is an argument. Policy, locks and claims, deploy plans, the
 //! release calendar.
 
+pub mod approvals;
 pub mod calendar;
 pub mod deploy;
 pub mod gitref;

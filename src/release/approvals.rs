@@ -1,0 +1,366 @@
+//! Approvals of promotion requests, by reaction. Pure: the request, a vote, `now` in; the new
+//! state out. The engine keeps requests durable and applies these rules.
+//!
+//! An approval is bound to exactly what the leads saw: `(from, to, sha, requester)`. Only
+//! configured leads count (by platform user id or a platform-vouched lead role, never by
+//! display name), the requester cannot approve their own request, any lead's ❌ rejects,
+//! removing a reaction withdraws that vote, requests expire, and a request whose source
+//! commit changed is void.
+
+use super::gitref::Sha;
+use crate::config::{Person, Role};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Reactions that approve (Slack names and Discord's unicode).
+pub const APPROVE: [&str; 4] = ["white_check_mark", "heavy_check_mark", "✅", "✔️"];
+/// Reactions that reject.
+pub const REJECT: [&str; 3] = ["x", "❌", "no_entry"];
+
+/// A vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vote {
+    /// ✅
+    Approve,
+    /// ❌
+    Reject,
+}
+
+impl Vote {
+    /// The vote an emoji casts, if any.
+    pub fn from_emoji(emoji: &str) -> Option<Self> {
+        let emoji = emoji.trim_matches(':');
+        if APPROVE.contains(&emoji) {
+            Some(Vote::Approve)
+        } else if REJECT.contains(&emoji) {
+            Some(Vote::Reject)
+        } else {
+            None
+        }
+    }
+}
+
+/// One lead's vote, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ballot {
+    /// Approve or reject.
+    pub vote: Vote,
+    /// The lead's display name when they voted.
+    pub name: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Where a promotion request stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for votes.
+    Pending,
+    /// Quorum reached; execution follows (in the target's slot, or now in an emergency).
+    Approved {
+        /// When quorum was reached.
+        at: DateTime<Utc>,
+    },
+    /// A lead rejected it.
+    Rejected {
+        /// Who.
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Nobody decided in time.
+    Expired,
+    /// The source changed, or the request was replaced; a new request is needed.
+    Void {
+        /// Why.
+        why: String,
+    },
+    /// Being carried out: the stage says how far, so a restart resumes instead of redoing.
+    Executing {
+        /// How far.
+        stage: Stage,
+    },
+    /// Carried out: the deploy that shipped it.
+    Done {
+        /// The deploy record.
+        deploy_id: u64,
+    },
+    /// Execution failed (a merge conflict, a failed deploy); nothing more will happen.
+    Failed {
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// Execution stages, recorded before each external effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    /// About to merge the source commit into the target branch.
+    Merging,
+    /// Merged (or nothing to merge); deploying this commit.
+    Deploying {
+        /// The commit to deploy on the target.
+        sha: Sha,
+        /// The deploy record, once started.
+        deploy_id: Option<u64>,
+        /// The GitHub deployment, once created.
+        github_deployment: Option<u64>,
+    },
+}
+
+/// A request to promote `sha` (what runs on `from`) to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionRequest {
+    /// Store id.
+    pub id: u64,
+    /// Source environment.
+    pub from: String,
+    /// Target environment.
+    pub to: String,
+    /// The exact commit running on `from` when the request was made.
+    pub sha: Sha,
+    /// What `to` ran then, if known.
+    pub target_sha: Option<Sha>,
+    /// Person id of who asked (Shipday itself for scheduled promotions).
+    pub requester: String,
+    /// Their display name.
+    pub requester_name: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it lapses.
+    pub expires_at: DateTime<Utc>,
+    /// Approvals needed (0: none, e.g. dev → staging).
+    pub quorum: usize,
+    /// Votes by person id.
+    pub votes: BTreeMap<String, Ballot>,
+    /// A lead's reason to run it outside the target's slot.
+    pub emergency: Option<String>,
+    /// The release notes shown with it.
+    pub notes: String,
+    /// Where it stands.
+    pub state: RequestState,
+}
+
+/// What a reaction did to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoteOutcome {
+    /// Not a vote that counts; why (for the log, not the channel).
+    Ignored(&'static str),
+    /// Recorded; still pending.
+    Counted,
+    /// A vote was withdrawn.
+    Withdrawn,
+    /// This vote completed the quorum.
+    Approved,
+    /// A lead rejected it.
+    Rejected,
+}
+
+impl PromotionRequest {
+    /// Approvals from leads other than the requester.
+    pub fn approvals(&self) -> usize {
+        self.votes.iter().filter(|(id, b)| b.vote == Vote::Approve && **id != self.requester).count()
+    }
+
+    /// Whether it still takes votes.
+    pub fn is_open(&self) -> bool {
+        self.state == RequestState::Pending
+    }
+
+    /// Marks it expired if its time has passed. Returns whether it changed.
+    pub fn expire(&mut self, now: DateTime<Utc>) -> bool {
+        if self.is_open() && now >= self.expires_at {
+            self.state = RequestState::Expired;
+            return true;
+        }
+        false
+    }
+
+    /// Applies a reaction by `voter` (the configured person, with platform-vouched roles).
+    pub fn react(&mut self, voter: Option<&Person>, emoji: &str, added: bool, now: DateTime<Utc>) -> VoteOutcome {
+        if self.expire(now) {
+            return VoteOutcome::Ignored("the request expired");
+        }
+        if !self.is_open() {
+            return VoteOutcome::Ignored("the request is no longer pending");
+        }
+        let Some(vote) = Vote::from_emoji(emoji) else { return VoteOutcome::Ignored("not a voting emoji") };
+        let Some(voter) = voter else { return VoteOutcome::Ignored("not a configured person") };
+        if !voter.has(Role::Lead) {
+            return VoteOutcome::Ignored("not a lead");
+        }
+        if !added {
+            return match self.votes.get(&voter.id) {
+                Some(ballot) if ballot.vote == vote => {
+                    self.votes.remove(&voter.id);
+                    VoteOutcome::Withdrawn
+                }
+                _ => VoteOutcome::Ignored("no such vote to withdraw"),
+            };
+        }
+        if vote == Vote::Approve && voter.id == self.requester {
+            return VoteOutcome::Ignored("the requester cannot approve their own request");
+        }
+        self.votes.insert(voter.id.clone(), Ballot { vote, name: voter.name.clone(), at: now });
+        if vote == Vote::Reject {
+            self.state = RequestState::Rejected { by: voter.name.clone(), at: now };
+            return VoteOutcome::Rejected;
+        }
+        if self.approvals() >= self.quorum {
+            self.state = RequestState::Approved { at: now };
+            return VoteOutcome::Approved;
+        }
+        VoteOutcome::Counted
+    }
+
+    /// Voids the request if `from` no longer runs the approved commit.
+    pub fn check_source(&mut self, current: Option<&Sha>) -> bool {
+        let still = current == Some(&self.sha);
+        if !still && matches!(self.state, RequestState::Pending | RequestState::Approved { .. }) {
+            let now_runs = current.map(|s| s.short().to_owned()).unwrap_or_else(|| "something unknown".into());
+            self.state = RequestState::Void {
+                why: format!(
+                    "{} changed from {} to {now_runs} after the request; ask again with `/promote {} {}`",
+                    self.from,
+                    self.sha.short(),
+                    self.from,
+                    self.to
+                ),
+            };
+        }
+        still
+    }
+
+    /// One line on what is still needed, for the edited message.
+    pub fn tally(&self) -> String {
+        let approvers: Vec<String> = self
+            .votes
+            .values()
+            .filter(|b| b.vote == Vote::Approve)
+            .map(|b| format!("{} ({})", b.name, b.at.format("%H:%M UTC")))
+            .collect();
+        let approved_by = if approvers.is_empty() {
+            "no approvals yet".to_owned()
+        } else {
+            format!("approved by {}", approvers.join(", "))
+        };
+        match &self.state {
+            RequestState::Pending => {
+                let needed = self.quorum.saturating_sub(self.approvals());
+                format!("{approved_by}; {needed} more lead approval(s) needed (react ✅ to approve, ❌ to reject)")
+            }
+            RequestState::Approved { .. } => format!("✅ {approved_by}: approved"),
+            RequestState::Rejected { by, .. } => format!("❌ rejected by {by}"),
+            RequestState::Expired => "⌛ expired without a decision".into(),
+            RequestState::Void { why } => format!("🚫 void: {why}"),
+            RequestState::Executing { .. } => format!("⏳ {approved_by}: being carried out"),
+            RequestState::Done { deploy_id } => format!("✅ {approved_by}: shipped (deploy #{deploy_id})"),
+            RequestState::Failed { why } => format!("❌ failed: {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(id: &str, role: Option<Role>) -> Person {
+        Person {
+            id: id.into(),
+            name: id.to_uppercase(),
+            roles: role.into_iter().collect(),
+            slack: None,
+            discord: None,
+            github: None,
+            jira: None,
+        }
+    }
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 2, 4, minute, 0).unwrap()
+    }
+
+    fn request(quorum: usize) -> PromotionRequest {
+        PromotionRequest {
+            id: 1,
+            from: "staging".into(),
+            to: "production".into(),
+            sha: Sha::parse(&"a".repeat(40)).unwrap(),
+            target_sha: None,
+            requester: "grace".into(),
+            requester_name: "Grace".into(),
+            created_at: at(0),
+            expires_at: at(0) + chrono::Duration::hours(24),
+            quorum,
+            votes: BTreeMap::new(),
+            emergency: None,
+            notes: String::new(),
+            state: RequestState::Pending,
+        }
+    }
+
+    #[test]
+    fn one_lead_approves_by_default() {
+        let mut r = request(1);
+        assert_eq!(
+            r.react(Some(&person("ada", Some(Role::Lead))), "white_check_mark", true, at(1)),
+            VoteOutcome::Approved
+        );
+        assert_eq!(r.state, RequestState::Approved { at: at(1) });
+    }
+
+    #[test]
+    fn self_approval_non_leads_strangers_and_other_emoji_do_not_count() {
+        let mut r = request(1);
+        let grace_lead = person("grace", Some(Role::Lead));
+        assert!(matches!(r.react(Some(&grace_lead), "✅", true, at(1)), VoteOutcome::Ignored(_)));
+        assert!(matches!(
+            r.react(Some(&person("linus", Some(Role::Developer))), "✅", true, at(1)),
+            VoteOutcome::Ignored(_)
+        ));
+        assert!(matches!(r.react(None, "✅", true, at(1)), VoteOutcome::Ignored(_)));
+        assert!(matches!(
+            r.react(Some(&person("ada", Some(Role::Lead))), "tada", true, at(1)),
+            VoteOutcome::Ignored(_)
+        ));
+        assert_eq!(r.state, RequestState::Pending);
+    }
+
+    #[test]
+    fn a_quorum_of_two_and_a_withdrawn_vote() {
+        let mut r = request(2);
+        let (ada, bob) = (person("ada", Some(Role::Lead)), person("bob", Some(Role::Lead)));
+        assert_eq!(r.react(Some(&ada), "✅", true, at(1)), VoteOutcome::Counted);
+        assert_eq!(r.react(Some(&ada), "✅", false, at(2)), VoteOutcome::Withdrawn);
+        assert_eq!(r.react(Some(&bob), "✅", true, at(3)), VoteOutcome::Counted);
+        assert!(r.tally().contains("1 more lead approval"), "{}", r.tally());
+        assert_eq!(r.react(Some(&ada), "✅", true, at(4)), VoteOutcome::Approved);
+        assert!(r.tally().contains("approved by ADA") && r.tally().contains("BOB"), "{}", r.tally());
+    }
+
+    #[test]
+    fn any_leads_cross_rejects_and_votes_end() {
+        let mut r = request(2);
+        assert_eq!(r.react(Some(&person("ada", Some(Role::Lead))), "✅", true, at(1)), VoteOutcome::Counted);
+        assert_eq!(r.react(Some(&person("bob", Some(Role::Lead))), "x", true, at(2)), VoteOutcome::Rejected);
+        assert!(matches!(r.react(Some(&person("cy", Some(Role::Lead))), "✅", true, at(3)), VoteOutcome::Ignored(_)));
+        assert!(r.tally().contains("rejected by BOB"));
+    }
+
+    #[test]
+    fn requests_expire_and_void_when_the_source_moves() {
+        let mut r = request(1);
+        let later = r.expires_at + chrono::Duration::minutes(1);
+        assert!(matches!(r.react(Some(&person("ada", Some(Role::Lead))), "✅", true, later), VoteOutcome::Ignored(_)));
+        assert_eq!(r.state, RequestState::Expired);
+        let mut r = request(1);
+        r.react(Some(&person("ada", Some(Role::Lead))), "✅", true, at(1));
+        let other = Sha::parse(&"b".repeat(40)).unwrap();
+        assert!(!r.check_source(Some(&other)));
+        assert!(matches!(&r.state, RequestState::Void { why } if why.contains("/promote staging production")));
+    }
+}
