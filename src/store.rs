@@ -4,6 +4,8 @@
 //! A store that exists but cannot be opened stops the bot: it is never replaced by an empty
 //! one. A missing store is created, and that is logged loudly.
 
+use crate::engine::MessageRef;
+use crate::release::approvals::{PromotionRequest, RequestState};
 use crate::release::deploy::{DeployRecord, Observation, Outcome};
 use crate::release::locks::{ActiveDeploy, Hold};
 use crate::release::migrations::MigrationDebt;
@@ -31,6 +33,8 @@ pub struct Store {
     firings: sled::Tree,
     slot_waits: sled::Tree,
     migration_debts: sled::Tree,
+    promotions: sled::Tree,
+    promotion_messages: sled::Tree,
     audit: sled::Tree,
 }
 
@@ -105,6 +109,8 @@ impl Store {
             firings: tree("firings")?,
             slot_waits: tree("slot_waits")?,
             migration_debts: tree("migration_debts")?,
+            promotions: tree("promotions")?,
+            promotion_messages: tree("promotion_messages")?,
             audit: tree("audit")?,
             db,
         };
@@ -337,6 +343,72 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a promotion request.
+    pub fn put_promotion(&self, request: &PromotionRequest) -> Result<()> {
+        self.promotions.insert(request.id.to_be_bytes(), encode(request)?)?;
+        Ok(())
+    }
+
+    /// The promotion request with this id.
+    pub fn promotion(&self, id: u64) -> Result<Option<PromotionRequest>> {
+        self.promotions.get(id.to_be_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Every promotion request that is not finished (pending, approved or executing).
+    pub fn open_promotions(&self) -> Result<Vec<PromotionRequest>> {
+        let mut out = Vec::new();
+        for entry in self.promotions.iter().rev() {
+            let request: PromotionRequest = decode(&entry?.1)?;
+            if matches!(
+                request.state,
+                RequestState::Pending | RequestState::Approved { .. } | RequestState::Executing { .. }
+            ) {
+                out.push(request);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next promotion request number.
+    pub fn next_promotion_id(&self) -> Result<u64> {
+        let next = self.db.update_and_fetch("promotion_seq", |old| {
+            let n = old.and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        let bytes = next.expect("update_and_fetch returns the new value");
+        Ok(u64::from_be_bytes(bytes.as_ref().try_into()?))
+    }
+
+    /// Binds a chat message (where a request is shown) to the request, so reactions on it vote.
+    pub fn bind_promotion_message(&self, platform: &str, message: &MessageRef, id: u64) -> Result<()> {
+        self.promotion_messages.insert(message_key(platform, message), &id.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// The request a chat message shows, if any.
+    pub fn promotion_for_message(&self, platform: &str, message: &MessageRef) -> Result<Option<u64>> {
+        match self.promotion_messages.get(message_key(platform, message))? {
+            Some(id) => Ok(Some(u64::from_be_bytes(id.as_ref().try_into()?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The messages (platform, message) that show request `id`.
+    pub fn promotion_messages(&self, id: u64) -> Result<Vec<(String, MessageRef)>> {
+        let mut out = Vec::new();
+        for entry in self.promotion_messages.iter() {
+            let (key, value) = entry?;
+            if value.as_ref() == id.to_be_bytes() {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let mut parts = key.splitn(3, '\u{1f}');
+                if let (Some(platform), Some(channel), Some(message)) = (parts.next(), parts.next(), parts.next()) {
+                    out.push((platform.to_owned(), MessageRef { channel: channel.to_owned(), id: message.to_owned() }));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Appends to the audit log.
     pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
         let id = self.db.generate_id()?;
@@ -365,6 +437,10 @@ impl Store {
         self.db.flush()?;
         Ok(interrupted)
     }
+}
+
+fn message_key(platform: &str, message: &MessageRef) -> Vec<u8> {
+    format!("{platform}\u{1f}{}\u{1f}{}", message.channel, message.id).into_bytes()
 }
 
 fn env_prefix(env: &str) -> Vec<u8> {

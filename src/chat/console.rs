@@ -6,7 +6,7 @@
 
 use super::text;
 use crate::config::Config;
-use crate::engine::{Announcement, EngineHandle, Invocation};
+use crate::engine::{Announcement, EngineHandle, Invocation, MessageRef, Reaction};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -23,7 +23,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut lines = input.lines();
     let mut followers = Vec::new();
-    let announcer = tokio::spawn(print_announcements(engine.announcements(), config.clone(), clock.clone()));
+    let announcer =
+        tokio::spawn(print_announcements(engine.clone(), engine.announcements(), config.clone(), clock.clone()));
     loop {
         if interactive {
             print!("{user}> ");
@@ -41,6 +42,31 @@ pub async fn run(
         }
         if !interactive {
             println!("{user}> {line}");
+        }
+        if let Some(rest) = line.strip_prefix("!react ").or_else(|| line.strip_prefix("!unreact ")) {
+            let added = line.starts_with("!react ");
+            match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+                [id, emoji] if id.parse::<u64>().is_ok() => {
+                    let message = promotion_message(id.parse().unwrap_or_default());
+                    engine
+                        .react(Reaction {
+                            platform: "console".into(),
+                            user_id: user.to_owned(),
+                            platform_roles: Vec::new(),
+                            emoji: (*emoji).to_owned(),
+                            message,
+                            added,
+                            at: clock.now(),
+                        })
+                        .await;
+                    // Let the announcement of the vote print before the next prompt.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                _ => println!(
+                    "✋ Use `!react N ✅` (or ❌) to vote on promotion request N; `!unreact` takes a vote back."
+                ),
+            }
+            continue;
         }
         let (progress, mut updates) = mpsc::unbounded_channel();
         let reply = engine
@@ -76,6 +102,7 @@ pub async fn run(
 
 /// Prints what the bot announces to the team (reminders, scheduled deploys).
 async fn print_announcements(
+    engine: EngineHandle,
     mut announcements: broadcast::Receiver<Announcement>,
     config: Arc<Config>,
     clock: Arc<dyn crate::clock::Clock>,
@@ -90,8 +117,23 @@ async fn print_announcements(
                     println!("📣 {line}");
                 }
             }
+            Ok(Announcement::Promotion(view)) => {
+                let request = &view.request;
+                if view.messages.iter().any(|(platform, _)| platform == "console") {
+                    println!("📣 Promotion #{}: {}", request.id, request.tally());
+                } else {
+                    println!("📣 {}", text::promotion(request, config.timezone));
+                    println!("   (in the console, vote with `!react {} ✅` or `!react {} ❌`)", request.id, request.id);
+                    engine.bind_message(request.id, "console", promotion_message(request.id)).await;
+                }
+            }
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// The console's "message" for promotion request `id`: reactions to it vote.
+fn promotion_message(id: u64) -> MessageRef {
+    MessageRef { channel: "console".into(), id: format!("promotion-{id}") }
 }

@@ -3,6 +3,7 @@
 
 use crate::engine::reply::{CalendarView, EnvironmentStatus, ScheduleView, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody};
+use crate::release::approvals::PromotionRequest;
 use crate::release::calendar::{Firing, FiringKind, WindowState};
 use crate::release::deploy::{DeployEvent, DeployRecord, Drift, Observation, Outcome, StepResult, Trigger};
 use crate::release::plan::DeployPlan;
@@ -305,4 +306,28 @@ pub fn interrupted_notice(records: &[DeployRecord]) -> Option<String> {
         })
         .collect();
     Some(lines.join("\n"))
+}
+
+/// A promotion request as the team sees it: what, which commit, the notes, and the votes.
+pub fn promotion(request: &PromotionRequest, tz: Tz) -> String {
+    let target =
+        request.target_sha.as_ref().map(|s| format!(" ({} runs {})", request.to, s.short())).unwrap_or_default();
+    let mut out = format!(
+        "📦 Promotion #{}: {} → {} at {}{target}, requested by {} ({}).\n",
+        request.id,
+        request.from,
+        request.to,
+        request.sha.short(),
+        request.requester_name,
+        when(request.created_at, tz)
+    );
+    if let Some(reason) = &request.emergency {
+        out.push_str(&format!("🚨 Emergency: {reason}\n"));
+    }
+    if !request.notes.trim().is_empty() {
+        out.push_str(request.notes.trim_end());
+        out.push('\n');
+    }
+    out.push_str(&request.tally());
+    out
 }

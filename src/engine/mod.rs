@@ -22,7 +22,9 @@ use crate::release::migrations::MigrationDebt;
 use crate::release::policy::{Actor, authorize};
 use crate::store::{AuditEntry, Store};
 use chrono::{DateTime, Utc};
-pub use reply::{Announcement, Invocation, MessageRef, ProgressUpdate, Reaction, Reply, ReplyBody, Visibility};
+pub use reply::{
+    Announcement, Invocation, MessageRef, ProgressUpdate, PromotionView, Reaction, Reply, ReplyBody, Visibility,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -42,6 +44,8 @@ pub(crate) enum Event {
     DeployFinished { deploy_id: u64, outcome: Outcome },
     /// A reaction on one of the bot's messages.
     Reaction(Reaction, oneshot::Sender<()>),
+    /// An adapter posted a promotion request as this message.
+    Bind { request: u64, platform: String, message: MessageRef, done: oneshot::Sender<()> },
     /// A calendar job fires (already claimed in the store).
     Scheduled(Box<Firing>, oneshot::Sender<()>),
     /// The scheduler's periodic tick: waiting slot deploys are retried or skipped.
@@ -158,6 +162,16 @@ impl EngineHandle {
         }
     }
 
+    /// Reports the message an adapter posted for promotion request `request`, so reactions on
+    /// it become votes and later changes edit it.
+    pub async fn bind_message(&self, request: u64, platform: &str, message: MessageRef) {
+        let (done, rx) = oneshot::channel();
+        let event = Event::Bind { request, platform: platform.to_owned(), message, done };
+        if self.events.send(event).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Tells every adapter's team channel (used by the scheduler).
     pub fn announce(&self, announcement: Announcement) {
         let _ = self.announcements.send(announcement);
@@ -262,6 +276,14 @@ impl Engine {
                 self.scheduled(*firing).await;
                 let _ = done.send(());
             }
+            Event::Bind { request, platform, message, done } => {
+                let bound = self.store.bind_promotion_message(&platform, &message, request);
+                if let Err(error) = bound.map(|()| ()) {
+                    tracing::error!(error = format!("{error:#}"), "cannot bind a promotion message");
+                }
+                let _ = self.store.flush().await;
+                let _ = done.send(());
+            }
             Event::Tick(done) => {
                 self.tick().await;
                 let _ = done.send(());
@@ -303,7 +325,7 @@ impl Engine {
             at: reaction.at,
             platform: reaction.platform.clone(),
             user_id: reaction.user_id.clone(),
-            person: person.map(|p| p.id),
+            person: person.as_ref().map(|p| p.id.clone()),
             text: format!(
                 "{} :{}: on message {} in {}",
                 if reaction.added { "reacted" } else { "removed reaction" },
@@ -320,6 +342,7 @@ impl Engine {
         if let Err(error) = result {
             tracing::error!(error = format!("{error:#}"), "cannot record a reaction");
         }
+        self.vote(&reaction, person).await;
     }
 
     async fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {

@@ -1,6 +1,7 @@
 //! What the engine hands back to adapters: platform-neutral replies and progress.
 
 use crate::config::Role;
+use crate::release::approvals::PromotionRequest;
 use crate::release::calendar::{Firing, WindowState};
 use crate::release::deploy::{DeployEvent, DeployRecord, Observation};
 use crate::release::locks::{ActiveDeploy, Hold};
@@ -156,6 +157,18 @@ pub enum Announcement {
     /// Progress of a deploy no command is following (a scheduled or automatic deploy):
     /// adapters post one message per deploy id and edit it as updates arrive.
     Deploy(Box<ProgressUpdate>),
+    /// A promotion request, new or changed: adapters post it once (then report the message
+    /// with [`crate::engine::EngineHandle::bind_message`]) and edit that message on every change.
+    Promotion(Box<PromotionView>),
+}
+
+/// A promotion request as shown, with the messages already showing it on each platform.
+#[derive(Debug, Clone)]
+pub struct PromotionView {
+    /// The request.
+    pub request: PromotionRequest,
+    /// Where it is already shown: (platform, message).
+    pub messages: Vec<(String, MessageRef)>,
 }
 
 /// The state of every (or one) environment.

@@ -8,3 +8,4 @@ mod holds;
 mod migrations;
 mod promote;
 mod status;
+mod votes;
