@@ -277,8 +277,7 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::Bind { request, platform, message, done } => {
-                let bound = self.store.bind_promotion_message(&platform, &message, request);
-                if let Err(error) = bound.map(|()| ()) {
+                if let Err(error) = self.store.bind_promotion_message(&platform, &message, request) {
                     tracing::error!(error = format!("{error:#}"), "cannot bind a promotion message");
                 }
                 let _ = self.store.flush().await;
