@@ -405,3 +405,32 @@ async fn reactions_on_the_bots_messages_are_recorded_before_the_adapter_moves_on
     assert_eq!(audit[0].text, "removed reaction :white_check_mark: on message 1700000000.000100 in C1");
     assert_eq!(audit[0].person.as_deref(), Some("ada"));
 }
+
+#[tokio::test]
+async fn rollback_redeploys_the_previous_commit_or_a_named_one_the_environment_ran() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let (reply, _) = bot.say("ada", "/rollback staging").await;
+    assert!(refused(&reply).contains("nothing to roll back to"));
+    bot.say("ada", "/deploy staging staging").await;
+    let first = world.head("staging");
+    // staging moves on: a new commit on its branch, deployed.
+    let seed = world.path().join("seed2");
+    common::git(world.path(), &["clone", "--quiet", "--branch", "staging", "origin.git", "seed2"]);
+    std::fs::write(seed.join("app.py"), "VERSION = \"1.1-rc2\"\n").unwrap();
+    common::git(&seed, &["-c", "user.name=T", "-c", "user.email=t@t", "commit", "--quiet", "-am", "rc2"]);
+    common::git(&seed, &["push", "--quiet", "origin", "staging"]);
+    bot.say("ada", "/deploy staging staging").await;
+    assert_ne!(world.head("staging"), first);
+
+    let (reply, progress) = bot.say("grace", "/rollback staging").await;
+    assert!(bot.show(&reply).contains("Rolling back"), "{}", bot.show(&reply));
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    assert_eq!(world.head("staging"), first);
+    assert!(bot.app.store.hold("staging").unwrap().is_none(), "a rollback never claims");
+
+    let (reply, _) = bot.say("grace", &format!("/rollback staging {}", "f".repeat(40))).await;
+    assert!(refused(&reply).contains("is not a commit staging ran"));
+    let (reply, _) = bot.say("grace", "/rollback production").await;
+    assert!(refused(&reply).contains("needs a lead"));
+}

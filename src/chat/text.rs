@@ -83,6 +83,7 @@ fn deploy_started_line(record: &DeployRecord) -> String {
         Trigger::Command => "Deploying",
         Trigger::Release => "Releasing: redeploying",
         Trigger::Scheduled => "Scheduled deploy of",
+        Trigger::Rollback => "Rolling back: redeploying",
     };
     format!(
         "🚀 {verb} `{}` to {} at {} (deploy #{}, requested by {}).",

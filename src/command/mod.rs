@@ -71,6 +71,16 @@ pub enum Command {
         /// How many.
         limit: usize,
     },
+    /// Redeploy a commit the environment ran before.
+    Rollback {
+        /// The environment.
+        env: String,
+        /// `previous` or a full SHA.
+        target: String,
+        /// A lead's reason to do it outside the environment's slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emergency: Option<String>,
+    },
     /// List the coming deploy slots and drag windows.
     Schedule {
         /// How many days ahead.
@@ -86,8 +96,8 @@ pub enum Command {
 
 impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/`.
-    pub const NAMES: [&'static str; 9] =
-        ["deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule"];
+    pub const NAMES: [&'static str; 10] =
+        ["deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback"];
 
     /// The spec name of this command.
     pub fn name(&self) -> &'static str {
@@ -101,6 +111,7 @@ impl Command {
             Command::History { .. } => "history",
             Command::Help { .. } => "help",
             Command::Schedule { .. } => "schedule",
+            Command::Rollback { .. } => "rollback",
         }
     }
 
@@ -110,7 +121,8 @@ impl Command {
             Command::Deploy { env, .. }
             | Command::Release { env }
             | Command::Lock { env, .. }
-            | Command::Unlock { env } => Some(env),
+            | Command::Unlock { env }
+            | Command::Rollback { env, .. } => Some(env),
             Command::Promote { to, .. } => Some(to),
             Command::Status { env, .. } | Command::History { env, .. } => env.as_deref(),
             Command::Help { .. } | Command::Schedule { .. } => None,

@@ -199,6 +199,11 @@ impl Context<'_> {
                 env: text("env"),
                 limit: text("limit").and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_HISTORY),
             },
+            "rollback" => Command::Rollback {
+                env: required(text("env"), "env")?,
+                target: text("target").unwrap_or_else(|| "previous".into()),
+                emergency: text("emergency"),
+            },
             "schedule" => Command::Schedule { days: text("days").and_then(|n| n.parse().ok()).unwrap_or(14) },
             "help" => Command::Help { topic: text("command").map(|c| c.trim_start_matches('/').to_owned()) },
             other => {

@@ -16,6 +16,7 @@ pub const SPEC_FILES: &[(&str, &str)] = &[
     ("history", include_str!("../../commands/history.toml")),
     ("help", include_str!("../../commands/help.toml")),
     ("schedule", include_str!("../../commands/schedule.toml")),
+    ("rollback", include_str!("../../commands/rollback.toml")),
 ];
 
 /// One slash command, as declared.

@@ -394,6 +394,9 @@ impl Engine {
             Command::Unlock { env } => self.command_unlock(&env, &pending),
             Command::Help { topic } => self.command_help(topic.as_deref()),
             Command::Schedule { days } => self.command_schedule(days, now),
+            Command::Rollback { env, target, emergency } => {
+                return self.command_rollback(&env, &target, emergency, pending, now);
+            }
         };
         Some((pending, handled))
     }

@@ -30,7 +30,7 @@ impl Engine {
         if let Err(refusal) = self.admit(&request, &pending, now) {
             return Some((pending, Handled::refused(refusal.0)));
         }
-        if request.trigger == Trigger::Command && !request.dry_run {
+        if matches!(request.trigger, Trigger::Command | Trigger::Rollback) && !request.dry_run {
             let environment = self.config.environment(&request.env).expect("parser checked the environment");
             let person = pending.person.as_ref().expect("policy lets only configured people deploy");
             let checked =
@@ -82,6 +82,11 @@ impl Engine {
             }
             Trigger::Command | Trigger::Scheduled => {
                 admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
+            }
+            // A rollback goes back to what the environment ran: it never claims it.
+            Trigger::Rollback => {
+                admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
+                    .map(|_| HoldChange::Keep)
             }
             // Shipday itself releases a claim that has expired.
             Trigger::Release if person.id == crate::handlers::calendar::scheduler_person().id => {

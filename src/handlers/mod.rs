@@ -7,5 +7,6 @@ mod history;
 mod holds;
 mod migrations;
 mod promote;
+mod rollback;
 mod status;
 mod votes;

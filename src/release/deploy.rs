@@ -48,6 +48,8 @@ pub enum Trigger {
     Release,
     /// The environment's deploy slot in the release calendar.
     Scheduled,
+    /// `/rollback`: a commit the environment ran before.
+    Rollback,
 }
 
 /// One step's run.

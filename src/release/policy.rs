@@ -41,6 +41,12 @@ pub fn authorize(config: &Config, spec: &CommandSpec, actor: Actor<'_>, command:
             spec.name
         )));
     }
+    if let Command::Rollback { env, .. } = command
+        && config.environment(env).is_some_and(|e| e.requires_approval)
+        && !person.has(Role::Lead)
+    {
+        return Err(Refusal::new(format!("Rolling back {env} needs a lead. Ask a lead to run `/rollback {env}`.")));
+    }
     if let Command::Deploy { env, git_ref, .. } = command {
         let Some(environment) = config.environment(env) else {
             return Err(Refusal::new(format!("There is no environment `{env}`.")));
