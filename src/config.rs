@@ -30,6 +30,8 @@ pub struct Config {
     pub secret_values: Vec<Secret>,
     /// Deploy slots, the ticket-drag window and reminders, in `timezone`.
     pub calendar: Calendar,
+    /// How long a promotion request waits for votes.
+    pub approval_ttl: Duration,
 }
 
 /// A person and their identities on each platform.
@@ -90,6 +92,11 @@ pub struct Environment {
     pub health_timeout: Duration,
     /// The migration guard (Django), if the app has migrations.
     pub migrations: Option<MigrationConfig>,
+    /// Lead approvals a promotion into this environment needs (default: 1 where
+    /// `requires_approval`, else 0).
+    pub approvals: usize,
+    /// How a promotion moves this environment's branch: a merge commit, or fast-forward only.
+    pub promote: PromoteMode,
     /// Whether branches other than `branch` may be deployed (and claim the environment).
     pub personal_branches: bool,
     /// Whether a deploy here needs a lead (or, later, an approved promotion).
@@ -108,6 +115,17 @@ impl Environment {
             TransportConfig::Ssh(ssh) => ssh.dir.clone(),
         }
     }
+}
+
+/// How a promotion moves the target branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromoteMode {
+    /// Merge the source commit into the branch (GitHub's merge API).
+    #[default]
+    Merge,
+    /// Move the branch to the source commit; refuse if that is not a fast-forward.
+    FastForward,
 }
 
 /// How an environment's steps are executed.
@@ -247,6 +265,12 @@ struct RawConfig {
     redact: Vec<SecretRef>,
     /// The release calendar; absent, the team's defaults for the configured environments.
     calendar: Option<CalendarConfig>,
+    #[serde(default = "default_approval_ttl")]
+    approval_ttl: String,
+}
+
+fn default_approval_ttl() -> String {
+    "24h".into()
 }
 
 fn default_timezone() -> String {
@@ -272,6 +296,9 @@ struct RawEnvironment {
     #[serde(default = "default_health_timeout")]
     health_timeout: String,
     migrations: Option<MigrationConfig>,
+    approvals: Option<usize>,
+    #[serde(default)]
+    promote: PromoteMode,
 }
 
 fn default_health_timeout() -> String {
@@ -330,9 +357,11 @@ impl Config {
             None => default_calendar_for(&names),
         };
         let calendar = Calendar::new(&calendar, timezone)?;
+        let approval_ttl = parse_duration(&raw.approval_ttl).context("approval_ttl")?;
         Ok(Self {
             timezone,
             calendar,
+            approval_ttl,
             state_dir: base.join(raw.state_dir),
             people: raw.people,
             environments,
@@ -429,6 +458,8 @@ fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment>
         steps,
         health_timeout: parse_duration(&raw.health_timeout).context("health_timeout")?,
         migrations: raw.migrations,
+        approvals: raw.approvals.unwrap_or(usize::from(raw.requires_approval)),
+        promote: raw.promote,
         health_url: match raw.health_url {
             Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 bail!("health_url: `{url}` must start with http:// or https://")

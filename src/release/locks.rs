@@ -238,6 +238,8 @@ mod tests {
             health_url: None,
             health_timeout: Duration::from_secs(30),
             migrations: None,
+            approvals: 0,
+            promote: crate::config::PromoteMode::Merge,
             personal_branches: true,
             requires_approval: false,
             claim_ttl: Duration::from_secs(8 * 3600),
