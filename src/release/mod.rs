@@ -1,5 +1,5 @@
 //! The pure core: no I/O, time is an argument. Policy, locks and claims, deploy plans, the
-//! release calendar.
+//! release calendar, ticket keys.
 
 pub mod calendar;
 pub mod deploy;
@@ -7,6 +7,7 @@ pub mod gitref;
 pub mod locks;
 pub mod plan;
 pub mod policy;
+pub mod tickets;
 
 use chrono::{DateTime, Utc};
 
