@@ -1,7 +1,8 @@
-//! Outbound clients: how steps reach a host.
+//! Outbound clients: how steps reach a host, and Jira.
 
 pub mod exec;
 pub mod health;
+pub mod jira;
 pub mod local;
 pub mod ssh;
 

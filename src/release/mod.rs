@@ -1,5 +1,5 @@
 //! The pure core: no I/O, time is an argument. Policy, locks and claims, deploy plans, the
-//! release calendar.
+//! release calendar, ticket keys.
 
 pub mod approvals;
 pub mod calendar;
@@ -9,6 +9,7 @@ pub mod locks;
 pub mod migrations;
 pub mod plan;
 pub mod policy;
+pub mod tickets;
 
 use chrono::{DateTime, Utc};
 

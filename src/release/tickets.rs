@@ -1,0 +1,241 @@
+//! Jira ticket keys (`SHOP-123`) found in branch names, PR titles and bodies, and commit
+//! messages, so a deploy knows which tickets it shipped.
+//!
+//! Boundary rules, chosen so that a wrong ticket is never moved (a missed key only costs a
+//! `/ticket` command, a false one moves someone else's card):
+//! - the project key is one of the configured ones, in any case (`shop-12` is `SHOP-12`);
+//! - before it: the start of the text or a character that is not a letter, digit or `_`
+//!   (`feature/SHOP-12`, `(SHOP-12)`, but not `XSHOP-1` or `MY_SHOP-1`, which may be another
+//!   project's key);
+//! - then exactly one `-` and a number without a leading zero, at most nine digits;
+//! - after it: the end of the text or a character that is not a letter or digit (`SHOP-12-login`,
+//!   `SHOP-12_login`, `SHOP-12.`, but not `SHOP-12a`).
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Most digits a ticket number may have; longer runs are not ticket numbers.
+const MAX_DIGITS: usize = 9;
+
+/// A Jira issue key, normalised to upper case: project key, `-`, issue number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TicketKey {
+    project: String,
+    number: u32,
+}
+
+/// The text was not a ticket key of a configured project.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{shown}` is not a ticket key{expected}")]
+pub struct TicketKeyError {
+    shown: String,
+    expected: String,
+}
+
+impl TicketKey {
+    /// Reads a whole text (such as the argument of `/ticket`) as a key of one of `projects`,
+    /// in any case.
+    pub fn parse(projects: &[String], text: &str) -> Result<Self, TicketKeyError> {
+        let text = text.trim();
+        let refuse = || TicketKeyError {
+            shown: text.chars().take(40).collect(),
+            expected: match projects {
+                [] => String::new(),
+                [one] => format!(" like {one}-123"),
+                many => format!(" of {} (like {}-123)", many.join(", "), many[0]),
+            },
+        };
+        let key: TicketKey = text.parse().map_err(|_| refuse())?;
+        if projects.iter().any(|p| p.eq_ignore_ascii_case(&key.project)) { Ok(key) } else { Err(refuse()) }
+    }
+
+    /// The project key (`SHOP`).
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The issue number within the project (`123`).
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+}
+
+/// Any well-formed key, whatever its project: letters first, then letters, digits or `_`, a
+/// `-` and a number. Used for keys read back from the store or from Jira itself.
+impl FromStr for TicketKey {
+    type Err = TicketKeyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refuse = || TicketKeyError { shown: text.chars().take(40).collect(), expected: String::new() };
+        let (project, digits) = text.rsplit_once('-').ok_or_else(refuse)?;
+        let project_ok = project.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !project_ok || !valid_number(digits) {
+            return Err(refuse());
+        }
+        Ok(Self { project: project.to_ascii_uppercase(), number: digits.parse().map_err(|_| refuse())? })
+    }
+}
+
+fn valid_number(digits: &str) -> bool {
+    !digits.is_empty()
+        && digits.len() <= MAX_DIGITS
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Ord for TicketKey {
+    /// By project, then numerically: `SHOP-2` comes before `SHOP-10`.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.project, self.number).cmp(&(&other.project, other.number))
+    }
+}
+
+impl PartialOrd for TicketKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for TicketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.project, self.number)
+    }
+}
+
+impl TryFrom<String> for TicketKey {
+    type Error = TicketKeyError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<TicketKey> for String {
+    fn from(value: TicketKey) -> Self {
+        value.to_string()
+    }
+}
+
+/// Every key of `projects` mentioned in `texts` (branch names, PR titles and bodies, commit
+/// messages), sorted and without duplicates. See the module doc for the boundary rules.
+pub fn extract_keys<'a>(projects: &[String], texts: impl IntoIterator<Item = &'a str>) -> Vec<TicketKey> {
+    if projects.is_empty() {
+        return Vec::new();
+    }
+    // `\b` gives the left boundary (a word character is a letter, digit or `_`); the right one
+    // is checked by hand because `_` is allowed there.
+    let alternatives: Vec<String> = projects.iter().map(|p| regex::escape(p)).collect();
+    let pattern = format!(r"(?i)\b({})-([0-9]+)", alternatives.join("|"));
+    let Ok(regex) = Regex::new(&pattern) else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for text in texts {
+        for found in regex.captures_iter(text) {
+            let (project, digits) = (&found[1], &found[2]);
+            let end = found.get(0).map_or(0, |m| m.end());
+            let followed_by_word = text[end..].chars().next().is_some_and(char::is_alphanumeric);
+            if followed_by_word || !valid_number(digits) {
+                continue;
+            }
+            let Some(project) = projects.iter().find(|p| p.eq_ignore_ascii_case(project)) else {
+                continue;
+            };
+            if let Ok(number) = digits.parse() {
+                keys.push(TicketKey { project: project.to_ascii_uppercase(), number });
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shop() -> Vec<String> {
+        vec!["SHOP".into()]
+    }
+
+    fn found(projects: &[String], texts: &[&str]) -> Vec<String> {
+        extract_keys(projects, texts.iter().copied()).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn finds_keys_in_branch_names_titles_bodies_and_commit_messages() {
+        let texts = [
+            "feature/SHOP-12-login",
+            "shop-7",
+            "SHOP-3: fix the basket total",
+            "Closes SHOP-40 and (SHOP-41).\n\nSee https://team.atlassian.net/browse/SHOP-42",
+            "bugfix/SHOP-9_rounding",
+            "[SHOP-5] tidy",
+        ];
+        assert_eq!(
+            found(&shop(), &texts),
+            ["SHOP-3", "SHOP-5", "SHOP-7", "SHOP-9", "SHOP-12", "SHOP-40", "SHOP-41", "SHOP-42"]
+        );
+    }
+
+    #[test]
+    fn no_false_positives_at_the_boundaries() {
+        let texts = [
+            "SHOPX-1",
+            "XSHOP-1",
+            "MY_SHOP-2",
+            "9SHOP-3",
+            "SHOP-",
+            "SHOP-12a",
+            "SHOP--4",
+            "SHOP 5",
+            "SHOP_6",
+            "SHOP-07",
+            "SHOP-0",
+            "SHOP-1234567890",
+            "ÉSHOP-8",
+            "SHOP-9é",
+        ];
+        for text in texts {
+            assert!(found(&shop(), &[text]).is_empty(), "{text} gave {:?}", found(&shop(), &[text]));
+        }
+    }
+
+    #[test]
+    fn keys_are_normalised_deduplicated_and_sorted_numerically() {
+        let projects = vec!["SHOP".to_string(), "OPS".to_string()];
+        let texts = ["shop-10 Shop-2", "SHOP-2 OPS-1", "SHOP-1 SHOP-2"];
+        assert_eq!(found(&projects, &texts), ["OPS-1", "SHOP-1", "SHOP-2", "SHOP-10"]);
+    }
+
+    #[test]
+    fn only_configured_projects_count() {
+        assert!(found(&shop(), &["OPS-1 ABC-2"]).is_empty());
+        assert!(found(&[], &["SHOP-1"]).is_empty());
+    }
+
+    #[test]
+    fn parse_reads_a_whole_key_of_a_configured_project() {
+        let key = TicketKey::parse(&shop(), " shop-123 ").unwrap();
+        assert_eq!(key.to_string(), "SHOP-123");
+        assert_eq!((key.project(), key.number()), ("SHOP", 123));
+        let err = TicketKey::parse(&shop(), "OPS-1").unwrap_err();
+        assert_eq!(err.to_string(), "`OPS-1` is not a ticket key like SHOP-123");
+        for bad in ["SHOP-12 extra", "SHOP-", "SHOP-1a", "../SHOP-1", ""] {
+            assert!(TicketKey::parse(&shop(), bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_through_the_store_as_strings() {
+        let key: TicketKey = "MY_PROJ-5".parse().unwrap();
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(json, "\"MY_PROJ-5\"");
+        assert_eq!(serde_json::from_str::<TicketKey>(&json).unwrap(), key);
+        assert!(serde_json::from_str::<TicketKey>("\"5-SHOP\"").is_err());
+    }
+}
