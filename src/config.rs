@@ -26,6 +26,8 @@ pub struct Config {
     pub environments: Vec<Environment>,
     /// Secret values loaded at start-up, kept so they can be redacted from step output.
     pub secret_values: Vec<Secret>,
+    /// The Discord adapter, when configured.
+    pub discord: Option<crate::chat::discord::DiscordConfig>,
 }
 
 /// A person and their identities on each platform.
@@ -239,6 +241,7 @@ struct RawConfig {
     /// that a step might print).
     #[serde(default)]
     redact: Vec<SecretRef>,
+    discord: Option<crate::chat::discord::config::RawDiscordConfig>,
 }
 
 fn default_timezone() -> String {
@@ -309,7 +312,18 @@ impl Config {
         for (i, secret) in raw.redact.iter().enumerate() {
             secret_values.push(secret.load(&format!("redact[{i}]"), base)?);
         }
-        Ok(Self { timezone, state_dir: base.join(raw.state_dir), people: raw.people, environments, secret_values })
+        let discord = raw.discord.map(|d| d.validate(base)).transpose()?;
+        if let Some(discord) = &discord {
+            secret_values.push(discord.bot_token.clone());
+        }
+        Ok(Self {
+            timezone,
+            state_dir: base.join(raw.state_dir),
+            people: raw.people,
+            environments,
+            secret_values,
+            discord,
+        })
     }
 
     /// The environment called `name`.
