@@ -290,6 +290,26 @@ async fn reactions_made_while_the_gateway_was_down_are_found_after_a_failed_resu
         .await;
 }
 
+/// serenity may deliver an add and a remove of the same reaction swapped; an event that
+/// contradicts what was recorded makes the adapter re-read the message instead of trusting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reaction_event_that_contradicts_the_record_makes_the_message_be_re_read() {
+    let t = setup().await;
+    t.discord.set_member_roles(ADA, &[LEAD_ROLE]);
+    let token = t.discord.command(ADA, &[], "lock", options(&[("env", json!("staging")), ("reason", json!("QA run"))]));
+    let lock = t.discord.wait_for("the public lock message", |f| f.original(&token)).await;
+    t.discord.react(GRACE, &[], lock.id, "👀", true);
+    wait_for_audit(&t, "reacted :👀:").await;
+    // Discord now shows Ada's ✅ (its event overtaken), and a removal arrives for a reaction
+    // the adapter never recorded.
+    t.discord.react_unseen(ADA, lock.id, "✅", true);
+    t.discord.react(LINUS, &[], lock.id, "🎉", false);
+    let approved = wait_for_audit(&t, &format!("reacted :✅: on message {}", lock.id)).await;
+    assert_eq!(approved.person.as_deref(), Some("ada"));
+    let audit = t.bot.app.store.audit_tail(50).unwrap();
+    assert!(!audit.iter().any(|e| e.text.contains("🎉")), "the contradictory removal was not passed on");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_that_outlives_the_interaction_token_continues_in_a_channel_message() {
     let world = World::new();

@@ -132,7 +132,6 @@ fn parse_public_key(hex_key: &str) -> Result<VerifyingKey> {
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
-    use std::path::Path;
 
     const BASE: &str = r#"
 state_dir = "state"

@@ -5,6 +5,11 @@
 //! session (a restart, or a reconnect that could not resume) may have missed events, so on
 //! every READY the worker re-reads those messages' reactions over REST and hands the engine the
 //! difference. One worker does both, so a live event and a re-read never interleave.
+//!
+//! serenity runs each gateway event on its own task, so an add and a remove made within
+//! milliseconds can arrive swapped. An event that contradicts the recorded state (removing a
+//! reaction never recorded, adding one already there) is therefore not trusted: the worker
+//! re-reads that message a moment later and hands over what Discord really shows.
 
 use super::{PLATFORM, Shared};
 use crate::config::Role;
@@ -14,6 +19,7 @@ use anyhow::{Context, Result};
 use serenity::all::{ChannelId, GuildId, MessageId, ReactionType, UserId};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -23,6 +29,9 @@ const MAX_TRACKED: usize = 100;
 const RECONCILE_LIMIT: usize = 25;
 /// Discord's page size for reaction users.
 const PAGE: u8 = 100;
+/// How long after a contradictory event its message is re-read, so the event that overtook
+/// it has arrived too.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// Work for the reaction worker.
 pub(crate) enum Job {
@@ -37,6 +46,8 @@ pub(crate) enum Job {
     Track(MessageRef),
     /// A new gateway session began: re-read reactions.
     Reconcile,
+    /// An event contradicted the recorded state: re-read this message.
+    Recheck(MessageRef),
 }
 
 /// Runs the worker until the adapter is dropped.
@@ -47,6 +58,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<J
             Job::Live { reaction, added } => worker.live(*reaction, added).await,
             Job::Track(message) => worker.track(message),
             Job::Reconcile => worker.reconcile().await,
+            Job::Recheck(message) => worker.recheck(&message).await,
         };
         if let Err(error) = result {
             tracing::error!(error = format!("{error:#}"), "cannot handle a Discord reaction");
@@ -100,7 +112,12 @@ impl Worker {
         let emoji = emoji_name(&reaction.emoji);
         let key = (user.to_string(), emoji.clone());
         if tracked.as_ref().is_some_and(|t| t.reactions.contains(&key) == added) {
-            tracing::debug!(%emoji, added, "reaction already recorded");
+            tracing::info!(%emoji, added, "reaction event contradicts the recorded state; re-reading the message");
+            let jobs = self.shared.reactions.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(RECHECK_AFTER).await;
+                let _ = jobs.send(Job::Recheck(message));
+            });
             return Ok(());
         }
         let roles = match &reaction.member {
@@ -172,6 +189,13 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    async fn recheck(&self, message: &MessageRef) -> Result<()> {
+        match self.shared.store.tracked_message(PLATFORM, message)? {
+            Some(tracked) => self.reconcile_one(tracked, &mut HashMap::new()).await,
+            None => Ok(()),
+        }
     }
 
     async fn reconcile_one(&self, mut tracked: TrackedMessage, roles: &mut HashMap<String, Vec<Role>>) -> Result<()> {
