@@ -137,8 +137,8 @@ impl Running {
 /// reaction worker, announcements, the optional HTTP endpoint and the gateway connection.
 pub async fn start(app: &App, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<Running> {
     let settings = app.config.discord.clone().context("no [discord] section in the config")?;
-    let tuning_limiter = tuning.rate_limiter;
-    let http = Arc::new(rest_client(&settings, tuning_limiter)?);
+    let limiter = tuning.rate_limiter;
+    let http = Arc::new(rest_client(&settings, limiter)?);
     let (reactions_tx, reactions_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         http: http.clone(),
@@ -160,7 +160,7 @@ pub async fn start(app: &App, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<R
         None => None,
     };
     // serenity's client owns its REST client; it uses it only to ask for the gateway URL.
-    let gateway_http = rest_client(&settings, tuning_limiter)?;
+    let gateway_http = rest_client(&settings, limiter)?;
     let gateway = tokio::spawn(gateway::run(shared, gateway_http));
     Ok(Running { endpoint, gateway })
 }
