@@ -525,3 +525,27 @@ fn the_fakes_payloads_parse_as_serenity_models() {
     assert!(serde_json::from_value::<Reaction>(complete).is_ok());
     assert!(serde_json::from_value::<Reaction>(add).is_err(), "the contract sample lacks member.flags");
 }
+
+/// The bot itself never runs without serenity's rate limiter, which only talks to Discord: a
+/// config pointing the REST client elsewhere stops `shipday serve`, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_another_api_base_url_rather_than_turn_the_rate_limiter_off() {
+    let world = World::new();
+    std::fs::write(world.path().join("discord-token"), "fake-bot-token\n").unwrap();
+    let mut text = std::fs::read_to_string(world.config_path()).unwrap();
+    text.push_str(&format!(
+        "\n[discord]\napplication_id = \"{APPLICATION_ID}\"\nguild_id = \"{GUILD_ID}\"\nchannel = \"{CHANNEL_ID}\"\n\
+         bot_token = {{ file = \"discord-token\" }}\napi_base_url = \"http://127.0.0.1:9/api/v10\"\n"
+    ));
+    let config = world.path().join("discord.toml");
+    std::fs::write(&config, text).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("discord.api_base_url") && stderr.contains("rate limiter"), "{stderr}");
+}

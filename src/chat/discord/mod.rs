@@ -5,9 +5,9 @@
 //! engine parses, a reaction on one of the bot's messages becomes a platform-neutral
 //! [`Reaction`](crate::engine::Reaction), and replies and progress become embeds.
 //!
-//! Discord-specific duties live here: acknowledging within 3 seconds ([`interaction`]), moving
+//! Discord-specific duties live here: acknowledging within 3 seconds (`interaction.rs`), moving
 //! long deploys to a channel message before the 15-minute interaction token expires, and
-//! re-reading reactions over REST after a gateway session could not be resumed ([`reactions`]).
+//! re-reading reactions over REST after a gateway session could not be resumed (`reactions.rs`).
 
 pub mod commands;
 pub mod config;

@@ -430,6 +430,31 @@ mod tests {
     }
 
     #[test]
+    fn announcements_ping_exactly_the_people_they_name() {
+        let config = crate::config::Config::from_toml(
+            r#"
+state_dir = "s"
+[[people]]
+id = "grace"
+name = "Grace"
+discord = "53908232506183680"
+[[people]]
+id = "linus"
+name = "Linus"
+[[environments]]
+name = "dev"
+branch = "dev"
+transport = { kind = "local", dir = "/x" }
+"#,
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let message = announcement("@{grace} and @{linus}: the window closes in 60m. @everyone", &config);
+        assert_eq!(message.content, "<@53908232506183680> and Linus: the window closes in 60m. @everyone");
+        assert_eq!(message.body()["allowed_mentions"], json!({ "parse": [], "users": ["53908232506183680"] }));
+    }
+
+    #[test]
     fn long_text_is_clipped_to_discords_limits() {
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(Message::text("x".repeat(3000), false).content.chars().count(), CONTENT_MAX);
