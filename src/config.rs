@@ -32,6 +32,8 @@ pub struct Config {
     pub calendar: Calendar,
     /// How long a promotion request waits for votes.
     pub approval_ttl: Duration,
+    /// The Discord adapter, when configured.
+    pub discord: Option<crate::chat::discord::DiscordConfig>,
 }
 
 /// A person and their identities on each platform.
@@ -267,6 +269,7 @@ struct RawConfig {
     calendar: Option<CalendarConfig>,
     #[serde(default = "default_approval_ttl")]
     approval_ttl: String,
+    discord: Option<crate::chat::discord::config::RawDiscordConfig>,
 }
 
 fn default_approval_ttl() -> String {
@@ -358,6 +361,10 @@ impl Config {
         };
         let calendar = Calendar::new(&calendar, timezone)?;
         let approval_ttl = parse_duration(&raw.approval_ttl).context("approval_ttl")?;
+        let discord = raw.discord.map(|d| d.validate(base)).transpose()?;
+        if let Some(discord) = &discord {
+            secret_values.push(discord.bot_token.clone());
+        }
         Ok(Self {
             timezone,
             calendar,
@@ -366,6 +373,7 @@ impl Config {
             people: raw.people,
             environments,
             secret_values,
+            discord,
         })
     }
 

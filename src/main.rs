@@ -68,6 +68,25 @@ enum Cmd {
         #[arg(long)]
         request_url: Option<String>,
     },
+    /// Register the slash commands with a platform (replacing what was registered before).
+    Register {
+        /// Which platform.
+        platform: RegisterPlatform,
+        /// Config file.
+        #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
+        config: PathBuf,
+        /// Register in this server instead of the configured one.
+        #[arg(long, conflicts_with = "global")]
+        guild: Option<u64>,
+        /// Register globally, in every server the bot is in (Discord may take a while to update).
+        #[arg(long)]
+        global: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RegisterPlatform {
+    Discord,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -129,7 +148,29 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&document)?);
             Ok(())
         }
+        Cmd::Register { platform: RegisterPlatform::Discord, config, guild, global } => {
+            register_discord(&config, guild, global)
+        }
     }
+}
+
+fn register_discord(path: &Path, guild: Option<u64>, global: bool) -> Result<()> {
+    use shipday::chat::discord::register::{Scope, register};
+    let config = Config::load(path)?;
+    let settings = config.discord.as_ref().context("the config has no [discord] section")?;
+    let scope = match (global, guild) {
+        (true, _) => Scope::Global,
+        (false, Some(guild)) => Scope::Guild(guild),
+        (false, None) => Scope::Guild(settings.guild_id),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let names = runtime.block_on(register(settings, &config.environment_names(), scope))?;
+    let place = match scope {
+        Scope::Guild(guild) => format!("in server {guild}"),
+        Scope::Global => "globally".to_owned(),
+    };
+    println!("Registered {} commands {place}: /{}", names.len(), names.join(", /"));
+    Ok(())
 }
 
 fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
@@ -182,6 +223,11 @@ fn check_config(path: &Path) -> Result<()> {
             if env.personal_branches { ", personal branches" } else { "" },
             if env.requires_approval { ", needs a lead" } else { "" }
         );
+    }
+    if let Some(discord) = &config.discord {
+        let lead = discord.lead_role.map(|r| format!(", lead role {r}")).unwrap_or_default();
+        let endpoint = discord.http_listen.map(|a| format!(", HTTP interactions on {a}")).unwrap_or_default();
+        println!("  discord: server {}, team channel {}{lead}{endpoint}", discord.guild_id, discord.channel);
     }
     Ok(())
 }

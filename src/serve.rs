@@ -12,6 +12,10 @@ use tokio::task::JoinSet;
 pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     // Each chat adapter that is configured adds its task here.
+    if app.config.discord.is_some() {
+        let discord = crate::chat::discord::start(&app, clock.clone(), Default::default()).await?;
+        tasks.spawn(discord.wait());
+    }
     if tasks.is_empty() {
         bail!(
             "no chat platform is configured: add a [slack] or [discord] section to the config \

@@ -12,6 +12,7 @@ use crate::release::migrations::MigrationDebt;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Version of the on-disk layout, checked at open.
@@ -36,6 +37,7 @@ pub struct Store {
     promotions: sled::Tree,
     promotion_messages: sled::Tree,
     audit: sled::Tree,
+    tracked: sled::Tree,
 }
 
 /// One line of the audit log: every command and the decision taken.
@@ -53,6 +55,19 @@ pub struct AuditEntry {
     pub text: String,
     /// What was decided.
     pub decision: String,
+}
+
+/// One of the bot's chat messages whose reactions matter, with the reactions last handed to
+/// the engine. After a gap in a platform's event stream, adapters compare this with what the
+/// platform shows now and hand over the difference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackedMessage {
+    /// Channel and message id.
+    pub message: MessageRef,
+    /// When the bot posted (or first saw a reaction on) it; the oldest are forgotten first.
+    pub since: DateTime<Utc>,
+    /// `(user id, emoji)` pairs, as last recorded by the engine.
+    pub reactions: BTreeSet<(String, String)>,
 }
 
 /// What [`Store::open`] found.
@@ -112,6 +127,7 @@ impl Store {
             promotions: tree("promotions")?,
             promotion_messages: tree("promotion_messages")?,
             audit: tree("audit")?,
+            tracked: tree("tracked_messages")?,
             db,
         };
         Ok((store, opened))
@@ -409,6 +425,34 @@ impl Store {
         Ok(out)
     }
 
+    /// The tracked messages of `platform`, newest first.
+    pub fn tracked_messages(&self, platform: &str) -> Result<Vec<TrackedMessage>> {
+        let mut out: Vec<TrackedMessage> =
+            self.tracked.scan_prefix(env_prefix(platform)).map(|e| decode(&e?.1)).collect::<Result<_>>()?;
+        out.sort_by_key(|m| std::cmp::Reverse(m.since));
+        Ok(out)
+    }
+
+    /// One tracked message of `platform`.
+    pub fn tracked_message(&self, platform: &str, message: &MessageRef) -> Result<Option<TrackedMessage>> {
+        self.tracked.get(tracked_key(platform, message))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Writes a tracked message of `platform`, then forgets the oldest beyond `keep`.
+    pub fn put_tracked_message(&self, platform: &str, tracked: &TrackedMessage, keep: usize) -> Result<()> {
+        self.tracked.insert(tracked_key(platform, &tracked.message), encode(tracked)?)?;
+        for old in self.tracked_messages(platform)?.iter().skip(keep) {
+            self.forget_tracked_message(platform, &old.message)?;
+        }
+        Ok(())
+    }
+
+    /// Stops tracking a message (it was deleted).
+    pub fn forget_tracked_message(&self, platform: &str, message: &MessageRef) -> Result<()> {
+        self.tracked.remove(tracked_key(platform, message))?;
+        Ok(())
+    }
+
     /// Appends to the audit log.
     pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
         let id = self.db.generate_id()?;
@@ -443,6 +487,14 @@ fn message_key(platform: &str, message: &MessageRef) -> Vec<u8> {
     format!("{platform}\u{1f}{}\u{1f}{}", message.channel, message.id).into_bytes()
 }
 
+fn tracked_key(platform: &str, message: &MessageRef) -> Vec<u8> {
+    let mut key = env_prefix(platform);
+    key.extend_from_slice(message.channel.as_bytes());
+    key.push(0);
+    key.extend_from_slice(message.id.as_bytes());
+    key
+}
+
 fn env_prefix(env: &str) -> Vec<u8> {
     let mut key = env.as_bytes().to_vec();
     key.push(0);
@@ -467,4 +519,31 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).context("a store record is damaged")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracked_messages_keep_the_newest_per_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let start = Utc::now();
+        for i in 0..5 {
+            let message = MessageRef { channel: "C".into(), id: i.to_string() };
+            let tracked =
+                TrackedMessage { message, since: start + chrono::Duration::seconds(i), reactions: BTreeSet::new() };
+            store.put_tracked_message("discord", &tracked, 3).unwrap();
+        }
+        let other = TrackedMessage {
+            message: MessageRef { channel: "C".into(), id: "9".into() },
+            since: start,
+            reactions: BTreeSet::new(),
+        };
+        store.put_tracked_message("slack", &other, 3).unwrap();
+        let ids: Vec<String> = store.tracked_messages("discord").unwrap().into_iter().map(|m| m.message.id).collect();
+        assert_eq!(ids, ["4", "3", "2"]);
+        assert_eq!(store.tracked_messages("slack").unwrap().len(), 1);
+    }
 }

@@ -6,6 +6,7 @@ use crate::engine::{ProgressUpdate, Reply, ReplyBody};
 use crate::release::approvals::PromotionRequest;
 use crate::release::calendar::{Firing, FiringKind, WindowState};
 use crate::release::deploy::{DeployEvent, DeployRecord, Drift, Observation, Outcome, StepResult, Trigger};
+use crate::release::migrations::MigrationDebt;
 use crate::release::plan::DeployPlan;
 use crate::release::{age, duration_words};
 use chrono::{DateTime, Utc};
@@ -48,7 +49,19 @@ fn schedule(view: &ScheduleView) -> String {
     out.trim_end().to_owned()
 }
 
-fn calendar_lines(view: &CalendarView, now: DateTime<Utc>) -> String {
+/// A personal branch's migrations still applied on an environment.
+pub fn migration_debt_line(debt: &MigrationDebt, env: &str) -> String {
+    let names: Vec<String> = debt.migrations.added.iter().map(ToString::to_string).collect();
+    format!(
+        "{} (by {}, from `{}`); undone before {env} gets other code",
+        names.join(", "),
+        debt.owner_name,
+        debt.git_ref
+    )
+}
+
+/// The drag window and the next slots, one line each.
+pub fn calendar_lines(view: &CalendarView, now: DateTime<Utc>) -> String {
     let tz = view.timezone;
     let mut out = match view.window {
         WindowState::Open { closes_at, .. } => {
@@ -183,14 +196,7 @@ fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> St
         out.push_str(&format!("  last failure: {}\n", outcome_line(failure, now)));
     }
     if let Some(debt) = &env.migration_debt {
-        let names: Vec<String> = debt.migrations.added.iter().map(ToString::to_string).collect();
-        out.push_str(&format!(
-            "  branch-only migrations applied: {} (by {}, from `{}`); undone before {} gets other code\n",
-            names.join(", "),
-            debt.owner_name,
-            debt.git_ref,
-            env.name
-        ));
+        out.push_str(&format!("  branch-only migrations applied: {}\n", migration_debt_line(debt, &env.name)));
     }
     if let Some(observed) = &env.observed {
         out.push_str(&format!("  {}\n", observation_line(observed, env.live.as_ref(), now)));

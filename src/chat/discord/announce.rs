@@ -1,0 +1,113 @@
+//! Announcements in the team channel: reminders and warnings as text with real mentions, and
+//! deploys nobody's command follows as one message per deploy, edited as they progress.
+
+use super::render::{self, Message};
+use super::{Shared, reactions};
+use crate::chat::text;
+use crate::engine::{Announcement, MessageRef, ProgressUpdate, PromotionView};
+use crate::release::deploy::{DeployEvent, DeployRecord};
+use anyhow::Result;
+use serenity::all::{ChannelId, MessageId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Posts announcements until the engine stops. Starts by telling the team about deploys a
+/// previous crash interrupted.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut announcements: broadcast::Receiver<Announcement>,
+    interrupted: Vec<DeployRecord>,
+) {
+    let mut poster = Poster { channel: ChannelId::new(shared.settings.channel), shared, deploys: HashMap::new() };
+    if let Some(notice) = text::interrupted_notice(&interrupted) {
+        poster.post(&Message::text(notice, false)).await;
+    }
+    loop {
+        match announcements.recv().await {
+            Ok(Announcement::Text(text)) => {
+                let message = render::announcement(&text, &poster.shared.config);
+                poster.post(&message).await;
+            }
+            Ok(Announcement::Deploy(update)) => poster.deploy(&update).await,
+            Ok(Announcement::Promotion(view)) => poster.promotion(&view).await,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "Discord fell behind on announcements; some were not posted")
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+struct Poster {
+    shared: Arc<Shared>,
+    channel: ChannelId,
+    /// The message of each deploy being announced.
+    deploys: HashMap<u64, MessageId>,
+}
+
+impl Poster {
+    async fn post(&self, message: &Message) -> Option<MessageId> {
+        match self.shared.http.send_message(self.channel, Vec::new(), &message.body()).await {
+            Ok(posted) => {
+                let tracked = MessageRef { channel: posted.channel_id.to_string(), id: posted.id.to_string() };
+                let _ = self.shared.reactions.send(reactions::Job::Track(tracked));
+                Some(posted.id)
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot post an announcement to the Discord team channel");
+                None
+            }
+        }
+    }
+
+    async fn deploy(&mut self, update: &ProgressUpdate) {
+        let id = update.record.id;
+        let message = render::progress(update, self.shared.clock.now());
+        match self.deploys.get(&id).copied() {
+            Some(posted) => {
+                if let Err(error) = self.edit(posted, &message).await {
+                    tracing::warn!(deploy = id, error = format!("{error:#}"), "cannot edit a deploy announcement");
+                }
+            }
+            None => {
+                if let Some(posted) = self.post(&message).await {
+                    self.deploys.insert(id, posted);
+                }
+            }
+        }
+        if update.event == DeployEvent::Finished {
+            self.deploys.remove(&id);
+        }
+    }
+
+    /// Posts a promotion request once (binding the message so reactions vote), then edits it.
+    async fn promotion(&self, view: &PromotionView) {
+        let message = Message::text(text::promotion(&view.request, self.shared.config.timezone), false);
+        match view.messages.iter().find(|(platform, _)| platform == super::PLATFORM) {
+            Some((_, posted)) => match posted.id.parse::<u64>() {
+                Ok(id) => {
+                    if let Err(error) = self.edit(MessageId::new(id), &message).await {
+                        tracing::warn!(
+                            request = view.request.id,
+                            error = format!("{error:#}"),
+                            "cannot edit a promotion request"
+                        );
+                    }
+                }
+                Err(_) => tracing::warn!(request = view.request.id, "a bound Discord message id is not a snowflake"),
+            },
+            None => {
+                if let Some(posted) = self.post(&message).await {
+                    let message = MessageRef { channel: self.channel.to_string(), id: posted.to_string() };
+                    self.shared.engine.bind_message(view.request.id, super::PLATFORM, message).await;
+                }
+            }
+        }
+    }
+
+    async fn edit(&self, id: MessageId, message: &Message) -> Result<()> {
+        self.shared.http.edit_message(self.channel, id, &message.body(), Vec::new()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! A Discord application command back into the command line the engine parses.
+//!
+//! Discord hands over the command name and named, typed options. The engine's parser (which
+//! splits like a shell but never expands) stays the only authority on what a command means, so
+//! this module only rebuilds the line: positionals in the spec's order, booleans as `--flags`,
+//! and values quoted so each one stays one token.
+
+use crate::command::spec::{CommandBook, OptionKind};
+use crate::engine::Visibility;
+
+/// An option value as Discord sent it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptionValue<'a> {
+    /// A string option (also environment choices).
+    Text(&'a str),
+    /// A boolean option: a `--flag`.
+    Flag(bool),
+    /// An integer option.
+    Integer(i64),
+    /// Anything Shipday never registers (users, channels, subcommands…).
+    Unsupported,
+}
+
+/// The refusal when Discord's view of the commands differs from the specs.
+const OUT_OF_DATE: &str =
+    "Discord's copy of Shipday's commands is out of date. An operator can run `shipday register discord`.";
+
+/// Rebuilds `/name option…` from a command's name and options; the error is for the user.
+pub fn command_line(book: &CommandBook, name: &str, options: &[(&str, OptionValue)]) -> Result<String, String> {
+    let spec = book.get(name).ok_or(OUT_OF_DATE)?;
+    if options.iter().any(|(given, _)| !spec.options.iter().any(|o| o.name == *given)) {
+        return Err(OUT_OF_DATE.into());
+    }
+    let value = |name: &str| options.iter().find(|(given, _)| *given == name).map(|(_, v)| *v);
+    let mut words = vec![format!("/{}", spec.name)];
+    for option in spec.options.iter().filter(|o| o.kind != OptionKind::Flag) {
+        match value(&option.name) {
+            None => {}
+            Some(OptionValue::Text(text)) => words.push(quote(text)?),
+            Some(OptionValue::Integer(n)) => words.push(n.to_string()),
+            Some(OptionValue::Flag(_) | OptionValue::Unsupported) => return Err(OUT_OF_DATE.into()),
+        }
+    }
+    for option in spec.options.iter().filter(|o| o.kind == OptionKind::Flag) {
+        match value(&option.name) {
+            None | Some(OptionValue::Flag(false)) => {}
+            Some(OptionValue::Flag(true)) => words.push(format!("--{}", option.name)),
+            Some(_) => return Err(OUT_OF_DATE.into()),
+        }
+    }
+    Ok(words.join(" "))
+}
+
+/// Quotes a value so the engine's shell-like splitter reads it back as exactly one token.
+fn quote(text: &str) -> Result<String, String> {
+    // The engine reads curly quotes as straight ones; make that change here, where the
+    // quoting below can still account for it.
+    let text: String = text
+        .chars()
+        .map(|c| match c {
+            '\u{201c}' | '\u{201d}' => '"',
+            '\u{2018}' | '\u{2019}' => '\'',
+            other => other,
+        })
+        .collect();
+    shlex::try_quote(&text)
+        .map(|quoted| quoted.into_owned())
+        .map_err(|_| "A value holds a character Shipday cannot take (a NUL byte). Type it again.".to_owned())
+}
+
+/// How to acknowledge a command before the engine has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckPlan {
+    /// The command runs on hosts (resolving a ref, a deploy, reading HEAD): its answer can take
+    /// seconds, so it is deferred almost at once.
+    pub host_work: bool,
+    /// Who most likely sees the answer, which is who sees the deferred "thinking" message.
+    pub likely: Visibility,
+}
+
+/// The acknowledgement plan for a command and its options.
+pub fn ack_plan(name: &str, options: &[(&str, OptionValue)]) -> AckPlan {
+    let flag = |flag: &str| options.iter().any(|(n, v)| *n == flag && *v == OptionValue::Flag(true));
+    let (host_work, public) = match name {
+        "deploy" | "release" => (true, !flag("dry-run")),
+        "status" => (flag("live"), false),
+        "lock" | "unlock" | "promote" => (false, true),
+        _ => (false, false),
+    };
+    AckPlan { host_work, likely: if public { Visibility::Public } else { Visibility::Ephemeral } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::parse;
+    use OptionValue::{Flag, Integer, Text};
+
+    fn line(name: &str, options: &[(&str, OptionValue)]) -> Result<String, String> {
+        command_line(&CommandBook::builtin(), name, options)
+    }
+
+    #[test]
+    fn options_come_back_in_the_specs_order_with_flags_last() {
+        let options = [("dry-run", Flag(true)), ("ref", Text("feature/x")), ("env", Text("dev"))];
+        assert_eq!(line("deploy", &options).unwrap(), "/deploy dev feature/x --dry-run");
+        assert_eq!(
+            line("deploy", &[("env", Text("dev")), ("ref", Text("x")), ("dry-run", Flag(false))]).unwrap(),
+            "/deploy dev x"
+        );
+        assert_eq!(line("history", &[("limit", Integer(5))]).unwrap(), "/history 5");
+        assert_eq!(line("status", &[]).unwrap(), "/status");
+    }
+
+    #[test]
+    fn values_with_spaces_and_quotes_stay_one_token_for_the_engines_parser() {
+        let book = CommandBook::builtin();
+        let envs = vec!["staging".to_owned()];
+        for reason in ["QA run for release 42", "it's “fine”", "a \"b\" $(id) `x` \\ ;", "  two  spaces  "] {
+            let text = line("lock", &[("env", Text("staging")), ("reason", Text(reason))]).unwrap();
+            let parsed = parse(&book, &envs, &text).unwrap();
+            let expected = reason.replace(['“', '”'], "\"").replace('’', "'");
+            let crate::command::Command::Lock { reason: got, .. } = parsed else { panic!("{parsed:?}") };
+            // The engine's rest-of-line option joins words; one token means nothing was split.
+            assert_eq!(got, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_options_and_types_ask_for_registration() {
+        assert!(line("deploy", &[("colour", Text("red"))]).unwrap_err().contains("shipday register discord"));
+        assert!(line("deploy", &[("env", Flag(true))]).unwrap_err().contains("out of date"));
+        assert!(line("frobnicate", &[]).unwrap_err().contains("out of date"));
+        assert!(line("lock", &[("env", Text("dev")), ("reason", Text("a\0b"))]).unwrap_err().contains("NUL"));
+    }
+
+    #[test]
+    fn host_work_is_deferred_at_once_and_public_when_it_succeeds_in_public() {
+        let deploy = ack_plan("deploy", &[("env", Text("dev"))]);
+        assert_eq!(deploy, AckPlan { host_work: true, likely: Visibility::Public });
+        assert_eq!(ack_plan("deploy", &[("dry-run", Flag(true))]).likely, Visibility::Ephemeral);
+        assert!(ack_plan("status", &[("live", Flag(true))]).host_work);
+        assert_eq!(ack_plan("status", &[]), AckPlan { host_work: false, likely: Visibility::Ephemeral });
+        assert_eq!(ack_plan("lock", &[]).likely, Visibility::Public);
+    }
+}

@@ -1,0 +1,194 @@
+//! The `[discord]` config section: ids, the bot token (a secret reference), and the optional
+//! HTTP interactions endpoint. Validated at start-up; every error names its key.
+
+use crate::config::{Secret, SecretRef};
+use anyhow::{Result, anyhow, bail};
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Discord's REST API, version 10.
+pub const DEFAULT_API_BASE_URL: &str = "https://discord.com/api/v10";
+
+/// The section as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscordConfig {
+    application_id: String,
+    guild_id: String,
+    channel: String,
+    lead_role: Option<String>,
+    bot_token: SecretRef,
+    public_key: Option<String>,
+    http_listen: Option<String>,
+    #[serde(default = "default_api_base_url")]
+    api_base_url: String,
+    #[serde(default)]
+    allow_direct_messages: bool,
+    #[serde(default)]
+    other_guilds: Vec<String>,
+}
+
+fn default_api_base_url() -> String {
+    DEFAULT_API_BASE_URL.into()
+}
+
+/// The validated `[discord]` section.
+#[derive(Debug, Clone)]
+pub struct DiscordConfig {
+    /// The application (and bot user) id from the Developer Portal.
+    pub application_id: u64,
+    /// The team's server: commands are registered and accepted there.
+    pub guild_id: u64,
+    /// The team channel, where announcements go.
+    pub channel: u64,
+    /// The guild role whose members count as leads, checked from the member data Discord sends.
+    pub lead_role: Option<u64>,
+    /// The bot token.
+    pub bot_token: Secret,
+    /// The application's public key, which turns on the HTTP interactions endpoint.
+    pub public_key: Option<VerifyingKey>,
+    /// Where the HTTP interactions endpoint listens (with `public_key`).
+    pub http_listen: Option<SocketAddr>,
+    /// REST base URL, ending in `/api/v10`.
+    pub api_base_url: String,
+    /// Whether commands sent in direct messages are accepted.
+    pub allow_direct_messages: bool,
+    /// Further servers whose commands are accepted.
+    pub other_guilds: Vec<u64>,
+}
+
+impl DiscordConfig {
+    /// Whether a command from `guild` (`None`: a direct message) is accepted.
+    pub fn accepts(&self, guild: Option<u64>) -> bool {
+        match guild {
+            None => self.allow_direct_messages,
+            Some(id) => id == self.guild_id || self.other_guilds.contains(&id),
+        }
+    }
+}
+
+impl RawDiscordConfig {
+    /// Validates the section and loads the bot token; `base` resolves secret files.
+    pub fn validate(self, base: &Path) -> Result<DiscordConfig> {
+        let public_key = self.public_key.as_deref().map(parse_public_key).transpose()?;
+        let http_listen = match &self.http_listen {
+            Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                anyhow!("discord.http_listen: `{addr}` is not an address with a port, like 127.0.0.1:8080")
+            })?),
+            None => None,
+        };
+        if http_listen.is_some() != public_key.is_some() {
+            bail!(
+                "discord.http_listen and discord.public_key go together: the HTTP interactions endpoint \
+                 needs an address and the application's public key to check signatures"
+            );
+        }
+        let api_base_url = self.api_base_url.trim_end_matches('/').to_owned();
+        let scheme_ok = api_base_url.starts_with("https://") || api_base_url.starts_with("http://");
+        if !scheme_ok || !api_base_url.ends_with("/api/v10") {
+            bail!("discord.api_base_url: `{api_base_url}` must be an http(s) URL ending in /api/v10");
+        }
+        let other_guilds = self
+            .other_guilds
+            .iter()
+            .enumerate()
+            .map(|(i, id)| snowflake(&format!("discord.other_guilds[{i}]"), id))
+            .collect::<Result<_>>()?;
+        Ok(DiscordConfig {
+            application_id: snowflake("discord.application_id", &self.application_id)?,
+            guild_id: snowflake("discord.guild_id", &self.guild_id)?,
+            channel: snowflake("discord.channel", &self.channel)?,
+            lead_role: self.lead_role.as_deref().map(|r| snowflake("discord.lead_role", r)).transpose()?,
+            bot_token: self.bot_token.load("discord.bot_token", base)?,
+            public_key,
+            http_listen,
+            api_base_url,
+            allow_direct_messages: self.allow_direct_messages,
+            other_guilds,
+        })
+    }
+}
+
+/// A Discord id: a positive 64-bit number, written as a string in the config as in the API.
+fn snowflake(key: &str, text: &str) -> Result<u64> {
+    match text.trim().parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => bail!(
+            "{key}: `{text}` is not a Discord id (a number like 290926798626357999; turn on Developer Mode \
+             in Discord and use Copy ID)"
+        ),
+    }
+}
+
+fn parse_public_key(hex_key: &str) -> Result<VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(hex_key.trim()).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        anyhow!("discord.public_key: must be the 64 hex characters shown as the application's Public Key")
+    })?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| anyhow!("discord.public_key: is not a valid Ed25519 public key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const BASE: &str = r#"
+state_dir = "state"
+[[environments]]
+name = "dev"
+branch = "dev"
+transport = { kind = "local", dir = "/srv/dev" }
+"#;
+
+    fn load(section: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "secret-token\n").unwrap();
+        Config::from_toml(&format!("{BASE}\n[discord]\n{section}"), dir.path())
+    }
+
+    fn error(section: &str) -> String {
+        format!("{:#}", load(section).unwrap_err())
+    }
+
+    const GOOD: &str = r#"application_id = "172150183260323840"
+guild_id = "290926798626357999"
+channel = "645027906669510667"
+lead_role = "539082325061836999"
+bot_token = { file = "token" }
+"#;
+
+    #[test]
+    fn a_complete_section_loads_and_its_token_is_redacted_from_step_output() {
+        let config = load(GOOD).unwrap();
+        let discord = config.discord.as_ref().unwrap();
+        assert_eq!(discord.guild_id, 290926798626357999);
+        assert_eq!(discord.lead_role, Some(539082325061836999));
+        assert_eq!(discord.bot_token.expose(), "secret-token");
+        assert_eq!(discord.api_base_url, super::DEFAULT_API_BASE_URL);
+        assert!(discord.accepts(Some(290926798626357999)) && !discord.accepts(Some(1)) && !discord.accepts(None));
+        assert!(config.secret_values.iter().any(|s| s.expose() == "secret-token"));
+        assert!(
+            load(&format!("{GOOD}allow_direct_messages = true\nother_guilds = [\"7\"]"))
+                .unwrap()
+                .discord
+                .unwrap()
+                .accepts(Some(7))
+        );
+    }
+
+    #[test]
+    fn every_error_names_its_key() {
+        assert!(error(&GOOD.replace("290926798626357999", "my-server")).contains("discord.guild_id: `my-server`"));
+        assert!(error(&GOOD.replace("539082325061836999", "Leads")).contains("discord.lead_role"));
+        let missing = GOOD.replace("{ file = \"token\" }", "{ env = \"SHIPDAY_TEST_SURELY_UNSET_DISCORD\" }");
+        let err = error(&missing);
+        assert!(err.contains("discord.bot_token") && err.contains("SHIPDAY_TEST_SURELY_UNSET_DISCORD"), "{err}");
+        assert!(error(&format!("{GOOD}colour = \"red\"")).contains("colour"));
+        assert!(error(&format!("{GOOD}http_listen = \"127.0.0.1:8080\"")).contains("go together"));
+        assert!(
+            error(&format!("{GOOD}public_key = \"abc\"\nhttp_listen = \"127.0.0.1:1\"")).contains("discord.public_key")
+        );
+        assert!(error(&format!("{GOOD}api_base_url = \"https://discord.com/api\"")).contains("discord.api_base_url"));
+    }
+}

@@ -1,0 +1,79 @@
+//! The optional HTTP interactions endpoint: `POST /discord/interactions`.
+//!
+//! Every request must carry a valid Ed25519 signature of timestamp + raw body and a timestamp
+//! within five minutes, or it gets 401 and nothing runs. Commands then take the same path as
+//! gateway interactions, with the first response written into the HTTP response body.
+
+use super::interaction::{self, FIRST_RESPONSE_LIMIT, FirstResponse};
+use super::{Shared, verify};
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use serenity::all::Interaction;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// The route Discord's "Interactions Endpoint URL" points at.
+pub const PATH: &str = "/discord/interactions";
+
+/// Binds `addr` and serves the endpoint in the background; returns the bound address.
+pub(crate) async fn serve(shared: Arc<Shared>, addr: SocketAddr) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("discord.http_listen: cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let router = Router::new().route(PATH, post(interactions)).with_state(shared);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the Discord interactions endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, "Discord interactions endpoint listening on {PATH}");
+    Ok(bound)
+}
+
+async fn interactions(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(rejected) = authentic(&shared, &headers, &body) {
+        tracing::warn!(%rejected, "rejected an HTTP interaction");
+        return (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
+    }
+    let kind = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["type"].as_u64());
+    match kind {
+        Some(1) => axum::Json(json!({ "type": 1 })).into_response(),
+        Some(2) => command(shared, &body).await,
+        _ => (StatusCode::BAD_REQUEST, "Shipday only takes pings and application commands").into_response(),
+    }
+}
+
+fn authentic(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<(), verify::Rejected> {
+    let key = shared.settings.public_key.as_ref().ok_or(verify::Rejected::Malformed)?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).ok_or(verify::Rejected::Malformed);
+    let timestamp = header("x-signature-timestamp")?;
+    verify::signature(key, header("x-signature-ed25519")?, timestamp, body)?;
+    verify::fresh(timestamp, shared.clock.now())
+}
+
+async fn command(shared: Arc<Shared>, body: &[u8]) -> Response {
+    let command = match serde_json::from_slice::<Interaction>(body) {
+        Ok(Interaction::Command(command)) => command,
+        Ok(_) | Err(_) => {
+            tracing::warn!("an HTTP interaction of type 2 did not parse as an application command");
+            return (StatusCode::BAD_REQUEST, "malformed application command").into_response();
+        }
+    };
+    let (first, response) = oneshot::channel();
+    tokio::spawn(interaction::handle(shared, command, FirstResponse::HttpBody(first)));
+    match tokio::time::timeout(FIRST_RESPONSE_LIMIT, response).await {
+        Ok(Ok(body)) => axum::Json(body).into_response(),
+        _ => {
+            tracing::error!("no first response for an HTTP interaction in time");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

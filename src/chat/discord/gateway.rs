@@ -1,0 +1,90 @@
+//! The gateway connection (serenity): it connects, heartbeats, resumes and re-identifies on its
+//! own. The handler only passes events on, because serenity runs each event on its own task and
+//! the adapter wants one place that decides what to do with them.
+
+use super::{Shared, interaction, reactions};
+use anyhow::{Context as _, Result};
+use serenity::all::{Context, EventHandler, Interaction, Reaction, Ready, ResumedEvent};
+use serenity::client::ClientBuilder;
+use serenity::http::Http;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+
+/// What the handler passes on.
+enum GatewayEvent {
+    /// A new session: the first, or one after a reconnect that could not resume.
+    Ready { bot_id: u64, session: String },
+    /// An application command.
+    Command(Box<serenity::all::CommandInteraction>),
+    /// A reaction added or removed.
+    Reaction { reaction: Box<Reaction>, added: bool },
+}
+
+struct Handler {
+    events: mpsc::UnboundedSender<GatewayEvent>,
+}
+
+#[serenity::async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, _: Context, ready: Ready) {
+        let _ = self.events.send(GatewayEvent::Ready { bot_id: ready.user.id.get(), session: ready.session_id });
+    }
+
+    async fn resume(&self, _: Context, _: ResumedEvent) {
+        // A resumed session replays what was missed: nothing to re-read.
+        tracing::info!("Discord gateway session resumed");
+    }
+
+    async fn interaction_create(&self, _: Context, interaction: Interaction) {
+        match interaction {
+            Interaction::Command(command) => {
+                let _ = self.events.send(GatewayEvent::Command(Box::new(command)));
+            }
+            other => tracing::debug!(kind = ?other.kind(), "ignored an interaction Shipday does not register"),
+        }
+    }
+
+    async fn reaction_add(&self, _: Context, reaction: Reaction) {
+        let _ = self.events.send(GatewayEvent::Reaction { reaction: Box::new(reaction), added: true });
+    }
+
+    async fn reaction_remove(&self, _: Context, reaction: Reaction) {
+        let _ = self.events.send(GatewayEvent::Reaction { reaction: Box::new(reaction), added: false });
+    }
+}
+
+/// Connects and runs until the client stops for good.
+pub(super) async fn run(shared: Arc<Shared>, http: Http) -> Result<()> {
+    let (events, mut inbox) = mpsc::unbounded_channel();
+    let mut client = ClientBuilder::new_with_http(http, super::intents())
+        .event_handler(Handler { events })
+        .await
+        .context("cannot set up the Discord gateway client")?;
+    let dispatch = tokio::spawn(async move {
+        while let Some(event) = inbox.recv().await {
+            dispatch(&shared, event);
+        }
+    });
+    let result = client.start().await.context("the Discord gateway connection stopped");
+    dispatch.abort();
+    result
+}
+
+fn dispatch(shared: &Arc<Shared>, event: GatewayEvent) {
+    match event {
+        GatewayEvent::Ready { bot_id, session } => {
+            let first = shared.bot_id.swap(bot_id, Ordering::AcqRel) == 0;
+            tracing::info!(%session, first, "Discord gateway session ready");
+            // Every new session may have missed reactions (a restart, or a reconnect that could
+            // not resume): re-read the tracked messages.
+            let _ = shared.reactions.send(reactions::Job::Reconcile);
+        }
+        GatewayEvent::Command(command) => {
+            tokio::spawn(interaction::handle(shared.clone(), *command, interaction::FirstResponse::Callback));
+        }
+        GatewayEvent::Reaction { reaction, added } => {
+            let _ = shared.reactions.send(reactions::Job::Live { reaction, added });
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! One application command, from acknowledgement to the last progress edit.
+//!
+//! Discord invalidates an interaction that is not answered within 3 seconds. The command goes
+//! to the engine at once; if the engine answers within a short budget, that answer is the
+//! response, with the right visibility. Otherwise the interaction is deferred (`type 5`) with the
+//! visibility the answer most likely has, and the answer then edits `@original`, or replaces it
+//! with a follow-up when the guess was wrong (an error the user can fix is always ephemeral).
+//! A deploy's progress keeps editing the same message; before the interaction token expires
+//! the progress moves to a normal channel message.
+
+use super::commands::{self, OptionValue};
+use super::render::{self, Asked, Message};
+use super::{PLATFORM, Shared, reactions};
+use crate::config::Role;
+use crate::engine::{Invocation, MessageRef, ProgressUpdate, ReplyBody, Visibility};
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use serenity::all::{ChannelId, CommandDataOptionValue, CommandInteraction, InteractionId, MessageId};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+/// How the first response reaches Discord.
+pub(crate) enum FirstResponse {
+    /// Gateway interactions: `POST /interactions/{id}/{token}/callback`.
+    Callback,
+    /// HTTP interactions: the body of the pending HTTP response.
+    HttpBody(oneshot::Sender<Value>),
+}
+
+/// Handles one command interaction to the end.
+pub(crate) async fn handle(shared: Arc<Shared>, command: CommandInteraction, first: FirstResponse) {
+    let span = tracing::info_span!(
+        "discord_command",
+        interaction = %command.id,
+        user = %command.user.id,
+        command = %command.data.name
+    );
+    run(shared, command, first).instrument(span).await
+}
+
+async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstResponse) {
+    let mut responder = Responder {
+        shared: shared.clone(),
+        id: command.id,
+        token: command.token.clone(),
+        channel: command.channel_id,
+        first: Some(first),
+        deferred: None,
+        started: Instant::now(),
+    };
+    let Some(_claim) = Claim::take(&shared, command.id.get()) else {
+        tracing::info!("interaction already handled; not running it twice");
+        responder.say(Message::text("This command was already handled.", true)).await;
+        return;
+    };
+    if !shared.settings.accepts(command.guild_id.map(|g| g.get())) {
+        tracing::warn!(guild = ?command.guild_id, "command from a server or DM Shipday is not set up for");
+        let text = "✋ Shipday only takes commands in its team's server. Ask there.";
+        responder.say(Message::text(text, true)).await;
+        return;
+    }
+    let options = option_values(&command.data.options);
+    let line = match commands::command_line(&shared.book, &command.data.name, &options) {
+        Ok(line) => line,
+        Err(problem) => return responder.say(Message::text(format!("✋ {problem}"), true)).await,
+    };
+    let plan = commands::ack_plan(&command.data.name, &options);
+    let (progress, updates) = mpsc::unbounded_channel();
+    let invocation = Invocation {
+        platform: PLATFORM.into(),
+        user_id: command.user.id.to_string(),
+        text: line,
+        progress: Some(progress),
+        platform_roles: lead_roles(&shared, &command),
+    };
+    let submit = shared.engine.submit(invocation);
+    tokio::pin!(submit);
+    let budget = if plan.host_work { shared.tuning.host_work_budget } else { shared.tuning.quick_answer_budget };
+    // A zero budget defers before the engine is even asked, so the order is certain.
+    let quick = if budget.is_zero() { None } else { tokio::time::timeout(budget, &mut submit).await.ok() };
+    let reply = match quick {
+        Some(reply) => reply,
+        None => {
+            responder.defer(plan.likely).await;
+            submit.await
+        }
+    };
+    // The engine made its decision durable before answering: from here on a replay of this
+    // interaction must not run it again.
+    if let Err(error) = shared.store.record_delivery(&delivery_key(command.id), shared.clock.now()).await {
+        tracing::error!(error = format!("{error:#}"), "cannot record the interaction as handled");
+    }
+    let topic = options.iter().find(|(n, _)| *n == "command").and_then(|(_, v)| match v {
+        OptionValue::Text(t) => Some(*t),
+        _ => None,
+    });
+    let asked = Asked { command: &command.data.name, topic };
+    let message = render::reply(&reply, asked, &shared.book, shared.clock.now());
+    let target = responder.answer(&message).await;
+    if matches!(reply.body, ReplyBody::Deploy(_)) {
+        follow(&mut responder, target, updates).await;
+    }
+}
+
+/// The store key that marks an interaction as handled.
+fn delivery_key(id: InteractionId) -> String {
+    format!("discord:interaction:{id}")
+}
+
+/// Marks an interaction as in flight; dropping it clears the mark.
+struct Claim {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Claim {
+    fn take(shared: &Arc<Shared>, id: u64) -> Option<Self> {
+        let seen = shared.store.delivery_seen(&delivery_key(InteractionId::new(id))).unwrap_or_else(|error| {
+            tracing::error!(error = format!("{error:#}"), "cannot read delivery records; handling the interaction");
+            false
+        });
+        let fresh = shared.in_flight.lock().expect("in-flight lock").insert(id);
+        match (seen, fresh) {
+            (false, true) => Some(Self { shared: shared.clone(), id }),
+            (_, true) => {
+                shared.in_flight.lock().expect("in-flight lock").remove(&id);
+                None
+            }
+            (_, false) => None,
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.shared.in_flight.lock().expect("in-flight lock").remove(&self.id);
+    }
+}
+
+/// The options as the command-line builder takes them.
+fn option_values(options: &[serenity::all::CommandDataOption]) -> Vec<(&str, OptionValue<'_>)> {
+    options
+        .iter()
+        .map(|option| {
+            let value = match &option.value {
+                CommandDataOptionValue::String(text) => OptionValue::Text(text),
+                CommandDataOptionValue::Boolean(flag) => OptionValue::Flag(*flag),
+                CommandDataOptionValue::Integer(n) => OptionValue::Integer(*n),
+                _ => OptionValue::Unsupported,
+            };
+            (option.name.as_str(), value)
+        })
+        .collect()
+}
+
+/// The lead role, when the member data Discord sent carries the configured role id.
+fn lead_roles(shared: &Shared, command: &CommandInteraction) -> Vec<Role> {
+    let is_lead = match (shared.settings.lead_role, &command.member) {
+        (Some(role), Some(member)) => member.roles.iter().any(|r| r.get() == role),
+        _ => false,
+    };
+    if is_lead { vec![Role::Lead] } else { Vec::new() }
+}
+
+/// The message a deploy's progress edits.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The interaction's `@original` response.
+    Original,
+    /// A follow-up message of the interaction.
+    Followup(MessageId),
+    /// A normal channel message: after the interaction token's lifetime.
+    Channel(ChannelId, MessageId),
+    /// Nothing to edit (posting failed).
+    Nowhere,
+}
+
+struct Responder {
+    shared: Arc<Shared>,
+    id: InteractionId,
+    token: String,
+    channel: ChannelId,
+    first: Option<FirstResponse>,
+    /// The visibility of the deferred response, once deferred.
+    deferred: Option<Visibility>,
+    started: Instant,
+}
+
+impl Responder {
+    /// Sends the initial response (exactly once per interaction).
+    async fn initial(&mut self, body: Value) -> Result<()> {
+        match self.first.take().context("the interaction was already answered")? {
+            FirstResponse::Callback => {
+                self.shared.http.create_interaction_response(self.id, &self.token, &body, Vec::new()).await?;
+            }
+            FirstResponse::HttpBody(reply) => {
+                let _ = reply.send(body);
+            }
+        }
+        Ok(())
+    }
+
+    /// Acknowledges with "thinking…", visible to `visibility`.
+    async fn defer(&mut self, visibility: Visibility) {
+        let mut body = json!({ "type": 5 });
+        if visibility == Visibility::Ephemeral {
+            body["data"] = json!({ "flags": render::EPHEMERAL });
+        }
+        match self.initial(body).await {
+            Ok(()) => self.deferred = Some(visibility),
+            Err(error) => tracing::error!(error = format!("{error:#}"), "cannot defer the interaction"),
+        }
+    }
+
+    /// Answers with a message that nothing will edit later.
+    async fn say(&mut self, message: Message) {
+        let _ = self.answer(&message).await;
+    }
+
+    /// Answers the interaction with `message` and says where it can be edited later.
+    async fn answer(&mut self, message: &Message) -> Target {
+        match self.try_answer(message).await {
+            Ok(target) => target,
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "cannot answer the interaction");
+                Target::Nowhere
+            }
+        }
+    }
+
+    async fn try_answer(&mut self, message: &Message) -> Result<Target> {
+        let visibility = if message.ephemeral { Visibility::Ephemeral } else { Visibility::Public };
+        let http = &self.shared.http;
+        match self.deferred {
+            None => {
+                self.initial(json!({ "type": 4, "data": message.flagged_body() })).await?;
+                Ok(Target::Original)
+            }
+            Some(deferred) if deferred == visibility => {
+                let posted = http.edit_original_interaction_response(&self.token, &message.body(), Vec::new()).await?;
+                self.track(visibility, posted.channel_id, posted.id);
+                Ok(Target::Original)
+            }
+            Some(_) => {
+                // Visibility cannot change after a defer: replace the placeholder.
+                http.delete_original_interaction_response(&self.token).await?;
+                let posted = http.create_followup_message(&self.token, &message.flagged_body(), Vec::new()).await?;
+                self.track(visibility, posted.channel_id, posted.id);
+                Ok(Target::Followup(posted.id))
+            }
+        }
+    }
+
+    /// Public messages are where people react: remember them for reconciliation.
+    fn track(&self, visibility: Visibility, channel: ChannelId, id: MessageId) {
+        if visibility == Visibility::Public {
+            let message = MessageRef { channel: channel.to_string(), id: id.to_string() };
+            let _ = self.shared.reactions.send(reactions::Job::Track(message));
+        }
+    }
+
+    /// Edits `target` with `message`, moving to a channel message once the token is too old.
+    async fn edit(&mut self, target: Target, message: &Message) -> Result<Target> {
+        let http = &self.shared.http;
+        let token_expiring = self.started.elapsed() >= self.shared.tuning.interaction_token_lifetime;
+        match target {
+            Target::Original | Target::Followup(_) if token_expiring => {
+                let posted = http.send_message(self.channel, Vec::new(), &message.body()).await?;
+                self.track(Visibility::Public, posted.channel_id, posted.id);
+                let note = Message::text("⏩ This deploy's progress continues in a new message below.", false);
+                if let Err(error) = self.edit_interaction_message(target, &note).await {
+                    tracing::warn!(error = format!("{error:#}"), "cannot point the old message to the new one");
+                }
+                tracing::info!(message = %posted.id, "interaction token ageing: progress moved to a channel message");
+                Ok(Target::Channel(posted.channel_id, posted.id))
+            }
+            Target::Original | Target::Followup(_) => {
+                self.edit_interaction_message(target, message).await?;
+                Ok(target)
+            }
+            Target::Channel(channel, id) => {
+                http.edit_message(channel, id, &message.body(), Vec::new()).await?;
+                Ok(target)
+            }
+            Target::Nowhere => Ok(target),
+        }
+    }
+
+    async fn edit_interaction_message(&self, target: Target, message: &Message) -> Result<()> {
+        let http = &self.shared.http;
+        let posted = match target {
+            Target::Followup(id) => http.edit_followup_message(&self.token, id, &message.body(), Vec::new()).await?,
+            _ => http.edit_original_interaction_response(&self.token, &message.body(), Vec::new()).await?,
+        };
+        self.track(Visibility::Public, posted.channel_id, posted.id);
+        Ok(())
+    }
+}
+
+/// Edits the deploy's message as progress arrives, at most once per `min_edit_interval`, always
+/// showing the newest state and always the final one.
+async fn follow(responder: &mut Responder, mut target: Target, mut updates: mpsc::UnboundedReceiver<ProgressUpdate>) {
+    let pace = responder.shared.tuning.min_edit_interval;
+    let mut last_edit: Option<Instant> = None;
+    while let Some(mut update) = updates.recv().await {
+        if let Some(wait) = last_edit.map(|at| pace.saturating_sub(at.elapsed())).filter(|w| !w.is_zero()) {
+            tokio::time::sleep(wait).await;
+        }
+        while let Ok(newer) = updates.try_recv() {
+            update = newer;
+        }
+        let message = render::progress(&update, responder.shared.clock.now());
+        match responder.edit(target, &message).await {
+            Ok(next) => target = next,
+            Err(error) => tracing::warn!(
+                deploy = update.record.id,
+                error = format!("{error:#}"),
+                "cannot edit the progress message; the deploy goes on and /status shows its outcome"
+            ),
+        }
+        last_edit = Some(Instant::now());
+    }
+}
+
+/// How long the HTTP endpoint waits for the first response; Discord allows 3 s in all.
+pub(crate) const FIRST_RESPONSE_LIMIT: Duration = Duration::from_millis(2500);

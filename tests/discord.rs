@@ -1,0 +1,556 @@
+//! The Discord adapter, end to end: the real serenity client against a local fake Discord
+//! (REST and gateway), the real engine, the local transport and real git repositories.
+
+mod common;
+
+use common::fake_discord::{
+    self as fake, APPLICATION_ID, BOT_ID, CHANNEL_ID, FakeDiscord, GUILD_ID, LEAD_ROLE, OTHER_ROLE,
+};
+use common::{Bot, World};
+use serde_json::{Value, json};
+use shipday::chat::discord::{self, RateLimiter, Running, Tuning};
+use std::path::Path;
+use std::time::Duration;
+
+const GRACE: &str = "53908232506183680";
+const LINUS: &str = "53908232506183681";
+const ADA: &str = "53908232506183682";
+const MALLORY: &str = "66600000000000001";
+
+/// The test's tuning: serenity's rate limiter off (it only honours the fake's base URL that
+/// way), host work deferred at once so the deferred path is the one exercised, no pacing.
+fn tuning() -> Tuning {
+    Tuning {
+        rate_limiter: RateLimiter::OffForTests,
+        host_work_budget: Duration::ZERO,
+        min_edit_interval: Duration::ZERO,
+        ..Tuning::default()
+    }
+}
+
+struct Setup {
+    world: World,
+    bot: Bot,
+    discord: FakeDiscord,
+    running: Running,
+}
+
+/// The playground (or the config at `base`) with Discord ids for its people and a
+/// `[discord]` section pointing at a fresh fake Discord, plus `extra` keys for that section.
+async fn setup_with(world: World, base: &Path, extra: &str, tuning: Tuning) -> Setup {
+    let discord = FakeDiscord::start().await;
+    std::fs::write(world.path().join("discord-token"), "fake-bot-token\n").unwrap();
+    let mut text = std::fs::read_to_string(base).unwrap();
+    for (name, id) in [("Ada", ADA), ("Grace", GRACE), ("Linus", LINUS)] {
+        text = text.replacen(&format!("name = \"{name}\"\n"), &format!("name = \"{name}\"\ndiscord = \"{id}\"\n"), 1);
+    }
+    text.push_str(&format!(
+        "\n[discord]\napplication_id = \"{APPLICATION_ID}\"\nguild_id = \"{GUILD_ID}\"\nchannel = \"{CHANNEL_ID}\"\n\
+         lead_role = \"{LEAD_ROLE}\"\nbot_token = {{ file = \"discord-token\" }}\napi_base_url = \"{}\"\n{extra}\n",
+        discord.api_base
+    ));
+    let config = world.path().join("discord.toml");
+    std::fs::write(&config, text).unwrap();
+    // sled frees its file lock a moment after a test's own handle drops.
+    let mut tries = 0;
+    let bot = loop {
+        match Bot::try_start(&config) {
+            Ok(bot) => break bot,
+            Err(error) if tries < 50 => {
+                tries += 1;
+                tracing_free_wait(error).await;
+            }
+            Err(error) => panic!("{error:#}"),
+        }
+    };
+    let running = discord::start(&bot.app, std::sync::Arc::new(bot.clock.clone()), tuning).await.unwrap();
+    discord.wait_for_sessions(1).await;
+    Setup { world, bot, discord, running }
+}
+
+async fn tracing_free_wait(_: anyhow::Error) {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn setup() -> Setup {
+    let world = World::new();
+    let base = world.config_path();
+    setup_with(world, &base, "", tuning()).await
+}
+
+fn options(pairs: &[(&str, Value)]) -> Value {
+    Value::Array(
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                let kind = if value.is_boolean() { 5 } else { 3 };
+                json!({ "name": name, "type": kind, "value": value })
+            })
+            .collect(),
+    )
+}
+
+fn title(body: &Value) -> &str {
+    body["embeds"][0]["title"].as_str().unwrap_or_default()
+}
+
+/// Waits for the interaction's visible message to have an embed whose title starts with `prefix`.
+async fn wait_for_title(discord: &FakeDiscord, token: &str, prefix: &str) -> fake::StoredMessage {
+    discord
+        .wait_for(&format!("a message titled {prefix}…"), |f| {
+            f.original(token).filter(|m| !m.deleted && title(&m.body).starts_with(prefix))
+        })
+        .await
+}
+
+/// Waits for an audit entry whose text contains `needle`.
+async fn wait_for_audit(setup: &Setup, needle: &str) -> shipday::store::AuditEntry {
+    setup
+        .discord
+        .wait_for(&format!("an audit entry with {needle:?}"), |_| {
+            setup.bot.app.store.audit_tail(50).unwrap().into_iter().find(|e| e.text.contains(needle))
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_developer_deploys_from_discord_and_one_message_follows_it_to_success() {
+    let t = setup().await;
+    assert_eq!(t.discord.identifies()[0]["intents"], 1537, "guilds, guild messages, guild message reactions");
+    let opts = options(&[("env", json!("dev")), ("ref", json!("feature/login"))]);
+    let token = t.discord.command(GRACE, &[], "deploy", opts);
+    let done = wait_for_title(&t.discord, &token, "✅ Deployed `feature/login` to dev").await;
+
+    let calls = t.discord.interaction_calls(&token);
+    assert_eq!((calls[0].method.as_str(), calls[0].body.clone()), ("POST", json!({ "type": 5 })), "{calls:#?}");
+    assert!(calls[0].path.ends_with("/callback"));
+    let edits = &calls[1..];
+    assert!(edits.iter().all(|c| c.method == "PATCH" && c.path.ends_with("/messages/@original")), "{edits:#?}");
+    assert_eq!(title(&edits[0].body), "🚀 Deploying `feature/login` to dev");
+    assert!(edits.len() >= 3, "progress edits the message as steps finish: {edits:#?}");
+    let description = done.body["embeds"][0]["description"].as_str().unwrap();
+    for step in ["✅ fetch", "✅ checkout", "✅ restart app", "✅ reload web", "✅ verify HEAD"] {
+        assert!(description.contains(step), "{description}");
+    }
+    let sha = t.world.tip("feature/login");
+    assert_eq!(done.body["embeds"][0]["fields"][0]["value"], format!("`{}`", &sha[..8]));
+    assert_eq!(done.body["embeds"][0]["fields"][1]["value"], "Grace");
+    assert_eq!(done.flags, 0, "deploy outcomes are public");
+    assert_eq!(done.body["allowed_mentions"], json!({ "parse": [], "users": [] }));
+    assert_eq!(t.world.head("dev"), sha);
+    // People react to the deploy message: it is tracked for reconciliation.
+    t.discord
+        .wait_for("the deploy message to be tracked", |_| {
+            let tracked = t.bot.app.store.tracked_messages("discord").unwrap();
+            tracked.iter().any(|m| m.message.id == done.id.to_string()).then_some(())
+        })
+        .await;
+    // The engine knows who it was, by Discord id.
+    let audit = t.bot.app.store.audit_tail(5).unwrap();
+    let entry = audit.iter().find(|e| e.text == "/deploy dev feature/login").unwrap();
+    assert_eq!((entry.platform.as_str(), entry.person.as_deref()), ("discord", Some("grace")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_an_ephemeral_embed_with_a_field_per_environment() {
+    let t = setup().await;
+    t.bot.say("grace", "/deploy dev feature/login").await;
+    let token = t.discord.command(LINUS, &[], "status", json!([]));
+    let answer = t.discord.wait_for("the /status answer", |f| f.original(&token)).await;
+    let calls = t.discord.interaction_calls(&token);
+    assert_eq!(calls.len(), 1, "answered directly, no defer: {calls:#?}");
+    assert_eq!(calls[0].body["type"], 4);
+    assert_eq!(answer.flags, 64, "read-only answers are ephemeral");
+    let embed = &answer.body["embeds"][0];
+    assert_eq!(embed["title"], "Status");
+    let names: Vec<&str> = embed["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dev · branch dev", "staging · branch staging", "production · branch master", "Calendar"]);
+    let dev = embed["fields"][0]["value"].as_str().unwrap();
+    let sha = t.world.tip("feature/login");
+    assert!(dev.contains(&format!("**Live:** `feature/login` at `{}` by Grace, <t:", &sha[..8])), "{dev}");
+    assert!(dev.contains("**Hold:** dev is claimed by Grace"), "{dev}");
+    let staging = embed["fields"][1]["value"].as_str().unwrap();
+    assert!(staging.contains("nothing deployed by Shipday yet") && staging.contains("**Hold:** free"), "{staging}");
+
+    let token = t.discord.command(LINUS, &[], "help", options(&[("command", json!("deploy"))]));
+    let help = t.discord.wait_for("the /help answer", |f| f.original(&token)).await;
+    assert_eq!(title(&help.body), shipday::command::CommandBook::builtin().get("deploy").unwrap().usage);
+    assert_eq!(help.flags, 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfigured_user_is_refused_privately_and_nothing_runs() {
+    let t = setup().await;
+    let opts = options(&[("env", json!("dev")), ("ref", json!("feature/login"))]);
+    let token = t.discord.command(MALLORY, &[LEAD_ROLE], "deploy", opts);
+    let refusal = t
+        .discord
+        .wait_for("an ephemeral follow-up", |f| {
+            f.calls()
+                .into_iter()
+                .find(|c| c.method == "POST" && c.path == format!("/webhooks/{APPLICATION_ID}/{token}"))
+        })
+        .await;
+    assert_eq!(refusal.body["flags"], 64);
+    let text = refusal.body["content"].as_str().unwrap();
+    assert!(text.starts_with("✋") && text.contains("people list"), "{text}");
+    // The public "thinking" placeholder of the deferred deploy was removed.
+    let calls = t.discord.interaction_calls(&token);
+    assert_eq!(calls[0].body, json!({ "type": 5 }));
+    assert!(calls.iter().any(|c| c.method == "DELETE" && c.path.ends_with("/messages/@original")), "{calls:#?}");
+    assert!(t.discord.original(&token).unwrap().deleted);
+    assert!(t.bot.app.store.history(None, 5).unwrap().is_empty());
+    assert!(t.world.restarts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_needs_the_lead_role_from_the_member_data_not_a_name() {
+    let t = setup().await;
+    // Wednesday 2 Dec 2026 07:45 EAT: inside production's slot, on a production week.
+    t.bot.clock.set(chrono::DateTime::parse_from_rfc3339("2026-12-02T04:45:00Z").unwrap().with_timezone(&chrono::Utc));
+    let opts = || options(&[("env", json!("production")), ("ref", json!("master"))]);
+    let token = t.discord.command(GRACE, &[OTHER_ROLE], "deploy", opts());
+    let refusal = t
+        .discord
+        .wait_for("the refusal", |f| {
+            f.calls()
+                .into_iter()
+                .find(|c| c.method == "POST" && c.path == format!("/webhooks/{APPLICATION_ID}/{token}"))
+        })
+        .await;
+    assert!(refusal.body["content"].as_str().unwrap().contains("needs a lead"), "{refusal:?}");
+    assert_eq!(refusal.body["flags"], 64);
+
+    let token = t.discord.command(GRACE, &[OTHER_ROLE, LEAD_ROLE], "deploy", opts());
+    let done = wait_for_title(&t.discord, &token, "✅ Deployed `master` to production").await;
+    assert_eq!(done.body["embeds"][0]["fields"][1]["value"], "Grace");
+    assert_eq!(t.world.head("production"), t.world.tip("master"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_on_the_bots_messages_become_engine_events_and_its_own_are_ignored() {
+    let t = setup().await;
+    let token = t.discord.command(ADA, &[], "lock", options(&[("env", json!("staging")), ("reason", json!("QA run"))]));
+    let lock = t.discord.wait_for("the public lock message", |f| f.original(&token)).await;
+    assert_eq!(lock.flags, 0);
+    assert!(lock.body["content"].as_str().unwrap().contains("QA run"));
+
+    t.discord.react(BOT_ID, &[], lock.id, "👀", true);
+    t.discord.react(GRACE, &[LEAD_ROLE], lock.id, "✅", true);
+    let added = wait_for_audit(&t, &format!("reacted :✅: on message {} in {CHANNEL_ID}", lock.id)).await;
+    assert_eq!(
+        (added.platform.as_str(), added.user_id.as_str(), added.person.as_deref()),
+        ("discord", GRACE, Some("grace"))
+    );
+    t.discord.react(GRACE, &[], lock.id, "✅", false);
+    wait_for_audit(&t, &format!("removed reaction :✅: on message {}", lock.id)).await;
+
+    // Reactions on someone else's message are not the bot's business.
+    let other = t.discord.post_as(LINUS, "lunch?");
+    t.discord.react(GRACE, &[], other, "🍕", true);
+    t.discord.react(LINUS, &[], lock.id, "🎉", true);
+    wait_for_audit(&t, "reacted :🎉:").await;
+    let audit = t.bot.app.store.audit_tail(50).unwrap();
+    assert!(!audit.iter().any(|e| e.text.contains("👀")), "the bot's own reaction was recorded: {audit:#?}");
+    assert!(!audit.iter().any(|e| e.text.contains("🍕")), "a reaction on another's message was recorded");
+    assert_eq!(audit.iter().filter(|e| e.decision == "recorded").count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_made_while_the_gateway_was_down_are_found_after_a_failed_resume() {
+    let t = setup().await;
+    t.discord.set_member_roles(ADA, &[LEAD_ROLE]);
+    let token = t.discord.command(ADA, &[], "lock", options(&[("env", json!("staging")), ("reason", json!("QA run"))]));
+    let lock = t.discord.wait_for("the public lock message", |f| f.original(&token)).await;
+    t.discord.react(GRACE, &[], lock.id, "👀", true);
+    wait_for_audit(&t, "reacted :👀:").await;
+
+    t.discord.reject_resumes();
+    t.discord.drop_connection();
+    // During the gap: Ada approves, Grace takes her reaction back. No events reach the bot.
+    t.discord.react_unseen(ADA, lock.id, "✅", true);
+    t.discord.react_unseen(GRACE, lock.id, "👀", false);
+
+    t.discord.wait_for_sessions(2).await;
+    assert!(t.discord.resumes() >= 1, "serenity tried to resume first");
+    let approved = wait_for_audit(&t, &format!("reacted :✅: on message {}", lock.id)).await;
+    assert_eq!(approved.person.as_deref(), Some("ada"));
+    let removed = wait_for_audit(&t, "removed reaction :👀:").await;
+    assert_eq!(removed.person.as_deref(), Some("grace"));
+    let calls = t.discord.calls();
+    let reread = format!("/channels/{CHANNEL_ID}/messages/{}", lock.id);
+    assert!(calls.iter().any(|c| c.method == "GET" && c.path == reread), "re-read over REST: {calls:#?}");
+    assert!(calls.iter().any(|c| c.method == "GET" && c.path == format!("/guilds/{GUILD_ID}/members/{ADA}")));
+    // What the engine now knows is remembered for the next gap.
+    let message = shipday::engine::MessageRef { channel: CHANNEL_ID.into(), id: lock.id.to_string() };
+    let expected = [(ADA.to_owned(), "✅".to_owned())];
+    t.discord
+        .wait_for("the tracked reactions to match Discord", |_| {
+            let tracked = t.bot.app.store.tracked_message("discord", &message).unwrap()?;
+            tracked.reactions.iter().eq(expected.iter()).then_some(())
+        })
+        .await;
+}
+
+/// serenity may deliver an add and a remove of the same reaction swapped; an event that
+/// contradicts what was recorded makes the adapter re-read the message instead of trusting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reaction_event_that_contradicts_the_record_makes_the_message_be_re_read() {
+    let t = setup().await;
+    t.discord.set_member_roles(ADA, &[LEAD_ROLE]);
+    let token = t.discord.command(ADA, &[], "lock", options(&[("env", json!("staging")), ("reason", json!("QA run"))]));
+    let lock = t.discord.wait_for("the public lock message", |f| f.original(&token)).await;
+    t.discord.react(GRACE, &[], lock.id, "👀", true);
+    wait_for_audit(&t, "reacted :👀:").await;
+    // Discord now shows Ada's ✅ (its event overtaken), and a removal arrives for a reaction
+    // the adapter never recorded.
+    t.discord.react_unseen(ADA, lock.id, "✅", true);
+    t.discord.react(LINUS, &[], lock.id, "🎉", false);
+    let approved = wait_for_audit(&t, &format!("reacted :✅: on message {}", lock.id)).await;
+    assert_eq!(approved.person.as_deref(), Some("ada"));
+    let audit = t.bot.app.store.audit_tail(50).unwrap();
+    assert!(!audit.iter().any(|e| e.text.contains("🎉")), "the contradictory removal was not passed on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_that_outlives_the_interaction_token_continues_in_a_channel_message() {
+    let world = World::new();
+    let base = world.config_with_dev_steps(
+        r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
+           { name = "slow restart", run = "sleep 1" },"#,
+    );
+    let short = Tuning { interaction_token_lifetime: Duration::from_millis(300), ..tuning() };
+    let t = setup_with(world, &base, "", short).await;
+    let token = t.discord.command(GRACE, &[], "deploy", options(&[("env", json!("dev")), ("ref", json!("dev"))]));
+    let moved = t
+        .discord
+        .wait_for("the deploy to finish in a channel message", |f| {
+            f.calls().into_iter().rev().find(|c| {
+                c.method == "PATCH"
+                    && c.path.starts_with(&format!("/channels/{CHANNEL_ID}/messages/"))
+                    && title(&c.body).starts_with("✅ Deployed")
+            })
+        })
+        .await;
+    let posted = t
+        .discord
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.path == format!("/channels/{CHANNEL_ID}/messages"));
+    assert!(title(&posted.unwrap().body).starts_with("🚀 Deploying `dev` to dev"));
+    let original = t.discord.original(&token).unwrap();
+    assert!(original.body["content"].as_str().unwrap().contains("continues in a new message"), "{original:?}");
+    let id: u64 = moved.path.rsplit('/').next().unwrap().parse().unwrap();
+    t.discord
+        .wait_for("the channel message to be tracked", |_| {
+            let tracked = t.bot.app.store.tracked_messages("discord").unwrap();
+            tracked.iter().any(|m| m.message.id == id.to_string()).then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_a_crash_interrupted_are_announced_in_the_team_channel() {
+    use shipday::release::deploy::{DeployRecord, Outcome, Trigger};
+    use shipday::release::gitref::{GitRef, Sha};
+    let world = World::new();
+    {
+        let (store, _) = shipday::store::Store::open(&world.path().join("state")).unwrap();
+        let record = DeployRecord {
+            id: store.next_deploy_id().unwrap(),
+            env: "dev".into(),
+            git_ref: GitRef::parse("feature/login").unwrap(),
+            sha: Sha::parse(&world.tip("feature/login")).unwrap(),
+            requested_by: "grace".into(),
+            requested_by_name: "Grace".into(),
+            trigger: Trigger::Command,
+            emergency: None,
+            migrations: None,
+            started_at: chrono::Utc::now(),
+            finished_at: None,
+            steps: Vec::new(),
+            outcome: Outcome::Running,
+        };
+        store.put_deploy(&record).unwrap();
+        store.flush_blocking();
+    }
+    let base = world.config_path();
+    let t = setup_with(world, &base, "", tuning()).await;
+    let notice = t
+        .discord
+        .wait_for("the notice in the team channel", |f| {
+            f.calls().into_iter().find(|c| c.method == "POST" && c.path == format!("/channels/{CHANNEL_ID}/messages"))
+        })
+        .await;
+    let text = notice.body["content"].as_str().unwrap();
+    assert!(text.contains("Shipday stopped while deploy #1 of `feature/login` to dev"), "{text}");
+    assert_eq!(notice.body["allowed_mentions"]["parse"], json!([]));
+}
+
+mod http_endpoint {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn signing_key() -> SigningKey {
+        let vector = fake::contract("ed25519-test-vector.json");
+        let secret = hex::decode(vector["rfc8032_test_1"]["secret_key"].as_str().unwrap()).unwrap();
+        SigningKey::from_bytes(&secret.try_into().unwrap())
+    }
+
+    async fn post(url: &str, body: &str, timestamp: i64, key: &SigningKey) -> reqwest::Response {
+        let timestamp = timestamp.to_string();
+        let signature = hex::encode(key.sign(format!("{timestamp}{body}").as_bytes()).to_bytes());
+        reqwest::Client::new()
+            .post(url)
+            .header("X-Signature-Ed25519", signature)
+            .header("X-Signature-Timestamp", timestamp)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn start() -> (Setup, String) {
+        let world = World::new();
+        let base = world.config_path();
+        let public = fake::contract("ed25519-test-vector.json")["rfc8032_test_1"]["public_key"].clone();
+        let extra = format!("public_key = {public}\nhttp_listen = \"127.0.0.1:0\"");
+        let t = setup_with(world, &base, &extra, tuning()).await;
+        let url = format!("http://{}/discord/interactions", t.running.endpoint.unwrap());
+        (t, url)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_signed_fresh_requests_are_answered() {
+        let (t, url) = start().await;
+        let key = signing_key();
+        let now = shipday::clock::Clock::now(&t.bot.clock).timestamp();
+        let ping = fake::contract("interaction-ping.json").to_string();
+        let response = post(&url, &ping, now, &key).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.json::<Value>().await.unwrap(), fake::contract("interaction-response-pong.json"));
+
+        let stranger = SigningKey::from_bytes(&[7; 32]);
+        assert_eq!(post(&url, &ping, now, &stranger).await.status(), 401, "wrong key");
+        assert_eq!(post(&url, &ping, now - 301, &key).await.status(), 401, "stale timestamp");
+        assert_eq!(post(&url, &ping, now + 301, &key).await.status(), 401, "timestamp from the future");
+        let unsigned = reqwest::Client::new().post(&url).body(ping.clone()).send().await.unwrap();
+        assert_eq!(unsigned.status(), 401, "no signature headers");
+        // A body changed after signing.
+        let timestamp = now.to_string();
+        let signature = hex::encode(key.sign(format!("{timestamp}{ping}").as_bytes()).to_bytes());
+        let tampered = reqwest::Client::new()
+            .post(&url)
+            .header("X-Signature-Ed25519", signature)
+            .header("X-Signature-Timestamp", timestamp)
+            .body(ping.replace("\"type\":1", "\"type\":2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tampered.status(), 401);
+        assert!(t.bot.app.store.audit_tail(5).unwrap().is_empty(), "nothing ran");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_command_over_http_is_answered_in_the_response_and_a_replay_does_not_run_it_again() {
+        let (t, url) = start().await;
+        let key = signing_key();
+        let now = shipday::clock::Clock::now(&t.bot.clock).timestamp();
+        let body = fake::interaction(901, "http-token-1", LINUS, &[], "status", json!([])).to_string();
+        let response: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        assert_eq!(response["type"], 4);
+        assert_eq!(response["data"]["flags"], 64);
+        assert_eq!(response["data"]["embeds"][0]["title"], "Status");
+        let replay: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        assert!(replay["data"]["content"].as_str().unwrap().contains("already handled"), "{replay}");
+        let statuses = t.bot.app.store.audit_tail(10).unwrap().into_iter().filter(|e| e.text == "/status").count();
+        assert_eq!(statuses, 1);
+
+        // A deploy is deferred in the response, then followed over REST.
+        let opts = options(&[("env", json!("dev")), ("ref", json!("feature/login"))]);
+        let body = fake::interaction(902, "http-token-2", GRACE, &[], "deploy", opts).to_string();
+        let response: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        assert_eq!(response, fake::contract("interaction-response-deferred.json"));
+        t.discord.answered_over_http("http-token-2", &response);
+        wait_for_title(&t.discord, "http-token-2", "✅ Deployed `feature/login` to dev").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
+    use shipday::chat::discord::register::{Scope, register};
+    let t = setup().await;
+    let settings = t.bot.app.config.discord.clone().unwrap();
+    let environments = t.bot.app.config.environment_names();
+    t.discord.rate_limit_next(1);
+    let names = register(&settings, &environments, Scope::Guild(settings.guild_id)).await.unwrap();
+    assert_eq!(names, shipday::command::CommandBook::builtin().names());
+    let puts: Vec<_> = t.discord.calls().into_iter().filter(|c| c.method == "PUT").collect();
+    assert_eq!(puts.len(), 2, "one 429, then the registration");
+    assert_eq!(puts[1].path, format!("/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands"));
+    let env_choices = &puts[1].body[0]["options"][0]["choices"];
+    assert_eq!(
+        env_choices,
+        &json!([
+            { "name": "dev", "value": "dev" },
+            { "name": "staging", "value": "staging" },
+            { "name": "production", "value": "production" }
+        ])
+    );
+
+    // The CLI, globally.
+    let config = t.world.path().join("discord.toml");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["register", "discord", "--global", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let count = shipday::command::CommandBook::builtin().specs().len();
+    assert!(stdout.contains(&format!("Registered {count} commands globally: /deploy")), "{stdout}");
+    let last = t.discord.calls().into_iter().rfind(|c| c.method == "PUT").unwrap();
+    assert_eq!(last.path, format!("/applications/{APPLICATION_ID}/commands"));
+}
+
+/// The fake's payloads are complete: serenity parses every one (it silently drops events that
+/// lack a field it requires, which would make the tests above wait forever instead of failing).
+#[test]
+fn the_fakes_payloads_parse_as_serenity_models() {
+    use serenity::all::{Interaction, Member, Reaction};
+    let event = fake::interaction(1, "t", GRACE, &[LEAD_ROLE], "deploy", options(&[("env", json!("dev"))]));
+    let Interaction::Command(command) = serde_json::from_value::<Interaction>(event).unwrap() else { panic!() };
+    assert_eq!(command.member.unwrap().roles[0].get().to_string(), LEAD_ROLE);
+    serde_json::from_value::<Member>(fake::member_json(ADA, &[])).unwrap();
+    let add = fake::contract("gateway-message-reaction-add.json")["d"].clone();
+    let mut complete = add.clone();
+    complete["member"] = fake::member_json(GRACE, &[LEAD_ROLE]);
+    assert!(serde_json::from_value::<Reaction>(complete).is_ok());
+    assert!(serde_json::from_value::<Reaction>(add).is_err(), "the contract sample lacks member.flags");
+}
+
+/// The bot itself never runs without serenity's rate limiter, which only talks to Discord: a
+/// config pointing the REST client elsewhere stops `shipday serve`, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_another_api_base_url_rather_than_turn_the_rate_limiter_off() {
+    let world = World::new();
+    std::fs::write(world.path().join("discord-token"), "fake-bot-token\n").unwrap();
+    let mut text = std::fs::read_to_string(world.config_path()).unwrap();
+    text.push_str(&format!(
+        "\n[discord]\napplication_id = \"{APPLICATION_ID}\"\nguild_id = \"{GUILD_ID}\"\nchannel = \"{CHANNEL_ID}\"\n\
+         bot_token = {{ file = \"discord-token\" }}\napi_base_url = \"http://127.0.0.1:9/api/v10\"\n"
+    ));
+    let config = world.path().join("discord.toml");
+    std::fs::write(&config, text).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("discord.api_base_url") && stderr.contains("rate limiter"), "{stderr}");
+}
