@@ -184,7 +184,7 @@ async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
 async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
     let world = World::new();
     let sshd = Sshd::start();
-    let steps = format!(r#"{STEPS} {{ name = "slow", run = "sleep 8", timeout = "5m" }},"#);
+    let steps = format!(r#"{STEPS} {{ name = "slow", run = "sleep 60", timeout = "5m" }},"#);
     let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
     let (_, mut updates) = bot.send("grace", "/deploy dev feature/login").await;
     let mut last = None;
@@ -198,6 +198,9 @@ async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
     assert!(last.is_some());
     sshd.signal_sessions("STOP");
     let frozen_at = Instant::now();
+    // Under load a session process may still be starting: stop again to be sure every one is.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sshd.signal_sessions("STOP");
     while let Some(update) = updates.recv().await {
         last = Some(update);
     }
