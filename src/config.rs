@@ -26,6 +26,8 @@ pub struct Config {
     pub environments: Vec<Environment>,
     /// Secret values loaded at start-up, kept so they can be redacted from step output.
     pub secret_values: Vec<Secret>,
+    /// The Slack adapter, when a `[slack]` section is present.
+    pub slack: Option<crate::chat::slack::SlackConfig>,
 }
 
 /// A person and their identities on each platform.
@@ -239,6 +241,7 @@ struct RawConfig {
     /// that a step might print).
     #[serde(default)]
     redact: Vec<SecretRef>,
+    slack: Option<crate::chat::slack::RawSlack>,
 }
 
 fn default_timezone() -> String {
@@ -309,7 +312,9 @@ impl Config {
         for (i, secret) in raw.redact.iter().enumerate() {
             secret_values.push(secret.load(&format!("redact[{i}]"), base)?);
         }
-        Ok(Self { timezone, state_dir: base.join(raw.state_dir), people: raw.people, environments, secret_values })
+        let slack = raw.slack.map(|slack| slack.validate(base)).transpose()?;
+        secret_values.extend(slack.iter().flat_map(|s| s.secrets()));
+        Ok(Self { timezone, state_dir: base.join(raw.state_dir), people: raw.people, environments, secret_values, slack })
     }
 
     /// The environment called `name`.

@@ -9,9 +9,12 @@ use tokio::task::JoinSet;
 
 /// Runs the configured adapters until a shutdown signal, or until one of them fails.
 pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
-    let _ = clock;
-    let tasks: JoinSet<Result<()>> = JoinSet::new();
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     // Each chat adapter that is configured adds its task here.
+    if app.config.slack.is_some() {
+        let slack = crate::chat::slack::SlackAdapter::start(&app, clock.clone()).await?;
+        tasks.spawn(slack.run());
+    }
     if tasks.is_empty() {
         bail!(
             "no chat platform is configured: add a [slack] or [discord] section to the config \

@@ -5,6 +5,7 @@
 //! [`Reply`]: crate::engine::Reply
 
 pub mod console;
+pub mod slack;
 pub mod text;
 
 use crate::config::Config;
