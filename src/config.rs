@@ -314,7 +314,14 @@ impl Config {
         }
         let slack = raw.slack.map(|slack| slack.validate(base)).transpose()?;
         secret_values.extend(slack.iter().flat_map(|s| s.secrets()));
-        Ok(Self { timezone, state_dir: base.join(raw.state_dir), people: raw.people, environments, secret_values, slack })
+        Ok(Self {
+            timezone,
+            state_dir: base.join(raw.state_dir),
+            people: raw.people,
+            environments,
+            secret_values,
+            slack,
+        })
     }
 
     /// The environment called `name`.

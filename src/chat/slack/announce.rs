@@ -35,9 +35,8 @@ pub(crate) async fn run(
         match announcement {
             Announcement::Text(text) => {
                 // Escape first: the mentions written afterwards are the only `<…>` allowed.
-                let mrkdwn = mentions(&render::escape(&text), &slack.config, |p| {
-                    p.slack.as_ref().map(|id| format!("<@{id}>"))
-                });
+                let mrkdwn =
+                    mentions(&render::escape(&text), &slack.config, |p| p.slack.as_ref().map(|id| format!("<@{id}>")));
                 if let Err(error) = slack.api.post_message(&channel, &render::note(&mrkdwn)).await {
                     tracing::error!(%error, "cannot post an announcement");
                 }

@@ -125,7 +125,12 @@ impl SlackApi {
     }
 
     /// `chat.postEphemeral`: only `user` sees it (needs the bot in the channel).
-    pub async fn post_ephemeral(&self, channel: &str, user: &str, content: &SlackMessageContent) -> Result<(), ApiError> {
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        content: &SlackMessageContent,
+    ) -> Result<(), ApiError> {
         let session = self.client.open_session(&self.token);
         let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), content.clone());
         retrying("chat.postEphemeral", || session.chat_post_ephemeral(&request)).await?;
@@ -144,7 +149,8 @@ impl SlackApi {
     /// or the configured API's origin (a local fake). Nothing else receives our requests.
     pub fn trusted_response_url(&self, url: &str) -> Option<url::Url> {
         let url = url::Url::parse(url).ok()?;
-        let slack = url.scheme() == "https" && url.host_str().is_some_and(|h| h == "slack.com" || h.ends_with(".slack.com"));
+        let slack =
+            url.scheme() == "https" && url.host_str().is_some_and(|h| h == "slack.com" || h.ends_with(".slack.com"));
         let same_origin = url.origin() == self.base_url.origin();
         (slack || same_origin).then_some(url)
     }

@@ -83,7 +83,9 @@ impl Slack {
             }
             Err(error) => {
                 tracing::error!(error = format!("{error:#}"), "cannot read delivery records");
-                return render::note("Shipday cannot read its store right now, so it ran nothing. An operator can check its logs.");
+                return render::note(
+                    "Shipday cannot read its store right now, so it ran nothing. An operator can check its logs.",
+                );
             }
         };
         let now = self.clock.now();
@@ -103,16 +105,17 @@ impl Slack {
         let mut answer = tokio::spawn(async move { engine.submit(invocation).await });
         match tokio::time::timeout(ACK_BUDGET, &mut answer).await {
             Ok(reply) => {
-                let reply = reply.unwrap_or_else(|_| Reply::refused("Shipday could not answer. An operator can check its logs."));
+                let reply = reply
+                    .unwrap_or_else(|_| Reply::refused("Shipday could not answer. An operator can check its logs."));
                 self.answered(command, delivery, reply, updates, true).await
             }
             Err(_) => {
                 let span = tracing::Span::current();
                 tokio::spawn(
                     async move {
-                        let reply = answer
-                            .await
-                            .unwrap_or_else(|_| Reply::refused("Shipday could not answer. An operator can check its logs."));
+                        let reply = answer.await.unwrap_or_else(|_| {
+                            Reply::refused("Shipday could not answer. An operator can check its logs.")
+                        });
                         self.answered(command, delivery, reply, updates, false).await;
                     }
                     .instrument(span),
@@ -147,7 +150,7 @@ impl Slack {
                 let channel = command.channel_id.clone();
                 let accepted = render::note(&format!(
                     "✅ Accepted: `{}`. Following it in <#{channel}>.",
-                    render::escape(&format!("{} {}", command.command, command.text).trim().to_owned())
+                    render::escape(format!("{} {}", command.command, command.text).trim())
                 ));
                 tokio::spawn(self.public(command, content, updates).instrument(tracing::Span::current()));
                 accepted

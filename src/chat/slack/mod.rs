@@ -44,10 +44,9 @@ impl SlackAdapter {
     pub async fn start(app: &App, clock: Arc<dyn Clock>) -> Result<Self> {
         let settings = app.config.slack.clone().context("the config has no [slack] section")?;
         let api = SlackApi::new(&settings.api_base_url, &settings.bot_token)?;
-        let bot = api
-            .auth_test()
-            .await
-            .with_context(|| format!("cannot check the bot token with Slack's auth.test at {}", settings.api_base_url))?;
+        let bot = api.auth_test().await.with_context(|| {
+            format!("cannot check the bot token with Slack's auth.test at {}", settings.api_base_url)
+        })?;
         if bot.team_id != settings.team_id {
             bail!(
                 "slack.team_id is {} but the bot token belongs to workspace {}: Shipday serves exactly one workspace",

@@ -105,7 +105,8 @@ pub fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> SlackMessageContent 
         Trigger::Command => "Deploy",
         Trigger::Release => "Release (redeploy)",
     };
-    let mut blocks = vec![header(&format!("{} {verb} #{} to {}", outcome_emoji(&record.outcome), record.id, record.env))];
+    let mut blocks =
+        vec![header(&format!("{} {verb} #{} to {}", outcome_emoji(&record.outcome), record.id, record.env))];
     blocks.push(fields(&[
         format!("*Ref*\n`{}`", escape(record.git_ref.as_str())),
         format!("*Commit*\n`{}`", record.sha.short()),
@@ -124,12 +125,9 @@ pub fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> SlackMessageContent 
         }
     }
     let summary = match &record.outcome {
-        Outcome::Running => format!(
-            "⏳ Deploying `{}` ({}) to {}…",
-            escape(record.git_ref.as_str()),
-            record.sha.short(),
-            record.env
-        ),
+        Outcome::Running => {
+            format!("⏳ Deploying `{}` ({}) to {}…", escape(record.git_ref.as_str()), record.sha.short(), record.env)
+        }
         Outcome::Succeeded => format!(
             "✅ Succeeded: {} now runs `{}` ({}), in {}.",
             record.env,
@@ -178,7 +176,9 @@ fn dry_run(plan: &DeployPlan) -> Vec<SlackBlock> {
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| format!("{}. *{}* `{}` (limit {}s)", i + 1, escape(&s.name), escape(&s.command), s.timeout.as_secs()))
+        .map(|(i, s)| {
+            format!("{}. *{}* `{}` (limit {}s)", i + 1, escape(&s.name), escape(&s.command), s.timeout.as_secs())
+        })
         .collect();
     vec![
         header(&format!("Dry run: {} to {}", plan.git_ref, plan.env)),
@@ -221,7 +221,9 @@ fn hold_cell(env: &EnvironmentStatus, now: DateTime<Utc>) -> String {
     match &env.hold {
         None => "free".into(),
         Some(hold) => match &hold.kind {
-            HoldKind::Claim { expires_at, .. } if *expires_at <= now => format!("claim by {} (expired)", hold.holder_name),
+            HoldKind::Claim { expires_at, .. } if *expires_at <= now => {
+                format!("claim by {} (expired)", hold.holder_name)
+            }
             HoldKind::Claim { expires_at, .. } => {
                 format!("claimed by {} ({} left)", hold.holder_name, age(*expires_at, now))
             }

@@ -25,11 +25,8 @@ pub(crate) async fn run(slack: Arc<Slack>, app_token: Secret) -> Result<()> {
         .with_command_events(on_command)
         .with_push_events(on_push_event)
         .with_interaction_events(on_interaction);
-    let listener = Arc::new(SlackClientSocketModeListener::new(
-        &SlackClientSocketModeConfig::new(),
-        environment,
-        callbacks,
-    ));
+    let listener =
+        Arc::new(SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), environment, callbacks));
     listener
         .listen_for(&SlackApiToken::new(app_token.expose().into()))
         .await
@@ -84,7 +81,10 @@ async fn on_interaction(
     _state: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     let kind = serde_json::to_value(&event).ok().and_then(|v| v["type"].as_str().map(String::from));
-    tracing::info!(kind = kind.as_deref().unwrap_or("?"), "ignored an interaction: Shipday's messages have no interactive elements");
+    tracing::info!(
+        kind = kind.as_deref().unwrap_or("?"),
+        "ignored an interaction: Shipday's messages have no interactive elements"
+    );
     Ok(())
 }
 

@@ -113,8 +113,14 @@ mod tests {
         assert!(matches!(verify(&secret, None, Some(signature), body, now), Err(Rejected::MissingHeader(_))));
         assert!(matches!(verify(&secret, Some(ts), None, body, now), Err(Rejected::MissingHeader(_))));
         assert_eq!(verify(&secret, Some(ts), Some(signature), body, at(sent + WINDOW_SECS)), Ok(()));
-        assert!(matches!(verify(&secret, Some(ts), Some(signature), body, at(sent + WINDOW_SECS + 1)), Err(Rejected::Stale(_))));
-        assert!(matches!(verify(&secret, Some(ts), Some(signature), body, at(sent - WINDOW_SECS - 1)), Err(Rejected::Stale(_))));
+        assert!(matches!(
+            verify(&secret, Some(ts), Some(signature), body, at(sent + WINDOW_SECS + 1)),
+            Err(Rejected::Stale(_))
+        ));
+        assert!(matches!(
+            verify(&secret, Some(ts), Some(signature), body, at(sent - WINDOW_SECS - 1)),
+            Err(Rejected::Stale(_))
+        ));
         assert!(matches!(verify(&secret, Some("soon"), Some(signature), body, now), Err(Rejected::Stale(_))));
     }
 }
