@@ -528,3 +528,29 @@ async fn a_bot_token_for_another_workspace_stops_start_up() {
 fn urlencode(text: &str) -> String {
     serde_urlencoded::to_string([("x", text)]).unwrap().trim_start_matches("x=").to_owned()
 }
+
+/// `shipday serve` starts the Slack adapter from the config: here in Socket Mode, so the
+/// fake sees the binary connect and answers a command through it.
+#[tokio::test]
+async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
+    let world = World::new();
+    let fake = FakeSlack::start(TEAM).await;
+    let config = write_config(&world, &fake, Mode::Socket);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("SHIPDAY_CONFIG")
+        .env("SHIPDAY_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["command"] = json!("/status");
+    envelope["payload"]["text"] = json!("dev");
+    let ack = fake.send_envelope(&envelope).await;
+    assert!(ack["payload"]["text"].as_str().unwrap().contains("dev (branch dev)"), "{ack}");
+    assert!(fake.calls("auth.test").len() == 1);
+    child.kill().await.unwrap();
+}

@@ -66,6 +66,11 @@ async fn commands(State(routes): State<Routes>, headers: HeaderMap, body: Bytes)
     if !routes.verified(&headers, &body) {
         return unauthorized();
     }
+    // Slack occasionally checks a command URL's certificate with a signed `ssl_check=1`.
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    if fields.iter().any(|(key, value)| key == "ssl_check" && value == "1") {
+        return StatusCode::OK.into_response();
+    }
     let event: SlackCommandEvent = match serde_urlencoded::from_bytes(&body) {
         Ok(event) => event,
         Err(error) => {
