@@ -554,3 +554,19 @@ async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
     assert!(fake.calls("auth.test").len() == 1);
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_answering() {
+    let s = Setup::start(Mode::Socket).await;
+    let before = s.fake.connections();
+    s.fake.push_frame(&contract("socket-mode-envelope.json")["disconnect"]);
+    s.fake.wait_for("a new Socket Mode connection", |f| f.connections() > before).await;
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["envelope_id"] = json!("after-reconnect-1");
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["command"] = json!("/help");
+    envelope["payload"]["text"] = json!("");
+    let ack = s.fake.send_envelope(&envelope).await;
+    assert!(ack["payload"]["blocks"].to_string().contains("Shipday commands"), "{ack}");
+}

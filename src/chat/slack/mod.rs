@@ -7,7 +7,7 @@
 //! and renders replies as Block Kit. It decides nothing: refusals come from the engine.
 
 mod announce;
-pub mod api;
+mod api;
 mod commands;
 mod config;
 mod events;
