@@ -34,6 +34,8 @@ pub struct Config {
     pub approval_ttl: Duration,
     /// The Discord adapter, when configured.
     pub discord: Option<crate::chat::discord::DiscordConfig>,
+    /// The Slack adapter, when a `[slack]` section is present.
+    pub slack: Option<crate::chat::slack::SlackConfig>,
 }
 
 /// A person and their identities on each platform.
@@ -270,6 +272,7 @@ struct RawConfig {
     #[serde(default = "default_approval_ttl")]
     approval_ttl: String,
     discord: Option<crate::chat::discord::config::RawDiscordConfig>,
+    slack: Option<crate::chat::slack::RawSlack>,
 }
 
 fn default_approval_ttl() -> String {
@@ -365,6 +368,8 @@ impl Config {
         if let Some(discord) = &discord {
             secret_values.push(discord.bot_token.clone());
         }
+        let slack = raw.slack.map(|slack| slack.validate(base)).transpose()?;
+        secret_values.extend(slack.iter().flat_map(|s| s.secrets()));
         Ok(Self {
             timezone,
             calendar,
@@ -374,6 +379,7 @@ impl Config {
             environments,
             secret_values,
             discord,
+            slack,
         })
     }
 

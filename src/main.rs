@@ -208,6 +208,13 @@ fn check_config(path: &Path) -> Result<()> {
     println!("  time zone: {}", config.timezone);
     println!("  state: {}", config.state_dir.display());
     println!("  people: {}", config.people.len());
+    if let Some(slack) = &config.slack {
+        let mode = match &slack.mode {
+            shipday::chat::slack::SlackMode::Socket { .. } => "Socket Mode".to_owned(),
+            shipday::chat::slack::SlackMode::Http { listen, .. } => format!("HTTP on {listen}"),
+        };
+        println!("  slack: workspace {}, team channel {}, {mode}", slack.team_id, slack.channel);
+    }
     for env in &config.environments {
         let target = match &env.transport {
             TransportConfig::Local { dir } => format!("local {}", dir.display()),

@@ -1,6 +1,7 @@
 //! Platform set-up documents printed from the command specs: the Slack app manifest and the
 //! Discord command registration JSON.
 
+use crate::chat::slack::{COMMANDS_PATH, EVENTS_PATH, INTERACTIVITY_PATH};
 use crate::command::CommandBook;
 use crate::command::spec::{CommandSpec, OptionKind};
 use serde_json::{Value, json};
@@ -11,6 +12,7 @@ pub const DEFAULT_ENVIRONMENTS: [&str; 3] = ["dev", "staging", "production"];
 /// A Slack app manifest. With `request_url`, commands, events and interactivity go to that
 /// HTTPS base URL; without it, the app uses Socket Mode.
 pub fn slack(book: &CommandBook, request_url: Option<&str>) -> Value {
+    let request_url = request_url.map(|url| url.trim_end_matches('/'));
     let commands: Vec<Value> = book
         .specs()
         .iter()
@@ -22,7 +24,7 @@ pub fn slack(book: &CommandBook, request_url: Option<&str>) -> Value {
                 "should_escape": false,
             });
             if let Some(url) = request_url {
-                command["url"] = json!(format!("{url}/slack/commands"));
+                command["url"] = json!(format!("{url}{COMMANDS_PATH}"));
             }
             command
         })
@@ -35,8 +37,8 @@ pub fn slack(book: &CommandBook, request_url: Option<&str>) -> Value {
         "token_rotation_enabled": false,
     });
     if let Some(url) = request_url {
-        settings["event_subscriptions"]["request_url"] = json!(format!("{url}/slack/events"));
-        settings["interactivity"]["request_url"] = json!(format!("{url}/slack/interactivity"));
+        settings["event_subscriptions"]["request_url"] = json!(format!("{url}{EVENTS_PATH}"));
+        settings["interactivity"]["request_url"] = json!(format!("{url}{INTERACTIVITY_PATH}"));
     }
     json!({
         "display_information": {
@@ -49,7 +51,9 @@ pub fn slack(book: &CommandBook, request_url: Option<&str>) -> Value {
             "slash_commands": commands,
         },
         "oauth_config": {
-            "scopes": { "bot": ["commands", "chat:write", "reactions:read", "users:read"] },
+            // chat:write.public lets the bot post deploys in any public channel a command comes
+            // from without being invited first.
+            "scopes": { "bot": ["commands", "chat:write", "chat:write.public", "reactions:read", "users:read"] },
         },
         "settings": settings,
     })
@@ -127,8 +131,15 @@ mod tests {
         assert_eq!(commands[0]["command"], "/deploy");
         assert_eq!(commands[0]["usage_hint"], "ENV REF [--dry-run] [--force] [--emergency REASON]");
         assert_eq!(manifest["settings"]["socket_mode_enabled"], true);
-        let http = slack(&book, Some("https://bot.example"));
+        let http = slack(&book, Some("https://bot.example/"));
         assert_eq!(http["features"]["slash_commands"][0]["url"], "https://bot.example/slack/commands");
+        assert_eq!(http["settings"]["event_subscriptions"]["request_url"], "https://bot.example/slack/events");
+        assert_eq!(http["settings"]["interactivity"]["request_url"], "https://bot.example/slack/interactivity");
+        assert_eq!(http["settings"]["socket_mode_enabled"], false);
+        let scopes = manifest["oauth_config"]["scopes"]["bot"].as_array().unwrap();
+        for scope in ["commands", "chat:write", "chat:write.public", "reactions:read"] {
+            assert!(scopes.contains(&json!(scope)), "{scope}");
+        }
     }
 
     #[test]

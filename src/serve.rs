@@ -16,6 +16,10 @@ pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
         let discord = crate::chat::discord::start(&app, clock.clone(), Default::default()).await?;
         tasks.spawn(discord.wait());
     }
+    if app.config.slack.is_some() {
+        let slack = crate::chat::slack::SlackAdapter::start(&app, clock.clone()).await?;
+        tasks.spawn(slack.run());
+    }
     if tasks.is_empty() {
         bail!(
             "no chat platform is configured: add a [slack] or [discord] section to the config \

@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod discord;
+pub mod slack;
 pub mod text;
 
 use crate::config::Config;

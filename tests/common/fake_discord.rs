@@ -379,7 +379,7 @@ impl FakeDiscord {
         let (control, mut controls) = mpsc::unbounded_channel();
         let mut seq = 0u64;
         let hello = contract("gateway-hello.json");
-        if out.send(Ws::Text(hello.to_string())).await.is_err() {
+        if out.send(Ws::Text(hello.to_string().into())).await.is_err() {
             return;
         }
         loop {
@@ -410,7 +410,7 @@ impl FakeDiscord {
                         _ => None,
                     };
                     if let Some(reply) = reply
-                        && out.send(Ws::Text(reply.to_string())).await.is_err()
+                        && out.send(Ws::Text(reply.to_string().into())).await.is_err()
                     {
                         return;
                     }
@@ -419,7 +419,7 @@ impl FakeDiscord {
                     Control::Dispatch(t, d) => {
                         seq += 1;
                         let event = json!({ "op": 0, "s": seq, "t": t, "d": d });
-                        if out.send(Ws::Text(event.to_string())).await.is_err() {
+                        if out.send(Ws::Text(event.to_string().into())).await.is_err() {
                             return;
                         }
                     }

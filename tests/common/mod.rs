@@ -6,6 +6,7 @@
 pub mod django;
 pub mod fake_discord;
 pub mod fake_jira;
+pub mod fake_slack;
 pub mod sshd;
 
 use shipday::app::{self, App};

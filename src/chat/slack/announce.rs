@@ -1,0 +1,79 @@
+//! Announcements in the team channel: reminders and notices, and deploys nobody's command
+//! follows (one message per deploy, edited as it progresses).
+
+use super::{Slack, render};
+use crate::chat::{mentions, text};
+use crate::engine::{Announcement, MessageRef};
+use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Posts announcements until the engine goes away. Posting failures are logged and skipped:
+/// an announcement is never worth stopping the adapter for.
+pub(crate) async fn run(
+    slack: Arc<Slack>,
+    mut announcements: broadcast::Receiver<Announcement>,
+    interrupted: Option<String>,
+) -> Result<()> {
+    let channel = slack.settings.channel.clone();
+    if let Some(notice) = interrupted
+        && let Err(error) = slack.api.post_message(&channel, &render::note(&render::escape(&notice))).await
+    {
+        tracing::error!(%error, "cannot tell the team channel about interrupted deploys");
+    }
+    let mut deploys: HashMap<u64, MessageRef> = HashMap::new();
+    loop {
+        let announcement = match announcements.recv().await {
+            Ok(announcement) => announcement,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "announcements came faster than Slack took them; some were skipped");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        };
+        match announcement {
+            Announcement::Text(text) => {
+                // Escape first: the mentions written afterwards are the only `<…>` allowed.
+                let mrkdwn =
+                    mentions(&render::escape(&text), &slack.config, |p| p.slack.as_ref().map(|id| format!("<@{id}>")));
+                if let Err(error) = slack.api.post_message(&channel, &render::note(&mrkdwn)).await {
+                    tracing::error!(%error, "cannot post an announcement");
+                }
+            }
+            Announcement::Promotion(view) => {
+                let content = render::note(&render::escape(&text::promotion(&view.request, slack.config.timezone)));
+                let shown = view.messages.iter().find(|(platform, _)| platform == "slack").map(|(_, m)| m.clone());
+                let result = match shown {
+                    Some(at) => slack.api.update(&at, &content).await,
+                    None => match slack.api.post_message(&channel, &content).await {
+                        Ok(at) => {
+                            slack.engine.bind_message(view.request.id, "slack", at).await;
+                            Ok(())
+                        }
+                        Err(error) => Err(error),
+                    },
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, request = view.request.id, "cannot show a promotion request");
+                }
+            }
+            Announcement::Deploy(update) => {
+                let record = &update.record;
+                let content = render::deploy(record, slack.clock.now());
+                let result = match deploys.get(&record.id) {
+                    Some(at) => slack.api.update(at, &content).await,
+                    None => slack.api.post_message(&channel, &content).await.map(|at| {
+                        deploys.insert(record.id, at);
+                    }),
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, deploy = record.id, "cannot show an announced deploy");
+                }
+                if record.is_finished() {
+                    deploys.remove(&record.id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Outbound Slack Web API calls, through slack-morphism's hyper client with a configurable base
+//! URL. Every call checks `ok` (slack-morphism turns `ok: false` into an error) and honours
+//! `Retry-After` on 429 a bounded number of times.
+
+use crate::config::Secret;
+use crate::engine::MessageRef;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// slack-morphism's hyper connector over rustls (ring, webpki roots).
+pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// How many times one call is retried after a 429.
+const RATE_LIMIT_RETRIES: u32 = 3;
+/// Slack's own SDKs wait this long when a 429 carries no `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A longer wait than this is not worth holding a message for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Why a call failed. Callers branch on [`ApiError::Slack`] codes such as `not_in_channel`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Slack answered `ok: false` with this code.
+    #[error("{method}: Slack answered `{code}`")]
+    Slack {
+        /// The Web API method.
+        method: &'static str,
+        /// Slack's error code.
+        code: String,
+    },
+    /// Still rate limited after the retries.
+    #[error("{method}: still rate limited after {RATE_LIMIT_RETRIES} retries")]
+    RateLimited {
+        /// The Web API method.
+        method: &'static str,
+    },
+    /// The request did not get an answer Slack-shaped enough to read.
+    #[error("{method}: {message}")]
+    Transport {
+        /// The Web API method.
+        method: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// Slack's error code, if Slack answered.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::Slack { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// The Web API as the adapter uses it: a concrete client with a base URL and the bot token.
+#[derive(Clone)]
+pub struct SlackApi {
+    client: Arc<SlackClient<Connector>>,
+    token: SlackApiToken,
+    base_url: url::Url,
+}
+
+/// Who the bot is, from `auth.test`.
+#[derive(Debug, Clone)]
+pub struct BotIdentity {
+    /// The workspace the bot token belongs to.
+    pub team_id: String,
+    /// The bot user's member id: reactions by it are ignored, reactions on its messages count.
+    pub user_id: String,
+}
+
+impl SlackApi {
+    /// A client for `base_url` (e.g. `https://slack.com/api`) acting with `bot_token`.
+    pub fn new(base_url: &str, bot_token: &Secret) -> anyhow::Result<Self> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            // Config allows plain http only to loopback (the tests' fake Slack).
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(base_url);
+        let base_url = url::Url::parse(&format!("{base_url}/"))
+            .map_err(|e| anyhow::anyhow!("slack.api_base_url `{base_url}`: {e}"))?;
+        Ok(Self {
+            client: Arc::new(SlackClient::new(connector)),
+            token: SlackApiToken::new(bot_token.expose().into()),
+            base_url,
+        })
+    }
+
+    /// The underlying client (Socket Mode opens its connections with it).
+    pub fn client(&self) -> Arc<SlackClient<Connector>> {
+        self.client.clone()
+    }
+
+    /// `auth.test`: which workspace and bot user the token belongs to.
+    pub async fn auth_test(&self) -> Result<BotIdentity, ApiError> {
+        let session = self.client.open_session(&self.token);
+        let found = retrying("auth.test", || session.auth_test()).await?;
+        Ok(BotIdentity { team_id: found.team_id.0, user_id: found.user_id.0 })
+    }
+
+    /// `chat.postMessage`: returns where the message is, to edit it later.
+    pub async fn post_message(&self, channel: &str, content: &SlackMessageContent) -> Result<MessageRef, ApiError> {
+        let session = self.client.open_session(&self.token);
+        let request = SlackApiChatPostMessageRequest::new(channel.into(), content.clone());
+        let posted = retrying("chat.postMessage", || session.chat_post_message(&request)).await?;
+        Ok(MessageRef { channel: posted.channel.0, id: posted.ts.0 })
+    }
+
+    /// `chat.update`: replaces the message's text and blocks.
+    pub async fn update(&self, message: &MessageRef, content: &SlackMessageContent) -> Result<(), ApiError> {
+        let session = self.client.open_session(&self.token);
+        let request =
+            SlackApiChatUpdateRequest::new(message.channel.clone().into(), content.clone(), message.id.clone().into());
+        retrying("chat.update", || session.chat_update(&request)).await?;
+        Ok(())
+    }
+
+    /// `chat.postEphemeral`: only `user` sees it (needs the bot in the channel).
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        content: &SlackMessageContent,
+    ) -> Result<(), ApiError> {
+        let session = self.client.open_session(&self.token);
+        let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), content.clone());
+        retrying("chat.postEphemeral", || session.chat_post_ephemeral(&request)).await?;
+        Ok(())
+    }
+
+    /// Posts an ephemeral follow-up to a command's `response_url`.
+    pub async fn respond(&self, response_url: &url::Url, content: &SlackMessageContent) -> Result<(), ApiError> {
+        let request = SlackApiPostWebhookMessageRequest::new(content.clone());
+        let url = SlackResponseUrl(response_url.clone());
+        retrying("response_url", || self.client.respond_to_event(&url, &request)).await?;
+        Ok(())
+    }
+
+    /// Whether a `response_url` from a payload may be posted to: Slack's own hosts over HTTPS,
+    /// or the configured API's origin (a local fake). Nothing else receives our requests.
+    pub fn trusted_response_url(&self, url: &str) -> Option<url::Url> {
+        let url = url::Url::parse(url).ok()?;
+        let slack =
+            url.scheme() == "https" && url.host_str().is_some_and(|h| h == "slack.com" || h.ends_with(".slack.com"));
+        let same_origin = url.origin() == self.base_url.origin();
+        (slack || same_origin).then_some(url)
+    }
+}
+
+/// Runs `call`, waiting out 429s as Slack asks.
+async fn retrying<T, F>(method: &'static str, call: impl Fn() -> F) -> Result<T, ApiError>
+where
+    F: Future<Output = ClientResult<T>>,
+{
+    let mut retries = 0;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(SlackClientError::RateLimitError(limited)) => {
+                if retries == RATE_LIMIT_RETRIES {
+                    return Err(ApiError::RateLimited { method });
+                }
+                retries += 1;
+                let wait = limited.retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER);
+                tracing::warn!(method, wait_ms = wait.as_millis() as u64, retries, "rate limited by Slack; waiting");
+                tokio::time::sleep(wait).await;
+            }
+            Err(SlackClientError::ApiError(error)) => return Err(ApiError::Slack { method, code: error.code }),
+            Err(other) => return Err(ApiError::Transport { method, message: other.to_string() }),
+        }
+    }
+}

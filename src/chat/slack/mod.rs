@@ -1,0 +1,159 @@
+//! The Slack adapter: slash commands, live deploy messages, reactions and announcements, over
+//! Socket Mode or signed HTTP requests with one behaviour.
+//!
+//! Both transports hand the same [`commands::SlashCommand`] and event payloads to one
+//! [`Slack`] core, which checks the workspace, dedupes deliveries durably, turns them into
+//! engine [`Invocation`](crate::engine::Invocation)s and [`Reaction`](crate::engine::Reaction)s,
+//! and renders replies as Block Kit. It decides nothing: refusals come from the engine.
+
+mod announce;
+mod api;
+mod commands;
+mod config;
+mod events;
+mod http;
+pub mod render;
+mod socket;
+pub mod verify;
+
+pub use config::{DEFAULT_API_BASE_URL, RawSlack, SlackConfig, SlackMode};
+pub use http::{COMMANDS_PATH, EVENTS_PATH, INTERACTIVITY_PATH};
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::command::CommandBook;
+use crate::config::Config;
+use crate::engine::EngineHandle;
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use api::SlackApi;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinSet;
+
+/// A running Slack adapter: its tasks stop when it is dropped.
+pub struct SlackAdapter {
+    local_addr: Option<SocketAddr>,
+    tasks: JoinSet<Result<()>>,
+}
+
+impl SlackAdapter {
+    /// Checks the bot token against the configured workspace (`auth.test`), then starts the
+    /// configured transport and the announcement poster.
+    pub async fn start(app: &App, clock: Arc<dyn Clock>) -> Result<Self> {
+        let settings = app.config.slack.clone().context("the config has no [slack] section")?;
+        let api = SlackApi::new(&settings.api_base_url, &settings.bot_token)?;
+        let bot = api.auth_test().await.with_context(|| {
+            format!("cannot check the bot token with Slack's auth.test at {}", settings.api_base_url)
+        })?;
+        if bot.team_id != settings.team_id {
+            bail!(
+                "slack.team_id is {} but the bot token belongs to workspace {}: Shipday serves exactly one workspace",
+                settings.team_id,
+                bot.team_id
+            );
+        }
+        tracing::info!(team = %bot.team_id, bot_user = %bot.user_id, "connected to Slack's Web API");
+        let announcements = app.engine.announcements();
+        let slack = Arc::new(Slack {
+            config: app.config.clone(),
+            engine: app.engine.clone(),
+            store: app.store.clone(),
+            clock,
+            api,
+            bot_user_id: bot.user_id,
+            book: CommandBook::builtin(),
+            in_flight: Mutex::new(HashSet::new()),
+            response_urls: Mutex::new(HashMap::new()),
+            settings,
+        });
+        let mut tasks = JoinSet::new();
+        let notice = crate::chat::text::interrupted_notice(&app.interrupted);
+        tasks.spawn(announce::run(slack.clone(), announcements, notice));
+        let local_addr = match slack.settings.mode.clone() {
+            SlackMode::Http { signing_secret, listen } => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("slack.listen: cannot listen on {listen}"))?;
+                let local_addr = listener.local_addr()?;
+                tracing::info!(%local_addr, "Slack HTTP routes listening");
+                tasks.spawn(http::serve(slack.clone(), signing_secret, listener));
+                Some(local_addr)
+            }
+            SlackMode::Socket { app_token } => {
+                tasks.spawn(socket::run(slack.clone(), app_token));
+                None
+            }
+        };
+        Ok(Self { local_addr, tasks })
+    }
+
+    /// Where the HTTP routes listen (HTTP mode only).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Runs until one of the adapter's tasks stops, which is an error: they are meant to run
+    /// until the process ends.
+    pub async fn run(mut self) -> Result<()> {
+        match self.tasks.join_next().await {
+            Some(Ok(Ok(()))) | None => bail!("the Slack adapter stopped"),
+            Some(Ok(Err(error))) => Err(error.context("the Slack adapter stopped")),
+            Some(Err(panic)) => bail!("the Slack adapter crashed: {panic}"),
+        }
+    }
+}
+
+/// What both transports share.
+pub(crate) struct Slack {
+    settings: SlackConfig,
+    config: Arc<Config>,
+    engine: EngineHandle,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    api: SlackApi,
+    /// The bot's own member id, from `auth.test`.
+    bot_user_id: String,
+    book: CommandBook,
+    /// Deliveries being handled now, so a retry arriving meanwhile is not handled twice.
+    in_flight: Mutex<HashSet<String>>,
+    /// Uses of each command's `response_url` (Slack allows 5 in 30 minutes).
+    response_urls: Mutex<HashMap<String, commands::ResponseUrlUses>>,
+}
+
+/// A delivery this process is handling. Dropping it without [`Delivery::done`] leaves the
+/// delivery unrecorded, so Slack's retry of it is handled again.
+pub(crate) struct Delivery {
+    slack: Arc<Slack>,
+    key: String,
+}
+
+impl Slack {
+    /// Claims delivery `key`, or `None` when it was already handled (durably recorded) or is
+    /// being handled right now.
+    pub(crate) fn claim(self: &Arc<Self>, key: String) -> Result<Option<Delivery>> {
+        if !self.in_flight.lock().expect("in-flight lock").insert(key.clone()) {
+            return Ok(None);
+        }
+        let delivery = Delivery { slack: self.clone(), key };
+        if self.store.delivery_seen(&delivery.key)? {
+            return Ok(None);
+        }
+        Ok(Some(delivery))
+    }
+}
+
+impl Delivery {
+    /// Records the delivery as handled: call only once its effect is durable.
+    pub(crate) async fn done(self) -> Result<()> {
+        let now = self.slack.clock.now();
+        self.slack.store.record_delivery(&self.key, now).await
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.slack.in_flight.lock().expect("in-flight lock").remove(&self.key);
+    }
+}

@@ -1,0 +1,572 @@
+//! The Slack adapter end to end: the real axum routes, signature checks and Socket Mode client
+//! against a local fake Slack, with the real engine, store and local transport.
+
+mod common;
+
+use common::fake_slack::{self, BOT_USER, FakeSlack, NOT_A_MEMBER, contract, contract_text};
+use common::{Bot, World};
+use serde_json::{Value, json};
+use shipday::chat::slack::SlackAdapter;
+use shipday::chat::slack::verify::sign;
+use shipday::clock::Clock;
+use shipday::config::Secret;
+use shipday::release::deploy::Outcome;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The workspace of the reaction samples.
+const TEAM: &str = "T123ABC456";
+/// The team channel in the config.
+const TEAM_CHANNEL: &str = "C0TEAM0001";
+/// Where people type commands.
+const CHANNEL: &str = "C0DEPLOYS1";
+const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const GRACE: &str = "U0GRACE001";
+const ADA: &str = "U0ADA00001";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Http,
+    Socket,
+}
+
+/// A world, a bot with the Slack adapter, and the fake Slack it talks to.
+struct Setup {
+    world: World,
+    bot: Bot,
+    fake: FakeSlack,
+    adapter: SlackAdapter,
+    http: reqwest::Client,
+}
+
+impl Setup {
+    async fn start(mode: Mode) -> Self {
+        let world = World::new();
+        let fake = FakeSlack::start(TEAM).await;
+        let config = write_config(&world, &fake, mode);
+        let bot = Bot::start(&config);
+        let adapter = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.unwrap();
+        if mode == Mode::Socket {
+            fake.wait_for("a Socket Mode connection", |f| f.connections() >= 1).await;
+        }
+        Self { world, bot, fake, adapter, http: reqwest::Client::new() }
+    }
+
+    /// Restarts the bot and adapter on the same store, as after a crash.
+    async fn restart(self) -> Self {
+        let Setup { world, bot, fake, adapter, http } = self;
+        drop(adapter);
+        drop(bot);
+        let config = world.path().join("slack.toml");
+        let bot = loop {
+            match Bot::try_start(&config) {
+                Ok(bot) => break bot,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let adapter = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.unwrap();
+        Self { world, bot, fake, adapter, http }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.adapter.local_addr().expect("HTTP mode"))
+    }
+
+    /// A slash command body, from the contract sample with our fields put in.
+    fn command_form(&self, user: &str, command: &str, text: &str, trigger: &str) -> String {
+        command_form(
+            &self.fake,
+            &[
+                ("team_id", TEAM),
+                ("channel_id", CHANNEL),
+                ("user_id", user),
+                ("command", command),
+                ("text", text),
+                ("trigger_id", trigger),
+            ],
+        )
+    }
+
+    /// POSTs `body` to `path`, signed now.
+    async fn signed(&self, path: &str, body: &str, content_type: &str) -> reqwest::Response {
+        let ts = self.bot.clock.now().timestamp().to_string();
+        let signature = sign(&Secret::new(SIGNING_SECRET), &ts, body.as_bytes());
+        self.post(path, body, content_type, &[("x-slack-request-timestamp", &ts), ("x-slack-signature", &signature)])
+            .await
+    }
+
+    async fn post(&self, path: &str, body: &str, content_type: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).header("content-type", content_type).body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Sends a signed slash command and returns the ack's JSON.
+    async fn command(&self, user: &str, command: &str, text: &str, trigger: &str) -> Value {
+        let body = self.command_form(user, command, text, trigger);
+        let response = self.signed("/slack/commands", &body, "application/x-www-form-urlencoded").await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Waits for the deploy message in `channel` to show a finished deploy; returns it.
+    async fn finished_message(&self, channel: &str) -> fake_slack::Posted {
+        self.fake
+            .wait_for("the deploy message to show the outcome", |f| {
+                f.messages(channel).iter().any(|m| m.text.contains("✅") || m.text.contains("❌"))
+            })
+            .await;
+        let messages = self.fake.messages(channel);
+        assert_eq!(messages.len(), 1, "one message per deploy: {messages:#?}");
+        messages[0].clone()
+    }
+
+    /// Audit lines about reactions.
+    fn reactions(&self) -> Vec<String> {
+        let audit = self.bot.app.store.audit_tail(100).unwrap();
+        audit
+            .into_iter()
+            .filter(|e| e.text.contains("reaction") || e.text.starts_with("reacted"))
+            .map(|e| e.text)
+            .collect()
+    }
+
+    /// Nothing ran: no deploy, no audit line, no restart, no message.
+    fn assert_nothing_ran(&self) {
+        assert!(self.bot.app.store.history(None, 10).unwrap().is_empty(), "a deploy was recorded");
+        assert!(self.bot.app.store.audit_tail(10).unwrap().is_empty(), "a command reached the engine");
+        assert!(self.world.restarts().is_empty(), "a step ran");
+        assert!(self.fake.calls("chat.postMessage").is_empty(), "something was posted");
+    }
+}
+
+fn command_form(fake: &FakeSlack, fields: &[(&str, &str)]) -> String {
+    let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(&contract_text("slash-command.form")).unwrap();
+    let trigger = fields.iter().find(|(k, _)| *k == "trigger_id").map(|(_, v)| *v).unwrap_or("t");
+    for (key, value) in pairs.iter_mut() {
+        if key == "response_url" {
+            *value = fake.response_url(trigger);
+        }
+        if let Some((_, new)) = fields.iter().find(|(k, _)| k == key) {
+            *value = (*new).to_owned();
+        }
+    }
+    serde_urlencoded::to_string(pairs).unwrap()
+}
+
+fn write_config(world: &World, fake: &FakeSlack, mode: Mode) -> std::path::PathBuf {
+    let dir = world.path();
+    std::fs::write(dir.join("bot-token"), fake_slack::BOT_TOKEN).unwrap();
+    std::fs::write(dir.join("app-token"), fake_slack::APP_TOKEN).unwrap();
+    std::fs::write(dir.join("signing-secret"), SIGNING_SECRET).unwrap();
+    let text = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replacen("name = \"Grace\"", &format!("name = \"Grace\"\nslack = \"{GRACE}\""), 1)
+        .replacen("name = \"Ada\"", &format!("name = \"Ada\"\nslack = \"{ADA}\""), 1);
+    let transport = match mode {
+        Mode::Http => "mode = \"http\"\nsigning_secret = { file = \"signing-secret\" }\nlisten = \"127.0.0.1:0\"",
+        Mode::Socket => "mode = \"socket\"\napp_token = { file = \"app-token\" }",
+    };
+    let slack = format!(
+        "\n[slack]\nteam_id = \"{TEAM}\"\nchannel = \"{TEAM_CHANNEL}\"\nbot_token = {{ file = \"bot-token\" }}\n{transport}\napi_base_url = \"{}\"\n",
+        fake.api_url()
+    );
+    let path = dir.join("slack.toml");
+    std::fs::write(&path, format!("{text}{slack}")).unwrap();
+    path
+}
+
+fn text_of(ack: &Value) -> String {
+    ack["text"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_slash_command_over_http_is_acked_then_one_message_is_edited_to_success() {
+    let s = Setup::start(Mode::Http).await;
+    let ack = s.command(GRACE, "/deploy", "dev feature/login", "100.1.http").await;
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert!(text_of(&ack).contains("Accepted: `/deploy dev feature/login`"), "{ack}");
+
+    let message = s.finished_message(CHANNEL).await;
+    let sha = s.world.tip("feature/login");
+    assert!(message.text.contains(&format!("at {} by Grace", &sha[..8])), "{}", message.text);
+    assert!(message.edits >= 1, "progress edits the message in place");
+    let blocks = message.blocks.to_string();
+    for step in ["✅ fetch", "✅ checkout", "✅ restart app", "✅ reload web", "✅ verify HEAD", "Succeeded"] {
+        assert!(blocks.contains(step), "{step} missing from {blocks}");
+    }
+    // Every edit went to the one message.
+    let updates = s.fake.calls("chat.update");
+    assert!(updates.iter().all(|u| u.body["ts"] == message.ts.as_str() && u.body["channel"] == CHANNEL));
+    assert_eq!(s.fake.calls("chat.postMessage").len(), 1);
+    assert_eq!(s.world.head("dev"), sha);
+    let record = &s.bot.app.store.history(Some("dev"), 1).unwrap()[0];
+    assert_eq!(record.outcome, Outcome::Succeeded);
+    assert_eq!(record.requested_by, "grace");
+}
+
+#[tokio::test]
+async fn a_slash_command_over_socket_mode_is_acked_by_envelope_then_one_message_is_edited_to_success() {
+    let s = Setup::start(Mode::Socket).await;
+    // The WebSocket URL came from apps.connections.open, called with the app token.
+    assert!(!s.fake.calls("apps.connections.open").is_empty());
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    let payload = &mut envelope["payload"];
+    payload["team_id"] = json!(TEAM);
+    payload["channel_id"] = json!(CHANNEL);
+    payload["user_id"] = json!(GRACE);
+    payload["command"] = json!("/deploy");
+    payload["text"] = json!("dev feature/search");
+    payload["response_url"] = json!(s.fake.response_url("socket-1"));
+    let ack = s.fake.send_envelope(&envelope).await;
+    assert_eq!(ack["envelope_id"], envelope["envelope_id"]);
+    assert_eq!(ack["payload"]["response_type"], "ephemeral");
+    assert!(ack["payload"]["text"].as_str().unwrap().contains("Accepted"), "{ack}");
+
+    let message = s.finished_message(CHANNEL).await;
+    assert!(message.blocks.to_string().contains("Succeeded"), "{}", message.blocks);
+    assert_eq!(s.world.head("dev"), s.world.tip("feature/search"));
+
+    // Slack delivering the same envelope again (same trigger) does not deploy again.
+    let again = s.fake.send_envelope(&envelope).await;
+    assert!(again["payload"]["text"].as_str().unwrap().contains("already received"), "{again}");
+    assert_eq!(s.bot.app.store.history(None, 10).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn requests_not_verifiably_from_slack_get_401_and_nothing_runs() {
+    let s = Setup::start(Mode::Http).await;
+    let body = s.command_form(GRACE, "/deploy", "dev feature/login", "200.1.bad");
+    let now = s.bot.clock.now().timestamp();
+    let secret = Secret::new(SIGNING_SECRET);
+    let form = "application/x-www-form-urlencoded";
+    let ts = now.to_string();
+    let good = sign(&secret, &ts, body.as_bytes());
+
+    // A signature made with another secret.
+    let wrong = sign(&Secret::new("not-the-secret"), &ts, body.as_bytes());
+    let bad = [("x-slack-request-timestamp", ts.as_str()), ("x-slack-signature", wrong.as_str())];
+    assert_eq!(s.post("/slack/commands", &body, form, &bad).await.status(), 401);
+    // A correct signature, but six minutes old (a replay from outside the window).
+    let old = (now - 360).to_string();
+    let old_signature = sign(&secret, &old, body.as_bytes());
+    let stale = [("x-slack-request-timestamp", old.as_str()), ("x-slack-signature", old_signature.as_str())];
+    assert_eq!(s.post("/slack/commands", &body, form, &stale).await.status(), 401);
+    // The body changed by one byte after signing.
+    let changed = body.replacen("feature%2Flogin", "feature%2Flogim", 1);
+    assert_ne!(changed, body);
+    let headers = [("x-slack-request-timestamp", ts.as_str()), ("x-slack-signature", good.as_str())];
+    assert_eq!(s.post("/slack/commands", &changed, form, &headers).await.status(), 401);
+    // Missing headers.
+    assert_eq!(s.post("/slack/commands", &body, form, &headers[..1]).await.status(), 401);
+    assert_eq!(s.post("/slack/commands", &body, form, &headers[1..]).await.status(), 401);
+    assert_eq!(s.post("/slack/commands", &body, form, &[]).await.status(), 401);
+    // The other routes check too.
+    let event = contract_text("event-reaction_added.json");
+    assert_eq!(s.post("/slack/events", &event, "application/json", &headers).await.status(), 401);
+    assert_eq!(s.post("/slack/interactivity", "payload=%7B%7D", form, &headers).await.status(), 401);
+    s.assert_nothing_ran();
+    assert!(s.reactions().is_empty());
+
+    // The untouched request passes, so the rejections above were for the reasons tested.
+    assert_eq!(s.post("/slack/commands", &body, form, &headers).await.status(), 200);
+    s.finished_message(CHANNEL).await;
+}
+
+#[tokio::test]
+async fn a_command_from_another_workspace_is_refused_and_nothing_runs() {
+    let s = Setup::start(Mode::Http).await;
+    // Slack's own sample comes from workspace T1DC2JH3J; make it a deploy by a known user id.
+    let body = command_form(&s.fake, &[("user_id", GRACE), ("command", "/deploy"), ("text", "dev feature/login")]);
+    assert!(body.contains("team_id=T1DC2JH3J"));
+    let response = s.signed("/slack/commands", &body, "application/x-www-form-urlencoded").await;
+    assert_eq!(response.status(), 200);
+    let ack: Value = response.json().await.unwrap();
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert!(text_of(&ack).contains("another Slack workspace"), "{ack}");
+    // An event from there is ignored too.
+    let mut event = contract("event-reaction_added.json");
+    event["team_id"] = json!("T1DC2JH3J");
+    assert_eq!(s.signed("/slack/events", &event.to_string(), "application/json").await.status(), 200);
+    s.assert_nothing_ran();
+    assert!(s.reactions().is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_signed_command_inside_the_window_runs_once() {
+    let s = Setup::start(Mode::Http).await;
+    let body = s.command_form(GRACE, "/deploy", "dev feature/login", "300.1.replay");
+    let first = s.signed("/slack/commands", &body, "application/x-www-form-urlencoded").await;
+    let replay = s.signed("/slack/commands", &body, "application/x-www-form-urlencoded").await;
+    let first: Value = first.json().await.unwrap();
+    let replay: Value = replay.json().await.unwrap();
+    assert!(text_of(&first).contains("Accepted"), "{first}");
+    assert!(text_of(&replay).contains("already received"), "{replay}");
+    s.finished_message(CHANNEL).await;
+    assert_eq!(s.bot.app.store.history(None, 10).unwrap().len(), 1);
+    // Even after a restart the delivery is remembered.
+    let s = s.restart().await;
+    let again: Value =
+        s.signed("/slack/commands", &body, "application/x-www-form-urlencoded").await.json().await.unwrap();
+    assert!(text_of(&again).contains("already received"), "{again}");
+    assert_eq!(s.bot.app.store.history(None, 10).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_retried_reaction_is_recorded_once_and_the_bots_own_and_foreign_reactions_are_ignored() {
+    let s = Setup::start(Mode::Http).await;
+    let event = contract_text("event-reaction_added.json");
+    assert_eq!(s.signed("/slack/events", &event, "application/json").await.status(), 200);
+    assert_eq!(s.reactions(), ["reacted :thumbsup: on message 1360782400.498405 in C123ABC456"]);
+    // Slack retries (it thinks the first was lost): same event_id, X-Slack-Retry-Num set.
+    let ts = s.bot.clock.now().timestamp().to_string();
+    let signature = sign(&Secret::new(SIGNING_SECRET), &ts, event.as_bytes());
+    let headers = [
+        ("x-slack-request-timestamp", ts.as_str()),
+        ("x-slack-signature", signature.as_str()),
+        ("x-slack-retry-num", "1"),
+        ("x-slack-retry-reason", "http_timeout"),
+    ];
+    assert_eq!(s.post("/slack/events", &event, "application/json", &headers).await.status(), 200);
+    assert_eq!(s.reactions().len(), 1, "a retry is not recorded twice");
+
+    // Removing it is its own event.
+    let mut removed = contract("event-reaction_removed.json");
+    removed["event_id"] = json!("Ev0REMOVED1");
+    assert_eq!(s.signed("/slack/events", &removed.to_string(), "application/json").await.status(), 200);
+    assert_eq!(s.reactions()[0], "removed reaction :thumbsup: on message 1360782400.498405 in C123ABC456");
+
+    // The bot's own reaction, and a reaction on someone else's message, are not approvals.
+    let mut own = contract("event-reaction_added.json");
+    own["event_id"] = json!("Ev0OWN00001");
+    own["event"]["user"] = json!(BOT_USER);
+    let mut elsewhere = contract("event-reaction_added.json");
+    elsewhere["event_id"] = json!("Ev0ELSE0001");
+    elsewhere["event"]["item_user"] = json!("U0SOMEONE1");
+    for ignored in [own, elsewhere] {
+        assert_eq!(s.signed("/slack/events", &ignored.to_string(), "application/json").await.status(), 200);
+    }
+    assert_eq!(s.reactions().len(), 2);
+}
+
+/// The first delivery's effect reached the engine, but the bot died before recording the
+/// delivery as handled. Slack's retry must be processed (at least once, never lost), and
+/// once that is recorded, later retries are not.
+#[tokio::test]
+async fn a_retry_after_a_crash_before_the_delivery_was_recorded_is_processed() {
+    let s = Setup::start(Mode::Http).await;
+    let event = contract("event-reaction_added.json");
+    let item = &event["event"]["item"];
+    s.bot
+        .app
+        .engine
+        .react(shipday::engine::Reaction {
+            platform: "slack".into(),
+            user_id: event["event"]["user"].as_str().unwrap().into(),
+            platform_roles: vec![],
+            emoji: "thumbsup".into(),
+            message: shipday::engine::MessageRef {
+                channel: item["channel"].as_str().unwrap().into(),
+                id: item["ts"].as_str().unwrap().into(),
+            },
+            added: true,
+            at: chrono::Utc::now(),
+        })
+        .await;
+    let s = s.restart().await;
+    assert_eq!(s.reactions().len(), 1);
+    let body = event.to_string();
+    for retry in ["1", "2"] {
+        let ts = s.bot.clock.now().timestamp().to_string();
+        let signature = sign(&Secret::new(SIGNING_SECRET), &ts, body.as_bytes());
+        let headers = [
+            ("x-slack-request-timestamp", ts.as_str()),
+            ("x-slack-signature", signature.as_str()),
+            ("x-slack-retry-num", retry),
+        ];
+        assert_eq!(s.post("/slack/events", &body, "application/json", &headers).await.status(), 200);
+    }
+    assert_eq!(s.reactions().len(), 2, "the first retry is processed, the second is a duplicate");
+}
+
+#[tokio::test]
+async fn a_reaction_over_socket_mode_is_acked_after_it_is_recorded() {
+    let s = Setup::start(Mode::Socket).await;
+    let mut envelope = contract("socket-mode-envelope.json")["events_api"].clone();
+    envelope["payload"] = contract("event-reaction_added.json");
+    let ack = s.fake.send_envelope(&envelope).await;
+    assert_eq!(ack, json!({ "envelope_id": envelope["envelope_id"] }));
+    assert_eq!(s.reactions().len(), 1, "recorded before the ack");
+    let mut retry = envelope.clone();
+    retry["envelope_id"] = json!("retry-envelope-1");
+    retry["retry_attempt"] = json!(1);
+    retry["retry_reason"] = json!("timeout");
+    s.fake.send_envelope(&retry).await;
+    assert_eq!(s.reactions().len(), 1);
+    // Slack's own app_mention sample is acked and ignored.
+    let mention = contract("socket-mode-envelope.json")["events_api"].clone();
+    assert_eq!(s.fake.send_envelope(&mention).await["envelope_id"], mention["envelope_id"]);
+    assert_eq!(s.reactions().len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_from_slack_is_waited_out_as_retry_after_says() {
+    let s = Setup::start(Mode::Http).await;
+    s.fake.rate_limit_once("chat.postMessage", 1);
+    let ack = s.command(ADA, "/lock", "staging QA for release 42", "400.1.lock").await;
+    assert!(text_of(&ack).contains("Accepted"), "{ack}");
+    s.fake.wait_for("the lock message", |f| f.messages(CHANNEL).len() == 1).await;
+    let calls = s.fake.calls("chat.postMessage");
+    assert_eq!(calls.iter().map(|c| c.status).collect::<Vec<_>>(), [429, 200]);
+    let waited = calls[1].at - calls[0].at;
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+    assert!(s.fake.messages(CHANNEL)[0].text.contains("staging is locked by Ada"), "{:?}", s.fake.messages(CHANNEL));
+}
+
+#[tokio::test]
+async fn an_unconfigured_user_is_refused_privately_and_nothing_runs() {
+    let s = Setup::start(Mode::Http).await;
+    let ack = s.command("U0STRANGER", "/deploy", "dev feature/login", "500.1.stranger").await;
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert!(text_of(&ack).contains("people list"), "{ack}");
+    assert!(s.bot.app.store.history(None, 10).unwrap().is_empty());
+    assert!(s.fake.calls("chat.postMessage").is_empty());
+    assert!(s.world.restarts().is_empty());
+}
+
+#[tokio::test]
+async fn an_error_the_user_can_fix_is_ephemeral_and_posts_nothing_in_the_channel() {
+    let s = Setup::start(Mode::Http).await;
+    let ack = s.command(GRACE, "/deploy", "prod feature/login", "600.1.typo").await;
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert!(text_of(&ack).contains("Did you mean `production`"), "{ack}");
+    assert!(ack["blocks"].to_string().contains("✋"), "{ack}");
+    assert!(s.fake.calls("chat.postMessage").is_empty());
+    assert!(s.fake.calls("chat.postEphemeral").is_empty() && s.fake.calls("response_url").is_empty());
+}
+
+#[tokio::test]
+async fn status_history_and_help_are_block_kit_answers_for_the_requester() {
+    let s = Setup::start(Mode::Http).await;
+    s.command(GRACE, "/deploy", "dev feature/login", "700.1.deploy").await;
+    s.finished_message(CHANNEL).await;
+    let sha = s.world.tip("feature/login");
+
+    let status = s.command("U0ANYONE01", "/status", "", "700.2.status").await;
+    assert_eq!(status["response_type"], "ephemeral");
+    let table = status["blocks"].as_array().unwrap().iter().find(|b| b["type"] == "table").expect("a table").clone();
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "a header and one row per environment");
+    let dev = rows[1].to_string();
+    assert!(dev.contains("dev (dev)") && dev.contains("feature/login") && dev.contains(&sha[..8]), "{dev}");
+    assert!(dev.contains("claimed by Grace"), "{dev}");
+    assert!(text_of(&status).contains("live: `feature/login`"), "plain-text fallback: {status}");
+
+    let history = s.command("U0ANYONE01", "/history", "dev", "700.3.history").await;
+    assert!(history["blocks"].to_string().contains("#1* dev `feature/login`"), "{history}");
+
+    let help = s.command("U0ANYONE01", "/help", "", "700.4.help").await;
+    let blocks = help["blocks"].to_string();
+    for usage in ["/deploy ENV REF [--dry-run]", "/status [ENV]", "/history", "/lock", "/help"] {
+        assert!(blocks.contains(usage), "{usage} missing from {blocks}");
+    }
+    let deploy_help = s.command("U0ANYONE01", "/help", "deploy", "700.5.help").await;
+    assert!(deploy_help["blocks"].to_string().contains("--dry-run"), "{deploy_help}");
+    assert_eq!(s.fake.calls("chat.postMessage").len(), 1, "only the deploy was public");
+}
+
+#[tokio::test]
+async fn a_deploy_from_a_channel_the_bot_is_not_in_goes_to_the_team_channel_and_the_requester_is_told() {
+    let s = Setup::start(Mode::Http).await;
+    let body = command_form(
+        &s.fake,
+        &[
+            ("team_id", TEAM),
+            ("channel_id", NOT_A_MEMBER),
+            ("user_id", GRACE),
+            ("command", "/deploy"),
+            ("text", "dev feature/login"),
+            ("trigger_id", "800.1.elsewhere"),
+        ],
+    );
+    let response = s.signed("/slack/commands", &body, "application/x-www-form-urlencoded").await;
+    assert_eq!(response.status(), 200);
+    let message = s.finished_message(TEAM_CHANNEL).await;
+    assert!(message.text.contains("feature/login"), "{}", message.text);
+    s.fake.wait_for("the note to the requester", |f| !f.calls("response_url").is_empty()).await;
+    let note = &s.fake.calls("response_url")[0];
+    assert_eq!(note.body["response_url_id"], "800.1.elsewhere");
+    assert!(note.body["text"].as_str().unwrap().contains(&format!("<#{TEAM_CHANNEL}>")), "{:?}", note.body);
+}
+
+#[tokio::test]
+async fn slacks_url_verification_is_answered_with_the_challenge() {
+    let s = Setup::start(Mode::Http).await;
+    let check = contract_text("url_verification.json");
+    let response = s.signed("/slack/events", &check, "application/json").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), contract("url_verification.json")["challenge"].as_str().unwrap());
+    // Interactivity is verified and acknowledged (the block_actions sample).
+    let payload = format!("payload={}", urlencode(&contract("block_actions.json").to_string()));
+    assert_eq!(s.signed("/slack/interactivity", &payload, "application/x-www-form-urlencoded").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_bot_token_for_another_workspace_stops_start_up() {
+    let world = World::new();
+    let fake = FakeSlack::start("T0OTHER001").await;
+    let config = write_config(&world, &fake, Mode::Http);
+    let bot = Bot::start(&config);
+    let err = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.err().expect("must not start");
+    let err = format!("{err:#}");
+    assert!(err.contains("T123ABC456") && err.contains("T0OTHER001"), "{err}");
+    assert!(!err.contains(fake_slack::BOT_TOKEN), "the token is never shown: {err}");
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("x", text)]).unwrap().trim_start_matches("x=").to_owned()
+}
+
+/// `shipday serve` starts the Slack adapter from the config: here in Socket Mode, so the
+/// fake sees the binary connect and answers a command through it.
+#[tokio::test]
+async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
+    let world = World::new();
+    let fake = FakeSlack::start(TEAM).await;
+    let config = write_config(&world, &fake, Mode::Socket);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("SHIPDAY_CONFIG")
+        .env("SHIPDAY_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["command"] = json!("/status");
+    envelope["payload"]["text"] = json!("dev");
+    let ack = fake.send_envelope(&envelope).await;
+    assert!(ack["payload"]["text"].as_str().unwrap().contains("dev (branch dev)"), "{ack}");
+    assert!(fake.calls("auth.test").len() == 1);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_answering() {
+    let s = Setup::start(Mode::Socket).await;
+    let before = s.fake.connections();
+    s.fake.push_frame(&contract("socket-mode-envelope.json")["disconnect"]);
+    s.fake.wait_for("a new Socket Mode connection", |f| f.connections() > before).await;
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["envelope_id"] = json!("after-reconnect-1");
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["command"] = json!("/help");
+    envelope["payload"]["text"] = json!("");
+    let ack = s.fake.send_envelope(&envelope).await;
+    assert!(ack["payload"]["blocks"].to_string().contains("Shipday commands"), "{ack}");
+}
