@@ -1,6 +1,7 @@
-//! Outbound clients: how steps reach a host.
+//! Outbound clients: how steps reach a host, and GitHub.
 
 pub mod exec;
+pub mod github;
 pub mod health;
 pub mod local;
 pub mod ssh;
