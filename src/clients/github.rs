@@ -539,16 +539,19 @@ impl Failed {
 impl fmt::Display for Failed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "GitHub {} failed: ", self.call)?;
+        let message = self.message.trim_end_matches('.');
         match self.status {
-            Some(status) => write!(f, "HTTP {}: {}", status.as_u16(), self.message)?,
-            None => write!(f, "{}", self.message)?,
+            Some(status) => write!(f, "HTTP {}: {message}", status.as_u16())?,
+            None => write!(f, "{message}")?,
         }
         if self.tries > 1 {
             write!(f, " (after {} attempts)", self.tries)?;
         }
+        let rate_limited = message.to_ascii_lowercase().contains("rate limit");
         match self.status.map(|s| s.as_u16()) {
             Some(401) => write!(f, ". Check github.token: it is wrong, expired or revoked"),
-            Some(403) if !self.transient => write!(f, ". Check github.token's permissions on the repository"),
+            Some(403 | 429) if rate_limited => write!(f, ". GitHub's API rate limit is used up: wait, then try again"),
+            Some(403) => write!(f, ". Check github.token's permissions on the repository"),
             _ => Ok(()),
         }
     }
