@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
 pub mod django;
+pub mod fake_github;
 pub mod sshd;
 
 use shipday::app::{self, App};
