@@ -130,6 +130,24 @@ async fn a_promotion_merge_creates_a_merge_commit_and_moves_the_branch() {
     assert_eq!(github.branch("staging"), Some(merged));
 }
 
+/// For tests that keep a real git origin in step: the fake takes real SHAs and lets the real
+/// repository choose the SHA of each merge it makes.
+#[tokio::test]
+async fn the_fake_can_follow_a_real_repository() {
+    let github = FakeGitHub::start().await;
+    let real_dev = Sha::parse("1111111111111111111111111111111111111111").unwrap();
+    let real_merge = Sha::parse("2222222222222222222222222222222222222222").unwrap();
+    github.set_branch("dev", &real_dev);
+    let chosen = real_merge.clone();
+    github.set_merge_hook(move |_base, _head, _message| chosen.clone());
+    let client = github.client();
+    assert_eq!(client.branch_sha("dev").await.unwrap(), real_dev);
+    assert_eq!(client.merge("staging", &real_dev, "Promote").await.unwrap(), MergeOutcome::Merged(real_merge.clone()));
+    assert_eq!(github.branch("staging"), Some(real_merge.clone()));
+    let comparison = client.compare(&real_dev, &real_merge).await.unwrap();
+    assert_eq!((comparison.ahead_by, comparison.behind_by), (2, 0), "the old staging tip and the merge");
+}
+
 #[tokio::test]
 async fn a_merge_conflict_is_reported_with_githubs_message_and_changes_nothing() {
     let github = FakeGitHub::start().await;

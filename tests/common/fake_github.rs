@@ -40,11 +40,15 @@ pub const BOT: &str = "shipday-bot";
 /// One commit of the fake's graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeCommit {
+    /// The commit id.
     pub sha: Sha,
+    /// Its parents: none for a root, two for a merge.
     pub parents: Vec<Sha>,
+    /// The full message.
     pub message: String,
     /// GitHub login; `None` for a commit whose email belongs to no account.
     pub author: Option<String>,
+    /// Paths it changes (a merge changes none of its own).
     pub files: Vec<String>,
     /// Creation order: parents always come before children.
     seq: u64,
@@ -53,13 +57,21 @@ pub struct FakeCommit {
 /// A merged pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakePull {
+    /// The PR number.
     pub number: u64,
+    /// Its title.
     pub title: String,
+    /// Its description (served as `null` when empty).
     pub body: String,
+    /// The author's login.
     pub author: String,
+    /// The branch it came from.
     pub head_ref: String,
+    /// That branch's tip when it was merged.
     pub head_sha: Sha,
+    /// The branch it was merged into.
     pub base: String,
+    /// The merge commit on `base`.
     pub merge_sha: Sha,
     /// The PR's own commits (in head, not in base, before the merge).
     pub commits: Vec<Sha>,
@@ -68,39 +80,54 @@ pub struct FakePull {
 /// Branch protection as the fake serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FakeProtection {
+    /// Served as `required_pull_request_reviews`.
     pub requires_pull_request: bool,
+    /// Served as both `contexts` and `checks` of `required_status_checks`.
     pub required_checks: Vec<String>,
+    /// Served as `enforce_admins.enabled`.
     pub enforce_admins: bool,
 }
 
 /// A deployment created through the API, with its statuses in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeDeployment {
+    /// 1, 2, 3… in creation order.
     pub id: u64,
     /// The `ref` sent (Shipday sends the exact SHA).
     pub git_ref: String,
+    /// The environment named in the request.
     pub environment: String,
+    /// The description sent.
     pub description: String,
     /// The whole request body, to check flags such as `auto_merge`.
     pub request: Value,
+    /// Statuses in the order they were created.
     pub statuses: Vec<FakeDeploymentStatus>,
 }
 
 /// One deployment status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeDeploymentStatus {
+    /// GitHub's state name (`in_progress`, `success`…).
     pub state: String,
+    /// The description sent.
     pub description: String,
+    /// The environment URL sent, if any.
     pub environment_url: Option<String>,
 }
 
 /// One request as the fake received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedRequest {
+    /// `GET`, `POST`…
     pub method: String,
+    /// The path, without the query.
     pub path: String,
+    /// The raw query string.
     pub query: String,
+    /// Whether it carried the right token.
     pub authorized: bool,
+    /// The JSON body, if it had one.
     pub body: Option<Value>,
 }
 
