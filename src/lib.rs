@@ -2,7 +2,7 @@
 //!
 //! Platform adapters at the edges ([`chat`]), a pure core that takes `now` ([`release`],
 //! [`command`]), one serial [`engine`] that decides and records in the [`store`], and concrete
-//! outbound [`clients`].
+//! outbound [`clients`]. Service [`webhook`]s (GitHub) come in at the edge like chat does.
 
 pub mod app;
 pub mod chat;
@@ -19,3 +19,4 @@ pub mod release;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod webhook;

@@ -1,6 +1,7 @@
-//! Outbound clients: how steps reach a host, and Jira.
+//! Outbound clients: how steps reach a host, Jira and GitHub.
 
 pub mod exec;
+pub mod github;
 pub mod health;
 pub mod jira;
 pub mod local;

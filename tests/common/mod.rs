@@ -5,6 +5,7 @@
 
 pub mod django;
 pub mod fake_discord;
+pub mod fake_github;
 pub mod fake_jira;
 pub mod fake_slack;
 pub mod sshd;
