@@ -183,5 +183,12 @@ fn check_config(path: &Path) -> Result<()> {
             if env.requires_approval { ", needs a lead" } else { "" }
         );
     }
+    if let Some(jira) = &config.jira {
+        println!("  jira: {} as {}, projects {}", jira.base_url, jira.email, jira.projects.join(", "));
+        for (env, rule) in jira.deploy_moves(&config.environment_names()) {
+            let from = rule.from.map(|from| format!("from {from} ")).unwrap_or_default();
+            println!("    {env} deploys move the tickets they ship {from}to {}", rule.to);
+        }
+    }
     Ok(())
 }
