@@ -217,6 +217,7 @@ impl Engine {
                 finished_at: None,
                 steps: Vec::new(),
                 outcome: Outcome::Running,
+                tickets: Vec::new(),
             },
             Err(error) => {
                 session.close().await;
