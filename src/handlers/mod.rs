@@ -5,6 +5,7 @@ mod deploy;
 mod help;
 mod history;
 mod holds;
+mod jira;
 mod migrations;
 mod promote;
 mod rollback;
