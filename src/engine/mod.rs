@@ -59,6 +59,18 @@ pub(crate) enum Event {
     Observed { env: Option<String>, heads: Vec<(String, Result<Sha, String>)>, pending: Option<Box<Pending>> },
     /// A deploy's commits were read for ticket keys (or could not be).
     TicketsFound { scan: TicketScan, result: Result<Vec<TicketKey>, String> },
+    /// Long work for a command (a Jira call) is done: record the decision and reply.
+    Answered(Box<TaskAnswer>),
+}
+
+/// What long work for a command decided, for the loop to record and send.
+pub(crate) struct TaskAnswer {
+    /// The command, waiting for its reply.
+    pub pending: Pending,
+    /// The reply and the decision to record.
+    pub handled: Handled,
+    /// News for the team, sent after the reply.
+    pub announcement: Option<Announcement>,
 }
 
 /// A command waiting for its reply while long work runs.
@@ -330,6 +342,13 @@ impl Engine {
             }
             Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
             Event::TicketsFound { scan, result } => self.tickets_found(scan, result).await,
+            Event::Answered(answer) => {
+                let TaskAnswer { pending, handled, announcement } = *answer;
+                self.answer(pending, handled).await;
+                if let Some(announcement) = announcement {
+                    self.announce(announcement);
+                }
+            }
         }
     }
 
@@ -434,6 +453,9 @@ impl Engine {
             Command::Schedule { days } => self.command_schedule(days, now),
             Command::Rollback { env, target, emergency } => {
                 return self.command_rollback(&env, &target, emergency, pending, now);
+            }
+            Command::Ticket { key, action, reason, override_reason } => {
+                return self.command_ticket(&key, action, reason, override_reason, pending, now);
             }
         };
         Some((pending, handled))

@@ -10,4 +10,5 @@ mod migrations;
 mod promote;
 mod rollback;
 mod status;
+mod ticket;
 mod votes;
