@@ -96,6 +96,7 @@ fn main() {
                 } else {
                     Outcome::Succeeded
                 },
+                tickets: Vec::new(),
             };
             store.put_deploy(&record).unwrap();
         }

@@ -48,8 +48,12 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
     for record in &interrupted {
         tracing::warn!(deploy = record.id, env = %record.env, git_ref = %record.git_ref, "deploy was interrupted by a restart");
     }
+    let jira = match (&config.jira, &config.jira_token) {
+        (Some(jira), Some(token)) => Some(Arc::new(jira.client_with_token(token.clone()).context("jira")?)),
+        _ => None,
+    };
     let config = Arc::new(config);
-    let engine = Engine::spawn(config.clone(), store.clone(), clock, transports);
+    let engine = Engine::spawn(config.clone(), store.clone(), clock, transports, jira);
     engine.check_drift();
     Ok(App { config, engine, interrupted, store })
 }

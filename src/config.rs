@@ -4,6 +4,7 @@
 //! that holds each one ([`SecretRef`]). Unknown keys are errors, so a typo cannot silently
 //! turn a safety setting off.
 
+use crate::clients::jira::JiraConfig;
 use crate::release::calendar::{Calendar, CalendarConfig, ReminderEvent};
 use crate::release::gitref::GitRef;
 use crate::release::migrations::MigrationConfig;
@@ -36,6 +37,10 @@ pub struct Config {
     pub discord: Option<crate::chat::discord::DiscordConfig>,
     /// The Slack adapter, when a `[slack]` section is present.
     pub slack: Option<crate::chat::slack::SlackConfig>,
+    /// The Jira integration (`[jira]`), if configured.
+    pub jira: Option<JiraConfig>,
+    /// The Jira API token, loaded at start-up: present exactly when `jira` is.
+    pub jira_token: Option<Secret>,
 }
 
 /// A person and their identities on each platform.
@@ -273,6 +278,8 @@ struct RawConfig {
     approval_ttl: String,
     discord: Option<crate::chat::discord::config::RawDiscordConfig>,
     slack: Option<crate::chat::slack::RawSlack>,
+    /// Jira: moves tickets with the code, `/ticket`, ticket lists in reminders.
+    jira: Option<JiraConfig>,
 }
 
 fn default_approval_ttl() -> String {
@@ -370,6 +377,20 @@ impl Config {
         }
         let slack = raw.slack.map(|slack| slack.validate(base)).transpose()?;
         secret_values.extend(slack.iter().flat_map(|s| s.secrets()));
+        let jira_token = match &raw.jira {
+            Some(jira) => {
+                for env in jira.on_deploy.iter().flat_map(|moves| moves.keys()) {
+                    if !names.contains(env) {
+                        bail!("jira.on_deploy.{env}: there is no environment `{env}`");
+                    }
+                }
+                let token = jira.token.load("jira.token", base)?;
+                // Scrubbed from step output like every other secret.
+                secret_values.push(token.clone());
+                Some(token)
+            }
+            None => None,
+        };
         Ok(Self {
             timezone,
             calendar,
@@ -380,6 +401,8 @@ impl Config {
             secret_values,
             discord,
             slack,
+            jira: raw.jira,
+            jira_token,
         })
     }
 
@@ -396,6 +419,11 @@ impl Config {
     /// The configured person with this handle.
     pub fn person(&self, id: &str) -> Option<&Person> {
         self.people.iter().find(|p| p.id == id)
+    }
+
+    /// The configured person with this Jira account id (`people[].jira`).
+    pub fn person_by_jira(&self, account_id: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.jira.as_deref() == Some(account_id))
     }
 }
 
@@ -605,6 +633,33 @@ transport = { kind = "local", dir = "/srv/dev" }
         );
         let err = format!("{:#}", Config::from_toml(&text, Path::new(".")).unwrap_err());
         assert!(err.contains("user_text"), "{err}");
+    }
+
+    #[test]
+    fn the_jira_table_is_checked_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jira.token"), "jira-secret-1\n").unwrap();
+        let jira = r#"
+[jira]
+base_url = "https://team.atlassian.net"
+email = "shipday@team.example"
+token = { file = "jira.token" }
+projects = ["SHOP"]
+"#;
+        let config = Config::from_toml(&format!("{MINIMAL}{jira}"), dir.path()).unwrap();
+        assert_eq!(config.jira.as_ref().unwrap().projects, ["SHOP"]);
+        assert_eq!(config.jira_token.as_ref().map(Secret::expose), Some("jira-secret-1"));
+        assert!(config.secret_values.iter().any(|s| s.expose() == "jira-secret-1"), "redacted from step output");
+        assert!(!format!("{config:?}").contains("jira-secret-1"));
+
+        let missing = jira.replace("{ file = \"jira.token\" }", "{ env = \"SHIPDAY_TEST_JIRA_TOKEN_SURELY_UNSET\" }");
+        let err = format!("{:#}", Config::from_toml(&format!("{MINIMAL}{missing}"), dir.path()).unwrap_err());
+        assert!(err.contains("jira.token") && err.contains("SHIPDAY_TEST_JIRA_TOKEN_SURELY_UNSET"), "{err}");
+
+        let unknown = format!("{MINIMAL}{jira}[jira.on_deploy]\nqa = {{ to = \"Done\" }}\n");
+        let err = format!("{:#}", Config::from_toml(&unknown, dir.path()).unwrap_err());
+        assert!(err.contains("jira.on_deploy.qa"), "{err}");
+        assert!(Config::from_toml(MINIMAL, dir.path()).unwrap().jira.is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod command;
 pub mod config;
 pub mod engine;
 mod handlers;
+pub mod jira_outbox;
 pub mod manifest;
 pub mod playground;
 pub mod redact;

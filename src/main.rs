@@ -236,5 +236,12 @@ fn check_config(path: &Path) -> Result<()> {
         let endpoint = discord.http_listen.map(|a| format!(", HTTP interactions on {a}")).unwrap_or_default();
         println!("  discord: server {}, team channel {}{lead}{endpoint}", discord.guild_id, discord.channel);
     }
+    if let Some(jira) = &config.jira {
+        println!("  jira: {} as {}, projects {}", jira.base_url, jira.email, jira.projects.join(", "));
+        for (env, rule) in jira.deploy_moves(&config.environment_names()) {
+            let from = rule.from.map(|from| format!("from {from} ")).unwrap_or_default();
+            println!("    {env} deploys move the tickets they ship {from}to {}", rule.to);
+        }
+    }
     Ok(())
 }

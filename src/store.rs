@@ -9,6 +9,7 @@ use crate::release::approvals::{PromotionRequest, RequestState};
 use crate::release::deploy::{DeployRecord, Observation, Outcome};
 use crate::release::locks::{ActiveDeploy, Hold};
 use crate::release::migrations::MigrationDebt;
+use crate::release::ticket_flow::{TicketMove, TicketScan};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -38,6 +39,9 @@ pub struct Store {
     promotion_messages: sled::Tree,
     audit: sled::Tree,
     tracked: sled::Tree,
+    jira_moves: sled::Tree,
+    jira_pending: sled::Tree,
+    ticket_scans: sled::Tree,
 }
 
 /// One line of the audit log: every command and the decision taken.
@@ -128,6 +132,9 @@ impl Store {
             promotion_messages: tree("promotion_messages")?,
             audit: tree("audit")?,
             tracked: tree("tracked_messages")?,
+            jira_moves: tree("jira_moves")?,
+            jira_pending: tree("jira_pending")?,
+            ticket_scans: tree("ticket_scans")?,
             db,
         };
         Ok((store, opened))
@@ -180,6 +187,16 @@ impl Store {
     /// The deploy with this id.
     pub fn deploy(&self, id: u64) -> Result<Option<DeployRecord>> {
         self.deploys.get(id.to_be_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Records the tickets a deploy shipped, changing nothing else (not the indexes: a newer
+    /// deploy may be live by the time an older one's commits are read).
+    pub fn set_deploy_tickets(&self, id: u64, tickets: &[String]) -> Result<()> {
+        if let Some(mut record) = self.deploy(id)? {
+            record.tickets = tickets.to_vec();
+            self.deploys.insert(id.to_be_bytes(), encode(&record)?)?;
+        }
+        Ok(())
     }
 
     /// The newest deploy of `env`, whatever its outcome.
@@ -463,6 +480,73 @@ impl Store {
     /// The newest `limit` audit entries, newest first.
     pub fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEntry>> {
         self.audit.iter().rev().take(limit).map(|e| decode(&e?.1)).collect()
+    }
+
+    /// The next ticket-move number (the Jira outbox delivers a ticket's moves in this order).
+    pub fn next_jira_move_id(&self) -> Result<u64> {
+        let next = self.db.update_and_fetch("jira_move_seq", |old| {
+            let n = old.and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        let bytes = next.expect("update_and_fetch returns the new value");
+        Ok(u64::from_be_bytes(bytes.as_ref().try_into()?))
+    }
+
+    /// Writes a ticket move, keeping the index of pending ones in step with its state.
+    pub fn put_jira_move(&self, record: &TicketMove) -> Result<()> {
+        let id = record.id.to_be_bytes();
+        self.jira_moves.insert(id, encode(record)?)?;
+        if record.is_pending() {
+            self.jira_pending.insert(id, &[])?;
+        } else {
+            self.jira_pending.remove(id)?;
+        }
+        Ok(())
+    }
+
+    /// Ticket moves still to deliver, oldest first.
+    pub fn pending_jira_moves(&self) -> Result<Vec<TicketMove>> {
+        let mut out = Vec::new();
+        for entry in self.jira_pending.iter() {
+            let (id, _) = entry?;
+            if let Some(found) = self.jira_moves.get(id)? {
+                out.push(decode(&found)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` ticket moves, whatever their state, newest first.
+    pub fn recent_jira_moves(&self, limit: usize) -> Result<Vec<TicketMove>> {
+        self.jira_moves.iter().rev().take(limit).map(|e| decode(&e?.1)).collect()
+    }
+
+    /// Remembers that a deploy's commits are still to be read for ticket keys.
+    pub fn put_ticket_scan(&self, scan: &TicketScan) -> Result<()> {
+        self.ticket_scans.insert(scan.deploy_id.to_be_bytes(), encode(scan)?)?;
+        Ok(())
+    }
+
+    /// Deploys whose commits are still to be read for ticket keys.
+    pub fn ticket_scans(&self) -> Result<Vec<TicketScan>> {
+        self.ticket_scans.iter().map(|e| decode(&e?.1)).collect()
+    }
+
+    /// A deploy's commits were read (or never will be).
+    pub fn remove_ticket_scan(&self, deploy_id: u64) -> Result<()> {
+        self.ticket_scans.remove(deploy_id.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// The tickets found in Staging when the drag window last closed, and when.
+    pub fn staging_snapshot(&self) -> Result<Option<(DateTime<Utc>, Vec<String>)>> {
+        self.db.get("jira_staging_snapshot")?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Records the tickets found in Staging at a window's close.
+    pub fn set_staging_snapshot(&self, at: DateTime<Utc>, tickets: &[String]) -> Result<()> {
+        self.db.insert("jira_staging_snapshot", encode(&(at, tickets))?)?;
+        Ok(())
     }
 
     /// After a crash: marks deploys left running as interrupted, frees their deploy locks and

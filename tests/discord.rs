@@ -366,6 +366,7 @@ async fn deploys_a_crash_interrupted_are_announced_in_the_team_channel() {
             trigger: Trigger::Command,
             emergency: None,
             migrations: None,
+            tickets: Vec::new(),
             started_at: chrono::Utc::now(),
             finished_at: None,
             steps: Vec::new(),

@@ -1,7 +1,7 @@
 //! Plain-text rendering of replies and progress, for the console (and as the fallback text of
 //! richer platforms).
 
-use crate::engine::reply::{CalendarView, EnvironmentStatus, ScheduleView, StatusReport};
+use crate::engine::reply::{CalendarView, EnvironmentStatus, JiraView, ScheduleView, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody};
 use crate::release::approvals::PromotionRequest;
 use crate::release::calendar::{Firing, FiringKind, WindowState};
@@ -162,7 +162,50 @@ fn status(report: &StatusReport, tz: Tz) -> String {
     let mut parts: Vec<String> =
         report.environments.iter().map(|env| environment_status(env, report.now, tz)).collect();
     parts.push(calendar_lines(&report.calendar, report.now));
+    if let Some(jira) = &report.jira {
+        parts.extend(jira_lines(jira, report.now, tz));
+    }
     parts.join("\n")
+}
+
+/// Jira in `/status`: moves on their way, moves given up, and drift in Staging.
+fn jira_lines(jira: &JiraView, now: DateTime<Utc>, tz: Tz) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(next) = jira.pending.first() {
+        let retrying = next
+            .last_error
+            .as_ref()
+            .map(|e| format!(", retrying after {} failed attempt(s): {e}", next.attempts))
+            .unwrap_or_default();
+        lines.push(format!(
+            "Jira: {} ticket move(s) on their way; next: {} ({}{retrying})",
+            jira.pending.len(),
+            next.describe(),
+            next.reason
+        ));
+    }
+    for given_up in &jira.given_up {
+        if let crate::release::ticket_flow::MoveState::GivenUp { why, at } = &given_up.state {
+            lines.push(format!(
+                "⚠️ Jira: Shipday gave up moving {} ({}), {} ago: {why}. Move it by hand.",
+                given_up.describe(),
+                given_up.reason,
+                age(now, *at)
+            ));
+        }
+    }
+    if let Some(view) = &jira.staging
+        && !view.check.drift.is_empty()
+    {
+        lines.push(format!(
+            "⚠️ Jira drift at the window's close ({}): in Staging, but Shipday never deployed their code to {} or {}: {}",
+            when(view.at, tz),
+            view.dev,
+            view.staging,
+            view.check.drift.join(", ")
+        ));
+    }
+    lines
 }
 
 fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> String {
@@ -240,8 +283,10 @@ fn history(records: &[DeployRecord], tz: Tz) -> String {
                 Outcome::Failed { step, reason, .. } => format!("failed at \"{step}\" ({reason})"),
                 Outcome::Interrupted => "interrupted".to_owned(),
             };
+            let shipped =
+                if r.tickets.is_empty() { String::new() } else { format!("; shipped {}", r.tickets.join(", ")) };
             format!(
-                "#{} {} `{}` at {} by {}, {}: {result}",
+                "#{} {} `{}` at {} by {}, {}: {result}{shipped}",
                 r.id,
                 r.env,
                 r.git_ref,

@@ -86,6 +86,19 @@ pub enum Command {
         /// How many days ahead.
         days: usize,
     },
+    /// Pass, fail or look up a Jira ticket.
+    Ticket {
+        /// The ticket's key, upper case (its project is checked against the config later).
+        key: String,
+        /// What to do with it.
+        action: TicketAction,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// A lead's reason to pass it outside the drag window.
+        #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+        override_reason: Option<String>,
+    },
     /// Explain the commands.
     Help {
         /// One command to explain.
@@ -96,8 +109,9 @@ pub enum Command {
 
 impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/`.
-    pub const NAMES: [&'static str; 10] =
-        ["deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback"];
+    pub const NAMES: [&'static str; 11] = [
+        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback", "ticket",
+    ];
 
     /// The spec name of this command.
     pub fn name(&self) -> &'static str {
@@ -112,6 +126,7 @@ impl Command {
             Command::Help { .. } => "help",
             Command::Schedule { .. } => "schedule",
             Command::Rollback { .. } => "rollback",
+            Command::Ticket { .. } => "ticket",
         }
     }
 
@@ -125,7 +140,19 @@ impl Command {
             | Command::Rollback { env, .. } => Some(env),
             Command::Promote { to, .. } => Some(to),
             Command::Status { env, .. } | Command::History { env, .. } => env.as_deref(),
-            Command::Help { .. } | Command::Schedule { .. } => None,
+            Command::Help { .. } | Command::Schedule { .. } | Command::Ticket { .. } => None,
         }
     }
+}
+
+/// What `/ticket` does with a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketAction {
+    /// Tested on dev: Dev Testing → Staging.
+    Pass,
+    /// Failed on dev: a comment with who and why.
+    Fail,
+    /// Column, assignee, and where its code is.
+    Status,
 }

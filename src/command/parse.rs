@@ -1,9 +1,10 @@
 //! The spec-driven parser: tokens are matched to a spec's options, each value is validated by
 //! its kind, and the result is the typed [`Command`].
 
-use super::Command;
 use super::spec::{CommandBook, CommandSpec, OptionKind, OptionSpec};
+use super::{Command, TicketAction};
 use crate::release::gitref::GitRef;
+use crate::release::tickets::{TicketKey, TicketKeyError};
 use std::collections::HashMap;
 
 /// Why the text did not parse, worded for the person who typed it.
@@ -206,11 +207,55 @@ impl Context<'_> {
             },
             "schedule" => Command::Schedule { days: text("days").and_then(|n| n.parse().ok()).unwrap_or(14) },
             "help" => Command::Help { topic: text("command").map(|c| c.trim_start_matches('/').to_owned()) },
+            "ticket" => {
+                let key = required(text("key"), "key")?;
+                let action = required(text("action"), "action")?;
+                self.ticket(&key, &action, text("reason"), text("override"))?
+            }
             other => {
                 return Err(ParseError(format!("`{other}` has a spec but no command type")));
             }
         };
         Ok(command)
+    }
+}
+
+impl Context<'_> {
+    /// `/ticket`: a well-formed key (its project is checked against the config by the
+    /// handler), one of the actions, a reason only for `fail` (where it is required), and
+    /// `--override` only for `pass`.
+    fn ticket(
+        &self,
+        key: &str,
+        action: &str,
+        reason: Option<String>,
+        override_reason: Option<String>,
+    ) -> Result<Command, ParseError> {
+        let key: TicketKey =
+            key.parse().map_err(|e: TicketKeyError| self.usage_error(format!("{e}: use a key like SHOP-12.")))?;
+        let action = match action.to_lowercase().as_str() {
+            "pass" => TicketAction::Pass,
+            "fail" => TicketAction::Fail,
+            "status" => TicketAction::Status,
+            other => {
+                return Err(self.usage_error(format!("`{}` is not an action: use pass, fail or status.", shown(other))));
+            }
+        };
+        match (action, &reason, &override_reason) {
+            (TicketAction::Fail, None, _) => {
+                return Err(self.usage_error(format!(
+                    "`/ticket {key} fail` needs a reason, for example `/ticket {key} fail the login button does nothing`."
+                )));
+            }
+            (TicketAction::Pass | TicketAction::Status, Some(_), _) => {
+                return Err(self.usage_error("Only `fail` takes a reason.".into()));
+            }
+            (TicketAction::Fail | TicketAction::Status, _, Some(_)) => {
+                return Err(self.usage_error("--override only goes with pass.".into()));
+            }
+            _ => {}
+        }
+        Ok(Command::Ticket { key: key.to_string(), action, reason, override_reason })
     }
 }
 

@@ -17,6 +17,7 @@ pub const SPEC_FILES: &[(&str, &str)] = &[
     ("help", include_str!("../../commands/help.toml")),
     ("schedule", include_str!("../../commands/schedule.toml")),
     ("rollback", include_str!("../../commands/rollback.toml")),
+    ("ticket", include_str!("../../commands/ticket.toml")),
 ];
 
 /// One slash command, as declared.

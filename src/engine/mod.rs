@@ -9,6 +9,7 @@ pub mod reply;
 mod runner;
 pub(crate) use runner::spawn_runner;
 
+use crate::clients::jira::JiraClient;
 use crate::clients::{ExecSession, RemoteExec};
 use crate::clock::Clock;
 use crate::command::{Command, CommandBook, parse};
@@ -20,6 +21,8 @@ use crate::release::gitref::{GitRef, Sha};
 use crate::release::locks::ActiveDeploy;
 use crate::release::migrations::MigrationDebt;
 use crate::release::policy::{Actor, authorize};
+use crate::release::ticket_flow::TicketScan;
+use crate::release::tickets::TicketKey;
 use crate::store::{AuditEntry, Store};
 use chrono::{DateTime, Utc};
 pub use reply::{
@@ -54,6 +57,20 @@ pub(crate) enum Event {
     CheckDrift,
     /// HEADs were read on the hosts; `pending` waits for a `/status --live` reply.
     Observed { env: Option<String>, heads: Vec<(String, Result<Sha, String>)>, pending: Option<Box<Pending>> },
+    /// A deploy's commits were read for ticket keys (or could not be).
+    TicketsFound { scan: TicketScan, result: Result<Vec<TicketKey>, String> },
+    /// Long work for a command (a Jira call) is done: record the decision and reply.
+    Answered(Box<TaskAnswer>),
+}
+
+/// What long work for a command decided, for the loop to record and send.
+pub(crate) struct TaskAnswer {
+    /// The command, waiting for its reply.
+    pub pending: Pending,
+    /// The reply and the decision to record.
+    pub handled: Handled,
+    /// News for the team, sent after the reply.
+    pub announcement: Option<Announcement>,
 }
 
 /// A command waiting for its reply while long work runs.
@@ -127,6 +144,10 @@ pub struct Engine {
     pub(crate) announcements: broadcast::Sender<Announcement>,
     /// Running deploys and where their progress goes.
     pub(crate) running: HashMap<u64, RunningDeploy>,
+    /// Jira, when `[jira]` is configured.
+    pub(crate) jira: Option<Arc<JiraClient>>,
+    /// Wakes the worker that delivers ticket moves to Jira (with `jira`).
+    pub(crate) outbox: Option<crate::jira_outbox::OutboxHandle>,
 }
 
 /// A handle adapters use to talk to the engine.
@@ -134,6 +155,7 @@ pub struct Engine {
 pub struct EngineHandle {
     events: mpsc::UnboundedSender<Event>,
     announcements: broadcast::Sender<Announcement>,
+    outbox: Option<crate::jira_outbox::OutboxHandle>,
 }
 
 impl EngineHandle {
@@ -187,6 +209,14 @@ impl EngineHandle {
         let _ = self.events.send(Event::CheckDrift);
     }
 
+    /// Asks the Jira outbox to deliver the ticket moves that are due now, without waiting for
+    /// its next round (it also runs every few seconds on its own).
+    pub fn deliver_ticket_moves(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.wake();
+        }
+    }
+
     /// Submits a command and waits for the engine's reply (not for the deploy to finish).
     pub async fn submit(&self, invocation: Invocation) -> Reply {
         let (tx, rx) = oneshot::channel();
@@ -198,15 +228,30 @@ impl EngineHandle {
 }
 
 impl Engine {
-    /// Starts the engine loop. `transports` maps each environment to how its steps run.
+    /// Starts the engine loop. `transports` maps each environment to how its steps run;
+    /// `jira` is the Jira client when `[jira]` is configured (then the outbox worker that
+    /// delivers ticket moves runs as long as the loop does).
     pub fn spawn(
         config: Arc<Config>,
         store: Store,
         clock: Arc<dyn Clock>,
         transports: HashMap<String, Arc<dyn RemoteExec>>,
+        jira: Option<Arc<JiraClient>>,
     ) -> EngineHandle {
         let (events, mut inbox) = mpsc::unbounded_channel();
         let (announcements, _) = broadcast::channel(256);
+        // Dropped when the loop ends, which stops the outbox worker with it.
+        let (running, stopped) = tokio::sync::watch::channel(());
+        let outbox = jira.clone().map(|client| {
+            let outbox = crate::jira_outbox::Outbox {
+                store: store.clone(),
+                client,
+                clock: clock.clone(),
+                config: config.clone(),
+                announcements: announcements.clone(),
+            };
+            outbox.spawn(stopped)
+        });
         let mut engine = Engine {
             redactor: Redactor::new(config.secret_values.clone()),
             book: CommandBook::builtin(),
@@ -222,13 +267,17 @@ impl Engine {
             starting: HashMap::new(),
             announcements: announcements.clone(),
             running: HashMap::new(),
+            jira,
+            outbox: outbox.clone(),
         };
+        engine.resume_ticket_scans();
         tokio::spawn(async move {
+            let _running = running;
             while let Some(event) = inbox.recv().await {
                 engine.handle(event).await;
             }
         });
-        EngineHandle { events, announcements }
+        EngineHandle { events, announcements, outbox }
     }
 
     async fn handle(&mut self, event: Event) {
@@ -292,6 +341,14 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
+            Event::TicketsFound { scan, result } => self.tickets_found(scan, result).await,
+            Event::Answered(answer) => {
+                let TaskAnswer { pending, handled, announcement } = *answer;
+                self.answer(pending, handled).await;
+                if let Some(announcement) = announcement {
+                    self.announce(announcement);
+                }
+            }
         }
     }
 
@@ -396,6 +453,9 @@ impl Engine {
             Command::Schedule { days } => self.command_schedule(days, now),
             Command::Rollback { env, target, emergency } => {
                 return self.command_rollback(&env, &target, emergency, pending, now);
+            }
+            Command::Ticket { key, action, reason, override_reason } => {
+                return self.command_ticket(&key, action, reason, override_reason, pending, now);
             }
         };
         Some((pending, handled))

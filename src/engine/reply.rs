@@ -7,6 +7,7 @@ use crate::release::deploy::{DeployEvent, DeployRecord, Observation};
 use crate::release::locks::{ActiveDeploy, Hold};
 use crate::release::migrations::MigrationDebt;
 use crate::release::plan::DeployPlan;
+use crate::release::ticket_flow::{StagingCheck, TicketMove};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
@@ -180,6 +181,33 @@ pub struct StatusReport {
     pub environments: Vec<EnvironmentStatus>,
     /// The drag window and next slots.
     pub calendar: CalendarView,
+    /// Jira's side, when it is configured.
+    pub jira: Option<JiraView>,
+}
+
+/// What `/status` shows about Jira.
+#[derive(Debug, Clone)]
+pub struct JiraView {
+    /// Ticket moves still to deliver, oldest first.
+    pub pending: Vec<TicketMove>,
+    /// Moves given up in the last days, newest first: a person has to make them.
+    pub given_up: Vec<TicketMove>,
+    /// The tickets found in Staging when the drag window last closed, checked against the
+    /// deploys known now.
+    pub staging: Option<StagingView>,
+}
+
+/// The Staging column at the drag window's last close, against the deploys.
+#[derive(Debug, Clone)]
+pub struct StagingView {
+    /// When the window closed.
+    pub at: DateTime<Utc>,
+    /// The environment developers test on (the first).
+    pub dev: String,
+    /// The environment after it.
+    pub staging: String,
+    /// The tickets, by where their code is.
+    pub check: StagingCheck,
 }
 
 /// The state of one environment.

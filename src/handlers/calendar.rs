@@ -52,6 +52,7 @@ impl Engine {
             FiringKind::Reminder { event, offset_minutes } => {
                 let text = self.reminder_text(event, *offset_minutes, firing.at, now);
                 self.announce(Announcement::Text(text));
+                self.list_tickets_for_reminder(event, *offset_minutes, firing.at);
             }
             FiringKind::Slot { env } => self.slot(env, firing.at, now).await,
             // The window's own edges change state that policy reads from the calendar; what the

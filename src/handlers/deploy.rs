@@ -217,6 +217,7 @@ impl Engine {
                 finished_at: None,
                 steps: Vec::new(),
                 outcome: Outcome::Running,
+                tickets: Vec::new(),
             },
             Err(error) => {
                 session.close().await;
@@ -319,6 +320,7 @@ impl Engine {
         if undo_failed && let Some(debt) = pays_debt {
             self.announce_undo_failure(record, &debt);
         }
+        self.queue_ticket_scan(record);
         Ok(())
     }
 

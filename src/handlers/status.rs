@@ -51,7 +51,7 @@ impl Engine {
             .map(|e| (e.name.clone(), calendar.next_slot(&e.name, now)))
             .collect();
         let calendar = CalendarView { timezone: calendar.timezone(), window: calendar.window(now), next_slots };
-        Ok(StatusReport { now, environments, calendar })
+        Ok(StatusReport { now, environments, calendar, jira: self.jira_view(now)? })
     }
 
     /// Reads HEAD on the hosts of one or every environment, in the background.

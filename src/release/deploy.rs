@@ -36,6 +36,9 @@ pub struct DeployRecord {
     pub steps: Vec<StepRecord>,
     /// Where it stands.
     pub outcome: Outcome,
+    /// Jira tickets it shipped (keys in its commit messages), once read after it succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tickets: Vec<String>,
 }
 
 /// What started a deploy.

@@ -9,6 +9,7 @@ pub mod locks;
 pub mod migrations;
 pub mod plan;
 pub mod policy;
+pub mod ticket_flow;
 pub mod tickets;
 
 use chrono::{DateTime, Utc};

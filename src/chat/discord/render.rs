@@ -379,6 +379,7 @@ mod tests {
             trigger: Trigger::Command,
             emergency: None,
             migrations: None,
+            tickets: Vec::new(),
             started_at: at,
             finished_at: None,
             steps,

@@ -5,6 +5,7 @@ use crate::config::{SecretRef, parse_duration};
 use anyhow::{Context, Result, bail};
 use reqwest::Url;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,6 +28,20 @@ pub struct JiraConfig {
     pub max_attempts: u32,
     /// Time limit of one request.
     pub timeout: Duration,
+    /// Where each environment's successful deploys move the tickets they shipped, as
+    /// configured; `None` means the defaults of [`JiraConfig::deploy_moves`].
+    pub on_deploy: Option<BTreeMap<String, DeployMove>>,
+}
+
+/// Where a successful deploy of one environment moves the tickets it shipped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployMove {
+    /// Only tickets in this column move (so a deploy never drags a card backwards);
+    /// `None`: from whichever column they are in.
+    pub from: Option<String>,
+    /// The column they move to.
+    pub to: String,
 }
 
 /// The team's board, as status names. Matching is case-insensitive.
@@ -93,6 +108,7 @@ struct RawJiraConfig {
     max_attempts: u32,
     #[serde(default = "default_timeout")]
     timeout: String,
+    on_deploy: Option<BTreeMap<String, DeployMove>>,
 }
 
 fn default_max_attempts() -> u32 {
@@ -140,6 +156,12 @@ impl TryFrom<RawJiraConfig> for JiraConfig {
                 bail!("jira.columns.{key}: a column name cannot be empty");
             }
         }
+        for (env, rule) in raw.on_deploy.iter().flatten() {
+            let named = [("to", Some(&rule.to)), ("from", rule.from.as_ref())];
+            if named.into_iter().any(|(_, name)| name.is_some_and(|n| n.trim().is_empty())) {
+                bail!("jira.on_deploy.{env}: a column name cannot be empty");
+            }
+        }
         if !(1..=10).contains(&raw.max_attempts) {
             bail!("jira.max_attempts: {} is not between 1 and 10", raw.max_attempts);
         }
@@ -152,15 +174,47 @@ impl TryFrom<RawJiraConfig> for JiraConfig {
             columns,
             max_attempts: raw.max_attempts,
             timeout,
+            on_deploy: raw.on_deploy,
         })
     }
 }
 
 impl JiraConfig {
+    /// Where each environment's successful deploys move tickets: `on_deploy` as configured,
+    /// or the team's defaults for `environments` (in promotion order): the first (dev) moves
+    /// them from `pull_request` to `dev_testing`; the one after it (staging), if it is not the
+    /// last, from `staging` to `after_staging` when that is set; the last (production), from
+    /// anywhere to `done`.
+    pub fn deploy_moves(&self, environments: &[String]) -> BTreeMap<String, DeployMove> {
+        if let Some(configured) = &self.on_deploy {
+            return configured.clone();
+        }
+        let columns = &self.columns;
+        let mut moves = BTreeMap::new();
+        if let Some(last) = environments.last() {
+            moves.insert(last.clone(), DeployMove { from: None, to: columns.done.clone() });
+        }
+        if let (Some(staging), Some(after)) = (environments.get(1), &columns.after_staging)
+            && environments.len() > 2
+        {
+            moves.insert(staging.clone(), DeployMove { from: Some(columns.staging.clone()), to: after.clone() });
+        }
+        if let Some(dev) = environments.first() {
+            let from = Some(columns.pull_request.clone());
+            moves.insert(dev.clone(), DeployMove { from, to: columns.dev_testing.clone() });
+        }
+        moves
+    }
+
     /// A client for this site, with the API token loaded (relative token files resolve
     /// against `base`, the config's directory).
     pub fn client(&self, base: &Path) -> Result<JiraClient> {
-        let token = self.token.load("jira.token", base)?;
+        self.client_with_token(self.token.load("jira.token", base)?)
+    }
+
+    /// A client for this site with an API token already loaded (at start-up, with the rest of
+    /// the config's secrets).
+    pub fn client_with_token(&self, token: crate::config::Secret) -> Result<JiraClient> {
         let retry = RetryPolicy { max_attempts: self.max_attempts, timeout: self.timeout, ..RetryPolicy::default() };
         Ok(JiraClient::new(&self.base_url, &self.email, token)?.with_retry(retry))
     }
@@ -250,6 +304,41 @@ after_staging = "Ready for Release"
         let client = parse_table(&text).unwrap().client(dir.path()).unwrap();
         assert_eq!(client.token.expose(), "s3cret-token");
         assert!(!format!("{client:?}").contains("s3cret"), "{client:?}");
+    }
+
+    #[test]
+    fn deploys_move_tickets_along_the_board_by_default() {
+        let envs: Vec<String> = ["dev", "staging", "production"].map(String::from).to_vec();
+        let config = parse_table(JIRA_TABLE).unwrap();
+        let moves = config.deploy_moves(&envs);
+        let dev = DeployMove { from: Some("Pull Request".into()), to: "Dev Testing".into() };
+        let staging = DeployMove { from: Some("Staging".into()), to: "Ready for Release".into() };
+        assert_eq!(moves.get("dev"), Some(&dev));
+        assert_eq!(moves.get("staging"), Some(&staging));
+        assert_eq!(moves.get("production"), Some(&DeployMove { from: None, to: "Done".into() }));
+
+        // Without after_staging, staging deploys leave tickets where they are.
+        let plain = parse_table(&JIRA_TABLE.replace("after_staging = \"Ready for Release\"", "")).unwrap();
+        assert!(!plain.deploy_moves(&envs).contains_key("staging"));
+        // Two environments: dev and the last one.
+        let two = plain.deploy_moves(&["dev".to_string(), "production".to_string()]);
+        assert_eq!(two.keys().collect::<Vec<_>>(), ["dev", "production"]);
+    }
+
+    #[test]
+    fn on_deploy_replaces_the_defaults_as_a_whole() {
+        let text = format!(
+            "{JIRA_TABLE}[jira.on_deploy]\ndev = {{ from = \"In Review\", to = \"QA\" }}\nproduction = {{ to = \"Released\" }}\n"
+        );
+        let config = parse_table(&text).unwrap();
+        let moves = config.deploy_moves(&["dev".to_string(), "staging".to_string(), "production".to_string()]);
+        assert_eq!(moves.len(), 2);
+        assert_eq!(moves["dev"], DeployMove { from: Some("In Review".into()), to: "QA".into() });
+        assert_eq!(moves["production"], DeployMove { from: None, to: "Released".into() });
+        let blank = text.replace("\"QA\"", "\"\"");
+        assert!(format!("{:#}", parse_table(&blank).unwrap_err()).contains("jira.on_deploy.dev"));
+        let typo = text.replace("from = ", "form = ");
+        assert!(format!("{:#}", parse_table(&typo).unwrap_err()).contains("form"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 mod config;
 mod wire;
 
-pub use config::{JiraColumns, JiraConfig};
+pub use config::{DeployMove, JiraColumns, JiraConfig};
 
 use crate::config::Secret;
 use anyhow::{Context, Result, bail};

@@ -1,0 +1,421 @@
+//! Jira follows the code, end to end: real deploys (local transport, real git) move the tickets
+//! they shipped on the stateful fake Jira through the durable outbox, `/ticket` passes, fails
+//! and looks up tickets, and the drag-window reminders list who has what to test.
+
+mod common;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::fake_jira::{EMAIL, FakeJira, Fault, TOKEN};
+use common::{Bot, World, git, refused};
+use shipday::engine::{Announcement, ReplyBody, Visibility};
+use shipday::release::deploy::Outcome;
+use shipday::release::ticket_flow::MoveState;
+use shipday::scheduler::Scheduler;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+const ISSUE_2: &str = "/rest/api/3/issue/SHOP-2";
+
+/// The world's config with `[jira]` pointing at the fake (plus `extra` TOML inside the table),
+/// and Grace and Linus mapped to their Jira accounts.
+fn jira_config(world: &World, jira: &FakeJira, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(world.config_path()).unwrap();
+    let text = text
+        .replace("name = \"Grace\"\n", "name = \"Grace\"\njira = \"acc-grace\"\n")
+        .replace("name = \"Linus\"\n", "name = \"Linus\"\njira = \"acc-linus\"\n");
+    std::fs::write(world.path().join("jira.token"), TOKEN).unwrap();
+    let table = format!(
+        "\n[jira]\nbase_url = \"{}\"\nemail = \"{EMAIL}\"\ntoken = {{ file = \"jira.token\" }}\n\
+         projects = [\"SHOP\"]\nmax_attempts = 1\ntimeout = \"1s\"\n{extra}\n",
+        jira.url
+    );
+    let path = world.path().join("jira.toml");
+    std::fs::write(&path, format!("{text}{table}")).unwrap();
+    path
+}
+
+/// The team's board with the playground's tickets: SHOP-1 (on staging's branch), SHOP-2 (on
+/// dev's), SHOP-3 and SHOP-4 (personal branches).
+async fn board() -> FakeJira {
+    let jira = FakeJira::start().await;
+    jira.add_issue("SHOP-1", "Add the cart page", "Staging", Some(("acc-linus", "Linus Torvalds")));
+    jira.add_issue("SHOP-2", "Add search box", "Pull Request", Some(("acc-grace", "Grace Hopper")));
+    jira.add_issue("SHOP-3", "Log in with email", "Pull Request", Some(("acc-grace", "Grace Hopper")));
+    jira.add_issue("SHOP-4", "Search by name", "Pull Request", Some(("acc-linus", "Linus Torvalds")));
+    jira
+}
+
+/// Puts an environment's checkout on `branch`'s commit, as if it ran that before Shipday.
+fn runs(world: &World, env: &str, branch: &str) {
+    git(&world.path().join("envs").join(env), &["checkout", "--quiet", "--detach", &world.tip(branch)]);
+}
+
+/// Starts the bot and waits for its start-up HEAD reads (the first deploy compares with them).
+async fn start(config: &Path) -> Bot {
+    let bot = Bot::start(config);
+    let store = bot.app.store.clone();
+    eventually("the start-up HEAD reads", || {
+        ["dev", "staging", "production"].iter().all(|env| store.observation(env).unwrap().is_some()).then_some(())
+    })
+    .await;
+    bot
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..500 {
+        if let Some(found) = check() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Waits until every deploy's commits were read and every ticket move left the outbox.
+async fn moves_settled(bot: &Bot) {
+    let store = bot.app.store.clone();
+    eventually("the ticket moves", || {
+        (store.ticket_scans().unwrap().is_empty() && store.pending_jira_moves().unwrap().is_empty()).then_some(())
+    })
+    .await;
+}
+
+/// The next announced text that contains `fragment`.
+async fn heard(rx: &mut broadcast::Receiver<Announcement>, fragment: &str) -> String {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Ok(Announcement::Text(text)) if text.contains(fragment) => return text,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("announcements closed"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("nothing announced with {fragment:?}"))
+}
+
+async fn deploy(bot: &Bot, user: &str, line: &str) -> shipday::release::deploy::DeployRecord {
+    let (reply, progress) = bot.say(user, line).await;
+    assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
+    let record = progress.last().unwrap().record.clone();
+    assert_eq!(record.outcome, Outcome::Succeeded, "{record:?}");
+    record
+}
+
+fn eat(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    chrono_tz::Africa::Nairobi.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap().with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn a_dev_deploy_of_dev_moves_its_ticket_to_dev_testing_and_mentions_the_assignee() {
+    let world = World::new();
+    runs(&world, "dev", "staging");
+    let jira = board().await;
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    let mut news = bot.app.engine.announcements();
+
+    let record = deploy(&bot, "linus", "/deploy dev dev").await;
+    moves_settled(&bot).await;
+    assert_eq!(jira.status("SHOP-2"), "Dev Testing");
+    let said = heard(&mut news, "🧪 SHOP-2").await;
+    assert!(said.contains("on dev and in Dev Testing: @{grace}, it is yours to test"), "{said}");
+    assert_eq!(jira.status("SHOP-1"), "Staging", "already ahead of dev: never dragged back");
+    let stored = bot.app.store.deploy(record.id).unwrap().unwrap();
+    assert_eq!(stored.tickets, ["SHOP-2"], "the deploy lists the ticket it shipped");
+    let moves = bot.app.store.recent_jira_moves(10).unwrap();
+    assert!(matches!(&moves[0].state, MoveState::Done { outcome, .. } if outcome == "moved from Pull Request"));
+    assert!(moves[0].reason.contains(&format!("deploy #{} of `dev` to dev", record.id)), "{:?}", moves[0]);
+}
+
+#[tokio::test]
+async fn a_personal_branch_deploy_moves_nothing() {
+    let world = World::new();
+    runs(&world, "dev", "staging");
+    let jira = board().await;
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    let record = deploy(&bot, "grace", "/deploy dev feature/login").await;
+    assert!(bot.app.store.ticket_scans().unwrap().is_empty(), "nothing to read");
+    assert!(bot.app.store.recent_jira_moves(10).unwrap().is_empty());
+    assert!(bot.app.store.deploy(record.id).unwrap().unwrap().tickets.is_empty());
+    assert_eq!((jira.status("SHOP-2"), jira.status("SHOP-3")), ("Pull Request".into(), "Pull Request".into()));
+    assert!(jira.requests().is_empty(), "Jira was not even asked");
+}
+
+#[tokio::test]
+async fn a_staging_deploy_moves_staging_tickets_to_the_next_column_and_production_to_done() {
+    let world = World::new();
+    runs(&world, "staging", "master");
+    runs(&world, "production", "master");
+    let jira = board().await;
+    jira.add_transition("61", "Ready to release", "Staging", "Ready for Release");
+    jira.add_transition("71", "Released", "Ready for Release", "Done");
+    jira.set_status("SHOP-2", "Dev Testing");
+    let bot = start(&jira_config(&world, &jira, "[jira.columns]\nafter_staging = \"Ready for Release\"")).await;
+
+    deploy(&bot, "grace", "/deploy staging staging").await;
+    moves_settled(&bot).await;
+    assert_eq!(jira.status("SHOP-1"), "Ready for Release");
+
+    // Staging's branch reaches master, and production ships it (a lead, in an emergency).
+    git(&world.path().join("origin.git"), &["update-ref", "refs/heads/master", &world.tip("dev")]);
+    let record = deploy(&bot, "ada", "/deploy production master --emergency \"release 1.2\"").await;
+    moves_settled(&bot).await;
+    assert_eq!(bot.app.store.deploy(record.id).unwrap().unwrap().tickets, ["SHOP-1", "SHOP-2"]);
+    assert_eq!(jira.status("SHOP-1"), "Done");
+    // SHOP-2 is in Dev Testing, with no way to Done in this workflow: reported, not forced.
+    assert_eq!(jira.status("SHOP-2"), "Dev Testing");
+}
+
+#[tokio::test]
+async fn a_ticket_already_in_its_column_is_a_no_op() {
+    let world = World::new();
+    runs(&world, "dev", "staging");
+    let jira = board().await;
+    jira.set_status("SHOP-2", "Dev Testing");
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    deploy(&bot, "linus", "/deploy dev dev").await;
+    moves_settled(&bot).await;
+    let moves = bot.app.store.recent_jira_moves(10).unwrap();
+    assert!(matches!(&moves[0].state, MoveState::Done { outcome, .. } if outcome == "already there"), "{moves:?}");
+    assert!(jira.requests().iter().all(|r| r.method == "GET"), "nothing was posted");
+}
+
+#[tokio::test]
+async fn a_transition_missing_from_the_workflow_is_given_up_announced_and_shown_in_status() {
+    let world = World::new();
+    runs(&world, "production", "master");
+    let jira = board().await;
+    jira.set_status("SHOP-2", "Dev Testing");
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    let mut news = bot.app.engine.announcements();
+    git(&world.path().join("origin.git"), &["update-ref", "refs/heads/master", &world.tip("dev")]);
+    deploy(&bot, "ada", "/deploy production master --emergency \"release 1.2\"").await;
+    moves_settled(&bot).await;
+
+    let said = heard(&mut news, "gave up moving SHOP-2").await;
+    assert!(said.contains("SHOP-2 cannot move from `Dev Testing` to `Done`"), "{said}");
+    assert!(said.contains("the workflow offers only `Staging`, `Pull Request`") && said.contains("by hand"), "{said}");
+    assert_eq!(jira.status("SHOP-1"), "Done", "the other ticket moved");
+    let (status, _) = bot.say("grace", "/status").await;
+    let text = bot.show(&status);
+    assert!(
+        text.contains("⚠️ Jira: Shipday gave up moving SHOP-2 to Done (deploy #1 of `master` to production)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn jira_down_during_a_deploy_the_deploy_succeeds_and_the_move_survives_a_restart() {
+    let world = World::new();
+    runs(&world, "dev", "staging");
+    let jira = board().await;
+    jira.fail("GET", ISSUE_2, Fault::ServerError, 1);
+    let config = jira_config(&world, &jira, "");
+    let bot = start(&config).await;
+
+    deploy(&bot, "linus", "/deploy dev dev").await;
+    let store = bot.app.store.clone();
+    let waiting =
+        eventually("a failed attempt", || store.pending_jira_moves().unwrap().into_iter().find(|m| m.attempts == 1))
+            .await;
+    assert!(waiting.last_error.as_deref().unwrap_or_default().contains("500"), "{waiting:?}");
+    assert_eq!(jira.status("SHOP-2"), "Pull Request");
+    let (status, _) = bot.say("grace", "/status").await;
+    assert!(
+        bot.show(&status)
+            .contains("Jira: 1 ticket move(s) on their way; next: SHOP-2 from Pull Request to Dev Testing")
+    );
+    drop((store, bot));
+
+    // Jira is back; the bot restarts and delivers what it had queued.
+    let bot = restart(&config).await;
+    bot.clock.set(waiting.next_attempt_at + chrono::Duration::seconds(1));
+    bot.app.engine.deliver_ticket_moves();
+    moves_settled(&bot).await;
+    assert_eq!(jira.status("SHOP-2"), "Dev Testing");
+    let moves = bot.app.store.recent_jira_moves(10).unwrap();
+    assert_eq!((moves.len(), moves[0].attempts), (1, 2));
+}
+
+async fn restart(config: &Path) -> Bot {
+    for _ in 0..50 {
+        if let Ok(bot) = Bot::try_start(config) {
+            return bot;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the store stayed locked");
+}
+
+#[tokio::test]
+async fn ticket_pass_inside_the_window_by_the_assignee_moves_it_to_staging() {
+    let world = World::new();
+    let jira = board().await;
+    jira.set_status("SHOP-2", "Dev Testing");
+    jira.add_issue("SHOP-5", "Fix search paging", "Dev Testing", Some(("acc-grace", "Grace Hopper")));
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    bot.clock.set(eat(29, 20, 30));
+
+    let (reply, _) = bot.say("grace", "/ticket shop-2 pass").await;
+    assert_eq!(reply.visibility, Visibility::Public);
+    assert_eq!(
+        bot.show(&reply),
+        "✅ SHOP-2 Add search box passed dev testing: Grace moved it from Dev Testing to Staging."
+    );
+    assert_eq!(jira.status("SHOP-2"), "Staging");
+
+    let (reply, _) = bot.say("linus", "/ticket SHOP-5 pass").await;
+    assert_eq!(refused(&reply), "Only the assignee (Grace) or a lead can pass SHOP-5.");
+    let (reply, _) = bot.say("grace", "/ticket SHOP-1 pass").await;
+    assert_eq!(refused(&reply), "SHOP-1 is in Staging, not Dev Testing.");
+    let (reply, _) = bot.say("grace", "/ticket OPS-1 pass").await;
+    assert!(refused(&reply).contains("`OPS-1` is not a ticket key like SHOP-123"), "{reply:?}");
+    assert_eq!(jira.status("SHOP-5"), "Dev Testing");
+    let audit = bot.app.store.audit_tail(4).unwrap();
+    assert!(audit[3].decision.starts_with("accepted: moved SHOP-2 from Dev Testing to Staging"), "{audit:?}");
+}
+
+#[tokio::test]
+async fn ticket_pass_outside_the_window_is_refused_with_the_next_window_and_a_lead_may_override() {
+    let world = World::new();
+    let jira = board().await;
+    jira.set_status("SHOP-4", "Dev Testing");
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    bot.clock.set(eat(25, 12, 0));
+    let mut news = bot.app.engine.announcements();
+
+    let (reply, _) = bot.say("linus", "/ticket SHOP-4 pass").await;
+    let text = refused(&reply);
+    assert!(text.contains("opens Sun 29 Nov 20:00 EAT") && text.contains("closes Mon 30 Nov 08:30 EAT"), "{text}");
+    assert!(text.contains("--override"), "{text}");
+    let (reply, _) = bot.say("linus", "/ticket SHOP-4 pass --override \"I am sure\"").await;
+    assert_eq!(refused(&reply), "Only a lead can use --override.");
+    assert_eq!(jira.status("SHOP-4"), "Dev Testing");
+    assert!(jira.requests().is_empty(), "refused before asking Jira");
+
+    let (reply, _) = bot.say("ada", "/ticket SHOP-4 pass --override \"hotfix for the sale\"").await;
+    assert!(bot.show(&reply).contains("passed dev testing: Ada moved it"), "{reply:?}");
+    assert_eq!(jira.status("SHOP-4"), "Staging");
+    let audit = bot.app.store.audit_tail(1).unwrap();
+    assert!(audit[0].decision.contains("OVERRIDE outside the drag window: hotfix for the sale"), "{audit:?}");
+    let said = heard(&mut news, "🚨").await;
+    assert_eq!(
+        said,
+        "🚨 @{ada} passed SHOP-4 to Staging outside the ticket-drag window (it next opens Sun 29 Nov 20:00 EAT). \
+         Reason: hotfix for the sale"
+    );
+}
+
+#[tokio::test]
+async fn ticket_fail_comments_with_who_and_why_and_moves_it_back_when_configured() {
+    let world = World::new();
+    let jira = board().await;
+    jira.set_status("SHOP-2", "Dev Testing");
+    let bot = start(&jira_config(&world, &jira, "[jira.columns]\nfail_to = \"Pull Request\"")).await;
+    let (reply, _) = bot.say("linus", "/ticket SHOP-2 fail the search box crashes on empty input").await;
+    assert_eq!(
+        bot.show(&reply),
+        "❌ SHOP-2 failed dev testing (Linus): the search box crashes on empty input. The comment is on the ticket. \
+         It moved back to Pull Request."
+    );
+    let comments = jira.comments("SHOP-2");
+    assert_eq!(comments.len(), 1);
+    let words = comments[0].to_string();
+    assert!(words.contains("Failed dev testing, reported by Linus with Shipday:"), "{words}");
+    assert!(words.contains("the search box crashes on empty input"), "{words}");
+    assert_eq!(jira.status("SHOP-2"), "Pull Request");
+}
+
+#[tokio::test]
+async fn ticket_status_shows_the_column_the_assignee_and_where_the_code_is() {
+    let world = World::new();
+    runs(&world, "dev", "staging");
+    let jira = board().await;
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    let record = deploy(&bot, "linus", "/deploy dev dev").await;
+    moves_settled(&bot).await;
+    let (reply, _) = bot.say("linus", "/ticket SHOP-2 status").await;
+    assert_eq!(reply.visibility, Visibility::Ephemeral);
+    let text = bot.show(&reply);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..3], ["SHOP-2 Add search box", "Column: Dev Testing", "Assignee: Grace"]);
+    let since = format!("dev: shipped there by deploy #{} (`dev` at {}", record.id, record.sha.short());
+    assert!(lines[3].starts_with(&since), "{text}");
+    assert_eq!(
+        lines[4..],
+        ["staging: not shipped there by any Shipday deploy", "production: not shipped there by any Shipday deploy"]
+    );
+
+    let (reply, _) = bot.say("linus", "/ticket SHOP-404 status").await;
+    assert!(refused(&reply).contains("Jira has no SHOP-404"), "{reply:?}");
+}
+
+#[tokio::test]
+async fn without_jira_ticket_says_so_and_changes_nothing() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let (reply, _) = bot.say("grace", "/ticket SHOP-2 pass").await;
+    assert!(refused(&reply).starts_with("Jira is not configured"), "{reply:?}");
+    let (reply, _) = bot.say("grace", "/ticket SHOP-2 fail").await;
+    assert!(refused(&reply).contains("needs a reason"), "{reply:?}");
+}
+
+fn scheduler(bot: &Bot) -> Scheduler {
+    let app = &bot.app;
+    Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), Arc::new(bot.clock.clone()))
+}
+
+#[tokio::test]
+async fn the_window_reminders_list_each_persons_tickets_and_the_close_flags_drift() {
+    let world = World::new();
+    let jira = board().await;
+    jira.set_status("SHOP-2", "Dev Testing");
+    jira.set_status("SHOP-4", "Dev Testing");
+    jira.add_issue("SHOP-5", "Fix search paging", "Dev Testing", Some(("acc-grace", "Grace Hopper")));
+    jira.add_issue("SHOP-7", "Tidy the footer", "Dev Testing", None);
+    jira.add_issue("SHOP-8", "Refunds", "Dev Testing", Some(("acc-kim", "Kim Oduya")));
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    let scheduler = scheduler(&bot);
+    bot.clock.set(eat(29, 19, 59));
+    scheduler.tick().await.unwrap();
+    let mut news = bot.app.engine.announcements();
+
+    bot.clock.set(eat(29, 20, 0));
+    scheduler.tick().await.unwrap();
+    let said = heard(&mut news, "In Dev Testing").await;
+    assert_eq!(
+        said,
+        "🧪 In Dev Testing, to test on dev and pass in the window with `/ticket KEY pass`:\n\
+         • @{grace}: SHOP-2 Add search box; SHOP-5 Fix search paging\n\
+         • @{linus}: SHOP-4 Search by name\n\
+         • not assigned: SHOP-7 Tidy the footer\n\
+         • Kim Oduya: SHOP-8 Refunds"
+    );
+    assert!(jira.requests_to("POST", "/rest/api/3/search/jql").len() >= 3, "paged through every page");
+
+    bot.say("grace", "/ticket SHOP-2 pass").await;
+    bot.clock.set(eat(30, 7, 30));
+    scheduler.tick().await.unwrap();
+    let said = heard(&mut news, "Still untested").await;
+    assert!(said.contains("• @{grace}: SHOP-5 Fix search paging\n"), "{said}");
+    assert!(!said.contains("SHOP-2"), "{said}");
+
+    bot.clock.set(eat(30, 8, 30));
+    scheduler.tick().await.unwrap();
+    let said = heard(&mut news, "At the window's close").await;
+    assert!(said.contains("2 ticket(s) are in Staging"), "{said}");
+    assert!(
+        said.contains("Drift: in Staging, but Shipday never deployed their code to dev or staging (were they tested?): SHOP-1, SHOP-2"),
+        "{said}"
+    );
+    let (status, _) = bot.say("grace", "/status").await;
+    assert!(
+        bot.show(&status).contains("⚠️ Jira drift at the window's close (Mon 30 Nov 08:30 EAT)"),
+        "{}",
+        bot.show(&status)
+    );
+}
