@@ -1,6 +1,7 @@
 //! Start-up: config → store (with crash recovery) → transports → engine.
 
 use crate::clients::RemoteExec;
+use crate::clients::github::GitHubClient;
 use crate::clients::local::LocalExec;
 use crate::clients::ssh::SshExec;
 use crate::clock::Clock;
@@ -53,7 +54,11 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         _ => None,
     };
     let config = Arc::new(config);
-    let engine = Engine::spawn(config.clone(), store.clone(), clock, transports, jira);
+    let github = match &config.github {
+        Some(github) => Some(Arc::new(GitHubClient::new(github, &config.base_dir).context("github")?)),
+        None => None,
+    };
+    let engine = Engine::spawn(config.clone(), store.clone(), clock, transports, jira, github);
     engine.check_drift();
     Ok(App { config, engine, interrupted, store })
 }

@@ -4,6 +4,7 @@
 //! that holds each one ([`SecretRef`]). Unknown keys are errors, so a typo cannot silently
 //! turn a safety setting off.
 
+use crate::clients::github::GitHubConfig;
 use crate::clients::jira::JiraConfig;
 use crate::release::calendar::{Calendar, CalendarConfig, ReminderEvent};
 use crate::release::gitref::GitRef;
@@ -37,6 +38,10 @@ pub struct Config {
     pub discord: Option<crate::chat::discord::DiscordConfig>,
     /// The Slack adapter, when a `[slack]` section is present.
     pub slack: Option<crate::chat::slack::SlackConfig>,
+    /// The GitHub integration (`[github]`): promotions, the merge webhook, deployments.
+    pub github: Option<GitHubConfig>,
+    /// Where the config file is, to resolve `[github]`'s secret files.
+    pub base_dir: PathBuf,
     /// The Jira integration (`[jira]`), if configured.
     pub jira: Option<JiraConfig>,
     /// The Jira API token, loaded at start-up: present exactly when `jira` is.
@@ -278,6 +283,8 @@ struct RawConfig {
     approval_ttl: String,
     discord: Option<crate::chat::discord::config::RawDiscordConfig>,
     slack: Option<crate::chat::slack::RawSlack>,
+    /// GitHub: promotions merge and deploy through it; its webhook auto-deploys dev.
+    github: Option<GitHubConfig>,
     /// Jira: moves tickets with the code, `/ticket`, ticket lists in reminders.
     jira: Option<JiraConfig>,
 }
@@ -401,6 +408,8 @@ impl Config {
             secret_values,
             discord,
             slack,
+            github: raw.github,
+            base_dir: base.to_path_buf(),
             jira: raw.jira,
             jira_token,
         })

@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::clock::Clock;
 use crate::scheduler::Scheduler;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -26,9 +26,41 @@ pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
              (see the README), or talk to Shipday with `shipday console --as NAME`"
         );
     }
+    if let Some(github) = &app.config.github
+        && let Some(listen) = &github.listen
+    {
+        tasks.spawn(github_webhook(&app, clock.clone(), listen.clone())?);
+    }
     let scheduler = Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), clock);
     tasks.spawn(scheduler.run());
     wait(tasks).await
+}
+
+/// Serves GitHub's webhook route and hands each verified event to the engine. The route
+/// refuses to exist without a webhook secret.
+pub fn github_webhook(
+    app: &App,
+    clock: Arc<dyn Clock>,
+    listen: String,
+) -> Result<impl std::future::Future<Output = Result<()>> + Send + 'static> {
+    use crate::webhook::github::{WebhookState, routes};
+    let github = app.config.github.as_ref().context("no [github] section")?;
+    let (events, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+    let state = WebhookState::new(github, &app.config.base_dir, app.store.clone(), clock, events)?;
+    let engine = app.engine.clone();
+    Ok(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("github.listen: cannot listen on {listen}"))?;
+        tracing::info!(%listen, "GitHub webhook route listening");
+        tokio::spawn(async move {
+            while let Some((event, recorded)) = inbox.recv().await {
+                engine.github_event(event).await;
+                let _ = recorded.send(());
+            }
+        });
+        axum::serve(listener, routes(state)).await.context("the GitHub webhook server stopped")
+    })
 }
 
 /// Waits for a shutdown signal or the first adapter to stop.

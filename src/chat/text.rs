@@ -97,6 +97,8 @@ fn deploy_started_line(record: &DeployRecord) -> String {
         Trigger::Release => "Releasing: redeploying",
         Trigger::Scheduled => "Scheduled deploy of",
         Trigger::Rollback => "Rolling back: redeploying",
+        Trigger::Promotion => "Promotion: deploying",
+        Trigger::Merge => "Merged: deploying",
     };
     format!(
         "🚀 {verb} `{}` to {} at {} (deploy #{}, requested by {}).",
@@ -165,6 +167,7 @@ fn status(report: &StatusReport, tz: Tz) -> String {
     if let Some(jira) = &report.jira {
         parts.extend(jira_lines(jira, report.now, tz));
     }
+    parts.extend(report.protection.clone());
     parts.join("\n")
 }
 

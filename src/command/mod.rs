@@ -36,6 +36,9 @@ pub enum Command {
         from: String,
         /// Target environment.
         to: String,
+        /// A lead's reason to carry it out outside the target's slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emergency: Option<String>,
     },
     /// Show the state of one or all environments.
     Status {

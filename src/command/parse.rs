@@ -191,7 +191,11 @@ impl Context<'_> {
                     force,
                 }
             }
-            "promote" => Command::Promote { from: required(text("from"), "from")?, to: required(text("to"), "to")? },
+            "promote" => Command::Promote {
+                from: required(text("from"), "from")?,
+                to: required(text("to"), "to")?,
+                emergency: text("emergency"),
+            },
             "status" => Command::Status { env: text("env"), live },
             "release" => Command::Release { env: required(text("env"), "env")? },
             "lock" => Command::Lock { env: required(text("env"), "env")?, reason: required(text("reason"), "reason")? },

@@ -49,6 +49,12 @@ pub(crate) enum Event {
     Reaction(Reaction, oneshot::Sender<()>),
     /// An adapter posted a promotion request as this message.
     Bind { request: u64, platform: String, message: MessageRef, done: oneshot::Sender<()> },
+    /// Promotion work reported back.
+    Promotion(crate::handlers::promote::PromotionEvent),
+    /// What GitHub says about the first environment's branch protection.
+    Protection(String),
+    /// A GitHub webhook event, handed on once its delivery is verified.
+    GitHub(crate::webhook::github::GitHubEvent, oneshot::Sender<()>),
     /// A calendar job fires (already claimed in the store).
     Scheduled(Box<Firing>, oneshot::Sender<()>),
     /// The scheduler's periodic tick: waiting slot deploys are retried or skipped.
@@ -146,6 +152,10 @@ pub struct Engine {
     pub(crate) running: HashMap<u64, RunningDeploy>,
     /// Jira, when `[jira]` is configured.
     pub(crate) jira: Option<Arc<JiraClient>>,
+    /// GitHub, for promotions, deployments and branch protection.
+    pub(crate) github: Option<Arc<crate::clients::github::GitHubClient>>,
+    /// What GitHub last said about the first environment's branch protection.
+    pub(crate) protection: Option<String>,
     /// Wakes the worker that delivers ticket moves to Jira (with `jira`).
     pub(crate) outbox: Option<crate::jira_outbox::OutboxHandle>,
 }
@@ -199,6 +209,14 @@ impl EngineHandle {
         let _ = self.announcements.send(announcement);
     }
 
+    /// Hands a verified GitHub webhook event to the engine; returns once it is recorded.
+    pub async fn github_event(&self, event: crate::webhook::github::GitHubEvent) {
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::GitHub(event, tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Subscribes to announcements (reminders, scheduled deploys) for one adapter.
     pub fn announcements(&self) -> broadcast::Receiver<Announcement> {
         self.announcements.subscribe()
@@ -237,6 +255,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         transports: HashMap<String, Arc<dyn RemoteExec>>,
         jira: Option<Arc<JiraClient>>,
+        github: Option<Arc<crate::clients::github::GitHubClient>>,
     ) -> EngineHandle {
         let (events, mut inbox) = mpsc::unbounded_channel();
         let (announcements, _) = broadcast::channel(256);
@@ -268,6 +287,8 @@ impl Engine {
             announcements: announcements.clone(),
             running: HashMap::new(),
             jira,
+            github,
+            protection: None,
             outbox: outbox.clone(),
         };
         engine.resume_ticket_scans();
@@ -320,7 +341,18 @@ impl Engine {
                 .await;
             }
             Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
-            Event::CheckDrift => self.read_heads(None, None),
+            Event::CheckDrift => {
+                // The start-up checks: drift on the hosts, promotions to resume, protection.
+                self.read_heads(None, None);
+                self.resume_promotions(true).await;
+                self.check_protection();
+            }
+            Event::Promotion(event) => self.promotion_event(event).await,
+            Event::Protection(text) => self.protection = Some(text),
+            Event::GitHub(event, done) => {
+                self.github_event(event).await;
+                let _ = done.send(());
+            }
             Event::Scheduled(firing, done) => {
                 self.scheduled(*firing).await;
                 let _ = done.send(());
@@ -440,7 +472,9 @@ impl Engine {
                 return self.command_deploy(request, pending, now);
             }
             Command::Release { env } => return self.command_release(&env, pending, now),
-            Command::Promote { from, to } => self.command_promote(&from, &to),
+            Command::Promote { from, to, emergency } => {
+                return self.command_promote(&from, &to, emergency, pending, now);
+            }
             Command::Status { env, live: false } => self.command_status(env.as_deref(), now),
             Command::Status { env, live: true } => {
                 self.read_heads(env, Some(pending));
@@ -516,6 +550,8 @@ impl Engine {
         if let Err(error) = self.settle(&record, pays_debt, new_debt) {
             tracing::error!(error = format!("{error:#}"), "cannot record what a deploy left behind");
         }
+        self.promotion_deploy_finished(&record).await;
+        self.report_to_github(&record);
         self.record(&record).await;
         self.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::Finished, record });
     }

@@ -183,6 +183,8 @@ pub struct StatusReport {
     pub calendar: CalendarView,
     /// Jira's side, when it is configured.
     pub jira: Option<JiraView>,
+    /// Whether the first environment's branch is protected on GitHub, when GitHub is configured.
+    pub protection: Option<String>,
 }
 
 /// What `/status` shows about Jira.

@@ -132,6 +132,11 @@ impl Engine {
     async fn slot(&mut self, env: &str, slot: DateTime<Utc>, now: DateTime<Utc>) {
         match previous_environment(&self.config, env) {
             None => self.try_slot_deploy(env, slot, now, true).await,
+            Some(_) if self.github.is_some() => {
+                if let Err(why) = self.scheduled_promotion(env, now) {
+                    self.announce(Announcement::Text(format!("📦 {env}'s slot: no promotion started ({why}).")));
+                }
+            }
             Some(previous) => {
                 let text = format!(
                     "📦 It is {env}'s deploy slot ({}): promoting {previous} to {env} is due. Shipday starts promotions \
@@ -245,6 +250,7 @@ impl Engine {
     pub(crate) async fn tick(&mut self) {
         let now = self.clock.now();
         self.release_expired_claims(now).await;
+        self.resume_promotions(false).await;
         let waits = match self.store.slot_waits() {
             Ok(waits) => waits,
             Err(error) => {

@@ -83,8 +83,8 @@ impl Engine {
             Trigger::Command | Trigger::Scheduled => {
                 admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
             }
-            // A rollback goes back to what the environment ran: it never claims it.
-            Trigger::Rollback => {
+            // Rollbacks, promotions and merges deploy the environment's own history: never a claim.
+            Trigger::Rollback | Trigger::Promotion | Trigger::Merge => {
                 admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
                     .map(|_| HoldChange::Keep)
             }

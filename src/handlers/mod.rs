@@ -7,7 +7,7 @@ mod history;
 mod holds;
 mod jira;
 mod migrations;
-mod promote;
+pub(crate) mod promote;
 mod rollback;
 mod status;
 mod ticket;

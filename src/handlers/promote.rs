@@ -1,31 +1,642 @@
-//! `/promote`: promotion requests need the GitHub integration, which is not configured in this
-//! build. The command answers honestly and changes nothing.
+//! `/promote FROM TO` and everything after it: the request with its release notes, approvals
+//! (see `votes.rs`), execution exactly once (merge on GitHub, then deploy the merged commit),
+//! resuming after a crash, scheduled promotions, and the merge webhook's dev auto-deploy.
+//!
+//! Every step of execution is recorded in the request *before* its effect, so a restart resumes
+//! where it stopped instead of merging or deploying twice.
 
-use crate::engine::{Engine, Handled};
+use crate::clients::OutputTail;
+use crate::clients::github::{FastForward, GitHubClient, MergeOutcome};
+use crate::config::{Person, PromoteMode};
+use crate::engine::{
+    Announcement, DeployRequest, Engine, Event, Handled, Invocation, Pending, Reply, ReplyBody, Visibility,
+};
+use crate::handlers::calendar::scheduler_person;
+use crate::release::approvals::{PromotionRequest, RequestState, Stage};
+use crate::release::deploy::{DeployRecord, Outcome, Trigger};
+use crate::release::gitref::{GitRef, Sha};
+use crate::release::migrations::Migration;
+use crate::release::plan::head_script;
+use crate::release::policy::{calendar_time, previous_environment};
+use crate::release::tickets::extract_keys;
+use crate::webhook::github::GitHubEvent;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
 
-impl Engine {
-    pub(crate) fn command_promote(&self, from: &str, to: &str) -> Handled {
-        Handled::refused(format!(
-            "Promotions are not available in this installation yet (they need the GitHub integration). \
-             Nothing was changed. A lead can deploy {to}'s own branch with `/deploy {to} BRANCH` after merging {from} into it."
-        ))
-    }
+/// Commits whose pull requests are looked up for release notes.
+const NOTES_COMMITS: usize = 30;
+
+/// What long promotion work reports back to the engine loop.
+pub(crate) enum PromotionEvent {
+    /// The request's facts were gathered (or could not be).
+    Prepared { pending: Option<Box<Pending>>, draft: Box<Result<PromotionRequest, String>> },
+    /// The source commit was merged into the target branch (or not).
+    Merged { id: u64, result: Result<Sha, String> },
+    /// The target's deploy was answered (accepted or refused).
+    DeployAnswered { id: u64, reply: Box<Reply> },
 }
 
 impl Engine {
-    /// Quorum was reached. Carrying a promotion out needs the GitHub integration (to merge the
-    /// source commit into the target branch); without it, the approval stays recorded and the
-    /// team is told what to do by hand.
-    pub(crate) async fn promotion_approved(&mut self, request: crate::release::approvals::PromotionRequest) {
-        self.announce(crate::engine::Announcement::Text(format!(
-            "Promotion #{} of {} to {} is approved, but this installation has no GitHub integration to merge it. \
-             A lead merges {} into {}'s branch and runs `/deploy {} BRANCH`.",
-            request.id,
-            request.sha.short(),
-            request.to,
-            request.sha,
-            request.to,
-            request.to
-        )));
+    /// `/promote FROM TO`: gathers the exact commit on FROM (re-read on its host) and the
+    /// release notes, then posts the request.
+    pub(crate) fn command_promote(
+        &mut self,
+        from: &str,
+        to: &str,
+        emergency: Option<String>,
+        pending: Pending,
+        now: DateTime<Utc>,
+    ) -> Option<(Pending, Handled)> {
+        let person = pending.person.clone().expect("policy lets only configured people promote");
+        if emergency.is_some() && !person.has(crate::config::Role::Lead) {
+            return Some((pending, Handled::refused("Only a lead can promote with --emergency.")));
+        }
+        // On success the work answers later, through `PromotionEvent::Prepared`.
+        self.prepare_promotion(from, to, &person, emergency, Some(pending), now).err().map(|failed| {
+            let (pending, refusal) = *failed;
+            (pending.expect("given above"), Handled::refused(refusal))
+        })
     }
+
+    /// Checks what can be checked at once and starts gathering the request's facts.
+    fn prepare_promotion(
+        &mut self,
+        from: &str,
+        to: &str,
+        requester: &Person,
+        emergency: Option<String>,
+        pending: Option<Pending>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Box<(Option<Pending>, String)>> {
+        match self.draft_promotion(from, to, requester, emergency, now) {
+            Ok(work) => {
+                self.spawn_preparation(work, pending);
+                Ok(())
+            }
+            Err(refusal) => Err(Box::new((pending, refusal))),
+        }
+    }
+
+    /// The request as far as the store knows it, and what is needed to finish it on the hosts.
+    fn draft_promotion(
+        &mut self,
+        from: &str,
+        to: &str,
+        requester: &Person,
+        emergency: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Preparation, String> {
+        if previous_environment(&self.config, to) != Some(from) {
+            let hint = previous_environment(&self.config, to)
+                .map(|p| format!(" {to} is promoted from {p}: `/promote {p} {to}`."))
+                .unwrap_or_else(|| format!(" {to} is the first environment; it is deployed, not promoted."));
+            return Err(format!("Promotions go one step at a time.{hint}"));
+        }
+        let Some(github) = self.github.clone() else {
+            return Err(format!(
+                "Promotions need the GitHub integration, which is not configured here. Nothing was changed. A lead can \
+                 merge {from} into {to}'s branch and run `/deploy {to} BRANCH`."
+            ));
+        };
+        let live = self.store.last_ok(from).map_err(|e| format!("Shipday cannot read its store: {e:#}"))?;
+        let Some(live) = live else {
+            return Err(format!("{from} has no successful deploy yet, so there is nothing to promote."));
+        };
+        let open = self.store.open_promotions().map_err(|e| format!("Shipday cannot read its store: {e:#}"))?;
+        if let Some(existing) = open.iter().find(|r| r.from == from && r.to == to && r.sha == live.sha) {
+            return Err(format!(
+                "Promotion #{} of {} from {from} to {to} is already open ({}). React on its message instead.",
+                existing.id,
+                live.sha.short(),
+                existing.tally()
+            ));
+        }
+        let target_env = self.config.environment(to).expect("checked above").clone();
+        let source_env = self.config.environment(from).expect("checked above").clone();
+        let target_sha = self.store.last_ok(to).ok().flatten().map(|d| d.sha);
+        let transport = self.transports.get(from).cloned().expect("every environment has a transport");
+        let projects = self.config.jira.as_ref().map(|j| j.projects.clone()).unwrap_or_default();
+        let id = self.store.next_promotion_id().map_err(|e| format!("Shipday cannot write to its store: {e:#}"))?;
+        let draft = PromotionRequest {
+            id,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            sha: live.sha.clone(),
+            target_sha: target_sha.clone(),
+            requester: requester.id.clone(),
+            requester_name: requester.name.clone(),
+            created_at: now,
+            expires_at: now
+                + chrono::Duration::from_std(self.config.approval_ttl).unwrap_or(chrono::Duration::hours(24)),
+            quorum: target_env.approvals,
+            votes: BTreeMap::new(),
+            emergency,
+            notes: String::new(),
+            state: RequestState::Pending,
+        };
+        Ok(Preparation { draft, github, transport, source_env, target_env, target_sha, projects })
+    }
+
+    /// Gathers a drafted request's facts in the background, then hands it to the loop.
+    fn spawn_preparation(&self, work: Preparation, pending: Option<Pending>) {
+        let Some(events) = self.events.upgrade() else { return };
+        let Preparation { draft, github, transport, source_env, target_env, target_sha, projects } = work;
+        let from = draft.from.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let head = read_head(transport.as_ref(), &source_env).await?;
+                if head != draft.sha {
+                    return Err(format!(
+                        "{from}'s host runs {}, not {} as Shipday deployed: someone changed it by hand. Redeploy {from} \
+                         first; nothing was changed.",
+                        head.short(),
+                        draft.sha.short()
+                    ));
+                }
+                let base = match &target_sha {
+                    Some(sha) => sha.clone(),
+                    None => github.branch_sha(target_env.branch.as_str()).await.map_err(|e| format!("{e:#}"))?,
+                };
+                // Notes inform the leads; GitHub failing to give them does not block the request.
+                let notes = release_notes(&github, &base, &draft.sha, &projects)
+                    .await
+                    .unwrap_or_else(|e| format!("Release notes unavailable: {e}\n"));
+                Ok(PromotionRequest { notes, ..draft })
+            }
+            .await;
+            let prepared = PromotionEvent::Prepared { pending: pending.map(Box::new), draft: Box::new(result) };
+            let _ = events.send(Event::Promotion(prepared));
+        });
+    }
+
+    /// Handles what promotion work reported.
+    pub(crate) async fn promotion_event(&mut self, event: PromotionEvent) {
+        match event {
+            PromotionEvent::Prepared { draft, pending } => self.promotion_prepared(*draft, pending.map(|p| *p)).await,
+            PromotionEvent::Merged { id, result } => self.promotion_merged(id, result).await,
+            PromotionEvent::DeployAnswered { id, reply } => self.promotion_deploy_answered(id, *reply).await,
+        }
+    }
+
+    async fn promotion_prepared(&mut self, draft: Result<PromotionRequest, String>, pending: Option<Pending>) {
+        let request = match draft {
+            Ok(request) => request,
+            Err(reason) => {
+                match pending {
+                    Some(pending) => self.answer(pending, Handled::refused(reason)).await,
+                    None => {
+                        self.announce(Announcement::Text(format!("⚠️ A scheduled promotion could not start: {reason}")))
+                    }
+                }
+                return;
+            }
+        };
+        let mut request = request;
+        if request.quorum == 0 {
+            request.state = RequestState::Approved { at: self.clock.now() };
+        }
+        self.save_promotion(&request).await;
+        if let Some(pending) = pending {
+            let text = format!(
+                "Promotion #{} of {} → {} at {} is posted in the team channel. {}",
+                request.id,
+                request.from,
+                request.to,
+                request.sha.short(),
+                if request.quorum > 0 {
+                    "Leads approve by reacting ✅ (❌ rejects)."
+                } else {
+                    "It needs no approval."
+                }
+            );
+            let decision =
+                format!("accepted: promotion #{} of {} to {} at {}", request.id, request.from, request.to, request.sha);
+            self.answer(pending, Handled::Reply { reply: Reply::text(Visibility::Ephemeral, text), decision }).await;
+        }
+        if matches!(request.state, RequestState::Approved { .. }) {
+            self.promotion_approved(request).await;
+        }
+    }
+
+    /// Quorum was reached: carry it out now if the target's slot (or an emergency) allows,
+    /// otherwise it waits for the slot (the tick starts it).
+    pub(crate) async fn promotion_approved(&mut self, request: PromotionRequest) {
+        let now = self.clock.now();
+        if !self.slot_allows(&request, now) {
+            let next = self
+                .config
+                .calendar
+                .next_slot(&request.to, now)
+                .map(|at| calendar_time(&self.config.calendar, at))
+                .unwrap_or_else(|| "its next slot".into());
+            self.announce(Announcement::Text(format!(
+                "✅ Promotion #{} is approved. It runs in {}'s slot, {next} (a lead can `/promote {} {} --emergency \"reason\"` to run it now).",
+                request.id, request.to, request.from, request.to
+            )));
+            return;
+        }
+        self.execute_promotion(request).await;
+    }
+
+    fn slot_allows(&self, request: &PromotionRequest, now: DateTime<Utc>) -> bool {
+        let calendar = &self.config.calendar;
+        let needs_slot = self.config.environment(&request.to).is_some_and(|e| e.requires_approval);
+        !needs_slot
+            || request.emergency.is_some()
+            || !calendar.has_slot(&request.to)
+            || calendar.current_slot(&request.to, now).is_some()
+    }
+
+    /// Re-verifies the source, records the merge stage, then merges on GitHub.
+    async fn execute_promotion(&mut self, mut request: PromotionRequest) {
+        let current = self.store.last_ok(&request.from).ok().flatten().map(|d| d.sha);
+        if !request.check_source(current.as_ref()) {
+            self.save_promotion(&request).await;
+            return;
+        }
+        request.state = RequestState::Executing { stage: Stage::Merging };
+        self.save_promotion(&request).await;
+        self.merge_on_github(&request);
+    }
+
+    /// Starts the merge of the approved commit into the target's branch.
+    fn merge_on_github(&self, request: &PromotionRequest) {
+        let (Some(github), Some(events)) = (self.github.clone(), self.events.upgrade()) else { return };
+        let Some(source_env) = self.config.environment(&request.from).cloned() else { return };
+        let Some(target_env) = self.config.environment(&request.to).cloned() else { return };
+        let transport = self.transports.get(&request.from).cloned().expect("every environment has a transport");
+        let (id, sha) = (request.id, request.sha.clone());
+        let message = format!("Promote {} to {} ({}), Shipday promotion #{id}", request.from, request.to, sha.short());
+        tokio::spawn(async move {
+            let result = async {
+                // Right before merging: the source must still run the approved commit.
+                let head = read_head(transport.as_ref(), &source_env).await?;
+                if head != sha {
+                    return Err(format!("{} now runs {}, not the approved {}", source_env.name, head.short(), sha.short()));
+                }
+                let branch = target_env.branch.as_str();
+                match target_env.promote {
+                    PromoteMode::Merge => match github.merge(branch, &sha, &message).await.map_err(|e| format!("{e:#}"))? {
+                        MergeOutcome::Merged(merged) => Ok(merged),
+                        MergeOutcome::NothingToMerge => github.branch_sha(branch).await.map_err(|e| format!("{e:#}")),
+                        MergeOutcome::Conflict(why) => Err(format!(
+                            "GitHub cannot merge {} into `{branch}`: {why}. Resolve it in a pull request; nothing was deployed.",
+                            sha.short()
+                        )),
+                    },
+                    PromoteMode::FastForward => match github.fast_forward(branch, &sha).await.map_err(|e| format!("{e:#}"))? {
+                        FastForward::Moved => Ok(sha.clone()),
+                        FastForward::NotFastForward => Err(format!(
+                            "`{branch}` has commits {} lacks, so it cannot fast-forward; nothing was deployed.",
+                            source_env.name
+                        )),
+                    },
+                }
+            }
+            .await;
+            let _ = events.send(Event::Promotion(PromotionEvent::Merged { id, result }));
+        });
+    }
+
+    async fn promotion_merged(&mut self, id: u64, result: Result<Sha, String>) {
+        let Ok(Some(mut request)) = self.store.promotion(id) else { return };
+        let merged = match result {
+            Ok(merged) => merged,
+            Err(why) => {
+                request.state = if why.contains("now runs") {
+                    RequestState::Void {
+                        why: format!("{why}; ask again with `/promote {} {}`", request.from, request.to),
+                    }
+                } else {
+                    RequestState::Failed { why }
+                };
+                self.save_promotion(&request).await;
+                return;
+            }
+        };
+        request.state = RequestState::Executing {
+            stage: Stage::Deploying { sha: merged.clone(), deploy_id: None, github_deployment: None },
+        };
+        self.save_promotion(&request).await;
+        self.deploy_promotion(&request, &merged).await;
+    }
+
+    /// Deploys the merged commit to the target, through the ordinary deploy path.
+    async fn deploy_promotion(&mut self, request: &PromotionRequest, merged: &Sha) {
+        let now = self.clock.now();
+        let (reply, answered) = oneshot::channel();
+        let invocation = Invocation::new(
+            "scheduler",
+            "shipday",
+            &format!("/deploy {} {} (promotion #{})", request.to, merged, request.id),
+        );
+        let pending = Pending { invocation, person: Some(scheduler_person()), reply };
+        let deploy = DeployRequest {
+            env: request.to.clone(),
+            git_ref: GitRef::parse(merged.as_str()).expect("a SHA is a valid ref"),
+            dry_run: false,
+            emergency: request.emergency.clone(),
+            force: false,
+            trigger: Trigger::Promotion,
+        };
+        if let Some(events) = self.events.upgrade() {
+            let id = request.id;
+            tokio::spawn(async move {
+                if let Ok(reply) = answered.await {
+                    let _ =
+                        events.send(Event::Promotion(PromotionEvent::DeployAnswered { id, reply: Box::new(reply) }));
+                }
+            });
+        }
+        if let Some((pending, handled)) = self.command_deploy(deploy, pending, now) {
+            self.answer(pending, handled).await;
+        }
+    }
+
+    async fn promotion_deploy_answered(&mut self, id: u64, reply: Reply) {
+        let Ok(Some(mut request)) = self.store.promotion(id) else { return };
+        let RequestState::Executing { stage: Stage::Deploying { sha, .. } } = &request.state else { return };
+        let sha = sha.clone();
+        match reply.body {
+            ReplyBody::Deploy(record) => {
+                request.state = RequestState::Executing {
+                    stage: Stage::Deploying { sha, deploy_id: Some(record.id), github_deployment: None },
+                };
+            }
+            ReplyBody::Refused(why) => {
+                request.state =
+                    RequestState::Failed { why: format!("the deploy to {} did not start: {why}", request.to) };
+            }
+            _ => return,
+        }
+        self.save_promotion(&request).await;
+    }
+
+    /// A deploy finished: if it carried out a promotion, the promotion ends with it.
+    pub(crate) async fn promotion_deploy_finished(&mut self, record: &DeployRecord) {
+        if record.trigger != Trigger::Promotion {
+            return;
+        }
+        let Ok(open) = self.store.open_promotions() else { return };
+        let Some(mut request) = open.into_iter().find(|r| {
+            matches!(&r.state, RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } if *id == record.id)
+        }) else {
+            return;
+        };
+        request.state = match &record.outcome {
+            Outcome::Succeeded => RequestState::Done { deploy_id: record.id },
+            Outcome::Failed { step, reason, .. } => {
+                RequestState::Failed { why: format!("deploy #{} failed at \"{step}\" ({reason})", record.id) }
+            }
+            Outcome::Interrupted => RequestState::Failed { why: format!("deploy #{} was interrupted", record.id) },
+            Outcome::Running => return,
+        };
+        self.save_promotion(&request).await;
+        let outcome = match &request.state {
+            RequestState::Done { .. } => format!(
+                "✅ Promotion #{} shipped: {} is on {} (deploy #{}).",
+                request.id,
+                record.sha.short(),
+                request.to,
+                record.id
+            ),
+            _ => format!("❌ Promotion #{} did not ship: {}.", request.id, request.tally()),
+        };
+        self.announce(Announcement::Text(format!("{outcome}\n{}", request.notes.trim_end())));
+    }
+
+    /// After a restart: requests that were approved or being carried out continue from where
+    /// their record says they stopped. Never twice: the merge is idempotent on GitHub (a second
+    /// merge finds nothing to merge) and a deploy already started is looked up, not repeated.
+    pub(crate) async fn resume_promotions(&mut self, at_start: bool) {
+        let Ok(open) = self.store.open_promotions() else { return };
+        let now = self.clock.now();
+        for mut request in open {
+            match request.state.clone() {
+                RequestState::Pending if request.expire(now) => self.save_promotion(&request).await,
+                RequestState::Approved { .. } if self.slot_allows(&request, now) => {
+                    self.execute_promotion(request).await;
+                }
+                // Work in flight is only picked up again after a restart.
+                RequestState::Executing { .. } if !at_start => {}
+                RequestState::Executing { stage: Stage::Merging } => {
+                    tracing::info!(request = request.id, "resuming a promotion at its merge");
+                    self.merge_on_github(&request);
+                }
+                RequestState::Executing { stage: Stage::Deploying { sha, deploy_id: None, .. } } => {
+                    tracing::info!(request = request.id, "resuming a promotion at its deploy");
+                    self.deploy_promotion(&request, &sha).await;
+                }
+                RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } => {
+                    match self.store.deploy(id).ok().flatten() {
+                        Some(record) if record.is_finished() => self.promotion_deploy_finished(&record).await,
+                        Some(_) => {}
+                        None => {
+                            request.state =
+                                RequestState::Failed { why: format!("deploy #{id} is missing from the store") };
+                            self.save_promotion(&request).await;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The calendar's slot of a later environment: start its promotion (posted for approval
+    /// where it needs one), unless one is already open.
+    pub(crate) fn scheduled_promotion(&mut self, env: &str, now: DateTime<Utc>) -> Result<(), String> {
+        let from = previous_environment(&self.config, env).ok_or("no previous environment")?.to_owned();
+        let open = self.store.open_promotions().map_err(|e| format!("{e:#}"))?;
+        if let Some(existing) = open.iter().find(|r| r.to == env) {
+            return Err(format!("promotion #{} to {env} is already open", existing.id));
+        }
+        self.prepare_promotion(&from, env, &scheduler_person(), None, None, now).map_err(|failed| failed.1)
+    }
+
+    /// A webhook event from GitHub: a merge (or push) into the first environment's branch
+    /// deploys exactly that commit, unless someone holds the environment (then their release
+    /// brings it, since a release deploys the branch's tip).
+    pub(crate) async fn github_event(&mut self, event: GitHubEvent) {
+        let Some(first) = self.config.environments.first().cloned() else { return };
+        let (branch, sha, what) = match &event {
+            GitHubEvent::Merged { base, merge_sha, number, title, author, .. } => {
+                (base.clone(), merge_sha.clone(), format!("#{number} {title} by {author}"))
+            }
+            GitHubEvent::Pushed { branch, after, .. } => (branch.clone(), after.clone(), format!("a push to {branch}")),
+        };
+        let entry = crate::store::AuditEntry {
+            at: self.clock.now(),
+            platform: "github".into(),
+            user_id: "webhook".into(),
+            person: None,
+            text: format!("{what} → {branch} at {sha}"),
+            decision: if branch == first.branch.as_str() {
+                format!("auto-deploy {}", first.name)
+            } else {
+                "ignored".into()
+            },
+        };
+        if let Err(error) = self.store.audit(&entry).and(Ok(())) {
+            tracing::error!(error = format!("{error:#}"), "cannot record a webhook event");
+        }
+        let _ = self.store.flush().await;
+        if branch != first.branch.as_str() {
+            return;
+        }
+        let now = self.clock.now();
+        if let Some(hold) = self.store.hold(&first.name).ok().flatten().filter(|h| !h.is_expired(now)) {
+            self.announce(Announcement::Text(format!(
+                "🔀 {what} is merged into `{branch}` ({}); {} reaches it when @{{{}}} releases it (`/release {}`).",
+                sha.short(),
+                first.name,
+                hold.holder,
+                first.name
+            )));
+            return;
+        }
+        let (reply, answered) = oneshot::channel();
+        let invocation =
+            Invocation::new("scheduler", "shipday", &format!("/deploy {} {sha} (merged {what})", first.name));
+        let pending = Pending { invocation, person: Some(scheduler_person()), reply };
+        let request = DeployRequest {
+            env: first.name.clone(),
+            git_ref: GitRef::parse(sha.as_str()).expect("a SHA is a valid ref"),
+            dry_run: false,
+            emergency: None,
+            force: false,
+            trigger: Trigger::Merge,
+        };
+        let announcements = self.announcements.clone();
+        let env = first.name.clone();
+        tokio::spawn(async move {
+            if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
+                let _ =
+                    announcements.send(Announcement::Text(format!("⏭️ {env} did not auto-deploy {what}: {reason}")));
+            }
+        });
+        if let Some((pending, handled)) = self.command_deploy(request, pending, now) {
+            self.answer(pending, handled).await;
+        }
+    }
+
+    /// Tells GitHub's environment view what Shipday deployed (every finished deploy, when GitHub
+    /// is configured). Best effort: GitHub being down never fails a deploy.
+    pub(crate) fn report_to_github(&self, record: &DeployRecord) {
+        let Some(github) = self.github.clone() else { return };
+        if matches!(record.outcome, Outcome::Running) {
+            return;
+        }
+        let record = record.clone();
+        tokio::spawn(async move {
+            let description = format!("Shipday deploy #{} of {}", record.id, record.git_ref);
+            let state = match record.outcome {
+                Outcome::Succeeded => crate::clients::github::DeploymentState::Success,
+                Outcome::Failed { .. } => crate::clients::github::DeploymentState::Failure,
+                _ => crate::clients::github::DeploymentState::Error,
+            };
+            let result = async {
+                let id = github.create_deployment(&record.sha, &record.env, &description).await?;
+                github.deployment_status(id, state, &description, None).await
+            }
+            .await;
+            if let Err(error) = result {
+                tracing::warn!(deploy = record.id, error = format!("{error:#}"), "cannot report a deploy to GitHub");
+            }
+        });
+    }
+
+    /// Reads whether the first environment's branch is protected on GitHub, for `/status`.
+    pub(crate) fn check_protection(&self) {
+        let (Some(github), Some(events)) = (self.github.clone(), self.events.upgrade()) else { return };
+        let Some(first) = self.config.environments.first().cloned() else { return };
+        tokio::spawn(async move {
+            let branch = first.branch.to_string();
+            let text = match github.branch_protection(&branch).await {
+                Ok(Some(p)) if p.requires_pull_request => {
+                    format!("`{branch}` is protected on GitHub: changes reach it only through pull requests.")
+                }
+                Ok(Some(_)) => format!(
+                    "⚠️ `{branch}` is protected on GitHub but does not require pull requests: the team's rule is that it changes only through PRs."
+                ),
+                Ok(None) => format!(
+                    "⚠️ `{branch}` is NOT protected on GitHub: the team's rule is that it changes only through PRs. Protect it (require pull requests)."
+                ),
+                Err(error) => format!("⚠️ Could not read `{branch}`'s protection on GitHub: {error:#}"),
+            };
+            let _ = events.send(Event::Protection(text));
+        });
+    }
+}
+
+/// A drafted request and what finishing it needs.
+struct Preparation {
+    draft: PromotionRequest,
+    github: Arc<GitHubClient>,
+    transport: Arc<dyn crate::clients::RemoteExec>,
+    source_env: crate::config::Environment,
+    target_env: crate::config::Environment,
+    target_sha: Option<Sha>,
+    projects: Vec<String>,
+}
+
+/// HEAD of an environment's checkout, read on its host.
+async fn read_head(
+    transport: &dyn crate::clients::RemoteExec,
+    env: &crate::config::Environment,
+) -> Result<Sha, String> {
+    let mut session = transport.connect().await.map_err(|e| format!("cannot reach {}'s host: {e:#}", env.name))?;
+    let mut output = OutputTail::default();
+    let result = session.run(&head_script(env), Duration::from_secs(30), &mut output).await;
+    session.close().await;
+    match result {
+        Ok(r) if r.is_ok() => {
+            Sha::parse(output.text().trim()).map_err(|_| format!("{}'s HEAD is unreadable", env.name))
+        }
+        Ok(r) => Err(format!("cannot read {}'s HEAD: {}", env.name, r.describe())),
+        Err(e) => Err(format!("cannot read {}'s HEAD: {e:#}", env.name)),
+    }
+}
+
+/// Release notes between what the target runs and the promoted commit: merged pull requests
+/// with authors and tickets, the commit count, and the migrations added.
+async fn release_notes(
+    github: &Arc<GitHubClient>,
+    base: &Sha,
+    head: &Sha,
+    projects: &[String],
+) -> Result<String, String> {
+    let comparison = github.compare(base, head).await.map_err(|e| format!("{e:#}"))?;
+    let mut pulls = BTreeMap::new();
+    for commit in comparison.commits.iter().rev().take(NOTES_COMMITS) {
+        for pull in github.pulls_for_commit(&commit.sha).await.map_err(|e| format!("{e:#}"))? {
+            pulls.entry(pull.number).or_insert(pull);
+        }
+    }
+    let mut out = format!("Changes: {} commit(s), {} pull request(s).\n", comparison.ahead_by, pulls.len());
+    for pull in pulls.values() {
+        let tickets = extract_keys(projects, [pull.title.as_str(), pull.body.as_str(), pull.head_ref.as_str()]);
+        let tickets = if tickets.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", tickets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+        };
+        out.push_str(&format!("• #{} {}{tickets} by @{}\n", pull.number, pull.title, pull.author));
+    }
+    let loose: Vec<String> = extract_keys(projects, comparison.commits.iter().map(|c| c.message.as_str()))
+        .into_iter()
+        .map(|k| k.to_string())
+        .collect();
+    if !loose.is_empty() {
+        out.push_str(&format!("Tickets: {}\n", loose.join(", ")));
+    }
+    let migrations: Vec<String> =
+        comparison.files.iter().filter_map(|f| Migration::from_path(f)).map(|m| m.to_string()).collect();
+    if !migrations.is_empty() {
+        out.push_str(&format!("Migrations added: {}\n", migrations.join(", ")));
+    }
+    Ok(out)
 }

@@ -51,7 +51,8 @@ impl Engine {
             .map(|e| (e.name.clone(), calendar.next_slot(&e.name, now)))
             .collect();
         let calendar = CalendarView { timezone: calendar.timezone(), window: calendar.window(now), next_slots };
-        Ok(StatusReport { now, environments, calendar, jira: self.jira_view(now)? })
+        let protection = self.protection.clone();
+        Ok(StatusReport { now, environments, calendar, jira: self.jira_view(now)?, protection })
     }
 
     /// Reads HEAD on the hosts of one or every environment, in the background.

@@ -53,6 +53,10 @@ pub enum Trigger {
     Scheduled,
     /// `/rollback`: a commit the environment ran before.
     Rollback,
+    /// An approved promotion from the previous environment.
+    Promotion,
+    /// A pull request merged into the environment's branch (GitHub's webhook).
+    Merge,
 }
 
 /// One step's run.

@@ -112,6 +112,8 @@ fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> Value {
         (Outcome::Running, Trigger::Release) => (format!("🚀 Releasing {}: redeploying {what}", record.env), BLUE),
         (Outcome::Running, Trigger::Scheduled) => (format!("🚀 Scheduled deploy of {what}"), BLUE),
         (Outcome::Running, Trigger::Rollback) => (format!("⏪ Rolling back: redeploying {what}"), BLUE),
+        (Outcome::Running, Trigger::Promotion) => (format!("📦 Promotion: deploying {what}"), BLUE),
+        (Outcome::Running, Trigger::Merge) => (format!("🔀 Merged: deploying {what}"), BLUE),
         (Outcome::Succeeded, _) => (format!("✅ Deployed {what}"), GREEN),
         (Outcome::Failed { .. }, _) => (format!("❌ Deploy of {what} failed"), RED),
         (Outcome::Interrupted, _) => (format!("⚠️ Deploy of {what} was interrupted"), ORANGE),
@@ -195,7 +197,12 @@ fn status(report: &StatusReport) -> Value {
         .take(FIELDS_MAX - 1)
         .map(|env| field(&format!("{} · branch {}", env.name, env.branch), &environment(env, report.now), false))
         .collect();
-    fields.push(field("Calendar", &text::calendar_lines(&report.calendar, report.now), false));
+    let mut calendar = text::calendar_lines(&report.calendar, report.now);
+    if let Some(protection) = &report.protection {
+        calendar.push('\n');
+        calendar.push_str(protection);
+    }
+    fields.push(field("Calendar", &calendar, false));
     json!({
         "title": "Status",
         "color": if troubled { ORANGE } else { GREEN },

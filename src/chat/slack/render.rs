@@ -107,6 +107,8 @@ pub fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> SlackMessageContent 
         Trigger::Release => "Release (redeploy)",
         Trigger::Scheduled => "Scheduled deploy",
         Trigger::Rollback => "Rollback",
+        Trigger::Promotion => "Promotion",
+        Trigger::Merge => "Merge deploy",
     };
     let mut blocks =
         vec![header(&format!("{} {verb} #{} to {}", outcome_emoji(&record.outcome), record.id, record.env))];
@@ -216,6 +218,9 @@ fn status(report: &StatusReport, tz: Tz) -> Vec<SlackBlock> {
         }
     }
     blocks.push(section(&escape(&text::calendar_lines(&report.calendar, now))));
+    if let Some(protection) = &report.protection {
+        blocks.push(section(&escape(protection)));
+    }
     blocks.push(context(&format!("As of {} · `/status ENV --live` reads HEAD on the host", when(now, tz))));
     blocks
 }

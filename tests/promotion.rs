@@ -1,0 +1,363 @@
+//! Promotions and lead approvals, with a stateful fake GitHub that follows the real git origin
+//! the environments deploy from: every merge the fake makes is a real merge commit there.
+
+mod common;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::fake_github::{FakeGitHub, OWNER, REPO};
+use common::{Bot, World, git, refused};
+use shipday::engine::{Announcement, MessageRef, Reaction, ReplyBody};
+use shipday::release::approvals::RequestState;
+use shipday::release::deploy::{Outcome, Trigger};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// Wednesday 2 Dec 2026, 07:40 EAT: production's slot, on a production week.
+fn production_slot() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 2, 4, 40, 0).unwrap()
+}
+
+struct Setup {
+    world: World,
+    github: FakeGitHub,
+    config: PathBuf,
+}
+
+/// Makes a real merge commit of `head` into the branch whose tip is `base_tip`, in the origin.
+fn real_merge(world_dir: &Path, base_tip: &str, head: &str, message: &str) -> String {
+    let seed = world_dir.join("merger");
+    if !seed.exists() {
+        git(world_dir, &["clone", "--quiet", "origin.git", "merger"]);
+    }
+    git(&seed, &["fetch", "--quiet", "origin"]);
+    let refs = git(&seed, &["for-each-ref", "--format=%(objectname) %(refname:short)", "refs/remotes/origin"]);
+    let branch = refs
+        .lines()
+        .find_map(|l| {
+            l.split_once(' ')
+                .filter(|(sha, _)| *sha == base_tip)
+                .map(|(_, r)| r.trim_start_matches("origin/").to_owned())
+        })
+        .expect("the base tip is a branch of the origin");
+    git(&seed, &["checkout", "--quiet", "--detach", base_tip]);
+    git(
+        &seed,
+        &[
+            "-c",
+            "user.name=GitHub",
+            "-c",
+            "user.email=noreply@github.com",
+            "merge",
+            "--quiet",
+            "--no-ff",
+            "-m",
+            message,
+            head,
+        ],
+    );
+    let merged = git(&seed, &["rev-parse", "HEAD"]);
+    git(&seed, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]);
+    merged
+}
+
+async fn setup() -> Setup {
+    let world = World::new();
+    let github = FakeGitHub::start().await;
+    // The fake's history mirrors the origin's: master, then staging on it, then dev on staging.
+    let sha = |branch: &str| shipday::release::gitref::Sha::parse(&world.tip(branch)).unwrap();
+    github.set_branch("master", &sha("master"));
+    github.set_branch("staging", &sha("master"));
+    github.add_commit_with_sha("staging", &sha("staging"), "SHOP-1 Add the cart page", "grace-gh", &["app.py"]);
+    github.set_branch("dev", &sha("staging"));
+    github.add_commit_with_sha("dev", &sha("dev"), "SHOP-2 Add search box", "linus-gh", &["app.py"]);
+    let dir = world.path().to_owned();
+    github.set_merge_hook(move |base_tip, head, message| {
+        let merged = real_merge(&dir, base_tip.as_str(), head.as_str(), message);
+        shipday::release::gitref::Sha::parse(&merged).unwrap()
+    });
+    let token = world.path().join("github-token");
+    std::fs::write(&token, format!("{}\n", common::fake_github::TOKEN)).unwrap();
+    let text = std::fs::read_to_string(world.config_path()).unwrap();
+    let text = format!(
+        "{text}\n[github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"github-token\" }}\n",
+        github.url
+    )
+    .replace("[[people]]\nid = \"ada\"\nname = \"Ada\"\nroles = [\"lead\"]", "[[people]]\nid = \"ada\"\nname = \"Ada\"\nroles = [\"lead\"]\nslack = \"UADA\"")
+        + "\n[[people]]\nid = \"bob\"\nname = \"Bob\"\nroles = [\"lead\"]\ndiscord = \"4242\"\n";
+    let config = world.path().join("promotion.toml");
+    std::fs::write(&config, text).unwrap();
+    Setup { world, github, config }
+}
+
+/// Waits for an announced promotion request to reach a state matching `done`.
+async fn promotion_until(
+    heard: &mut broadcast::Receiver<Announcement>,
+    done: impl Fn(&RequestState) -> bool,
+) -> shipday::release::approvals::PromotionRequest {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, heard.recv()).await.expect("timed out waiting for the promotion");
+        if let Ok(Announcement::Promotion(view)) = next
+            && done(&view.request.state)
+        {
+            return view.request;
+        }
+    }
+}
+
+/// Shows request `id` on Slack and on Discord (as each adapter does when it posts it), so
+/// reactions there vote. One message reference serves both in this test.
+async fn bind(bot: &Bot, id: u64) -> MessageRef {
+    let message = MessageRef { channel: "C-RELEASES".into(), id: format!("1700000000.{id:06}") };
+    for platform in ["slack", "discord"] {
+        bot.app.engine.bind_message(id, platform, message.clone()).await;
+    }
+    message
+}
+
+async fn react(bot: &Bot, platform: &str, user: &str, emoji: &str, message: &MessageRef, added: bool) {
+    bot.app
+        .engine
+        .react(Reaction {
+            platform: platform.into(),
+            user_id: user.into(),
+            platform_roles: vec![],
+            emoji: emoji.into(),
+            message: message.clone(),
+            added,
+            at: Utc::now(),
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(production_slot());
+    let (_, progress) = bot.say("ada", "/deploy staging staging").await;
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    let staging_sha = s.world.tip("staging");
+
+    let mut heard = bot.app.engine.announcements();
+    let (reply, _) = bot.say("grace", "/promote staging production").await;
+    assert!(
+        bot.show(&reply).contains("is posted in the team channel"),
+        "{} / {:?}",
+        bot.show(&reply),
+        bot.app.store.audit_tail(3)
+    );
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    assert_eq!(request.sha.as_str(), staging_sha);
+    assert!(request.notes.contains("Changes:"), "{}", request.notes);
+    let message = bind(&bot, request.id).await;
+
+    // Grace asked, so her ✅ does not count; Linus is not a lead; an unknown user is nobody.
+    react(&bot, "slack", "U-NOBODY", "white_check_mark", &message, true).await;
+    let still = bot.app.store.promotion(request.id).unwrap().unwrap();
+    assert_eq!(still.state, RequestState::Pending);
+
+    // Ada (by her Slack id) approves: quorum 1 → merged on GitHub, deployed to production.
+    react(&bot, "slack", "UADA", "white_check_mark", &message, true).await;
+    let done =
+        promotion_until(&mut heard, |s| matches!(s, RequestState::Done { .. } | RequestState::Failed { .. })).await;
+    let RequestState::Done { deploy_id } = done.state else { panic!("{:?}", done.state) };
+    let record = bot.app.store.deploy(deploy_id).unwrap().unwrap();
+    assert_eq!((record.trigger, record.outcome.clone()), (Trigger::Promotion, Outcome::Succeeded));
+    let merged = s.github.branch("master").unwrap();
+    assert_eq!(record.sha, merged, "production runs exactly the merge GitHub made");
+    assert_eq!(s.world.head("production"), merged.as_str());
+    assert!(done.tally().contains("approved by Ada"), "{}", done.tally());
+    // GitHub's environment view shows what Shipday deployed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.github.deployments().iter().any(|d| format!("{d:?}").contains("production")),
+        "{:?}",
+        s.github.deployments()
+    );
+}
+
+#[tokio::test]
+async fn a_leads_cross_rejects_and_a_withdrawn_vote_no_longer_counts() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(production_slot());
+    bot.say("ada", "/deploy staging staging").await;
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = bind(&bot, request.id).await;
+    react(&bot, "slack", "UADA", "x", &message, true).await;
+    let rejected = bot.app.store.promotion(request.id).unwrap().unwrap();
+    assert!(matches!(rejected.state, RequestState::Rejected { ref by, .. } if by == "Ada"), "{:?}", rejected.state);
+    react(&bot, "discord", "4242", "✅", &message, true).await;
+    assert!(matches!(bot.app.store.promotion(request.id).unwrap().unwrap().state, RequestState::Rejected { .. }));
+    assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty(), "nothing deployed");
+}
+
+#[tokio::test]
+async fn an_approval_outside_the_slot_waits_for_it_and_staging_redeployed_meanwhile_voids_it() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    // Thursday: production's slot is next week.
+    bot.clock.set(Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap());
+    bot.say("ada", "/deploy staging staging").await;
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = bind(&bot, request.id).await;
+    react(&bot, "discord", "4242", "✅", &message, true).await;
+    let approved = bot.app.store.promotion(request.id).unwrap().unwrap();
+    assert!(matches!(approved.state, RequestState::Approved { .. }), "{:?}", approved.state);
+    assert!(s.github.requests().iter().all(|r| !r.path.ends_with("/merges")), "no merge outside the slot");
+
+    // Someone redeploys staging with another commit before the slot.
+    let seed = s.world.path().join("seed-staging");
+    git(s.world.path(), &["clone", "--quiet", "--branch", "staging", "origin.git", "seed-staging"]);
+    std::fs::write(seed.join("app.py"), "VERSION = \"1.1-rc9\"\n").unwrap();
+    git(&seed, &["-c", "user.name=T", "-c", "user.email=t@t", "commit", "--quiet", "-am", "rc9"]);
+    git(&seed, &["push", "--quiet", "origin", "staging"]);
+    bot.say("ada", "/deploy staging staging").await;
+
+    bot.clock.set(Utc.with_ymd_and_hms(2026, 12, 16, 4, 35, 0).unwrap());
+    bot.app.engine.tick().await;
+    let void = bot.app.store.promotion(request.id).unwrap().unwrap();
+    assert!(
+        matches!(&void.state, RequestState::Void { why } if why.contains("/promote staging production")),
+        "{:?}",
+        void.state
+    );
+    assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_leads_emergency_promotion_runs_outside_the_slot() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap());
+    bot.say("ada", "/deploy staging staging").await;
+    let mut heard = bot.app.engine.announcements();
+    let (reply, _) = bot.say("grace", "/promote staging production --emergency \"checkout is down\"").await;
+    assert!(refused(&reply).contains("Only a lead"));
+    bot.say("ada", "/promote staging production --emergency \"checkout is down\"").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = bind(&bot, request.id).await;
+    react(&bot, "discord", "4242", "✅", &message, true).await;
+    let done =
+        promotion_until(&mut heard, |s| matches!(s, RequestState::Done { .. } | RequestState::Failed { .. })).await;
+    assert!(matches!(done.state, RequestState::Done { .. }), "{:?}", done.state);
+}
+
+#[tokio::test]
+async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap());
+    bot.say("ada", "/deploy staging staging").await;
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = bind(&bot, request.id).await;
+    react(&bot, "slack", "UADA", "white_check_mark", &message, true).await;
+    drop((heard, bot)); // the bot dies, approved, waiting for the slot
+
+    for _ in 0..2 {
+        let bot = loop {
+            if let Ok(bot) = Bot::try_start(&s.config) {
+                break bot;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        bot.clock.set(production_slot() + chrono::Duration::weeks(2));
+        let mut heard = bot.app.engine.announcements();
+        bot.app.engine.tick().await;
+        let state = bot.app.store.promotion(request.id).unwrap().unwrap().state;
+        if !matches!(state, RequestState::Done { .. }) {
+            let done =
+                promotion_until(&mut heard, |s| matches!(s, RequestState::Done { .. } | RequestState::Failed { .. }))
+                    .await;
+            assert!(matches!(done.state, RequestState::Done { .. }), "{:?}", done.state);
+        }
+    }
+    let merges = s.github.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with("/merges")).count();
+    assert_eq!(merges, 1, "merged exactly once");
+    let bot = loop {
+        if let Ok(bot) = Bot::try_start(&s.config) {
+            break bot;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let history = bot.app.store.history(Some("production"), 10).unwrap();
+    let promotions: Vec<_> = history.iter().filter(|d| d.trigger == Trigger::Promotion).collect();
+    assert_eq!(promotions.len(), 1, "deployed exactly once: {history:?}");
+}
+
+#[tokio::test]
+async fn a_merge_conflict_is_reported_and_nothing_is_deployed() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(production_slot());
+    bot.say("ada", "/deploy staging staging").await;
+    s.github.set_conflict("master", &s.world.tip("staging"));
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = bind(&bot, request.id).await;
+    react(&bot, "slack", "UADA", "white_check_mark", &message, true).await;
+    let failed =
+        promotion_until(&mut heard, |s| matches!(s, RequestState::Failed { .. } | RequestState::Done { .. })).await;
+    let RequestState::Failed { why } = &failed.state else { panic!("{:?}", failed.state) };
+    assert!(why.contains("GitHub cannot merge") && why.contains("nothing was deployed"), "{why}");
+    assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_merge_into_dev_on_github_deploys_that_exact_commit_to_dev() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    let merged =
+        real_merge(s.world.path(), &s.world.tip("dev"), &s.world.tip("feature/login"), "Merge pull request #7");
+    let sha = shipday::release::gitref::Sha::parse(&merged).unwrap();
+    let mut heard = bot.app.engine.announcements();
+    bot.app
+        .engine
+        .github_event(shipday::webhook::github::GitHubEvent::Merged {
+            base: "dev".into(),
+            merge_sha: sha.clone(),
+            number: 7,
+            title: "SHOP-3 Log in with email".into(),
+            body: String::new(),
+            author: "grace-gh".into(),
+            head_ref: "feature/login".into(),
+        })
+        .await;
+    let record = loop {
+        if let Ok(Announcement::Deploy(update)) = heard.recv().await
+            && update.record.is_finished()
+        {
+            break update.record.clone();
+        }
+    };
+    assert_eq!((record.trigger, record.outcome.clone()), (Trigger::Merge, Outcome::Succeeded));
+    assert_eq!(record.sha, sha);
+    assert_eq!(s.world.head("dev"), merged);
+    assert!(bot.app.store.hold("dev").unwrap().is_none(), "a merge deploy never claims dev");
+}
+
+#[tokio::test]
+async fn status_warns_when_dev_is_not_protected_on_github() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (reply, _) = bot.say("grace", "/status").await;
+        let text = bot.show(&reply);
+        if text.contains("is NOT protected on GitHub") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(matches!(bot.say("grace", "/status").await.0.body, ReplyBody::Status(_)));
+}
