@@ -1,0 +1,255 @@
+//! The team's whole week in one story, with a controlled clock: a merged pull request reaches
+//! dev, its ticket moves to Dev Testing, the drag window opens and the developer passes it, the
+//! staging slot promotes dev to staging by itself, the production slot asks for approval, two
+//! leads approve by reacting (one on Slack, one on Discord), production ships exactly the merged
+//! commit, and the tickets are Done.
+
+mod common;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::fake_github::{FakeGitHub, OWNER, REPO};
+use common::fake_jira::{EMAIL, FakeJira};
+use common::{Bot, World, git};
+use shipday::engine::{Announcement, MessageRef, Reaction};
+use shipday::release::approvals::RequestState;
+use shipday::release::deploy::{Outcome, Trigger};
+use shipday::release::gitref::Sha;
+use shipday::scheduler::Scheduler;
+use shipday::webhook::github::GitHubEvent;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+fn eat(month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    chrono_tz::Africa::Nairobi.with_ymd_and_hms(2026, month, day, hour, minute, 0).unwrap().with_timezone(&Utc)
+}
+
+/// A real merge of `head` into the origin's branch whose tip is `base_tip`.
+fn real_merge(dir: &Path, base_tip: &str, head: &str, message: &str) -> String {
+    let seed = dir.join("merger");
+    if !seed.exists() {
+        git(dir, &["clone", "--quiet", "origin.git", "merger"]);
+    }
+    git(&seed, &["fetch", "--quiet", "origin"]);
+    let refs = git(&seed, &["for-each-ref", "--format=%(objectname) %(refname:short)", "refs/remotes/origin"]);
+    let branch = refs
+        .lines()
+        .find_map(|l| {
+            l.split_once(' ')
+                .filter(|(sha, _)| *sha == base_tip)
+                .map(|(_, r)| r.trim_start_matches("origin/").to_owned())
+        })
+        .expect("the base tip is a branch");
+    git(&seed, &["checkout", "--quiet", "--detach", base_tip]);
+    git(
+        &seed,
+        &[
+            "-c",
+            "user.name=GitHub",
+            "-c",
+            "user.email=noreply@github.com",
+            "merge",
+            "--quiet",
+            "--no-ff",
+            "-m",
+            message,
+            head,
+        ],
+    );
+    let merged = git(&seed, &["rev-parse", "HEAD"]);
+    git(&seed, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]);
+    merged
+}
+
+async fn until<T>(
+    rx: &mut broadcast::Receiver<Announcement>,
+    what: &str,
+    mut pick: impl FnMut(&Announcement) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(announcement)) => {
+                if let Some(found) = pick(&announcement) {
+                    return found;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+async fn settle_moves(bot: &Bot) {
+    for _ in 0..500 {
+        if bot.app.store.ticket_scans().unwrap().is_empty() && bot.app.store.pending_jira_moves().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("ticket moves did not settle");
+}
+
+#[tokio::test]
+async fn the_whole_weekly_cycle() {
+    let world = World::new();
+    let sha = |branch: &str| Sha::parse(&world.tip(branch)).unwrap();
+    // GitHub mirrors the origin; its merges are real merge commits there.
+    let github = FakeGitHub::start().await;
+    github.set_branch("master", &sha("master"));
+    github.set_branch("staging", &sha("master"));
+    github.add_commit_with_sha("staging", &sha("staging"), "SHOP-1 Add the cart page", "grace-gh", &["app.py"]);
+    github.set_branch("dev", &sha("staging"));
+    github.add_commit_with_sha("dev", &sha("dev"), "SHOP-2 Add search box", "linus-gh", &["app.py"]);
+    let dir = world.path().to_owned();
+    github.set_merge_hook(move |base, head, message| {
+        Sha::parse(&real_merge(&dir, base.as_str(), head.as_str(), message)).unwrap()
+    });
+    // The team's board.
+    let jira = FakeJira::start().await;
+    jira.add_issue("SHOP-3", "Log in with email", "Pull Request", Some(("acc-grace", "Grace Hopper")));
+    std::fs::write(world.path().join("jira.token"), common::fake_jira::TOKEN).unwrap();
+    std::fs::write(world.path().join("github-token"), common::fake_github::TOKEN).unwrap();
+    let config = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace("name = \"Ada\"\nroles = [\"lead\"]", "name = \"Ada\"\nroles = [\"lead\"]\nslack = \"UADA\"")
+        .replace("name = \"Grace\"\n", "name = \"Grace\"\njira = \"acc-grace\"\n")
+        .replace("requires_approval = true", "requires_approval = true\napprovals = 2");
+    let config = format!(
+        "{config}\n[[people]]\nid = \"bob\"\nname = \"Bob\"\nroles = [\"lead\"]\ndiscord = \"4242\"\n\n\
+         [github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"github-token\" }}\n\n\
+         [jira]\nbase_url = \"{}\"\nemail = \"{EMAIL}\"\ntoken = {{ file = \"jira.token\" }}\nprojects = [\"SHOP\"]\nmax_attempts = 1\ntimeout = \"1s\"\n",
+        github.url, jira.url
+    );
+    let path = world.path().join("week.toml");
+    std::fs::write(&path, config).unwrap();
+
+    let bot = Bot::start(&path);
+    bot.clock.set(eat(11, 27, 10, 0)); // Friday
+    for _ in 0..500 {
+        if ["dev", "staging", "production"].iter().all(|e| bot.app.store.observation(e).unwrap().is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let scheduler = Scheduler::new(
+        bot.app.config.calendar.clone(),
+        bot.app.store.clone(),
+        bot.app.engine.clone(),
+        Arc::new(bot.clock.clone()),
+    );
+    scheduler.tick().await.unwrap();
+    let mut heard = bot.app.engine.announcements();
+
+    // Friday: Grace's pull request is merged into dev; the webhook deploys that exact commit.
+    let merged = real_merge(
+        world.path(),
+        &world.tip("dev"),
+        &world.tip("feature/login"),
+        "Merge pull request #3 from grace/feature/login",
+    );
+    let merged = Sha::parse(&merged).unwrap();
+    github.add_commit_with_sha("dev", &merged, "Merge pull request #3", "grace-gh", &["login.py"]);
+    bot.app
+        .engine
+        .github_event(GitHubEvent::Merged {
+            base: "dev".into(),
+            merge_sha: merged.clone(),
+            number: 3,
+            title: "SHOP-3 Log in with email".into(),
+            body: String::new(),
+            author: "grace-gh".into(),
+            head_ref: "feature/login".into(),
+        })
+        .await;
+    let dev = until(&mut heard, "dev's merge deploy", |a| match a {
+        Announcement::Deploy(u) if u.record.is_finished() => Some(u.record.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (dev.trigger, dev.outcome.clone(), dev.sha.clone()),
+        (Trigger::Merge, Outcome::Succeeded, merged.clone())
+    );
+    settle_moves(&bot).await;
+    assert_eq!(jira.status("SHOP-3"), "Dev Testing", "merged and on dev: ready to test");
+
+    // Sunday 20:00: the drag window opens (Grace's ticket is listed) and dev's slot deploys dev.
+    bot.clock.set(eat(11, 29, 19, 25));
+    scheduler.tick().await.unwrap();
+    bot.clock.set(eat(11, 29, 20, 0));
+    scheduler.tick().await.unwrap();
+    until(&mut heard, "the window reminder with Grace's ticket", |a| match a {
+        Announcement::Text(t) if t.contains("SHOP-3") && t.contains("@{grace}") => Some(()),
+        _ => None,
+    })
+    .await;
+    bot.clock.set(eat(11, 29, 20, 30));
+    let (reply, _) = bot.say("grace", "/ticket SHOP-3 pass").await;
+    assert!(!matches!(reply.body, shipday::engine::ReplyBody::Refused(_)), "{}", bot.show(&reply));
+    assert_eq!(jira.status("SHOP-3"), "Staging");
+
+    // Monday 08:30: the staging slot promotes dev to staging by itself.
+    bot.clock.set(eat(11, 30, 8, 30));
+    scheduler.tick().await.unwrap();
+    let staging = until(&mut heard, "the staging promotion", |a| match a {
+        Announcement::Promotion(v)
+            if v.request.to == "staging"
+                && matches!(v.request.state, RequestState::Done { .. } | RequestState::Failed { .. }) =>
+        {
+            Some(v.request.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(matches!(staging.state, RequestState::Done { .. }), "{:?}", staging.state);
+    assert_eq!(world.head("staging"), github.branch("staging").unwrap().as_str());
+
+    // Wednesday 07:30 on a production week: the request is posted; two leads approve.
+    bot.clock.set(eat(12, 2, 7, 30));
+    scheduler.tick().await.unwrap();
+    let request = until(&mut heard, "the production request", |a| match a {
+        Announcement::Promotion(v) if v.request.to == "production" && v.request.state == RequestState::Pending => {
+            Some(v.request.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(request.quorum, 2);
+    let message = MessageRef { channel: "C-RELEASES".into(), id: "1764649800.000100".into() };
+    for platform in ["slack", "discord"] {
+        bot.app.engine.bind_message(request.id, platform, message.clone()).await;
+    }
+    for (platform, user, emoji) in [("slack", "UADA", "white_check_mark"), ("discord", "4242", "✅")] {
+        bot.app
+            .engine
+            .react(Reaction {
+                platform: platform.into(),
+                user_id: user.into(),
+                platform_roles: vec![],
+                emoji: emoji.into(),
+                message: message.clone(),
+                added: true,
+                at: Utc::now(),
+            })
+            .await;
+    }
+    let shipped = until(&mut heard, "production shipped", |a| match a {
+        Announcement::Promotion(v)
+            if v.request.id == request.id
+                && matches!(v.request.state, RequestState::Done { .. } | RequestState::Failed { .. }) =>
+        {
+            Some(v.request.clone())
+        }
+        _ => None,
+    })
+    .await;
+    let RequestState::Done { deploy_id } = shipped.state else { panic!("{:?}", shipped.state) };
+    assert!(shipped.tally().contains("Ada") && shipped.tally().contains("Bob"), "{}", shipped.tally());
+    let production = bot.app.store.deploy(deploy_id).unwrap().unwrap();
+    assert_eq!(production.sha, github.branch("master").unwrap(), "production runs exactly the merge");
+    assert_eq!(world.head("production"), production.sha.as_str());
+    settle_moves(&bot).await;
+    assert_eq!(jira.status("SHOP-3"), "Done");
+}
