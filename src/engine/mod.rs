@@ -132,6 +132,13 @@ pub(crate) struct RunningDeploy {
     pub new_debt: Option<MigrationDebt>,
 }
 
+/// Most events handled between two flushes of the store (group commit).
+const GROUP_COMMIT_MAX: usize = 128;
+
+/// What a command is told when its decision could not be made durable.
+const STORE_FAILED: &str =
+    "Shipday could not record this in its store, so it did nothing. An operator can check its logs.";
+
 /// The engine's state, owned by its loop.
 pub struct Engine {
     pub(crate) config: Arc<Config>,
@@ -148,6 +155,8 @@ pub struct Engine {
     pub(crate) starting: HashMap<String, ActiveDeploy>,
     /// Where announcements go; every adapter subscribes.
     pub(crate) announcements: broadcast::Sender<Announcement>,
+    /// Replies decided but not yet sent: they go out after the next flush.
+    pub(crate) unsent: Vec<(oneshot::Sender<Reply>, Reply, String)>,
     /// Running deploys and where their progress goes.
     pub(crate) running: HashMap<u64, RunningDeploy>,
     /// Jira, when `[jira]` is configured.
@@ -284,6 +293,7 @@ impl Engine {
             transports,
             events: events.downgrade(),
             starting: HashMap::new(),
+            unsent: Vec::new(),
             announcements: announcements.clone(),
             running: HashMap::new(),
             jira,
@@ -296,6 +306,15 @@ impl Engine {
             let _running = running;
             while let Some(event) = inbox.recv().await {
                 engine.handle(event).await;
+                // Group commit: handle what else is already waiting, then make all of it
+                // durable with one flush before any of those replies goes out.
+                for _ in 0..GROUP_COMMIT_MAX {
+                    match inbox.try_recv() {
+                        Ok(event) => engine.handle(event).await,
+                        Err(_) => break,
+                    }
+                }
+                engine.commit().await;
             }
         });
         EngineHandle { events, announcements, outbox }
@@ -496,6 +515,7 @@ impl Engine {
     }
 
     /// Records the decision, makes it durable, then replies.
+    /// The reply waits in [`Engine::unsent`] until [`Engine::commit`] has flushed the store.
     pub(crate) async fn answer(&mut self, pending: Pending, handled: Handled) {
         let Handled::Reply { reply, decision } = handled;
         let entry = AuditEntry {
@@ -506,23 +526,35 @@ impl Engine {
             text: pending.invocation.text.clone(),
             decision: decision.clone(),
         };
-        let durable = match self.store.audit(&entry) {
-            Ok(()) => self.store.flush().await,
-            Err(e) => Err(e),
-        };
-        let reply = match durable {
-            Ok(()) => {
-                tracing::info!(%decision, "answered");
-                reply
-            }
+        match self.store.audit(&entry) {
+            Ok(()) => self.unsent.push((pending.reply, reply, decision)),
             Err(error) => {
                 tracing::error!(error = format!("{error:#}"), "cannot record a decision");
-                Reply::refused(
-                    "Shipday could not record this in its store, so it did nothing. An operator can check its logs.",
-                )
+                let _ = pending.reply.send(Reply::refused(STORE_FAILED));
             }
-        };
-        let _ = pending.reply.send(reply);
+        }
+    }
+
+    /// Flushes the store once for every reply decided since the last commit, then sends them.
+    /// If the flush fails, nothing was made durable, so every one of them is told so instead.
+    pub(crate) async fn commit(&mut self) {
+        if self.unsent.is_empty() {
+            return;
+        }
+        let durable = self.store.flush().await;
+        for (sender, reply, decision) in self.unsent.drain(..) {
+            let reply = match &durable {
+                Ok(()) => {
+                    tracing::info!(%decision, "answered");
+                    reply
+                }
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "cannot record a decision");
+                    Reply::refused(STORE_FAILED)
+                }
+            };
+            let _ = sender.send(reply);
+        }
     }
 
     /// Applies a progress change to a running deploy, records it and forwards it.

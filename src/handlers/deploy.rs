@@ -268,8 +268,10 @@ impl Engine {
         }
         let watcher = pending.invocation.progress.clone();
         let reply = Reply { visibility: Visibility::Public, body: ReplyBody::Deploy(record.clone()) };
-        // The reply is sent only after the record, lock and audit entry are flushed.
+        // The reply is sent only after the record, lock and audit entry are flushed, and the
+        // steps start only after that.
         self.answer(pending, Handled::Reply { reply, decision }).await;
+        self.commit().await;
         if let Some(watcher) = &watcher {
             let _ = watcher.send(ProgressUpdate { event: DeployEvent::Accepted, record: record.clone() });
         }
