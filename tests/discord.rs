@@ -555,3 +555,56 @@ async fn serve_refuses_another_api_base_url_rather_than_turn_the_rate_limiter_of
     assert!(!output.status.success());
     assert!(stderr.contains("discord.api_base_url") && stderr.contains("rate limiter"), "{stderr}");
 }
+
+/// A lead's ✅ (by the lead role in the member data) on the promotion request Shipday posted
+/// in Discord is a vote; the message is edited to show it; a non-lead's ✅ is not a vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
+    use shipday::engine::{Announcement, PromotionView};
+    use shipday::release::approvals::{PromotionRequest, RequestState};
+    let t = setup().await;
+    let now = shipday::clock::Clock::now(&t.bot.clock);
+    let request = PromotionRequest {
+        id: 9,
+        from: "staging".into(),
+        to: "production".into(),
+        sha: shipday::release::gitref::Sha::parse(&t.world.tip("staging")).unwrap(),
+        target_sha: None,
+        requester: "linus".into(),
+        requester_name: "Linus".into(),
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(24),
+        quorum: 2,
+        votes: Default::default(),
+        emergency: None,
+        notes: String::new(),
+        state: RequestState::Pending,
+    };
+    t.bot.app.store.put_promotion(&request).unwrap();
+    t.bot.app.engine.announce(Announcement::Promotion(Box::new(PromotionView { request, messages: vec![] })));
+    let posted = t.discord.wait_for("the request in the team channel", |f| f.find_message("Promotion #9")).await;
+    // Wait until the adapter has bound the message, so reactions on it vote.
+    let bound = shipday::engine::MessageRef { channel: CHANNEL_ID.into(), id: posted.id.to_string() };
+    for _ in 0..200 {
+        if t.bot.app.store.promotion_for_message("discord", &bound).unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.discord.react(LINUS, &[OTHER_ROLE], posted.id, "✅", true);
+    t.discord.react(GRACE, &[LEAD_ROLE], posted.id, "✅", true);
+    for _ in 0..250 {
+        if t.bot.app.store.promotion(9).unwrap().unwrap().approvals() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let voted = t.bot.app.store.promotion(9).unwrap().unwrap();
+    assert_eq!(voted.votes.keys().collect::<Vec<_>>(), ["grace"], "only the lead's vote: {voted:?}");
+    t.discord
+        .wait_for("the request edited with Grace's approval", |f| {
+            let content = f.message(posted.id).body["content"].as_str().unwrap_or_default().to_owned();
+            (content.contains("approved by Grace") && content.contains("1 more lead approval")).then_some(())
+        })
+        .await;
+}

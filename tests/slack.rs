@@ -570,3 +570,87 @@ async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_an
     let ack = s.fake.send_envelope(&envelope).await;
     assert!(ack["payload"]["blocks"].to_string().contains("Shipday commands"), "{ack}");
 }
+
+/// The calendar's reminder reaches the team channel on Slack, mentions and all.
+#[tokio::test]
+async fn a_scheduled_reminder_is_posted_in_the_team_channel() {
+    use chrono::TimeZone;
+    let s = Setup::start(Mode::Http).await;
+    let scheduler = shipday::scheduler::Scheduler::new(
+        s.bot.app.config.calendar.clone(),
+        s.bot.app.store.clone(),
+        s.bot.app.engine.clone(),
+        Arc::new(s.bot.clock.clone()),
+    );
+    // Sunday 29 Nov 2026, 19:59:30 EAT, then just past 20:00: the drag window opens.
+    s.bot.clock.set(chrono::Utc.with_ymd_and_hms(2026, 11, 29, 16, 59, 30).unwrap());
+    scheduler.tick().await.unwrap();
+    s.bot.clock.set(chrono::Utc.with_ymd_and_hms(2026, 11, 29, 17, 0, 5).unwrap());
+    let report = scheduler.tick().await.unwrap();
+    assert!(report.fired.iter().any(|f| f.job == "reminder:window_opens:0m"), "{report:?}");
+    s.fake
+        .wait_for("the reminder in the team channel", |f| {
+            f.messages(TEAM_CHANNEL)
+                .iter()
+                .any(|m| m.text.contains("ticket-drag window is open until Mon 30 Nov 08:30 EAT"))
+        })
+        .await;
+}
+
+/// A lead's ✅ on the promotion request Shipday posted in Slack is a vote; the message is
+/// edited to show it; a non-lead's ✅ is not a vote.
+#[tokio::test]
+async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
+    use shipday::engine::{Announcement, PromotionView};
+    use shipday::release::approvals::{PromotionRequest, RequestState};
+    let s = Setup::start(Mode::Http).await;
+    let now = s.bot.clock.now();
+    let request = PromotionRequest {
+        id: 7,
+        from: "staging".into(),
+        to: "production".into(),
+        sha: shipday::release::gitref::Sha::parse(&s.world.tip("staging")).unwrap(),
+        target_sha: None,
+        requester: "linus".into(),
+        requester_name: "Linus".into(),
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(24),
+        quorum: 2,
+        votes: Default::default(),
+        emergency: None,
+        notes: "Changes: 1 commit(s), 0 pull request(s).".into(),
+        state: RequestState::Pending,
+    };
+    s.bot.app.store.put_promotion(&request).unwrap();
+    s.bot.app.engine.announce(Announcement::Promotion(Box::new(PromotionView { request, messages: vec![] })));
+    s.fake
+        .wait_for("the request in the team channel", |f| {
+            f.messages(TEAM_CHANNEL).iter().any(|m| m.text.contains("Promotion #7"))
+        })
+        .await;
+    let posted = s.fake.messages(TEAM_CHANNEL).into_iter().find(|m| m.text.contains("Promotion #7")).unwrap();
+    let react = |user: &str, id: &str| {
+        let mut event = contract("event-reaction_added.json");
+        event["event_id"] = json!(id);
+        event["event"]["user"] = json!(user);
+        event["event"]["reaction"] = json!("white_check_mark");
+        event["event"]["item"]["channel"] = json!(TEAM_CHANNEL);
+        event["event"]["item"]["ts"] = json!(posted.ts);
+        event["event"]["item_user"] = json!(BOT_USER);
+        event.to_string()
+    };
+    // Grace is a developer: her ✅ is recorded but is no vote.
+    assert_eq!(s.signed("/slack/events", &react(GRACE, "Ev0GRACE001"), "application/json").await.status(), 200);
+    assert!(s.bot.app.store.promotion(7).unwrap().unwrap().votes.is_empty());
+    // Ada is a lead (found by her Slack id): her ✅ counts, and the message says so.
+    assert_eq!(s.signed("/slack/events", &react(ADA, "Ev0ADA00001"), "application/json").await.status(), 200);
+    let voted = s.bot.app.store.promotion(7).unwrap().unwrap();
+    assert_eq!(voted.approvals(), 1, "{voted:?}");
+    s.fake
+        .wait_for("the request edited with Ada's approval", |f| {
+            f.messages(TEAM_CHANNEL)
+                .iter()
+                .any(|m| m.text.contains("approved by Ada") && m.text.contains("1 more lead approval"))
+        })
+        .await;
+}

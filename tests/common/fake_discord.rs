@@ -127,6 +127,12 @@ impl FakeDiscord {
         self.rest.lock().unwrap().messages[&id].clone()
     }
 
+    /// The first stored message whose content contains `fragment`.
+    pub fn find_message(&self, fragment: &str) -> Option<StoredMessage> {
+        let rest = self.rest.lock().unwrap();
+        rest.messages.values().find(|m| m.body["content"].as_str().is_some_and(|c| c.contains(fragment))).cloned()
+    }
+
     /// The `@original` message of an interaction.
     pub fn original(&self, token: &str) -> Option<StoredMessage> {
         let rest = self.rest.lock().unwrap();
