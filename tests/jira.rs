@@ -6,7 +6,7 @@ mod common;
 use common::fake_jira::{EMAIL, FakeJira, Fault, TOKEN, fast_retry};
 use serde_json::json;
 use shipday::clients::jira::{Assignee, JiraError, MoveOutcome, RetryPolicy, is_transient};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ISSUE: &str = "/rest/api/3/issue/SHOP-1";
@@ -23,32 +23,8 @@ fn statuses(requests: &[common::fake_jira::Logged]) -> Vec<Option<u16>> {
     requests.iter().map(|r| r.status).collect()
 }
 
-/// Everything this test binary logs, to prove the token never reaches the logs.
 fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
-            .init();
-        buffer
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    common::captured_logs()
 }
 
 #[tokio::test]

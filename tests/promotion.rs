@@ -5,11 +5,11 @@ mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::fake_github::{FakeGitHub, OWNER, REPO};
-use common::{Bot, World, git, refused};
+use common::{Bot, World, git, real_merge, refused};
 use shipday::engine::{Announcement, MessageRef, Reaction, ReplyBody};
 use shipday::release::approvals::RequestState;
 use shipday::release::deploy::{Outcome, Trigger};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -24,58 +24,10 @@ struct Setup {
     config: PathBuf,
 }
 
-/// Makes a real merge commit of `head` into the branch whose tip is `base_tip`, in the origin.
-fn real_merge(world_dir: &Path, base_tip: &str, head: &str, message: &str) -> String {
-    let seed = world_dir.join("merger");
-    if !seed.exists() {
-        git(world_dir, &["clone", "--quiet", "origin.git", "merger"]);
-    }
-    git(&seed, &["fetch", "--quiet", "origin"]);
-    let refs = git(&seed, &["for-each-ref", "--format=%(objectname) %(refname:short)", "refs/remotes/origin"]);
-    let branch = refs
-        .lines()
-        .find_map(|l| {
-            l.split_once(' ')
-                .filter(|(sha, _)| *sha == base_tip)
-                .map(|(_, r)| r.trim_start_matches("origin/").to_owned())
-        })
-        .expect("the base tip is a branch of the origin");
-    git(&seed, &["checkout", "--quiet", "--detach", base_tip]);
-    git(
-        &seed,
-        &[
-            "-c",
-            "user.name=GitHub",
-            "-c",
-            "user.email=noreply@github.com",
-            "merge",
-            "--quiet",
-            "--no-ff",
-            "-m",
-            message,
-            head,
-        ],
-    );
-    let merged = git(&seed, &["rev-parse", "HEAD"]);
-    git(&seed, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]);
-    merged
-}
-
 async fn setup() -> Setup {
     let world = World::new();
     let github = FakeGitHub::start().await;
-    // The fake's history mirrors the origin's: master, then staging on it, then dev on staging.
-    let sha = |branch: &str| shipday::release::gitref::Sha::parse(&world.tip(branch)).unwrap();
-    github.set_branch("master", &sha("master"));
-    github.set_branch("staging", &sha("master"));
-    github.add_commit_with_sha("staging", &sha("staging"), "SHOP-1 Add the cart page", "grace-gh", &["app.py"]);
-    github.set_branch("dev", &sha("staging"));
-    github.add_commit_with_sha("dev", &sha("dev"), "SHOP-2 Add search box", "linus-gh", &["app.py"]);
-    let dir = world.path().to_owned();
-    github.set_merge_hook(move |base_tip, head, message| {
-        let merged = real_merge(&dir, base_tip.as_str(), head.as_str(), message);
-        shipday::release::gitref::Sha::parse(&merged).unwrap()
-    });
+    common::mirror_origin(&world, &github);
     let token = world.path().join("github-token");
     std::fs::write(&token, format!("{}\n", common::fake_github::TOKEN)).unwrap();
     let text = std::fs::read_to_string(world.config_path()).unwrap();

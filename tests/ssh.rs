@@ -6,7 +6,7 @@ use common::sshd::{KeyType, Sshd};
 use common::{Bot, World, refused};
 use shipday::engine::ReplyBody;
 use shipday::release::deploy::{Outcome, StepResult};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const STEPS: &str = r#"
@@ -14,32 +14,8 @@ const STEPS: &str = r#"
   { name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
   { name = "restart app", run = "echo restarted {{env}} $(git rev-parse --short HEAD) >> ../restarts.log" },"#;
 
-/// Everything logged by this test binary, to prove secrets never reach the logs.
 fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
-            .init();
-        buffer
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    common::captured_logs()
 }
 
 #[tokio::test]

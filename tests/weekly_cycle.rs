@@ -9,57 +9,19 @@ mod common;
 use chrono::{DateTime, TimeZone, Utc};
 use common::fake_github::{FakeGitHub, OWNER, REPO};
 use common::fake_jira::{EMAIL, FakeJira};
-use common::{Bot, World, git};
+use common::{Bot, World, real_merge};
 use shipday::engine::{Announcement, MessageRef, Reaction};
 use shipday::release::approvals::RequestState;
 use shipday::release::deploy::{Outcome, Trigger};
 use shipday::release::gitref::Sha;
 use shipday::scheduler::Scheduler;
 use shipday::webhook::github::GitHubEvent;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
 fn eat(month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
     chrono_tz::Africa::Nairobi.with_ymd_and_hms(2026, month, day, hour, minute, 0).unwrap().with_timezone(&Utc)
-}
-
-/// A real merge of `head` into the origin's branch whose tip is `base_tip`.
-fn real_merge(dir: &Path, base_tip: &str, head: &str, message: &str) -> String {
-    let seed = dir.join("merger");
-    if !seed.exists() {
-        git(dir, &["clone", "--quiet", "origin.git", "merger"]);
-    }
-    git(&seed, &["fetch", "--quiet", "origin"]);
-    let refs = git(&seed, &["for-each-ref", "--format=%(objectname) %(refname:short)", "refs/remotes/origin"]);
-    let branch = refs
-        .lines()
-        .find_map(|l| {
-            l.split_once(' ')
-                .filter(|(sha, _)| *sha == base_tip)
-                .map(|(_, r)| r.trim_start_matches("origin/").to_owned())
-        })
-        .expect("the base tip is a branch");
-    git(&seed, &["checkout", "--quiet", "--detach", base_tip]);
-    git(
-        &seed,
-        &[
-            "-c",
-            "user.name=GitHub",
-            "-c",
-            "user.email=noreply@github.com",
-            "merge",
-            "--quiet",
-            "--no-ff",
-            "-m",
-            message,
-            head,
-        ],
-    );
-    let merged = git(&seed, &["rev-parse", "HEAD"]);
-    git(&seed, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]);
-    merged
 }
 
 async fn until<T>(
@@ -94,18 +56,9 @@ async fn settle_moves(bot: &Bot) {
 #[tokio::test]
 async fn the_whole_weekly_cycle() {
     let world = World::new();
-    let sha = |branch: &str| Sha::parse(&world.tip(branch)).unwrap();
     // GitHub mirrors the origin; its merges are real merge commits there.
     let github = FakeGitHub::start().await;
-    github.set_branch("master", &sha("master"));
-    github.set_branch("staging", &sha("master"));
-    github.add_commit_with_sha("staging", &sha("staging"), "SHOP-1 Add the cart page", "grace-gh", &["app.py"]);
-    github.set_branch("dev", &sha("staging"));
-    github.add_commit_with_sha("dev", &sha("dev"), "SHOP-2 Add search box", "linus-gh", &["app.py"]);
-    let dir = world.path().to_owned();
-    github.set_merge_hook(move |base, head, message| {
-        Sha::parse(&real_merge(&dir, base.as_str(), head.as_str(), message)).unwrap()
-    });
+    common::mirror_origin(&world, &github);
     // The team's board.
     let jira = FakeJira::start().await;
     jira.add_issue("SHOP-3", "Log in with email", "Pull Request", Some(("acc-grace", "Grace Hopper")));

@@ -7,13 +7,13 @@
 
 use crate::config::{Person, Role};
 use crate::engine::reply::ScheduleView;
-use crate::engine::{Announcement, DeployRequest, Engine, Handled, Invocation, Pending, Reply, ReplyBody, Visibility};
+use crate::engine::{Announcement, Engine, Handled, Reply, ReplyBody, Visibility};
+use crate::handlers::deploy::ShipdayDeploy;
 use crate::release::calendar::{Firing, FiringKind, ReminderEvent, WindowState};
 use crate::release::deploy::Trigger;
 use crate::release::locks::HoldKind;
 use crate::release::policy::{calendar_time, previous_environment, when};
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
 
 /// The identity scheduled work runs as.
 pub fn scheduler_person() -> Person {
@@ -173,29 +173,14 @@ impl Engine {
         if let Err(error) = self.store.set_slot_wait(env, None) {
             tracing::error!(error = format!("{error:#}"), "cannot clear a waiting slot deploy");
         }
-        let (reply, answered) = oneshot::channel();
-        let invocation =
-            Invocation::new("scheduler", "shipday", &format!("/deploy {env} {} (slot)", environment.branch));
-        let pending = Pending { invocation, person: Some(scheduler_person()), reply };
-        let request = DeployRequest {
+        let deploy = ShipdayDeploy {
             env: env.to_owned(),
             git_ref: environment.branch.clone(),
-            dry_run: false,
-            emergency: None,
-            force: false,
             trigger: Trigger::Scheduled,
+            emergency: None,
+            audit_text: format!("/deploy {env} {} (slot)", environment.branch),
         };
-        let announcements = self.announcements.clone();
-        let env_name = env.to_owned();
-        tokio::spawn(async move {
-            if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
-                let _ = announcements
-                    .send(Announcement::Text(format!("⏭️ {env_name}'s scheduled deploy did not run: {reason}")));
-            }
-        });
-        if let Some((pending, handled)) = self.command_deploy(request, pending, now) {
-            self.answer(pending, handled).await;
-        }
+        self.deploy_as_shipday_or_say_why(deploy, format!("⏭️ {env}'s scheduled deploy did not run")).await;
     }
 
     /// Puts an environment whose claim expired back on its own branch, the safe way: the same
@@ -221,27 +206,14 @@ impl Engine {
                 "⌛ @{{{}}}'s claim on {env} (`{git_ref}`) expired: Shipday is putting `{}` back{undo}.",
                 hold.holder, environment.branch
             )));
-            let (reply, answered) = oneshot::channel();
-            let invocation = Invocation::new("scheduler", "shipday", &format!("/release {env} (claim expired)"));
-            let pending = Pending { invocation, person: Some(scheduler_person()), reply };
-            let request = DeployRequest {
+            let deploy = ShipdayDeploy {
                 env: env.clone(),
                 git_ref: environment.branch.clone(),
-                dry_run: false,
-                emergency: None,
-                force: false,
                 trigger: Trigger::Release,
+                emergency: None,
+                audit_text: format!("/release {env} (claim expired)"),
             };
-            let announcements = self.announcements.clone();
-            tokio::spawn(async move {
-                if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
-                    let _ = announcements
-                        .send(Announcement::Text(format!("⏭️ {env}'s expired claim was not released: {reason}")));
-                }
-            });
-            if let Some((pending, handled)) = self.command_deploy(request, pending, now) {
-                self.answer(pending, handled).await;
-            }
+            self.deploy_as_shipday_or_say_why(deploy, format!("⏭️ {env}'s expired claim was not released")).await;
         }
     }
 

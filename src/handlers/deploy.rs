@@ -429,3 +429,48 @@ fn plan_with_guard(
     plan.migrations = migrations;
     (plan, pays_debt, new_debt)
 }
+
+/// A deploy Shipday starts itself: a calendar slot, an expired claim, a merge, a promotion.
+pub(crate) struct ShipdayDeploy {
+    pub env: String,
+    pub git_ref: crate::release::gitref::GitRef,
+    pub trigger: Trigger,
+    pub emergency: Option<String>,
+    /// What the audit log shows as the command.
+    pub audit_text: String,
+}
+
+impl Engine {
+    /// Starts `deploy` through the ordinary deploy path, as Shipday (a lead), and returns where
+    /// its reply (accepted or refused) arrives.
+    pub(crate) async fn deploy_as_shipday(&mut self, deploy: ShipdayDeploy) -> tokio::sync::oneshot::Receiver<Reply> {
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        let invocation = crate::engine::Invocation::new("scheduler", "shipday", &deploy.audit_text);
+        let person = Some(crate::handlers::calendar::scheduler_person());
+        let pending = Pending { invocation, person, reply };
+        let request = DeployRequest {
+            env: deploy.env,
+            git_ref: deploy.git_ref,
+            dry_run: false,
+            emergency: deploy.emergency,
+            force: false,
+            trigger: deploy.trigger,
+        };
+        let now = self.clock.now();
+        if let Some((pending, handled)) = self.command_deploy(request, pending, now) {
+            self.answer(pending, handled).await;
+        }
+        answered
+    }
+
+    /// Starts `deploy` as Shipday and tells the team `if_refused: REASON` should it be refused.
+    pub(crate) async fn deploy_as_shipday_or_say_why(&mut self, deploy: ShipdayDeploy, if_refused: String) {
+        let answered = self.deploy_as_shipday(deploy).await;
+        let announcements = self.announcements.clone();
+        tokio::spawn(async move {
+            if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
+                let _ = announcements.send(Announcement::Text(format!("{if_refused}: {reason}")));
+            }
+        });
+    }
+}

@@ -1,7 +1,7 @@
 //! One file per command; `Engine::dispatch` matches over all of them.
 
 pub mod calendar;
-mod deploy;
+pub(crate) mod deploy;
 mod help;
 mod history;
 mod holds;

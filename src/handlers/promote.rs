@@ -8,10 +8,9 @@
 use crate::clients::OutputTail;
 use crate::clients::github::{FastForward, GitHubClient, MergeOutcome};
 use crate::config::{Person, PromoteMode};
-use crate::engine::{
-    Announcement, DeployRequest, Engine, Event, Handled, Invocation, Pending, Reply, ReplyBody, Visibility,
-};
+use crate::engine::{Announcement, Engine, Event, Handled, Pending, Reply, ReplyBody, Visibility};
 use crate::handlers::calendar::scheduler_person;
+use crate::handlers::deploy::ShipdayDeploy;
 use crate::release::approvals::{PromotionRequest, RequestState, Stage};
 use crate::release::deploy::{DeployRecord, Outcome, Trigger};
 use crate::release::gitref::{GitRef, Sha};
@@ -24,7 +23,6 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// Commits whose pull requests are looked up for release notes.
 const NOTES_COMMITS: usize = 30;
@@ -326,22 +324,14 @@ impl Engine {
 
     /// Deploys the merged commit to the target, through the ordinary deploy path.
     async fn deploy_promotion(&mut self, request: &PromotionRequest, merged: &Sha) {
-        let now = self.clock.now();
-        let (reply, answered) = oneshot::channel();
-        let invocation = Invocation::new(
-            "scheduler",
-            "shipday",
-            &format!("/deploy {} {} (promotion #{})", request.to, merged, request.id),
-        );
-        let pending = Pending { invocation, person: Some(scheduler_person()), reply };
-        let deploy = DeployRequest {
+        let deploy = ShipdayDeploy {
             env: request.to.clone(),
             git_ref: GitRef::parse(merged.as_str()).expect("a SHA is a valid ref"),
-            dry_run: false,
-            emergency: request.emergency.clone(),
-            force: false,
             trigger: Trigger::Promotion,
+            emergency: request.emergency.clone(),
+            audit_text: format!("/deploy {} {} (promotion #{})", request.to, merged, request.id),
         };
+        let answered = self.deploy_as_shipday(deploy).await;
         if let Some(events) = self.events.upgrade() {
             let id = request.id;
             tokio::spawn(async move {
@@ -350,9 +340,6 @@ impl Engine {
                         events.send(Event::Promotion(PromotionEvent::DeployAnswered { id, reply: Box::new(reply) }));
                 }
             });
-        }
-        if let Some((pending, handled)) = self.command_deploy(deploy, pending, now) {
-            self.answer(pending, handled).await;
         }
     }
 
@@ -498,29 +485,14 @@ impl Engine {
             )));
             return;
         }
-        let (reply, answered) = oneshot::channel();
-        let invocation =
-            Invocation::new("scheduler", "shipday", &format!("/deploy {} {sha} (merged {what})", first.name));
-        let pending = Pending { invocation, person: Some(scheduler_person()), reply };
-        let request = DeployRequest {
+        let deploy = ShipdayDeploy {
             env: first.name.clone(),
             git_ref: GitRef::parse(sha.as_str()).expect("a SHA is a valid ref"),
-            dry_run: false,
-            emergency: None,
-            force: false,
             trigger: Trigger::Merge,
+            emergency: None,
+            audit_text: format!("/deploy {} {sha} (merged {what})", first.name),
         };
-        let announcements = self.announcements.clone();
-        let env = first.name.clone();
-        tokio::spawn(async move {
-            if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
-                let _ =
-                    announcements.send(Announcement::Text(format!("⏭️ {env} did not auto-deploy {what}: {reason}")));
-            }
-        });
-        if let Some((pending, handled)) = self.command_deploy(request, pending, now) {
-            self.answer(pending, handled).await;
-        }
+        self.deploy_as_shipday_or_say_why(deploy, format!("⏭️ {} did not auto-deploy {what}", first.name)).await;
     }
 
     /// Tells GitHub's environment view what Shipday deployed (every finished deploy, when GitHub

@@ -169,3 +169,85 @@ pub async fn http_server(status: u16) -> String {
     });
     url
 }
+
+/// Everything this test binary logs (at TRACE), to prove secrets never reach the logs.
+pub fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .init();
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A real merge commit of `head` into the origin's branch whose tip is `base_tip` (in a clone
+/// kept under `dir`), pushed; returns its SHA. What GitHub does when it merges, for real.
+pub fn real_merge(dir: &Path, base_tip: &str, head: &str, message: &str) -> String {
+    let seed = dir.join("merger");
+    if !seed.exists() {
+        git(dir, &["clone", "--quiet", "origin.git", "merger"]);
+    }
+    git(&seed, &["fetch", "--quiet", "origin"]);
+    let refs = git(&seed, &["for-each-ref", "--format=%(objectname) %(refname:short)", "refs/remotes/origin"]);
+    let branch = refs
+        .lines()
+        .find_map(|l| {
+            l.split_once(' ')
+                .filter(|(sha, _)| *sha == base_tip)
+                .map(|(_, r)| r.trim_start_matches("origin/").to_owned())
+        })
+        .expect("the base tip is a branch of the origin");
+    git(&seed, &["checkout", "--quiet", "--detach", base_tip]);
+    git(
+        &seed,
+        &[
+            "-c",
+            "user.name=GitHub",
+            "-c",
+            "user.email=noreply@github.com",
+            "merge",
+            "--quiet",
+            "--no-ff",
+            "-m",
+            message,
+            head,
+        ],
+    );
+    let merged = git(&seed, &["rev-parse", "HEAD"]);
+    git(&seed, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]);
+    merged
+}
+
+/// Makes the fake GitHub's history mirror the world's origin (master, staging on it, dev on
+/// staging), and every merge it makes a real merge commit in the origin.
+pub fn mirror_origin(world: &World, github: &fake_github::FakeGitHub) {
+    use shipday::release::gitref::Sha;
+    let sha = |branch: &str| Sha::parse(&world.tip(branch)).unwrap();
+    github.set_branch("master", &sha("master"));
+    github.set_branch("staging", &sha("master"));
+    github.add_commit_with_sha("staging", &sha("staging"), "SHOP-1 Add the cart page", "grace-gh", &["app.py"]);
+    github.set_branch("dev", &sha("staging"));
+    github.add_commit_with_sha("dev", &sha("dev"), "SHOP-2 Add search box", "linus-gh", &["app.py"]);
+    let dir = world.path().to_owned();
+    github.set_merge_hook(move |base, head, message| {
+        Sha::parse(&real_merge(&dir, base.as_str(), head.as_str(), message)).unwrap()
+    });
+}
