@@ -141,8 +141,16 @@ impl Store {
     }
 
     /// Makes everything written so far durable. Called before every reply.
+    ///
+    /// sled's synchronous flush runs on a blocking thread: concurrent `flush_async` calls (the
+    /// engine's group commit and an adapter recording a delivery at the same moment) were seen
+    /// never to complete under load.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await.context("cannot flush the state store")?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .context("the flush task stopped")?
+            .context("cannot flush the state store")?;
         Ok(())
     }
 

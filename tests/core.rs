@@ -434,3 +434,23 @@ async fn rollback_redeploys_the_previous_commit_or_a_named_one_the_environment_r
     let (reply, _) = bot.say("grace", "/rollback production").await;
     assert!(refused(&reply).contains("needs a lead"));
 }
+
+/// Many commands at once are all answered (the engine commits them in groups).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_commands_are_all_answered() {
+    let world = World::new();
+    let bot = std::sync::Arc::new(Bot::start(&world.config_path()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let bot = bot.clone();
+        tasks.spawn(async move {
+            let user = if i % 2 == 0 { "grace" } else { "mallory" };
+            let reply = bot.app.engine.submit(shipday::engine::Invocation::new("console", user, "/status")).await;
+            matches!(reply.body, ReplyBody::Status(_))
+        });
+    }
+    let answered =
+        tokio::time::timeout(std::time::Duration::from_secs(30), tasks.join_all()).await.expect("all answered");
+    assert!(answered.iter().all(|ok| *ok));
+    assert_eq!(bot.app.store.audit_tail(500).unwrap().len(), 200);
+}

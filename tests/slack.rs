@@ -654,3 +654,19 @@ async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
         })
         .await;
 }
+
+/// Fifty signed commands at once are all acked (the route, the dedupe and the engine under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_commands_are_all_acked() {
+    let s = Arc::new(Setup::start(Mode::Http).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let body = s.command_form(GRACE, "/status", "", &format!("trigger-{i}"));
+            s.signed("/slack/commands", &body, "application/x-www-form-urlencoded").await.status().as_u16()
+        });
+    }
+    let statuses = tokio::time::timeout(Duration::from_secs(30), tasks.join_all()).await.expect("every command acked");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
