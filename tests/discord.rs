@@ -561,25 +561,9 @@ async fn serve_refuses_another_api_base_url_rather_than_turn_the_rate_limiter_of
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
     use shipday::engine::{Announcement, PromotionView};
-    use shipday::release::approvals::{PromotionRequest, RequestState};
     let t = setup().await;
     let now = shipday::clock::Clock::now(&t.bot.clock);
-    let request = PromotionRequest {
-        id: 9,
-        from: "staging".into(),
-        to: "production".into(),
-        sha: shipday::release::gitref::Sha::parse(&t.world.tip("staging")).unwrap(),
-        target_sha: None,
-        requester: "linus".into(),
-        requester_name: "Linus".into(),
-        created_at: now,
-        expires_at: now + chrono::Duration::hours(24),
-        quorum: 2,
-        votes: Default::default(),
-        emergency: None,
-        notes: String::new(),
-        state: RequestState::Pending,
-    };
+    let request = common::pending_request(9, &t.world.tip("staging"), now);
     t.bot.app.store.put_promotion(&request).unwrap();
     t.bot.app.engine.announce(Announcement::Promotion(Box::new(PromotionView { request, messages: vec![] })));
     let posted = t.discord.wait_for("the request in the team channel", |f| f.find_message("Promotion #9")).await;

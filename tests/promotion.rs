@@ -68,6 +68,18 @@ async fn bind(bot: &Bot, id: u64) -> MessageRef {
     message
 }
 
+/// Grace asks to promote staging to production; returns the announcements (from before the
+/// request), the posted request and the message that shows it on Slack and Discord.
+async fn request_production(
+    bot: &Bot,
+) -> (broadcast::Receiver<Announcement>, shipday::release::approvals::PromotionRequest, MessageRef) {
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = bind(bot, request.id).await;
+    (heard, request, message)
+}
+
 async fn react(bot: &Bot, platform: &str, user: &str, emoji: &str, message: &MessageRef, added: bool) {
     bot.app
         .engine
@@ -136,10 +148,7 @@ async fn a_leads_cross_rejects_and_a_withdrawn_vote_no_longer_counts() {
     let bot = Bot::start(&s.config);
     bot.clock.set(production_slot());
     bot.say("ada", "/deploy staging staging").await;
-    let mut heard = bot.app.engine.announcements();
-    bot.say("grace", "/promote staging production").await;
-    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
-    let message = bind(&bot, request.id).await;
+    let (_, request, message) = request_production(&bot).await;
     react(&bot, "slack", "UADA", "x", &message, true).await;
     let rejected = bot.app.store.promotion(request.id).unwrap().unwrap();
     assert!(matches!(rejected.state, RequestState::Rejected { ref by, .. } if by == "Ada"), "{:?}", rejected.state);
@@ -155,10 +164,7 @@ async fn an_approval_outside_the_slot_waits_for_it_and_staging_redeployed_meanwh
     // Thursday: production's slot is next week.
     bot.clock.set(Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap());
     bot.say("ada", "/deploy staging staging").await;
-    let mut heard = bot.app.engine.announcements();
-    bot.say("grace", "/promote staging production").await;
-    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
-    let message = bind(&bot, request.id).await;
+    let (_, request, message) = request_production(&bot).await;
     react(&bot, "discord", "4242", "✅", &message, true).await;
     let approved = bot.app.store.promotion(request.id).unwrap().unwrap();
     assert!(matches!(approved.state, RequestState::Approved { .. }), "{:?}", approved.state);
@@ -207,10 +213,7 @@ async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart(
     let bot = Bot::start(&s.config);
     bot.clock.set(Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap());
     bot.say("ada", "/deploy staging staging").await;
-    let mut heard = bot.app.engine.announcements();
-    bot.say("grace", "/promote staging production").await;
-    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
-    let message = bind(&bot, request.id).await;
+    let (heard, request, message) = request_production(&bot).await;
     react(&bot, "slack", "UADA", "white_check_mark", &message, true).await;
     drop((heard, bot)); // the bot dies, approved, waiting for the slot
 
@@ -252,10 +255,7 @@ async fn a_merge_conflict_is_reported_and_nothing_is_deployed() {
     bot.clock.set(production_slot());
     bot.say("ada", "/deploy staging staging").await;
     s.github.set_conflict("master", &s.world.tip("staging"));
-    let mut heard = bot.app.engine.announcements();
-    bot.say("grace", "/promote staging production").await;
-    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
-    let message = bind(&bot, request.id).await;
+    let (mut heard, _, message) = request_production(&bot).await;
     react(&bot, "slack", "UADA", "white_check_mark", &message, true).await;
     let failed =
         promotion_until(&mut heard, |s| matches!(s, RequestState::Failed { .. } | RequestState::Done { .. })).await;

@@ -602,25 +602,9 @@ async fn a_scheduled_reminder_is_posted_in_the_team_channel() {
 #[tokio::test]
 async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
     use shipday::engine::{Announcement, PromotionView};
-    use shipday::release::approvals::{PromotionRequest, RequestState};
     let s = Setup::start(Mode::Http).await;
     let now = s.bot.clock.now();
-    let request = PromotionRequest {
-        id: 7,
-        from: "staging".into(),
-        to: "production".into(),
-        sha: shipday::release::gitref::Sha::parse(&s.world.tip("staging")).unwrap(),
-        target_sha: None,
-        requester: "linus".into(),
-        requester_name: "Linus".into(),
-        created_at: now,
-        expires_at: now + chrono::Duration::hours(24),
-        quorum: 2,
-        votes: Default::default(),
-        emergency: None,
-        notes: "Changes: 1 commit(s), 0 pull request(s).".into(),
-        state: RequestState::Pending,
-    };
+    let request = common::pending_request(7, &s.world.tip("staging"), now);
     s.bot.app.store.put_promotion(&request).unwrap();
     s.bot.app.engine.announce(Announcement::Promotion(Box::new(PromotionView { request, messages: vec![] })));
     s.fake

@@ -251,3 +251,28 @@ pub fn mirror_origin(world: &World, github: &fake_github::FakeGitHub) {
         Sha::parse(&real_merge(&dir, base.as_str(), head.as_str(), message)).unwrap()
     });
 }
+
+/// A pending staging → production promotion request for `staging_sha`, asked by Linus, needing
+/// two leads: what the adapter tests post and vote on.
+pub fn pending_request(
+    id: u64,
+    staging_sha: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> shipday::release::approvals::PromotionRequest {
+    shipday::release::approvals::PromotionRequest {
+        id,
+        from: "staging".into(),
+        to: "production".into(),
+        sha: shipday::release::gitref::Sha::parse(staging_sha).unwrap(),
+        target_sha: None,
+        requester: "linus".into(),
+        requester_name: "Linus".into(),
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(24),
+        quorum: 2,
+        votes: Default::default(),
+        emergency: None,
+        notes: "Changes: 1 commit(s), 0 pull request(s).".into(),
+        state: shipday::release::approvals::RequestState::Pending,
+    }
+}
