@@ -649,7 +649,7 @@ mod tests {
     use super::*;
 
     fn contract(name: &str) -> String {
-        let path = format!("{}/../shared/contracts/github/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/tests/fixtures/contracts/github/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
     }
 

@@ -1,5 +1,5 @@
 //! A local fake Discord: REST (recording every call) and a WebSocket gateway, speaking the
-//! payloads in `../shared/contracts/discord/`, completed the way Discord sends them (serenity
+//! payloads in `tests/fixtures/contracts/discord/`, completed the way Discord sends them (serenity
 //! silently drops events that lack fields it requires).
 //!
 //! The REST side is stateful like Discord: interaction responses and channel messages become
@@ -26,9 +26,9 @@ pub const CHANNEL_ID: &str = "645027906669510667";
 pub const LEAD_ROLE: &str = "539082325061836999";
 pub const OTHER_ROLE: &str = "539082325061836000";
 
-/// A contract payload from `../shared/contracts/discord/`.
+/// A contract payload from `tests/fixtures/contracts/discord/`.
 pub fn contract(name: &str) -> Value {
-    let path = format!("{}/../shared/contracts/discord/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/contracts/discord/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
 }
 

@@ -1,5 +1,5 @@
 //! A stateful fake Jira Cloud over HTTP on 127.0.0.1, speaking the formats in
-//! `../shared/contracts/jira/`: issues with statuses and assignees, a workflow whose
+//! `tests/fixtures/contracts/jira/`: issues with statuses and assignees, a workflow whose
 //! transitions depend on the current status, comments, `/rest/api/3/search/jql` with
 //! `nextPageToken` paging, and the removed `/rest/api/3/search` answering 410.
 //!
@@ -381,7 +381,7 @@ struct Contracts {
 
 impl Contracts {
     fn load() -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/contracts/jira");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contracts/jira");
         let read = |name: &str| -> Value {
             let path = dir.join(name);
             let text = std::fs::read_to_string(&path)

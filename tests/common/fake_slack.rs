@@ -1,5 +1,5 @@
 //! A stateful local fake of Slack: the Web API methods the adapter calls, `response_url`s,
-//! and a Socket Mode WebSocket. It answers with the shapes in `../shared/contracts/slack/`,
+//! and a Socket Mode WebSocket. It answers with the shapes in `tests/fixtures/contracts/slack/`,
 //! checks tokens, records every call, keeps the channel's messages (edited in place by
 //! `chat.update`), and can rate limit a method once.
 
@@ -68,12 +68,12 @@ pub struct FakeSlack {
 }
 
 pub fn contract(name: &str) -> Value {
-    let path = format!("{}/../shared/contracts/slack/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/contracts/slack/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
 }
 
 pub fn contract_text(name: &str) -> String {
-    let path = format!("{}/../shared/contracts/slack/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/contracts/slack/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -48,7 +48,7 @@ mod tests {
     use serde_json::Value;
 
     fn vector() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/discord/ed25519-test-vector.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/contracts/discord/ed25519-test-vector.json");
         let text = std::fs::read_to_string(path).expect("the shared contracts folder sits beside the repository");
         serde_json::from_str(&text).unwrap()
     }

@@ -68,9 +68,9 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    /// Slack's documented example, from `../shared/contracts/slack/signing-test-vector.json`.
+    /// Slack's documented example, from `tests/fixtures/contracts/slack/signing-test-vector.json`.
     fn vector() -> serde_json::Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/slack/signing-test-vector.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/contracts/slack/signing-test-vector.json");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
         serde_json::from_str(&text).unwrap()
     }
@@ -90,7 +90,7 @@ mod tests {
         let now = at(ts.parse::<i64>().unwrap() + 10);
         assert_eq!(verify(&secret, Some(ts), Some(signature), body, now), Ok(()));
         // The raw form body on disk is the same signed bytes.
-        let form = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/slack/slash-command.form"))
+        let form = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/contracts/slack/slash-command.form"))
             .unwrap();
         assert_eq!(verify(&secret, Some(ts), Some(signature), &form, now), Ok(()));
     }

@@ -157,7 +157,7 @@ mod tests {
     use super::*;
     use reqwest::StatusCode;
 
-    const CONTRACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/jira/");
+    const CONTRACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/contracts/jira/");
 
     fn contract(name: &str) -> String {
         let path = format!("{CONTRACTS}{name}");

@@ -180,7 +180,7 @@ mod tests {
     const REPOSITORY: &str = "Codertocat/Hello-World";
 
     fn contract(name: &str) -> serde_json::Value {
-        let path = format!("{}/../shared/contracts/github/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/tests/fixtures/contracts/github/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
         serde_json::from_str(&text).unwrap()
     }

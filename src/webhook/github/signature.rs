@@ -50,10 +50,10 @@ fn mac(secret: &Secret, body: &[u8]) -> Hmac<Sha256> {
 mod tests {
     use super::*;
 
-    /// GitHub's documented example, from `../shared/contracts/github/`.
+    /// GitHub's documented example, from `tests/fixtures/contracts/github/`.
     fn vector() -> serde_json::Value {
         let path =
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/contracts/github/webhook-signature-test-vector.json");
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/contracts/github/webhook-signature-test-vector.json");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
         serde_json::from_str(&text).unwrap()
     }
