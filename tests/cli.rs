@@ -223,3 +223,39 @@ listen = "127.0.0.1:3001"
     assert!(!ok);
     assert!(err.contains("github.webhook_secret"), "{err}");
 }
+
+/// A host key to pin for the example's droplets (any valid public key: nothing connects).
+const DROPLET_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJwyB6tzKlpv31RCssc7i653zLom+yhuLvY6qPq0LF0i";
+
+#[test]
+fn the_example_production_config_passes_check_config() {
+    // The operator's /etc/shipday, in a temp dir: the example, with its host keys pinned.
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shipday.toml")).unwrap();
+    let etc = format!("{}/", dir.path().display());
+    std::fs::write(dir.path().join("shipday.toml"), example.replace("/etc/shipday/", &etc)).unwrap();
+    let pins: String = ["shop-dev.example.com", "shop-staging.example.com", "shop.example.com"]
+        .map(|host| format!("{host} {DROPLET_KEY}\n"))
+        .concat();
+    std::fs::write(dir.path().join("known_hosts"), pins).unwrap();
+    let secrets = [
+        ("SLACK_BOT_TOKEN", "xoxb-0example0"),
+        ("SLACK_APP_TOKEN", "xapp-0example0"),
+        ("DISCORD_BOT_TOKEN", "discord-example-token"),
+        ("GITHUB_TOKEN", GITHUB_TOKEN),
+        ("GITHUB_WEBHOOK_SECRET", "webhook-example-secret"),
+        ("JIRA_API_TOKEN", "jira-example-token"),
+    ];
+
+    let (ok, out, err) = check_config_in(dir.path(), &secrets);
+    assert!(ok, "{err}");
+    for (_, secret) in secrets {
+        assert!(!out.contains(secret), "{out}");
+    }
+    insta::assert_snapshot!("check_config_of_the_example", out);
+
+    // Without its secrets it does not pass, and says which one is missing.
+    let (ok, _, err) = check_config_in(dir.path(), &secrets[1..]);
+    assert!(!ok);
+    assert!(err.contains("slack.bot_token") && err.contains("SLACK_BOT_TOKEN"), "{err}");
+}
