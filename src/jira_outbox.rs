@@ -48,8 +48,10 @@ impl Outbox {
         let handle = OutboxHandle::default();
         let wake = handle.0.clone();
         tokio::spawn(async move {
+            // Deploys whose give-up notice waits for more of their moves (see `deliver_due`).
+            let mut waiting_deploys = BTreeSet::new();
             loop {
-                self.deliver_due().await;
+                self.deliver_due(&mut waiting_deploys).await;
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(POLL) => {}
@@ -62,7 +64,9 @@ impl Outbox {
 
     /// One round: every move that is due, oldest first. A ticket's later moves wait while an
     /// earlier one of the same ticket is still pending, so its card never jumps out of order.
-    async fn deliver_due(&self) {
+    /// Then the give-ups of each deploy that settled this round (or was `waiting_deploys`) are
+    /// announced together; a deploy with moves still to come stays in `waiting_deploys`.
+    async fn deliver_due(&self, waiting_deploys: &mut BTreeSet<u64>) {
         let pending = match self.store.pending_jira_moves() {
             Ok(pending) => pending,
             Err(error) => {
@@ -103,26 +107,36 @@ impl Outbox {
         for ticket_move in &loose_given_up {
             self.announce(given_up_notice(std::slice::from_ref(ticket_move)));
         }
+        settled.append(waiting_deploys);
         for deploy in settled {
-            self.announce_deploy_given_up(deploy);
+            if self.announce_deploy_given_up(deploy) == Notice::LookAgain {
+                waiting_deploys.insert(deploy);
+            }
         }
     }
 
     /// Once none of a deploy's moves is pending any more, announces the ones given up, in one
     /// message: a release of many tickets that Jira refuses is one warning, not one per ticket.
-    fn announce_deploy_given_up(&self, deploy: u64) {
-        let moves = match self.store.jira_moves_of_deploy(deploy) {
-            Ok(moves) => moves,
-            Err(error) => {
+    /// While the deploy's ticket scan is still in the store, the engine may still be queueing
+    /// its moves (it removes the scan after the last one, then wakes this worker), so the
+    /// notice waits for them too.
+    fn announce_deploy_given_up(&self, deploy: u64) -> Notice {
+        let scanning = self.store.ticket_scans().map(|scans| scans.iter().any(|scan| scan.deploy_id == deploy));
+        let moves = match (scanning, self.store.jira_moves_of_deploy(deploy)) {
+            (Ok(false), Ok(moves)) => moves,
+            (Ok(true), _) => return Notice::LookAgain,
+            (Err(error), _) | (_, Err(error)) => {
                 tracing::error!(error = format!("{error:#}"), deploy, "cannot read a deploy's ticket moves");
-                return;
+                return Notice::LookAgain;
             }
         };
         if moves.iter().any(TicketMove::is_pending) {
-            return; // announced when the last of them settles
+            // Looked at again when the last of them settles.
+            return Notice::WhenTheRestSettles;
         }
         let given_up: Vec<TicketMove> = moves.into_iter().filter_map(given_up).collect();
         self.announce(given_up_notice(&given_up));
+        Notice::Done
     }
 
     fn announce(&self, notice: Option<String>) {
@@ -182,6 +196,17 @@ impl Outbox {
             issue.summary, ticket_move.to
         )));
     }
+}
+
+/// Where a deploy's give-up notice stands after a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notice {
+    /// Sent (or nothing was given up).
+    Done,
+    /// Some of its moves are pending: their settling brings the deploy back.
+    WhenTheRestSettles,
+    /// Its moves may still be being queued (or the store could not be read): next round.
+    LookAgain,
 }
 
 /// The move, if it was given up.
