@@ -11,9 +11,9 @@ use crate::clients::jira::{JiraClient, MoveOutcome, is_transient};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Announcement;
-use crate::release::ticket_flow::TicketMove;
+use crate::release::ticket_flow::{MoveState, TicketMove, given_up_notice};
 use crate::store::Store;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
@@ -48,8 +48,10 @@ impl Outbox {
         let handle = OutboxHandle::default();
         let wake = handle.0.clone();
         tokio::spawn(async move {
+            // Deploys whose give-up notice waits for more of their moves (see `deliver_due`).
+            let mut waiting_deploys = BTreeSet::new();
             loop {
-                self.deliver_due().await;
+                self.deliver_due(&mut waiting_deploys).await;
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(POLL) => {}
@@ -62,7 +64,9 @@ impl Outbox {
 
     /// One round: every move that is due, oldest first. A ticket's later moves wait while an
     /// earlier one of the same ticket is still pending, so its card never jumps out of order.
-    async fn deliver_due(&self) {
+    /// Then the give-ups of each deploy that settled this round (or was `waiting_deploys`) are
+    /// announced together; a deploy with moves still to come stays in `waiting_deploys`.
+    async fn deliver_due(&self, waiting_deploys: &mut BTreeSet<u64>) {
         let pending = match self.store.pending_jira_moves() {
             Ok(pending) => pending,
             Err(error) => {
@@ -71,6 +75,9 @@ impl Outbox {
             }
         };
         let mut waiting: HashSet<String> = HashSet::new();
+        // Deploys whose moves settled this round, and settled moves no deploy queued.
+        let mut settled: BTreeSet<u64> = BTreeSet::new();
+        let mut loose_given_up: Vec<TicketMove> = Vec::new();
         for mut ticket_move in pending {
             let key = ticket_move.key.to_string();
             if waiting.contains(&key) || !ticket_move.is_due(self.clock.now()) {
@@ -89,6 +96,52 @@ impl Outbox {
             if let Err(error) = written {
                 tracing::error!(error = format!("{error:#}"), id = ticket_move.id, "cannot record a ticket move");
             }
+            match (ticket_move.is_pending(), ticket_move.deploy_id) {
+                (true, _) => {}
+                (false, Some(deploy)) => {
+                    settled.insert(deploy);
+                }
+                (false, None) => loose_given_up.extend(given_up(ticket_move)),
+            }
+        }
+        for ticket_move in &loose_given_up {
+            self.announce(given_up_notice(std::slice::from_ref(ticket_move)));
+        }
+        settled.append(waiting_deploys);
+        for deploy in settled {
+            if self.announce_deploy_given_up(deploy) == Notice::LookAgain {
+                waiting_deploys.insert(deploy);
+            }
+        }
+    }
+
+    /// Once none of a deploy's moves is pending any more, announces the ones given up, in one
+    /// message: a release of many tickets that Jira refuses is one warning, not one per ticket.
+    /// While the deploy's ticket scan is still in the store, the engine may still be queueing
+    /// its moves (it removes the scan after the last one, then wakes this worker), so the
+    /// notice waits for them too.
+    fn announce_deploy_given_up(&self, deploy: u64) -> Notice {
+        let scanning = self.store.ticket_scans().map(|scans| scans.iter().any(|scan| scan.deploy_id == deploy));
+        let moves = match (scanning, self.store.jira_moves_of_deploy(deploy)) {
+            (Ok(false), Ok(moves)) => moves,
+            (Ok(true), _) => return Notice::LookAgain,
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(error = format!("{error:#}"), deploy, "cannot read a deploy's ticket moves");
+                return Notice::LookAgain;
+            }
+        };
+        if moves.iter().any(TicketMove::is_pending) {
+            // Looked at again when the last of them settles.
+            return Notice::WhenTheRestSettles;
+        }
+        let given_up: Vec<TicketMove> = moves.into_iter().filter_map(given_up).collect();
+        self.announce(given_up_notice(&given_up));
+        Notice::Done
+    }
+
+    fn announce(&self, notice: Option<String>) {
+        if let Some(text) = notice {
+            let _ = self.announcements.send(Announcement::Text(text));
         }
     }
 
@@ -117,9 +170,8 @@ impl Outbox {
                 let why = format!("{error:#}");
                 let transient = is_transient(&error);
                 tracing::warn!(%why, transient, attempt = ticket_move.attempts + 1, "ticket move failed");
-                if ticket_move.failed(why, transient, now) {
-                    self.announce_given_up(ticket_move);
-                }
+                // Announced with the rest of its deploy's moves once they have all settled.
+                ticket_move.failed(why, transient, now);
             }
         }
     }
@@ -144,15 +196,22 @@ impl Outbox {
             issue.summary, ticket_move.to
         )));
     }
+}
 
-    fn announce_given_up(&self, ticket_move: &TicketMove) {
-        let crate::release::ticket_flow::MoveState::GivenUp { why, .. } = &ticket_move.state else { return };
-        let _ = self.announcements.send(Announcement::Text(format!(
-            "⚠️ Shipday gave up moving {} in Jira ({}): {why}. Move it by hand; `/status` lists moves given up.",
-            ticket_move.describe(),
-            ticket_move.reason
-        )));
-    }
+/// Where a deploy's give-up notice stands after a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notice {
+    /// Sent (or nothing was given up).
+    Done,
+    /// Some of its moves are pending: their settling brings the deploy back.
+    WhenTheRestSettles,
+    /// Its moves may still be being queued (or the store could not be read): next round.
+    LookAgain,
+}
+
+/// The move, if it was given up.
+fn given_up(ticket_move: TicketMove) -> Option<TicketMove> {
+    matches!(ticket_move.state, MoveState::GivenUp { .. }).then_some(ticket_move)
 }
 
 /// A Jira assignee as the team channel writes them: a mention (`@{grace}`) when they are one

@@ -204,9 +204,13 @@ fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chro
 fn check_config(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     app::transports(&config)?;
+    let github = config.github.as_ref().map(|github| check_github(github, &config.base_dir)).transpose()?;
+    // The folder `serve` will open, as an absolute path: a relative `state_dir` is relative to
+    // the config file, and "state" alone says nothing about where that is.
+    let state = std::path::absolute(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
     println!("Config {} is valid.", path.display());
     println!("  time zone: {}", config.timezone);
-    println!("  state: {}", config.state_dir.display());
+    println!("  state: {}", state.display());
     println!("  people: {}", config.people.len());
     if let Some(slack) = &config.slack {
         let mode = match &slack.mode {
@@ -217,7 +221,9 @@ fn check_config(path: &Path) -> Result<()> {
     }
     for env in &config.environments {
         let target = match &env.transport {
-            TransportConfig::Local { dir } => format!("local {}", dir.display()),
+            TransportConfig::Local { dir } => {
+                format!("local {}", std::path::absolute(dir).as_deref().unwrap_or(dir).display())
+            }
             TransportConfig::Ssh(ssh) => {
                 format!("ssh {}@{}:{} {}", ssh.user, ssh.host, ssh.port, ssh.dir)
             }
@@ -236,6 +242,9 @@ fn check_config(path: &Path) -> Result<()> {
         let endpoint = discord.http_listen.map(|a| format!(", HTTP interactions on {a}")).unwrap_or_default();
         println!("  discord: server {}, team channel {}{lead}{endpoint}", discord.guild_id, discord.channel);
     }
+    if let Some(github) = github {
+        println!("  {github}");
+    }
     if let Some(jira) = &config.jira {
         println!("  jira: {} as {}, projects {}", jira.base_url, jira.email, jira.projects.join(", "));
         for (env, rule) in jira.deploy_moves(&config.environment_names()) {
@@ -244,4 +253,24 @@ fn check_config(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Checks `[github]` as `serve` would (names, API root, the token, and the webhook secret when
+/// the webhook route is on) and describes it without any secret.
+fn check_github(github: &shipday::clients::github::GitHubConfig, base: &Path) -> Result<String> {
+    // The client checks the owner, repository, API root and token; it wants a runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread().build().context("cannot start the async runtime")?;
+    runtime.block_on(async { shipday::clients::github::GitHubClient::new(github, base).map(drop) })?;
+    let webhook = match &github.listen {
+        Some(listen) => {
+            let secret = github.webhook_secret.as_ref().context(
+                "github.webhook_secret: the GitHub webhook route (github.listen) needs a secret (the one set on the \
+                 webhook in GitHub); Shipday does not accept unsigned deliveries",
+            )?;
+            secret.load("github.webhook_secret", base)?;
+            format!("webhook POST /github/webhook on {listen}")
+        }
+        None => "no webhook route (no github.listen)".to_owned(),
+    };
+    Ok(format!("github: {}/{} via {}, {webhook}", github.owner, github.repo, github.api_base_url))
 }

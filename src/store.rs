@@ -529,6 +529,19 @@ impl Store {
         self.jira_moves.iter().rev().take(limit).map(|e| decode(&e?.1)).collect()
     }
 
+    /// Every ticket move one deploy queued, oldest first, whatever their state: the outbox
+    /// reports a deploy's give-ups together once none of its moves is pending.
+    pub fn jira_moves_of_deploy(&self, deploy_id: u64) -> Result<Vec<TicketMove>> {
+        let mut out = Vec::new();
+        for entry in self.jira_moves.iter() {
+            let found: TicketMove = decode(&entry?.1)?;
+            if found.deploy_id == Some(deploy_id) {
+                out.push(found);
+            }
+        }
+        Ok(out)
+    }
+
     /// Remembers that a deploy's commits are still to be read for ticket keys.
     pub fn put_ticket_scan(&self, scan: &TicketScan) -> Result<()> {
         self.ticket_scans.insert(scan.deploy_id.to_be_bytes(), encode(scan)?)?;

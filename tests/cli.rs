@@ -159,3 +159,103 @@ fn manifests_are_printed_from_the_specs() {
     let discord: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(discord.as_array().unwrap().len(), commands.len());
 }
+
+/// Runs `shipday check-config --config shipday.toml` in `dir`, as an operator in the config's
+/// folder does, with `envs` set (secrets come from the environment). Returns (ok, stdout with
+/// `dir` written as `[DIR]`, stderr).
+fn check_config_in(dir: &std::path::Path, envs: &[(&str, &str)]) -> (bool, String, String) {
+    let out = shipday()
+        .args(["check-config", "--config", "shipday.toml"])
+        .current_dir(dir)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let mut stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for path in [dir.canonicalize().unwrap(), dir.to_path_buf()] {
+        stdout = stdout.replace(path.to_str().unwrap(), "[DIR]");
+    }
+    (out.status.success(), stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+const GITHUB_TOKEN: &str = "github_pat_11AAAAAAA0cli0test0secret";
+
+#[test]
+fn check_config_shows_github_without_its_secrets_and_where_the_state_will_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+state_dir = "state"
+
+[[people]]
+id = "ada"
+name = "Ada"
+roles = ["lead"]
+
+[[environments]]
+name = "dev"
+branch = "dev"
+personal_branches = true
+transport = { kind = "local", dir = "envs/dev" }
+
+[github]
+owner = "acme"
+repo = "shop"
+token = { env = "SHIPDAY_TEST_GITHUB_TOKEN" }
+webhook_secret = { file = "github-webhook.secret" }
+listen = "127.0.0.1:3001"
+"#;
+    std::fs::write(dir.path().join("shipday.toml"), config).unwrap();
+    std::fs::write(dir.path().join("github-webhook.secret"), "webhook-secret-0cli0test\n").unwrap();
+
+    let (ok, out, err) = check_config_in(dir.path(), &[("SHIPDAY_TEST_GITHUB_TOKEN", GITHUB_TOKEN)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("  state: [DIR]/state\n"), "the store's folder, resolved:\n{out}");
+    assert!(!out.contains(GITHUB_TOKEN) && !out.contains("webhook-secret-0cli0test"), "{out}");
+    insta::assert_snapshot!("check_config_with_github", out);
+    assert!(!dir.path().join("state").exists(), "check-config must not open the store");
+
+    // What `serve` would refuse, check-config refuses too, naming the key.
+    let (ok, _, err) = check_config_in(dir.path(), &[]);
+    assert!(!ok);
+    assert!(err.contains("github.token") && err.contains("SHIPDAY_TEST_GITHUB_TOKEN"), "{err}");
+    std::fs::write(dir.path().join("shipday.toml"), config.replace("webhook_secret = ", "# webhook_secret = "))
+        .unwrap();
+    let (ok, _, err) = check_config_in(dir.path(), &[("SHIPDAY_TEST_GITHUB_TOKEN", GITHUB_TOKEN)]);
+    assert!(!ok);
+    assert!(err.contains("github.webhook_secret"), "{err}");
+}
+
+/// A host key to pin for the example's droplets (any valid public key: nothing connects).
+const DROPLET_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJwyB6tzKlpv31RCssc7i653zLom+yhuLvY6qPq0LF0i";
+
+#[test]
+fn the_example_production_config_passes_check_config() {
+    // The operator's /etc/shipday, in a temp dir: the example, with its host keys pinned.
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shipday.toml")).unwrap();
+    let etc = format!("{}/", dir.path().display());
+    std::fs::write(dir.path().join("shipday.toml"), example.replace("/etc/shipday/", &etc)).unwrap();
+    let pins: String = ["shop-dev.example.com", "shop-staging.example.com", "shop.example.com"]
+        .map(|host| format!("{host} {DROPLET_KEY}\n"))
+        .concat();
+    std::fs::write(dir.path().join("known_hosts"), pins).unwrap();
+    let secrets = [
+        ("SLACK_BOT_TOKEN", "xoxb-0example0"),
+        ("SLACK_APP_TOKEN", "xapp-0example0"),
+        ("DISCORD_BOT_TOKEN", "discord-example-token"),
+        ("GITHUB_TOKEN", GITHUB_TOKEN),
+        ("GITHUB_WEBHOOK_SECRET", "webhook-example-secret"),
+        ("JIRA_API_TOKEN", "jira-example-token"),
+    ];
+
+    let (ok, out, err) = check_config_in(dir.path(), &secrets);
+    assert!(ok, "{err}");
+    for (_, secret) in secrets {
+        assert!(!out.contains(secret), "{out}");
+    }
+    insta::assert_snapshot!("check_config_of_the_example", out);
+
+    // Without its secrets it does not pass, and says which one is missing.
+    let (ok, _, err) = check_config_in(dir.path(), &secrets[1..]);
+    assert!(!ok);
+    assert!(err.contains("slack.bot_token") && err.contains("SLACK_BOT_TOKEN"), "{err}");
+}

@@ -166,7 +166,7 @@ async fn a_staging_deploy_moves_staging_tickets_to_the_next_column_and_productio
     moves_settled(&bot).await;
     assert_eq!(bot.app.store.deploy(record.id).unwrap().unwrap().tickets, ["SHOP-1", "SHOP-2"]);
     assert_eq!(jira.status("SHOP-1"), "Done");
-    // SHOP-2 is in Dev Testing, with no way to Done in this workflow: reported, not forced.
+    // SHOP-2 is still in Dev Testing: untested, so production leaves it there (never forced).
     assert_eq!(jira.status("SHOP-2"), "Dev Testing");
 }
 
@@ -184,28 +184,107 @@ async fn a_ticket_already_in_its_column_is_a_no_op() {
     assert!(jira.requests().iter().all(|r| r.method == "GET"), "nothing was posted");
 }
 
-#[tokio::test]
-async fn a_transition_missing_from_the_workflow_is_given_up_announced_and_shown_in_status() {
+/// Adds a commit with `message` on top of `branch` in the origin (same tree): a merged piece of
+/// work whose message names its ticket.
+fn commit_on(world: &World, branch: &str, message: &str) {
+    let origin = world.path().join("origin.git");
+    let tip = world.tip(branch);
+    let tree = git(&origin, &["rev-parse", &format!("{tip}^{{tree}}")]);
+    let commit = git(
+        &origin,
+        &[
+            "-c",
+            "user.name=Grace",
+            "-c",
+            "user.email=grace@team.example",
+            "commit-tree",
+            &tree,
+            "-p",
+            &tip,
+            "-m",
+            message,
+        ],
+    );
+    git(&origin, &["update-ref", &format!("refs/heads/{branch}"), &commit]);
+}
+
+/// A release of five tickets to production on the team's linear board (Pull Request → Dev
+/// Testing → Staging → Done), wherever each card happens to be: SHOP-1 and SHOP-5 were passed
+/// to Staging, SHOP-2 is still in Dev Testing, SHOP-6 in Pull Request, SHOP-7 already Done.
+async fn release_of_five_tickets(extra: &str) -> (World, FakeJira, Bot, broadcast::Receiver<Announcement>, u64) {
     let world = World::new();
     runs(&world, "production", "master");
     let jira = board().await;
     jira.set_status("SHOP-2", "Dev Testing");
-    let bot = start(&jira_config(&world, &jira, "")).await;
-    let mut news = bot.app.engine.announcements();
+    jira.add_issue("SHOP-5", "Fix search paging", "Staging", Some(("acc-grace", "Grace Hopper")));
+    jira.add_issue("SHOP-6", "Tidy the footer", "Pull Request", Some(("acc-linus", "Linus Torvalds")));
+    jira.add_issue("SHOP-7", "Refunds", "Done", Some(("acc-linus", "Linus Torvalds")));
     git(&world.path().join("origin.git"), &["update-ref", "refs/heads/master", &world.tip("dev")]);
-    deploy(&bot, "ada", "/deploy production master --emergency \"release 1.2\"").await;
+    for message in ["SHOP-5 Fix search paging", "SHOP-6 Tidy the footer", "SHOP-7 Refunds"] {
+        commit_on(&world, "master", message);
+    }
+    let bot = start(&jira_config(&world, &jira, extra)).await;
+    let news = bot.app.engine.announcements();
+    let record = deploy(&bot, "ada", "/deploy production master --emergency \"release 1.2\"").await;
     moves_settled(&bot).await;
+    let mut shipped = bot.app.store.deploy(record.id).unwrap().unwrap().tickets;
+    shipped.sort();
+    assert_eq!(shipped, ["SHOP-1", "SHOP-2", "SHOP-5", "SHOP-6", "SHOP-7"]);
+    (world, jira, bot, news, record.id)
+}
 
-    let said = heard(&mut news, "gave up moving SHOP-2").await;
+#[tokio::test]
+async fn a_production_release_on_a_linear_board_moves_only_the_tickets_in_staging_and_gives_up_none() {
+    let (_world, jira, bot, _news, _) = release_of_five_tickets("").await;
+    assert_eq!((jira.status("SHOP-1"), jira.status("SHOP-5")), ("Done".into(), "Done".into()));
+    // The untested ones stay where the team left them: the workflow has no way to Done from
+    // there, and a production deploy must not pretend they were tested.
+    assert_eq!(jira.status("SHOP-2"), "Dev Testing");
+    assert_eq!(jira.status("SHOP-6"), "Pull Request");
+    assert_eq!(jira.status("SHOP-7"), "Done");
+    let moves = bot.app.store.recent_jira_moves(10).unwrap();
+    let outcome = |key: &str| {
+        let found = moves.iter().find(|m| m.key.to_string() == key).unwrap();
+        match &found.state {
+            MoveState::Done { outcome, .. } => outcome.clone(),
+            other => panic!("{key}: {other:?}"),
+        }
+    };
+    assert_eq!(outcome("SHOP-1"), "moved from Staging");
+    assert_eq!(outcome("SHOP-2"), "left in Dev Testing");
+    assert_eq!(outcome("SHOP-6"), "left in Pull Request");
+    assert_eq!(outcome("SHOP-7"), "already there");
+    let (status, _) = bot.say("grace", "/status").await;
+    assert!(!bot.show(&status).contains("gave up"), "{}", bot.show(&status));
+}
+
+#[tokio::test]
+async fn every_move_one_deploy_gives_up_is_announced_in_one_message_and_shown_in_status() {
+    // The old default, configured on purpose: production moves tickets to Done from anywhere.
+    let (_world, jira, bot, mut news, deploy_id) =
+        release_of_five_tickets("[jira.on_deploy]\nproduction = { to = \"Done\" }").await;
+    assert_eq!((jira.status("SHOP-1"), jira.status("SHOP-5")), ("Done".into(), "Done".into()));
+
+    let said = heard(&mut news, "gave up moving").await;
+    assert!(said.starts_with("⚠️ Shipday gave up moving 2 tickets in Jira"), "{said}");
+    assert!(said.contains(&format!("(deploy #{deploy_id} of `master` to production)")), "{said}");
+    assert!(said.contains("• SHOP-2 to Done: ") && said.contains("• SHOP-6 to Done: "), "{said}");
     assert!(said.contains("SHOP-2 cannot move from `Dev Testing` to `Done`"), "{said}");
-    assert!(said.contains("the workflow offers only `Staging`, `Pull Request`") && said.contains("by hand"), "{said}");
-    assert_eq!(jira.status("SHOP-1"), "Done", "the other ticket moved");
+    assert!(said.contains("the workflow offers only `Staging`, `Pull Request`"), "{said}");
+    assert!(said.contains("Move them by hand"), "{said}");
+    // Everything was settled before that message: nothing else about this deploy follows.
+    while let Ok(more) = news.try_recv() {
+        if let Announcement::Text(text) = more {
+            assert!(!text.contains("gave up"), "a second give-up message: {text}");
+        }
+    }
     let (status, _) = bot.say("grace", "/status").await;
     let text = bot.show(&status);
-    assert!(
-        text.contains("⚠️ Jira: Shipday gave up moving SHOP-2 to Done (deploy #1 of `master` to production)"),
-        "{text}"
-    );
+    for key in ["SHOP-2", "SHOP-6"] {
+        let line =
+            format!("⚠️ Jira: Shipday gave up moving {key} to Done (deploy #{deploy_id} of `master` to production)");
+        assert!(text.contains(&line), "{text}");
+    }
 }
 
 #[tokio::test]

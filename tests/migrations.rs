@@ -136,3 +136,55 @@ async fn an_expired_claim_is_released_the_same_safe_way() {
     assert!(!bot.show(&status).contains("branch-only migrations"));
     assert!(matches!(status.body, ReplyBody::Status(_)));
 }
+
+/// The Django steps of `examples/shipday.toml`, as written there, run against the real shop
+/// (its virtualenv at `.venv` in the checkout, as on a droplet): their `migrate` step applies a
+/// branch's migration, and the guard undoes it on release. Only the two systemctl steps are
+/// stand-ins, since the tests have no systemd.
+#[tokio::test]
+async fn the_example_configs_django_steps_migrate_forward_and_the_guard_undoes_on_release() {
+    let world = DjangoWorld::new();
+    std::os::unix::fs::symlink(&world.venv, world.app().join(".venv")).unwrap();
+    let example: toml::Value =
+        toml::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shipday.toml"))).unwrap();
+    let dev = &example["environments"][0];
+    assert_eq!(dev["name"].as_str(), Some("dev"));
+    let quoted = |value: &toml::Value| value.to_string();
+    let mut steps = Vec::new();
+    for step in dev["steps"].as_array().unwrap() {
+        let name = step["name"].as_str().unwrap();
+        let run = match name {
+            "restart gunicorn" | "reload nginx" => toml::Value::String(format!("echo {name}")),
+            _ => step["run"].clone(),
+        };
+        steps.push(format!("  {{ name = {}, run = {} }},", quoted(&step["name"]), quoted(&run)));
+    }
+    let names: Vec<&str> = dev["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fetch", "checkout", "pip install", "migrate", "restart gunicorn", "reload nginx"]);
+    let guard = &dev["migrations"];
+    let config = format!(
+        "state_dir = \"state\"\n[[people]]\nid = \"grace\"\nname = \"Grace\"\nroles = [\"developer\"]\n\n\
+         [[environments]]\nname = \"dev\"\nbranch = \"dev\"\npersonal_branches = true\nstep_timeout = \"2m\"\n\
+         migrations = {{ python = {}, manage = {}, settings = {} }}\ntransport = {{ kind = \"local\", dir = {} }}\nsteps = [\n{}\n]\n",
+        quoted(&guard["python"]),
+        quoted(&guard["manage"]),
+        quoted(&guard["settings"]),
+        quoted(&toml::Value::String(world.app().display().to_string())),
+        steps.join("\n")
+    );
+    let path = world.path().join("example-dev.toml");
+    std::fs::write(&path, config).unwrap();
+    let bot = Bot::start(&path);
+
+    let (_, progress) = bot.say("grace", "/deploy dev feature/discount").await;
+    let done = &progress.last().unwrap().record;
+    assert_eq!(done.outcome, Outcome::Succeeded, "{:#?}", done.steps);
+    assert_eq!(world.applied(), ["orders.0001_initial", "orders.0002_discount"], "the migrate step applied it");
+
+    let (_, progress) = bot.say("grace", "/release dev").await;
+    let done = &progress.last().unwrap().record;
+    assert_eq!(done.outcome, Outcome::Succeeded, "{:#?}", done.steps);
+    assert_eq!(done.steps[0].name, "undo orders migrations (back to 0001_initial)");
+    assert_eq!(world.applied(), ["orders.0001_initial"]);
+    assert_eq!(world.head(), world.tip("dev"));
+}

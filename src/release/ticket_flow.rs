@@ -151,6 +151,35 @@ impl TicketMove {
     }
 }
 
+/// What the team channel is told about the moves Shipday gave up: one message for a deploy's
+/// whole batch (`given_up`, the moves of one deploy that were given up), however many tickets
+/// it shipped. One per move once turned a single release into seven warnings in a row. `None`
+/// when nothing was given up.
+pub fn given_up_notice(given_up: &[TicketMove]) -> Option<String> {
+    let why = |m: &TicketMove| match &m.state {
+        MoveState::GivenUp { why, .. } => why.clone(),
+        _ => "not given up".to_owned(),
+    };
+    match given_up {
+        [] => None,
+        [one] => Some(format!(
+            "⚠️ Shipday gave up moving {} in Jira ({}): {}. Move it by hand; `/status` lists moves given up.",
+            one.describe(),
+            one.reason,
+            why(one)
+        )),
+        [first, ..] => {
+            let lines: Vec<String> = given_up.iter().map(|m| format!("• {}: {}", m.describe(), why(m))).collect();
+            Some(format!(
+                "⚠️ Shipday gave up moving {} tickets in Jira ({}). Move them by hand; `/status` lists moves given up:\n{}",
+                given_up.len(),
+                first.reason,
+                lines.join("\n")
+            ))
+        }
+    }
+}
+
 /// The wait after `attempts` failed attempts: 30 s, 1 min, 2 min… up to 4 h.
 pub fn retry_delay(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(20);
@@ -391,6 +420,32 @@ mod tests {
             MoveState::GivenUp { why: "the workflow offers only `Staging`".into(), at: t0() },
             "a refusal needs a person"
         );
+    }
+
+    #[test]
+    fn a_deploys_give_ups_make_one_notice() {
+        let refused = |id: u64, ticket: &str, from: &str| {
+            let mut move_ = TicketMove::new(
+                id,
+                key(ticket),
+                None,
+                "Done".into(),
+                "deploy #7 of `master` to production".into(),
+                t0(),
+            );
+            let why = format!("{ticket} cannot move from `{from}` to `Done`: the workflow offers only `Staging`");
+            assert!(move_.failed(why, false, t0()));
+            move_
+        };
+        assert_eq!(given_up_notice(&[]), None);
+        let one = given_up_notice(&[refused(1, "SHOP-2", "Dev Testing")]).unwrap();
+        insta::assert_snapshot!("one_move_given_up", one);
+        let three = [
+            refused(1, "SHOP-2", "Dev Testing"),
+            refused(2, "SHOP-6", "Pull Request"),
+            refused(3, "SHOP-9", "Dev Testing"),
+        ];
+        insta::assert_snapshot!("a_deploys_moves_given_up", given_up_notice(&three).unwrap());
     }
 
     #[test]

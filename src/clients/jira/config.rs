@@ -181,10 +181,17 @@ impl TryFrom<RawJiraConfig> for JiraConfig {
 
 impl JiraConfig {
     /// Where each environment's successful deploys move tickets: `on_deploy` as configured,
-    /// or the team's defaults for `environments` (in promotion order): the first (dev) moves
-    /// them from `pull_request` to `dev_testing`; the one after it (staging), if it is not the
-    /// last, from `staging` to `after_staging` when that is set; the last (production), from
-    /// anywhere to `done`.
+    /// or the team's defaults for `environments` (in promotion order), which follow a linear
+    /// board (Pull Request → Dev Testing → Staging → Done) one column at a time: the first
+    /// (dev) moves them from `pull_request` to `dev_testing`; the one after it (staging), if
+    /// it is not the last, from `staging` to `after_staging` when that is set; the last
+    /// (production) from the column before `done` (`after_staging` if set, else `staging`)
+    /// to `done`.
+    ///
+    /// Why production moves only from that column: a linear workflow has no transition to
+    /// Done from Pull Request or Dev Testing, so "to Done from anywhere" gave up (and
+    /// announced) every ticket of a release that nobody had passed yet. A ticket still in an
+    /// earlier column was not tested; it stays there for a person to look at.
     pub fn deploy_moves(&self, environments: &[String]) -> BTreeMap<String, DeployMove> {
         if let Some(configured) = &self.on_deploy {
             return configured.clone();
@@ -192,7 +199,8 @@ impl JiraConfig {
         let columns = &self.columns;
         let mut moves = BTreeMap::new();
         if let Some(last) = environments.last() {
-            moves.insert(last.clone(), DeployMove { from: None, to: columns.done.clone() });
+            let before_done = columns.after_staging.as_ref().unwrap_or(&columns.staging);
+            moves.insert(last.clone(), DeployMove { from: Some(before_done.clone()), to: columns.done.clone() });
         }
         if let (Some(staging), Some(after)) = (environments.get(1), &columns.after_staging)
             && environments.len() > 2
@@ -315,11 +323,15 @@ after_staging = "Ready for Release"
         let staging = DeployMove { from: Some("Staging".into()), to: "Ready for Release".into() };
         assert_eq!(moves.get("dev"), Some(&dev));
         assert_eq!(moves.get("staging"), Some(&staging));
-        assert_eq!(moves.get("production"), Some(&DeployMove { from: None, to: "Done".into() }));
+        let done = DeployMove { from: Some("Ready for Release".into()), to: "Done".into() };
+        assert_eq!(moves.get("production"), Some(&done), "one column at a time: production takes what staging left");
 
-        // Without after_staging, staging deploys leave tickets where they are.
+        // Without after_staging, staging deploys leave tickets where they are, and production
+        // moves the tickets that were passed to Staging, never an untested one.
         let plain = parse_table(&JIRA_TABLE.replace("after_staging = \"Ready for Release\"", "")).unwrap();
         assert!(!plain.deploy_moves(&envs).contains_key("staging"));
+        let done = DeployMove { from: Some("Staging".into()), to: "Done".into() };
+        assert_eq!(plain.deploy_moves(&envs).get("production"), Some(&done));
         // Two environments: dev and the last one.
         let two = plain.deploy_moves(&["dev".to_string(), "production".to_string()]);
         assert_eq!(two.keys().collect::<Vec<_>>(), ["dev", "production"]);
