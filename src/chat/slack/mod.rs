@@ -12,6 +12,7 @@ mod commands;
 mod config;
 mod events;
 mod http;
+pub mod names;
 pub mod render;
 mod socket;
 pub mod verify;
