@@ -193,3 +193,15 @@ fn the_slack_manifest_uses_configured_names_and_refuses_reserved_ones() {
         "{err}"
     );
 }
+
+/// The manifest the README's Slack set-up shows is the one `shipday manifest slack` prints.
+#[test]
+fn the_readme_shows_the_real_default_slack_manifest() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let shown = readme.split("<summary>manifest.json</summary>").nth(1).expect("the manifest in the README");
+    let shown = shown.split("```json").nth(1).unwrap().split("```").next().unwrap();
+    let shown: serde_json::Value = serde_json::from_str(shown).expect("the README's manifest is JSON");
+    let out = shipday().args(["manifest", "slack"]).output().unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown, printed, "update the README's manifest from `shipday manifest slack`");
+}
