@@ -221,4 +221,19 @@ mod tests {
         let names = CommandNames::new(&book, &[], &overrides(&[("status", "/st")]), "x").unwrap();
         assert_eq!((names.name("status"), names.command("/st")), ("st", Some("status")));
     }
+
+    proptest::proptest! {
+        /// Any text a platform delivers or a reply holds: no panic (UTF-8 boundaries), nothing
+        /// changed by the canonical table, and the arguments after a renamed command kept as typed.
+        #[test]
+        fn mapping_any_text_is_safe_and_keeps_the_arguments(text in "\\PC{0,80}") {
+            let book = CommandBook::builtin();
+            let localized = slack_like().localize(&text);
+            proptest::prop_assert_eq!(slack_like().localize(&localized), localized.clone(), "renaming twice changes nothing");
+            proptest::prop_assert_eq!(CommandNames::canonical(&book).localize(&text), text.clone());
+            let line = slack_like().canonical_line(&book, &format!("/ship-status {text}"));
+            let expected = format!("/status {}", text.trim());
+            proptest::prop_assert_eq!(line.trim_end(), expected.trim_end());
+        }
+    }
 }
