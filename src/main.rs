@@ -61,7 +61,8 @@ enum Cmd {
     Manifest {
         /// Which platform.
         platform: Platform,
-        /// Config file, for environment names (defaults: dev, staging, production).
+        /// Config file, for environment names (defaults: dev, staging, production) and the
+        /// platform's command names (`[slack] commands`, `[discord] commands`).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Slack over HTTPS at this base URL instead of Socket Mode.
@@ -135,14 +136,26 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Manifest { platform, config, request_url } => {
             let book = CommandBook::builtin();
+            let config = config.map(|path| Config::load(&path)).transpose()?;
             let document = match platform {
-                Platform::Slack => manifest::slack(&book, request_url.as_deref()),
+                Platform::Slack => {
+                    let names = match config.as_ref().and_then(|c| c.slack.as_ref()) {
+                        Some(slack) => slack.commands.clone(),
+                        None => shipday::chat::slack::names::names(&book, &Default::default())?,
+                    };
+                    manifest::slack(&book, &names, request_url.as_deref())
+                        .context("cannot print a manifest Slack would accept")?
+                }
                 Platform::Discord => {
-                    let environments = match config {
-                        Some(path) => Config::load(&path)?.environment_names(),
+                    let environments = match &config {
+                        Some(config) => config.environment_names(),
                         None => manifest::DEFAULT_ENVIRONMENTS.map(String::from).to_vec(),
                     };
-                    manifest::discord(&book, &environments)
+                    let names = match config.as_ref().and_then(|c| c.discord.as_ref()) {
+                        Some(discord) => discord.commands.clone(),
+                        None => shipday::command::CommandNames::canonical(&book),
+                    };
+                    manifest::discord(&book, &names, &environments)
                 }
             };
             println!("{}", serde_json::to_string_pretty(&document)?);

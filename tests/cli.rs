@@ -154,7 +154,9 @@ fn manifests_are_printed_from_the_specs() {
         .iter()
         .map(|c| c["command"].as_str().unwrap())
         .collect();
-    assert!(commands.contains(&"/deploy") && commands.contains(&"/promote") && commands.contains(&"/status"));
+    assert!(commands.contains(&"/deploy") && commands.contains(&"/promote") && commands.contains(&"/ship-status"));
+    assert!(!commands.contains(&"/status"), "Slack keeps /status for itself");
+    assert!(commands.contains(&"/shipday"));
     let out = shipday().args(["manifest", "discord"]).output().unwrap();
     let discord: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(discord.as_array().unwrap().len(), commands.len());
@@ -258,4 +260,46 @@ fn the_example_production_config_passes_check_config() {
     let (ok, _, err) = check_config_in(dir.path(), &secrets[1..]);
     assert!(!ok);
     assert!(err.contains("slack.bot_token") && err.contains("SLACK_BOT_TOKEN"), "{err}");
+/// `manifest slack --config` uses the workspace's names, and refuses one Slack would reject,
+/// saying why and which key to change, printing nothing.
+#[test]
+fn the_slack_manifest_uses_configured_names_and_refuses_reserved_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shipday::playground::prepare(&dir.path().join("pg")).unwrap();
+    std::fs::write(dir.path().join("pg/bot"), "xoxb-1").unwrap();
+    std::fs::write(dir.path().join("pg/app"), "xapp-1").unwrap();
+    let with = |commands: &str| {
+        let path = dir.path().join("pg/slack.toml");
+        let slack = format!(
+            "\n[slack]\nteam_id = \"T0001\"\nchannel = \"C0001\"\nbot_token = {{ file = \"bot\" }}\n\
+             app_token = {{ file = \"app\" }}\ncommands = {commands}\n"
+        );
+        std::fs::write(&path, std::fs::read_to_string(&config).unwrap() + &slack).unwrap();
+        shipday().args(["manifest", "slack", "--config", path.to_str().unwrap()]).output().unwrap()
+    };
+    let out = with("{ status = \"whats-live\" }");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let commands = manifest["features"]["slash_commands"].to_string();
+    assert!(commands.contains("\"/whats-live\"") && !commands.contains("\"/ship-status\""), "{commands}");
+
+    let out = with("{ status = \"status\" }");
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`/status` is one of Slack's built-in commands") && err.contains("slack.commands.status"),
+        "{err}"
+    );
+}
+
+/// The manifest the README's Slack set-up shows is the one `shipday manifest slack` prints.
+#[test]
+fn the_readme_shows_the_real_default_slack_manifest() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let shown = readme.split("<summary>manifest.json</summary>").nth(1).expect("the manifest in the README");
+    let shown = shown.split("```json").nth(1).unwrap().split("```").next().unwrap();
+    let shown: serde_json::Value = serde_json::from_str(shown).expect("the README's manifest is JSON");
+    let out = shipday().args(["manifest", "slack"]).output().unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown, printed, "update the README's manifest from `shipday manifest slack`");
 }

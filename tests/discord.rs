@@ -592,3 +592,37 @@ async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
         })
         .await;
 }
+
+/// `/shipday` on Discord carries each command as a subcommand, and `[discord] commands`
+/// renames commands there: the renamed one runs, and replies name it as registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_umbrella_and_configured_names_work_on_discord() {
+    let world = World::new();
+    let base = world.config_path();
+    let t =
+        setup_with(world, &base, "commands = { status = \"ship-status\", release = \"give-back\" }", tuning()).await;
+    t.bot.say("grace", "/deploy dev feature/login").await;
+
+    let through = json!([{ "name": "status", "type": 1, "options": [{ "name": "env", "type": 3, "value": "dev" }] }]);
+    let token = t.discord.command(LINUS, &[], "shipday", through);
+    let answer = t.discord.wait_for("the /shipday status answer", |f| f.original(&token)).await;
+    assert_eq!(answer.body["embeds"][0]["title"], "Status", "{:?}", answer.body);
+
+    let token = t.discord.command(LINUS, &[], "give-back", options(&[("env", json!("staging"))]));
+    // Releasing is host work: deferred first, then the (private) refusal as a follow-up.
+    let words = t
+        .discord
+        .wait_for("the /give-back answer", |f| {
+            f.interaction_calls(&token).iter().map(|c| c.body.to_string()).find(|b| b.contains("not claimed"))
+        })
+        .await;
+    assert!(words.contains("staging is not claimed"), "the engine ran /release: {words}");
+    assert!(words.contains("`/ship-status staging`") && !words.contains("`/status staging`"), "{words}");
+
+    let help = json!([{ "name": "help", "type": 1, "options": [] }]);
+    let token = t.discord.command(LINUS, &[], "shipday", help);
+    let list = t.discord.wait_for("the /shipday help answer", |f| f.original(&token)).await;
+    let words = list.body.to_string();
+    assert!(words.contains("/ship-status [ENV]") && words.contains("/give-back ENV"), "{words}");
+    assert!(words.contains("/shipday COMMAND"), "{words}");
+}

@@ -41,9 +41,15 @@ struct Setup {
 
 impl Setup {
     async fn start(mode: Mode) -> Self {
+        Self::start_with(mode, "").await
+    }
+
+    /// Starts with `extra` lines in the `[slack]` section (such as `commands = { … }`).
+    async fn start_with(mode: Mode, extra: &str) -> Self {
         let world = World::new();
         let fake = FakeSlack::start(TEAM).await;
         let config = write_config(&world, &fake, mode);
+        std::fs::write(&config, format!("{}{extra}\n", std::fs::read_to_string(&config).unwrap())).unwrap();
         let bot = Bot::start(&config);
         let adapter = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.unwrap();
         if mode == Mode::Socket {
@@ -454,7 +460,7 @@ async fn status_history_and_help_are_block_kit_answers_for_the_requester() {
     s.finished_message(CHANNEL).await;
     let sha = s.world.tip("feature/login");
 
-    let status = s.command("U0ANYONE01", "/status", "", "700.2.status").await;
+    let status = s.command("U0ANYONE01", "/ship-status", "", "700.2.status").await;
     assert_eq!(status["response_type"], "ephemeral");
     let table = status["blocks"].as_array().unwrap().iter().find(|b| b["type"] == "table").expect("a table").clone();
     let rows = table["rows"].as_array().unwrap();
@@ -467,12 +473,12 @@ async fn status_history_and_help_are_block_kit_answers_for_the_requester() {
     let history = s.command("U0ANYONE01", "/history", "dev", "700.3.history").await;
     assert!(history["blocks"].to_string().contains("#1* dev `feature/login`"), "{history}");
 
-    let help = s.command("U0ANYONE01", "/help", "", "700.4.help").await;
+    let help = s.command("U0ANYONE01", "/ship-help", "", "700.4.help").await;
     let blocks = help["blocks"].to_string();
-    for usage in ["/deploy ENV REF [--dry-run]", "/status [ENV]", "/history", "/lock", "/help"] {
+    for usage in ["/deploy ENV REF [--dry-run]", "/ship-status [ENV]", "/history", "/lock", "/ship-help", "/shipday"] {
         assert!(blocks.contains(usage), "{usage} missing from {blocks}");
     }
-    let deploy_help = s.command("U0ANYONE01", "/help", "deploy", "700.5.help").await;
+    let deploy_help = s.command("U0ANYONE01", "/ship-help", "deploy", "700.5.help").await;
     assert!(deploy_help["blocks"].to_string().contains("--dry-run"), "{deploy_help}");
     assert_eq!(s.fake.calls("chat.postMessage").len(), 1, "only the deploy was public");
 }
@@ -547,7 +553,7 @@ async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
     let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
     envelope["payload"]["team_id"] = json!(TEAM);
     envelope["payload"]["user_id"] = json!(GRACE);
-    envelope["payload"]["command"] = json!("/status");
+    envelope["payload"]["command"] = json!("/ship-status");
     envelope["payload"]["text"] = json!("dev");
     let ack = fake.send_envelope(&envelope).await;
     assert!(ack["payload"]["text"].as_str().unwrap().contains("dev (branch dev)"), "{ack}");
@@ -565,7 +571,7 @@ async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_an
     envelope["envelope_id"] = json!("after-reconnect-1");
     envelope["payload"]["team_id"] = json!(TEAM);
     envelope["payload"]["user_id"] = json!(GRACE);
-    envelope["payload"]["command"] = json!("/help");
+    envelope["payload"]["command"] = json!("/ship-help");
     envelope["payload"]["text"] = json!("");
     let ack = s.fake.send_envelope(&envelope).await;
     assert!(ack["payload"]["blocks"].to_string().contains("Shipday commands"), "{ack}");
@@ -647,10 +653,90 @@ async fn fifty_concurrent_commands_are_all_acked() {
     for i in 0..50 {
         let s = s.clone();
         tasks.spawn(async move {
-            let body = s.command_form(GRACE, "/status", "", &format!("trigger-{i}"));
+            let body = s.command_form(GRACE, "/ship-status", "", &format!("trigger-{i}"));
             s.signed("/slack/commands", &body, "application/x-www-form-urlencoded").await.status().as_u16()
         });
     }
     let statuses = tokio::time::timeout(Duration::from_secs(30), tasks.join_all()).await.expect("every command acked");
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+/// Every block's text of an ack, one line each, for snapshots of what people read.
+fn blocks_text(ack: &Value) -> String {
+    fn texts(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("text", Value::String(text)) => out.push(text.clone()),
+                        _ => texts(value, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| texts(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    texts(&ack["blocks"], &mut out);
+    out.join("\n")
+}
+
+/// Slack keeps `/status` (and, reportedly, `/help`) for itself, so Shipday answers to
+/// `/ship-status` and `/ship-help` there, and its help names the commands that way.
+#[tokio::test]
+async fn on_slack_help_names_the_commands_as_the_workspace_registers_them() {
+    let s = Setup::start(Mode::Http).await;
+    let help = s.command("U0ANYONE01", "/ship-help", "", "900.1.help").await;
+    let shown = blocks_text(&help);
+    assert!(!shown.contains("`/status") && !shown.contains("`/help"), "{shown}");
+    insta::assert_snapshot!("slack_help", shown);
+    let one = s.command("U0ANYONE01", "/ship-help", "ship-status", "900.2.help").await;
+    insta::assert_snapshot!("slack_help_status", blocks_text(&one));
+    let fallback = text_of(&help);
+    assert!(fallback.contains("/ship-status [ENV]") && !fallback.contains("/status [ENV]"), "{fallback}");
+}
+
+/// An operator renames commands in `[slack] commands`: Slack delivers the new names, the
+/// engine sees the canonical ones, and replies point people to the new names.
+#[tokio::test]
+async fn configured_slack_names_work_end_to_end_and_replies_use_them() {
+    let s = Setup::start_with(Mode::Http, "commands = { status = \"whats-live\", release = \"give-back\" }").await;
+    let status = s.command("U0ANYONE01", "/whats-live", "dev", "910.1.status").await;
+    assert!(text_of(&status).contains("dev (branch dev)"), "{status}");
+
+    let refusal = s.command(GRACE, "/give-back", "dev", "910.2.release").await;
+    let words = format!("{} {}", text_of(&refusal), refusal["blocks"]);
+    assert!(words.contains("dev is not claimed"), "the engine ran /release: {words}");
+    assert!(words.contains("`/whats-live dev`") && !words.contains("`/status dev`"), "{words}");
+
+    let ack = s.command(GRACE, "/deploy", "dev feature/login", "910.3.deploy").await;
+    s.finished_message(CHANNEL).await;
+    assert!(text_of(&ack).contains("Accepted: `/deploy dev feature/login`"), "{ack}");
+    let busy = s.command(ADA, "/deploy", "dev master", "910.4.deploy").await;
+    let words = format!("{} {}", text_of(&busy), busy["blocks"]);
+    assert!(words.contains("`/give-back dev`") && !words.contains("`/release dev`"), "{words}");
+    let help = s.command("U0ANYONE01", "/ship-help", "give-back", "910.5.help").await;
+    assert!(blocks_text(&help).contains("/give-back ENV"), "{help}");
+}
+
+/// A workspace can register only `/shipday`: every command runs through it.
+#[tokio::test]
+async fn the_umbrella_command_runs_every_command_on_slack() {
+    let s = Setup::start(Mode::Http).await;
+    let status = s.command("U0ANYONE01", "/shipday", "status dev", "920.1.umbrella").await;
+    assert!(text_of(&status).contains("dev (branch dev)"), "{status}");
+    let same = s.command("U0ANYONE01", "/shipday", "ship-status dev", "920.2.umbrella").await;
+    assert!(text_of(&same).contains("dev (branch dev)"), "Slack's own names work too: {same}");
+
+    let ack = s.command(GRACE, "/shipday", "deploy dev feature/login", "920.3.umbrella").await;
+    assert!(text_of(&ack).contains("Accepted: `/shipday deploy dev feature/login`"), "{ack}");
+    let message = s.finished_message(CHANNEL).await;
+    assert!(message.text.contains("feature/login"), "{}", message.text);
+    assert_eq!(s.world.head("dev"), s.world.tip("feature/login"));
+
+    let list = s.command("U0ANYONE01", "/shipday", "", "920.4.umbrella").await;
+    assert!(list["blocks"].to_string().contains("Shipday commands"), "{list}");
+    let typo = s.command("U0ANYONE01", "/shipday", "stauts", "920.5.umbrella").await;
+    assert!(text_of(&typo).contains("Did you mean `/shipday status`"), "{typo}");
 }

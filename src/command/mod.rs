@@ -1,12 +1,14 @@
 //! Text → typed [`Command`], driven by the specs in `commands/`. No I/O here.
 
 pub mod help;
+pub mod names;
 pub mod parse;
 pub mod spec;
 
 use crate::release::gitref::GitRef;
 use serde::{Deserialize, Serialize};
 
+pub use names::CommandNames;
 pub use parse::{ParseError, parse};
 pub use spec::{CommandBook, CommandSpec, MinRole};
 
@@ -111,7 +113,8 @@ pub enum Command {
 }
 
 impl Command {
-    /// Names of every variant, as spec names. A test checks them against `commands/`.
+    /// Names of every variant, as spec names. A test checks them against `commands/` (where
+    /// the umbrella `shipday` has no variant: it parses to the command it runs).
     pub const NAMES: [&'static str; 11] = [
         "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback", "ticket",
     ];

@@ -32,9 +32,49 @@ pub fn parse(book: &CommandBook, environments: &[String], text: &str) -> Result<
             suggest(&name, book.names().into_iter()).map(|s| format!(" Did you mean `/{s}`?")).unwrap_or_default();
         return Err(ParseError(format!("Unknown command `{}`.{hint} Type `/help` for the list.", shown(first))));
     };
+    if spec.dispatches() {
+        return dispatch(book, environments, spec, rest);
+    }
+    run(book, environments, spec, rest)
+}
+
+/// Parses the arguments of one (non-dispatching) command.
+fn run(
+    book: &CommandBook,
+    environments: &[String],
+    spec: &CommandSpec,
+    tokens: &[String],
+) -> Result<Command, ParseError> {
     let context = Context { book, environments, spec };
-    let values = context.match_options(rest)?;
+    let values = context.match_options(tokens)?;
     context.build(values)
+}
+
+/// A dispatcher (`/shipday status dev`): its first argument names the command to run and the
+/// rest are that command's arguments. With no argument it runs `help`.
+fn dispatch(
+    book: &CommandBook,
+    environments: &[String],
+    umbrella: &CommandSpec,
+    tokens: &[String],
+) -> Result<Command, ParseError> {
+    let (name, rest) = match tokens.split_first() {
+        Some((first, rest)) => (first.trim_start_matches('/').to_lowercase(), rest),
+        None => ("help".to_owned(), tokens),
+    };
+    let outer = &umbrella.name;
+    match book.get(&name) {
+        Some(spec) if spec.dispatches() => Err(ParseError(format!(
+            "Leave out the second `{name}`: `/{outer} COMMAND` runs the other commands, for example `/{outer} status`."
+        ))),
+        Some(spec) => run(book, environments, spec, rest),
+        None => {
+            let hint = suggest(&name, book.runnable().map(|s| s.name.as_str()))
+                .map(|s| format!(" Did you mean `/{outer} {s}`?"))
+                .unwrap_or_default();
+            Err(ParseError(format!("Unknown command `{}`.{hint} Type `/{outer}` for the list.", shown(&name))))
+        }
+    }
 }
 
 /// Splits like a shell would, but only to group quoted text; nothing is ever expanded.
@@ -151,7 +191,7 @@ impl Context<'_> {
                 Ok(n) if (1..=MAX_HISTORY).contains(&n) => Ok(()),
                 _ => Err(format!("{} must be a whole number from 1 to {MAX_HISTORY}.", option.placeholder())),
             },
-            OptionKind::Command => {
+            OptionKind::Command | OptionKind::Subcommand => {
                 let name = value.trim_start_matches('/');
                 if self.book.get(name).is_some() {
                     return Ok(());
@@ -327,8 +367,13 @@ mod tests {
     #[test]
     fn specs_and_command_enum_match() {
         let book = book();
-        let mut spec_names = book.names();
+        // The umbrella parses to the command it runs, so it has no variant of its own.
+        let mut spec_names: Vec<&str> = book.runnable().map(|s| s.name.as_str()).collect();
         spec_names.sort();
+        assert_eq!(
+            book.specs().iter().filter(|s| s.dispatches()).map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["shipday"]
+        );
         let mut enum_names = Command::NAMES.to_vec();
         enum_names.sort();
         assert_eq!(spec_names, enum_names);
@@ -338,7 +383,9 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".toml").to_owned())
             .collect();
         files.sort();
-        assert_eq!(files, enum_names, "commands/ and SPEC_FILES differ");
+        let mut spec_files: Vec<&str> = book.names();
+        spec_files.sort();
+        assert_eq!(files, spec_files, "commands/ and SPEC_FILES differ");
         for name in Command::NAMES {
             let spec = book.get(name).unwrap();
             // Each spec builds its command: the builder and the spec agree on option names.
@@ -373,6 +420,27 @@ mod tests {
         let cmd = parse(&book(), &envs(), "/lock staging “QA run” today").unwrap();
         assert_eq!(cmd, Command::Lock { env: "staging".into(), reason: "QA run today".into() });
         assert!(parse(&book(), &envs(), "/lock staging \"open").is_err());
+    }
+
+    /// One registered command reaches every other: a workspace may register only `/shipday`.
+    #[test]
+    fn the_umbrella_runs_every_command_with_its_own_rules() {
+        let book = book();
+        for spec in book.runnable() {
+            let example = spec.examples.iter().find(|e| e.expect.is_some()).unwrap();
+            let direct = parse(&book, &envs(), &example.input).unwrap();
+            let words = example.input.trim_start_matches('/');
+            let through = parse(&book, &envs(), &format!("/shipday {words}")).unwrap();
+            assert_eq!(through, direct, "{words}");
+        }
+        assert_eq!(parse(&book, &envs(), "/shipday").unwrap(), Command::Help { topic: None });
+        assert_eq!(parse(&book, &envs(), "/SHIPDAY /Status").unwrap(), Command::Status { env: None, live: false });
+        let err = parse(&book, &envs(), "/shipday deploy dev").unwrap_err().0;
+        assert!(err.contains("Missing REF") && err.contains("Usage: `/deploy"), "{err}");
+        let err = parse(&book, &envs(), "/shipday frobnicate").unwrap_err().0;
+        assert!(err.contains("Unknown command `frobnicate`") && err.contains("`/shipday`"), "{err}");
+        let err = parse(&book, &envs(), "/help shipday").map(|c| c.name()).unwrap();
+        assert_eq!(err, "help", "the umbrella has its own help page");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub const SPEC_FILES: &[(&str, &str)] = &[
     ("schedule", include_str!("../../commands/schedule.toml")),
     ("rollback", include_str!("../../commands/rollback.toml")),
     ("ticket", include_str!("../../commands/ticket.toml")),
+    ("shipday", include_str!("../../commands/shipday.toml")),
 ];
 
 /// One slash command, as declared.
@@ -107,6 +108,9 @@ pub enum OptionKind {
     Flag,
     /// The name of another command.
     Command,
+    /// Another command's name followed by that command's own arguments: the spec runs the
+    /// other command (the umbrella `/shipday`). Always the spec's only positional option.
+    Subcommand,
 }
 
 /// A spec example.
@@ -155,5 +159,18 @@ impl CommandBook {
     /// Names of all commands.
     pub fn names(&self) -> Vec<&str> {
         self.specs.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The commands a dispatcher can run: every spec that is not itself a dispatcher.
+    pub fn runnable(&self) -> impl Iterator<Item = &CommandSpec> {
+        self.specs.iter().filter(|s| !s.dispatches())
+    }
+}
+
+impl CommandSpec {
+    /// Whether this spec runs another command (it has a `subcommand` option) instead of being
+    /// a command of its own.
+    pub fn dispatches(&self) -> bool {
+        self.options.iter().any(|o| o.kind == OptionKind::Subcommand)
     }
 }

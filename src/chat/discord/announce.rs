@@ -48,7 +48,8 @@ struct Poster {
 
 impl Poster {
     async fn post(&self, message: &Message) -> Option<MessageId> {
-        match self.shared.http.send_message(self.channel, Vec::new(), &message.body()).await {
+        let body = message.localized(&self.shared.settings.commands).body();
+        match self.shared.http.send_message(self.channel, Vec::new(), &body).await {
             Ok(posted) => {
                 let tracked = MessageRef { channel: posted.channel_id.to_string(), id: posted.id.to_string() };
                 let _ = self.shared.reactions.send(reactions::Job::Track(tracked));
@@ -107,7 +108,8 @@ impl Poster {
     }
 
     async fn edit(&self, id: MessageId, message: &Message) -> Result<()> {
-        self.shared.http.edit_message(self.channel, id, &message.body(), Vec::new()).await?;
+        let body = message.localized(&self.shared.settings.commands).body();
+        self.shared.http.edit_message(self.channel, id, &body, Vec::new()).await?;
         Ok(())
     }
 }

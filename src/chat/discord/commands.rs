@@ -5,8 +5,10 @@
 //! this module only rebuilds the line: positionals in the spec's order, booleans as `--flags`,
 //! and values quoted so each one stays one token.
 
+use crate::command::CommandNames;
 use crate::command::spec::{CommandBook, OptionKind};
 use crate::engine::Visibility;
+use serenity::all::{CommandDataOption, CommandDataOptionValue};
 
 /// An option value as Discord sent it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +26,25 @@ pub enum OptionValue<'a> {
 /// The refusal when Discord's view of the commands differs from the specs.
 const OUT_OF_DATE: &str =
     "Discord's copy of Shipday's commands is out of date. An operator can run `shipday register discord`.";
+
+/// The canonical command a Discord interaction asks for, and its options: the registered name
+/// maps back through `names`, and the umbrella (`/shipday deploy …`) hands over its subcommand
+/// as the command, with the subcommand's options.
+pub fn invoked<'a>(
+    book: &CommandBook,
+    names: &CommandNames,
+    registered: &str,
+    options: &'a [CommandDataOption],
+) -> (String, &'a [CommandDataOption]) {
+    let name = names.command(registered).unwrap_or(registered).to_owned();
+    if book.get(&name).is_some_and(|spec| spec.dispatches())
+        && let [only] = options
+        && let CommandDataOptionValue::SubCommand(inner) = &only.value
+    {
+        return (only.name.clone(), inner);
+    }
+    (name, options)
+}
 
 /// Rebuilds `/name option…` from a command's name and options; the error is for the user.
 pub fn command_line(book: &CommandBook, name: &str, options: &[(&str, OptionValue)]) -> Result<String, String> {

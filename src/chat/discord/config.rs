@@ -1,10 +1,12 @@
 //! The `[discord]` config section: ids, the bot token (a secret reference), and the optional
 //! HTTP interactions endpoint. Validated at start-up; every error names its key.
 
+use crate::command::{CommandBook, CommandNames};
 use crate::config::{Secret, SecretRef};
 use anyhow::{Result, anyhow, bail};
 use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -28,6 +30,8 @@ pub struct RawDiscordConfig {
     allow_direct_messages: bool,
     #[serde(default)]
     other_guilds: Vec<String>,
+    #[serde(default)]
+    commands: BTreeMap<String, String>,
 }
 
 fn default_api_base_url() -> String {
@@ -57,6 +61,9 @@ pub struct DiscordConfig {
     pub allow_direct_messages: bool,
     /// Further servers whose commands are accepted.
     pub other_guilds: Vec<u64>,
+    /// The command names registered on Discord: the canonical ones unless `[discord] commands`
+    /// renames some.
+    pub commands: CommandNames,
 }
 
 impl DiscordConfig {
@@ -107,8 +114,25 @@ impl RawDiscordConfig {
             api_base_url,
             allow_direct_messages: self.allow_direct_messages,
             other_guilds,
+            commands: command_names(&self.commands)?,
         })
     }
+}
+
+/// The `[discord] commands` names on top of the canonical ones, each checked against Discord's
+/// rule for command names (1 to 32 letters, digits, `-` or `_`, lowercase).
+fn command_names(overrides: &BTreeMap<String, String>) -> Result<CommandNames> {
+    let names = CommandNames::new(&CommandBook::builtin(), &[], overrides, "discord.commands")?;
+    for (command, name) in names.iter() {
+        let valid = name.chars().count() <= 32
+            && name.chars().all(|c| (c.is_alphanumeric() || c == '-' || c == '_') && !c.is_uppercase());
+        if !valid {
+            bail!(
+                "discord.commands.{command}: Discord refuses `/{name}`; use 1 to 32 lowercase letters, digits, `-` or `_`"
+            );
+        }
+    }
+    Ok(names)
 }
 
 /// A Discord id: a positive 64-bit number, written as a string in the config as in the API.
@@ -190,5 +214,15 @@ bot_token = { file = "token" }
             error(&format!("{GOOD}public_key = \"abc\"\nhttp_listen = \"127.0.0.1:1\"")).contains("discord.public_key")
         );
         assert!(error(&format!("{GOOD}api_base_url = \"https://discord.com/api\"")).contains("discord.api_base_url"));
+        assert!(error(&format!("{GOOD}commands = {{ status = \"Status\" }}")).contains("discord.commands.status"));
+    }
+
+    #[test]
+    fn discord_keeps_the_canonical_names_unless_configured() {
+        let config = load(GOOD).unwrap();
+        let names = &config.discord.as_ref().unwrap().commands;
+        assert_eq!((names.name("status"), names.name("help")), ("status", "help"));
+        let config = load(&format!("{GOOD}commands = {{ status = \"ship-status\" }}")).unwrap();
+        assert_eq!(config.discord.unwrap().commands.command("ship-status"), Some("status"));
     }
 }

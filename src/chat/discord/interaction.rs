@@ -61,12 +61,15 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
         responder.say(Message::text(text, true)).await;
         return;
     }
-    let options = option_values(&command.data.options);
-    let line = match commands::command_line(&shared.book, &command.data.name, &options) {
+    // The registered name back to the canonical one; the umbrella's subcommand is the command.
+    let (name, given) =
+        commands::invoked(&shared.book, &shared.settings.commands, &command.data.name, &command.data.options);
+    let options = option_values(given);
+    let line = match commands::command_line(&shared.book, &name, &options) {
         Ok(line) => line,
         Err(problem) => return responder.say(Message::text(format!("✋ {problem}"), true)).await,
     };
-    let plan = commands::ack_plan(&command.data.name, &options);
+    let plan = commands::ack_plan(&name, &options);
     let (progress, updates) = mpsc::unbounded_channel();
     let invocation = Invocation {
         platform: PLATFORM.into(),
@@ -96,8 +99,8 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
         OptionValue::Text(t) => Some(*t),
         _ => None,
     });
-    let asked = Asked { command: &command.data.name, topic };
-    let message = render::reply(&reply, asked, &shared.book, shared.clock.now());
+    let asked = Asked { command: &name, topic };
+    let message = render::reply(&reply, asked, &shared.book, shared.clock.now()).localized(&shared.settings.commands);
     let target = responder.answer(&message).await;
     if matches!(reply.body, ReplyBody::Deploy(_)) {
         follow(&mut responder, target, updates).await;
@@ -311,7 +314,8 @@ async fn follow(responder: &mut Responder, mut target: Target, mut updates: mpsc
         while let Ok(newer) = updates.try_recv() {
             update = newer;
         }
-        let message = render::progress(&update, responder.shared.clock.now());
+        let message =
+            render::progress(&update, responder.shared.clock.now()).localized(&responder.shared.settings.commands);
         match responder.edit(target, &message).await {
             Ok(next) => target = next,
             Err(error) => tracing::warn!(

@@ -25,7 +25,7 @@ const MAX_RETRY_AFTER: f64 = 60.0;
 /// Registers the commands (with `environments` as the environment choices) and returns the
 /// names Discord now lists.
 pub async fn register(settings: &DiscordConfig, environments: &[String], scope: Scope) -> Result<Vec<String>> {
-    let commands = manifest::discord(&CommandBook::builtin(), environments);
+    let commands = manifest::discord(&CommandBook::builtin(), &settings.commands, environments);
     let base = &settings.api_base_url;
     let app = settings.application_id;
     let url = match scope {

@@ -5,6 +5,7 @@
 //! `<t:…>` timestamps so everyone reads times in their own zone.
 
 use crate::chat::text;
+use crate::command::CommandNames;
 use crate::command::spec::{CommandBook, MinRole, OptionKind};
 use crate::engine::reply::{EnvironmentStatus, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody, Visibility};
@@ -54,6 +55,22 @@ impl Message {
 
     fn embed(embed: Value, ephemeral: bool) -> Self {
         Self { content: String::new(), embeds: vec![embed], ephemeral, pings: Vec::new() }
+    }
+
+    /// The message with its canonical command references (`/status`) named as registered on
+    /// Discord (`[discord] commands`): applied where messages leave the adapter.
+    pub fn localized(&self, names: &CommandNames) -> Self {
+        fn walk(value: &mut Value, names: &CommandNames) {
+            match value {
+                Value::String(text) => *text = names.localize(text),
+                Value::Array(items) => items.iter_mut().for_each(|v| walk(v, names)),
+                Value::Object(map) => map.values_mut().for_each(|v| walk(v, names)),
+                _ => {}
+            }
+        }
+        let mut embeds = self.embeds.clone();
+        embeds.iter_mut().for_each(|embed| walk(embed, names));
+        Self { content: names.localize(&self.content), embeds, ephemeral: self.ephemeral, pings: self.pings.clone() }
     }
 
     /// The JSON body for creating or editing a message. Mentions ping only `pings`: user text

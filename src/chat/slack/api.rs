@@ -2,6 +2,7 @@
 //! URL. Every call checks `ok` (slack-morphism turns `ok: false` into an error) and honours
 //! `Retry-After` on 429 a bounded number of times.
 
+use crate::command::CommandNames;
 use crate::config::Secret;
 use crate::engine::MessageRef;
 use hyper_rustls::HttpsConnector;
@@ -59,11 +60,15 @@ impl ApiError {
 }
 
 /// The Web API as the adapter uses it: a concrete client with a base URL and the bot token.
+///
+/// Every message leaves Slack's adapter through here (or as a command's ack), so this is where
+/// the canonical command references in it become the names registered in the workspace.
 #[derive(Clone)]
 pub struct SlackApi {
     client: Arc<SlackClient<Connector>>,
     token: SlackApiToken,
     base_url: url::Url,
+    names: Option<Arc<CommandNames>>,
 }
 
 /// Who the bot is, from `auth.test`.
@@ -92,7 +97,22 @@ impl SlackApi {
             client: Arc::new(SlackClient::new(connector)),
             token: SlackApiToken::new(bot_token.expose().into()),
             base_url,
+            names: None,
         })
+    }
+
+    /// Names commands in every message as `names` registers them (see [`super::render::localize`]).
+    pub fn with_names(mut self, names: CommandNames) -> Self {
+        self.names = Some(Arc::new(names));
+        self
+    }
+
+    /// `content` with its command references named as registered in the workspace.
+    fn outgoing(&self, content: &SlackMessageContent) -> SlackMessageContent {
+        match &self.names {
+            Some(names) => super::render::localize(content, names),
+            None => content.clone(),
+        }
     }
 
     /// The underlying client (Socket Mode opens its connections with it).
@@ -110,7 +130,7 @@ impl SlackApi {
     /// `chat.postMessage`: returns where the message is, to edit it later.
     pub async fn post_message(&self, channel: &str, content: &SlackMessageContent) -> Result<MessageRef, ApiError> {
         let session = self.client.open_session(&self.token);
-        let request = SlackApiChatPostMessageRequest::new(channel.into(), content.clone());
+        let request = SlackApiChatPostMessageRequest::new(channel.into(), self.outgoing(content));
         let posted = retrying("chat.postMessage", || session.chat_post_message(&request)).await?;
         Ok(MessageRef { channel: posted.channel.0, id: posted.ts.0 })
     }
@@ -118,8 +138,11 @@ impl SlackApi {
     /// `chat.update`: replaces the message's text and blocks.
     pub async fn update(&self, message: &MessageRef, content: &SlackMessageContent) -> Result<(), ApiError> {
         let session = self.client.open_session(&self.token);
-        let request =
-            SlackApiChatUpdateRequest::new(message.channel.clone().into(), content.clone(), message.id.clone().into());
+        let request = SlackApiChatUpdateRequest::new(
+            message.channel.clone().into(),
+            self.outgoing(content),
+            message.id.clone().into(),
+        );
         retrying("chat.update", || session.chat_update(&request)).await?;
         Ok(())
     }
@@ -132,14 +155,14 @@ impl SlackApi {
         content: &SlackMessageContent,
     ) -> Result<(), ApiError> {
         let session = self.client.open_session(&self.token);
-        let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), content.clone());
+        let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), self.outgoing(content));
         retrying("chat.postEphemeral", || session.chat_post_ephemeral(&request)).await?;
         Ok(())
     }
 
     /// Posts an ephemeral follow-up to a command's `response_url`.
     pub async fn respond(&self, response_url: &url::Url, content: &SlackMessageContent) -> Result<(), ApiError> {
-        let request = SlackApiPostWebhookMessageRequest::new(content.clone());
+        let request = SlackApiPostWebhookMessageRequest::new(self.outgoing(content));
         let url = SlackResponseUrl(response_url.clone());
         retrying("response_url", || self.client.respond_to_event(&url, &request)).await?;
         Ok(())

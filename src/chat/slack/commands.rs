@@ -8,6 +8,7 @@
 
 use super::{Delivery, Slack, render};
 use crate::chat::text;
+use crate::command::{Command, parse};
 use crate::engine::{Invocation, ProgressUpdate, Reply, ReplyBody, Visibility};
 use chrono::{DateTime, Utc};
 use slack_morphism::prelude::*;
@@ -67,7 +68,15 @@ impl Slack {
             channel = %command.channel_id,
             text = %format!("{} {}", command.command, command.text).escape_debug()
         );
-        self.clone().acknowledge(command).instrument(span).await
+        let ack = self.clone().acknowledge(command).instrument(span).await;
+        render::localize(&ack, &self.settings.commands)
+    }
+
+    /// The command as the engine reads it: the workspace's names (`/ship-status`) turned back
+    /// into canonical ones (`/status`).
+    fn canonical_line(&self, command: &SlashCommand) -> String {
+        let line = format!("{} {}", command.command, command.text);
+        self.settings.commands.canonical_line(&self.book, &line)
     }
 
     async fn acknowledge(self: Arc<Self>, command: SlashCommand) -> SlackMessageContent {
@@ -97,7 +106,7 @@ impl Slack {
         let invocation = Invocation {
             platform: "slack".into(),
             user_id: command.user_id.clone(),
-            text: format!("{} {}", command.command, command.text).trim().to_owned(),
+            text: self.canonical_line(&command),
             progress: Some(progress),
             platform_roles: Vec::new(),
         };
@@ -150,7 +159,7 @@ impl Slack {
                 let channel = command.channel_id.clone();
                 let accepted = render::note(&format!(
                     "✅ Accepted: `{}`. Following it in <#{channel}>.",
-                    render::escape(format!("{} {}", command.command, command.text).trim())
+                    render::escape(&self.canonical_line(&command))
                 ));
                 tokio::spawn(self.public(command, content, updates).instrument(tracing::Span::current()));
                 accepted
@@ -160,9 +169,12 @@ impl Slack {
 
     fn render_reply(&self, command: &SlashCommand, reply: &Reply) -> SlackMessageContent {
         let now = self.clock.now();
-        if command.command == "/help" && matches!(reply.body, ReplyBody::Text(_)) {
-            let topic = command.text.split_whitespace().next().map(|t| t.trim_start_matches('/'));
-            return render::help(&self.book, topic, &text::reply(reply, self.config.timezone));
+        // `/help`, or `/shipday` alone: the same specs as blocks (named as registered on the way out).
+        if matches!(reply.body, ReplyBody::Text(_))
+            && let Ok(Command::Help { topic }) =
+                parse(&self.book, &self.config.environment_names(), &self.canonical_line(command))
+        {
+            return render::help(&self.book, topic.as_deref(), &text::reply(reply, self.config.timezone));
         }
         render::reply(reply, self.config.timezone, now)
     }

@@ -2,9 +2,11 @@
 //! each token comes from. Validated at start-up with the rest of the config, fail closed: a
 //! missing secret for the chosen mode stops start-up and names its key.
 
+use crate::command::{CommandBook, CommandNames};
 use crate::config::{Secret, SecretRef};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -24,6 +26,9 @@ pub struct SlackConfig {
     pub mode: SlackMode,
     /// Web API base URL, without the trailing slash; tests point it at a local fake.
     pub api_base_url: String,
+    /// The slash command names registered in this workspace (`/ship-status` for `status` by
+    /// default, since Slack keeps `/status` for itself), each one checked against Slack's rules.
+    pub commands: CommandNames,
 }
 
 /// How Slack delivers commands and events.
@@ -68,6 +73,8 @@ pub struct RawSlack {
     signing_secret: Option<SecretRef>,
     listen: Option<String>,
     api_base_url: Option<String>,
+    #[serde(default)]
+    commands: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -114,7 +121,8 @@ impl RawSlack {
             }
         };
         let api_base_url = api_base_url(self.api_base_url.as_deref().unwrap_or(DEFAULT_API_BASE_URL))?;
-        Ok(SlackConfig { team_id: self.team_id, channel: self.channel, bot_token, mode, api_base_url })
+        let commands = super::names::names(&CommandBook::builtin(), &self.commands)?;
+        Ok(SlackConfig { team_id: self.team_id, channel: self.channel, bot_token, mode, api_base_url, commands })
     }
 }
 
@@ -175,6 +183,7 @@ mod tests {
         let slack = ok.slack.unwrap();
         assert!(matches!(slack.mode, super::SlackMode::Socket { .. }));
         assert_eq!(slack.api_base_url, "https://slack.com/api");
+        assert_eq!(slack.commands.name("status"), "ship-status", "Slack keeps /status for itself");
         assert!(ok.secret_values.iter().any(|s| s.expose() == "xapp-1"), "tokens are redacted from output");
     }
 
@@ -199,6 +208,12 @@ mod tests {
         let text = format!("{IDS}app_token = {{ file = \"app\" }}\napi_base_url = \"http://slack.example/api\"");
         let err = format!("{:#}", config(&text, &[("bot", "xoxb-1"), ("app", "xapp-1")]).unwrap_err());
         assert!(err.contains("slack.api_base_url"), "{err}");
+        let text = format!("{IDS}app_token = {{ file = \"app\" }}\ncommands = {{ deploy = \"me\" }}");
+        let err = format!("{:#}", config(&text, &[("bot", "xoxb-1"), ("app", "xapp-1")]).unwrap_err());
+        assert!(
+            err.contains("`/me` is one of Slack's built-in commands") && err.contains("slack.commands.deploy"),
+            "{err}"
+        );
         let text = format!("{IDS}app_token = {{ file = \"app\" }}\nsigning_secrte = {{ file = \"x\" }}");
         let err = format!("{:#}", config(&text, &[("bot", "xoxb-1"), ("app", "xapp-1")]).unwrap_err());
         assert!(err.contains("signing_secrte"), "{err}");

@@ -12,6 +12,7 @@ mod commands;
 mod config;
 mod events;
 mod http;
+pub mod names;
 pub mod render;
 mod socket;
 pub mod verify;
@@ -43,7 +44,7 @@ impl SlackAdapter {
     /// configured transport and the announcement poster.
     pub async fn start(app: &App, clock: Arc<dyn Clock>) -> Result<Self> {
         let settings = app.config.slack.clone().context("the config has no [slack] section")?;
-        let api = SlackApi::new(&settings.api_base_url, &settings.bot_token)?;
+        let api = SlackApi::new(&settings.api_base_url, &settings.bot_token)?.with_names(settings.commands.clone());
         let bot = api.auth_test().await.with_context(|| {
             format!("cannot check the bot token with Slack's auth.test at {}", settings.api_base_url)
         })?;

@@ -6,8 +6,8 @@
 //! cannot become a `<!channel>` ping or a link.
 
 use crate::chat::text;
-use crate::command::CommandBook;
 use crate::command::spec::{MinRole, OptionKind};
+use crate::command::{CommandBook, CommandNames};
 use crate::engine::reply::{EnvironmentStatus, StatusReport};
 use crate::engine::{Reply, ReplyBody};
 use crate::release::deploy::{DeployRecord, Outcome, StepResult, Trigger};
@@ -309,6 +309,28 @@ fn when(at: DateTime<Utc>, tz: Tz) -> String {
 
 fn seconds(ms: u64) -> String {
     if ms >= 60_000 { duration_words(ms / 1000) } else { format!("{:.1}s", ms as f64 / 1000.0) }
+}
+
+/// `content` with every canonical command reference (`/status`) in its text and blocks named as
+/// the workspace registers it (`/ship-status`): the one place Slack's names enter a message.
+/// Works on the wire form, so no kind of block can be missed.
+pub fn localize(content: &SlackMessageContent, names: &CommandNames) -> SlackMessageContent {
+    fn walk(value: &mut serde_json::Value, names: &CommandNames) {
+        match value {
+            serde_json::Value::String(text) => *text = names.localize(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, names)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| walk(v, names)),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(content) else {
+        return content.clone();
+    };
+    walk(&mut value, names);
+    serde_json::from_value(value).unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot rename commands in a message; sending it with canonical names");
+        content.clone()
+    })
 }
 
 /// Escapes text for mrkdwn: Slack reads `<…>` as links and mentions.
