@@ -48,14 +48,17 @@ struct Poster {
 
 impl Poster {
     async fn post(&self, message: &Message) -> Option<MessageId> {
-        match self.shared.http.send_message(self.channel, Vec::new(), &message.body()).await {
+        match self.shared.http.send_message(self.channel, &message.body()).await {
             Ok(posted) => {
                 let tracked = MessageRef { channel: posted.channel_id.to_string(), id: posted.id.to_string() };
                 let _ = self.shared.reactions.send(reactions::Job::Track(tracked));
                 Some(posted.id)
             }
             Err(error) => {
-                tracing::error!(%error, "cannot post an announcement to the Discord team channel");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "cannot post an announcement to the Discord team channel"
+                );
                 None
             }
         }
@@ -107,7 +110,7 @@ impl Poster {
     }
 
     async fn edit(&self, id: MessageId, message: &Message) -> Result<()> {
-        self.shared.http.edit_message(self.channel, id, &message.body(), Vec::new()).await?;
+        self.shared.http.edit_message(self.channel, id, &message.body()).await?;
         Ok(())
     }
 }
