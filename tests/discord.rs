@@ -517,6 +517,13 @@ async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
         ])
     );
 
+    // /ticket's action is a pick list, from commands/ticket.toml.
+    let ticket = puts[1].body.as_array().unwrap().iter().find(|c| c["name"] == "ticket").unwrap();
+    let action = ticket["options"].as_array().unwrap().iter().find(|o| o["name"] == "action").unwrap();
+    let values: Vec<&str> =
+        action["choices"].as_array().unwrap().iter().map(|c| c["value"].as_str().unwrap()).collect();
+    assert_eq!((action["type"].as_u64(), values), (Some(3), vec!["pass", "fail", "status"]));
+
     // The CLI, globally.
     let config = t.world.path().join("discord.toml");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
