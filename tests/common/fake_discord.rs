@@ -4,6 +4,9 @@
 //!
 //! The REST side is stateful like Discord: interaction responses and channel messages become
 //! messages, reactions live on messages and can be listed, members have roles.
+//!
+//! It can also rate-limit chosen calls the way Discord does: HTTP 429 with the body of
+//! `error.ratelimited.json` and a `Retry-After` header.
 
 use axum::Router;
 use axum::body::Bytes;

@@ -1,10 +1,12 @@
 //! One application command, from acknowledgement to the last progress edit.
 //!
 //! Discord invalidates an interaction that is not answered within 3 seconds. The command goes
-//! to the engine at once; if the engine answers within a short budget, that answer is the
-//! response, with the right visibility. Otherwise the interaction is deferred (`type 5`) with the
-//! visibility the answer most likely has, and the answer then edits `@original`, or replaces it
-//! with a follow-up when the guess was wrong (an error the user can fix is always ephemeral).
+//! to the engine at once. A long-running command (a deploy, a promotion, `--live`…) is deferred
+//! at once, so its answer always edits `@original`; a quick one whose answer comes within a short
+//! budget gets that answer as the response, with the right visibility. Otherwise the
+//! interaction is deferred (`type 5`) with the visibility the answer most likely has, and the
+//! answer then edits `@original`, or replaces it with a follow-up when the guess was wrong (an
+//! error the user can fix is always ephemeral).
 //! A deploy's progress keeps editing the same message; before the interaction token expires
 //! the progress moves to a normal channel message.
 
