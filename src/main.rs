@@ -126,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Console { config, user, now } => run_console(&config, &user, now),
         Cmd::Serve { config } => {
             let config = Config::load(&config)?;
+            app::validate(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(async {
                 let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -216,7 +217,7 @@ fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chro
 
 fn check_config(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
-    app::transports(&config)?;
+    app::validate(&config)?;
     let github = config.github.as_ref().map(|github| check_github(github, &config.base_dir)).transpose()?;
     // The folder `serve` will open, as an absolute path: a relative `state_dir` is relative to
     // the config file, and "state" alone says nothing about where that is.
@@ -254,6 +255,9 @@ fn check_config(path: &Path) -> Result<()> {
         let lead = discord.lead_role.map(|r| format!(", lead role {r}")).unwrap_or_default();
         let endpoint = discord.http_listen.map(|a| format!(", HTTP interactions on {a}")).unwrap_or_default();
         println!("  discord: server {}, team channel {}{lead}{endpoint}", discord.guild_id, discord.channel);
+        if let Some(warning) = shipday::chat::discord::check(discord)?.warning() {
+            println!("    ⚠️ {warning}");
+        }
     }
     if let Some(github) = github {
         println!("  {github}");

@@ -147,6 +147,10 @@ fn discord_options(
                     value["type"] = json!(3);
                     value["choices"] = choices(book.runnable().map(|s| s.name.clone()).collect());
                 }
+                OptionKind::Text if !option.choices.is_empty() => {
+                    value["type"] = json!(3);
+                    value["choices"] = choices(option.choices.clone());
+                }
                 OptionKind::Ref | OptionKind::Text => {
                     value["type"] = json!(3);
                     value["max_length"] = json!(if option.kind == OptionKind::Ref { 200 } else { 300 });
@@ -316,6 +320,18 @@ mod tests {
         assert_eq!(deploy["name"], "deploy");
         assert_eq!(deploy["options"][0]["choices"][2]["value"], "production");
         assert_eq!(deploy["options"][2]["type"], 5);
+        let ticket = commands.as_array().unwrap().iter().find(|c| c["name"] == "ticket").unwrap();
+        let action = ticket["options"].as_array().unwrap().iter().find(|o| o["name"] == "action").unwrap();
+        assert_eq!(
+            action["choices"],
+            json!([
+                { "name": "pass", "value": "pass" },
+                { "name": "fail", "value": "fail" },
+                { "name": "status", "value": "status" }
+            ]),
+            "/ticket's action is a pick list, not free text"
+        );
+        assert_eq!((action["type"].clone(), action.get("max_length")), (json!(3), None));
         for command in commands.as_array().unwrap() {
             let name = command["name"].as_str().unwrap();
             assert!(name.len() <= 32 && name.chars().all(|c| c.is_ascii_lowercase() || c == '-'));

@@ -8,7 +8,7 @@ use common::fake_discord::{
 };
 use common::{Bot, World};
 use serde_json::{Value, json};
-use shipday::chat::discord::{self, RateLimiter, Running, Tuning};
+use shipday::chat::discord::{self, Running, Tuning};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,15 +17,10 @@ const LINUS: &str = "53908232506183681";
 const ADA: &str = "53908232506183682";
 const MALLORY: &str = "66600000000000001";
 
-/// The test's tuning: serenity's rate limiter off (it only honours the fake's base URL that
-/// way), host work deferred at once so the deferred path is the one exercised, no pacing.
+/// The test's tuning: production's, without the pause between two progress edits. (The
+/// fake's base URL alone makes the adapter pace REST calls itself, as `serve` does.)
 fn tuning() -> Tuning {
-    Tuning {
-        rate_limiter: RateLimiter::OffForTests,
-        host_work_budget: Duration::ZERO,
-        min_edit_interval: Duration::ZERO,
-        ..Tuning::default()
-    }
+    Tuning { min_edit_interval: Duration::ZERO, ..Tuning::default() }
 }
 
 struct Setup {
@@ -39,18 +34,7 @@ struct Setup {
 /// `[discord]` section pointing at a fresh fake Discord, plus `extra` keys for that section.
 async fn setup_with(world: World, base: &Path, extra: &str, tuning: Tuning) -> Setup {
     let discord = FakeDiscord::start().await;
-    std::fs::write(world.path().join("discord-token"), "fake-bot-token\n").unwrap();
-    let mut text = std::fs::read_to_string(base).unwrap();
-    for (name, id) in [("Ada", ADA), ("Grace", GRACE), ("Linus", LINUS)] {
-        text = text.replacen(&format!("name = \"{name}\"\n"), &format!("name = \"{name}\"\ndiscord = \"{id}\"\n"), 1);
-    }
-    text.push_str(&format!(
-        "\n[discord]\napplication_id = \"{APPLICATION_ID}\"\nguild_id = \"{GUILD_ID}\"\nchannel = \"{CHANNEL_ID}\"\n\
-         lead_role = \"{LEAD_ROLE}\"\nbot_token = {{ file = \"discord-token\" }}\napi_base_url = \"{}\"\n{extra}\n",
-        discord.api_base
-    ));
-    let config = world.path().join("discord.toml");
-    std::fs::write(&config, text).unwrap();
+    let config = write_config(&world, base, extra, &discord);
     // sled frees its file lock a moment after a test's own handle drops.
     let mut tries = 0;
     let bot = loop {
@@ -66,6 +50,24 @@ async fn setup_with(world: World, base: &Path, extra: &str, tuning: Tuning) -> S
     let running = discord::start(&bot.app, std::sync::Arc::new(bot.clock.clone()), tuning).await.unwrap();
     discord.wait_for_sessions(1).await;
     Setup { world, bot, discord, running }
+}
+
+/// Writes `discord.toml`: the config at `base` with Discord ids for its people and a
+/// `[discord]` section pointing at `discord`, plus `extra` keys for that section.
+fn write_config(world: &World, base: &Path, extra: &str, discord: &FakeDiscord) -> std::path::PathBuf {
+    std::fs::write(world.path().join("discord-token"), "fake-bot-token\n").unwrap();
+    let mut text = std::fs::read_to_string(base).unwrap();
+    for (name, id) in [("Ada", ADA), ("Grace", GRACE), ("Linus", LINUS)] {
+        text = text.replacen(&format!("name = \"{name}\"\n"), &format!("name = \"{name}\"\ndiscord = \"{id}\"\n"), 1);
+    }
+    text.push_str(&format!(
+        "\n[discord]\napplication_id = \"{APPLICATION_ID}\"\nguild_id = \"{GUILD_ID}\"\nchannel = \"{CHANNEL_ID}\"\n\
+         lead_role = \"{LEAD_ROLE}\"\nbot_token = {{ file = \"discord-token\" }}\napi_base_url = \"{}\"\n{extra}\n",
+        discord.api_base
+    ));
+    let config = world.path().join("discord.toml");
+    std::fs::write(&config, text).unwrap();
+    config
 }
 
 async fn tracing_free_wait(_: anyhow::Error) {
@@ -475,6 +477,21 @@ mod http_endpoint {
         assert_eq!(response, fake::contract("interaction-response-deferred.json"));
         t.discord.answered_over_http("http-token-2", &response);
         wait_for_title(&t.discord, "http-token-2", "✅ Deployed `feature/login` to dev").await;
+
+        // Reading HEAD on every host (`--live`) is long-running too: deferred privately, then
+        // the answer edits @original.
+        let opts = options(&[("live", json!(true))]);
+        let body = fake::interaction(903, "http-token-3", LINUS, &[], "status", opts).to_string();
+        let response: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        assert_eq!(response, json!({ "type": 5, "data": { "flags": 64 } }));
+        let edit = t
+            .discord
+            .wait_for("the edit of @original", |f| {
+                f.interaction_calls("http-token-3").into_iter().find(|c| c.method == "PATCH")
+            })
+            .await;
+        assert_eq!(edit.path, format!("/webhooks/{APPLICATION_ID}/http-token-3/messages/@original"));
+        assert_eq!(title(&edit.body), "Status");
     }
 }
 
@@ -499,6 +516,13 @@ async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
             { "name": "production", "value": "production" }
         ])
     );
+
+    // /ticket's action is a pick list, from commands/ticket.toml.
+    let ticket = puts[1].body.as_array().unwrap().iter().find(|c| c["name"] == "ticket").unwrap();
+    let action = ticket["options"].as_array().unwrap().iter().find(|o| o["name"] == "action").unwrap();
+    let values: Vec<&str> =
+        action["choices"].as_array().unwrap().iter().map(|c| c["value"].as_str().unwrap()).collect();
+    assert_eq!((action["type"].as_u64(), values), (Some(3), vec!["pass", "fail", "status"]));
 
     // The CLI, globally.
     let config = t.world.path().join("discord.toml");
@@ -532,28 +556,190 @@ fn the_fakes_payloads_parse_as_serenity_models() {
     assert!(serde_json::from_value::<Reaction>(add).is_err(), "the contract sample lacks member.flags");
 }
 
-/// The bot itself never runs without serenity's rate limiter, which only talks to Discord: a
-/// config pointing the REST client elsewhere stops `shipday serve`, naming the key.
+/// `check-config` and `serve` run one validation: a local Discord-compatible server is valid
+/// for both (with the warning), and a base URL neither can use stops both with the same words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_refuses_another_api_base_url_rather_than_turn_the_rate_limiter_off() {
+async fn check_config_and_serve_agree_on_the_discord_base_url() {
     let world = World::new();
-    std::fs::write(world.path().join("discord-token"), "fake-bot-token\n").unwrap();
-    let mut text = std::fs::read_to_string(world.config_path()).unwrap();
-    text.push_str(&format!(
-        "\n[discord]\napplication_id = \"{APPLICATION_ID}\"\nguild_id = \"{GUILD_ID}\"\nchannel = \"{CHANNEL_ID}\"\n\
-         bot_token = {{ file = \"discord-token\" }}\napi_base_url = \"http://127.0.0.1:9/api/v10\"\n"
-    ));
-    let config = world.path().join("discord.toml");
+    let discord = FakeDiscord::start().await;
+    let config = write_config(&world, &world.config_path(), "", &discord);
+    let check = shipday_cli(&["check-config", "--config"], &config).await;
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{stdout}{}", String::from_utf8_lossy(&check.stderr));
+    let origin = discord.api_base.trim_end_matches("/api/v10");
+    assert!(stdout.contains(&format!("DISCORD IS NOT discord.com: REST and the gateway go to {origin}")), "{stdout}");
+
+    let text = std::fs::read_to_string(&config).unwrap().replace(&discord.api_base, "http://no spaces here/api/v10");
     std::fs::write(&config, text).unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(stderr.contains("discord.api_base_url") && stderr.contains("rate limiter"), "{stderr}");
+    let check = shipday_cli(&["check-config", "--config"], &config).await;
+    let serve = shipday_cli(&["serve", "--config"], &config).await;
+    assert!(!check.status.success() && !serve.status.success());
+    let (check, serve) = (String::from_utf8_lossy(&check.stderr), String::from_utf8_lossy(&serve.stderr));
+    assert!(check.contains("discord.api_base_url: `http://no spaces here/api/v10` is not a URL"), "{check}");
+    assert_eq!(check, serve, "both refuse with the same words");
+}
+
+async fn shipday_cli(args: &[&str], config: &Path) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday")).args(args).arg(config).output().await.unwrap()
+}
+
+/// Against a server other than discord.com, serenity's rate limiter is off, so Shipday's own
+/// client waits out a 429 (the body's `retry_after`) and sends the call again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_interaction_is_answered_after_the_wait_the_server_asks_for() {
+    let t = setup().await;
+    t.discord.rate_limit("POST", "/interactions/", 2, 0.2);
+    let token = t.discord.command(LINUS, &[], "status", json!([]));
+    let answer = t.discord.wait_for("the /status answer", |f| f.original(&token)).await;
+    assert_eq!(title(&answer.body), "Status");
+    let callbacks = t.discord.calls_to("POST", "/interactions/");
+    assert_eq!(callbacks.len(), 3, "two 429s, then the answer: {callbacks:#?}");
+    assert!(callbacks.iter().all(|c| c.body == callbacks[0].body), "the same call each time");
+    for pair in callbacks.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(200), "waited retry_after between attempts");
+    }
+}
+
+/// Retries are bounded: a server that keeps answering 429, or asks for a longer wait than
+/// Shipday accepts, gets a clear error instead of a bot stuck waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_keeps_rate_limiting_gets_an_error_after_bounded_attempts() {
+    use shipday::chat::discord::rest::{Pacing, Rest, RetryPolicy};
+    let t = setup().await;
+    let settings = t.bot.app.config.discord.clone().unwrap();
+    let pacing = Pacing::for_settings(&settings).unwrap();
+    assert!(matches!(pacing, Pacing::Own { .. }), "{pacing:?}");
+    let policy = RetryPolicy { attempts: 3, max_wait: Duration::from_secs(5), default_wait: Duration::from_millis(50) };
+    let rest = Rest::new(&settings, &pacing, policy).unwrap();
+    let channel = serenity::all::ChannelId::new(CHANNEL_ID.parse().unwrap());
+    let posts = format!("/channels/{CHANNEL_ID}/messages");
+
+    t.discord.rate_limit("POST", &posts, 3, 0.05);
+    let error = rest.send_message(channel, &json!({ "content": "hello" })).await.unwrap_err();
+    assert!(format!("{error:#}").contains("kept rate-limiting POST /api/v10/channels/"), "{error:#}");
+    assert_eq!(t.discord.calls_to("POST", &posts).len(), 3, "three attempts, then the error");
+
+    t.discord.rate_limit("POST", &posts, 1, 120.0);
+    let error = rest.send_message(channel, &json!({ "content": "hello" })).await.unwrap_err();
+    assert!(format!("{error:#}").contains("for 120.0 s, longer than Shipday waits (5 s)"), "{error:#}");
+    assert_eq!(t.discord.calls_to("POST", &posts).len(), 4, "no retry after a wait too long");
+}
+
+/// The real `shipday serve` binary, pointed at the fake Discord by `api_base_url` alone:
+/// it warns that this is not discord.com, connects to the fake's gateway (IDENTIFY, READY),
+/// defers a `/status --live` that arrives over the gateway and then edits it with the status,
+/// and counts a lead's ✅ on a promotion request it posted, editing the request to show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_binary_runs_the_gateway_path_against_a_local_discord_server() {
+    let world = World::new();
+    let discord = FakeDiscord::start().await;
+    let config = write_config(&world, &world.config_path(), "", &discord);
+    // Before this start, Shipday posted promotion request #9 in the team channel.
+    let posted = discord.post_as(BOT_ID, "Promotion #9: staging → production");
+    {
+        let (store, _) = shipday::store::Store::open(&world.path().join("state")).unwrap();
+        store.put_promotion(&common::pending_request(9, &world.tip("staging"), chrono::Utc::now())).unwrap();
+        let message = shipday::engine::MessageRef { channel: CHANNEL_ID.into(), id: posted.to_string() };
+        store.bind_promotion_message("discord", &message, 9).unwrap();
+        store.flush_blocking();
+    }
+    let serve = ServeProcess::start(&config, &discord).await;
+    let identify = &discord.identifies()[0];
+    assert_eq!(identify["token"], "Bot fake-bot-token");
+    assert_eq!(identify["intents"], 1537);
+    serve.wait_for_log("the warning", "DISCORD IS NOT discord.com").await;
+
+    let token = discord.command(LINUS, &[], "status", options(&[("live", json!(true))]));
+    let status = wait_for_title(&discord, &token, "Status").await;
+    let calls = discord.interaction_calls(&token);
+    assert_eq!(calls[0].method, "POST");
+    assert!(calls[0].path.ends_with("/callback"), "{calls:#?}");
+    assert_eq!(calls[0].body, json!({ "type": 5, "data": { "flags": 64 } }), "deferred, privately");
+    let edit = calls.iter().find(|c| c.method == "PATCH").expect("an edit of @original");
+    assert_eq!(edit.path, format!("/webhooks/{APPLICATION_ID}/{token}/messages/@original"));
+    let fields = edit.body["embeds"][0]["fields"].as_array().unwrap();
+    assert_eq!(fields[0]["name"], "dev · branch dev", "{edit:#?}");
+    assert_eq!(status.flags, 64);
+
+    discord.react(LINUS, &[OTHER_ROLE], posted, "✅", true);
+    discord.react(GRACE, &[LEAD_ROLE], posted, "✅", true);
+    discord
+        .wait_for("the request edited with Grace's approval", |f| {
+            let content = f.message(posted).body["content"].as_str().unwrap_or_default().to_owned();
+            (content.contains("approved by Grace") && content.contains("1 more lead approval")).then_some(content)
+        })
+        .await;
+    let edits = discord.calls_to("PATCH", &format!("/channels/{CHANNEL_ID}/messages/{posted}"));
+    let voters = |e: &fake::Call| e.body["content"].as_str().unwrap().contains("approved by Linus");
+    assert!(!edits.iter().any(voters), "a ✅ without the lead role is no vote: {edits:#?}");
+    drop(serve);
+}
+
+/// `shipday serve` as a child process, killed when dropped, its log collected.
+struct ServeProcess {
+    _child: tokio::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ServeProcess {
+    /// Starts the binary and waits for its gateway session. A store the test just closed may
+    /// still be locked for a moment (sled frees its lock from a background thread): a start
+    /// refused for that is tried again.
+    async fn start(config: &Path, discord: &FakeDiscord) -> Self {
+        for _ in 0..50 {
+            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+                .args(["serve", "--config"])
+                .arg(config)
+                .env("SHIPDAY_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+            let sink = log.clone();
+            let reader = tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+            let outcome = discord
+                .wait_for("the binary's gateway session, or its exit", |f| {
+                    if !f.identifies().is_empty() {
+                        return Some(None);
+                    }
+                    child.try_wait().unwrap().map(Some)
+                })
+                .await;
+            match outcome {
+                None => {
+                    discord.wait_for_sessions(1).await;
+                    return Self { _child: child, log };
+                }
+                Some(status) => {
+                    reader.await.unwrap();
+                    let log = log.lock().unwrap().clone();
+                    assert!(log.contains("cannot open the state store"), "serve stopped ({status}): {log}");
+                }
+            }
+        }
+        panic!("the state store stayed locked");
+    }
+
+    async fn wait_for_log(&self, what: &str, needle: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.log.lock().unwrap().contains(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A lead's ✅ (by the lead role in the member data) on the promotion request Shipday posted

@@ -22,7 +22,9 @@ pub fn render(book: &CommandBook, topic: Option<&str>) -> String {
                 let name =
                     if option.kind == OptionKind::Flag { format!("--{}", option.name) } else { option.placeholder() };
                 let required = if option.required { "" } else { " (optional)" };
-                out.push_str(&format!("  {name:<12} {}{required}\n", option.description));
+                let choices =
+                    if option.choices.is_empty() { String::new() } else { format!(": {}", option.choices.join(", ")) };
+                out.push_str(&format!("  {name:<12} {}{choices}{required}\n", option.description));
             }
             out.push_str(match spec.who {
                 MinRole::Anyone => "Anyone may use it.\n",
@@ -52,5 +54,7 @@ mod tests {
         }
         let deploy = render(&book, Some("deploy"));
         assert!(deploy.contains("--dry-run") && deploy.contains("/deploy dev feature/login"));
+        let ticket = render(&book, Some("ticket"));
+        assert!(ticket.contains("ACTION       What to do with the ticket: pass, fail, status\n"), "{ticket}");
     }
 }

@@ -443,6 +443,19 @@ mod tests {
         assert_eq!(err, "help", "the umbrella has its own help page");
     }
 
+    /// A pick list offered on a platform holds only values the parser takes.
+    #[test]
+    fn every_declared_choice_is_a_value_the_parser_takes() {
+        let book = book();
+        let action = book.get("ticket").unwrap().options.iter().find(|o| o.name == "action").unwrap();
+        assert_eq!(action.choices, ["pass", "fail", "status"]);
+        for choice in &action.choices {
+            let reason = if choice == "fail" { " the button does nothing" } else { "" };
+            let line = format!("/ticket SHOP-12 {choice}{reason}");
+            assert!(parse(&book, &envs(), &line).is_ok(), "{line}");
+        }
+    }
+
     #[test]
     fn history_bounds() {
         assert!(parse(&book(), &envs(), "/history dev 500").is_err());

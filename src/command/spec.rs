@@ -75,6 +75,11 @@ pub struct OptionSpec {
     pub long: bool,
     /// Shown in help and registration.
     pub description: String,
+    /// The only values a text option takes, for platforms that offer a pick list (Discord
+    /// registers them as choices; help lists them). The parser stays the authority: it refuses
+    /// anything else with its own words.
+    #[serde(default)]
+    pub choices: Vec<String>,
 }
 
 impl OptionSpec {
@@ -140,6 +145,13 @@ impl CommandBook {
                 let spec: CommandSpec =
                     toml::from_str(text).unwrap_or_else(|e| panic!("commands/{file}.toml is invalid: {e}"));
                 assert_eq!(spec.name, *file, "commands/{file}.toml names another command");
+                for option in spec.options.iter().filter(|o| !o.choices.is_empty()) {
+                    assert!(
+                        option.kind == OptionKind::Text && !option.rest && !option.long,
+                        "commands/{file}.toml: `{}` has choices, which only a positional text option takes",
+                        option.name
+                    );
+                }
                 spec
             })
             .collect();

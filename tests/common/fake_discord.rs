@@ -4,6 +4,9 @@
 //!
 //! The REST side is stateful like Discord: interaction responses and channel messages become
 //! messages, reactions live on messages and can be listed, members have roles.
+//!
+//! It can also rate-limit chosen calls the way Discord does: HTTP 429 with the body of
+//! `error.ratelimited.json` and a `Retry-After` header.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -39,6 +42,18 @@ pub struct Call {
     /// The path after `/api/v10`.
     pub path: String,
     pub body: Value,
+    /// When the fake received it.
+    pub at: std::time::Instant,
+}
+
+/// Calls the fake answers with 429, like a rate-limited bucket.
+struct Limit {
+    method: String,
+    /// Calls whose path starts with this.
+    prefix: String,
+    remaining: usize,
+    /// Seconds, as the 429 body's `retry_after`.
+    retry_after: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -64,8 +79,8 @@ struct Rest {
     /// User id → role ids.
     members: HashMap<String, Vec<String>>,
     next_id: u64,
-    /// 429s to answer before registering.
-    rate_limits: usize,
+    /// 429s to answer.
+    limits: Vec<Limit>,
 }
 
 #[derive(Default)]
@@ -143,8 +158,22 @@ impl FakeDiscord {
         self.rest.lock().unwrap().members.insert(user.into(), roles.iter().map(|r| r.to_string()).collect());
     }
 
+    /// Answers the next `times` registrations with 429.
     pub fn rate_limit_next(&self, times: usize) {
-        self.rest.lock().unwrap().rate_limits = times;
+        self.rate_limit("PUT", "/applications/", times, 0.05);
+    }
+
+    /// Answers the next `times` calls of `method` on paths starting with `prefix` with 429,
+    /// the body of `error.ratelimited.json` (its `retry_after` set to `retry_after` seconds)
+    /// and the headers Discord sends with it.
+    pub fn rate_limit(&self, method: &str, prefix: &str, times: usize, retry_after: f64) {
+        let limit = Limit { method: method.into(), prefix: prefix.into(), remaining: times, retry_after };
+        self.rest.lock().unwrap().limits.push(limit);
+    }
+
+    /// The calls of `method` on paths starting with `prefix`, in order.
+    pub fn calls_to(&self, method: &str, prefix: &str) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.method == method && c.path.starts_with(prefix)).collect()
     }
 
     pub fn identifies(&self) -> Vec<Value> {
@@ -343,13 +372,6 @@ impl FakeDiscord {
                 (StatusCode::OK, member_json(user, &roles.iter().map(String::as_str).collect::<Vec<_>>()))
             }
             ("PUT", ["applications", _app, "guilds", _, "commands"] | ["applications", _app, "commands"]) => {
-                let mut rest = self.rest.lock().unwrap();
-                if rest.rate_limits > 0 {
-                    rest.rate_limits -= 1;
-                    let mut limited = contract("error.ratelimited.json");
-                    limited["retry_after"] = json!(0.05);
-                    return (StatusCode::TOO_MANY_REQUESTS, limited);
-                }
                 let registered: Vec<Value> = body
                     .as_array()
                     .unwrap()
@@ -439,7 +461,30 @@ impl FakeDiscord {
 async fn rest(State(fake): State<FakeDiscord>, method: Method, uri: Uri, body: Bytes) -> Response {
     let path = uri.path().strip_prefix("/api/v10").unwrap_or(uri.path()).to_owned();
     let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
-    fake.rest.lock().unwrap().calls.push(Call { method: method.to_string(), path: path.clone(), body: body.clone() });
+    let call =
+        Call { method: method.to_string(), path: path.clone(), body: body.clone(), at: std::time::Instant::now() };
+    let limited = {
+        let mut rest = fake.rest.lock().unwrap();
+        rest.calls.push(call);
+        let limit = rest
+            .limits
+            .iter_mut()
+            .find(|l| l.remaining > 0 && l.method == method.as_str() && path.starts_with(&l.prefix));
+        limit.map(|limit| {
+            limit.remaining -= 1;
+            limit.retry_after
+        })
+    };
+    if let Some(retry_after) = limited {
+        let mut body = contract("error.ratelimited.json");
+        body["retry_after"] = json!(retry_after);
+        let headers = [
+            ("retry-after", (retry_after.ceil() as u64).to_string()),
+            ("x-ratelimit-scope", "user".to_owned()),
+            ("x-ratelimit-remaining", "0".to_owned()),
+        ];
+        return (StatusCode::TOO_MANY_REQUESTS, headers, axum::Json(body)).into_response();
+    }
     let (status, answer) = fake.handle(&method, &path, body);
     if answer.is_null() { status.into_response() } else { (status, axum::Json(answer)).into_response() }
 }

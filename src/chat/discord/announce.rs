@@ -49,14 +49,17 @@ struct Poster {
 impl Poster {
     async fn post(&self, message: &Message) -> Option<MessageId> {
         let body = message.localized(&self.shared.settings.commands).body();
-        match self.shared.http.send_message(self.channel, Vec::new(), &body).await {
+        match self.shared.http.send_message(self.channel, &body).await {
             Ok(posted) => {
                 let tracked = MessageRef { channel: posted.channel_id.to_string(), id: posted.id.to_string() };
                 let _ = self.shared.reactions.send(reactions::Job::Track(tracked));
                 Some(posted.id)
             }
             Err(error) => {
-                tracing::error!(%error, "cannot post an announcement to the Discord team channel");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "cannot post an announcement to the Discord team channel"
+                );
                 None
             }
         }
@@ -109,7 +112,7 @@ impl Poster {
 
     async fn edit(&self, id: MessageId, message: &Message) -> Result<()> {
         let body = message.localized(&self.shared.settings.commands).body();
-        self.shared.http.edit_message(self.channel, id, &body, Vec::new()).await?;
+        self.shared.http.edit_message(self.channel, id, &body).await?;
         Ok(())
     }
 }

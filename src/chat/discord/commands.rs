@@ -92,9 +92,10 @@ fn quote(text: &str) -> Result<String, String> {
 /// How to acknowledge a command before the engine has answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckPlan {
-    /// The command runs on hosts (resolving a ref, a deploy, reading HEAD): its answer can take
-    /// seconds, so it is deferred almost at once.
-    pub host_work: bool,
+    /// The command waits on hosts or other services (a deploy, a merge on GitHub, reading HEAD,
+    /// Jira): it is deferred at once (`type 5`, "thinking…") and its answer edits `@original`,
+    /// however quickly the engine happens to answer.
+    pub long_running: bool,
     /// Who most likely sees the answer, which is who sees the deferred "thinking" message.
     pub likely: Visibility,
 }
@@ -102,13 +103,15 @@ pub struct AckPlan {
 /// The acknowledgement plan for a command and its options.
 pub fn ack_plan(name: &str, options: &[(&str, OptionValue)]) -> AckPlan {
     let flag = |flag: &str| options.iter().any(|(n, v)| *n == flag && *v == OptionValue::Flag(true));
-    let (host_work, public) = match name {
-        "deploy" | "release" => (true, !flag("dry-run")),
+    let (long_running, public) = match name {
+        "deploy" | "release" | "rollback" => (true, !flag("dry-run")),
+        "promote" => (true, true),
         "status" => (flag("live"), false),
-        "lock" | "unlock" | "promote" => (false, true),
+        "ticket" => (true, false),
+        "lock" | "unlock" => (false, true),
         _ => (false, false),
     };
-    AckPlan { host_work, likely: if public { Visibility::Public } else { Visibility::Ephemeral } }
+    AckPlan { long_running, likely: if public { Visibility::Public } else { Visibility::Ephemeral } }
 }
 
 #[cfg(test)]
@@ -156,12 +159,21 @@ mod tests {
     }
 
     #[test]
-    fn host_work_is_deferred_at_once_and_public_when_it_succeeds_in_public() {
-        let deploy = ack_plan("deploy", &[("env", Text("dev"))]);
-        assert_eq!(deploy, AckPlan { host_work: true, likely: Visibility::Public });
+    fn long_running_commands_are_deferred_at_once_and_public_when_they_succeed_in_public() {
+        for (name, options, public) in [
+            ("deploy", vec![("env", Text("dev"))], true),
+            ("release", vec![("env", Text("dev"))], true),
+            ("rollback", vec![("env", Text("dev"))], true),
+            ("promote", vec![("from", Text("staging")), ("to", Text("production"))], true),
+            ("status", vec![("live", Flag(true))], false),
+            ("ticket", vec![("key", Text("SHOP-1")), ("action", Text("status"))], false),
+        ] {
+            let likely = if public { Visibility::Public } else { Visibility::Ephemeral };
+            assert_eq!(ack_plan(name, &options), AckPlan { long_running: true, likely }, "{name}");
+        }
         assert_eq!(ack_plan("deploy", &[("dry-run", Flag(true))]).likely, Visibility::Ephemeral);
-        assert!(ack_plan("status", &[("live", Flag(true))]).host_work);
-        assert_eq!(ack_plan("status", &[]), AckPlan { host_work: false, likely: Visibility::Ephemeral });
-        assert_eq!(ack_plan("lock", &[]).likely, Visibility::Public);
+        assert_eq!(ack_plan("status", &[]), AckPlan { long_running: false, likely: Visibility::Ephemeral });
+        assert_eq!(ack_plan("lock", &[]), AckPlan { long_running: false, likely: Visibility::Public });
+        assert!(!ack_plan("help", &[]).long_running);
     }
 }

@@ -55,7 +55,9 @@ pub struct DiscordConfig {
     pub public_key: Option<VerifyingKey>,
     /// Where the HTTP interactions endpoint listens (with `public_key`).
     pub http_listen: Option<SocketAddr>,
-    /// REST base URL, ending in `/api/v10`.
+    /// REST base URL, ending in `/api/v10`. Anything but discord.com's is a local
+    /// Discord-compatible server, for trying the bot without Discord: `serve` warns loudly and
+    /// paces calls itself (see [`super::rest::Pacing`]); the gateway URL comes from that server.
     pub api_base_url: String,
     /// Whether commands sent in direct messages are accepted.
     pub allow_direct_messages: bool,

@@ -1,10 +1,12 @@
 //! One application command, from acknowledgement to the last progress edit.
 //!
 //! Discord invalidates an interaction that is not answered within 3 seconds. The command goes
-//! to the engine at once; if the engine answers within a short budget, that answer is the
-//! response, with the right visibility. Otherwise the interaction is deferred (`type 5`) with the
-//! visibility the answer most likely has, and the answer then edits `@original`, or replaces it
-//! with a follow-up when the guess was wrong (an error the user can fix is always ephemeral).
+//! to the engine at once. A long-running command (a deploy, a promotion, `--live`…) is deferred
+//! at once, so its answer always edits `@original`; a quick one whose answer comes within a short
+//! budget gets that answer as the response, with the right visibility. Otherwise the
+//! interaction is deferred (`type 5`) with the visibility the answer most likely has, and the
+//! answer then edits `@original`, or replaces it with a follow-up when the guess was wrong (an
+//! error the user can fix is always ephemeral).
 //! A deploy's progress keeps editing the same message; before the interaction token expires
 //! the progress moves to a normal channel message.
 
@@ -80,7 +82,9 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
     };
     let submit = shared.engine.submit(invocation);
     tokio::pin!(submit);
-    let budget = if plan.host_work { shared.tuning.host_work_budget } else { shared.tuning.quick_answer_budget };
+    // A long-running command shows "thinking…" (type 5) at once and its answer edits
+    // `@original`; a quick one is answered directly if it is quick enough.
+    let budget = if plan.long_running { Duration::ZERO } else { shared.tuning.quick_answer_budget };
     // A zero budget defers before the engine is even asked, so the order is certain.
     let quick = if budget.is_zero() { None } else { tokio::time::timeout(budget, &mut submit).await.ok() };
     let reply = match quick {
@@ -196,7 +200,7 @@ impl Responder {
     async fn initial(&mut self, body: Value) -> Result<()> {
         match self.first.take().context("the interaction was already answered")? {
             FirstResponse::Callback => {
-                self.shared.http.create_interaction_response(self.id, &self.token, &body, Vec::new()).await?;
+                self.shared.http.create_interaction_response(self.id, &self.token, &body).await?;
             }
             FirstResponse::HttpBody(reply) => {
                 let _ = reply.send(body);
@@ -242,14 +246,14 @@ impl Responder {
                 Ok(Target::Original)
             }
             Some(deferred) if deferred == visibility => {
-                let posted = http.edit_original_interaction_response(&self.token, &message.body(), Vec::new()).await?;
+                let posted = http.edit_original_interaction_response(&self.token, &message.body()).await?;
                 self.track(visibility, posted.channel_id, posted.id);
                 Ok(Target::Original)
             }
             Some(_) => {
                 // Visibility cannot change after a defer: replace the placeholder.
                 http.delete_original_interaction_response(&self.token).await?;
-                let posted = http.create_followup_message(&self.token, &message.flagged_body(), Vec::new()).await?;
+                let posted = http.create_followup_message(&self.token, &message.flagged_body()).await?;
                 self.track(visibility, posted.channel_id, posted.id);
                 Ok(Target::Followup(posted.id))
             }
@@ -270,7 +274,7 @@ impl Responder {
         let token_expiring = self.started.elapsed() >= self.shared.tuning.interaction_token_lifetime;
         match target {
             Target::Original | Target::Followup(_) if token_expiring => {
-                let posted = http.send_message(self.channel, Vec::new(), &message.body()).await?;
+                let posted = http.send_message(self.channel, &message.body()).await?;
                 self.track(Visibility::Public, posted.channel_id, posted.id);
                 let note = Message::text("⏩ This deploy's progress continues in a new message below.", false);
                 if let Err(error) = self.edit_interaction_message(target, &note).await {
@@ -284,7 +288,7 @@ impl Responder {
                 Ok(target)
             }
             Target::Channel(channel, id) => {
-                http.edit_message(channel, id, &message.body(), Vec::new()).await?;
+                http.edit_message(channel, id, &message.body()).await?;
                 Ok(target)
             }
             Target::Nowhere => Ok(target),
@@ -294,8 +298,8 @@ impl Responder {
     async fn edit_interaction_message(&self, target: Target, message: &Message) -> Result<()> {
         let http = &self.shared.http;
         let posted = match target {
-            Target::Followup(id) => http.edit_followup_message(&self.token, id, &message.body(), Vec::new()).await?,
-            _ => http.edit_original_interaction_response(&self.token, &message.body(), Vec::new()).await?,
+            Target::Followup(id) => http.edit_followup_message(&self.token, id, &message.body()).await?,
+            _ => http.edit_original_interaction_response(&self.token, &message.body()).await?,
         };
         self.track(Visibility::Public, posted.channel_id, posted.id);
         Ok(())

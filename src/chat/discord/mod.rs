@@ -20,6 +20,7 @@ mod endpoint;
 mod gateway;
 mod interaction;
 mod reactions;
+pub mod rest;
 
 pub use config::DiscordConfig;
 
@@ -30,9 +31,8 @@ use crate::config::Config;
 use crate::engine::EngineHandle;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
-use serenity::http::{Http, HttpBuilder};
+use rest::{Pacing, Rest, RetryPolicy};
 use serenity::model::gateway::GatewayIntents;
-use serenity::model::id::ApplicationId;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,27 +50,15 @@ pub fn intents() -> GatewayIntents {
     GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGES | GatewayIntents::GUILD_MESSAGE_REACTIONS
 }
 
-/// Whether serenity's REST rate limiter runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateLimiter {
-    /// Production: serenity paces every REST call by Discord's buckets and honours 429s.
-    On,
-    /// Tests only: serenity sends REST calls to another base URL (a local fake Discord) only
-    /// with its rate limiter off, so tests turn it off. `shipday serve` never does.
-    OffForTests,
-}
-
 /// How the adapter paces itself against Discord. [`Tuning::default`] is what production uses;
 /// tests shorten the waits.
 #[derive(Debug, Clone)]
 pub struct Tuning {
-    /// See [`RateLimiter`].
-    pub rate_limiter: RateLimiter,
-    /// How long a command that runs on hosts may take before it is deferred. Short, so the
-    /// "thinking" state shows at once, but long enough that a quick refusal is answered
-    /// privately without a public placeholder flashing up first.
-    pub host_work_budget: Duration,
-    /// How long any other command may take before it is deferred (Discord allows 3 s).
+    /// How a server other than discord.com is retried when it answers 429 (against
+    /// discord.com serenity's rate limiter paces the calls).
+    pub retry: RetryPolicy,
+    /// How long a quick command may take before it is deferred (Discord allows 3 s).
+    /// Long-running commands are deferred at once (see [`commands::ack_plan`]).
     pub quick_answer_budget: Duration,
     /// How long an interaction token may be used to edit the reply before progress moves to a
     /// normal channel message (Discord's tokens live 15 minutes).
@@ -82,8 +70,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            rate_limiter: RateLimiter::On,
-            host_work_budget: Duration::from_millis(250),
+            retry: RetryPolicy::default(),
             quick_answer_budget: Duration::from_millis(1500),
             interaction_token_lifetime: Duration::from_secs(14 * 60),
             min_edit_interval: Duration::from_secs(1),
@@ -93,7 +80,7 @@ impl Default for Tuning {
 
 /// What the adapter's parts share.
 pub(crate) struct Shared {
-    pub http: Arc<Http>,
+    pub http: Rest,
     pub engine: EngineHandle,
     pub store: Store,
     pub config: Arc<Config>,
@@ -133,15 +120,27 @@ impl Running {
     }
 }
 
+/// Checks what the adapter needs beyond the config's own validation and says who paces REST
+/// calls. [`crate::app::validate`] runs it for `check-config` and `serve` alike.
+pub fn check(settings: &DiscordConfig) -> Result<Pacing> {
+    Pacing::for_settings(settings)
+}
+
 /// Starts the adapter for the `[discord]` section of `app`'s config: the REST client, the
 /// reaction worker, announcements, the optional HTTP endpoint and the gateway connection.
+///
+/// With `discord.api_base_url` pointing anywhere but discord.com, REST and the gateway (whose
+/// URL the server gives) go there, after one loud warning.
 pub async fn start(app: &App, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<Running> {
     let settings = app.config.discord.clone().context("no [discord] section in the config")?;
-    let limiter = tuning.rate_limiter;
-    let http = Arc::new(rest_client(&settings, limiter)?);
+    let pacing = check(&settings)?;
+    if let Some(warning) = pacing.warning() {
+        tracing::warn!("⚠️ {warning}");
+    }
+    let http = Rest::new(&settings, &pacing, tuning.retry)?;
     let (reactions_tx, reactions_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        http: http.clone(),
+        http,
         engine: app.engine.clone(),
         store: app.store.clone(),
         config: app.config.clone(),
@@ -160,27 +159,7 @@ pub async fn start(app: &App, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<R
         None => None,
     };
     // serenity's client owns its REST client; it uses it only to ask for the gateway URL.
-    let gateway_http = rest_client(&settings, limiter)?;
+    let gateway_http = rest::serenity_http(&settings, &pacing);
     let gateway = tokio::spawn(gateway::run(shared, gateway_http));
     Ok(Running { endpoint, gateway })
-}
-
-/// serenity's REST client. Production keeps its rate limiter, which only talks to Discord
-/// itself; tests point it at a fake with the limiter off (see [`RateLimiter`]).
-fn rest_client(settings: &DiscordConfig, limiter: RateLimiter) -> Result<Http> {
-    let builder =
-        HttpBuilder::new(settings.bot_token.expose()).application_id(ApplicationId::new(settings.application_id));
-    match limiter {
-        RateLimiter::On if settings.api_base_url != config::DEFAULT_API_BASE_URL => bail!(
-            "discord.api_base_url: `{}` is only used by `shipday register discord` and tests; the bot \
-             itself keeps serenity's rate limiter on, which talks to {} only. Remove the key to serve",
-            settings.api_base_url,
-            config::DEFAULT_API_BASE_URL
-        ),
-        RateLimiter::On => Ok(builder.build()),
-        RateLimiter::OffForTests => {
-            let origin = settings.api_base_url.trim_end_matches("/api/v10");
-            Ok(builder.proxy(origin).ratelimiter_disabled(true).build())
-        }
-    }
 }

@@ -168,7 +168,10 @@ impl Worker {
         match self.shared.http.get_message(channel, message).await {
             Ok(found) => Some(found.author.id.get()) == self.shared.bot_id(),
             Err(error) => {
-                tracing::warn!(%error, "cannot read a reacted message to see who wrote it; ignoring the reaction");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot read a reacted message to see who wrote it; ignoring the reaction"
+                );
                 false
             }
         }
@@ -239,8 +242,8 @@ impl Worker {
         let http = &self.shared.http;
         let message = match http.get_message(channel, id).await {
             Ok(message) => message,
-            Err(serenity::Error::Http(e)) if e.status_code().is_some_and(|s| s.as_u16() == 404) => return Ok(None),
-            Err(error) => return Err(error).context("cannot read the message"),
+            Err(error) if super::rest::is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(error.context("cannot read the message")),
         };
         let bot = self.shared.bot_id();
         let mut now = BTreeSet::new();
@@ -274,7 +277,7 @@ impl Worker {
         match self.shared.http.get_member(guild, UserId::new(user_id)).await {
             Ok(member) => self.lead_roles(&member.roles),
             Err(error) => {
-                tracing::warn!(%user, %error, "cannot read a member's roles; counting no lead role");
+                tracing::warn!(%user, error = format!("{error:#}"), "cannot read a member's roles; counting no lead role");
                 Vec::new()
             }
         }

@@ -19,8 +19,8 @@ pub enum Scope {
 
 /// How often a rate-limited registration is retried.
 const ATTEMPTS: usize = 3;
-/// The longest wait on a 429 before giving up.
-const MAX_RETRY_AFTER: f64 = 60.0;
+/// The longest wait on one 429.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Registers the commands (with `environments` as the environment choices) and returns the
 /// names Discord now lists.
@@ -46,12 +46,14 @@ pub async fn register(settings: &DiscordConfig, environments: &[String], scope: 
             .await
             .with_context(|| format!("cannot reach Discord at {base}"))?;
         let status = response.status();
-        let header_wait = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<f64>().ok());
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let header = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = response.bytes().await.unwrap_or_default();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.as_u16() == 429 && attempt < ATTEMPTS {
-            let wait = body["retry_after"].as_f64().or(header_wait).unwrap_or(1.0).clamp(0.0, MAX_RETRY_AFTER);
-            tracing::warn!(wait, "Discord rate-limited the registration; retrying");
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            let wait = super::rest::retry_after(header.as_deref(), &bytes).unwrap_or(Duration::from_secs(1));
+            let wait = wait.min(MAX_RETRY_AFTER);
+            tracing::warn!(wait = wait.as_secs_f64(), "Discord rate-limited the registration; retrying");
+            tokio::time::sleep(wait).await;
             continue;
         }
         if !status.is_success() {
