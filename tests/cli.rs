@@ -260,6 +260,8 @@ fn the_example_production_config_passes_check_config() {
     let (ok, _, err) = check_config_in(dir.path(), &secrets[1..]);
     assert!(!ok);
     assert!(err.contains("slack.bot_token") && err.contains("SLACK_BOT_TOKEN"), "{err}");
+}
+
 /// `manifest slack --config` uses the workspace's names, and refuses one Slack would reject,
 /// saying why and which key to change, printing nothing.
 #[test]
