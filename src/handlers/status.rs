@@ -107,10 +107,16 @@ impl Engine {
             let last_ok = self.store.last_ok(&name).ok().flatten();
             match observation.drift(last_ok.as_ref()) {
                 Drift::None => tracing::info!(env = %name, "host HEAD matches the last deploy"),
-                Drift::Differs { deployed, found } => tracing::warn!(
+                // Shipday never deployed here (a fresh install): nothing to compare, not drift.
+                Drift::Differs { deployed: None, found } => tracing::info!(
                     env = %name,
                     found = %found,
-                    deployed = deployed.as_ref().map(Sha::as_str).unwrap_or("nothing"),
+                    "host HEAD read; Shipday has not deployed here yet, so there is nothing to compare"
+                ),
+                Drift::Differs { deployed: Some(deployed), found } => tracing::warn!(
+                    env = %name,
+                    found = %found,
+                    deployed = %deployed,
                     "drift: the host's HEAD is not what Shipday deployed"
                 ),
                 Drift::Unreadable(error) => tracing::warn!(env = %name, %error, "cannot read the host's HEAD"),
