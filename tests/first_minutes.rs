@@ -129,3 +129,15 @@ async fn restart(config: &std::path::Path, at: DateTime<Utc>) -> Bot {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn help_keeps_its_columns_with_long_usages_and_shows_options_as_they_are_typed() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let (list, _) = bot.say("grace", "/help").await;
+    insta::assert_snapshot!("help", bot.show(&list));
+    let (deploy, _) = bot.say("grace", "/help deploy").await;
+    let deploy = bot.show(&deploy);
+    assert!(deploy.contains("--emergency REASON  A lead's reason"), "{deploy}");
+    insta::assert_snapshot!("help_deploy", deploy);
+}

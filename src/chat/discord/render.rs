@@ -5,7 +5,7 @@
 //! `<t:…>` timestamps so everyone reads times in their own zone.
 
 use crate::chat::text;
-use crate::command::spec::{CommandBook, MinRole, OptionKind};
+use crate::command::spec::{CommandBook, MinRole};
 use crate::engine::reply::{EnvironmentStatus, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody, Visibility};
 use crate::release::deploy::{DeployRecord, Drift, Outcome, StepRecord, StepResult, Trigger};
@@ -307,7 +307,7 @@ fn help(book: &CommandBook, topic: Option<&str>) -> Value {
                 .options
                 .iter()
                 .map(|o| {
-                    let name = if o.kind == OptionKind::Flag { format!("--{}", o.name) } else { o.placeholder() };
+                    let name = spec.option_label(o);
                     let optional = if o.required { "" } else { " (optional)" };
                     format!("`{name}` {}{optional}", o.description)
                 })

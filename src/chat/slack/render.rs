@@ -7,7 +7,7 @@
 
 use crate::chat::text;
 use crate::command::CommandBook;
-use crate::command::spec::{MinRole, OptionKind};
+use crate::command::spec::MinRole;
 use crate::engine::reply::{EnvironmentStatus, StatusReport};
 use crate::engine::{Reply, ReplyBody};
 use crate::release::deploy::{DeployRecord, Outcome, StepResult, Trigger};
@@ -70,7 +70,7 @@ pub fn help(book: &CommandBook, topic: Option<&str>, fallback: &str) -> SlackMes
                 .options
                 .iter()
                 .map(|o| {
-                    let name = if o.kind == OptionKind::Flag { format!("--{}", o.name) } else { o.placeholder() };
+                    let name = spec.option_label(o);
                     let optional = if o.required { "" } else { " _(optional)_" };
                     format!("• `{name}` {}{optional}", escape(&o.description))
                 })
