@@ -5,36 +5,20 @@
 mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
+use common::sshd::{KeyType, Sshd};
 use common::{Bot, World, refused};
 use shipday::engine::Announcement;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
-/// Everything logged on this thread (at DEBUG) while the guard lives. Tests run on tokio's
-/// current-thread runtime, so the engine's tasks log on this thread too.
-fn capture_logs() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || Writer(writer.clone()))
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    (guard, buffer)
-}
+const SSH_STEPS: &str = r#"
+  { name = "fetch", run = "git fetch --all --prune --quiet" },
+  { name = "checkout", run = "git checkout --quiet --detach {{sha}}" },"#;
 
-struct Writer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Writer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// Everything this test binary logs (tests run in parallel: each looks for its own markers).
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    common::captured_logs()
 }
 
 fn text(logs: &Arc<Mutex<Vec<u8>>>) -> String {
@@ -62,7 +46,7 @@ fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
 
 #[tokio::test]
 async fn a_fresh_start_reads_the_hosts_without_warning_of_drift_where_shipday_never_deployed() {
-    let (_guard, logs) = capture_logs();
+    let logs = logs();
     let world = World::new();
     let bot = Bot::start(&world.config_path());
     // The start-up check has read every host once it recorded what it saw.
@@ -70,13 +54,14 @@ async fn a_fresh_start_reads_the_hosts_without_warning_of_drift_where_shipday_ne
         ["dev", "staging", "production"].iter().all(|env| bot.app.store.observation(env).unwrap().is_some())
     })
     .await;
-    until("the start-up reads to be logged", || text(&logs).matches("nothing to compare").count() == 3).await;
-    let logged = text(&logs);
-    let warnings: Vec<&str> = logged.lines().filter(|l| l.contains("WARN") && l.contains("drift")).collect();
-    assert!(warnings.is_empty(), "a fresh start warns of drift:\n{logged}");
-    assert!(!logged.contains("deployed=nothing"), "{logged}");
-    let line = logged.lines().find(|l| l.contains("env=dev") && l.contains("nothing to compare")).unwrap();
-    assert!(line.contains("INFO"), "{line}");
+    let head = world.head("dev");
+    let ours = |logged: &str| -> Vec<String> {
+        logged.lines().filter(|l| l.contains(&format!("found={head}"))).map(String::from).collect()
+    };
+    until("the start-up read of dev to be logged", || !ours(&text(&logs)).is_empty()).await;
+    let lines = ours(&text(&logs));
+    assert!(lines.iter().all(|l| !l.contains("WARN") && !l.contains("drift")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("INFO") && l.contains("nothing to compare")), "{lines:#?}");
 }
 
 #[tokio::test]
@@ -140,4 +125,58 @@ async fn help_keeps_its_columns_with_long_usages_and_shows_options_as_they_are_t
     let deploy = bot.show(&deploy);
     assert!(deploy.contains("--emergency REASON  A lead's reason"), "{deploy}");
     insta::assert_snapshot!("help_deploy", deploy);
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_logged_once_per_refusal() {
+    let logs = logs();
+    let world = World::new();
+    let sshd = Sshd::start();
+    let known_hosts = sshd.pin();
+    let config = world.ssh_config(&sshd, &known_hosts, SSH_STEPS, "");
+    let sshd = sshd.rotate_host_key();
+    let bot = Bot::start(&config);
+    // The start-up read of dev's HEAD is refused too, and says so once.
+    until("the start-up read of dev", || bot.app.store.observation("dev").unwrap().is_some()).await;
+    // This host's refusals, in the log every test of this binary writes to.
+    let marker = format!("[127.0.0.1]:{} has CHANGED", sshd.port);
+    let refusals = || text(&logs).matches(&marker).count();
+    until("the start-up refusal to be logged", || refusals() > 0).await;
+    assert_eq!(refusals(), 1, "{}", text(&logs));
+    let (reply, _) = bot.say("grace", "/deploy dev feature/login").await;
+    assert!(refused(&reply).contains("has CHANGED"));
+    assert_eq!(refusals(), 2, "one more for the deploy: {}", text(&logs));
+    drop(sshd);
+}
+
+#[tokio::test]
+async fn a_host_offering_another_key_type_is_refused_with_the_fingerprint_it_offered() {
+    let world = World::new();
+    let sshd = Sshd::start_with(KeyType::Ecdsa);
+    // Pin an ed25519 key (made for this test) for the host, which only has an ECDSA key.
+    let other = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(other.path().join("k"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let line = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
+    let known_hosts = sshd.pin_line(line.trim());
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    // What `ssh-keygen -lf` says of the host's real key, as an operator would check it.
+    let host_key = sshd.path().join("host_key.pub");
+    let listed = std::process::Command::new("ssh-keygen").arg("-lf").arg(&host_key).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let fingerprint = listed.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{listed}");
+
+    let bot = Bot::start(&world.ssh_config(&sshd, &known_hosts, SSH_STEPS, ""));
+    let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    let text = refused(&reply);
+    assert!(text.contains(&fingerprint), "no {fingerprint} in: {text}");
+    assert!(text.contains("ecdsa-sha2-nistp256") && text.contains("pinned key is ssh-ed25519"), "{text}");
+    assert!(progress.is_empty());
+    assert!(world.restarts().is_empty());
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), pinned, "the bot never learns a key");
 }
