@@ -5,9 +5,14 @@
 mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
+use common::fake_github::{FakeGitHub, OWNER, REPO};
 use common::sshd::{KeyType, Sshd};
 use common::{Bot, World, refused};
-use shipday::engine::Announcement;
+use shipday::engine::{Announcement, MessageRef, Reaction};
+use shipday::release::approvals::RequestState;
+use shipday::release::deploy::{DeployRecord, Outcome, Trigger};
+use shipday::release::gitref::Sha;
+use shipday::webhook::github::GitHubEvent;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -19,6 +24,11 @@ const SSH_STEPS: &str = r#"
 /// Everything this test binary logs (tests run in parallel: each looks for its own markers).
 fn logs() -> Arc<Mutex<Vec<u8>>> {
     common::captured_logs()
+}
+
+/// Commit ids, which differ from run to run, for snapshots.
+fn shas() -> regex::Regex {
+    regex::Regex::new("\\b[0-9a-f]{8,40}\\b").unwrap()
 }
 
 fn text(logs: &Arc<Mutex<Vec<u8>>>) -> String {
@@ -179,4 +189,144 @@ async fn a_host_offering_another_key_type_is_refused_with_the_fingerprint_it_off
     assert!(progress.is_empty());
     assert!(world.restarts().is_empty());
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), pinned, "the bot never learns a key");
+}
+
+/// The next finished deploy announced to the team (one no command follows).
+async fn finished_deploy(heard: &mut broadcast::Receiver<Announcement>) -> DeployRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, heard.recv()).await.expect("timed out waiting for a deploy");
+        if let Ok(Announcement::Deploy(update)) = next
+            && update.record.is_finished()
+        {
+            return update.record;
+        }
+    }
+}
+
+#[tokio::test]
+async fn deploys_shipday_starts_itself_say_why_they_ran() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    let mut heard = bot.app.engine.announcements();
+
+    // Dev's slot, Sunday 20:00 EAT.
+    let sunday_20_eat = Utc.with_ymd_and_hms(2026, 11, 29, 17, 0, 0).unwrap();
+    bot.clock.set(sunday_20_eat - chrono::Duration::minutes(1));
+    let scheduler = scheduler(&bot);
+    scheduler.tick().await.unwrap();
+    bot.clock.set(sunday_20_eat);
+    scheduler.tick().await.unwrap();
+    let slot = finished_deploy(&mut heard).await;
+    assert_eq!((slot.trigger, slot.outcome.clone()), (Trigger::Scheduled, Outcome::Succeeded));
+
+    // A pull request merged into dev on GitHub.
+    let merged = common::real_merge(
+        world.path(),
+        &world.tip("dev"),
+        &world.tip("feature/login"),
+        "Merge pull request #7 from acme/feature/login",
+    );
+    bot.app
+        .engine
+        .github_event(GitHubEvent::Merged {
+            base: "dev".into(),
+            merge_sha: Sha::parse(&merged).unwrap(),
+            number: 7,
+            title: "Log in".into(),
+            body: String::new(),
+            author: "grace-gh".into(),
+            head_ref: "feature/login".into(),
+        })
+        .await;
+    let merge = finished_deploy(&mut heard).await;
+    assert_eq!((merge.trigger, merge.sha.as_str()), (Trigger::Merge, merged.as_str()));
+
+    // Grace's claim of dev runs out, and Shipday gives dev back.
+    bot.say("grace", "/deploy dev feature/search").await;
+    bot.clock.advance(chrono::Duration::hours(9));
+    bot.app.engine.tick().await;
+    let expired = finished_deploy(&mut heard).await;
+    assert_eq!(expired.trigger, Trigger::Release);
+
+    let requesters: Vec<&str> = [&slot, &merge, &expired].iter().map(|r| r.requested_by_name.as_str()).collect();
+    assert_eq!(
+        requesters,
+        ["Shipday (dev's deploy slot)", "Shipday (merge of PR #7)", "Shipday (Grace's claim of dev expired)"]
+    );
+    let (history, _) = bot.say("grace", "/history dev 3").await;
+    insta::assert_snapshot!("history_of_deploys_shipday_started", shas().replace_all(&bot.show(&history), "SHA"));
+}
+
+/// The playground with the fake GitHub (mirroring the origin) and Ada, a lead, on Slack.
+async fn with_github(world: &World) -> (FakeGitHub, std::path::PathBuf) {
+    let github = FakeGitHub::start().await;
+    common::mirror_origin(world, &github);
+    std::fs::write(world.path().join("github-token"), format!("{}\n", common::fake_github::TOKEN)).unwrap();
+    let text = std::fs::read_to_string(world.config_path()).unwrap();
+    let text = format!(
+        "{text}\n[github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"github-token\" }}\n",
+        github.url
+    )
+    .replace(
+        "[[people]]\nid = \"ada\"\nname = \"Ada\"\nroles = [\"lead\"]",
+        "[[people]]\nid = \"ada\"\nname = \"Ada\"\nroles = [\"lead\"]\nslack = \"UADA\"",
+    );
+    let config = world.path().join("github.toml");
+    std::fs::write(&config, text).unwrap();
+    (github, config)
+}
+
+#[tokio::test]
+async fn a_promotion_shows_approval_times_in_the_teams_zone_and_its_deploy_names_the_request() {
+    let world = World::new();
+    let (_github, config) = with_github(&world).await;
+    let bot = Bot::start(&config);
+    // Wednesday 2 Dec 2026, 07:40 EAT: production's slot.
+    bot.clock.set(Utc.with_ymd_and_hms(2026, 12, 2, 4, 40, 0).unwrap());
+    bot.say("ada", "/deploy staging staging").await;
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = MessageRef { channel: "C-RELEASES".into(), id: "1700000000.000001".into() };
+    bot.app.engine.bind_message(request.id, "slack", message.clone()).await;
+    bot.app
+        .engine
+        .react(Reaction {
+            platform: "slack".into(),
+            user_id: "UADA".into(),
+            platform_roles: vec![],
+            emoji: "white_check_mark".into(),
+            message,
+            added: true,
+            at: Utc::now(),
+        })
+        .await;
+    let done =
+        promotion_until(&mut heard, |s| matches!(s, RequestState::Done { .. } | RequestState::Failed { .. })).await;
+    let RequestState::Done { deploy_id } = done.state else { panic!("{:?}", done.state) };
+    let tally = done.tally(bot.app.config.timezone);
+    assert!(tally.contains("approved by Ada (07:40 EAT)"), "{tally}");
+    let record = bot.app.store.deploy(deploy_id).unwrap().unwrap();
+    assert_eq!(record.requested_by_name, format!("Shipday (promotion request #{})", request.id));
+    insta::assert_snapshot!(
+        "promotion_done",
+        shas().replace_all(&shipday::chat::text::promotion(&done, bot.app.config.timezone), "SHA")
+    );
+}
+
+/// Waits for an announced promotion request to reach a state matching `done`.
+async fn promotion_until(
+    heard: &mut broadcast::Receiver<Announcement>,
+    done: impl Fn(&RequestState) -> bool,
+) -> shipday::release::approvals::PromotionRequest {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, heard.recv()).await.expect("timed out waiting for the promotion");
+        if let Ok(Announcement::Promotion(view)) = next
+            && done(&view.request.state)
+        {
+            return view.request;
+        }
+    }
 }

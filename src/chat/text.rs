@@ -405,6 +405,6 @@ pub fn promotion(request: &PromotionRequest, tz: Tz) -> String {
         out.push_str(request.notes.trim_end());
         out.push('\n');
     }
-    out.push_str(&request.tally());
+    out.push_str(&request.tally(tz));
     out
 }

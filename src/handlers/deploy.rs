@@ -438,6 +438,9 @@ pub(crate) struct ShipdayDeploy {
     pub emergency: Option<String>,
     /// What the audit log shows as the command.
     pub audit_text: String,
+    /// Why Shipday deploys, for people: "dev's deploy slot", "merge of PR #12". It names the
+    /// requester ("Shipday (merge of PR #12)"), so the team sees what started each deploy.
+    pub why: String,
 }
 
 impl Engine {
@@ -446,8 +449,9 @@ impl Engine {
     pub(crate) async fn deploy_as_shipday(&mut self, deploy: ShipdayDeploy) -> tokio::sync::oneshot::Receiver<Reply> {
         let (reply, answered) = tokio::sync::oneshot::channel();
         let invocation = crate::engine::Invocation::new("scheduler", "shipday", &deploy.audit_text);
-        let person = Some(crate::handlers::calendar::scheduler_person());
-        let pending = Pending { invocation, person, reply };
+        let mut person = crate::handlers::calendar::scheduler_person();
+        person.name = format!("Shipday ({})", deploy.why);
+        let pending = Pending { invocation, person: Some(person), reply };
         let request = DeployRequest {
             env: deploy.env,
             git_ref: deploy.git_ref,
