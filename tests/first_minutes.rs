@@ -330,3 +330,16 @@ async fn promotion_until(
         }
     }
 }
+
+#[tokio::test]
+async fn a_deploy_that_claims_an_environment_says_until_when_in_the_teams_zone() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    // Monday 30 Nov 2026, 09:30 EAT.
+    bot.clock.set(Utc.with_ymd_and_hms(2026, 11, 30, 6, 30, 0).unwrap());
+    let (reply, _) = bot.say("grace", "/deploy dev feature/login").await;
+    insta::assert_snapshot!("claiming_deploy_reply", shas().replace_all(&bot.show(&reply), "SHA"));
+    // Deploying dev's own branch claims nothing, and says nothing about it.
+    let (reply, _) = bot.say("grace", "/release dev").await;
+    assert!(!bot.show(&reply).contains("yours"), "{}", bot.show(&reply));
+}

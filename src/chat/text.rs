@@ -20,7 +20,7 @@ pub fn reply(reply: &Reply, tz: Tz) -> String {
     match &reply.body {
         ReplyBody::Refused(text) => format!("✋ {text}"),
         ReplyBody::Text(text) => text.clone(),
-        ReplyBody::Deploy(record) => deploy_started(record),
+        ReplyBody::Deploy(record) => deploy_started(record, tz),
         ReplyBody::DryRun(plan) => dry_run(plan),
         ReplyBody::Status(report) => status(report, tz),
         ReplyBody::History(records) => history(records, tz),
@@ -104,13 +104,28 @@ pub fn calendar_lines(view: &CalendarView, now: DateTime<Utc>) -> String {
     out.trim_end().to_owned()
 }
 
-fn deploy_started(record: &DeployRecord) -> String {
+fn deploy_started(record: &DeployRecord, tz: Tz) -> String {
     let mut out = deploy_started_line(record);
+    if let Some(claim) = claim_line(record, tz) {
+        out.push(' ');
+        out.push_str(&claim);
+    }
     if let Some(migrations) = &record.migrations {
         out.push(' ');
         out.push_str(&migrations.summary(&record.env));
     }
     out
+}
+
+/// "dev is now yours until `/release dev` or 17:30 EAT", when the deploy claimed its
+/// environment: the requester learns both ways the claim ends. `tz` is the team's zone.
+pub fn claim_line(record: &DeployRecord, tz: Tz) -> Option<String> {
+    let until = record.claimed_until?;
+    let local = until.with_timezone(&tz);
+    let same_day = local.date_naive() == record.started_at.with_timezone(&tz).date_naive();
+    let at = if same_day { local.format("%H:%M %Z") } else { local.format("%a %d %b %H:%M %Z") };
+    let env = &record.env;
+    Some(format!("{env} is now yours until `/release {env}` or {at}."))
 }
 
 fn deploy_started_line(record: &DeployRecord) -> String {

@@ -10,7 +10,7 @@ use crate::engine::{
 };
 use crate::release::Refusal;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, Trigger};
-use crate::release::locks::{ActiveDeploy, HoldChange, HoldKind, admit_deploy, admit_release};
+use crate::release::locks::{ActiveDeploy, Hold, HoldChange, HoldKind, admit_deploy, admit_release};
 use crate::release::migrations::{BranchMigrations, MigrationDebt};
 use crate::release::plan::{DeployPlan, build_plan, parse_resolution, resolve_script, undo_steps};
 use crate::release::policy::check_deploy_slot;
@@ -218,6 +218,10 @@ impl Engine {
                 steps: Vec::new(),
                 outcome: Outcome::Running,
                 tickets: Vec::new(),
+                claimed_until: match &change {
+                    HoldChange::Set(Hold { kind: HoldKind::Claim { expires_at, .. }, .. }) => Some(*expires_at),
+                    _ => None,
+                },
             },
             Err(error) => {
                 session.close().await;

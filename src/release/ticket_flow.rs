@@ -340,6 +340,7 @@ mod tests {
             steps: Vec::new(),
             outcome,
             tickets: Vec::new(),
+            claimed_until: None,
         }
     }
 

@@ -387,6 +387,7 @@ mod tests {
             emergency: None,
             migrations: None,
             tickets: Vec::new(),
+            claimed_until: None,
             started_at: at,
             finished_at: None,
             steps,

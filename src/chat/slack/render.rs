@@ -34,7 +34,7 @@ pub fn reply(reply: &Reply, tz: Tz, now: DateTime<Utc>) -> SlackMessageContent {
     let blocks = match &reply.body {
         ReplyBody::Refused(refusal) => vec![section(&format!("✋ {}", escape(refusal)))],
         ReplyBody::Text(answer) => vec![section(&escape(answer))],
-        ReplyBody::Deploy(record) => return deploy(record, now),
+        ReplyBody::Deploy(record) => return deploy(record, now, tz),
         ReplyBody::DryRun(plan) => dry_run(plan),
         ReplyBody::Status(report) => status(report, tz),
         ReplyBody::History(records) => history(records, tz),
@@ -101,7 +101,7 @@ pub fn help(book: &CommandBook, topic: Option<&str>, fallback: &str) -> SlackMes
 
 /// The one message of a deploy, as it stands: each step with its status, the commit, who,
 /// elapsed time, and the outcome once there is one.
-pub fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> SlackMessageContent {
+pub fn deploy(record: &DeployRecord, now: DateTime<Utc>, tz: Tz) -> SlackMessageContent {
     let verb = match record.trigger {
         Trigger::Command => "Deploy",
         Trigger::Release => "Release (redeploy)",
@@ -143,6 +143,9 @@ pub fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> SlackMessageContent 
         _ => escape(&text::outcome_line(record, now)),
     };
     blocks.push(context(&summary));
+    if let Some(claim) = text::claim_line(record, tz) {
+        blocks.push(context(&escape(&claim)));
+    }
     let fallback = match &record.outcome {
         Outcome::Running => format!(
             "⏳ Deploy #{} of `{}` ({}) to {} by {} is running.",
