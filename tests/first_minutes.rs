@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::fake_github::{FakeGitHub, OWNER, REPO};
 use common::sshd::{KeyType, Sshd};
 use common::{Bot, World, refused};
-use shipday::engine::{Announcement, MessageRef, Reaction};
+use shipday::engine::{Announcement, MessageRef, Reaction, ReplyBody};
 use shipday::release::approvals::RequestState;
 use shipday::release::deploy::{DeployRecord, Outcome, Trigger};
 use shipday::release::gitref::Sha;
@@ -342,4 +342,50 @@ async fn a_deploy_that_claims_an_environment_says_until_when_in_the_teams_zone()
     // Deploying dev's own branch claims nothing, and says nothing about it.
     let (reply, _) = bot.say("grace", "/release dev").await;
     assert!(!bot.show(&reply).contains("yours"), "{}", bot.show(&reply));
+}
+
+#[tokio::test]
+async fn a_dry_run_while_someone_holds_the_environment_runs_and_says_the_real_deploy_would_be_refused() {
+    let world = World::new();
+    let healthy = common::http_server(200).await;
+    let config = world.config_path();
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "claim_ttl = \"8h\"",
+        &format!("claim_ttl = \"8h\"\nhealth_url = \"{healthy}\"\nhealth_timeout = \"2s\""),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let bot = Bot::start(&config);
+    bot.clock.set(Utc.with_ymd_and_hms(2026, 11, 30, 6, 30, 0).unwrap());
+    bot.say("grace", "/deploy dev feature/login").await;
+    let before = world.head("dev");
+    let hold = bot.app.store.hold("dev").unwrap();
+
+    let (reply, progress) = bot.say("linus", "/deploy dev feature/search --dry-run").await;
+    let ReplyBody::DryRun(plan) = &reply.body else { panic!("{reply:?}") };
+    assert_eq!(plan.sha.as_str(), world.tip("feature/search"));
+    assert!(progress.is_empty());
+    assert_eq!(world.head("dev"), before, "nothing changed");
+    assert_eq!(bot.app.store.hold("dev").unwrap(), hold, "Grace still holds dev");
+    let shown = shas().replace_all(&bot.show(&reply), "SHA").replace(&healthy, "http://HOST/health");
+    insta::assert_snapshot!("dry_run_while_held", shown);
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_the_undo_of_another_branchs_migrations_first() {
+    let world = common::django::DjangoWorld::new();
+    let sshd = Sshd::start();
+    let bot = Bot::start(&world.config(&sshd, &sshd.pin()));
+    let (_, progress) = bot.say("grace", "/deploy dev feature/discount").await;
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    let applied = world.applied();
+
+    // Ada may look at what deploying dev's own branch would do while Grace holds dev.
+    let (reply, _) = bot.say("ada", "/deploy dev dev --dry-run").await;
+    let ReplyBody::DryRun(plan) = &reply.body else { panic!("{reply:?}") };
+    assert!(plan.steps[0].name.starts_with("undo orders migrations"), "{:?}", plan.steps[0].name);
+    let shown = bot.show(&reply);
+    assert!(shown.contains("manage.py migrate orders 0001_initial --noinput"), "{shown}");
+    assert!(shown.contains("A real deploy would be refused now: dev is claimed by Grace"), "{shown}");
+    assert_eq!(world.applied(), applied, "nothing was undone");
 }

@@ -153,7 +153,10 @@ fn dry_run(plan: &DeployPlan) -> String {
     for (i, step) in plan.steps.iter().enumerate() {
         out.push_str(&format!("  {}. {}: {}  (limit {}s)\n", i + 1, step.name, step.command, step.timeout.as_secs()));
     }
-    out.push_str("  then HEAD is checked against the commit. Nothing was changed.");
+    for line in dry_run_ending(plan) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.truncate(out.trim_end().len());
     if let Some(migrations) = &plan.migrations {
         out.push('\n');
         out.push_str(&migrations.summary(&plan.env));
@@ -165,6 +168,20 @@ fn dry_run(plan: &DeployPlan) -> String {
         }
     }
     out
+}
+
+/// How a dry run ends, one line each: the HEAD check, the health check, that nothing
+/// changed, and whether the real deploy would be refused now (and why).
+pub fn dry_run_ending(plan: &DeployPlan) -> Vec<String> {
+    let mut lines = vec!["then HEAD is checked against the commit.".to_owned()];
+    if let Some((url, limit)) = &plan.health {
+        lines.push(format!("then the health check: {url} must answer 2xx within {}s.", limit.as_secs()));
+    }
+    lines.push("Nothing was changed.".into());
+    if let Some(refusal) = &plan.would_refuse {
+        lines.push(format!("⚠️ A real deploy would be refused now: {refusal}"));
+    }
+    lines
 }
 
 /// Seconds with one decimal.

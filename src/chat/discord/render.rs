@@ -177,7 +177,7 @@ fn dry_run(plan: &DeployPlan) -> Value {
             format!("{}. **{}** `{}` (limit {}s)", i + 1, s.name, s.command.replace('`', "ˋ"), s.timeout.as_secs())
         })
         .collect();
-    lines.push("…then HEAD is checked against the commit. Nothing was changed.".into());
+    lines.extend(text::dry_run_ending(plan).into_iter().map(|l| format!("…{l}")));
     json!({
         "title": clip(&format!("Dry run: `{}` on {}", plan.git_ref, plan.env), TITLE_MAX),
         "description": clip(&lines.join("\n"), DESCRIPTION_MAX),

@@ -192,7 +192,7 @@ fn dry_run(plan: &DeployPlan) -> Vec<SlackBlock> {
         header(&format!("Dry run: {} to {}", plan.git_ref, plan.env)),
         section(&format!("`{}` resolves to `{}`. These steps would run:", escape(plan.git_ref.as_str()), plan.sha)),
         section(&steps.join("\n")),
-        context("Then HEAD is checked against the commit. Nothing was changed."),
+        context(&escape(&text::dry_run_ending(plan).join(" "))),
     ]
 }
 
