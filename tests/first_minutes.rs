@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
-use common::fake_github::{FakeGitHub, OWNER, REPO};
+use common::fake_github::{FakeGitHub, FakeProtection, OWNER, REPO};
 use common::sshd::{KeyType, Sshd};
 use common::{Bot, World, refused};
 use shipday::engine::{Announcement, MessageRef, Reaction, ReplyBody};
@@ -388,4 +388,31 @@ async fn a_dry_run_lists_the_undo_of_another_branchs_migrations_first() {
     assert!(shown.contains("manage.py migrate orders 0001_initial --noinput"), "{shown}");
     assert!(shown.contains("A real deploy would be refused now: dev is claimed by Grace"), "{shown}");
     assert_eq!(world.applied(), applied, "nothing was undone");
+}
+
+#[tokio::test]
+async fn status_shows_dev_protected_once_it_is_protected_on_github_without_a_restart() {
+    let world = World::new();
+    let (github, config) = with_github(&world).await;
+    let bot = Bot::start(&config);
+    let status = || async { bot.show(&bot.say("grace", "/status").await.0) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status().await.contains("`dev` is NOT protected on GitHub") {
+        assert!(Instant::now() < deadline, "the start-up protection check never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A lead protects dev on GitHub. Within a few minutes /status tells the truth.
+    github.protect("dev", FakeProtection { requires_pull_request: true, ..FakeProtection::default() });
+    bot.clock.advance(chrono::Duration::minutes(6));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = status().await;
+        if shown.contains("`dev` is protected on GitHub: changes reach it only through pull requests.") {
+            assert!(!shown.contains("NOT protected"), "{shown}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still: {shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
