@@ -97,6 +97,7 @@ fn main() {
                     Outcome::Succeeded
                 },
                 tickets: Vec::new(),
+                claimed_until: None,
             };
             store.put_deploy(&record).unwrap();
         }

@@ -132,7 +132,7 @@ async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
     let merged = s.github.branch("master").unwrap();
     assert_eq!(record.sha, merged, "production runs exactly the merge GitHub made");
     assert_eq!(s.world.head("production"), merged.as_str());
-    assert!(done.tally().contains("approved by Ada"), "{}", done.tally());
+    assert!(done.tally(chrono_tz::UTC).contains("approved by Ada"), "{}", done.tally(chrono_tz::UTC));
     // GitHub's environment view shows what Shipday deployed.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(

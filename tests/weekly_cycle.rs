@@ -199,7 +199,11 @@ async fn the_whole_weekly_cycle() {
     })
     .await;
     let RequestState::Done { deploy_id } = shipped.state else { panic!("{:?}", shipped.state) };
-    assert!(shipped.tally().contains("Ada") && shipped.tally().contains("Bob"), "{}", shipped.tally());
+    assert!(
+        shipped.tally(chrono_tz::UTC).contains("Ada") && shipped.tally(chrono_tz::UTC).contains("Bob"),
+        "{}",
+        shipped.tally(chrono_tz::UTC)
+    );
     let production = bot.app.store.deploy(deploy_id).unwrap().unwrap();
     assert_eq!(production.sha, github.branch("master").unwrap(), "production runs exactly the merge");
     assert_eq!(world.head("production"), production.sha.as_str());

@@ -120,7 +120,7 @@ async fn print_announcements(
             Ok(Announcement::Promotion(view)) => {
                 let request = &view.request;
                 if view.messages.iter().any(|(platform, _)| platform == "console") {
-                    println!("📣 Promotion #{}: {}", request.id, request.tally());
+                    println!("📣 Promotion #{}: {}", request.id, request.tally(config.timezone));
                 } else {
                     println!("📣 {}", text::promotion(request, config.timezone));
                     println!("   (in the console, vote with `!react {} ✅` or `!react {} ❌`)", request.id, request.id);

@@ -4,7 +4,7 @@
 use crate::engine::reply::{CalendarView, EnvironmentStatus, JiraView, ScheduleView, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody};
 use crate::release::approvals::PromotionRequest;
-use crate::release::calendar::{Firing, FiringKind, WindowState};
+use crate::release::calendar::{Firing, FiringKind, ReminderEvent, WindowState};
 use crate::release::deploy::{DeployEvent, DeployRecord, Drift, Observation, Outcome, StepResult, Trigger};
 use crate::release::migrations::MigrationDebt;
 use crate::release::plan::DeployPlan;
@@ -20,7 +20,7 @@ pub fn reply(reply: &Reply, tz: Tz) -> String {
     match &reply.body {
         ReplyBody::Refused(text) => format!("✋ {text}"),
         ReplyBody::Text(text) => text.clone(),
-        ReplyBody::Deploy(record) => deploy_started(record),
+        ReplyBody::Deploy(record) => deploy_started(record, tz),
         ReplyBody::DryRun(plan) => dry_run(plan),
         ReplyBody::Status(report) => status(report, tz),
         ReplyBody::History(records) => history(records, tz),
@@ -34,7 +34,29 @@ pub fn firing_words(firing: &Firing) -> String {
         FiringKind::Slot { env } => format!("{env} deploy slot"),
         FiringKind::WindowOpens => "ticket-drag window opens".into(),
         FiringKind::WindowCloses => "ticket-drag window closes".into(),
-        FiringKind::Reminder { .. } => format!("reminder ({})", firing.job),
+        FiringKind::Reminder { event, offset_minutes } => reminder_words(event, *offset_minutes),
+    }
+}
+
+/// A reminder in people's words ("reminder 30m before the production deploy slot"), never
+/// its internal job id.
+fn reminder_words(event: &ReminderEvent, offset_minutes: i64) -> String {
+    let what = match event {
+        ReminderEvent::WindowOpens => "the ticket-drag window opens".to_owned(),
+        ReminderEvent::WindowCloses => "the ticket-drag window closes".to_owned(),
+        ReminderEvent::Slot { env } => format!("the {env} deploy slot starts"),
+    };
+    let minutes = offset_minutes.unsigned_abs();
+    let span = match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} minute{}", if m == 1 { "" } else { "s" }),
+        (1, 0) => "1 hour".to_owned(),
+        (h, 0) => format!("{h} hours"),
+        (h, m) => format!("{h}h {m}m"),
+    };
+    match offset_minutes {
+        0 => format!("reminder as {what}"),
+        m if m < 0 => format!("reminder {span} before {what}"),
+        _ => format!("reminder {span} after {what}"),
     }
 }
 
@@ -82,13 +104,28 @@ pub fn calendar_lines(view: &CalendarView, now: DateTime<Utc>) -> String {
     out.trim_end().to_owned()
 }
 
-fn deploy_started(record: &DeployRecord) -> String {
+fn deploy_started(record: &DeployRecord, tz: Tz) -> String {
     let mut out = deploy_started_line(record);
+    if let Some(claim) = claim_line(record, tz) {
+        out.push(' ');
+        out.push_str(&claim);
+    }
     if let Some(migrations) = &record.migrations {
         out.push(' ');
         out.push_str(&migrations.summary(&record.env));
     }
     out
+}
+
+/// "dev is now yours until `/release dev` or 17:30 EAT", when the deploy claimed its
+/// environment: the requester learns both ways the claim ends. `tz` is the team's zone.
+pub fn claim_line(record: &DeployRecord, tz: Tz) -> Option<String> {
+    let until = record.claimed_until?;
+    let local = until.with_timezone(&tz);
+    let same_day = local.date_naive() == record.started_at.with_timezone(&tz).date_naive();
+    let at = if same_day { local.format("%H:%M %Z") } else { local.format("%a %d %b %H:%M %Z") };
+    let env = &record.env;
+    Some(format!("{env} is now yours until `/release {env}` or {at}."))
 }
 
 fn deploy_started_line(record: &DeployRecord) -> String {
@@ -116,7 +153,10 @@ fn dry_run(plan: &DeployPlan) -> String {
     for (i, step) in plan.steps.iter().enumerate() {
         out.push_str(&format!("  {}. {}: {}  (limit {}s)\n", i + 1, step.name, step.command, step.timeout.as_secs()));
     }
-    out.push_str("  then HEAD is checked against the commit. Nothing was changed.");
+    for line in dry_run_ending(plan) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.truncate(out.trim_end().len());
     if let Some(migrations) = &plan.migrations {
         out.push('\n');
         out.push_str(&migrations.summary(&plan.env));
@@ -128,6 +168,20 @@ fn dry_run(plan: &DeployPlan) -> String {
         }
     }
     out
+}
+
+/// How a dry run ends, one line each: the HEAD check, the health check, that nothing
+/// changed, and whether the real deploy would be refused now (and why).
+pub fn dry_run_ending(plan: &DeployPlan) -> Vec<String> {
+    let mut lines = vec!["then HEAD is checked against the commit.".to_owned()];
+    if let Some((url, limit)) = &plan.health {
+        lines.push(format!("then the health check: {url} must answer 2xx within {}s.", limit.as_secs()));
+    }
+    lines.push("Nothing was changed.".into());
+    if let Some(refusal) = &plan.would_refuse {
+        lines.push(format!("⚠️ A real deploy would be refused now: {refusal}"));
+    }
+    lines
 }
 
 /// Seconds with one decimal.
@@ -383,6 +437,6 @@ pub fn promotion(request: &PromotionRequest, tz: Tz) -> String {
         out.push_str(request.notes.trim_end());
         out.push('\n');
     }
-    out.push_str(&request.tally());
+    out.push_str(&request.tally(tz));
     out
 }

@@ -104,24 +104,60 @@ impl client::Handler for PinnedHost {
                         key.algorithm()
                     ))
                 } else {
-                    Err(format!(
-                        "{} offered a {} host key ({fingerprint}), but the pinned key is {}",
-                        self.name,
-                        key.algorithm(),
-                        pinned_types(&self.pinned)
-                    ))
+                    Err(other_type(&self.name, key, &self.pinned))
                 }
             }
         };
         match verdict {
             Ok(()) => Ok(true),
             Err(refusal) => {
-                tracing::warn!(host = %self.name, %refusal, "host key refused");
+                // Not logged here: the refusal is the connection's error, and whoever asked
+                // for the connection reports it (once).
                 *self.refusal.lock().expect("refusal lock") = Some(refusal);
                 Ok(false)
             }
         }
     }
+}
+
+/// The refusal for a host whose key is of another type than the pinned one, with the
+/// fingerprint to check on the droplet's console.
+fn other_type(name: &str, offered: &PublicKey, pinned: &[PublicKey]) -> String {
+    format!(
+        "{name} offered a {} host key ({}), but the pinned key is {}. If the droplet really has that key (check \
+         its fingerprint on the droplet's console with `ssh-keygen -lf` on its host key), pin it in known_hosts",
+        offered.algorithm(),
+        offered.fingerprint(HashAlg::Sha256),
+        pinned_types(pinned)
+    )
+}
+
+/// Learns which host key a host offers when it has none of the pinned types, so the refusal
+/// can show its fingerprint. Every key type is allowed in this negotiation, and the key is
+/// refused whatever it is: nothing runs and nothing is learned for later.
+struct Probe {
+    offered: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for Probe {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, offered: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        if let PublicKeyOrCertificate::PublicKey { key, .. } = offered {
+            *self.offered.lock().expect("probe lock") = Some(key.clone());
+        }
+        Ok(false)
+    }
+}
+
+/// The key `target` offers when any key type may be negotiated (see [`Probe`]).
+async fn offered_key(target: &SshTarget) -> Option<PublicKey> {
+    let offered = Arc::new(Mutex::new(None));
+    let probe = Probe { offered: offered.clone() };
+    let config = Arc::new(client::Config { inactivity_timeout: None, ..client::Config::default() });
+    let connecting = client::connect(config, (target.host.as_str(), target.port), probe);
+    let _ = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await;
+    offered.lock().expect("probe lock").take()
 }
 
 fn pinned_types(keys: &[PublicKey]) -> String {
@@ -153,7 +189,10 @@ impl RemoteExec for SshExec {
                     bail!(refusal);
                 }
                 if matches!(error, russh::Error::NoCommonAlgo { .. }) {
-                    bail!("{name} offers no host key of the pinned type ({})", pinned_types(&self.pinned));
+                    match offered_key(target).await {
+                        Some(key) => bail!(other_type(&name, &key, &self.pinned)),
+                        None => bail!("{name} offers no host key of the pinned type ({})", pinned_types(&self.pinned)),
+                    }
                 }
                 bail!("cannot connect to {name}: {error}");
             }

@@ -184,9 +184,7 @@ impl Context<'_> {
                     self.environments.join(", ")
                 ))
             }
-            OptionKind::Ref => {
-                GitRef::parse(value).map(|_| ()).map_err(|e| format!("{e}. Use letters, digits and . _ / - only."))
-            }
+            OptionKind::Ref => GitRef::parse(value).map(|_| ()).map_err(|e| format!("{e}.")),
             OptionKind::Number => match value.parse::<usize>() {
                 Ok(n) if (1..=MAX_HISTORY).contains(&n) => Ok(()),
                 _ => Err(format!("{} must be a whole number from 1 to {MAX_HISTORY}.", option.placeholder())),

@@ -82,6 +82,29 @@ pub struct OptionSpec {
     pub choices: Vec<String>,
 }
 
+impl CommandSpec {
+    /// An option as a person types it, for help: `ENV`, `--dry-run`, `--emergency REASON`. A
+    /// named option's value is called what the usage line calls it, so the two never differ.
+    pub fn option_label(&self, option: &OptionSpec) -> String {
+        match (option.kind, option.long) {
+            (OptionKind::Flag, _) => format!("--{}", option.name),
+            (_, true) => {
+                let flag = format!("--{}", option.name);
+                let value = self
+                    .usage
+                    .split_whitespace()
+                    .skip_while(|word| word.trim_start_matches('[') != flag)
+                    .nth(1)
+                    .map(|word| word.trim_end_matches(']').to_owned())
+                    .filter(|word| !word.is_empty() && !word.starts_with("--"))
+                    .unwrap_or_else(|| option.placeholder());
+                format!("{flag} {value}")
+            }
+            (_, false) => option.placeholder(),
+        }
+    }
+}
+
 impl OptionSpec {
     /// Whether the option is written by name (`--dry-run`, `--emergency "why"`).
     pub fn is_named(&self) -> bool {

@@ -132,6 +132,9 @@ pub(crate) struct RunningDeploy {
     pub new_debt: Option<MigrationDebt>,
 }
 
+/// How long what GitHub said about branch protection is trusted before it is asked again.
+pub(crate) const PROTECTION_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// Most events handled between two flushes of the store (group commit).
 const GROUP_COMMIT_MAX: usize = 128;
 
@@ -165,6 +168,9 @@ pub struct Engine {
     pub(crate) github: Option<Arc<crate::clients::github::GitHubClient>>,
     /// What GitHub last said about the first environment's branch protection.
     pub(crate) protection: Option<String>,
+    /// When Shipday last asked GitHub about it: older than [`PROTECTION_TTL`], it is asked
+    /// again, so a branch protected after start-up shows as protected.
+    pub(crate) protection_asked: Option<DateTime<Utc>>,
     /// Wakes the worker that delivers ticket moves to Jira (with `jira`).
     pub(crate) outbox: Option<crate::jira_outbox::OutboxHandle>,
 }
@@ -299,6 +305,7 @@ impl Engine {
             jira,
             github,
             protection: None,
+            protection_asked: None,
             outbox: outbox.clone(),
         };
         engine.resume_ticket_scans();
@@ -364,7 +371,7 @@ impl Engine {
                 // The start-up checks: drift on the hosts, promotions to resume, protection.
                 self.read_heads(None, None);
                 self.resume_promotions(true).await;
-                self.check_protection();
+                self.refresh_protection(true);
             }
             Event::Promotion(event) => self.promotion_event(event).await,
             Event::Protection(text) => self.protection = Some(text),
@@ -384,6 +391,7 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::Tick(done) => {
+                self.refresh_protection(false);
                 self.tick().await;
                 let _ = done.send(());
             }

@@ -179,6 +179,7 @@ impl Engine {
             trigger: Trigger::Scheduled,
             emergency: None,
             audit_text: format!("/deploy {env} {} (slot)", environment.branch),
+            why: format!("{env}'s deploy slot"),
         };
         self.deploy_as_shipday_or_say_why(deploy, format!("⏭️ {env}'s scheduled deploy did not run")).await;
     }
@@ -212,6 +213,7 @@ impl Engine {
                 trigger: Trigger::Release,
                 emergency: None,
                 audit_text: format!("/release {env} (claim expired)"),
+                why: format!("{}'s claim of {env} expired", hold.holder_name),
             };
             self.deploy_as_shipday_or_say_why(deploy, format!("⏭️ {env}'s expired claim was not released")).await;
         }

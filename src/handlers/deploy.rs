@@ -10,7 +10,7 @@ use crate::engine::{
 };
 use crate::release::Refusal;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, Trigger};
-use crate::release::locks::{ActiveDeploy, HoldChange, HoldKind, admit_deploy, admit_release};
+use crate::release::locks::{ActiveDeploy, Hold, HoldChange, HoldKind, admit_deploy, admit_release};
 use crate::release::migrations::{BranchMigrations, MigrationDebt};
 use crate::release::plan::{DeployPlan, build_plan, parse_resolution, resolve_script, undo_steps};
 use crate::release::policy::check_deploy_slot;
@@ -77,8 +77,10 @@ impl Engine {
             None => self.store.active(&request.env).map_err(store)?,
         };
         match request.trigger {
+            // A dry run changes nothing, so holds and running deploys do not stop it; its
+            // reply says whether the real deploy would be refused (see `would_refuse`).
             Trigger::Command if request.dry_run => {
-                admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), None).map(|_| HoldChange::Keep)
+                admit_deploy(now, environment, person, &request.git_ref, None, None).map(|_| HoldChange::Keep)
             }
             Trigger::Command | Trigger::Scheduled => {
                 admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
@@ -99,6 +101,26 @@ impl Engine {
                 admit_release(now, environment, person, hold.as_ref(), active.as_ref()).map(|()| HoldChange::Keep)
             }
         }
+    }
+
+    /// Why the deploy a dry run shows would be refused if it were real, now.
+    fn would_refuse(&self, request: &DeployRequest, pending: &Pending, now: DateTime<Utc>) -> Option<String> {
+        let real = DeployRequest {
+            env: request.env.clone(),
+            git_ref: request.git_ref.clone(),
+            dry_run: false,
+            emergency: request.emergency.clone(),
+            force: request.force,
+            trigger: request.trigger,
+        };
+        if let Err(refusal) = self.admit(&real, pending, now) {
+            return Some(refusal.0);
+        }
+        let environment = self.config.environment(&request.env)?;
+        let person = pending.person.as_ref()?;
+        check_deploy_slot(&self.config.calendar, environment, person, request.emergency.as_deref(), now)
+            .err()
+            .map(|r| r.0)
     }
 
     fn start_resolving(&mut self, request: DeployRequest, pending: Pending, now: DateTime<Utc>) {
@@ -191,6 +213,8 @@ impl Engine {
         let (plan, pays_debt, new_debt) = plan_with_guard(&environment, &request, &sha, &person, migrations, debt);
         if request.dry_run {
             session.close().await;
+            let mut plan = plan;
+            plan.would_refuse = self.would_refuse(&request, &pending, now);
             let decision = format!("dry run of `{}` on {} at {sha}", request.git_ref, request.env);
             let reply = Reply { visibility: Visibility::Ephemeral, body: ReplyBody::DryRun(plan) };
             return self.answer(pending, Handled::Reply { reply, decision }).await;
@@ -218,6 +242,10 @@ impl Engine {
                 steps: Vec::new(),
                 outcome: Outcome::Running,
                 tickets: Vec::new(),
+                claimed_until: match &change {
+                    HoldChange::Set(Hold { kind: HoldKind::Claim { expires_at, .. }, .. }) => Some(*expires_at),
+                    _ => None,
+                },
             },
             Err(error) => {
                 session.close().await;
@@ -438,6 +466,9 @@ pub(crate) struct ShipdayDeploy {
     pub emergency: Option<String>,
     /// What the audit log shows as the command.
     pub audit_text: String,
+    /// Why Shipday deploys, for people: "dev's deploy slot", "merge of PR #12". It names the
+    /// requester ("Shipday (merge of PR #12)"), so the team sees what started each deploy.
+    pub why: String,
 }
 
 impl Engine {
@@ -446,8 +477,9 @@ impl Engine {
     pub(crate) async fn deploy_as_shipday(&mut self, deploy: ShipdayDeploy) -> tokio::sync::oneshot::Receiver<Reply> {
         let (reply, answered) = tokio::sync::oneshot::channel();
         let invocation = crate::engine::Invocation::new("scheduler", "shipday", &deploy.audit_text);
-        let person = Some(crate::handlers::calendar::scheduler_person());
-        let pending = Pending { invocation, person, reply };
+        let mut person = crate::handlers::calendar::scheduler_person();
+        person.name = format!("Shipday ({})", deploy.why);
+        let pending = Pending { invocation, person: Some(person), reply };
         let request = DeployRequest {
             env: deploy.env,
             git_ref: deploy.git_ref,

@@ -109,7 +109,7 @@ impl Engine {
                 "Promotion #{} of {} from {from} to {to} is already open ({}). React on its message instead.",
                 existing.id,
                 live.sha.short(),
-                existing.tally()
+                existing.tally(self.config.timezone)
             ));
         }
         let target_env = self.config.environment(to).expect("checked above").clone();
@@ -330,6 +330,7 @@ impl Engine {
             trigger: Trigger::Promotion,
             emergency: request.emergency.clone(),
             audit_text: format!("/deploy {} {} (promotion #{})", request.to, merged, request.id),
+            why: format!("promotion request #{}", request.id),
         };
         let answered = self.deploy_as_shipday(deploy).await;
         if let Some(events) = self.events.upgrade() {
@@ -390,7 +391,7 @@ impl Engine {
                 request.to,
                 record.id
             ),
-            _ => format!("❌ Promotion #{} did not ship: {}.", request.id, request.tally()),
+            _ => format!("❌ Promotion #{} did not ship: {}.", request.id, request.tally(self.config.timezone)),
         };
         self.announce(Announcement::Text(format!("{outcome}\n{}", request.notes.trim_end())));
     }
@@ -491,6 +492,10 @@ impl Engine {
             trigger: Trigger::Merge,
             emergency: None,
             audit_text: format!("/deploy {} {sha} (merged {what})", first.name),
+            why: match &event {
+                GitHubEvent::Merged { number, .. } => format!("merge of PR #{number}"),
+                GitHubEvent::Pushed { .. } => what.clone(),
+            },
         };
         self.deploy_as_shipday_or_say_why(deploy, format!("⏭️ {} did not auto-deploy {what}", first.name)).await;
     }

@@ -9,7 +9,23 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 impl Engine {
-    pub(crate) fn command_status(&self, env: Option<&str>, now: DateTime<Utc>) -> Handled {
+    /// Asks GitHub about the first environment's branch protection again when what it said
+    /// last is older than [`crate::engine::PROTECTION_TTL`] (or always, with `now_anyway`).
+    /// The answer arrives as an event; until then `/status` shows the previous one.
+    pub(crate) fn refresh_protection(&mut self, now_anyway: bool) {
+        if self.github.is_none() {
+            return;
+        }
+        let now = self.clock.now();
+        let stale = self.protection_asked.is_none_or(|asked| now - asked >= crate::engine::PROTECTION_TTL);
+        if now_anyway || stale {
+            self.protection_asked = Some(now);
+            self.check_protection();
+        }
+    }
+
+    pub(crate) fn command_status(&mut self, env: Option<&str>, now: DateTime<Utc>) -> Handled {
+        self.refresh_protection(false);
         match self.status_report(env, now) {
             Ok(report) => Handled::Reply {
                 reply: Reply { visibility: Visibility::Ephemeral, body: ReplyBody::Status(report) },
@@ -107,10 +123,16 @@ impl Engine {
             let last_ok = self.store.last_ok(&name).ok().flatten();
             match observation.drift(last_ok.as_ref()) {
                 Drift::None => tracing::info!(env = %name, "host HEAD matches the last deploy"),
-                Drift::Differs { deployed, found } => tracing::warn!(
+                // Shipday never deployed here (a fresh install): nothing to compare, not drift.
+                Drift::Differs { deployed: None, found } => tracing::info!(
                     env = %name,
                     found = %found,
-                    deployed = deployed.as_ref().map(Sha::as_str).unwrap_or("nothing"),
+                    "host HEAD read; Shipday has not deployed here yet, so there is nothing to compare"
+                ),
+                Drift::Differs { deployed: Some(deployed), found } => tracing::warn!(
+                    env = %name,
+                    found = %found,
+                    deployed = %deployed,
                     "drift: the host's HEAD is not what Shipday deployed"
                 ),
                 Drift::Unreadable(error) => tracing::warn!(env = %name, %error, "cannot read the host's HEAD"),

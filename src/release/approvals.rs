@@ -235,13 +235,14 @@ impl PromotionRequest {
         still
     }
 
-    /// One line on what is still needed, for the edited message.
-    pub fn tally(&self) -> String {
+    /// One line on what is still needed, for the edited message. Approval times are shown in
+    /// `tz`, the team's zone, like every other time Shipday shows.
+    pub fn tally(&self, tz: chrono_tz::Tz) -> String {
         let approvers: Vec<String> = self
             .votes
             .values()
             .filter(|b| b.vote == Vote::Approve)
-            .map(|b| format!("{} ({})", b.name, b.at.format("%H:%M UTC")))
+            .map(|b| format!("{} ({})", b.name, b.at.with_timezone(&tz).format("%H:%M %Z")))
             .collect();
         let approved_by = if approvers.is_empty() {
             "no approvals yet".to_owned()
@@ -337,9 +338,13 @@ mod tests {
         assert_eq!(r.react(Some(&ada), "✅", true, at(1)), VoteOutcome::Counted);
         assert_eq!(r.react(Some(&ada), "✅", false, at(2)), VoteOutcome::Withdrawn);
         assert_eq!(r.react(Some(&bob), "✅", true, at(3)), VoteOutcome::Counted);
-        assert!(r.tally().contains("1 more lead approval"), "{}", r.tally());
+        assert!(r.tally(chrono_tz::UTC).contains("1 more lead approval"), "{}", r.tally(chrono_tz::UTC));
         assert_eq!(r.react(Some(&ada), "✅", true, at(4)), VoteOutcome::Approved);
-        assert!(r.tally().contains("approved by ADA") && r.tally().contains("BOB"), "{}", r.tally());
+        assert!(
+            r.tally(chrono_tz::UTC).contains("approved by ADA") && r.tally(chrono_tz::UTC).contains("BOB"),
+            "{}",
+            r.tally(chrono_tz::UTC)
+        );
     }
 
     #[test]
@@ -348,7 +353,7 @@ mod tests {
         assert_eq!(r.react(Some(&person("ada", Some(Role::Lead))), "✅", true, at(1)), VoteOutcome::Counted);
         assert_eq!(r.react(Some(&person("bob", Some(Role::Lead))), "x", true, at(2)), VoteOutcome::Rejected);
         assert!(matches!(r.react(Some(&person("cy", Some(Role::Lead))), "✅", true, at(3)), VoteOutcome::Ignored(_)));
-        assert!(r.tally().contains("rejected by BOB"));
+        assert!(r.tally(chrono_tz::UTC).contains("rejected by BOB"));
     }
 
     #[test]

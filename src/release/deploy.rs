@@ -39,6 +39,10 @@ pub struct DeployRecord {
     /// Jira tickets it shipped (keys in its commit messages), once read after it succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tickets: Vec<String>,
+    /// Until when the requester holds the environment, when this deploy claimed it (a
+    /// personal branch): the reply tells them so, with the way out (`/release ENV`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_until: Option<DateTime<Utc>>,
 }
 
 /// What started a deploy.

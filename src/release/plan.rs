@@ -26,6 +26,10 @@ pub struct DeployPlan {
     pub health: Option<(String, Duration)>,
     /// What the migration guard found on a personal branch.
     pub migrations: Option<BranchMigrations>,
+    /// For a dry run: why the real deploy would be refused now (someone holds the
+    /// environment, a deploy runs, it is outside the slot). A dry run changes nothing, so it
+    /// runs anyway and says so.
+    pub would_refuse: Option<String>,
 }
 
 /// One step of a plan.
@@ -133,6 +137,7 @@ pub fn build_plan(env: &Environment, git_ref: &GitRef, sha: &Sha) -> DeployPlan 
         verify: head_script(env),
         health: env.health_url.clone().map(|url| (url, env.health_timeout)),
         migrations: None,
+        would_refuse: None,
     }
 }
 

@@ -369,6 +369,7 @@ mod tests {
             steps: Vec::new(),
             outcome,
             tickets: Vec::new(),
+            claimed_until: None,
         }
     }
 

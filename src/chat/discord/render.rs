@@ -6,7 +6,7 @@
 
 use crate::chat::text;
 use crate::command::CommandNames;
-use crate::command::spec::{CommandBook, MinRole, OptionKind};
+use crate::command::spec::{CommandBook, MinRole};
 use crate::engine::reply::{EnvironmentStatus, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody, Visibility};
 use crate::release::deploy::{DeployRecord, Drift, Outcome, StepRecord, StepResult, Trigger};
@@ -155,15 +155,22 @@ fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> Value {
         _ => {}
     }
     let elapsed = format!("{:.1}s", record.elapsed_ms(now) as f64 / 1000.0);
+    let mut fields = vec![
+        field("Commit", &format!("`{}`", record.sha.short()), true),
+        field("Requested by", &record.requested_by_name, true),
+        field("Deploy", &format!("#{} · {elapsed}", record.id), true),
+    ];
+    if let Some(until) = record.claimed_until {
+        // Discord shows a timestamp tag in each reader's own zone (the team's, for the team).
+        let env = &record.env;
+        let text = format!("{env} is now yours until `/release {env}` or <t:{}:t>.", until.timestamp());
+        fields.push(field("Claim", &text, false));
+    }
     json!({
         "title": clip(&title, TITLE_MAX),
         "description": clip(&description.join("\n"), DESCRIPTION_MAX),
         "color": colour,
-        "fields": [
-            field("Commit", &format!("`{}`", record.sha.short()), true),
-            field("Requested by", &record.requested_by_name, true),
-            field("Deploy", &format!("#{} · {elapsed}", record.id), true),
-        ],
+        "fields": fields,
         "timestamp": record.started_at.to_rfc3339(),
     })
 }
@@ -194,7 +201,7 @@ fn dry_run(plan: &DeployPlan) -> Value {
             format!("{}. **{}** `{}` (limit {}s)", i + 1, s.name, s.command.replace('`', "ˋ"), s.timeout.as_secs())
         })
         .collect();
-    lines.push("…then HEAD is checked against the commit. Nothing was changed.".into());
+    lines.extend(text::dry_run_ending(plan).into_iter().map(|l| format!("…{l}")));
     json!({
         "title": clip(&format!("Dry run: `{}` on {}", plan.git_ref, plan.env), TITLE_MAX),
         "description": clip(&lines.join("\n"), DESCRIPTION_MAX),
@@ -324,7 +331,7 @@ fn help(book: &CommandBook, topic: Option<&str>) -> Value {
                 .options
                 .iter()
                 .map(|o| {
-                    let name = if o.kind == OptionKind::Flag { format!("--{}", o.name) } else { o.placeholder() };
+                    let name = spec.option_label(o);
                     let optional = if o.required { "" } else { " (optional)" };
                     format!("`{name}` {}{optional}", o.description)
                 })
@@ -404,6 +411,7 @@ mod tests {
             emergency: None,
             migrations: None,
             tickets: Vec::new(),
+            claimed_until: None,
             started_at: at,
             finished_at: None,
             steps,
@@ -420,6 +428,17 @@ mod tests {
             tail: tail.into(),
             output_bytes: 0,
         }
+    }
+
+    #[test]
+    fn a_deploy_that_claims_dev_says_until_when() {
+        let mut r = record(Outcome::Running, vec![]);
+        assert!(!deploy(&r, r.started_at).to_string().contains("Claim"));
+        r.claimed_until = Some(r.started_at + chrono::Duration::hours(8));
+        let embed = deploy(&r, r.started_at);
+        let claim = embed["fields"].as_array().unwrap().iter().find(|f| f["name"] == "Claim").unwrap();
+        let until = (r.started_at + chrono::Duration::hours(8)).timestamp();
+        assert_eq!(claim["value"], format!("dev is now yours until `/release dev` or <t:{until}:t>."));
     }
 
     #[test]

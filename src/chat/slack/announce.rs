@@ -60,7 +60,7 @@ pub(crate) async fn run(
             }
             Announcement::Deploy(update) => {
                 let record = &update.record;
-                let content = render::deploy(record, slack.clock.now());
+                let content = render::deploy(record, slack.clock.now(), slack.config.timezone);
                 let result = match deploys.get(&record.id) {
                     Some(at) => slack.api.update(at, &content).await,
                     None => slack.api.post_message(&channel, &content).await.map(|at| {

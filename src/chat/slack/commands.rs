@@ -195,7 +195,7 @@ impl Slack {
             while let Ok(newer) = updates.try_recv() {
                 update = newer;
             }
-            let content = render::deploy(&update.record, self.clock.now());
+            let content = render::deploy(&update.record, self.clock.now(), self.config.timezone);
             message = match message {
                 Some(at) => {
                     if let Err(error) = self.api.update(&at, &content).await {

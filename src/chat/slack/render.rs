@@ -6,7 +6,7 @@
 //! cannot become a `<!channel>` ping or a link.
 
 use crate::chat::text;
-use crate::command::spec::{MinRole, OptionKind};
+use crate::command::spec::MinRole;
 use crate::command::{CommandBook, CommandNames};
 use crate::engine::reply::{EnvironmentStatus, StatusReport};
 use crate::engine::{Reply, ReplyBody};
@@ -34,7 +34,7 @@ pub fn reply(reply: &Reply, tz: Tz, now: DateTime<Utc>) -> SlackMessageContent {
     let blocks = match &reply.body {
         ReplyBody::Refused(refusal) => vec![section(&format!("✋ {}", escape(refusal)))],
         ReplyBody::Text(answer) => vec![section(&escape(answer))],
-        ReplyBody::Deploy(record) => return deploy(record, now),
+        ReplyBody::Deploy(record) => return deploy(record, now, tz),
         ReplyBody::DryRun(plan) => dry_run(plan),
         ReplyBody::Status(report) => status(report, tz),
         ReplyBody::History(records) => history(records, tz),
@@ -70,7 +70,7 @@ pub fn help(book: &CommandBook, topic: Option<&str>, fallback: &str) -> SlackMes
                 .options
                 .iter()
                 .map(|o| {
-                    let name = if o.kind == OptionKind::Flag { format!("--{}", o.name) } else { o.placeholder() };
+                    let name = spec.option_label(o);
                     let optional = if o.required { "" } else { " _(optional)_" };
                     format!("• `{name}` {}{optional}", escape(&o.description))
                 })
@@ -101,7 +101,7 @@ pub fn help(book: &CommandBook, topic: Option<&str>, fallback: &str) -> SlackMes
 
 /// The one message of a deploy, as it stands: each step with its status, the commit, who,
 /// elapsed time, and the outcome once there is one.
-pub fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> SlackMessageContent {
+pub fn deploy(record: &DeployRecord, now: DateTime<Utc>, tz: Tz) -> SlackMessageContent {
     let verb = match record.trigger {
         Trigger::Command => "Deploy",
         Trigger::Release => "Release (redeploy)",
@@ -143,6 +143,9 @@ pub fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> SlackMessageContent 
         _ => escape(&text::outcome_line(record, now)),
     };
     blocks.push(context(&summary));
+    if let Some(claim) = text::claim_line(record, tz) {
+        blocks.push(context(&escape(&claim)));
+    }
     let fallback = match &record.outcome {
         Outcome::Running => format!(
             "⏳ Deploy #{} of `{}` ({}) to {} by {} is running.",
@@ -189,7 +192,7 @@ fn dry_run(plan: &DeployPlan) -> Vec<SlackBlock> {
         header(&format!("Dry run: {} to {}", plan.git_ref, plan.env)),
         section(&format!("`{}` resolves to `{}`. These steps would run:", escape(plan.git_ref.as_str()), plan.sha)),
         section(&steps.join("\n")),
-        context("Then HEAD is checked against the commit. Nothing was changed."),
+        context(&escape(&text::dry_run_ending(plan).join(" "))),
     ]
 }
 
