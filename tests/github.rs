@@ -304,6 +304,8 @@ struct Hook {
     url: String,
     store: Store,
     _dir: tempfile::TempDir,
+    /// The route on the one listener, as `shipday serve` serves it.
+    _served: common::Served,
 }
 
 /// The engine's side of the channel, in the test's hands.
@@ -319,10 +321,9 @@ impl Hook {
         let state = WebhookState::new(&hook_config(Some("webhook-secret")), dir.path(), store.clone(), clock, sender)
             .unwrap()
             .with_handoff_timeout(handoff_timeout);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, routes(state)).await.unwrap() });
-        (Self { url, store, _dir: dir }, Inbox(events))
+        let served = common::Served::start(routes(state)).await;
+        let url = served.url(WEBHOOK_PATH);
+        (Self { url, store, _dir: dir, _served: served }, Inbox(events))
     }
 
     /// Sends a delivery signed with `secret`; returns the status code.
@@ -370,7 +371,7 @@ fn hook_config(secret_file: Option<&str>) -> GitHubConfig {
         repo: "Hello-World".into(),
         token: SecretRef { env: Some("GITHUB_TOKEN".into()), file: None },
         webhook_secret: secret_file.map(|file| SecretRef { env: None, file: Some(file.into()) }),
-        listen: Some("127.0.0.1:0".into()),
+        listen: None,
     }
 }
 

@@ -59,7 +59,8 @@ pub struct GitHubConfig {
     pub token: SecretRef,
     /// The webhook's secret; without it the webhook route refuses to start.
     pub webhook_secret: Option<SecretRef>,
-    /// Where the webhook route listens (`0.0.0.0:3001`); absent, no webhook route.
+    /// Refused when set: the webhook route is on the one listener (`[server] listen`) whenever
+    /// `webhook_secret` is set. Kept so an old config gets a clear message.
     pub listen: Option<String>,
 }
 

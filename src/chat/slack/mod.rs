@@ -28,13 +28,12 @@ use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use api::SlackApi;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 
 /// A running Slack adapter: its tasks stop when it is dropped.
 pub struct SlackAdapter {
-    local_addr: Option<SocketAddr>,
+    routes: Option<axum::Router>,
     tasks: JoinSet<Result<()>>,
 }
 
@@ -71,27 +70,20 @@ impl SlackAdapter {
         let mut tasks = JoinSet::new();
         let notice = crate::chat::text::interrupted_notice(&app.interrupted);
         tasks.spawn(announce::run(slack.clone(), announcements, notice));
-        let local_addr = match slack.settings.mode.clone() {
-            SlackMode::Http { signing_secret, listen } => {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("slack.listen: cannot listen on {listen}"))?;
-                let local_addr = listener.local_addr()?;
-                tracing::info!(%local_addr, "Slack HTTP routes listening");
-                tasks.spawn(http::serve(slack.clone(), signing_secret, listener));
-                Some(local_addr)
-            }
+        let routes = match slack.settings.mode.clone() {
+            SlackMode::Http { signing_secret } => Some(http::routes(slack.clone(), signing_secret)),
             SlackMode::Socket { app_token } => {
                 tasks.spawn(socket::run(slack.clone(), app_token));
                 None
             }
         };
-        Ok(Self { local_addr, tasks })
+        Ok(Self { routes, tasks })
     }
 
-    /// Where the HTTP routes listen (HTTP mode only).
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+    /// HTTP mode's routes (commands, events, interactivity), each behind its limits, for the
+    /// one listener (`crate::listener`) to serve; `None` in Socket Mode.
+    pub fn routes(&self) -> Option<axum::Router> {
+        self.routes.clone()
     }
 
     /// Runs until one of the adapter's tasks stops, which is an error: they are meant to run
