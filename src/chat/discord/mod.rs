@@ -164,8 +164,10 @@ pub async fn start(app: &App, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<R
 /// serenity's REST client. Production keeps its rate limiter, which only talks to Discord
 /// itself; tests point it at a fake with the limiter off (see [`RateLimiter`]).
 fn rest_client(settings: &DiscordConfig, limiter: RateLimiter) -> Result<Http> {
-    let builder =
-        HttpBuilder::new(settings.bot_token.expose()).application_id(ApplicationId::new(settings.application_id));
+    // serenity's own client has no timeouts: ours has a connect and a total timeout.
+    let builder = HttpBuilder::new(settings.bot_token.expose())
+        .application_id(ApplicationId::new(settings.application_id))
+        .client(crate::clients::outbound::http_client()?);
     match limiter {
         RateLimiter::On if settings.api_base_url != config::DEFAULT_API_BASE_URL => bail!(
             "discord.api_base_url: `{}` is only used by `shipday register discord` and tests; the bot \

@@ -20,6 +20,7 @@ pub use config::{DEFAULT_API_BASE_URL, RawSlack, SlackConfig, SlackMode};
 pub use http::{COMMANDS_PATH, EVENTS_PATH, INTERACTIVITY_PATH};
 
 use crate::app::App;
+use crate::clients::outbound::StartupRetry;
 use crate::clock::Clock;
 use crate::command::CommandBook;
 use crate::config::Config;
@@ -41,9 +42,25 @@ impl SlackAdapter {
     /// Checks the bot token against the configured workspace (`auth.test`), then starts the
     /// configured transport and the announcement poster.
     pub async fn start(app: &App, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::start_with(app, clock, &StartupRetry::default()).await
+    }
+
+    /// [`SlackAdapter::start`], with `retry` bounding `auth.test`: a Slack that does not
+    /// answer is retried with backoff (logged), then start-up fails instead of hanging.
+    pub async fn start_with(app: &App, clock: Arc<dyn Clock>, retry: &StartupRetry) -> Result<Self> {
         let settings = app.config.slack.clone().context("the config has no [slack] section")?;
         let api = SlackApi::new(&settings.api_base_url, &settings.bot_token)?;
-        let bot = api.auth_test().await.with_context(|| {
+        // Slack's own answer (`invalid_auth`) is final; only an unreachable Slack is retried.
+        let answered = retry
+            .run("Slack's auth.test", || async {
+                match api.auth_test().await {
+                    Err(refused @ api::ApiError::Slack { .. }) => Ok(Err(refused)),
+                    other => other.map(Ok),
+                }
+            })
+            .await
+            .and_then(|answer| answer.map_err(anyhow::Error::from));
+        let bot = answered.with_context(|| {
             format!("cannot check the bot token with Slack's auth.test at {}", settings.api_base_url)
         })?;
         if bot.team_id != settings.team_id {
