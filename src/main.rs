@@ -208,6 +208,10 @@ fn check_config(path: &Path) -> Result<()> {
     println!("  time zone: {}", config.timezone);
     println!("  state: {}", config.state_dir.display());
     println!("  people: {}", config.people.len());
+    println!(
+        "  listener: {} (every inbound route; at most {} connections)",
+        config.server.listen, config.server.max_connections
+    );
     if let Some(slack) = &config.slack {
         let mode = match &slack.mode {
             shipday::chat::slack::SlackMode::Socket { .. } => "Socket Mode".to_owned(),
