@@ -283,6 +283,18 @@ mod tests {
     }
 
     #[test]
+    fn the_old_github_listen_key_is_refused_and_points_to_the_server_section() {
+        let text = "state_dir = \"s\"\n[[environments]]\nname = \"dev\"\nbranch = \"dev\"\n\
+                    transport = { kind = \"local\", dir = \"/x\" }\n[server]\nlisten = \"127.0.0.1:3000\"\n\
+                    [github]\nowner = \"o\"\nrepo = \"r\"\ntoken = { env = \"T\" }\n";
+        let config = crate::config::Config::from_toml(text, std::path::Path::new("/")).unwrap();
+        assert_eq!(config.server.listen.port(), 3000);
+        let old = format!("{text}listen = \"0.0.0.0:3001\"\n");
+        let err = format!("{:#}", crate::config::Config::from_toml(&old, std::path::Path::new("/")).unwrap_err());
+        assert!(err.contains("github.listen") && err.contains("[server]"), "{err}");
+    }
+
+    #[test]
     fn the_descriptor_limit_is_raised_to_the_hard_limit() {
         let soft = raise_descriptor_limit();
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
