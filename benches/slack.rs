@@ -1,5 +1,6 @@
 //! Slack HTTP benchmark (`cargo bench --bench slack`): 1,000 signed `/status` slash commands
-//! over loopback, 50 at a time, against the real `/slack/commands` route (signature check,
+//! over loopback, 50 at a time, against the real `/slack/commands` route on the one hardened
+//! listener (body limit, signature check,
 //! workspace check, durable dedupe, engine decision and audit flush, Block Kit ack). `/status`
 //! reads only the store, so no transport runs. Prints p50 and p99 time to the HTTP 200 ack and
 //! requests per second, then the same load against a bare axum route that only returns 200.
@@ -11,6 +12,7 @@ use shipday::chat::slack::SlackAdapter;
 use shipday::chat::slack::verify::sign;
 use shipday::clock::{Clock, SystemClock};
 use shipday::config::{Config, Secret};
+use shipday::listener::{Limits, Listener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,9 @@ fn main() {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let app = app::start(config, clock.clone()).unwrap();
         let adapter = SlackAdapter::start(&app, clock).await.unwrap();
-        let url = format!("http://{}/slack/commands", adapter.local_addr().unwrap());
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), Limits::default()).await.unwrap();
+        let url = format!("http://{}/slack/commands", listener.local_addr().unwrap());
+        tokio::spawn(listener.serve(adapter.routes().unwrap()));
         let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
 
         // Warm up both servers and the connection pool.
@@ -141,7 +145,7 @@ fn config(dir: &std::path::Path, api: &str) -> Config {
     std::fs::write(dir.join("pg/secret"), SECRET).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let slack = format!(
-        "\n[slack]\nteam_id = \"{TEAM}\"\nchannel = \"C0BENCH001\"\nmode = \"http\"\nlisten = \"127.0.0.1:0\"\n\
+        "\n[slack]\nteam_id = \"{TEAM}\"\nchannel = \"C0BENCH001\"\nmode = \"http\"\n\
          bot_token = {{ file = \"bot\" }}\nsigning_secret = {{ file = \"secret\" }}\napi_base_url = \"{api}\"\n"
     );
     std::fs::write(&path, format!("{text}{slack}")).unwrap();

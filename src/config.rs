@@ -46,6 +46,8 @@ pub struct Config {
     pub jira: Option<JiraConfig>,
     /// The Jira API token, loaded at start-up: present exactly when `jira` is.
     pub jira_token: Option<Secret>,
+    /// The one HTTP listener every inbound route shares (`[server]`).
+    pub server: crate::listener::ServerConfig,
 }
 
 /// A person and their identities on each platform.
@@ -287,6 +289,9 @@ struct RawConfig {
     github: Option<GitHubConfig>,
     /// Jira: moves tickets with the code, `/ticket`, ticket lists in reminders.
     jira: Option<JiraConfig>,
+    /// The one HTTP listener: Slack's HTTP mode, Discord's endpoint and GitHub's webhook.
+    #[serde(default)]
+    server: crate::listener::RawServer,
 }
 
 fn default_approval_ttl() -> String {
@@ -378,6 +383,10 @@ impl Config {
         };
         let calendar = Calendar::new(&calendar, timezone)?;
         let approval_ttl = parse_duration(&raw.approval_ttl).context("approval_ttl")?;
+        let server = raw.server.validate()?;
+        if raw.github.as_ref().is_some_and(|github| github.listen.is_some()) {
+            return Err(crate::listener::moved_listen_key("github.listen"));
+        }
         let discord = raw.discord.map(|d| d.validate(base)).transpose()?;
         if let Some(discord) = &discord {
             secret_values.push(discord.bot_token.clone());
@@ -412,6 +421,7 @@ impl Config {
             base_dir: base.to_path_buf(),
             jira: raw.jira,
             jira_token,
+            server,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 mod handlers;
 pub mod jira_outbox;
+pub mod listener;
 pub mod manifest;
 pub mod playground;
 pub mod redact;

@@ -226,10 +226,14 @@ fn check_config(path: &Path) -> Result<()> {
     println!("  time zone: {}", config.timezone);
     println!("  state: {}", state.display());
     println!("  people: {}", config.people.len());
+    println!(
+        "  listener: {} (every inbound route; at most {} connections)",
+        config.server.listen, config.server.max_connections
+    );
     if let Some(slack) = &config.slack {
         let mode = match &slack.mode {
             shipday::chat::slack::SlackMode::Socket { .. } => "Socket Mode".to_owned(),
-            shipday::chat::slack::SlackMode::Http { listen, .. } => format!("HTTP on {listen}"),
+            shipday::chat::slack::SlackMode::Http { .. } => format!("HTTP on {}", config.server.listen),
         };
         println!("  slack: workspace {}, team channel {}, {mode}", slack.team_id, slack.channel);
     }
@@ -253,7 +257,10 @@ fn check_config(path: &Path) -> Result<()> {
     }
     if let Some(discord) = &config.discord {
         let lead = discord.lead_role.map(|r| format!(", lead role {r}")).unwrap_or_default();
-        let endpoint = discord.http_listen.map(|a| format!(", HTTP interactions on {a}")).unwrap_or_default();
+        let endpoint = match discord.public_key {
+            Some(_) => format!(", HTTP interactions on {}", config.server.listen),
+            None => String::new(),
+        };
         println!("  discord: server {}, team channel {}{lead}{endpoint}", discord.guild_id, discord.channel);
         if let Some(warning) = shipday::chat::discord::check(discord)?.warning() {
             println!("    ⚠️ {warning}");

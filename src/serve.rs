@@ -1,23 +1,50 @@
 //! `shipday serve`: the bot for real. Starts every configured chat adapter (and the scheduler)
-//! on one engine and runs until SIGINT or SIGTERM.
+//! on one engine, serves every inbound HTTP route on one listener, and runs until SIGINT or
+//! SIGTERM.
 
 use crate::app::App;
 use crate::clock::Clock;
+use crate::listener::{Limits, Listener};
 use crate::scheduler::Scheduler;
 use anyhow::{Context, Result, bail};
+use axum::Router;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Runs the configured adapters until a shutdown signal, or until one of them fails.
 pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
+    let started = start(&app, clock, Default::default()).await?;
+    wait(started.tasks).await
+}
+
+/// What [`start`] started: the adapters, the scheduler and the one HTTP listener.
+pub struct Started {
+    /// Where the listener is bound, when any route needs it.
+    pub listening: Option<SocketAddr>,
+    /// The running tasks; dropping them stops everything.
+    pub tasks: JoinSet<Result<()>>,
+}
+
+/// Starts every configured adapter and the scheduler, and serves every inbound route (Slack's
+/// HTTP mode, Discord's interactions endpoint, GitHub's webhook) on the one listener at
+/// `[server] listen`. `discord` is how the Discord adapter paces itself (tests shorten it).
+pub async fn start(app: &App, clock: Arc<dyn Clock>, discord: crate::chat::discord::Tuning) -> Result<Started> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-    // Each chat adapter that is configured adds its task here.
+    let mut routes: Vec<(&str, Router)> = Vec::new();
+    // Each chat adapter that is configured adds its task (and its routes) here.
     if app.config.discord.is_some() {
-        let discord = crate::chat::discord::start(&app, clock.clone(), Default::default()).await?;
-        tasks.spawn(discord.wait());
+        let mut running = crate::chat::discord::start(app, clock.clone(), discord).await?;
+        if let Some(endpoint) = running.endpoint.take() {
+            routes.push(("Discord interactions", endpoint));
+        }
+        tasks.spawn(running.wait());
     }
     if app.config.slack.is_some() {
-        let slack = crate::chat::slack::SlackAdapter::start(&app, clock.clone()).await?;
+        let slack = crate::chat::slack::SlackAdapter::start(app, clock.clone()).await?;
+        if let Some(slack_routes) = slack.routes() {
+            routes.push(("Slack commands, events and interactivity", slack_routes));
+        }
         tasks.spawn(slack.run());
     }
     if tasks.is_empty() {
@@ -27,40 +54,53 @@ pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
         );
     }
     if let Some(github) = &app.config.github
-        && let Some(listen) = &github.listen
+        && github.webhook_secret.is_some()
     {
-        tasks.spawn(github_webhook(&app, clock.clone(), listen.clone())?);
+        let (webhook, forwarding) = github_webhook(app, clock.clone())?;
+        routes.push(("GitHub webhook", webhook));
+        tasks.spawn(forwarding);
     }
+    let listening = if routes.is_empty() {
+        None
+    } else {
+        let server = &app.config.server;
+        let listener = Listener::bind(server.listen, Limits::for_server(server)).await?;
+        let bound = listener.local_addr()?;
+        let names: Vec<&str> = routes.iter().map(|(name, _)| *name).collect();
+        let merged = routes.into_iter().fold(Router::new(), |all, (_, routes)| all.merge(routes));
+        tracing::info!(
+            %bound,
+            routes = %names.join("; "),
+            max_connections = listener.limits().max_connections,
+            "listening for every inbound route"
+        );
+        tasks.spawn(async move { listener.serve(merged).await.context("the HTTP listener stopped") });
+        Some(bound)
+    };
     let scheduler = Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), clock);
     tasks.spawn(scheduler.run());
-    wait(tasks).await
+    Ok(Started { listening, tasks })
 }
 
-/// Serves GitHub's webhook route and hands each verified event to the engine. The route
-/// refuses to exist without a webhook secret.
+/// GitHub's webhook route, and the task that hands each verified event to the engine. The
+/// route refuses to exist without a webhook secret.
 pub fn github_webhook(
     app: &App,
     clock: Arc<dyn Clock>,
-    listen: String,
-) -> Result<impl std::future::Future<Output = Result<()>> + Send + 'static> {
+) -> Result<(Router, impl std::future::Future<Output = Result<()>> + Send + 'static)> {
     use crate::webhook::github::{WebhookState, routes};
     let github = app.config.github.as_ref().context("no [github] section")?;
     let (events, mut inbox) = tokio::sync::mpsc::unbounded_channel();
     let state = WebhookState::new(github, &app.config.base_dir, app.store.clone(), clock, events)?;
     let engine = app.engine.clone();
-    Ok(async move {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("github.listen: cannot listen on {listen}"))?;
-        tracing::info!(%listen, "GitHub webhook route listening");
-        tokio::spawn(async move {
-            while let Some((event, recorded)) = inbox.recv().await {
-                engine.github_event(event).await;
-                let _ = recorded.send(());
-            }
-        });
-        axum::serve(listener, routes(state)).await.context("the GitHub webhook server stopped")
-    })
+    let forwarding = async move {
+        while let Some((event, recorded)) = inbox.recv().await {
+            engine.github_event(event).await;
+            let _ = recorded.send(());
+        }
+        Ok(())
+    };
+    Ok((routes(state), forwarding))
 }
 
 /// Waits for a shutdown signal or the first adapter to stop.

@@ -28,6 +28,8 @@ struct Setup {
     bot: Bot,
     discord: FakeDiscord,
     running: Running,
+    /// The HTTP interactions endpoint on the one listener, when a test serves it.
+    served: Option<common::Served>,
 }
 
 /// The playground (or the config at `base`) with Discord ids for its people and a
@@ -49,7 +51,7 @@ async fn setup_with(world: World, base: &Path, extra: &str, tuning: Tuning) -> S
     };
     let running = discord::start(&bot.app, std::sync::Arc::new(bot.clock.clone()), tuning).await.unwrap();
     discord.wait_for_sessions(1).await;
-    Setup { world, bot, discord, running }
+    Setup { world, bot, discord, running, served: None }
 }
 
 /// Writes `discord.toml`: the config at `base` with Discord ids for its people and a
@@ -419,9 +421,11 @@ mod http_endpoint {
         let world = World::new();
         let base = world.config_path();
         let public = fake::contract("ed25519-test-vector.json")["rfc8032_test_1"]["public_key"].clone();
-        let extra = format!("public_key = {public}\nhttp_listen = \"127.0.0.1:0\"");
-        let t = setup_with(world, &base, &extra, tuning()).await;
-        let url = format!("http://{}/discord/interactions", t.running.endpoint.unwrap());
+        let extra = format!("public_key = {public}");
+        let mut t = setup_with(world, &base, &extra, tuning()).await;
+        let served = common::Served::start(t.running.endpoint.take().expect("the endpoint with a public key")).await;
+        let url = served.url("/discord/interactions");
+        t.served = Some(served);
         (t, url)
     }
 

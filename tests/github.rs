@@ -9,6 +9,7 @@ use shipday::clients::github::{
 };
 use shipday::clock::{Clock, ManualClock};
 use shipday::config::{Secret, SecretRef};
+use shipday::listener::Limits;
 use shipday::release::gitref::Sha;
 use shipday::store::Store;
 use shipday::webhook::github::{GitHubEvent, WEBHOOK_PATH, WebhookState, routes, signature};
@@ -302,8 +303,11 @@ const SECRET: &str = "It's a Secret to Everybody";
 /// The webhook route on 127.0.0.1 for `Codertocat/Hello-World` (the samples' repository).
 struct Hook {
     url: String,
+    addr: std::net::SocketAddr,
     store: Store,
     _dir: tempfile::TempDir,
+    /// The route on the one listener, as `shipday serve` serves it.
+    _served: common::Served,
 }
 
 /// The engine's side of the channel, in the test's hands.
@@ -311,6 +315,11 @@ struct Inbox(mpsc::UnboundedReceiver<(GitHubEvent, oneshot::Sender<()>)>);
 
 impl Hook {
     async fn start(handoff_timeout: Duration) -> (Self, Inbox) {
+        Self::start_with(handoff_timeout, Limits::default()).await
+    }
+
+    /// The route on a listener with `limits` (tests shorten the header timeout).
+    async fn start_with(handoff_timeout: Duration, limits: Limits) -> (Self, Inbox) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
         let (store, _) = Store::open(&dir.path().join("state")).unwrap();
@@ -319,10 +328,9 @@ impl Hook {
         let state = WebhookState::new(&hook_config(Some("webhook-secret")), dir.path(), store.clone(), clock, sender)
             .unwrap()
             .with_handoff_timeout(handoff_timeout);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, routes(state)).await.unwrap() });
-        (Self { url, store, _dir: dir }, Inbox(events))
+        let served = common::Served::with_limits(routes(state), limits).await;
+        let url = served.url(WEBHOOK_PATH);
+        (Self { url, addr: served.addr, store, _dir: dir, _served: served }, Inbox(events))
     }
 
     /// Sends a delivery signed with `secret`; returns the status code.
@@ -370,7 +378,7 @@ fn hook_config(secret_file: Option<&str>) -> GitHubConfig {
         repo: "Hello-World".into(),
         token: SecretRef { env: Some("GITHUB_TOKEN".into()), file: None },
         webhook_secret: secret_file.map(|file| SecretRef { env: None, file: Some(file.into()) }),
-        listen: Some("127.0.0.1:0".into()),
+        listen: None,
     }
 }
 
@@ -513,4 +521,118 @@ async fn the_route_refuses_to_exist_without_a_secret() {
         panic!("the route must not build with an unreadable secret");
     };
     assert!(format!("{err:#}").contains("github.webhook_secret"), "{err:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The listener the route is served on
+
+/// Reads from `stream` until the server closes it; returns what it sent.
+async fn read_until_closed(read: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match read.read(&mut buf).await {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&answer).into_owned(),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Opens a connection that sends `bytes` one at a time, `every` apart, never finishing.
+async fn trickle(addr: std::net::SocketAddr, bytes: &'static [u8], every: Duration) -> tokio::net::tcp::OwnedReadHalf {
+    use tokio::io::AsyncWriteExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    tokio::spawn(async move {
+        for byte in bytes.iter().cycle() {
+            if write.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            // The slow client being simulated, not a synchronisation.
+            tokio::time::sleep(every).await;
+        }
+    });
+    read
+}
+
+const SLOW_HEADERS: &[u8] = b"POST /github/webhook HTTP/1.1\r\nHost: shipday\r\nX-GitHub-Event: ping\r\nX-Padding: ";
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_a_byte_at_a_time_is_closed_after_the_header_timeout() {
+    let limits = Limits { header_read_timeout: Duration::from_millis(600), ..Limits::default() };
+    let (hook, mut engine) = Hook::start_with(Duration::from_secs(5), limits).await;
+    let started = std::time::Instant::now();
+    let mut slow = trickle(hook.addr, SLOW_HEADERS, Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(10), read_until_closed(&mut slow))
+        .await
+        .expect("the slow client must be closed, not kept forever");
+    let after = started.elapsed();
+    assert!(after >= Duration::from_millis(500) && after < Duration::from_secs(5), "closed after {after:?}");
+    assert!(engine.is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_unsigned_body_is_refused_with_413_from_its_length_before_any_of_it_is_read() {
+    use tokio::io::AsyncWriteExt;
+    let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
+    let mut stream = tokio::net::TcpStream::connect(hook.addr).await.unwrap();
+    // 24 MB announced, not one byte of it sent: only a refusal from the length can answer.
+    let head = format!(
+        "POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: shipday\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: d-1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        24 * 1024 * 1024
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_until_closed(&mut stream))
+        .await
+        .expect("answered without waiting for the body");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(engine.is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_body_is_refused_with_413_at_the_limit_not_buffered_whole() {
+    use tokio::io::AsyncWriteExt;
+    let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
+    let stream = tokio::net::TcpStream::connect(hook.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: shipday\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: d-2\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    // Up to 8 MiB in 64 KiB chunks, with no length announced; the server stops it at 1 MiB.
+    tokio::spawn(async move {
+        let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+        for _ in 0..128 {
+            if write.write_all(chunk.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_until_closed(&mut read)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(engine.is_empty());
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_a_signed_delivery_waits_for_a_slot_and_is_answered() {
+    let limits = Limits { header_read_timeout: Duration::from_millis(500), max_connections: 2 };
+    let (hook, mut engine) = Hook::start_with(Duration::from_secs(5), limits).await;
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        slow.push(trickle(hook.addr, SLOW_HEADERS, Duration::from_millis(100)).await);
+    }
+    // Both slots are taken; the delivery is accepted once the header timeout frees one.
+    let ping = contract("ping.json");
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), hook.deliver("ping", "delivery-at-cap", ping.as_bytes(), SECRET))
+            .await
+            .expect("answered once a slot frees");
+    assert_eq!(status, 200);
+    for mut connection in slow {
+        tokio::time::timeout(Duration::from_secs(5), read_until_closed(&mut connection)).await.unwrap();
+    }
+    assert!(engine.is_empty());
 }

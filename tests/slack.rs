@@ -4,7 +4,7 @@
 mod common;
 
 use common::fake_slack::{self, BOT_USER, FakeSlack, NOT_A_MEMBER, contract, contract_text};
-use common::{Bot, World};
+use common::{Bot, Served, World};
 use serde_json::{Value, json};
 use shipday::chat::slack::SlackAdapter;
 use shipday::chat::slack::verify::sign;
@@ -36,6 +36,8 @@ struct Setup {
     bot: Bot,
     fake: FakeSlack,
     adapter: SlackAdapter,
+    /// HTTP mode's routes on the one listener.
+    served: Option<Served>,
     http: reqwest::Client,
 }
 
@@ -55,12 +57,14 @@ impl Setup {
         if mode == Mode::Socket {
             fake.wait_for("a Socket Mode connection", |f| f.connections() >= 1).await;
         }
-        Self { world, bot, fake, adapter, http: reqwest::Client::new() }
+        let served = serve(&adapter).await;
+        Self { world, bot, fake, adapter, served, http: reqwest::Client::new() }
     }
 
     /// Restarts the bot and adapter on the same store, as after a crash.
     async fn restart(self) -> Self {
-        let Setup { world, bot, fake, adapter, http } = self;
+        let Setup { world, bot, fake, adapter, served, http } = self;
+        drop(served);
         drop(adapter);
         drop(bot);
         let config = world.path().join("slack.toml");
@@ -71,11 +75,12 @@ impl Setup {
             }
         };
         let adapter = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.unwrap();
-        Self { world, bot, fake, adapter, http }
+        let served = serve(&adapter).await;
+        Self { world, bot, fake, adapter, served, http }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.adapter.local_addr().expect("HTTP mode"))
+        self.served.as_ref().expect("HTTP mode").url(path)
     }
 
     /// A slash command body, from the contract sample with our fields put in.
@@ -148,6 +153,14 @@ impl Setup {
     }
 }
 
+/// HTTP mode's routes, served on the one listener as `shipday serve` does.
+async fn serve(adapter: &SlackAdapter) -> Option<Served> {
+    match adapter.routes() {
+        Some(routes) => Some(Served::start(routes).await),
+        None => None,
+    }
+}
+
 fn command_form(fake: &FakeSlack, fields: &[(&str, &str)]) -> String {
     let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(&contract_text("slash-command.form")).unwrap();
     let trigger = fields.iter().find(|(k, _)| *k == "trigger_id").map(|(_, v)| *v).unwrap_or("t");
@@ -172,7 +185,7 @@ fn write_config(world: &World, fake: &FakeSlack, mode: Mode) -> std::path::PathB
         .replacen("name = \"Grace\"", &format!("name = \"Grace\"\nslack = \"{GRACE}\""), 1)
         .replacen("name = \"Ada\"", &format!("name = \"Ada\"\nslack = \"{ADA}\""), 1);
     let transport = match mode {
-        Mode::Http => "mode = \"http\"\nsigning_secret = { file = \"signing-secret\" }\nlisten = \"127.0.0.1:0\"",
+        Mode::Http => "mode = \"http\"\nsigning_secret = { file = \"signing-secret\" }",
         Mode::Socket => "mode = \"socket\"\napp_token = { file = \"app-token\" }",
     };
     let slack = format!(

@@ -36,6 +36,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most one attempt may take in all, however slowly the answer trickles in.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Commits per compare page (GitHub's maximum), and how many pages a release note may read.
 const COMPARE_PAGE: u8 = 100;
@@ -59,7 +61,8 @@ pub struct GitHubConfig {
     pub token: SecretRef,
     /// The webhook's secret; without it the webhook route refuses to start.
     pub webhook_secret: Option<SecretRef>,
-    /// Where the webhook route listens (`0.0.0.0:3001`); absent, no webhook route.
+    /// Refused when set: the webhook route is on the one listener (`[server] listen`) whenever
+    /// `webhook_secret` is set. Kept so an old config gets a clear message.
     pub listen: Option<String>,
 }
 
@@ -449,11 +452,12 @@ impl GitHubClient {
         let mut tries = 0;
         loop {
             tries += 1;
-            let error = match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
+            // octocrab's timeouts are per read and write; this bounds the whole attempt.
+            let mut failed = match tokio::time::timeout(CALL_TIMEOUT, attempt()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => Failed::from_octocrab(call, error),
+                Err(_) => Failed::no_answer(call),
             };
-            let mut failed = Failed::from_octocrab(call, error);
             failed.tries = tries;
             if !failed.transient || tries >= ATTEMPTS {
                 return Err(failed);
@@ -499,6 +503,12 @@ struct Failed {
 }
 
 impl Failed {
+    /// An attempt cut off by [`CALL_TIMEOUT`]: nothing was answered, so it is worth retrying.
+    fn no_answer(call: &str) -> Self {
+        let message = format!("no answer within {}s", CALL_TIMEOUT.as_secs());
+        Self { call: call.to_owned(), status: None, message, transient: true, retry_after: None, tries: 1 }
+    }
+
     fn from_octocrab(call: &str, error: octocrab::Error) -> Self {
         let call = call.to_owned();
         match error {

@@ -5,6 +5,7 @@ pub mod github;
 pub mod health;
 pub mod jira;
 pub mod local;
+pub mod outbound;
 pub mod ssh;
 
 pub use exec::{ExecSession, OutputTail, RemoteExec};

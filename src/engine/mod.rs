@@ -289,8 +289,10 @@ impl Engine {
         let mut engine = Engine {
             redactor: Redactor::new(config.secret_values.clone()),
             book: CommandBook::builtin(),
+            // Health checks: the connect timeout here, each check's total in `health::check`.
             http: reqwest::Client::builder()
                 .user_agent(concat!("shipday/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(crate::clients::outbound::CONNECT_TIMEOUT)
                 .build()
                 .expect("the HTTP client builds with its defaults"),
             config,

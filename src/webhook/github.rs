@@ -18,11 +18,12 @@ pub use event::{Delivery, GitHubEvent};
 use crate::clients::github::GitHubConfig;
 use crate::clock::Clock;
 use crate::config::Secret;
+use crate::listener::{RouteLimit, guard};
 use crate::store::Store;
 use anyhow::{Result, bail};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -40,8 +41,12 @@ pub const WEBHOOK_PATH: &str = "/github/webhook";
 /// up after 10 seconds).
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// GitHub never sends a payload larger than 25 MB (axum's default limit is 2 MB).
-const MAX_BODY: usize = 25 * 1024 * 1024;
+/// GitHub caps payloads at 25 MB, but the events Shipday takes are far smaller: a merged pull
+/// request is its description (at most 65,536 characters) and three repository objects, well
+/// under 256 KiB; a push lists at most 2,048 commits, and pushes to the branches Shipday watches
+/// list a few. A push larger than 1 MiB is refused with 413; its merge still arrives as the
+/// pull request delivery. Deliveries come one or two at a time.
+pub const LIMIT: RouteLimit = RouteLimit { max_body: 1024 * 1024, concurrency: 8 };
 
 /// Where events go: each with the oneshot the engine answers once the event is durable.
 pub type EventSender = mpsc::UnboundedSender<(GitHubEvent, oneshot::Sender<()>)>;
@@ -120,9 +125,9 @@ impl Drop for Claim {
     }
 }
 
-/// The webhook route, ready to be merged into a server or served on its own.
+/// The webhook route behind its limits, for the one listener (`crate::listener`) to serve.
 pub fn routes(state: WebhookState) -> Router {
-    Router::new().route(WEBHOOK_PATH, post(receive)).layer(DefaultBodyLimit::max(MAX_BODY)).with_state(state)
+    guard(Router::new().route(WEBHOOK_PATH, post(receive)), LIMIT).with_state(state)
 }
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -276,3 +276,35 @@ pub fn pending_request(
         state: shipday::release::approvals::RequestState::Pending,
     }
 }
+
+/// Routes served the way `shipday serve` serves them: on the one hardened listener, here on
+/// 127.0.0.1. The listener and its connections stop when this is dropped.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    /// Serves `routes` with the production limits.
+    pub async fn start(routes: axum::Router) -> Self {
+        Self::with_limits(routes, shipday::listener::Limits::default()).await
+    }
+
+    /// Serves `routes` with `limits` (tests shorten the header timeout).
+    pub async fn with_limits(routes: axum::Router, limits: shipday::listener::Limits) -> Self {
+        let listener = shipday::listener::Listener::bind("127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        Self { addr, task: tokio::spawn(listener.serve(routes)) }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

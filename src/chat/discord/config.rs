@@ -7,7 +7,6 @@ use anyhow::{Result, anyhow, bail};
 use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 
 /// Discord's REST API, version 10.
@@ -23,6 +22,7 @@ pub struct RawDiscordConfig {
     lead_role: Option<String>,
     bot_token: SecretRef,
     public_key: Option<String>,
+    /// Refused: the address moved to `[server] listen`; kept to say so.
     http_listen: Option<String>,
     #[serde(default = "default_api_base_url")]
     api_base_url: String,
@@ -51,10 +51,9 @@ pub struct DiscordConfig {
     pub lead_role: Option<u64>,
     /// The bot token.
     pub bot_token: Secret,
-    /// The application's public key, which turns on the HTTP interactions endpoint.
+    /// The application's public key, which turns on the HTTP interactions endpoint (served on
+    /// the one listener, `[server] listen`).
     pub public_key: Option<VerifyingKey>,
-    /// Where the HTTP interactions endpoint listens (with `public_key`).
-    pub http_listen: Option<SocketAddr>,
     /// REST base URL, ending in `/api/v10`. Anything but discord.com's is a local
     /// Discord-compatible server, for trying the bot without Discord: `serve` warns loudly and
     /// paces calls itself (see [`super::rest::Pacing`]); the gateway URL comes from that server.
@@ -82,17 +81,8 @@ impl RawDiscordConfig {
     /// Validates the section and loads the bot token; `base` resolves secret files.
     pub fn validate(self, base: &Path) -> Result<DiscordConfig> {
         let public_key = self.public_key.as_deref().map(parse_public_key).transpose()?;
-        let http_listen = match &self.http_listen {
-            Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
-                anyhow!("discord.http_listen: `{addr}` is not an address with a port, like 127.0.0.1:8080")
-            })?),
-            None => None,
-        };
-        if http_listen.is_some() != public_key.is_some() {
-            bail!(
-                "discord.http_listen and discord.public_key go together: the HTTP interactions endpoint \
-                 needs an address and the application's public key to check signatures"
-            );
+        if self.http_listen.is_some() {
+            return Err(crate::listener::moved_listen_key("discord.http_listen"));
         }
         let api_base_url = self.api_base_url.trim_end_matches('/').to_owned();
         let scheme_ok = api_base_url.starts_with("https://") || api_base_url.starts_with("http://");
@@ -112,7 +102,6 @@ impl RawDiscordConfig {
             lead_role: self.lead_role.as_deref().map(|r| snowflake("discord.lead_role", r)).transpose()?,
             bot_token: self.bot_token.load("discord.bot_token", base)?,
             public_key,
-            http_listen,
             api_base_url,
             allow_direct_messages: self.allow_direct_messages,
             other_guilds,
@@ -211,10 +200,9 @@ bot_token = { file = "token" }
         let err = error(&missing);
         assert!(err.contains("discord.bot_token") && err.contains("SHIPDAY_TEST_SURELY_UNSET_DISCORD"), "{err}");
         assert!(error(&format!("{GOOD}colour = \"red\"")).contains("colour"));
-        assert!(error(&format!("{GOOD}http_listen = \"127.0.0.1:8080\"")).contains("go together"));
-        assert!(
-            error(&format!("{GOOD}public_key = \"abc\"\nhttp_listen = \"127.0.0.1:1\"")).contains("discord.public_key")
-        );
+        let moved = error(&format!("{GOOD}http_listen = \"127.0.0.1:8080\""));
+        assert!(moved.contains("discord.http_listen") && moved.contains("[server]"), "{moved}");
+        assert!(error(&format!("{GOOD}public_key = \"abc\"")).contains("discord.public_key"));
         assert!(error(&format!("{GOOD}api_base_url = \"https://discord.com/api\"")).contains("discord.api_base_url"));
         assert!(error(&format!("{GOOD}commands = {{ status = \"Status\" }}")).contains("discord.commands.status"));
     }

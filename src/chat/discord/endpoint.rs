@@ -6,7 +6,7 @@
 
 use super::interaction::{self, FIRST_RESPONSE_LIMIT, FirstResponse};
 use super::{Shared, verify};
-use anyhow::{Context, Result};
+use crate::listener::{RouteLimit, guard};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,27 +15,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use serenity::all::Interaction;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// The route Discord's "Interactions Endpoint URL" points at.
 pub const PATH: &str = "/discord/interactions";
 
-/// Binds `addr` and serves the endpoint in the background; returns the bound address.
-pub(crate) async fn serve(shared: Arc<Shared>, addr: SocketAddr) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("discord.http_listen: cannot listen on {addr}"))?;
-    let bound = listener.local_addr()?;
-    let router = Router::new().route(PATH, post(interactions)).with_state(shared);
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!(%error, "the Discord interactions endpoint stopped");
-        }
-    });
-    tracing::info!(%bound, "Discord interactions endpoint listening on {PATH}");
-    Ok(bound)
+/// An interaction is a few KiB of JSON (the member, the command and its options); a component
+/// interaction adds the message acted on (2,000 characters and up to 10 embeds of 6,000).
+pub const LIMIT: RouteLimit = RouteLimit { max_body: 64 * 1024, concurrency: 64 };
+
+/// The endpoint's route behind its limits, for the one listener to serve.
+pub(crate) fn routes(shared: Arc<Shared>) -> Router {
+    guard(Router::new().route(PATH, post(interactions)), LIMIT).with_state(shared)
 }
 
 async fn interactions(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -34,7 +34,6 @@ use anyhow::{Context, Result, bail};
 use rest::{Pacing, Rest, RetryPolicy};
 use serenity::model::gateway::GatewayIntents;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -104,8 +103,8 @@ impl Shared {
 
 /// A started Discord adapter.
 pub struct Running {
-    /// Where the HTTP interactions endpoint listens, when configured.
-    pub endpoint: Option<SocketAddr>,
+    /// The HTTP interactions endpoint's route (with `public_key`), for the one listener.
+    pub endpoint: Option<axum::Router>,
     gateway: JoinHandle<Result<()>>,
 }
 
@@ -154,10 +153,7 @@ pub async fn start(app: &App, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<R
     });
     tokio::spawn(reactions::run(shared.clone(), reactions_rx));
     tokio::spawn(announce::run(shared.clone(), app.engine.announcements(), app.interrupted.clone()));
-    let endpoint = match settings.http_listen {
-        Some(addr) => Some(endpoint::serve(shared.clone(), addr).await?),
-        None => None,
-    };
+    let endpoint = settings.public_key.is_some().then(|| endpoint::routes(shared.clone()));
     // serenity's client owns its REST client; it uses it only to ask for the gateway URL.
     let gateway_http = rest::serenity_http(&settings, &pacing);
     let gateway = tokio::spawn(gateway::run(shared, gateway_http));

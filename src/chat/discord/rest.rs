@@ -95,8 +95,13 @@ struct Own {
 /// serenity's REST client for `pacing`: with its rate limiter against discord.com, without it
 /// (pointed at the origin) otherwise. The gateway client uses one too, to ask for its URL.
 pub(crate) fn serenity_http(settings: &DiscordConfig, pacing: &Pacing) -> Http {
-    let builder =
+    let mut builder =
         HttpBuilder::new(settings.bot_token.expose()).application_id(ApplicationId::new(settings.application_id));
+    // serenity's own client has no timeouts: ours has a connect and a total timeout.
+    match crate::clients::outbound::http_client() {
+        Ok(client) => builder = builder.client(client),
+        Err(error) => tracing::warn!(%error, "Discord REST keeps serenity's client, without timeouts"),
+    }
     match pacing {
         Pacing::Serenity => builder.build(),
         Pacing::Own { origin } => builder.proxy(origin.as_str()).ratelimiter_disabled(true).build(),
@@ -110,10 +115,7 @@ impl Rest {
         let own = match pacing {
             Pacing::Serenity => None,
             Pacing::Own { origin } => Some(Own {
-                client: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .context("cannot build the HTTP client")?,
+                client: crate::clients::outbound::http_client()?,
                 origin: origin.clone(),
                 token: http.token().to_owned(),
                 policy,

@@ -35,7 +35,8 @@ pub fn signature(key: &VerifyingKey, signature_hex: &str, timestamp: &str, body:
 /// Checks that `timestamp` (Unix seconds) is within [`MAX_SKEW_SECS`] of `now`.
 pub fn fresh(timestamp: &str, now: DateTime<Utc>) -> Result<(), Rejected> {
     let seconds: i64 = timestamp.trim().parse().map_err(|_| Rejected::Malformed)?;
-    if (now.timestamp() - seconds).abs() > MAX_SKEW_SECS {
+    // Checked: `(now - seconds).abs()` wraps in release builds for timestamps near i64's ends.
+    if !crate::chat::slack::verify::within_window(now.timestamp(), seconds, MAX_SKEW_SECS) {
         return Err(Rejected::Stale);
     }
     Ok(())
@@ -93,5 +94,15 @@ mod tests {
         assert_eq!(fresh("1699999699", now), Err(Rejected::Stale));
         assert_eq!(fresh("1700000301", now), Err(Rejected::Stale));
         assert_eq!(fresh("soon", now), Err(Rejected::Malformed));
+    }
+
+    #[test]
+    fn timestamps_at_the_extremes_of_i64_are_stale_not_wrapped() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let wrapped = (1_700_000_000_i64 + i64::MIN).to_string();
+        for ts in [i64::MIN.to_string(), i64::MAX.to_string(), wrapped, "-1".into(), "0".into()] {
+            assert_eq!(fresh(&ts, now), Err(Rejected::Stale), "ts {ts}");
+        }
+        assert_eq!(fresh("-9223372036854775809", now), Err(Rejected::Malformed), "below i64::MIN");
     }
 }

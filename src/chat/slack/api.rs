@@ -1,8 +1,10 @@
 //! Outbound Slack Web API calls, through slack-morphism's hyper client with a configurable base
-//! URL. Every call checks `ok` (slack-morphism turns `ok: false` into an error) and honours
-//! `Retry-After` on 429 a bounded number of times.
+//! URL. Every call checks `ok` (slack-morphism turns `ok: false` into an error), honours
+//! `Retry-After` on 429 a bounded number of times, and has a connect timeout and a total
+//! timeout per attempt, so a Slack that accepts connections and never answers cannot hang it.
 
 use crate::command::CommandNames;
+use crate::clients::outbound::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::config::Secret;
 use crate::engine::MessageRef;
 use hyper_rustls::HttpsConnector;
@@ -83,13 +85,16 @@ pub struct BotIdentity {
 impl SlackApi {
     /// A client for `base_url` (e.g. `https://slack.com/api`) acting with `bot_token`.
     pub fn new(base_url: &str, bot_token: &Secret) -> anyhow::Result<Self> {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             // Config allows plain http only to loopback (the tests' fake Slack).
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .build();
+            .wrap_connector(tcp);
         let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(base_url);
         let base_url = url::Url::parse(&format!("{base_url}/"))
             .map_err(|e| anyhow::anyhow!("slack.api_base_url `{base_url}`: {e}"))?;
@@ -179,14 +184,19 @@ impl SlackApi {
     }
 }
 
-/// Runs `call`, waiting out 429s as Slack asks.
+/// Runs `call`, waiting out 429s as Slack asks; each attempt is cut off after
+/// [`REQUEST_TIMEOUT`].
 async fn retrying<T, F>(method: &'static str, call: impl Fn() -> F) -> Result<T, ApiError>
 where
     F: Future<Output = ClientResult<T>>,
 {
     let mut retries = 0;
     loop {
-        match call().await {
+        let Ok(answer) = tokio::time::timeout(REQUEST_TIMEOUT, call()).await else {
+            let message = format!("Slack did not answer within {}s", REQUEST_TIMEOUT.as_secs());
+            return Err(ApiError::Transport { method, message });
+        };
+        match answer {
             Ok(value) => return Ok(value),
             Err(SlackClientError::RateLimitError(limited)) => {
                 if retries == RATE_LIMIT_RETRIES {

@@ -7,7 +7,6 @@ use crate::config::{Secret, SecretRef};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 
 /// Slack's Web API.
@@ -39,12 +38,10 @@ pub enum SlackMode {
         /// App-level token (`xapp-…`) with the `connections:write` scope.
         app_token: Secret,
     },
-    /// Signed HTTPS requests to our axum routes.
+    /// Signed HTTPS requests to our routes, on the one listener (`[server] listen`).
     Http {
         /// Verifies `X-Slack-Signature`.
         signing_secret: Secret,
-        /// Address the routes listen on.
-        listen: SocketAddr,
     },
 }
 
@@ -71,6 +68,7 @@ pub struct RawSlack {
     bot_token: Option<SecretRef>,
     app_token: Option<SecretRef>,
     signing_secret: Option<SecretRef>,
+    /// Refused: the address moved to `[server] listen`; kept to say so.
     listen: Option<String>,
     api_base_url: Option<String>,
     #[serde(default)]
@@ -100,11 +98,11 @@ impl RawSlack {
         }
         let bot_token = required(self.bot_token.as_ref(), "slack.bot_token", "the bot token (xoxb-…)", base)?;
         check_prefix(&bot_token, "slack.bot_token", "xoxb-")?;
+        if self.listen.is_some() {
+            return Err(crate::listener::moved_listen_key("slack.listen"));
+        }
         let mode = match self.mode {
             RawMode::Socket => {
-                if self.listen.is_some() {
-                    bail!("slack.listen: only used with mode = \"http\" (Socket Mode needs no listening port)");
-                }
                 let why = "the app-level token (xapp-…) that Socket Mode needs";
                 let app_token = required(self.app_token.as_ref(), "slack.app_token", why, base)?;
                 check_prefix(&app_token, "slack.app_token", "xapp-")?;
@@ -113,11 +111,7 @@ impl RawSlack {
             RawMode::Http => {
                 let why = "the signing secret that HTTP mode verifies every request with";
                 let signing_secret = required(self.signing_secret.as_ref(), "slack.signing_secret", why, base)?;
-                let listen = self.listen.as_deref().unwrap_or("0.0.0.0:3000");
-                let listen = listen
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("slack.listen: `{listen}` is not an address like 0.0.0.0:3000"))?;
-                SlackMode::Http { signing_secret, listen }
+                SlackMode::Http { signing_secret }
             }
         };
         let api_base_url = api_base_url(self.api_base_url.as_deref().unwrap_or(DEFAULT_API_BASE_URL))?;
@@ -195,6 +189,13 @@ mod tests {
         let text = format!("{IDS}mode = \"http\"\nsigning_secret = {{ env = \"SHIPDAY_TEST_SURELY_UNSET_SIGNING\" }}");
         let err = format!("{:#}", config(&text, &[("bot", "xoxb-1")]).unwrap_err());
         assert!(err.contains("slack.signing_secret") && err.contains("SHIPDAY_TEST_SURELY_UNSET_SIGNING"), "{err}");
+    }
+
+    #[test]
+    fn the_old_listen_key_is_refused_and_points_to_the_server_section() {
+        let text = format!("{IDS}mode = \"http\"\nsigning_secret = {{ file = \"s\" }}\nlisten = \"0.0.0.0:3000\"");
+        let err = format!("{:#}", config(&text, &[("bot", "xoxb-1"), ("s", "secret")]).unwrap_err());
+        assert!(err.contains("slack.listen") && err.contains("[server]") && err.contains("listen = "), "{err}");
     }
 
     #[test]

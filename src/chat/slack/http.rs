@@ -4,7 +4,7 @@
 
 use super::{Slack, verify};
 use crate::config::Secret;
-use anyhow::{Context, Result};
+use crate::listener::{RouteLimit, guard};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -22,21 +22,29 @@ pub const EVENTS_PATH: &str = "/slack/events";
 /// Interactivity requests.
 pub const INTERACTIVITY_PATH: &str = "/slack/interactivity";
 
+/// Slash command forms: about 20 short fields and the command text, a few KiB at most.
+pub const COMMANDS_LIMIT: RouteLimit = RouteLimit { max_body: 64 * 1024, concurrency: 64 };
+/// Events API JSON: a reaction event is about 1 KiB, but a message event may carry up to
+/// 40,000 characters of text and its blocks.
+pub const EVENTS_LIMIT: RouteLimit = RouteLimit { max_body: 256 * 1024, concurrency: 32 };
+/// Interactivity forms carry the whole message acted on, blocks included.
+pub const INTERACTIVITY_LIMIT: RouteLimit = RouteLimit { max_body: 256 * 1024, concurrency: 16 };
+
 #[derive(Clone)]
 struct Routes {
     slack: Arc<Slack>,
     signing_secret: Arc<Secret>,
 }
 
-/// Serves the routes on `listener` until the task is stopped.
-pub(crate) async fn serve(slack: Arc<Slack>, signing_secret: Secret, listener: tokio::net::TcpListener) -> Result<()> {
+/// The three routes, each behind its own limits, for the one listener to serve.
+pub(crate) fn routes(slack: Arc<Slack>, signing_secret: Secret) -> Router {
     let routes = Routes { slack, signing_secret: Arc::new(signing_secret) };
-    let app = Router::new()
-        .route(COMMANDS_PATH, post(commands))
-        .route(EVENTS_PATH, post(events))
-        .route(INTERACTIVITY_PATH, post(interactivity))
-        .with_state(routes);
-    axum::serve(listener, app).await.context("the Slack HTTP server stopped")
+    let route = |path: &str, handler, limit| guard(Router::new().route(path, handler), limit);
+    Router::new()
+        .merge(route(COMMANDS_PATH, post(commands), COMMANDS_LIMIT))
+        .merge(route(EVENTS_PATH, post(events), EVENTS_LIMIT))
+        .merge(route(INTERACTIVITY_PATH, post(interactivity), INTERACTIVITY_LIMIT))
+        .with_state(routes)
 }
 
 impl Routes {

@@ -21,6 +21,7 @@ pub use config::{DEFAULT_API_BASE_URL, RawSlack, SlackConfig, SlackMode};
 pub use http::{COMMANDS_PATH, EVENTS_PATH, INTERACTIVITY_PATH};
 
 use crate::app::App;
+use crate::clients::outbound::StartupRetry;
 use crate::clock::Clock;
 use crate::command::CommandBook;
 use crate::config::Config;
@@ -29,13 +30,12 @@ use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use api::SlackApi;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 
 /// A running Slack adapter: its tasks stop when it is dropped.
 pub struct SlackAdapter {
-    local_addr: Option<SocketAddr>,
+    routes: Option<axum::Router>,
     tasks: JoinSet<Result<()>>,
 }
 
@@ -43,9 +43,25 @@ impl SlackAdapter {
     /// Checks the bot token against the configured workspace (`auth.test`), then starts the
     /// configured transport and the announcement poster.
     pub async fn start(app: &App, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::start_with(app, clock, &StartupRetry::default()).await
+    }
+
+    /// [`SlackAdapter::start`], with `retry` bounding `auth.test`: a Slack that does not
+    /// answer is retried with backoff (logged), then start-up fails instead of hanging.
+    pub async fn start_with(app: &App, clock: Arc<dyn Clock>, retry: &StartupRetry) -> Result<Self> {
         let settings = app.config.slack.clone().context("the config has no [slack] section")?;
         let api = SlackApi::new(&settings.api_base_url, &settings.bot_token)?.with_names(settings.commands.clone());
-        let bot = api.auth_test().await.with_context(|| {
+        // Slack's own answer (`invalid_auth`) is final; only an unreachable Slack is retried.
+        let answered = retry
+            .run("Slack's auth.test", || async {
+                match api.auth_test().await {
+                    Err(refused @ api::ApiError::Slack { .. }) => Ok(Err(refused)),
+                    other => other.map(Ok),
+                }
+            })
+            .await
+            .and_then(|answer| answer.map_err(anyhow::Error::from));
+        let bot = answered.with_context(|| {
             format!("cannot check the bot token with Slack's auth.test at {}", settings.api_base_url)
         })?;
         if bot.team_id != settings.team_id {
@@ -72,27 +88,20 @@ impl SlackAdapter {
         let mut tasks = JoinSet::new();
         let notice = crate::chat::text::interrupted_notice(&app.interrupted);
         tasks.spawn(announce::run(slack.clone(), announcements, notice));
-        let local_addr = match slack.settings.mode.clone() {
-            SlackMode::Http { signing_secret, listen } => {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("slack.listen: cannot listen on {listen}"))?;
-                let local_addr = listener.local_addr()?;
-                tracing::info!(%local_addr, "Slack HTTP routes listening");
-                tasks.spawn(http::serve(slack.clone(), signing_secret, listener));
-                Some(local_addr)
-            }
+        let routes = match slack.settings.mode.clone() {
+            SlackMode::Http { signing_secret } => Some(http::routes(slack.clone(), signing_secret)),
             SlackMode::Socket { app_token } => {
                 tasks.spawn(socket::run(slack.clone(), app_token));
                 None
             }
         };
-        Ok(Self { local_addr, tasks })
+        Ok(Self { routes, tasks })
     }
 
-    /// Where the HTTP routes listen (HTTP mode only).
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+    /// HTTP mode's routes (commands, events, interactivity), each behind its limits, for the
+    /// one listener (`crate::listener`) to serve; `None` in Socket Mode.
+    pub fn routes(&self) -> Option<axum::Router> {
+        self.routes.clone()
     }
 
     /// Runs until one of the adapter's tasks stops, which is an error: they are meant to run

@@ -39,13 +39,20 @@ pub fn verify(
     let timestamp = timestamp.ok_or(Rejected::MissingHeader("X-Slack-Request-Timestamp"))?;
     let signature = signature.ok_or(Rejected::MissingHeader("X-Slack-Signature"))?;
     let sent: i64 = timestamp.trim().parse().map_err(|_| Rejected::Stale(timestamp.to_owned()))?;
-    if (now.timestamp() - sent).abs() > WINDOW_SECS {
+    if !within_window(now.timestamp(), sent, WINDOW_SECS) {
         return Err(Rejected::Stale(timestamp.to_owned()));
     }
     let given = signature.strip_prefix("v0=").and_then(|hex_digits| hex::decode(hex_digits).ok());
     let given = given.ok_or(Rejected::BadSignature)?;
     // `verify_slice` compares in constant time.
     mac(secret, timestamp, body).verify_slice(&given).map_err(|_| Rejected::BadSignature)
+}
+
+/// Whether `sent` is at most `window` seconds from `now`, either way. `abs_diff` cannot overflow,
+/// unlike `(now - sent).abs()`, which wraps in release builds for a `sent` near `i64::MIN` or
+/// `i64::MAX` and let such a timestamp through.
+pub fn within_window(now: i64, sent: i64, window: i64) -> bool {
+    u64::try_from(window).is_ok_and(|window| now.abs_diff(sent) <= window)
 }
 
 /// The signature Slack would send for `body` at `timestamp` (tests, the benchmark, and any
@@ -123,5 +130,29 @@ mod tests {
             Err(Rejected::Stale(_))
         ));
         assert!(matches!(verify(&secret, Some("soon"), Some(signature), body, now), Err(Rejected::Stale(_))));
+    }
+
+    #[test]
+    fn timestamps_at_the_extremes_of_i64_are_stale_not_wrapped() {
+        let now = 1_700_000_000_i64;
+        let secret = Secret::new("s");
+        let body = b"command=%2Fstatus";
+        // `now - 2^63` is where `(now - ts).abs()` wrapped to a small number and passed.
+        for sent in [i64::MIN, i64::MIN + 1, now + i64::MIN, now.wrapping_sub(i64::MAX), i64::MAX, -1, 0] {
+            let ts = sent.to_string();
+            let signature = sign(&secret, &ts, body);
+            assert!(
+                matches!(verify(&secret, Some(&ts), Some(&signature), body, at(now)), Err(Rejected::Stale(_))),
+                "ts {ts} must be stale"
+            );
+        }
+        assert!(within_window(now, now - WINDOW_SECS, WINDOW_SECS));
+        assert!(within_window(now, now + WINDOW_SECS, WINDOW_SECS));
+        assert!(!within_window(now, now - WINDOW_SECS - 1, WINDOW_SECS));
+        assert!(!within_window(now, now + WINDOW_SECS + 1, WINDOW_SECS));
+        assert!(!within_window(i64::MAX, i64::MIN, WINDOW_SECS));
+        assert!(!within_window(i64::MIN, i64::MAX, WINDOW_SECS));
+        assert!(within_window(i64::MAX, i64::MAX, WINDOW_SECS));
+        assert!(!within_window(now, now, -1), "a negative window admits nothing");
     }
 }

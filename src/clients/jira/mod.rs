@@ -256,8 +256,10 @@ impl JiraClient {
     /// A client for the site at `base_url`, authenticating as `email` with an API token.
     pub fn new(base_url: &str, email: &str, token: Secret) -> Result<Self> {
         let base_url = check_base_url(base_url).context("Jira base URL")?;
+        // Each request also sets its own total (`RetryPolicy::timeout`, `jira.timeout`).
         let http = reqwest::Client::builder()
             .user_agent(concat!("shipday/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(crate::clients::outbound::CONNECT_TIMEOUT)
             .build()
             .context("cannot build the HTTP client for Jira")?;
         Ok(Self { http, base_url, email: email.to_owned(), token, retry: RetryPolicy::default() })
