@@ -9,7 +9,7 @@ use common::fake_slack::{self, FakeSlack};
 use common::{Bot, World};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
-use shipday::chat::discord::{RateLimiter, Tuning};
+use shipday::chat::discord::Tuning;
 use shipday::chat::slack::SlackAdapter;
 use shipday::clients::outbound::StartupRetry;
 use shipday::clock::Clock;
@@ -67,7 +67,7 @@ async fn slack_discord_and_github_are_all_served_on_the_one_listen_address() {
         github.config().api_base_url,
     );
     let bot = Bot::start(&config(&world, &extra));
-    let tuning = Tuning { rate_limiter: RateLimiter::OffForTests, ..Tuning::default() };
+    let tuning = Tuning::default();
     let started = shipday::serve::start(&bot.app, Arc::new(bot.clock.clone()), tuning).await.unwrap();
     let addr = started.listening.expect("the routes need the listener");
     let http = reqwest::Client::new();
