@@ -55,6 +55,8 @@ pub(crate) enum Event {
     Protection(String),
     /// A GitHub webhook event, handed on once its delivery is verified.
     GitHub(crate::webhook::github::GitHubEvent, oneshot::Sender<()>),
+    /// The host said where a merged commit stands against the merge head.
+    MergeChecked(Box<crate::handlers::merge_stream::MergeCheck>),
     /// A calendar job fires (already claimed in the store).
     Scheduled(Box<Firing>, oneshot::Sender<()>),
     /// The scheduler's periodic tick: waiting slot deploys are retried or skipped.
@@ -167,6 +169,11 @@ pub struct Engine {
     pub(crate) protection: Option<String>,
     /// Wakes the worker that delivers ticket moves to Jira (with `jira`).
     pub(crate) outbox: Option<crate::jira_outbox::OutboxHandle>,
+    /// Merged commits (`env\u{1f}sha`) whose ancestry is being read on the host: a second
+    /// delivery of one meanwhile is a duplicate.
+    pub(crate) merge_checks: std::collections::HashSet<String>,
+    /// When expired dedupe records were last forgotten (see [`Store::prune`]).
+    pub(crate) pruned_at: Option<DateTime<Utc>>,
 }
 
 /// A handle adapters use to talk to the engine.
@@ -300,6 +307,8 @@ impl Engine {
             github,
             protection: None,
             outbox: outbox.clone(),
+            merge_checks: Default::default(),
+            pruned_at: None,
         };
         engine.resume_ticket_scans();
         tokio::spawn(async move {
@@ -368,10 +377,8 @@ impl Engine {
             }
             Event::Promotion(event) => self.promotion_event(event).await,
             Event::Protection(text) => self.protection = Some(text),
-            Event::GitHub(event, done) => {
-                self.github_event(event).await;
-                let _ = done.send(());
-            }
+            Event::GitHub(event, done) => self.github_event(event, done).await,
+            Event::MergeChecked(check) => self.merge_checked(*check).await,
             Event::Scheduled(firing, done) => {
                 self.scheduled(*firing).await;
                 let _ = done.send(());
@@ -384,6 +391,7 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::Tick(done) => {
+                self.prune_if_due().await;
                 self.tick().await;
                 let _ = done.send(());
             }
@@ -554,6 +562,23 @@ impl Engine {
                 }
             };
             let _ = sender.send(reply);
+        }
+    }
+
+    /// Forgets expired dedupe records, at most once an hour (the scheduler ticks every 30 s).
+    async fn prune_if_due(&mut self) {
+        let now = self.clock.now();
+        if self.pruned_at.is_some_and(|at| now - at < chrono::Duration::hours(1) && at <= now) {
+            return;
+        }
+        self.pruned_at = Some(now);
+        match self.store.prune(now) {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(removed, "forgot expired dedupe records");
+                let _ = self.store.flush().await;
+            }
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot prune expired dedupe records"),
         }
     }
 
