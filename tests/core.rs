@@ -454,3 +454,105 @@ async fn two_hundred_concurrent_commands_are_all_answered() {
     assert!(answered.iter().all(|ok| *ok));
     assert_eq!(bot.app.store.audit_tail(500).unwrap().len(), 200);
 }
+
+/// The local transport, except that a script containing `trigger` panics inside Shipday, the
+/// way a parser meeting unexpected host output once did.
+struct PanickingExec {
+    trigger: &'static str,
+}
+
+struct PanickingSession {
+    inner: Box<dyn shipday::clients::ExecSession>,
+    trigger: &'static str,
+}
+
+#[async_trait::async_trait]
+impl shipday::clients::RemoteExec for PanickingExec {
+    async fn connect(&self) -> anyhow::Result<Box<dyn shipday::clients::ExecSession>> {
+        let inner = shipday::clients::local::LocalExec.connect().await?;
+        Ok(Box::new(PanickingSession { inner, trigger: self.trigger }))
+    }
+
+    fn target(&self) -> String {
+        "local (panicking)".into()
+    }
+}
+
+#[async_trait::async_trait]
+impl shipday::clients::ExecSession for PanickingSession {
+    async fn run(
+        &mut self,
+        script: &str,
+        timeout: std::time::Duration,
+        output: &mut shipday::clients::OutputTail,
+    ) -> anyhow::Result<StepResult> {
+        if script.contains(self.trigger) {
+            let name = "0ää_x";
+            panic!("byte index 4 is not a char boundary; it is inside 'ä' of `{name}`");
+        }
+        self.inner.run(script, timeout, output).await
+    }
+
+    async fn close(self: Box<Self>) {
+        self.inner.close().await
+    }
+}
+
+/// An engine on the playground whose dev host panics on scripts containing `trigger`.
+fn bot_with_panicking_dev(world: &World, trigger: &'static str) -> (shipday::engine::EngineHandle, Store) {
+    use shipday::clients::RemoteExec;
+    use std::sync::Arc;
+    let config = Arc::new(shipday::config::Config::load(&world.config_path()).unwrap());
+    let (store, _) = Store::open(&config.state_dir).unwrap();
+    let mut transports = shipday::app::transports(&config).unwrap();
+    transports.insert("dev".into(), Arc::new(PanickingExec { trigger }) as Arc<dyn RemoteExec>);
+    let clock: Arc<dyn Clock> = Arc::new(shipday::clock::ManualClock::new(chrono::Utc::now()));
+    let engine = shipday::engine::Engine::spawn(config, store.clone(), clock, transports, None, None);
+    (engine, store)
+}
+
+async fn submit(engine: &shipday::engine::EngineHandle, text: &str) -> (shipday::engine::Reply, Vec<DeployEvent>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut invocation = shipday::engine::Invocation::new("console", "grace", text);
+    invocation.progress = Some(tx);
+    let reply = engine.submit(invocation).await;
+    let mut events = Vec::new();
+    while let Some(update) = rx.recv().await {
+        events.push(update.event);
+    }
+    (reply, events)
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_deploy_step_fails_that_deploy_and_never_leaves_dev_deploying() {
+    let world = World::new();
+    let (engine, store) = bot_with_panicking_dev(&world, "restarted");
+    let (reply, events) = submit(&engine, "/deploy dev feature/login").await;
+    let ReplyBody::Deploy(accepted) = &reply.body else { panic!("{reply:?}") };
+    assert_eq!(events.last(), Some(&DeployEvent::Finished));
+    let record = store.deploy(accepted.id).unwrap().unwrap();
+    let Outcome::Failed { step, reason, state_unknown } = &record.outcome else { panic!("{:?}", record.outcome) };
+    assert_eq!(step, "shipday");
+    assert!(reason.contains("internal error") && *state_unknown, "{reason}");
+    assert!(store.active("dev").unwrap().is_none(), "dev is not left deploying");
+    // The environment is usable at once: the next deploy is accepted (and fails the same way).
+    let (again, _) = submit(&engine, "/deploy dev feature/login").await;
+    assert!(matches!(again.body, ReplyBody::Deploy(_)), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_panic_while_resolving_a_ref_frees_dev_and_the_next_command_is_answered() {
+    let world = World::new();
+    let (engine, store) = bot_with_panicking_dev(&world, "ls-remote");
+    let mut heard = engine.announcements();
+    let (reply, _) = submit(&engine, "/deploy dev feature/login").await;
+    assert!(matches!(&reply.body, ReplyBody::Refused(text) if text.contains("could not answer")), "{reply:?}");
+    let said = tokio::time::timeout(std::time::Duration::from_secs(10), heard.recv()).await.unwrap().unwrap();
+    let shipday::engine::Announcement::Text(text) = said else { panic!("{said:?}") };
+    assert!(text.contains("internal error") && text.contains("nothing was changed"), "{text}");
+    // dev is not "deploying": the same deploy is tried again (and meets the same panic), not
+    // refused because a deploy is running.
+    let (again, _) = submit(&engine, "/deploy dev feature/login").await;
+    assert!(matches!(&again.body, ReplyBody::Refused(text) if text.contains("could not answer")), "{again:?}");
+    assert!(store.active("dev").unwrap().is_none());
+}

@@ -5,8 +5,10 @@
 //! (resolving a ref on a host, running a deploy) runs as tasks that report back as events.
 //! Every decision is written to the store and flushed before the reply goes out.
 
+mod guard;
 pub mod reply;
 mod runner;
+pub(crate) use guard::spawn_guarded;
 pub(crate) use runner::spawn_runner;
 
 use crate::clients::jira::JiraClient;
@@ -69,6 +71,21 @@ pub(crate) enum Event {
     TicketsFound { scan: TicketScan, result: Result<Vec<TicketKey>, String> },
     /// Long work for a command (a Jira call) is done: record the decision and reply.
     Answered(Box<TaskAnswer>),
+    /// A task panicked: what it was doing, and the panic's message.
+    Crashed(Crashed, String),
+}
+
+/// The work a panicked task was doing, so the engine can record it as failed.
+#[derive(Debug)]
+pub(crate) enum Crashed {
+    /// A deploy's steps.
+    Deploy(u64),
+    /// Resolving a deploy's ref (and reading its migrations) on the host.
+    Resolve { env: String, dry_run: bool },
+    /// Reading a merged commit's ancestry (`env\u{1f}sha`).
+    MergeCheck(String),
+    /// A promotion's merge on GitHub.
+    PromotionMerge(u64),
 }
 
 /// What long work for a command decided, for the loop to record and send.
@@ -314,12 +331,12 @@ impl Engine {
         tokio::spawn(async move {
             let _running = running;
             while let Some(event) = inbox.recv().await {
-                engine.handle(event).await;
+                engine.handle_guarded(event).await;
                 // Group commit: handle what else is already waiting, then make all of it
                 // durable with one flush before any of those replies goes out.
                 for _ in 0..GROUP_COMMIT_MAX {
                     match inbox.try_recv() {
-                        Ok(event) => engine.handle(event).await,
+                        Ok(event) => engine.handle_guarded(event).await,
                         Err(_) => break,
                     }
                 }
@@ -327,6 +344,15 @@ impl Engine {
             }
         });
         EngineHandle { events, announcements, outbox }
+    }
+
+    /// Handles one event; a panic while handling it is logged and the loop goes on (the
+    /// event's waiting command is told Shipday could not answer), instead of taking every
+    /// adapter down with it.
+    async fn handle_guarded(&mut self, event: Event) {
+        if let Err(message) = guard::catch_unwind(self.handle(event)).await {
+            tracing::error!(message = %self.redactor.redact(&message), "handling an event panicked; the loop goes on");
+        }
     }
 
     async fn handle(&mut self, event: Event) {
@@ -401,6 +427,7 @@ impl Engine {
             }
             Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
             Event::TicketsFound { scan, result } => self.tickets_found(scan, result).await,
+            Event::Crashed(task, message) => self.crashed(task, message).await,
             Event::Answered(answer) => {
                 let TaskAnswer { pending, handled, announcement } = *answer;
                 self.answer(pending, handled).await;
@@ -562,6 +589,40 @@ impl Engine {
                 }
             };
             let _ = sender.send(reply);
+        }
+    }
+
+    /// A task panicked: record its work as failed and free what it held.
+    async fn crashed(&mut self, task: Crashed, message: String) {
+        let message = self.redactor.redact(&message);
+        tracing::error!(?task, %message, "recording a panicked task as failed");
+        match task {
+            Crashed::Deploy(deploy_id) => {
+                let outcome = Outcome::Failed {
+                    step: "shipday".into(),
+                    reason: format!("Shipday hit an internal error and stopped this deploy ({message})"),
+                    state_unknown: true,
+                };
+                self.finished(deploy_id, outcome).await;
+            }
+            Crashed::Resolve { env, dry_run } => {
+                if !dry_run && self.starting.get(&env).is_some_and(|s| s.deploy_id == 0) {
+                    self.starting.remove(&env);
+                }
+                self.announce(Announcement::Text(format!(
+                    "⚠️ Shipday hit an internal error while preparing a deploy to {env}; nothing was changed there. ({message})"
+                )));
+            }
+            Crashed::MergeCheck(key) => {
+                self.merge_checks.remove(&key);
+            }
+            Crashed::PromotionMerge(id) => {
+                self.promotion_event(crate::handlers::promote::PromotionEvent::Merged {
+                    id,
+                    result: Err(format!("Shipday hit an internal error during the merge ({message})")),
+                })
+                .await;
+            }
         }
     }
 

@@ -19,7 +19,7 @@
 
 use crate::clients::OutputTail;
 use crate::config::Environment;
-use crate::engine::{Announcement, Engine, Event};
+use crate::engine::{Announcement, Crashed, Engine, Event};
 use crate::handlers::deploy::ShipdayDeploy;
 use crate::release::deploy::Trigger;
 use crate::release::gitref::{GitRef, Sha};
@@ -123,18 +123,27 @@ impl Engine {
         let transport = self.transports.get(&first.name).cloned();
         let env = first.clone();
         let redactor = self.redactor.clone();
-        tokio::spawn(async move {
-            let verdict = match transport {
-                Some(transport) => ancestry(transport.as_ref(), &env, &base, &sha).await,
-                None => Ancestry::Unknown("no transport".into()),
-            };
-            let verdict = match verdict {
-                Ancestry::Unknown(why) => Ancestry::Unknown(redactor.redact(&why)),
-                known => known,
-            };
-            let check = MergeCheck { env: env.name.clone(), sha, base, what, verdict, done };
-            let _ = events.send(Event::MergeChecked(Box::new(check)));
-        });
+        let crashed = events.clone();
+        let key = format!("{}\u{1f}{sha}", first.name);
+        let on_panic = move |message| {
+            let _ = crashed.send(Event::Crashed(Crashed::MergeCheck(key), message));
+        };
+        crate::engine::spawn_guarded(
+            "merge check",
+            async move {
+                let verdict = match transport {
+                    Some(transport) => ancestry(transport.as_ref(), &env, &base, &sha).await,
+                    None => Ancestry::Unknown("no transport".into()),
+                };
+                let verdict = match verdict {
+                    Ancestry::Unknown(why) => Ancestry::Unknown(redactor.redact(&why)),
+                    known => known,
+                };
+                let check = MergeCheck { env: env.name.clone(), sha, base, what, verdict, done };
+                let _ = events.send(Event::MergeChecked(Box::new(check)));
+            },
+            on_panic,
+        );
     }
 
     /// The host answered: deploy, ignore, or (when it could not say) tell the team.

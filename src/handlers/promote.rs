@@ -268,8 +268,14 @@ impl Engine {
         let transport = self.transports.get(&request.from).cloned().expect("every environment has a transport");
         let (id, sha) = (request.id, request.sha.clone());
         let message = format!("Promote {} to {} ({}), Shipday promotion #{id}", request.from, request.to, sha.short());
-        tokio::spawn(async move {
-            let result = async {
+        let crashed = events.clone();
+        let on_panic = move |message| {
+            let _ = crashed.send(Event::Crashed(crate::engine::Crashed::PromotionMerge(id), message));
+        };
+        crate::engine::spawn_guarded(
+            "promotion merge",
+            async move {
+                let result = async {
                 // Right before merging: the source must still run the approved commit.
                 let head = read_head(transport.as_ref(), &source_env).await?;
                 if head != sha {
@@ -295,8 +301,10 @@ impl Engine {
                 }
             }
             .await;
-            let _ = events.send(Event::Promotion(PromotionEvent::Merged { id, result }));
-        });
+                let _ = events.send(Event::Promotion(PromotionEvent::Merged { id, result }));
+            },
+            on_panic,
+        );
     }
 
     async fn promotion_merged(&mut self, id: u64, result: Result<Sha, String>) {
