@@ -54,6 +54,8 @@ pub struct Store {
     jira_moves: sled::Tree,
     jira_pending: sled::Tree,
     ticket_scans: sled::Tree,
+    /// Applied to every audit entry: the audit log is one of the ways text leaves the process.
+    redactor: crate::redact::Redactor,
 }
 
 /// One line of the audit log: every command and the decision taken.
@@ -148,6 +150,7 @@ impl Store {
             jira_moves: tree("jira_moves")?,
             jira_pending: tree("jira_pending")?,
             ticket_scans: tree("ticket_scans")?,
+            redactor: crate::redact::Redactor::default(),
             db,
         };
         Ok((store, opened))
@@ -550,10 +553,22 @@ impl Store {
         Ok(())
     }
 
-    /// Appends to the audit log.
+    /// This store, with audit entries redacted by `redactor` (the engine's, which knows the
+    /// configured secret values).
+    pub fn with_redactor(mut self, redactor: crate::redact::Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Appends to the audit log, with secrets redacted from the command text and the decision.
     pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
         let id = self.db.generate_id()?;
-        self.audit.insert(id.to_be_bytes(), encode(entry)?)?;
+        let entry = AuditEntry {
+            text: self.redactor.redact(&entry.text),
+            decision: self.redactor.redact(&entry.decision),
+            ..entry.clone()
+        };
+        self.audit.insert(id.to_be_bytes(), encode(&entry)?)?;
         Ok(())
     }
 

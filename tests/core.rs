@@ -556,3 +556,53 @@ async fn a_panic_while_resolving_a_ref_frees_dev_and_the_next_command_is_answere
     assert!(matches!(&again.body, ReplyBody::Refused(text) if text.contains("could not answer")), "{again:?}");
     assert!(store.active("dev").unwrap().is_none());
 }
+
+#[tokio::test]
+async fn secrets_in_host_output_reach_no_reply_progress_announcement_or_audit_entry() {
+    let world = World::new();
+    std::fs::write(world.path().join("extra-secret"), "plum-velvet-9931\n").unwrap();
+    let steps = r#"  { name = "migrate", run = "echo 'connecting to DATABASE_URL=postgres://shop:hunter2-pg@db:5432/shop with plum-velvet-9931' >&2; exit 3" },"#;
+    let custom = world.config_with_dev_steps(steps);
+    let text = std::fs::read_to_string(&custom).unwrap().replacen(
+        "personal_branches = true",
+        "personal_branches = true\nmigrations = { python = \"python3\", manage = \"manage.py\" }",
+        1,
+    );
+    std::fs::write(&custom, format!("redact = [{{ file = \"extra-secret\" }}]\n{text}")).unwrap();
+    // A second remote the host cannot reach, whose name carries both secrets: the migration
+    // guard's `git fetch --all` fails and prints it.
+    let dev = world.path().join("envs/dev");
+    common::git(&dev, &["remote", "add", "mirror", "/nonexistent/DATABASE_PASSWORD=hunter2-pg/plum-velvet-9931"]);
+    let bot = Bot::start(&custom);
+    let secrets = ["hunter2-pg", "plum-velvet-9931"];
+    let clean = |what: &str, text: &str| {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked in the {what}: {text}");
+        }
+    };
+
+    // The guard's failure as a refusal.
+    let (refusal, _) = bot.say("grace", "/deploy dev feature/login").await;
+    assert!(refused(&refusal).contains("Could not check"), "{refusal:?}");
+    clean("refusal", refused(&refusal));
+
+    // A step failing with the secrets in its output, followed by the command.
+    let (reply, progress) = bot.say("grace", "/deploy dev dev").await;
+    let done = &progress.last().unwrap().record;
+    assert!(matches!(done.outcome, Outcome::Failed { .. }), "{:?}", done.outcome);
+    clean("reply", &format!("{reply:?}"));
+    for update in &progress {
+        clean("progress", &format!("{update:?}"));
+    }
+
+    // History and status show the failures; the audit log recorded every decision.
+    let (history, _) = bot.say("grace", "/history dev").await;
+    clean("history", &format!("{history:?}"));
+    let (status, _) = bot.say("grace", "/status --live").await;
+    clean("status", &format!("{status:?}"));
+    let audit = bot.app.store.audit_tail(100).unwrap();
+    assert!(audit.iter().any(|e| e.decision.contains("Could not check")), "{audit:#?}");
+    for entry in audit {
+        clean("audit log", &format!("{entry:?}"));
+    }
+}

@@ -6,7 +6,9 @@
 //! Every decision is written to the store and flushed before the reply goes out.
 
 mod guard;
+mod outbound;
 pub mod reply;
+pub use outbound::Announcer;
 mod runner;
 pub(crate) use guard::spawn_guarded;
 pub(crate) use runner::spawn_runner;
@@ -173,7 +175,7 @@ pub struct Engine {
     /// Deploys whose ref is being resolved: they hold the environment like a running deploy.
     pub(crate) starting: HashMap<String, ActiveDeploy>,
     /// Where announcements go; every adapter subscribes.
-    pub(crate) announcements: broadcast::Sender<Announcement>,
+    pub(crate) announcements: Announcer,
     /// Replies decided but not yet sent: they go out after the next flush.
     pub(crate) unsent: Vec<(oneshot::Sender<Reply>, Reply, String)>,
     /// Running deploys and where their progress goes.
@@ -197,7 +199,7 @@ pub struct Engine {
 #[derive(Clone)]
 pub struct EngineHandle {
     events: mpsc::UnboundedSender<Event>,
-    announcements: broadcast::Sender<Announcement>,
+    announcements: Announcer,
     outbox: Option<crate::jira_outbox::OutboxHandle>,
 }
 
@@ -291,7 +293,9 @@ impl Engine {
         github: Option<Arc<crate::clients::github::GitHubClient>>,
     ) -> EngineHandle {
         let (events, mut inbox) = mpsc::unbounded_channel();
-        let (announcements, _) = broadcast::channel(256);
+        let redactor = Redactor::new(config.secret_values.clone());
+        let announcements = Announcer::new(256, redactor.clone());
+        let store = store.with_redactor(redactor.clone());
         // Dropped when the loop ends, which stops the outbox worker with it.
         let (running, stopped) = tokio::sync::watch::channel(());
         let outbox = jira.clone().map(|client| {
@@ -305,7 +309,7 @@ impl Engine {
             outbox.spawn(stopped)
         });
         let mut engine = Engine {
-            redactor: Redactor::new(config.secret_values.clone()),
+            redactor,
             book: CommandBook::builtin(),
             http: reqwest::Client::builder()
                 .user_agent(concat!("shipday/", env!("CARGO_PKG_VERSION")))
@@ -580,8 +584,8 @@ impl Engine {
         for (sender, reply, decision) in self.unsent.drain(..) {
             let reply = match &durable {
                 Ok(()) => {
-                    tracing::info!(%decision, "answered");
-                    reply
+                    tracing::info!(decision = %self.redactor.redact(&decision), "answered");
+                    outbound::redact_reply(&self.redactor, reply)
                 }
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), "cannot record a decision");
@@ -678,7 +682,7 @@ impl Engine {
     fn forward(&self, watcher: Option<&mpsc::UnboundedSender<ProgressUpdate>>, update: ProgressUpdate) {
         match watcher {
             Some(watcher) => {
-                let _ = watcher.send(update);
+                let _ = watcher.send(outbound::redact_progress(&self.redactor, update));
             }
             None => self.announce(Announcement::Deploy(Box::new(update))),
         }

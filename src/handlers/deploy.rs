@@ -112,6 +112,7 @@ impl Engine {
             );
         }
         let Some(events) = self.events.upgrade() else { return };
+        let redactor = self.redactor.clone();
         let crashed = events.clone();
         let crash = Crashed::Resolve { env: request.env.clone(), dry_run: request.dry_run };
         let on_panic = move |message| {
@@ -133,7 +134,7 @@ impl Engine {
                     (Ok(result), Some(sha)) if result.is_ok() => sha,
                     (Ok(result), _) => {
                         session.close().await;
-                        tracing::info!(output = %text.trim(), result = %result.describe(), "ref not resolved");
+                        tracing::info!(output = %redactor.redact(text.trim()), result = %result.describe(), "ref not resolved");
                         return Err(format!(
                             "`{}` is not a branch or tag on {name}'s origin. Check the name, or push it first. Nothing was changed.",
                             request.git_ref
