@@ -500,12 +500,19 @@ impl shipday::clients::ExecSession for PanickingSession {
 
 /// An engine on the playground whose dev host panics on scripts containing `trigger`.
 fn bot_with_panicking_dev(world: &World, trigger: &'static str) -> (shipday::engine::EngineHandle, Store) {
-    use shipday::clients::RemoteExec;
+    bot_with_dev(world, std::sync::Arc::new(PanickingExec { trigger }))
+}
+
+/// An engine on the playground whose dev host is `dev`.
+fn bot_with_dev(
+    world: &World,
+    dev: std::sync::Arc<dyn shipday::clients::RemoteExec>,
+) -> (shipday::engine::EngineHandle, Store) {
     use std::sync::Arc;
     let config = Arc::new(shipday::config::Config::load(&world.config_path()).unwrap());
     let (store, _) = Store::open(&config.state_dir).unwrap();
     let mut transports = shipday::app::transports(&config).unwrap();
-    transports.insert("dev".into(), Arc::new(PanickingExec { trigger }) as Arc<dyn RemoteExec>);
+    transports.insert("dev".into(), dev);
     let clock: Arc<dyn Clock> = Arc::new(shipday::clock::ManualClock::new(chrono::Utc::now()));
     let engine = shipday::engine::Engine::spawn(config, store.clone(), clock, transports, None, None);
     (engine, store)
@@ -605,4 +612,50 @@ async fn secrets_in_host_output_reach_no_reply_progress_announcement_or_audit_en
     for entry in audit {
         clean("audit log", &format!("{entry:?}"));
     }
+}
+
+/// A host that accepts connections and never answers.
+struct SilentExec;
+
+#[async_trait::async_trait]
+impl shipday::clients::RemoteExec for SilentExec {
+    async fn connect(&self) -> anyhow::Result<Box<dyn shipday::clients::ExecSession>> {
+        std::future::pending().await
+    }
+
+    fn target(&self) -> String {
+        "a host that never answers".into()
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_at_once_and_runs_nothing() {
+    let world = World::new();
+    let (engine, store) = bot_with_dev(&world, std::sync::Arc::new(SilentExec));
+    let engine = engine.with_queue_limit(2);
+    // Two people ask for a live status; dev's host never answers, so both stay in the queue.
+    for _ in 0..2 {
+        let engine = engine.clone();
+        tokio::spawn(async move { submit(&engine, "/status --live").await });
+    }
+    // The test runtime is single-threaded: yielding lets both take their place in the queue.
+    tokio::task::yield_now().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (busy, took) = loop {
+        let asked = std::time::Instant::now();
+        let (reply, _) = submit(&engine, "/history").await;
+        if matches!(&reply.body, ReplyBody::Refused(text) if text == shipday::engine::BUSY) {
+            break (reply, asked.elapsed());
+        }
+        assert!(std::time::Instant::now() < deadline, "the queue never filled: {reply:?}");
+        tokio::task::yield_now().await;
+    };
+    assert!(took < std::time::Duration::from_secs(1), "busy is answered at once, took {took:?}");
+    assert!(refused(&busy).contains("try again in a moment"));
+    let audit = store.audit_tail(50).unwrap();
+    assert!(audit.iter().all(|e| !e.decision.contains("busy")), "a busy answer decides nothing: {audit:#?}");
+    // A deploy asked while it is full is not queued either.
+    let (deploy, _) = submit(&engine, "/deploy dev feature/login").await;
+    assert_eq!(refused(&deploy), shipday::engine::BUSY);
+    assert!(store.history(Some("dev"), 5).unwrap().is_empty());
 }

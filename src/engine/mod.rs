@@ -201,7 +201,16 @@ pub struct EngineHandle {
     events: mpsc::UnboundedSender<Event>,
     announcements: Announcer,
     outbox: Option<crate::jira_outbox::OutboxHandle>,
+    /// One permit per command queued or being decided: a full queue answers [`BUSY`] at once.
+    admitted: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most commands queued or being decided at once (see [`EngineHandle::with_queue_limit`]).
+pub const QUEUE_LIMIT: usize = 1024;
+
+/// What a command is told when the queue is full: at once, well within every platform's ack
+/// limit, and nothing was done.
+pub const BUSY: &str = "Shipday is busy, try again in a moment. Nothing was done.";
 
 impl EngineHandle {
     /// Hands a reaction on one of the bot's messages to the engine, and waits until it is
@@ -270,8 +279,21 @@ impl EngineHandle {
         }
     }
 
+    /// This handle (and its clones) admitting at most `limit` commands at once instead of
+    /// [`QUEUE_LIMIT`].
+    pub fn with_queue_limit(mut self, limit: usize) -> Self {
+        self.admitted = Arc::new(tokio::sync::Semaphore::new(limit));
+        self
+    }
+
     /// Submits a command and waits for the engine's reply (not for the deploy to finish).
+    /// When [`QUEUE_LIMIT`] commands are already queued or being decided, answers [`BUSY`] at
+    /// once instead of queueing without bound.
     pub async fn submit(&self, invocation: Invocation) -> Reply {
+        let Ok(_admitted) = self.admitted.clone().try_acquire_owned() else {
+            tracing::warn!(platform = %invocation.platform, "the engine's queue is full; answered busy");
+            return Reply::refused(BUSY);
+        };
         let (tx, rx) = oneshot::channel();
         if self.events.send(Event::Invocation(invocation, tx)).is_err() {
             return Reply::refused("Shipday is shutting down. Try again in a minute.");
@@ -347,7 +369,7 @@ impl Engine {
                 engine.commit().await;
             }
         });
-        EngineHandle { events, announcements, outbox }
+        EngineHandle { events, announcements, outbox, admitted: Arc::new(tokio::sync::Semaphore::new(QUEUE_LIMIT)) }
     }
 
     /// Handles one event; a panic while handling it is logged and the loop goes on (the
