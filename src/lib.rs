@@ -15,6 +15,8 @@ mod handlers;
 pub mod jira_outbox;
 pub mod manifest;
 pub mod playground;
+#[cfg(test)]
+mod proptests;
 pub mod redact;
 pub mod release;
 pub mod scheduler;
