@@ -90,9 +90,8 @@ mod tests {
         let now = at(ts.parse::<i64>().unwrap() + 10);
         assert_eq!(verify(&secret, Some(ts), Some(signature), body, now), Ok(()));
         // The raw form body on disk is the same signed bytes.
-        let form =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/contracts/slack/slash-command.form"))
-                .unwrap();
+        let form = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/contracts/slack/slash-command.form"))
+            .unwrap();
         assert_eq!(verify(&secret, Some(ts), Some(signature), &form, now), Ok(()));
     }
 
