@@ -57,6 +57,14 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
     let transports = transports(&config)?;
     let (store, _) = Store::open(&config.state_dir)?;
     let interrupted = store.recover_interrupted(clock.now())?;
+    match store.prune(clock.now()) {
+        Ok(0) => {}
+        Ok(removed) => {
+            store.flush_blocking();
+            tracing::info!(removed, "forgot expired dedupe records");
+        }
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot prune expired dedupe records"),
+    }
     for record in &interrupted {
         tracing::warn!(deploy = record.id, env = %record.env, git_ref = %record.git_ref, "deploy was interrupted by a restart");
     }

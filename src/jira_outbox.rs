@@ -16,7 +16,7 @@ use crate::store::Store;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 /// How often the worker looks for moves that became due, when nothing wakes it.
@@ -39,7 +39,7 @@ pub(crate) struct Outbox {
     pub client: Arc<JiraClient>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
-    pub announcements: broadcast::Sender<Announcement>,
+    pub announcements: crate::engine::Announcer,
 }
 
 impl Outbox {

@@ -16,6 +16,8 @@ pub mod jira_outbox;
 pub mod listener;
 pub mod manifest;
 pub mod playground;
+#[cfg(test)]
+mod proptests;
 pub mod redact;
 pub mod release;
 pub mod scheduler;

@@ -16,6 +16,17 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// How long a handled inbound delivery id (Slack event, Discord interaction, GitHub delivery)
+/// is remembered. Platforms retry for minutes to hours, never for days.
+pub const DELIVERY_TTL: chrono::Duration = chrono::Duration::days(7);
+
+/// How long a commit handled by the merge stream is remembered. Older replays are still stopped
+/// by the merge head (which never expires) and the ancestry check.
+pub const MERGE_TTL: chrono::Duration = chrono::Duration::days(30);
+
+/// How long a claimed calendar firing is remembered, counted back from the scheduler's cursor.
+pub const FIRING_TTL: chrono::Duration = chrono::Duration::days(30);
+
 /// Version of the on-disk layout, checked at open.
 const FORMAT: &[u8] = b"shipday-store-1";
 
@@ -33,6 +44,7 @@ pub struct Store {
     observed: sled::Tree,
     deliveries: sled::Tree,
     firings: sled::Tree,
+    merges: sled::Tree,
     slot_waits: sled::Tree,
     migration_debts: sled::Tree,
     promotions: sled::Tree,
@@ -42,6 +54,8 @@ pub struct Store {
     jira_moves: sled::Tree,
     jira_pending: sled::Tree,
     ticket_scans: sled::Tree,
+    /// Applied to every audit entry: the audit log is one of the ways text leaves the process.
+    redactor: crate::redact::Redactor,
 }
 
 /// One line of the audit log: every command and the decision taken.
@@ -126,6 +140,7 @@ impl Store {
             observed: tree("observed")?,
             deliveries: tree("deliveries")?,
             firings: tree("firings")?,
+            merges: tree("merges")?,
             slot_waits: tree("slot_waits")?,
             migration_debts: tree("migration_debts")?,
             promotions: tree("promotions")?,
@@ -135,6 +150,7 @@ impl Store {
             jira_moves: tree("jira_moves")?,
             jira_pending: tree("jira_pending")?,
             ticket_scans: tree("ticket_scans")?,
+            redactor: crate::redact::Redactor::default(),
             db,
         };
         Ok((store, opened))
@@ -316,6 +332,65 @@ impl Store {
         self.flush().await
     }
 
+    /// Whether the merge stream (merged pull requests and pushes to the first environment's
+    /// branch) already handled commit `sha` for `env`, whatever delivery announced it.
+    pub fn merge_seen(&self, env: &str, sha: &str) -> Result<bool> {
+        Ok(self.merges.contains_key(merge_key(env, sha))?)
+    }
+
+    /// Records that the merge stream handled `sha` for `env` (made durable by the next flush).
+    pub fn mark_merge(&self, env: &str, sha: &str, at: DateTime<Utc>) -> Result<()> {
+        self.merges.insert(merge_key(env, sha), at.to_rfc3339().as_bytes())?;
+        Ok(())
+    }
+
+    /// The newest commit the merge stream decided `env` should run. Never expires: a delivery
+    /// naming an older commit is checked against it, so a replay cannot roll `env` back.
+    pub fn merge_head(&self, env: &str) -> Result<Option<String>> {
+        Ok(self.db.get(merge_head_key(env))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Moves the merge stream's head for `env` (made durable by the next flush).
+    pub fn set_merge_head(&self, env: &str, sha: &str) -> Result<()> {
+        self.db.insert(merge_head_key(env), sha.as_bytes())?;
+        Ok(())
+    }
+
+    /// Forgets dedupe records older than their documented lifetimes ([`DELIVERY_TTL`],
+    /// [`MERGE_TTL`], [`FIRING_TTL`]), so those trees stay bounded. Run at start and
+    /// periodically; returns how many records were removed (durable at the next flush).
+    pub fn prune(&self, now: DateTime<Utc>) -> Result<usize> {
+        let mut removed = 0;
+        for (tree, ttl) in [(&self.deliveries, DELIVERY_TTL), (&self.merges, MERGE_TTL)] {
+            let cutoff = now - ttl;
+            for entry in tree.iter() {
+                let (key, at) = entry?;
+                let at = DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&at)).map(|t| t.with_timezone(&Utc));
+                // An unreadable time is not evidence of age: such a record is kept.
+                if at.is_ok_and(|at| at < cutoff) {
+                    tree.remove(key)?;
+                    removed += 1;
+                }
+            }
+        }
+        // A firing's key ends with its instant; only firings behind the scheduler's cursor are
+        // ever claimed again, so older ones can go.
+        let cursor = self.scheduler_cursor()?.unwrap_or(now).min(now);
+        let cutoff = cursor - FIRING_TTL;
+        for entry in self.firings.iter() {
+            let (key, _) = entry?;
+            let key_text = String::from_utf8_lossy(&key);
+            let at = key_text.rsplit_once('@').map(|(_, at)| DateTime::parse_from_rfc3339(at));
+            if let Some(Ok(at)) = at
+                && at.with_timezone(&Utc) < cutoff
+            {
+                self.firings.remove(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Claims one firing of a scheduled job (compare-and-swap on `job@instant`), recording
     /// whether it was sent or reported missed. Returns false if it was already claimed, so
     /// however often the bot restarts, a firing has its effect at most once.
@@ -478,10 +553,22 @@ impl Store {
         Ok(())
     }
 
-    /// Appends to the audit log.
+    /// This store, with audit entries redacted by `redactor` (the engine's, which knows the
+    /// configured secret values).
+    pub fn with_redactor(mut self, redactor: crate::redact::Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Appends to the audit log, with secrets redacted from the command text and the decision.
     pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
         let id = self.db.generate_id()?;
-        self.audit.insert(id.to_be_bytes(), encode(entry)?)?;
+        let entry = AuditEntry {
+            text: self.redactor.redact(&entry.text),
+            decision: self.redactor.redact(&entry.decision),
+            ..entry.clone()
+        };
+        self.audit.insert(id.to_be_bytes(), encode(&entry)?)?;
         Ok(())
     }
 
@@ -588,6 +675,18 @@ impl Store {
     }
 }
 
+fn merge_key(env: &str, sha: &str) -> Vec<u8> {
+    let mut key = env_prefix(env);
+    key.extend_from_slice(sha.as_bytes());
+    key
+}
+
+fn merge_head_key(env: &str) -> Vec<u8> {
+    let mut key = b"merge_head\0".to_vec();
+    key.extend_from_slice(env.as_bytes());
+    key
+}
+
 fn message_key(platform: &str, message: &MessageRef) -> Vec<u8> {
     format!("{platform}\u{1f}{}\u{1f}{}", message.channel, message.id).into_bytes()
 }
@@ -629,6 +728,34 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dedupe_records_are_forgotten_after_their_lifetimes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let old_delivery = now - DELIVERY_TTL - chrono::Duration::minutes(1);
+        let recent = now - DELIVERY_TTL + chrono::Duration::minutes(1);
+        store.deliveries.insert("slack:event:old", old_delivery.to_rfc3339().as_bytes()).unwrap();
+        store.deliveries.insert("slack:event:new", recent.to_rfc3339().as_bytes()).unwrap();
+        store.mark_merge("dev", "a".repeat(40).as_str(), now - MERGE_TTL - chrono::Duration::minutes(1)).unwrap();
+        store.mark_merge("dev", "b".repeat(40).as_str(), now - chrono::Duration::days(8)).unwrap();
+        store.set_merge_head("dev", &"a".repeat(40)).unwrap();
+        let old_firing = now - FIRING_TTL - chrono::Duration::minutes(1);
+        let key = format!("reminder@{}", old_firing.to_rfc3339());
+        store.firings.insert(key.as_bytes(), b"sent".as_slice()).unwrap();
+        let key = format!("reminder@{}", now.to_rfc3339());
+        store.firings.insert(key.as_bytes(), b"sent".as_slice()).unwrap();
+
+        assert_eq!(store.prune(now).unwrap(), 3);
+        assert!(!store.delivery_seen("slack:event:old").unwrap());
+        assert!(store.delivery_seen("slack:event:new").unwrap());
+        assert!(!store.merge_seen("dev", &"a".repeat(40)).unwrap());
+        assert!(store.merge_seen("dev", &"b".repeat(40)).unwrap());
+        assert_eq!(store.merge_head("dev").unwrap(), Some("a".repeat(40)), "the merge head never expires");
+        assert_eq!(store.firing("reminder", old_firing).unwrap(), None);
+        assert_eq!(store.firing("reminder", now).unwrap().as_deref(), Some("sent"));
+    }
 
     #[test]
     fn tracked_messages_keep_the_newest_per_platform() {

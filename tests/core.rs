@@ -454,3 +454,208 @@ async fn two_hundred_concurrent_commands_are_all_answered() {
     assert!(answered.iter().all(|ok| *ok));
     assert_eq!(bot.app.store.audit_tail(500).unwrap().len(), 200);
 }
+
+/// The local transport, except that a script containing `trigger` panics inside Shipday, the
+/// way a parser meeting unexpected host output once did.
+struct PanickingExec {
+    trigger: &'static str,
+}
+
+struct PanickingSession {
+    inner: Box<dyn shipday::clients::ExecSession>,
+    trigger: &'static str,
+}
+
+#[async_trait::async_trait]
+impl shipday::clients::RemoteExec for PanickingExec {
+    async fn connect(&self) -> anyhow::Result<Box<dyn shipday::clients::ExecSession>> {
+        let inner = shipday::clients::local::LocalExec.connect().await?;
+        Ok(Box::new(PanickingSession { inner, trigger: self.trigger }))
+    }
+
+    fn target(&self) -> String {
+        "local (panicking)".into()
+    }
+}
+
+#[async_trait::async_trait]
+impl shipday::clients::ExecSession for PanickingSession {
+    async fn run(
+        &mut self,
+        script: &str,
+        timeout: std::time::Duration,
+        output: &mut shipday::clients::OutputTail,
+    ) -> anyhow::Result<StepResult> {
+        if script.contains(self.trigger) {
+            let name = "0ää_x";
+            panic!("byte index 4 is not a char boundary; it is inside 'ä' of `{name}`");
+        }
+        self.inner.run(script, timeout, output).await
+    }
+
+    async fn close(self: Box<Self>) {
+        self.inner.close().await
+    }
+}
+
+/// An engine on the playground whose dev host panics on scripts containing `trigger`.
+fn bot_with_panicking_dev(world: &World, trigger: &'static str) -> (shipday::engine::EngineHandle, Store) {
+    bot_with_dev(world, std::sync::Arc::new(PanickingExec { trigger }))
+}
+
+/// An engine on the playground whose dev host is `dev`.
+fn bot_with_dev(
+    world: &World,
+    dev: std::sync::Arc<dyn shipday::clients::RemoteExec>,
+) -> (shipday::engine::EngineHandle, Store) {
+    use std::sync::Arc;
+    let config = Arc::new(shipday::config::Config::load(&world.config_path()).unwrap());
+    let (store, _) = Store::open(&config.state_dir).unwrap();
+    let mut transports = shipday::app::transports(&config).unwrap();
+    transports.insert("dev".into(), dev);
+    let clock: Arc<dyn Clock> = Arc::new(shipday::clock::ManualClock::new(chrono::Utc::now()));
+    let engine = shipday::engine::Engine::spawn(config, store.clone(), clock, transports, None, None);
+    (engine, store)
+}
+
+async fn submit(engine: &shipday::engine::EngineHandle, text: &str) -> (shipday::engine::Reply, Vec<DeployEvent>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut invocation = shipday::engine::Invocation::new("console", "grace", text);
+    invocation.progress = Some(tx);
+    let reply = engine.submit(invocation).await;
+    let mut events = Vec::new();
+    while let Some(update) = rx.recv().await {
+        events.push(update.event);
+    }
+    (reply, events)
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_deploy_step_fails_that_deploy_and_never_leaves_dev_deploying() {
+    let world = World::new();
+    let (engine, store) = bot_with_panicking_dev(&world, "restarted");
+    let (reply, events) = submit(&engine, "/deploy dev feature/login").await;
+    let ReplyBody::Deploy(accepted) = &reply.body else { panic!("{reply:?}") };
+    assert_eq!(events.last(), Some(&DeployEvent::Finished));
+    let record = store.deploy(accepted.id).unwrap().unwrap();
+    let Outcome::Failed { step, reason, state_unknown } = &record.outcome else { panic!("{:?}", record.outcome) };
+    assert_eq!(step, "shipday");
+    assert!(reason.contains("internal error") && *state_unknown, "{reason}");
+    assert!(store.active("dev").unwrap().is_none(), "dev is not left deploying");
+    // The environment is usable at once: the next deploy is accepted (and fails the same way).
+    let (again, _) = submit(&engine, "/deploy dev feature/login").await;
+    assert!(matches!(again.body, ReplyBody::Deploy(_)), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_panic_while_resolving_a_ref_frees_dev_and_the_next_command_is_answered() {
+    let world = World::new();
+    let (engine, store) = bot_with_panicking_dev(&world, "ls-remote");
+    let mut heard = engine.announcements();
+    let (reply, _) = submit(&engine, "/deploy dev feature/login").await;
+    assert!(matches!(&reply.body, ReplyBody::Refused(text) if text.contains("could not answer")), "{reply:?}");
+    let said = tokio::time::timeout(std::time::Duration::from_secs(10), heard.recv()).await.unwrap().unwrap();
+    let shipday::engine::Announcement::Text(text) = said else { panic!("{said:?}") };
+    assert!(text.contains("internal error") && text.contains("nothing was changed"), "{text}");
+    // dev is not "deploying": the same deploy is tried again (and meets the same panic), not
+    // refused because a deploy is running.
+    let (again, _) = submit(&engine, "/deploy dev feature/login").await;
+    assert!(matches!(&again.body, ReplyBody::Refused(text) if text.contains("could not answer")), "{again:?}");
+    assert!(store.active("dev").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn secrets_in_host_output_reach_no_reply_progress_announcement_or_audit_entry() {
+    let world = World::new();
+    std::fs::write(world.path().join("extra-secret"), "plum-velvet-9931\n").unwrap();
+    let steps = r#"  { name = "migrate", run = "echo 'connecting to DATABASE_URL=postgres://shop:hunter2-pg@db:5432/shop with plum-velvet-9931' >&2; exit 3" },"#;
+    let custom = world.config_with_dev_steps(steps);
+    let text = std::fs::read_to_string(&custom).unwrap().replacen(
+        "personal_branches = true",
+        "personal_branches = true\nmigrations = { python = \"python3\", manage = \"manage.py\" }",
+        1,
+    );
+    std::fs::write(&custom, format!("redact = [{{ file = \"extra-secret\" }}]\n{text}")).unwrap();
+    // A second remote the host cannot reach, whose name carries both secrets: the migration
+    // guard's `git fetch --all` fails and prints it.
+    let dev = world.path().join("envs/dev");
+    common::git(&dev, &["remote", "add", "mirror", "/nonexistent/DATABASE_PASSWORD=hunter2-pg/plum-velvet-9931"]);
+    let bot = Bot::start(&custom);
+    let secrets = ["hunter2-pg", "plum-velvet-9931"];
+    let clean = |what: &str, text: &str| {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked in the {what}: {text}");
+        }
+    };
+
+    // The guard's failure as a refusal.
+    let (refusal, _) = bot.say("grace", "/deploy dev feature/login").await;
+    assert!(refused(&refusal).contains("Could not check"), "{refusal:?}");
+    clean("refusal", refused(&refusal));
+
+    // A step failing with the secrets in its output, followed by the command.
+    let (reply, progress) = bot.say("grace", "/deploy dev dev").await;
+    let done = &progress.last().unwrap().record;
+    assert!(matches!(done.outcome, Outcome::Failed { .. }), "{:?}", done.outcome);
+    clean("reply", &format!("{reply:?}"));
+    for update in &progress {
+        clean("progress", &format!("{update:?}"));
+    }
+
+    // History and status show the failures; the audit log recorded every decision.
+    let (history, _) = bot.say("grace", "/history dev").await;
+    clean("history", &format!("{history:?}"));
+    let (status, _) = bot.say("grace", "/status --live").await;
+    clean("status", &format!("{status:?}"));
+    let audit = bot.app.store.audit_tail(100).unwrap();
+    assert!(audit.iter().any(|e| e.decision.contains("Could not check")), "{audit:#?}");
+    for entry in audit {
+        clean("audit log", &format!("{entry:?}"));
+    }
+}
+
+/// A host that accepts connections and never answers.
+struct SilentExec;
+
+#[async_trait::async_trait]
+impl shipday::clients::RemoteExec for SilentExec {
+    async fn connect(&self) -> anyhow::Result<Box<dyn shipday::clients::ExecSession>> {
+        std::future::pending().await
+    }
+
+    fn target(&self) -> String {
+        "a host that never answers".into()
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_at_once_and_runs_nothing() {
+    let world = World::new();
+    let (engine, store) = bot_with_dev(&world, std::sync::Arc::new(SilentExec));
+    let engine = engine.with_queue_limit(2);
+    // Two people ask for a live status; dev's host never answers, so both stay in the queue.
+    for _ in 0..2 {
+        let engine = engine.clone();
+        tokio::spawn(async move { submit(&engine, "/status --live").await });
+    }
+    // The test runtime is single-threaded: yielding lets both take their place in the queue.
+    tokio::task::yield_now().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (busy, took) = loop {
+        let asked = std::time::Instant::now();
+        let (reply, _) = submit(&engine, "/history").await;
+        if matches!(&reply.body, ReplyBody::Refused(text) if text == shipday::engine::BUSY) {
+            break (reply, asked.elapsed());
+        }
+        assert!(std::time::Instant::now() < deadline, "the queue never filled: {reply:?}");
+        tokio::task::yield_now().await;
+    };
+    assert!(took < std::time::Duration::from_secs(1), "busy is answered at once, took {took:?}");
+    assert!(refused(&busy).contains("try again in a moment"));
+    let audit = store.audit_tail(50).unwrap();
+    assert!(audit.iter().all(|e| !e.decision.contains("busy")), "a busy answer decides nothing: {audit:#?}");
+    // A deploy asked while it is full is not queued either.
+    let (deploy, _) = submit(&engine, "/deploy dev feature/login").await;
+    assert_eq!(refused(&deploy), shipday::engine::BUSY);
+    assert!(store.history(Some("dev"), 5).unwrap().is_empty());
+}

@@ -636,3 +636,195 @@ async fn at_the_connection_cap_a_signed_delivery_waits_for_a_slot_and_is_answere
     }
     assert!(engine.is_empty());
 }
+
+// The webhook, end to end: signed deliveries over HTTP into a real engine deploying a real dev
+
+/// The webhook route wired to a running bot (the playground world, dev deployed from its real
+/// origin), the way `serve` wires it.
+struct LiveHook {
+    world: common::World,
+    bot: common::Bot,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl LiveHook {
+    async fn start() -> Self {
+        let world = common::World::new();
+        let bot = common::Bot::start(&world.config_path());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
+        let (sender, mut inbox) = mpsc::unbounded_channel::<(GitHubEvent, oneshot::Sender<()>)>();
+        let clock: Arc<dyn Clock> = Arc::new(bot.clock.clone());
+        let state =
+            WebhookState::new(&hook_config(Some("webhook-secret")), dir.path(), bot.app.store.clone(), clock, sender)
+                .unwrap()
+                .with_handoff_timeout(Duration::from_secs(60));
+        let engine = bot.app.engine.clone();
+        tokio::spawn(async move {
+            while let Some((event, recorded)) = inbox.recv().await {
+                engine.github_event(event).await;
+                let _ = recorded.send(());
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, routes(state)).await.unwrap() });
+        Self { world, bot, url, _dir: dir }
+    }
+
+    async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> u16 {
+        let signature = signature::sign(&Secret::new(SECRET), body);
+        reqwest::Client::new()
+            .post(&self.url)
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("X-Hub-Signature-256", signature)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// GitHub merges `branch` into dev for real (a merge commit on the origin); returns its SHA.
+    fn merge(&self, branch: &str, number: u64) -> String {
+        let message = format!("Merge pull request #{number} from Codertocat/{branch}");
+        common::real_merge(self.world.path(), &self.world.tip("dev"), &self.world.tip(branch), &message)
+    }
+
+    /// The dev deploys Shipday recorded, oldest first.
+    fn dev_deploys(&self) -> Vec<shipday::release::deploy::DeployRecord> {
+        let mut deploys = self.bot.app.store.history(Some("dev"), 50).unwrap();
+        deploys.reverse();
+        deploys
+    }
+
+    /// The audit log's decisions about webhook deliveries, oldest first.
+    fn webhook_decisions(&self) -> Vec<String> {
+        let mut entries = self.bot.app.store.audit_tail(200).unwrap();
+        entries.reverse();
+        entries
+            .into_iter()
+            .filter(|e| e.platform == "github")
+            .map(|e| format!("{} => {}", e.text, e.decision))
+            .collect()
+    }
+}
+
+/// The pull request `number` closed as merged into dev as `merge_sha`.
+fn pull_request_merged(number: u64, merge_sha: &str) -> Vec<u8> {
+    let mut payload: serde_json::Value = serde_json::from_slice(&merged_into_dev()).unwrap();
+    payload["number"] = number.into();
+    payload["pull_request"]["number"] = number.into();
+    payload["pull_request"]["merge_commit_sha"] = merge_sha.into();
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// The push that moved dev from `before` to `after`.
+fn pushed_to_dev(before: &str, after: &str) -> Vec<u8> {
+    let mut payload: serde_json::Value = serde_json::from_str(&contract("push.json")).unwrap();
+    payload["ref"] = "refs/heads/dev".into();
+    payload["deleted"] = false.into();
+    payload["created"] = false.into();
+    payload["before"] = before.into();
+    payload["after"] = after.into();
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// Waits for the next deploy announced as finished.
+async fn next_finished_deploy(
+    heard: &mut tokio::sync::broadcast::Receiver<shipday::engine::Announcement>,
+) -> shipday::release::deploy::DeployRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let next = tokio::time::timeout_at(deadline, heard.recv()).await.expect("timed out waiting for a deploy");
+        if let Ok(shipday::engine::Announcement::Deploy(update)) = next
+            && update.record.is_finished()
+        {
+            return update.record;
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_merge_announced_by_its_pull_request_and_its_push_deploys_dev_once() {
+    let hook = LiveHook::start().await;
+    let mut heard = hook.bot.app.engine.announcements();
+    let before = hook.world.tip("dev");
+    let restarts = || hook.world.restarts().iter().filter(|l| l.contains("dev app restarted")).count();
+    let restarted_before = restarts();
+    let merged = hook.merge("feature/login", 2);
+    assert_eq!(hook.deliver("pull_request", "guid-pr", &pull_request_merged(2, &merged)).await, 200);
+    let deployed = next_finished_deploy(&mut heard).await;
+    assert_eq!(deployed.sha.as_str(), merged);
+    // GitHub's push for the same merge, with its own delivery id.
+    assert_eq!(hook.deliver("push", "guid-push", &pushed_to_dev(&before, &merged)).await, 200);
+    let decisions = hook.webhook_decisions();
+    assert!(
+        decisions.last().is_some_and(|d| d.contains(&merged) && d.contains("duplicate: already handled")),
+        "{decisions:#?}"
+    );
+    assert_eq!(hook.dev_deploys().len(), 1, "one merge, one deploy");
+    assert_eq!(restarts(), restarted_before + 1, "dev restarted once");
+}
+
+#[tokio::test]
+async fn a_pull_request_and_its_push_arriving_together_deploy_once_and_report_nothing_false() {
+    let hook = LiveHook::start().await;
+    let mut heard = hook.bot.app.engine.announcements();
+    let before = hook.world.tip("dev");
+    let merged = hook.merge("feature/login", 2);
+    let (pr_body, push_body) = (pull_request_merged(2, &merged), pushed_to_dev(&before, &merged));
+    let (pr, push) =
+        tokio::join!(hook.deliver("pull_request", "guid-pr", &pr_body), hook.deliver("push", "guid-push", &push_body));
+    assert_eq!((pr, push), (200, 200));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let next = tokio::time::timeout_at(deadline, heard.recv()).await.expect("timed out waiting for the deploy");
+        match next {
+            Ok(shipday::engine::Announcement::Deploy(update)) if update.record.is_finished() => break,
+            Ok(shipday::engine::Announcement::Text(text)) => panic!("nothing else is said, got {text}"),
+            _ => {}
+        }
+    }
+    assert_eq!(hook.dev_deploys().len(), 1);
+    assert!(hook.webhook_decisions().iter().any(|d| d.contains("duplicate: already handled")));
+}
+
+#[tokio::test]
+async fn an_old_delivery_resent_with_a_fresh_id_does_not_deploy_again() {
+    let hook = LiveHook::start().await;
+    let mut heard = hook.bot.app.engine.announcements();
+    let first = hook.merge("feature/login", 2);
+    assert_eq!(hook.deliver("pull_request", "guid-1", &pull_request_merged(2, &first)).await, 200);
+    next_finished_deploy(&mut heard).await;
+    let second = hook.merge("feature/search", 3);
+    assert_eq!(hook.deliver("pull_request", "guid-2", &pull_request_merged(3, &second)).await, 200);
+    assert_eq!(next_finished_deploy(&mut heard).await.sha.as_str(), second);
+    // An attacker replays the first delivery, byte for byte, under a new GUID.
+    assert_eq!(hook.deliver("pull_request", "guid-replayed", &pull_request_merged(2, &first)).await, 200);
+    let decisions = hook.webhook_decisions();
+    assert!(decisions.last().is_some_and(|d| d.contains(&first) && d.contains("duplicate")), "{decisions:#?}");
+    assert_eq!(hook.dev_deploys().len(), 2);
+    assert_eq!(hook.world.head("dev"), second, "dev was not rolled back");
+}
+
+#[tokio::test]
+async fn a_delivery_naming_an_older_commit_never_rolls_dev_back() {
+    let hook = LiveHook::start().await;
+    let mut heard = hook.bot.app.engine.announcements();
+    let old = hook.world.tip("dev");
+    let merged = hook.merge("feature/login", 2);
+    assert_eq!(hook.deliver("pull_request", "guid-1", &pull_request_merged(2, &merged)).await, 200);
+    next_finished_deploy(&mut heard).await;
+    // A push naming the commit dev ran before the merge (never seen by the merge stream).
+    let parent = common::git(&hook.world.path().join("origin.git"), &["rev-parse", &format!("{old}~1")]);
+    assert_eq!(hook.deliver("push", "guid-old", &pushed_to_dev(&parent, &old)).await, 200);
+    let decisions = hook.webhook_decisions();
+    assert!(decisions.last().is_some_and(|d| d.contains(&old) && d.contains("ignored: older than")), "{decisions:#?}");
+    assert_eq!(hook.dev_deploys().len(), 1);
+    assert_eq!(hook.world.head("dev"), merged, "dev was not rolled back");
+}

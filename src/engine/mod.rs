@@ -5,8 +5,12 @@
 //! (resolving a ref on a host, running a deploy) runs as tasks that report back as events.
 //! Every decision is written to the store and flushed before the reply goes out.
 
+mod guard;
+mod outbound;
 pub mod reply;
+pub use outbound::Announcer;
 mod runner;
+pub(crate) use guard::spawn_guarded;
 pub(crate) use runner::spawn_runner;
 
 use crate::clients::jira::JiraClient;
@@ -55,6 +59,8 @@ pub(crate) enum Event {
     Protection(String),
     /// A GitHub webhook event, handed on once its delivery is verified.
     GitHub(crate::webhook::github::GitHubEvent, oneshot::Sender<()>),
+    /// The host said where a merged commit stands against the merge head.
+    MergeChecked(Box<crate::handlers::merge_stream::MergeCheck>),
     /// A calendar job fires (already claimed in the store).
     Scheduled(Box<Firing>, oneshot::Sender<()>),
     /// The scheduler's periodic tick: waiting slot deploys are retried or skipped.
@@ -67,6 +73,21 @@ pub(crate) enum Event {
     TicketsFound { scan: TicketScan, result: Result<Vec<TicketKey>, String> },
     /// Long work for a command (a Jira call) is done: record the decision and reply.
     Answered(Box<TaskAnswer>),
+    /// A task panicked: what it was doing, and the panic's message.
+    Crashed(Crashed, String),
+}
+
+/// The work a panicked task was doing, so the engine can record it as failed.
+#[derive(Debug)]
+pub(crate) enum Crashed {
+    /// A deploy's steps.
+    Deploy(u64),
+    /// Resolving a deploy's ref (and reading its migrations) on the host.
+    Resolve { env: String, dry_run: bool },
+    /// Reading a merged commit's ancestry (`env\u{1f}sha`).
+    MergeCheck(String),
+    /// A promotion's merge on GitHub.
+    PromotionMerge(u64),
 }
 
 /// What long work for a command decided, for the loop to record and send.
@@ -157,7 +178,7 @@ pub struct Engine {
     /// Deploys whose ref is being resolved: they hold the environment like a running deploy.
     pub(crate) starting: HashMap<String, ActiveDeploy>,
     /// Where announcements go; every adapter subscribes.
-    pub(crate) announcements: broadcast::Sender<Announcement>,
+    pub(crate) announcements: Announcer,
     /// Replies decided but not yet sent: they go out after the next flush.
     pub(crate) unsent: Vec<(oneshot::Sender<Reply>, Reply, String)>,
     /// Running deploys and where their progress goes.
@@ -173,15 +194,29 @@ pub struct Engine {
     pub(crate) protection_asked: Option<DateTime<Utc>>,
     /// Wakes the worker that delivers ticket moves to Jira (with `jira`).
     pub(crate) outbox: Option<crate::jira_outbox::OutboxHandle>,
+    /// Merged commits (`env\u{1f}sha`) whose ancestry is being read on the host: a second
+    /// delivery of one meanwhile is a duplicate.
+    pub(crate) merge_checks: std::collections::HashSet<String>,
+    /// When expired dedupe records were last forgotten (see [`Store::prune`]).
+    pub(crate) pruned_at: Option<DateTime<Utc>>,
 }
 
 /// A handle adapters use to talk to the engine.
 #[derive(Clone)]
 pub struct EngineHandle {
     events: mpsc::UnboundedSender<Event>,
-    announcements: broadcast::Sender<Announcement>,
+    announcements: Announcer,
     outbox: Option<crate::jira_outbox::OutboxHandle>,
+    /// One permit per command queued or being decided: a full queue answers [`BUSY`] at once.
+    admitted: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most commands queued or being decided at once (see [`EngineHandle::with_queue_limit`]).
+pub const QUEUE_LIMIT: usize = 1024;
+
+/// What a command is told when the queue is full: at once, well within every platform's ack
+/// limit, and nothing was done.
+pub const BUSY: &str = "Shipday is busy, try again in a moment. Nothing was done.";
 
 impl EngineHandle {
     /// Hands a reaction on one of the bot's messages to the engine, and waits until it is
@@ -250,8 +285,21 @@ impl EngineHandle {
         }
     }
 
+    /// This handle (and its clones) admitting at most `limit` commands at once instead of
+    /// [`QUEUE_LIMIT`].
+    pub fn with_queue_limit(mut self, limit: usize) -> Self {
+        self.admitted = Arc::new(tokio::sync::Semaphore::new(limit));
+        self
+    }
+
     /// Submits a command and waits for the engine's reply (not for the deploy to finish).
+    /// When [`QUEUE_LIMIT`] commands are already queued or being decided, answers [`BUSY`] at
+    /// once instead of queueing without bound.
     pub async fn submit(&self, invocation: Invocation) -> Reply {
+        let Ok(_admitted) = self.admitted.clone().try_acquire_owned() else {
+            tracing::warn!(platform = %invocation.platform, "the engine's queue is full; answered busy");
+            return Reply::refused(BUSY);
+        };
         let (tx, rx) = oneshot::channel();
         if self.events.send(Event::Invocation(invocation, tx)).is_err() {
             return Reply::refused("Shipday is shutting down. Try again in a minute.");
@@ -273,7 +321,9 @@ impl Engine {
         github: Option<Arc<crate::clients::github::GitHubClient>>,
     ) -> EngineHandle {
         let (events, mut inbox) = mpsc::unbounded_channel();
-        let (announcements, _) = broadcast::channel(256);
+        let redactor = Redactor::new(config.secret_values.clone());
+        let announcements = Announcer::new(256, redactor.clone());
+        let store = store.with_redactor(redactor.clone());
         // Dropped when the loop ends, which stops the outbox worker with it.
         let (running, stopped) = tokio::sync::watch::channel(());
         let outbox = jira.clone().map(|client| {
@@ -287,7 +337,7 @@ impl Engine {
             outbox.spawn(stopped)
         });
         let mut engine = Engine {
-            redactor: Redactor::new(config.secret_values.clone()),
+            redactor,
             book: CommandBook::builtin(),
             // Health checks: the connect timeout here, each check's total in `health::check`.
             http: reqwest::Client::builder()
@@ -309,24 +359,35 @@ impl Engine {
             protection: None,
             protection_asked: None,
             outbox: outbox.clone(),
+            merge_checks: Default::default(),
+            pruned_at: None,
         };
         engine.resume_ticket_scans();
         tokio::spawn(async move {
             let _running = running;
             while let Some(event) = inbox.recv().await {
-                engine.handle(event).await;
+                engine.handle_guarded(event).await;
                 // Group commit: handle what else is already waiting, then make all of it
                 // durable with one flush before any of those replies goes out.
                 for _ in 0..GROUP_COMMIT_MAX {
                     match inbox.try_recv() {
-                        Ok(event) => engine.handle(event).await,
+                        Ok(event) => engine.handle_guarded(event).await,
                         Err(_) => break,
                     }
                 }
                 engine.commit().await;
             }
         });
-        EngineHandle { events, announcements, outbox }
+        EngineHandle { events, announcements, outbox, admitted: Arc::new(tokio::sync::Semaphore::new(QUEUE_LIMIT)) }
+    }
+
+    /// Handles one event; a panic while handling it is logged and the loop goes on (the
+    /// event's waiting command is told Shipday could not answer), instead of taking every
+    /// adapter down with it.
+    async fn handle_guarded(&mut self, event: Event) {
+        if let Err(message) = guard::catch_unwind(self.handle(event)).await {
+            tracing::error!(message = %self.redactor.redact(&message), "handling an event panicked; the loop goes on");
+        }
     }
 
     async fn handle(&mut self, event: Event) {
@@ -377,10 +438,8 @@ impl Engine {
             }
             Event::Promotion(event) => self.promotion_event(event).await,
             Event::Protection(text) => self.protection = Some(text),
-            Event::GitHub(event, done) => {
-                self.github_event(event).await;
-                let _ = done.send(());
-            }
+            Event::GitHub(event, done) => self.github_event(event, done).await,
+            Event::MergeChecked(check) => self.merge_checked(*check).await,
             Event::Scheduled(firing, done) => {
                 self.scheduled(*firing).await;
                 let _ = done.send(());
@@ -394,6 +453,7 @@ impl Engine {
             }
             Event::Tick(done) => {
                 self.refresh_protection(false);
+                self.prune_if_due().await;
                 self.tick().await;
                 let _ = done.send(());
             }
@@ -403,6 +463,7 @@ impl Engine {
             }
             Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
             Event::TicketsFound { scan, result } => self.tickets_found(scan, result).await,
+            Event::Crashed(task, message) => self.crashed(task, message).await,
             Event::Answered(answer) => {
                 let TaskAnswer { pending, handled, announcement } = *answer;
                 self.answer(pending, handled).await;
@@ -555,8 +616,8 @@ impl Engine {
         for (sender, reply, decision) in self.unsent.drain(..) {
             let reply = match &durable {
                 Ok(()) => {
-                    tracing::info!(%decision, "answered");
-                    reply
+                    tracing::info!(decision = %self.redactor.redact(&decision), "answered");
+                    outbound::redact_reply(&self.redactor, reply)
                 }
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), "cannot record a decision");
@@ -564,6 +625,57 @@ impl Engine {
                 }
             };
             let _ = sender.send(reply);
+        }
+    }
+
+    /// A task panicked: record its work as failed and free what it held.
+    async fn crashed(&mut self, task: Crashed, message: String) {
+        let message = self.redactor.redact(&message);
+        tracing::error!(?task, %message, "recording a panicked task as failed");
+        match task {
+            Crashed::Deploy(deploy_id) => {
+                let outcome = Outcome::Failed {
+                    step: "shipday".into(),
+                    reason: format!("Shipday hit an internal error and stopped this deploy ({message})"),
+                    state_unknown: true,
+                };
+                self.finished(deploy_id, outcome).await;
+            }
+            Crashed::Resolve { env, dry_run } => {
+                if !dry_run && self.starting.get(&env).is_some_and(|s| s.deploy_id == 0) {
+                    self.starting.remove(&env);
+                }
+                self.announce(Announcement::Text(format!(
+                    "⚠️ Shipday hit an internal error while preparing a deploy to {env}; nothing was changed there. ({message})"
+                )));
+            }
+            Crashed::MergeCheck(key) => {
+                self.merge_checks.remove(&key);
+            }
+            Crashed::PromotionMerge(id) => {
+                self.promotion_event(crate::handlers::promote::PromotionEvent::Merged {
+                    id,
+                    result: Err(format!("Shipday hit an internal error during the merge ({message})")),
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Forgets expired dedupe records, at most once an hour (the scheduler ticks every 30 s).
+    async fn prune_if_due(&mut self) {
+        let now = self.clock.now();
+        if self.pruned_at.is_some_and(|at| now - at < chrono::Duration::hours(1) && at <= now) {
+            return;
+        }
+        self.pruned_at = Some(now);
+        match self.store.prune(now) {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(removed, "forgot expired dedupe records");
+                let _ = self.store.flush().await;
+            }
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot prune expired dedupe records"),
         }
     }
 
@@ -602,7 +714,7 @@ impl Engine {
     fn forward(&self, watcher: Option<&mpsc::UnboundedSender<ProgressUpdate>>, update: ProgressUpdate) {
         match watcher {
             Some(watcher) => {
-                let _ = watcher.send(update);
+                let _ = watcher.send(outbound::redact_progress(&self.redactor, update));
             }
             None => self.announce(Announcement::Deploy(Box::new(update))),
         }

@@ -5,7 +5,7 @@
 use crate::clients::OutputTail;
 use crate::config::{Environment, Role};
 use crate::engine::{
-    Announcement, DeployRequest, Engine, Event, Handled, Pending, ProgressUpdate, Reply, ReplyBody, Resolved,
+    Announcement, Crashed, DeployRequest, Engine, Event, Handled, Pending, ProgressUpdate, Reply, ReplyBody, Resolved,
     RunningDeploy, Visibility,
 };
 use crate::release::Refusal;
@@ -134,10 +134,18 @@ impl Engine {
             );
         }
         let Some(events) = self.events.upgrade() else { return };
-        tokio::spawn(async move {
-            let script = resolve_script(&environment, &request.git_ref);
-            let name = &environment.name;
-            let result = async {
+        let redactor = self.redactor.clone();
+        let crashed = events.clone();
+        let crash = Crashed::Resolve { env: request.env.clone(), dry_run: request.dry_run };
+        let on_panic = move |message| {
+            let _ = crashed.send(Event::Crashed(crash, message));
+        };
+        crate::engine::spawn_guarded(
+            "resolve",
+            async move {
+                let script = resolve_script(&environment, &request.git_ref);
+                let name = &environment.name;
+                let result = async {
                 let mut session = transport.connect().await.map_err(|e| {
                     format!("Cannot reach {name}'s host ({}): {e:#}. Nothing was changed.", transport.target())
                 })?;
@@ -148,7 +156,7 @@ impl Engine {
                     (Ok(result), Some(sha)) if result.is_ok() => sha,
                     (Ok(result), _) => {
                         session.close().await;
-                        tracing::info!(output = %text.trim(), result = %result.describe(), "ref not resolved");
+                        tracing::info!(output = %redactor.redact(text.trim()), result = %result.describe(), "ref not resolved");
                         return Err(format!(
                             "`{}` is not a branch or tag on {name}'s origin. Check the name, or push it first. Nothing was changed.",
                             request.git_ref
@@ -179,8 +187,10 @@ impl Engine {
                 Ok((session, sha, migrations))
             }
             .await;
-            let _ = events.send(Event::Resolved(Box::new(Resolved { pending, request, result })));
-        });
+                let _ = events.send(Event::Resolved(Box::new(Resolved { pending, request, result })));
+            },
+            on_panic,
+        );
     }
 
     /// Second half of a deploy: the commit is known; decide again, record, then run.

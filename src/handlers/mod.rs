@@ -6,6 +6,7 @@ mod help;
 mod history;
 mod holds;
 mod jira;
+pub(crate) mod merge_stream;
 mod migrations;
 pub(crate) mod promote;
 mod rollback;

@@ -268,8 +268,14 @@ impl Engine {
         let transport = self.transports.get(&request.from).cloned().expect("every environment has a transport");
         let (id, sha) = (request.id, request.sha.clone());
         let message = format!("Promote {} to {} ({}), Shipday promotion #{id}", request.from, request.to, sha.short());
-        tokio::spawn(async move {
-            let result = async {
+        let crashed = events.clone();
+        let on_panic = move |message| {
+            let _ = crashed.send(Event::Crashed(crate::engine::Crashed::PromotionMerge(id), message));
+        };
+        crate::engine::spawn_guarded(
+            "promotion merge",
+            async move {
+                let result = async {
                 // Right before merging: the source must still run the approved commit.
                 let head = read_head(transport.as_ref(), &source_env).await?;
                 if head != sha {
@@ -295,8 +301,10 @@ impl Engine {
                 }
             }
             .await;
-            let _ = events.send(Event::Promotion(PromotionEvent::Merged { id, result }));
-        });
+                let _ = events.send(Event::Promotion(PromotionEvent::Merged { id, result }));
+            },
+            on_panic,
+        );
     }
 
     async fn promotion_merged(&mut self, id: u64, result: Result<Sha, String>) {
@@ -446,10 +454,14 @@ impl Engine {
     }
 
     /// A webhook event from GitHub: a merge (or push) into the first environment's branch
-    /// deploys exactly that commit, unless someone holds the environment (then their release
-    /// brings it, since a release deploys the branch's tip).
-    pub(crate) async fn github_event(&mut self, event: GitHubEvent) {
-        let Some(first) = self.config.environments.first().cloned() else { return };
+    /// deploys exactly that commit, once, and never an older one (see `merge_stream.rs`),
+    /// unless someone holds the environment (then their release brings it, since a release
+    /// deploys the branch's tip). `done` is answered once the decision is durable.
+    pub(crate) async fn github_event(&mut self, event: GitHubEvent, done: tokio::sync::oneshot::Sender<()>) {
+        let Some(first) = self.config.environments.first().cloned() else {
+            let _ = done.send(());
+            return;
+        };
         let (branch, sha, what) = match &event {
             GitHubEvent::Merged { base, merge_sha, number, title, author, .. } => {
                 (base.clone(), merge_sha.clone(), format!("#{number} {title} by {author}"))
@@ -463,7 +475,7 @@ impl Engine {
             person: None,
             text: format!("{what} → {branch} at {sha}"),
             decision: if branch == first.branch.as_str() {
-                format!("auto-deploy {}", first.name)
+                format!("merge stream of {}", first.name)
             } else {
                 "ignored".into()
             },
@@ -473,31 +485,10 @@ impl Engine {
         }
         let _ = self.store.flush().await;
         if branch != first.branch.as_str() {
+            let _ = done.send(());
             return;
         }
-        let now = self.clock.now();
-        if let Some(hold) = self.store.hold(&first.name).ok().flatten().filter(|h| !h.is_expired(now)) {
-            self.announce(Announcement::Text(format!(
-                "🔀 {what} is merged into `{branch}` ({}); {} reaches it when @{{{}}} releases it (`/release {}`).",
-                sha.short(),
-                first.name,
-                hold.holder,
-                first.name
-            )));
-            return;
-        }
-        let deploy = ShipdayDeploy {
-            env: first.name.clone(),
-            git_ref: GitRef::parse(sha.as_str()).expect("a SHA is a valid ref"),
-            trigger: Trigger::Merge,
-            emergency: None,
-            audit_text: format!("/deploy {} {sha} (merged {what})", first.name),
-            why: match &event {
-                GitHubEvent::Merged { number, .. } => format!("merge of PR #{number}"),
-                GitHubEvent::Pushed { .. } => what.clone(),
-            },
-        };
-        self.deploy_as_shipday_or_say_why(deploy, format!("⏭️ {} did not auto-deploy {what}", first.name)).await;
+        self.merge_stream(&first, sha, what, done).await;
     }
 
     /// Tells GitHub's environment view what Shipday deployed (every finished deploy, when GitHub

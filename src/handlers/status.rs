@@ -81,9 +81,11 @@ impl Engine {
             .filter(|e| env.as_ref().is_none_or(|n| *n == e.name))
             .map(|e| (e.name.clone(), head_script(e), self.transports.get(&e.name).cloned()))
             .collect();
+        let redactor = self.redactor.clone();
         tokio::spawn(async move {
             let mut reads = tokio::task::JoinSet::new();
             for (name, script, transport) in targets {
+                let redactor = redactor.clone();
                 reads.spawn(async move {
                     let Some(transport) = transport else { return (name, Err("no transport".to_owned())) };
                     let head = async {
@@ -101,7 +103,8 @@ impl Engine {
                         }
                     }
                     .await;
-                    (name, head)
+                    // Host output goes into the store and the logs: redacted here, at the source.
+                    (name, head.map_err(|e| redactor.redact(&e)))
                 });
             }
             let mut heads = reads.join_all().await;

@@ -34,12 +34,18 @@ pub fn valid_app(app: &str) -> bool {
 }
 
 /// Migration names are `NNNN_identifier`.
+/// Works on bytes only, so any text (a host's output, a GitHub file name) is safe to give it.
 pub fn valid_migration_name(name: &str) -> bool {
-    name.len() <= 200
-        && name.len() > 5
-        && name[..4].bytes().all(|b| b.is_ascii_digit())
-        && name.as_bytes()[4] == b'_'
-        && name[5..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    let bytes = name.as_bytes();
+    match (bytes.get(..4), bytes.get(4), bytes.get(5..)) {
+        (Some(number), Some(b'_'), Some(rest)) => {
+            name.len() <= 200
+                && !rest.is_empty()
+                && number.iter().all(u8::is_ascii_digit)
+                && rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        }
+        _ => false,
+    }
 }
 
 impl Migration {
@@ -275,6 +281,16 @@ impl MigrationConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_migration_name_with_multibyte_characters_is_refused_not_a_panic() {
+        assert!(!valid_migration_name("0ää_x"));
+        assert!(!valid_migration_name("ääää_x"));
+        assert_eq!(Migration::from_path("orders/migrations/0ää_x.py"), None);
+        assert!(applied_from_plan("[X]  orders.0ää_x\n").is_empty());
+        assert!(valid_migration_name("0002_discount"));
+        assert!(!valid_migration_name("0002_"));
+    }
 
     #[test]
     fn migration_paths_are_read_and_checked() {

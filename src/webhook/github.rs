@@ -8,7 +8,9 @@
 //! 4. The event goes to the engine with a oneshot; the engine answers once it has durably
 //!    recorded it. Only then is the delivery recorded and 200 sent. If the engine does not answer
 //!    within a few seconds the answer is 202 and the delivery is *not* recorded, so a redelivery
-//!    is processed: at least once, never lost. The engine dedupes on the merge SHA.
+//!    is processed: at least once, never lost. The delivery id is not covered by the signature,
+//!    so the engine also dedupes on content: one deploy per merged commit, never an older one
+//!    (see `handlers/merge_stream.rs`).
 
 pub mod event;
 pub mod signature;

@@ -52,10 +52,19 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
         deferred: None,
         started: Instant::now(),
     };
-    let Some(_claim) = Claim::take(&shared, command.id.get()) else {
-        tracing::info!("interaction already handled; not running it twice");
-        responder.say(Message::text("This command was already handled.", true)).await;
-        return;
+    let _claim = match Claim::take(&shared, command.id.get()) {
+        Ok(Some(claim)) => claim,
+        Ok(None) => {
+            tracing::info!("interaction already handled; not running it twice");
+            responder.say(Message::text("This command was already handled.", true)).await;
+            return;
+        }
+        Err(()) => {
+            // Fail closed: without the record there is no telling whether this is a replay.
+            let text = "Shipday cannot read its store right now, so it ran nothing. Try again in a moment.";
+            responder.say(Message::text(text, true)).await;
+            return;
+        }
     };
     if !shared.settings.accepts(command.guild_id.map(|g| g.get())) {
         tracing::warn!(guild = ?command.guild_id, "command from a server or DM Shipday is not set up for");
@@ -123,20 +132,24 @@ struct Claim {
 }
 
 impl Claim {
-    fn take(shared: &Arc<Shared>, id: u64) -> Option<Self> {
-        let seen = shared.store.delivery_seen(&delivery_key(InteractionId::new(id))).unwrap_or_else(|error| {
-            tracing::error!(error = format!("{error:#}"), "cannot read delivery records; handling the interaction");
-            false
-        });
+    /// `Ok(None)` for a duplicate; `Err` when the delivery records cannot be read, in which
+    /// case the interaction is not handled (fail closed).
+    fn take(shared: &Arc<Shared>, id: u64) -> Result<Option<Self>, ()> {
+        let seen = shared.store.delivery_seen(&delivery_key(InteractionId::new(id))).map_err(|error| {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "cannot read delivery records; the interaction is not handled"
+            );
+        })?;
         let fresh = shared.in_flight.lock().expect("in-flight lock").insert(id);
-        match (seen, fresh) {
+        Ok(match (seen, fresh) {
             (false, true) => Some(Self { shared: shared.clone(), id }),
             (_, true) => {
                 shared.in_flight.lock().expect("in-flight lock").remove(&id);
                 None
             }
             (_, false) => None,
-        }
+        })
     }
 }
 

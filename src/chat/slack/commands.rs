@@ -25,6 +25,25 @@ const RESPONSE_URL_USES: u8 = 5;
 /// …within this long of the command.
 const RESPONSE_URL_MINUTES: i64 = 30;
 
+/// Most `response_url`s remembered at once: the oldest are forgotten first (their commands
+/// are then answered with `chat.postEphemeral` instead).
+pub(crate) const RESPONSE_URLS_MAX: usize = 1024;
+
+/// Remembers a command's `response_url`, forgetting expired ones and, past
+/// [`RESPONSE_URLS_MAX`], the oldest: one entry per command must not grow without bound.
+pub(crate) fn remember_response_url(
+    urls: &mut std::collections::HashMap<String, ResponseUrlUses>,
+    url: &str,
+    now: DateTime<Utc>,
+) {
+    urls.retain(|_, uses| now - uses.since < chrono::Duration::minutes(RESPONSE_URL_MINUTES));
+    while urls.len() >= RESPONSE_URLS_MAX {
+        let Some(oldest) = urls.iter().min_by_key(|(_, uses)| uses.since).map(|(url, _)| url.clone()) else { break };
+        urls.remove(&oldest);
+    }
+    urls.insert(url.to_owned(), ResponseUrlUses { since: now, uses: 0 });
+}
+
 /// A slash command as both transports deliver it.
 #[derive(Debug, Clone)]
 pub(crate) struct SlashCommand {
@@ -98,10 +117,7 @@ impl Slack {
             }
         };
         let now = self.clock.now();
-        self.response_urls
-            .lock()
-            .expect("response_url lock")
-            .insert(command.response_url.clone(), ResponseUrlUses { since: now, uses: 0 });
+        remember_response_url(&mut self.response_urls.lock().expect("response_url lock"), &command.response_url, now);
         let (progress, updates) = mpsc::unbounded_channel();
         let invocation = Invocation {
             platform: "slack".into(),
@@ -266,5 +282,26 @@ impl Slack {
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_urls_stay_bounded_and_expire() {
+        let start = Utc::now();
+        let mut urls = std::collections::HashMap::new();
+        for i in 0..(RESPONSE_URLS_MAX * 3) {
+            let at = start + chrono::Duration::milliseconds(i as i64);
+            remember_response_url(&mut urls, &format!("https://hooks.slack.com/commands/T/{i}"), at);
+            assert!(urls.len() <= RESPONSE_URLS_MAX);
+        }
+        let newest = format!("https://hooks.slack.com/commands/T/{}", RESPONSE_URLS_MAX * 3 - 1);
+        assert!(urls.contains_key(&newest) && !urls.contains_key("https://hooks.slack.com/commands/T/0"));
+        let later = start + chrono::Duration::minutes(RESPONSE_URL_MINUTES + 1);
+        remember_response_url(&mut urls, "https://hooks.slack.com/commands/T/late", later);
+        assert_eq!(urls.len(), 1, "expired entries are forgotten");
     }
 }

@@ -164,6 +164,36 @@ mod tests {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("the Jira contract {path} is missing: {e}"))
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::with_cases(10_000)
+        })]
+
+        /// Whatever Jira answers, reading it gives a value or an error, never a panic.
+        #[test]
+        fn jira_responses_never_panic(body in proptest::prelude::any::<String>(), status in 100u16..600) {
+            let answer = super::super::Answer {
+                status: http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK),
+                body: body.clone(),
+            };
+            let _ = error_text(&answer);
+            if let Ok(issue) = parse::<WireIssue>(&answer, "read") {
+                let _ = issue.into_issue();
+            }
+            if let Ok(transitions) = parse::<WireTransitions>(&answer, "read") {
+                let _ = transitions.transitions.into_iter().map(WireTransition::into_transition).count();
+            }
+            let _ = parse::<WireSearchPage>(&answer, "read");
+            let shaped = format!(r#"{{"errorMessages":[{body:?}],"errors":{{"f":{body:?}}},"transitions":[{{"id":{body:?},"name":"x","to":{{"name":{body:?},"statusCategory":{{"key":"done"}}}}}}]}}"#);
+            let answer = super::super::Answer { status: http::StatusCode::BAD_REQUEST, body: shaped };
+            let _ = error_text(&answer);
+            if let Ok(transitions) = parse::<WireTransitions>(&answer, "read") {
+                let _ = transitions.transitions.into_iter().map(WireTransition::into_transition).count();
+            }
+        }
+    }
+
     #[test]
     fn the_vendor_samples_parse() {
         let transitions: WireTransitions = serde_json::from_str(&contract("transitions.get.response.json")).unwrap();
