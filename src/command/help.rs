@@ -32,7 +32,11 @@ pub fn render(book: &CommandBook, topic: Option<&str>) -> String {
                 let required = if option.required { "" } else { " (optional)" };
                 let choices =
                     if option.choices.is_empty() { String::new() } else { format!(": {}", option.choices.join(", ")) };
-                out.push_str(&format!("  {:<width$}  {}{choices}{required}\n", spec.option_label(option), option.description));
+                out.push_str(&format!(
+                    "  {:<width$}  {}{choices}{required}\n",
+                    spec.option_label(option),
+                    option.description
+                ));
             }
             out.push_str(match spec.who {
                 MinRole::Anyone => "Anyone may use it.\n",
