@@ -3,8 +3,8 @@
 //! `Retry-After` on 429 a bounded number of times, and has a connect timeout and a total
 //! timeout per attempt, so a Slack that accepts connections and never answers cannot hang it.
 
-use crate::command::CommandNames;
 use crate::clients::outbound::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::command::CommandNames;
 use crate::config::Secret;
 use crate::engine::MessageRef;
 use hyper_rustls::HttpsConnector;
