@@ -67,7 +67,7 @@ mod tests {
         let deploy = render(&book, Some("deploy"));
         assert!(deploy.contains("--dry-run") && deploy.contains("/deploy dev feature/login"));
         let ticket = render(&book, Some("ticket"));
-        assert!(ticket.contains("ACTION       What to do with the ticket: pass, fail, status\n"), "{ticket}");
+        assert!(ticket.contains("ACTION             What to do with the ticket: pass, fail, status\n"), "{ticket}");
     }
 
     #[test]
