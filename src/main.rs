@@ -285,16 +285,13 @@ fn check_github(github: &shipday::clients::github::GitHubConfig, base: &Path) ->
     // The client checks the owner, repository, API root and token; it wants a runtime.
     let runtime = tokio::runtime::Builder::new_current_thread().build().context("cannot start the async runtime")?;
     runtime.block_on(async { shipday::clients::github::GitHubClient::new(github, base).map(drop) })?;
-    let webhook = match &github.listen {
-        Some(listen) => {
-            let secret = github.webhook_secret.as_ref().context(
-                "github.webhook_secret: the GitHub webhook route (github.listen) needs a secret (the one set on the \
-                 webhook in GitHub); Shipday does not accept unsigned deliveries",
-            )?;
+    // The webhook route is on where a secret is set; it is served on the one `[server]` listener.
+    let webhook = match &github.webhook_secret {
+        Some(secret) => {
             secret.load("github.webhook_secret", base)?;
-            format!("webhook POST /github/webhook on {listen}")
+            "webhook POST /github/webhook on the [server] listener".to_owned()
         }
-        None => "no webhook route (no github.listen)".to_owned(),
+        None => "no webhook route (no github.webhook_secret)".to_owned(),
     };
     Ok(format!("github: {}/{} via {}, {webhook}", github.owner, github.repo, github.api_base_url))
 }
