@@ -537,19 +537,18 @@ fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment>
 /// Checks that a template only uses known `{{placeholders}}`.
 pub fn check_template(template: &str) -> Result<()> {
     let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
+    while let Some((_, after)) = rest.split_once("{{") {
+        let Some((inside, next)) = after.split_once("}}") else {
             bail!("unclosed `{{{{` in `{template}`");
         };
-        let name = after[..end].trim();
+        let name = inside.trim();
         if !PLACEHOLDERS.contains(&name) {
             bail!(
                 "unknown placeholder `{{{{{name}}}}}`; use one of {}",
                 PLACEHOLDERS.map(|p| format!("{{{{{p}}}}}")).join(", ")
             );
         }
-        rest = &after[end + 2..];
+        rest = next;
     }
     Ok(())
 }

@@ -3,6 +3,10 @@
 //! Platform adapters at the edges ([`chat`]), a pure core that takes `now` ([`release`],
 //! [`command`]), one serial [`engine`] that decides and records in the [`store`], and concrete
 //! outbound [`clients`]. Service [`webhook`]s (GitHub) come in at the edge like chat does.
+//!
+//! Outside data never panics the bot: indexing, string slicing and `unwrap` are denied in
+//! non-test code (tests may use them; benches and `tests/` are their own crates).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice, clippy::unwrap_used))]
 
 pub mod app;
 pub mod chat;

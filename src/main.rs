@@ -1,4 +1,5 @@
 //! The `shipday` binary: a thin CLI over the library.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice, clippy::unwrap_used))]
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};

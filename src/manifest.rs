@@ -31,11 +31,13 @@ pub fn slack(book: &CommandBook, names: &CommandNames, request_url: Option<&str>
                 "description": truncate(&names.localize(&spec.summary), SLACK_DESCRIPTION_MAX),
                 "should_escape": false,
             });
-            if !usage.is_empty() {
-                command["usage_hint"] = json!(names.localize(usage));
-            }
-            if let Some(url) = request_url {
-                command["url"] = json!(format!("{url}{COMMANDS_PATH}"));
+            if let Some(fields) = command.as_object_mut() {
+                if !usage.is_empty() {
+                    fields.insert("usage_hint".into(), json!(names.localize(usage)));
+                }
+                if let Some(url) = request_url {
+                    fields.insert("url".into(), json!(format!("{url}{COMMANDS_PATH}")));
+                }
             }
             command
         })
@@ -47,8 +49,10 @@ pub fn slack(book: &CommandBook, names: &CommandNames, request_url: Option<&str>
         "socket_mode_enabled": request_url.is_none(),
         "token_rotation_enabled": false,
     });
-    if let Some(url) = request_url {
-        settings["event_subscriptions"]["request_url"] = json!(format!("{url}{EVENTS_PATH}"));
+    if let Some(url) = request_url
+        && let Some(events) = settings.get_mut("event_subscriptions").and_then(Value::as_object_mut)
+    {
+        events.insert("request_url".into(), json!(format!("{url}{EVENTS_PATH}")));
     }
     Ok(json!({
         "display_information": {
@@ -132,29 +136,24 @@ fn discord_options(
                 "description": truncate(&names.localize(&option.description), 100),
                 "required": option.required,
             });
-            match option.kind {
-                OptionKind::Flag => value["type"] = json!(5),
+            let kind = match option.kind {
+                OptionKind::Flag => json!({ "type": 5 }),
                 OptionKind::Number => {
-                    value["type"] = json!(4);
-                    value["min_value"] = json!(1);
-                    value["max_value"] = json!(crate::command::parse::MAX_HISTORY);
+                    json!({ "type": 4, "min_value": 1, "max_value": crate::command::parse::MAX_HISTORY })
                 }
-                OptionKind::Environment => {
-                    value["type"] = json!(3);
-                    value["choices"] = choices(environments.to_vec());
-                }
+                OptionKind::Environment => json!({ "type": 3, "choices": choices(environments.to_vec()) }),
                 OptionKind::Command | OptionKind::Subcommand => {
-                    value["type"] = json!(3);
-                    value["choices"] = choices(book.runnable().map(|s| s.name.clone()).collect());
+                    json!({ "type": 3, "choices": choices(book.runnable().map(|s| s.name.clone()).collect()) })
                 }
                 OptionKind::Text if !option.choices.is_empty() => {
-                    value["type"] = json!(3);
-                    value["choices"] = choices(option.choices.clone());
+                    json!({ "type": 3, "choices": choices(option.choices.clone()) })
                 }
                 OptionKind::Ref | OptionKind::Text => {
-                    value["type"] = json!(3);
-                    value["max_length"] = json!(if option.kind == OptionKind::Ref { 200 } else { 300 });
+                    json!({ "type": 3, "max_length": if option.kind == OptionKind::Ref { 200 } else { 300 } })
                 }
+            };
+            if let (Some(fields), Value::Object(kind)) = (value.as_object_mut(), kind) {
+                fields.extend(kind);
             }
             value
         })

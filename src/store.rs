@@ -712,9 +712,7 @@ fn env_key(env: &str, id: u64) -> Vec<u8> {
 }
 
 fn id_from_env_key(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&key[key.len() - 8..]);
-    u64::from_be_bytes(bytes)
+    u64::from_be_bytes(key.last_chunk::<8>().copied().unwrap_or_default())
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -17,19 +17,18 @@ use crate::config::Config;
 pub fn mentions(text: &str, config: &Config, mention: impl Fn(&crate::config::Person) -> Option<String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find("@{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
+    while let Some((before, after)) = rest.split_once("@{") {
+        out.push_str(before);
+        let Some((id, next)) = after.split_once('}') else {
+            out.push_str("@{");
+            out.push_str(after);
             return out;
         };
-        let id = &after[..end];
         match config.person(id) {
             Some(person) => out.push_str(&mention(person).unwrap_or_else(|| person.name.clone())),
             None => out.push_str(id),
         }
-        rest = &after[end + 1..];
+        rest = next;
     }
     out.push_str(rest);
     out

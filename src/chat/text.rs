@@ -362,16 +362,17 @@ pub fn progress(update: &ProgressUpdate, now: DateTime<Utc>) -> Option<String> {
     let tag = format!("[#{} {}]", record.id, record.env);
     match update.event {
         DeployEvent::Accepted => None,
-        DeployEvent::StepStarted { index } => Some(format!("  ⏳ {tag} {}…", record.steps[index].name)),
+        DeployEvent::StepStarted { index } => Some(format!("  ⏳ {tag} {}…", record.steps.get(index)?.name)),
         DeployEvent::StepFinished { index } => {
-            let step = &record.steps[index];
+            let step = record.steps.get(index)?;
             let took = step.duration_ms.map(seconds).unwrap_or_default();
             match &step.result {
                 Some(StepResult::Ok) => Some(format!("  ✅ {tag} {} ({took})", step.name)),
                 Some(result) => {
                     let tail: Vec<&str> = step.tail.lines().collect();
-                    let shown = tail[tail.len().saturating_sub(TAIL_LINES)..]
+                    let shown = tail
                         .iter()
+                        .skip(tail.len().saturating_sub(TAIL_LINES))
                         .map(|l| format!("     │ {l}"))
                         .collect::<Vec<_>>()
                         .join("\n");

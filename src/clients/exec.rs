@@ -61,7 +61,7 @@ impl OutputTail {
     /// Adds output.
     pub fn push(&mut self, bytes: &[u8]) {
         self.total += bytes.len() as u64;
-        let keep = &bytes[bytes.len().saturating_sub(self.capacity)..];
+        let keep = bytes.get(bytes.len().saturating_sub(self.capacity)..).unwrap_or_default();
         let overflow = (self.buffer.len() + keep.len()).saturating_sub(self.capacity);
         self.buffer.drain(..overflow);
         self.buffer.extend(keep);
@@ -77,8 +77,8 @@ impl OutputTail {
         let bytes: Vec<u8> = self.buffer.iter().copied().collect();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         if self.total as usize > self.buffer.len() {
-            let start = text.find('\n').map(|i| i + 1).unwrap_or(0);
-            format!("[… {} bytes earlier output cut]\n{}", self.total as usize - bytes.len() + start, &text[start..])
+            let (start, kept) = text.split_once('\n').map_or((0, text.as_str()), |(cut, kept)| (cut.len() + 1, kept));
+            format!("[… {} bytes earlier output cut]\n{kept}", self.total as usize - bytes.len() + start)
         } else {
             text
         }

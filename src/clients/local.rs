@@ -49,11 +49,11 @@ impl ExecSession for LocalSession {
                 tokio::select! {
                     n = stdout.read(&mut out_buf), if out_open => match n? {
                         0 => out_open = false,
-                        n => output.push(&out_buf[..n]),
+                        n => output.push(out_buf.get(..n).unwrap_or_default()),
                     },
                     n = stderr.read(&mut err_buf), if err_open => match n? {
                         0 => err_open = false,
-                        n => output.push(&err_buf[..n]),
+                        n => output.push(err_buf.get(..n).unwrap_or_default()),
                     },
                 }
             }

@@ -122,25 +122,29 @@ impl CommandNames {
             if slash < copied {
                 continue;
             }
+            let (Some(before), Some(after)) = (text.get(..slash), text.get(slash + 1..)) else {
+                continue;
+            };
             let starts_word =
-                text[..slash].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || "/._-:~@".contains(c)));
+                before.chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || "/._-:~@".contains(c)));
             if !starts_word {
                 continue;
             }
-            let after = &text[slash + 1..];
             let length = after.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'));
-            let length = length.unwrap_or(after.len());
-            let ends_word = after[length..].chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '/'));
-            if length == 0 || !ends_word {
+            let (word, rest) = after.split_at_checked(length.unwrap_or(after.len())).unwrap_or((after, ""));
+            let ends_word = rest.chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '/'));
+            if word.is_empty() || !ends_word {
                 continue;
             }
-            if let Some(name) = self.names.get(&after[..length]) {
-                out.push_str(&text[copied..=slash]);
+            if let Some(name) = self.names.get(word)
+                && let Some(kept) = text.get(copied..=slash)
+            {
+                out.push_str(kept);
                 out.push_str(name);
-                copied = slash + 1 + length;
+                copied = slash + 1 + word.len();
             }
         }
-        out.push_str(&text[copied..]);
+        out.push_str(text.get(copied..).unwrap_or_default());
         out
     }
 }
@@ -148,8 +152,8 @@ impl CommandNames {
 /// The first whitespace-separated word of `text`, and the rest with its leading space removed.
 fn split_word(text: &str) -> (&str, &str) {
     let text = text.trim_start();
-    match text.find(char::is_whitespace) {
-        Some(end) => (&text[..end], text[end..].trim_start()),
+    match text.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim_start()),
         None => (text, ""),
     }
 }

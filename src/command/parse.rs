@@ -111,8 +111,7 @@ impl Context<'_> {
         let mut values = HashMap::new();
         let mut next = 0;
         let mut i = 0;
-        while i < tokens.len() {
-            let token = &tokens[i];
+        while let Some(token) = tokens.get(i) {
             i += 1;
             if let Some(flag) = token.strip_prefix("--") {
                 let Some(option) = self.spec.options.iter().find(|o| o.is_named() && o.name == flag) else {
@@ -131,10 +130,10 @@ impl Context<'_> {
                 continue;
             }
             // Skip optional positionals the token cannot be, when a later one accepts it.
-            while next < positional.len()
-                && !positional[next].required
-                && self.check(positional[next], token).is_err()
-                && positional[next + 1..].iter().any(|o| self.check(o, token).is_ok())
+            while let Some(option) = positional.get(next)
+                && !option.required
+                && self.check(option, token).is_err()
+                && positional.iter().skip(next + 1).any(|o| self.check(o, token).is_ok())
             {
                 next += 1;
             }
@@ -144,8 +143,8 @@ impl Context<'_> {
             next += 1;
             if option.rest {
                 let mut words = vec![token.clone()];
-                while i < tokens.len() && !tokens[i].starts_with("--") {
-                    words.push(tokens[i].clone());
+                while let Some(word) = tokens.get(i).filter(|t| !t.starts_with("--")) {
+                    words.push(word.clone());
                     i += 1;
                 }
                 values.insert(option.name.clone(), Value::Text(words.join(" ")));

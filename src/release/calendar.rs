@@ -639,10 +639,9 @@ fn weekly_cron(text: &str, key: &str) -> Result<Cron> {
 /// Parses a signed offset: `-60m`, `+5m`, `1h30m`, and `0m` or `0` for "at the event".
 pub fn parse_offset(text: &str) -> Result<TimeDelta> {
     let text = text.trim();
-    let (negative, magnitude) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
+    let (negative, magnitude) = match text.strip_prefix('-') {
+        Some(magnitude) => (true, magnitude),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
     let is_zero = magnitude.starts_with('0') && magnitude.chars().all(|c| c == '0' || "smhd".contains(c));
     if is_zero {

@@ -126,7 +126,7 @@ impl Sha {
 
     /// The first 8 digits, for people.
     pub fn short(&self) -> &str {
-        &self.0[..8]
+        self.0.get(..8).unwrap_or(&self.0)
     }
 }
 

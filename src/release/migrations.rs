@@ -88,8 +88,8 @@ pub fn irreversible_operations(source: &str) -> Vec<String> {
         let needle = format!("{operation}(");
         let mut rest = source;
         while let Some(at) = rest.find(&needle) {
-            let args_start = at + needle.len();
-            let arguments = split_arguments(call_arguments(&rest[args_start..]));
+            let after = rest.get(at + needle.len()..).unwrap_or_default();
+            let arguments = split_arguments(call_arguments(after));
             let keyword = |arg: &str| arg.split_once('=').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()));
             let positional = arguments.iter().filter(|a| keyword(a).is_none_or(|(k, _)| !is_identifier(&k))).count();
             let reverse = arguments.iter().filter_map(|a| keyword(a)).find(|(k, _)| k == reverse_keyword);
@@ -100,7 +100,7 @@ pub fn irreversible_operations(source: &str) -> Vec<String> {
             if !reversible {
                 found.push(format!("{operation} without a reverse"));
             }
-            rest = &rest[args_start..];
+            rest = after;
         }
     }
     found
@@ -119,7 +119,7 @@ fn call_arguments(text: &str) -> &str {
             ')' | ']' | '}' => {
                 depth -= 1;
                 if depth == 0 {
-                    return &text[..i];
+                    return text.get(..i).unwrap_or(text);
                 }
             }
             _ => {}

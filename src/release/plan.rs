@@ -55,19 +55,19 @@ pub fn quote(value: &str) -> String {
 pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
+    while let Some((before, after)) = rest.split_once("{{") {
+        out.push_str(before);
+        let Some((inside, next)) = after.split_once("}}") else {
+            out.push_str("{{");
+            out.push_str(after);
             return out;
         };
-        let name = after[..end].trim();
+        let name = inside.trim();
         match values.iter().find(|(key, _)| *key == name) {
             Some((_, value)) => out.push_str(&quote(value)),
-            None => out.push_str(&rest[start..start + 2 + end + 2]),
+            None => out.push_str(&format!("{{{{{inside}}}}}")),
         }
-        rest = &after[end + 2..];
+        rest = next;
     }
     out.push_str(rest);
     out

@@ -125,7 +125,7 @@ pub fn calendar_time(calendar: &Calendar, at: DateTime<Utc>) -> String {
 /// The environment before `env` in promotion order.
 pub fn previous_environment<'a>(config: &'a Config, env: &str) -> Option<&'a str> {
     let index = config.environments.iter().position(|e| e.name == env)?;
-    index.checked_sub(1).map(|i| config.environments[i].name.as_str())
+    index.checked_sub(1).and_then(|i| config.environments.get(i)).map(|e| e.name.as_str())
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ impl TicketKey {
             expected: match projects {
                 [] => String::new(),
                 [one] => format!(" like {one}-123"),
-                many => format!(" of {} (like {}-123)", many.join(", "), many[0]),
+                [first, ..] => format!(" of {} (like {first}-123)", projects.join(", ")),
             },
         };
         let key: TicketKey = text.parse().map_err(|_| refuse())?;
@@ -135,9 +135,13 @@ pub fn extract_keys<'a>(projects: &[String], texts: impl IntoIterator<Item = &'a
     let mut keys = Vec::new();
     for text in texts {
         for found in regex.captures_iter(text) {
-            let (project, digits) = (&found[1], &found[2]);
+            let (Some(project), Some(digits)) = (found.get(1), found.get(2)) else {
+                continue;
+            };
+            let (project, digits) = (project.as_str(), digits.as_str());
             let end = found.get(0).map_or(0, |m| m.end());
-            let followed_by_word = text[end..].chars().next().is_some_and(char::is_alphanumeric);
+            let followed_by_word =
+                text.get(end..).and_then(|after| after.chars().next()).is_some_and(char::is_alphanumeric);
             if followed_by_word || !valid_number(digits) {
                 continue;
             }

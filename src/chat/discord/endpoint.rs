@@ -35,7 +35,7 @@ async fn interactions(State(shared): State<Arc<Shared>>, headers: HeaderMap, bod
         tracing::warn!(%rejected, "rejected an HTTP interaction");
         return (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
     }
-    let kind = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["type"].as_u64());
+    let kind = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("type").and_then(Value::as_u64));
     match kind {
         Some(1) => axum::Json(json!({ "type": 1 })).into_response(),
         Some(2) => command(shared, &body).await,

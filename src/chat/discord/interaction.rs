@@ -225,8 +225,10 @@ impl Responder {
     /// Acknowledges with "thinking…", visible to `visibility`.
     async fn defer(&mut self, visibility: Visibility) {
         let mut body = json!({ "type": 5 });
-        if visibility == Visibility::Ephemeral {
-            body["data"] = json!({ "flags": render::EPHEMERAL });
+        if visibility == Visibility::Ephemeral
+            && let Some(fields) = body.as_object_mut()
+        {
+            fields.insert("data".into(), json!({ "flags": render::EPHEMERAL }));
         }
         match self.initial(body).await {
             Ok(()) => self.deferred = Some(visibility),

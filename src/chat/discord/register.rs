@@ -57,14 +57,15 @@ pub async fn register(settings: &DiscordConfig, environments: &[String], scope: 
             continue;
         }
         if !status.is_success() {
-            let message = body["message"].as_str().unwrap_or("no message");
-            bail!("Discord refused the registration: {status}: {message} ({})", body["errors"]);
+            let message = body.get("message").and_then(Value::as_str).unwrap_or("no message");
+            let errors = body.get("errors").unwrap_or(&Value::Null);
+            bail!("Discord refused the registration: {status}: {message} ({errors})");
         }
         let names = body
             .as_array()
             .context("Discord answered the registration with something other than a list of commands")?
             .iter()
-            .filter_map(|c| c["name"].as_str().map(String::from))
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
             .collect();
         return Ok(names);
     }

@@ -86,8 +86,10 @@ impl Message {
     /// The body with the ephemeral flag, for interaction responses and follow-ups.
     pub fn flagged_body(&self) -> Value {
         let mut body = self.body();
-        if self.ephemeral {
-            body["flags"] = json!(EPHEMERAL);
+        if self.ephemeral
+            && let Some(fields) = body.as_object_mut()
+        {
+            fields.insert("flags".into(), json!(EPHEMERAL));
         }
         body
     }
@@ -187,9 +189,10 @@ fn step_line(step: &StepRecord) -> String {
 /// The last lines of a step's output, with code fences defused so they cannot end the block.
 fn tail(output: &str) -> String {
     let lines: Vec<&str> = output.lines().collect();
-    let shown = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n").replace("```", "ˋˋˋ");
-    let chars: Vec<char> = shown.chars().collect();
-    chars[chars.len().saturating_sub(1500)..].iter().collect()
+    let skipped = lines.len().saturating_sub(TAIL_LINES);
+    let shown = lines.iter().skip(skipped).copied().collect::<Vec<_>>().join("\n").replace("```", "ˋˋˋ");
+    let chars = shown.chars().count();
+    shown.chars().skip(chars.saturating_sub(1500)).collect()
 }
 
 fn dry_run(plan: &DeployPlan) -> Value {

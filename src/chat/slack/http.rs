@@ -137,11 +137,13 @@ async fn interactivity(State(routes): State<Routes>, headers: HeaderMap, body: B
     let Some(payload) = payload else {
         return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
     };
-    let team = payload["team"]["id"].as_str().or(payload["user"]["team_id"].as_str()).unwrap_or_default();
+    let at = |pointer: &str| payload.pointer(pointer).and_then(serde_json::Value::as_str);
+    let team = at("/team/id").or(at("/user/team_id")).unwrap_or_default();
     if team != routes.slack.settings.team_id {
         tracing::warn!(%team, "ignored an interaction from another workspace");
     } else {
-        tracing::info!(kind = %payload["type"], "ignored an interaction: Shipday's messages have no interactive elements");
+        let kind = payload.get("type").unwrap_or(&serde_json::Value::Null);
+        tracing::info!(%kind, "ignored an interaction: Shipday's messages have no interactive elements");
     }
     StatusCode::OK.into_response()
 }

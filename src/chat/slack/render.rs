@@ -124,7 +124,7 @@ pub fn deploy(record: &DeployRecord, now: DateTime<Utc>, tz: Tz) -> SlackMessage
     }
     if let Some(failed) = record.steps.iter().find(|s| s.result.as_ref().is_some_and(|r| !r.is_ok())) {
         let lines: Vec<&str> = failed.tail.lines().collect();
-        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+        let tail = lines.iter().skip(lines.len().saturating_sub(TAIL_LINES)).copied().collect::<Vec<_>>().join("\n");
         if !tail.trim().is_empty() {
             blocks.push(section(&format!("```{}```", escape(&tail))));
         }

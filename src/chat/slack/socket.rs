@@ -80,7 +80,7 @@ async fn on_interaction(
     _client: Client,
     _state: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
-    let kind = serde_json::to_value(&event).ok().and_then(|v| v["type"].as_str().map(String::from));
+    let kind = serde_json::to_value(&event).ok().and_then(|v| v.get("type")?.as_str().map(String::from));
     tracing::info!(
         kind = kind.as_deref().unwrap_or("?"),
         "ignored an interaction: Shipday's messages have no interactive elements"

@@ -345,8 +345,10 @@ impl JiraClient {
         let mut token: Option<String> = None;
         for page in 1..=MAX_SEARCH_PAGES {
             let mut body = json!({ "jql": jql, "maxResults": SEARCH_PAGE_SIZE, "fields": wanted });
-            if let Some(token) = &token {
-                body["nextPageToken"] = json!(token);
+            if let Some(token) = &token
+                && let Some(fields) = body.as_object_mut()
+            {
+                fields.insert("nextPageToken".into(), json!(token));
             }
             let call = Call {
                 method: Method::POST,
