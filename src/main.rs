@@ -100,7 +100,7 @@ enum Platform {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHIPDAY_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
+        .with_writer(shipday::redact::LogWriter::new(std::io::stderr))
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()) {

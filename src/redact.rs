@@ -1,8 +1,14 @@
 //! Redaction of secrets from step output before it is stored, logged or shown.
+//!
+//! The log has its own choke point: [`LogWriter`] wraps the tracing subscriber's writer, so
+//! every formatted event (message and fields) passes the redactor, with the known shapes from
+//! the start and the configured secrets once [`redact_logs_too`] has been told them.
 
 use crate::config::Secret;
 use regex::Regex;
-use std::sync::LazyLock;
+use std::io::Write;
+use std::sync::{LazyLock, PoisonError, RwLock};
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Text shown in place of a secret.
 pub const REDACTED: &str = "[redacted]";
@@ -54,9 +60,124 @@ impl Redactor {
     }
 }
 
+/// The redactor every log line passes: the known shapes, plus the configured secrets of
+/// every engine this process started.
+static LOG_REDACTOR: LazyLock<RwLock<Redactor>> = LazyLock::new(|| RwLock::new(Redactor::default()));
+
+/// Adds `secrets` to what the log writer removes (the engine calls it with the configured
+/// secrets when it starts; values already known are kept once).
+pub fn redact_logs_too(secrets: &[Secret]) {
+    let mut redactor = LOG_REDACTOR.write().unwrap_or_else(PoisonError::into_inner);
+    for secret in secrets {
+        if !redactor.secrets.contains(secret) {
+            redactor.secrets.push(secret.clone());
+        }
+    }
+}
+
+/// Makes the tracing subscriber's writers redacting: `fmt().with_writer(LogWriter::new(stderr))`.
+#[derive(Debug, Clone)]
+pub struct LogWriter<M> {
+    inner: M,
+}
+
+impl<M> LogWriter<M> {
+    /// Wraps a [`MakeWriter`] (such as `std::io::stderr`).
+    pub fn new(inner: M) -> Self {
+        Self { inner }
+    }
+}
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for LogWriter<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter { inner: self.inner.make_writer(), line: Vec::new() }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        RedactingWriter { inner: self.inner.make_writer_for(meta), line: Vec::new() }
+    }
+}
+
+/// One event's writer: it keeps what the formatter writes and passes it, redacted, to the
+/// real writer when the event is done (a secret split across two writes is still found).
+pub struct RedactingWriter<W: Write> {
+    inner: W,
+    line: Vec<u8>,
+}
+
+impl<W: Write> RedactingWriter<W> {
+    fn pass_on(&mut self) -> std::io::Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        let redacted = LOG_REDACTOR.read().unwrap_or_else(PoisonError::into_inner).redact(&text);
+        self.inner.write_all(redacted.as_bytes())?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.pass_on()
+    }
+}
+
+impl<W: Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        // Nowhere to report a failed log write; the event is lost, never shown unredacted.
+        let _ = self.pass_on();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_log_writer_redacts_messages_and_fields() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(LogWriter::new(move || sink.clone()))
+            .finish();
+        redact_logs_too(&[Secret::new("log-only-Qx7-secret")]);
+        tracing::subscriber::with_default(subscriber, || {
+            let output = "fatal: could not read from postgres://shop:pw-in-url-93@db/shop";
+            tracing::warn!(output, host = "dev", "ls-remote failed with log-only-Qx7-secret");
+            tracing::info!(env = "dev", "DATABASE_PASSWORD=hunter2-field and an ordinary line");
+        });
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        for secret in ["log-only-Qx7-secret", "pw-in-url-93", "hunter2-field"] {
+            assert!(!logged.contains(secret), "{secret} reached the log: {logged}");
+        }
+        assert!(logged.contains("ls-remote failed with [redacted]"), "{logged}");
+        assert!(logged.contains("host=\"dev\"") && logged.contains("an ordinary line"), "{logged}");
+        assert_eq!(logged.lines().count(), 2, "{logged}");
+    }
 
     #[test]
     fn removes_known_shapes_and_configured_values() {

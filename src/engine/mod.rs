@@ -322,6 +322,7 @@ impl Engine {
     ) -> EngineHandle {
         let (events, mut inbox) = mpsc::unbounded_channel();
         let redactor = Redactor::new(config.secret_values.clone());
+        crate::redact::redact_logs_too(&config.secret_values);
         let announcements = Announcer::new(256, redactor.clone());
         let store = store.with_redactor(redactor.clone());
         // Dropped when the loop ends, which stops the outbox worker with it.

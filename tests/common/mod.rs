@@ -170,7 +170,8 @@ pub async fn http_server(status: u16) -> String {
     url
 }
 
-/// Everything this test binary logs (at TRACE), to prove secrets never reach the logs.
+/// Everything this test binary logs (at TRACE), through the redacting writer the binary uses,
+/// to prove secrets never reach the logs.
 pub fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
     static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {
@@ -179,7 +180,7 @@ pub fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
         tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
+            .with_writer(shipday::redact::LogWriter::new(move || LogWriter(writer.clone())))
             .init();
         buffer
     })
