@@ -242,6 +242,90 @@ async fn secrets_printed_by_a_step_are_redacted_in_the_reply_and_the_logs() {
     assert!(logged.contains("deploy finished"), "the log capture works");
 }
 
+/// A secret in the host's output on every path over real SSH: the migration guard's refusal,
+/// a failing step, `/status --live` and ls-remote (logged when a ref is not found) reach no
+/// reply, progress, announcement, audit entry or log line.
+#[tokio::test]
+async fn secrets_in_host_output_on_every_path_reach_no_chat_audit_or_log() {
+    let logs = logs();
+    let world = World::new();
+    let sshd = Sshd::start();
+    const CONFIGURED: &str = "plum-velvet-ssh-4471";
+    const SHAPED: &str = "Tr0ub4dor-ssh-88";
+    std::fs::write(world.path().join("db_password"), format!("{CONFIGURED}\n")).unwrap();
+    let steps = format!(
+        r#"  {{ name = "migrate", run = "echo 'connecting to postgres://shop:{SHAPED}@db/shop with {CONFIGURED}' >&2; exit 3" }},"#
+    );
+    let extra = r#"migrations = { python = "python3", manage = "manage.py" }"#;
+    let config = world.ssh_config(&sshd, &sshd.pin(), &steps, extra);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("redact = [{{ file = \"db_password\" }}]\n{text}")).unwrap();
+    // Every git command on the host now warns with both secrets (and still succeeds): ls-remote,
+    // the guard's fetch and `git rev-parse HEAD` print them. A mirror the host cannot reach,
+    // named after them, makes the guard's `git fetch --all` fail with them.
+    let dev = world.path().join("envs/dev");
+    common::git(&dev, &["config", "core.fsync", &format!("DATABASE_PASSWORD={SHAPED},{CONFIGURED}")]);
+    common::git(&dev, &["remote", "add", "mirror", &format!("/nonexistent/DATABASE_PASSWORD={SHAPED}/{CONFIGURED}")]);
+    let bot = Bot::start(&config);
+    let mut heard = bot.app.engine.announcements();
+    let clean = |what: &str, text: &str| {
+        for secret in [CONFIGURED, SHAPED] {
+            assert!(!text.contains(secret), "{secret} leaked in the {what}: {text}");
+        }
+    };
+
+    // The guard: a personal branch is checked on the host, whose fetch fails.
+    let (refusal, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    assert!(refused(&refusal).contains("Could not check"), "{refusal:?}");
+    assert!(refused(&refusal).contains("[redacted]"), "the host output is shown, redacted: {refusal:?}");
+    assert!(progress.is_empty());
+    clean("guard's refusal", &bot.show(&refusal));
+
+    // A step failing with the secrets in its output.
+    let (reply, progress) = bot.say("grace", "/deploy dev dev").await;
+    let done = &progress.last().unwrap().record;
+    assert!(matches!(done.outcome, Outcome::Failed { .. }), "{:?}", done.outcome);
+    assert!(done.steps[0].tail.contains("[redacted]"), "{}", done.steps[0].tail);
+    clean("reply", &format!("{reply:?}"));
+    for update in &progress {
+        clean("progress", &format!("{update:?}"));
+        clean("progress line", &shipday::chat::text::progress(update, chrono::Utc::now()).unwrap_or_default());
+    }
+
+    // `/status --live`: HEAD is read on the host, whose warning makes it unreadable.
+    let (status, _) = bot.say("grace", "/status dev --live").await;
+    let shown = bot.show(&status);
+    assert!(shown.contains("could not be read") && shown.contains("[redacted]"), "{shown}");
+    clean("status", &shown);
+    clean("status reply", &format!("{status:?}"));
+    let (history, _) = bot.say("grace", "/history dev").await;
+    clean("history", &bot.show(&history));
+
+    // ls-remote against an origin the host cannot reach, named after the secrets: its output
+    // goes to the log only.
+    let origin = format!("/nonexistent/DATABASE_PASSWORD={SHAPED}/{CONFIGURED}");
+    common::git(&dev, &["remote", "set-url", "origin", &origin]);
+    let (missing, _) = bot.say("grace", "/deploy dev feature/login").await;
+    assert!(refused(&missing).contains("is not a branch or tag"), "{missing:?}");
+    clean("ls-remote refusal", &bot.show(&missing));
+
+    // Whatever reached the team channel meanwhile.
+    while let Ok(announcement) = heard.try_recv() {
+        clean("announcement", &format!("{announcement:?}"));
+    }
+    let audit = bot.app.store.audit_tail(100).unwrap();
+    assert!(audit.iter().any(|e| e.decision.contains("Could not check")), "{audit:#?}");
+    for entry in &audit {
+        clean("audit log", &format!("{entry:?}"));
+    }
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        logged.lines().any(|l| l.contains("ref not resolved") && l.contains("[redacted]")),
+        "ls-remote's output is logged, redacted"
+    );
+    clean("logs", &logged);
+}
+
 #[tokio::test]
 async fn hostile_refs_never_reach_the_host() {
     let world = World::new();
