@@ -313,3 +313,36 @@ async fn status_warns_when_dev_is_not_protected_on_github() {
     }
     assert!(matches!(bot.say("grace", "/status").await.0.body, ReplyBody::Status(_)));
 }
+
+#[tokio::test]
+async fn a_secret_in_a_pull_request_reaches_no_promotion_notes_audit_entry_or_log() {
+    const CONFIGURED: &str = "plum-velvet-notes-5120";
+    const SHAPED: &str = "Tr0ub4dor-notes-77";
+    let logs = common::captured_logs();
+    let s = setup().await;
+    std::fs::write(s.world.path().join("notes-secret"), format!("{CONFIGURED}\n")).unwrap();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("redact = [{{ file = \"notes-secret\" }}]\n{text}")).unwrap();
+    // Someone merged a pull request into staging whose title pastes both secrets.
+    let login = shipday::release::gitref::Sha::parse(&s.world.tip("feature/login")).unwrap();
+    s.github.set_branch("feature/login", &s.github.branch("staging").unwrap());
+    s.github.add_commit_with_sha("feature/login", &login, "SHOP-7 Log in", "grace-gh", &["app.py"]);
+    let title = format!("SHOP-7 Log in (DATABASE_PASSWORD={SHAPED}, vault {CONFIGURED})");
+    s.github.merge_pr(5, "feature/login", "staging", &title, "grace-gh", "");
+    let bot = Bot::start(&s.config);
+    bot.clock.set(production_slot());
+    let (_, progress) = bot.say("ada", "/deploy staging staging").await;
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+
+    let (_, request, _) = request_production(&bot).await;
+    assert!(request.notes.contains("#5 SHOP-7 Log in") && request.notes.contains("[redacted]"), "{}", request.notes);
+    let stored = bot.app.store.promotion(request.id).unwrap().unwrap();
+    let audit = bot.app.store.audit_tail(100).unwrap();
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    for secret in [CONFIGURED, SHAPED] {
+        assert!(!request.notes.contains(secret), "{secret} in the announced notes: {}", request.notes);
+        assert!(!stored.notes.contains(secret), "{secret} in the stored notes: {}", stored.notes);
+        assert!(!format!("{audit:?}").contains(secret), "{secret} in the audit log");
+        assert!(!logged.contains(secret), "{secret} in the logs");
+    }
+}

@@ -143,6 +143,7 @@ impl Engine {
         let Some(events) = self.events.upgrade() else { return };
         let Preparation { draft, github, transport, source_env, target_env, target_sha, projects } = work;
         let from = draft.from.clone();
+        let redactor = self.redactor.clone();
         tokio::spawn(async move {
             let result = async {
                 let head = read_head(transport.as_ref(), &source_env).await?;
@@ -162,7 +163,8 @@ impl Engine {
                 let notes = release_notes(&github, &base, &draft.sha, &projects)
                     .await
                     .unwrap_or_else(|e| format!("Release notes unavailable: {e}\n"));
-                Ok(PromotionRequest { notes, ..draft })
+                // Outside text (titles, errors) is stored and shown: redacted here, at the source.
+                Ok(PromotionRequest { notes: redactor.redact(&notes), ..draft })
             }
             .await;
             let prepared = PromotionEvent::Prepared { pending: pending.map(Box::new), draft: Box::new(result) };
