@@ -332,6 +332,14 @@ impl Store {
         self.flush().await
     }
 
+    /// Fault injection for tests: drops the delivery records, so every later read of them fails
+    /// as an unreadable store's would (the adapters' dedupe must then fail closed).
+    #[doc(hidden)]
+    pub fn break_delivery_records(&self) -> Result<()> {
+        self.db.drop_tree("deliveries")?;
+        Ok(())
+    }
+
     /// Whether the merge stream (merged pull requests and pushes to the first environment's
     /// branch) already handled commit `sha` for `env`, whatever delivery announced it.
     pub fn merge_seen(&self, env: &str, sha: &str) -> Result<bool> {

@@ -498,6 +498,23 @@ mod http_endpoint {
         assert_eq!(edit.path, format!("/webhooks/{APPLICATION_ID}/http-token-3/messages/@original"));
         assert_eq!(title(&edit.body), "Status");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_the_delivery_records_cannot_be_read_a_command_is_refused_and_nothing_runs() {
+        let (t, url) = start().await;
+        let key = signing_key();
+        let now = shipday::clock::Clock::now(&t.bot.clock).timestamp();
+        t.bot.app.store.break_delivery_records().unwrap();
+        assert!(t.bot.app.store.delivery_seen("discord:interaction:904").is_err(), "the records are unreadable");
+        let opts = options(&[("env", json!("dev")), ("ref", json!("feature/login"))]);
+        let body = fake::interaction(904, "http-token-4", GRACE, &[], "deploy", opts).to_string();
+        let response: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        let text = response["data"]["content"].as_str().unwrap_or_default();
+        assert!(text.contains("cannot read its store") && text.contains("ran nothing"), "{response}");
+        assert_eq!(response["data"]["flags"], 64, "said privately");
+        assert!(t.bot.app.store.audit_tail(5).unwrap().is_empty(), "the engine was never asked");
+        assert!(t.world.restarts().is_empty(), "nothing was deployed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use shipday::clients::github::{
 };
 use shipday::clock::{Clock, ManualClock};
 use shipday::config::{Secret, SecretRef};
-use shipday::listener::Limits;
+use shipday::listener::{BODY_READ_TIMEOUT, Limits};
 use shipday::release::gitref::Sha;
 use shipday::store::Store;
 use shipday::webhook::github::{GitHubEvent, WEBHOOK_PATH, WebhookState, routes, signature};
@@ -570,6 +570,45 @@ async fn a_client_trickling_its_headers_a_byte_at_a_time_is_closed_after_the_hea
     let after = started.elapsed();
     assert!(after >= Duration::from_millis(500) && after < Duration::from_secs(5), "closed after {after:?}");
     assert!(engine.is_empty());
+}
+
+#[tokio::test]
+async fn a_signed_body_trickling_past_the_body_deadline_gets_408_and_is_never_handled() {
+    use tokio::io::AsyncWriteExt;
+    let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
+    // A real, correctly signed push to dev: had it arrived whole, the engine would hear of it.
+    let mut payload: serde_json::Value = serde_json::from_str(&contract("push.json")).unwrap();
+    payload["ref"] = "refs/heads/dev".into();
+    let body = payload.to_string();
+    let signed = signature::sign(&Secret::new(SECRET), body.as_bytes());
+    let head = format!(
+        "POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: shipday\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: slow-body\r\n\
+         X-Hub-Signature-256: {signed}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let stream = tokio::net::TcpStream::connect(hook.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let bytes = body.into_bytes();
+    tokio::spawn(async move {
+        for byte in bytes {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            // The slow client being simulated (2 bytes a second), not a synchronisation.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let answer = tokio::time::timeout(BODY_READ_TIMEOUT + Duration::from_secs(10), read_until_closed(&mut read))
+        .await
+        .expect("a body slower than the deadline is answered, not waited for");
+    let after = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(after >= BODY_READ_TIMEOUT - Duration::from_millis(500), "answered after {after:?}");
+    assert!(after < BODY_READ_TIMEOUT + Duration::from_secs(5), "answered after {after:?}");
+    assert!(engine.is_empty(), "the handler never ran");
+    assert!(!hook.handled("slow-body"));
 }
 
 #[tokio::test]
