@@ -145,8 +145,12 @@ async fn a_slack_that_accepts_connections_and_never_answers_fails_start_up_withi
     });
     let world = World::new();
     let bot = Bot::start(&config(&world, &slack_section(&api_url)));
-    let retry =
-        StartupRetry { attempts: 3, first_backoff: Duration::from_millis(50), timeout: Duration::from_millis(400) };
+    let retry = StartupRetry {
+        attempts: 3,
+        first_backoff: Duration::from_millis(50),
+        timeout: Duration::from_millis(400),
+        ..StartupRetry::default()
+    };
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(
         Duration::from_secs(20),

@@ -227,6 +227,41 @@ async fn a_slash_command_over_http_is_acked_then_one_message_is_edited_to_succes
 }
 
 #[tokio::test]
+async fn a_socket_mode_websocket_that_never_answers_is_started_over_within_the_bound_and_logged() {
+    let logs = common::captured_logs();
+    let world = World::new();
+    let fake = FakeSlack::start(TEAM).await;
+    // The first two WebSocket connections are accepted and never answered.
+    fake.silent_sockets(2);
+    let config = write_config(&world, &fake, Mode::Socket);
+    let bot = Bot::start(&config);
+    let retry = shipday::clients::outbound::StartupRetry {
+        first_backoff: Duration::from_millis(50),
+        websocket_ready: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let adapter = SlackAdapter::start_with(&bot.app, Arc::new(bot.clock.clone()), &retry).await.unwrap();
+    fake.wait_for("a Socket Mode connection after two silent ones", |f| f.connections() >= 1).await;
+    assert_eq!(fake.silent_connections(), 2);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let restarts =
+        logged.lines().filter(|l| l.contains("Slack Socket Mode") && l.contains("did not come up in time")).count();
+    assert_eq!(restarts, 2, "each start-over is logged");
+    // The session that came up works.
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["command"] = json!("/status");
+    envelope["payload"]["text"] = json!("");
+    envelope["payload"]["channel_id"] = json!(CHANNEL);
+    let ack = fake.send_envelope(&envelope).await;
+    assert_eq!(ack["envelope_id"], envelope["envelope_id"], "acked on the session that came up");
+    drop(adapter);
+}
+
+#[tokio::test]
 async fn a_slash_command_over_socket_mode_is_acked_by_envelope_then_one_message_is_edited_to_success() {
     let s = Setup::start(Mode::Socket).await;
     // The WebSocket URL came from apps.connections.open, called with the app token.

@@ -56,6 +56,10 @@ struct Recorded {
     sockets: Vec<mpsc::UnboundedSender<WsMessage>>,
     connections: usize,
     frames: Vec<Value>,
+    /// Socket Mode connections still to be accepted and never answered (no handshake).
+    silent: usize,
+    /// Connections accepted silently so far, held open.
+    held: Vec<tokio::net::TcpStream>,
 }
 
 /// The fake. Dropping it stops nothing: its tasks end with the test's runtime.
@@ -96,6 +100,13 @@ impl FakeSlack {
         let sockets = fake.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = ws.accept().await {
+                let mut state = sockets.state.lock().unwrap();
+                if state.silent > 0 {
+                    state.silent -= 1;
+                    state.held.push(stream);
+                    continue;
+                }
+                drop(state);
                 tokio::spawn(sockets.clone().socket(stream));
             }
         });
@@ -130,6 +141,17 @@ impl FakeSlack {
     /// The next call to `method` gets 429 with `Retry-After: secs`.
     pub fn rate_limit_once(&self, method: &str, secs: u64) {
         self.state.lock().unwrap().rate_limited.entry(method.into()).or_default().push_back(secs);
+    }
+
+    /// The next `count` Socket Mode connections are accepted and never answered: no WebSocket
+    /// handshake, no `hello`, the TCP connection held open.
+    pub fn silent_sockets(&self, count: usize) {
+        self.state.lock().unwrap().silent = count;
+    }
+
+    /// How many connections were accepted silently so far.
+    pub fn silent_connections(&self) -> usize {
+        self.state.lock().unwrap().held.len()
     }
 
     /// How many Socket Mode connections were opened so far.

@@ -3,6 +3,7 @@
 //! the adapter wants one place that decides what to do with them.
 
 use super::{Shared, interaction, reactions};
+use crate::clients::outbound::Greeted;
 use anyhow::{Context as _, Result};
 use serenity::all::{Context, EventHandler, Interaction, Reaction, Ready, ResumedEvent};
 use serenity::client::ClientBuilder;
@@ -23,11 +24,14 @@ enum GatewayEvent {
 
 struct Handler {
     events: mpsc::UnboundedSender<GatewayEvent>,
+    /// Told when READY arrives: the gateway is up.
+    greeted: Greeted,
 }
 
 #[serenity::async_trait]
 impl EventHandler for Handler {
     async fn ready(&self, _: Context, ready: Ready) {
+        self.greeted.greeted();
         let _ = self.events.send(GatewayEvent::Ready { bot_id: ready.user.id.get(), session: ready.session_id });
     }
 
@@ -55,10 +59,10 @@ impl EventHandler for Handler {
 }
 
 /// Connects and runs until the client stops for good.
-pub(super) async fn run(shared: Arc<Shared>, http: Http) -> Result<()> {
+pub(super) async fn run(shared: Arc<Shared>, http: Http, greeted: Greeted) -> Result<()> {
     let (events, mut inbox) = mpsc::unbounded_channel();
     let mut client = ClientBuilder::new_with_http(http, super::intents())
-        .event_handler(Handler { events })
+        .event_handler(Handler { events, greeted })
         .await
         .context("cannot set up the Discord gateway client")?;
     let dispatch = tokio::spawn(async move {

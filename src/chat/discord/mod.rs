@@ -64,6 +64,11 @@ pub struct Tuning {
     pub interaction_token_lifetime: Duration,
     /// The least time between two edits of one progress message.
     pub min_edit_interval: Duration,
+    /// How long the gateway may take to connect and say READY before it is started over
+    /// (serenity sets no timeout on the WebSocket; see `supervise_websocket`).
+    pub gateway_ready: Duration,
+    /// The first wait before the gateway is started over (it doubles, up to 5 minutes).
+    pub gateway_backoff: Duration,
 }
 
 impl Default for Tuning {
@@ -73,6 +78,8 @@ impl Default for Tuning {
             quick_answer_budget: Duration::from_millis(1500),
             interaction_token_lifetime: Duration::from_secs(14 * 60),
             min_edit_interval: Duration::from_secs(1),
+            gateway_ready: crate::clients::outbound::WEBSOCKET_READY_TIMEOUT,
+            gateway_backoff: Duration::from_secs(2),
         }
     }
 }
@@ -154,8 +161,14 @@ pub async fn start(app: &App, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<R
     tokio::spawn(reactions::run(shared.clone(), reactions_rx));
     tokio::spawn(announce::run(shared.clone(), app.engine.announcements(), app.interrupted.clone()));
     let endpoint = settings.public_key.is_some().then(|| endpoint::routes(shared.clone()));
-    // serenity's client owns its REST client; it uses it only to ask for the gateway URL.
-    let gateway_http = rest::serenity_http(&settings, &pacing);
-    let gateway = tokio::spawn(gateway::run(shared, gateway_http));
+    // serenity's client owns its REST client; it uses it only to ask for the gateway URL. Each
+    // attempt to bring the gateway up gets a fresh one, on the attempt's own runtime.
+    let (ready, backoff) = (shared.tuning.gateway_ready, shared.tuning.gateway_backoff);
+    let gateway = tokio::spawn(async move {
+        crate::clients::outbound::supervise_websocket("Discord's gateway", ready, backoff, move |greeted| {
+            gateway::run(shared.clone(), rest::serenity_http(&settings, &pacing), greeted)
+        })
+        .await
+    });
     Ok(Running { endpoint, gateway })
 }

@@ -91,7 +91,7 @@ impl SlackAdapter {
         let routes = match slack.settings.mode.clone() {
             SlackMode::Http { signing_secret } => Some(http::routes(slack.clone(), signing_secret)),
             SlackMode::Socket { app_token } => {
-                tasks.spawn(socket::run(slack.clone(), app_token));
+                tasks.spawn(socket::run(slack.clone(), app_token, retry.websocket_ready, retry.first_backoff));
                 None
             }
         };

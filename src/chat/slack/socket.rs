@@ -5,6 +5,7 @@
 
 use super::Slack;
 use super::api::Connector;
+use crate::clients::outbound::{Greeted, supervise_websocket};
 use crate::config::Secret;
 use anyhow::{Context, Result};
 use slack_morphism::prelude::*;
@@ -14,14 +15,36 @@ type Client = Arc<SlackClient<Connector>>;
 /// slack-morphism's callback error type (its own alias is crate-private).
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Connects and serves until the task is stopped.
-pub(crate) async fn run(slack: Arc<Slack>, app_token: Secret) -> Result<()> {
+/// Connects and serves until the task is stopped. slack-morphism opens the WebSocket without a
+/// timeout, so a session that has not said `hello` within `ready` is started over (see
+/// [`supervise_websocket`]), after `backoff` (doubling).
+pub(crate) async fn run(
+    slack: Arc<Slack>,
+    app_token: Secret,
+    ready: std::time::Duration,
+    backoff: std::time::Duration,
+) -> Result<()> {
+    supervise_websocket("Slack Socket Mode", ready, backoff, move |greeted| {
+        connect(slack.clone(), app_token.clone(), greeted)
+    })
+    .await
+}
+
+async fn connect(slack: Arc<Slack>, app_token: Secret, greeted: Greeted) -> Result<()> {
     let environment = Arc::new(
         SlackClientEventsListenerEnvironment::new(slack.api.client())
             .with_error_handler(on_error)
-            .with_user_state(slack.clone()),
+            .with_user_state(slack.clone())
+            .with_user_state(greeted),
     );
     let callbacks = SlackSocketModeListenerCallbacks::new()
+        // Slack greets every new connection (`hello`): the session is up. (The event's type is
+        // not exported by slack-morphism, hence the closure.)
+        .with_hello_events(|_, _, state| async move {
+            if let Some(greeted) = state.read().await.get_user_state::<Greeted>() {
+                greeted.greeted();
+            }
+        })
         .with_command_events(on_command)
         .with_push_events(on_push_event)
         .with_interaction_events(on_interaction);
