@@ -518,6 +518,28 @@ mod http_endpoint {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_never_answers_is_started_over_within_the_bound_and_logged() {
+    let logs = common::captured_logs();
+    let world = World::new();
+    let fake = FakeDiscord::start().await;
+    // The first two gateway connections are accepted and never answered.
+    fake.silent_gateways(2);
+    let config = write_config(&world, &world.config_path(), "", &fake);
+    let bot = Bot::start(&config);
+    let tuning =
+        Tuning { gateway_ready: Duration::from_millis(500), gateway_backoff: Duration::from_millis(50), ..tuning() };
+    let started = std::time::Instant::now();
+    let _running = discord::start(&bot.app, std::sync::Arc::new(bot.clock.clone()), tuning).await.unwrap();
+    fake.wait_for_sessions(1).await;
+    assert_eq!(fake.silent_connections(), 2);
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let restarts =
+        logged.lines().filter(|l| l.contains("Discord's gateway") && l.contains("did not come up in time")).count();
+    assert_eq!(restarts, 2, "each start-over is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
     use shipday::chat::discord::register::{Scope, register};
     let t = setup().await;

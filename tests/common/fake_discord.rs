@@ -90,6 +90,10 @@ struct Gateway {
     reject_resumes: bool,
     /// The connection that has a session, if any.
     live: Option<mpsc::UnboundedSender<Control>>,
+    /// Gateway connections still to be accepted and never answered (no handshake).
+    silent: usize,
+    /// Connections accepted silently so far, held open.
+    held: Vec<tokio::net::TcpStream>,
 }
 
 enum Control {
@@ -121,6 +125,13 @@ impl FakeDiscord {
         let gateway = fake.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = gateway_listener.accept().await {
+                let mut state = gateway.gateway.lock().unwrap();
+                if state.silent > 0 {
+                    state.silent -= 1;
+                    state.held.push(stream);
+                    continue;
+                }
+                drop(state);
                 tokio::spawn(gateway.clone().connection(stream));
             }
         });
@@ -200,6 +211,17 @@ impl FakeDiscord {
     }
 
     /// Waits until the bot has a gateway session (READY sent), `count` sessions in all.
+    /// The next `count` gateway connections are accepted and never answered: no WebSocket
+    /// handshake, no HELLO, the TCP connection held open.
+    pub fn silent_gateways(&self, count: usize) {
+        self.gateway.lock().unwrap().silent = count;
+    }
+
+    /// How many gateway connections were accepted silently so far.
+    pub fn silent_connections(&self) -> usize {
+        self.gateway.lock().unwrap().held.len()
+    }
+
     pub async fn wait_for_sessions(&self, count: usize) {
         self.wait_for(&format!("{count} gateway sessions"), |f| {
             let g = f.gateway.lock().unwrap();
