@@ -150,6 +150,36 @@ async fn the_fake_can_follow_a_real_repository() {
 }
 
 #[tokio::test]
+async fn a_github_that_accepts_connections_and_never_answers_is_cut_off_and_retried_a_bounded_number_of_times() {
+    // Accepts every connection and holds it open without a byte in answer.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let fake = FakeGitHub::start().await;
+    let config = GitHubConfig { api_base_url: format!("http://{addr}"), ..fake.config() };
+    let client = GitHubClient::new(&config, std::path::Path::new("/"))
+        .unwrap()
+        .with_backoff(Duration::from_millis(10))
+        .with_call_timeout(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(20), client.branch_sha("dev"))
+        .await
+        .expect("a silent GitHub must not hang the call");
+    let error = format!("{:#}", result.unwrap_err());
+    assert!(error.contains("no answer within 0.3s"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2, "each attempt connected again");
+}
+
+#[tokio::test]
 async fn a_merge_conflict_is_reported_with_githubs_message_and_changes_nothing() {
     let github = FakeGitHub::start().await;
     let staging = github.add_commit("staging", "Hotfix on staging", "ada", &["shop/pay.py"]);

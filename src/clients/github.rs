@@ -79,6 +79,8 @@ pub struct GitHubClient {
     /// Kept only to scrub it from error text, whatever a server echoes back.
     token: Secret,
     backoff: Duration,
+    /// The most one attempt may take ([`CALL_TIMEOUT`]; tests shorten it).
+    call_timeout: Duration,
 }
 
 impl fmt::Debug for GitHubClient {
@@ -218,12 +220,26 @@ impl GitHubClient {
             .set_write_timeout(Some(IO_TIMEOUT))
             .build()
             .map_err(|error| anyhow!("cannot build the GitHub client: {}", chain(&error)))?;
-        Ok(Self { octocrab, owner: config.owner.clone(), repo: config.repo.clone(), token, backoff: DEFAULT_BACKOFF })
+        Ok(Self {
+            octocrab,
+            owner: config.owner.clone(),
+            repo: config.repo.clone(),
+            token,
+            backoff: DEFAULT_BACKOFF,
+            call_timeout: CALL_TIMEOUT,
+        })
     }
 
     /// Sets the first retry delay (it doubles per retry); tests make it a few milliseconds.
     pub fn with_backoff(mut self, first_retry: Duration) -> Self {
         self.backoff = first_retry;
+        self
+    }
+
+    /// Sets the most one attempt may take (the default is [`CALL_TIMEOUT`]); tests shorten it
+    /// to see a GitHub that never answers cut off.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
         self
     }
 
@@ -453,10 +469,10 @@ impl GitHubClient {
         loop {
             tries += 1;
             // octocrab's timeouts are per read and write; this bounds the whole attempt.
-            let mut failed = match tokio::time::timeout(CALL_TIMEOUT, attempt()).await {
+            let mut failed = match tokio::time::timeout(self.call_timeout, attempt()).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(error)) => Failed::from_octocrab(call, error),
-                Err(_) => Failed::no_answer(call),
+                Err(_) => Failed::no_answer(call, self.call_timeout),
             };
             failed.tries = tries;
             if !failed.transient || tries >= ATTEMPTS {
@@ -503,9 +519,9 @@ struct Failed {
 }
 
 impl Failed {
-    /// An attempt cut off by [`CALL_TIMEOUT`]: nothing was answered, so it is worth retrying.
-    fn no_answer(call: &str) -> Self {
-        let message = format!("no answer within {}s", CALL_TIMEOUT.as_secs());
+    /// An attempt cut off by the call timeout: nothing was answered, so it is worth retrying.
+    fn no_answer(call: &str, timeout: Duration) -> Self {
+        let message = format!("no answer within {}s", timeout.as_secs_f32());
         Self { call: call.to_owned(), status: None, message, transient: true, retry_after: None, tries: 1 }
     }
 
