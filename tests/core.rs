@@ -346,6 +346,39 @@ async fn a_health_check_after_the_steps_passes_or_fails_the_deploy() {
 }
 
 #[tokio::test]
+async fn a_health_url_that_accepts_connections_and_never_answers_fails_the_deploy_within_its_timeout() {
+    let world = World::new();
+    // Accepts every connection and holds it open without a byte in answer.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/health", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let config =
+        world.config_with_dev_steps(r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },"#);
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "claim_ttl = \"8h\"",
+        &format!("claim_ttl = \"8h\"\nhealth_url = \"{url}\"\nhealth_timeout = \"2s\""),
+        1,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let bot = Bot::start(&config);
+    let started = std::time::Instant::now();
+    let (_, progress) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), bot.say("grace", "/deploy dev feature/login"))
+            .await
+            .expect("a silent health URL must not hang the deploy");
+    let done = &progress.last().unwrap().record;
+    let Outcome::Failed { step, .. } = &done.outcome else { panic!("{:?}", done.outcome) };
+    assert_eq!(step, "health check");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(bot.app.store.active("dev").unwrap().is_none(), "dev is not left deploying");
+}
+
+#[tokio::test]
 async fn status_live_reads_head_and_flags_a_deploy_by_hand() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
