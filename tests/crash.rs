@@ -78,7 +78,10 @@ fn an_interrupted_environment_runs_nothing_new_while_the_killed_step_still_runs(
     bot.say("/status dev");
     bot.say("/deploy dev dev");
     let printed = bot.wait_for("the refusal", WAIT, |p| p.contains("still running on dev's host"));
-    assert!(printed.contains("interrupted"), "/status explains the hold:\n{printed}");
+    assert!(printed.contains("⚠️ interrupted: deploy #1 of `dev` (by Ada)"), "/status explains the hold:\n{printed}");
+    bot.say("/unlock dev");
+    let printed = bot.wait_for("the forced clear", WAIT, |p| p.contains("cleared dev's interrupted hold"));
+    assert!(printed.contains("deploy #1 of `dev` by Ada"), "{printed}");
     assert_eq!(lines(&log).iter().filter(|l| l.starts_with("start")).count(), 2, "{:?}", lines(&log));
     assert!(!host_lock_free(&world.path().join("envs/dev")), "the old step still runs");
 
@@ -149,4 +152,37 @@ async fn a_store_that_cannot_record_starts_nothing_and_stops_a_running_deploy_at
     assert!(reason.contains("can no longer write to its store"), "{reason}");
     assert!(!lines(&log).iter().any(|l| l.contains("after")), "the next step never ran: {:?}", lines(&log));
     assert!(lines(&log).iter().any(|l| l.starts_with("end wait")), "the running step ended on its own");
+}
+
+/// Point 6: after a deploy that failed at restart with its code checked out, `/status` says
+/// what the host runs (read at the end of that deploy, and labelled so), apart from the last
+/// successful deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_after_a_deploy_that_failed_after_checkout_shows_what_the_host_runs() {
+    let world = World::new();
+    let broken = world.path().join("envs/broken");
+    let steps = format!(
+        "  {{ name = \"checkout\", run = \"git checkout --quiet --detach {{{{sha}}}}\" }},\n  {{ name = \"restart\", run = \"test ! -f {}\" }},",
+        broken.display()
+    );
+    let bot = Bot::start(&world.config_with_dev_steps(&steps));
+    let (_, progress) = bot.say("ada", "/deploy dev dev").await;
+    assert!(progress.last().unwrap().record.outcome == shipday::release::deploy::Outcome::Succeeded);
+    let good = world.tip("dev");
+    std::fs::write(&broken, "").unwrap();
+    let (_, progress) = bot.say("ada", "/deploy dev feature/login").await;
+    let record = &progress.last().unwrap().record;
+    assert!(matches!(&record.outcome, shipday::release::deploy::Outcome::Failed { step, .. } if step == "restart"));
+    let runs = world.tip("feature/login");
+    assert_eq!(world.head("dev"), runs, "the failed deploy's code is checked out");
+
+    let (status, _) = bot.say("ada", "/status dev").await;
+    let text = bot.show(&status);
+    assert!(text.contains(&format!("last successful deploy: `dev` at {}", &good[..8])), "{text}");
+    assert!(
+        text.contains(&format!("host runs: {}", &runs[..8]))
+            && text.contains("after failed deploy #2 of `feature/login`"),
+        "{text}"
+    );
+    assert!(!text.contains("as deployed"), "{text}");
 }

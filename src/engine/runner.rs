@@ -96,6 +96,20 @@ pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn Exe
                     _ => Some(failed("verify HEAD", &result)),
                 };
             }
+            if outcome.is_some() {
+                // What the host runs now, read at the end of a failed deploy: `/status` shows
+                // it labelled as such, not the last successful deploy's commit.
+                let mut output = OutputTail::default();
+                let head = match session.run(&plan.verify, Duration::from_secs(30), &mut output).await {
+                    Ok(result) if result.is_ok() => {
+                        Sha::parse(output.text().trim()).map_err(|_| "unexpected output".to_owned())
+                    }
+                    Ok(result) => Err(format!("git rev-parse HEAD: {}", result.describe())),
+                    Err(error) => Err(redactor.redact(&format!("{error:#}"))),
+                };
+                let _ =
+                    events.send(Event::Observed { env: None, heads: vec![(plan.env.clone(), head)], pending: None });
+            }
             session.close().await;
             if let (None, Some((url, budget))) = (&outcome, &plan.health) {
                 let Some(since) = started("health check").await else {
@@ -114,6 +128,13 @@ pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn Exe
                 finished(&result, &output, since);
                 if !result.is_ok() {
                     outcome = Some(failed("health check", &result));
+                    // HEAD was verified just before: the failed deploy's commit runs.
+                    let head = Ok(plan.sha.clone());
+                    let _ = events.send(Event::Observed {
+                        env: None,
+                        heads: vec![(plan.env.clone(), head)],
+                        pending: None,
+                    });
                 }
             }
             let _ = events.send(Event::DeployFinished { deploy_id, outcome: outcome.unwrap_or(Outcome::Succeeded) });
