@@ -142,6 +142,20 @@ impl DjangoWorld {
         String::from_utf8(out.stdout).unwrap().split_whitespace().map(String::from).collect()
     }
 
+    /// The migrations the database records as applied (`orders.0002_discount`), read from the
+    /// sqlite file itself, whatever code is checked out.
+    pub fn db_migrations(&self) -> Vec<String> {
+        let out = Command::new(self.venv.join("bin/python"))
+            .args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(' '.join(a+'.'+n for a,n in c.execute(\"select app, name from django_migrations where app='orders' order by id\")))",
+            ])
+            .arg(self.app().join("db.sqlite3"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().split_whitespace().map(String::from).collect()
+    }
+
     /// Dev's own branch gains a migration of its own in `orders` (so a branch made before it
     /// has a conflicting leaf).
     pub fn add_migration_to_dev(&self) {
