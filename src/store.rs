@@ -749,6 +749,29 @@ impl Store {
         Ok(())
     }
 
+    /// Remembers a chat message that shows deploy `deploy_id` on `platform`, so a restart after
+    /// a crash can edit it to say the deploy was interrupted (durable at the next flush).
+    pub fn add_deploy_message(&self, deploy_id: u64, platform: &str, message: &MessageRef) -> Result<()> {
+        let mut key = deploy_message_prefix(deploy_id, platform);
+        key.extend_from_slice(format!("{}\u{1f}{}", message.channel, message.id).as_bytes());
+        self.db.insert(key, &[])?;
+        Ok(())
+    }
+
+    /// The chat messages on `platform` that show deploy `deploy_id`.
+    pub fn deploy_messages(&self, deploy_id: u64, platform: &str) -> Result<Vec<MessageRef>> {
+        let prefix = deploy_message_prefix(deploy_id, platform);
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let rest = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
+            if let Some((channel, id)) = rest.split_once('\u{1f}') {
+                out.push(MessageRef { channel: channel.to_owned(), id: id.to_owned() });
+            }
+        }
+        Ok(out)
+    }
+
     /// The fault seam, for tests and drills: while `on`, every flush fails the way it does on
     /// a full disk (ENOSPC), so nothing written since the last good flush is durable.
     pub fn fail_flushes(&self, on: bool) {
@@ -769,6 +792,14 @@ const INTENT_PREFIX: &[u8] = b"deploy_intent\0";
 fn intent_key(env: &str) -> Vec<u8> {
     let mut key = INTENT_PREFIX.to_vec();
     key.extend_from_slice(env.as_bytes());
+    key
+}
+
+fn deploy_message_prefix(deploy_id: u64, platform: &str) -> Vec<u8> {
+    let mut key = b"deploy_message\0".to_vec();
+    key.extend_from_slice(&deploy_id.to_be_bytes());
+    key.extend_from_slice(platform.as_bytes());
+    key.push(0x1f);
     key
 }
 
