@@ -406,27 +406,52 @@ impl Engine {
         let env = &record.env;
         let Some(environment) = self.config.environment(env) else { return };
         let Outcome::Failed { step, reason, .. } = &record.outcome else { return };
-        let manual = environment
+        let dir = crate::release::plan::quote(&environment.work_dir());
+        // The command that just failed is not offered again: `--fake` only records the
+        // migrations as unapplied, which is the way out when the reverse cannot run.
+        let fake = environment
             .migrations
             .as_ref()
             .map(|config| {
-                config
-                    .undo_commands(debt, crate::release::plan::quote)
-                    .into_iter()
-                    .map(|(_, command)| {
-                        format!("`cd {} && {command}`", crate::release::plan::quote(&environment.work_dir()))
+                debt.migrations
+                    .previous
+                    .iter()
+                    .map(|(app, previous)| {
+                        let target = previous.as_deref().unwrap_or("zero");
+                        let command =
+                            config.manage_command(&["migrate", app, target, "--fake"], crate::release::plan::quote);
+                        format!("`cd {dir} && {command}`")
                     })
                     .collect::<Vec<_>>()
                     .join(" then ")
             })
             .unwrap_or_default();
+        // What to do afterwards, and who holds the environment, as the store says now.
+        let hold = self.store.hold(env).ok().flatten();
+        let (held, then) = match &hold {
+            Some(Hold { kind: HoldKind::Claim { .. }, holder, .. }) => {
+                (format!(" and @{{{holder}}} still holds {env}"), format!("`/release {env}`"))
+            }
+            Some(Hold { kind: HoldKind::Lock { .. }, holder, .. }) => (
+                format!(" and {env} is locked by @{{{holder}}}"),
+                format!("`/unlock {env}`, then `/deploy {env} {}`", environment.branch),
+            ),
+            None => (String::new(), format!("`/deploy {env} {}`", environment.branch)),
+        };
         let leads: Vec<String> =
             self.config.people.iter().filter(|p| p.has(Role::Lead)).map(|p| format!("@{{{}}}", p.id)).collect();
         self.announce(Announcement::Text(format!(
-            "❌ {env} was NOT switched: undoing `{}`'s migrations failed at \"{step}\" ({reason}). The branch stays checked \
-             out and @{{{}}} still holds {env}. Undo by hand on the host, then `/release {env}`: {manual}. {}",
+            "❌ {env} was NOT switched: undoing `{}`'s migrations failed at \"{step}\" ({reason}). `{}` stays checked out{held}. \
+             Running the same undo again will fail the same way. The options, on the host: \
+             (1) give the migration a reverse (e.g. `reverse_code` for RunPython), push it to `{}` and deploy it, then {then}; \
+             (2) undo its changes to the database by hand (or accept them), then mark it unapplied with {fake}: this changes no table, \
+             so whatever the migration created or changed stays in the database, and a later migrate of it can fail or lose data; \
+             (3) restore the database from a backup taken before `{}` was deployed (that undoes the migration and its record). \
+             Then {then}. {}",
             debt.git_ref,
-            debt.owner,
+            debt.git_ref,
+            debt.git_ref,
+            debt.git_ref,
             leads.join(" ")
         )));
     }
