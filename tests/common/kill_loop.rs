@@ -156,7 +156,7 @@ pub fn audit_host_log(log: &[String]) -> (usize, usize, usize) {
             let Some(at) = PLAN.iter().position(|p| *p == name) else { continue };
             // A run of steps starts with its plan's first step (an undo, or the fetch); every
             // other step comes after the one before it in the plan, or it ran again.
-            if at >= 2 && !position.is_some_and(|p| p < at) {
+            if at >= 2 && position.is_none_or(|p| p >= at) {
                 double += 1;
             }
             position = Some(at);
