@@ -833,16 +833,20 @@ async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so()
     let opts = options(&[("env", json!("dev")), ("ref", json!("dev"))]);
     let token = discord.command(ADA, &[LEAD_ROLE], "deploy", opts);
     let original = format!("/webhooks/{APPLICATION_ID}/{token}/messages/@original");
-    // Edited at least twice: accepted, then the step running (the message is recorded by then).
+    // Edited at least twice: the answer, then its progress (the message is recorded before the
+    // progress is followed).
     let shown = discord
         .wait_for("the deploy's message following its step", |f| {
             (f.calls_to("PATCH", &original).len() >= 2).then(|| f.original(&token)).flatten().map(|m| m.id)
         })
         .await;
-    drop(serve);
+    // SIGKILL, and wait until it is gone (its store lock with it).
+    let mut killed = serve;
+    killed._child.kill().await.unwrap();
     std::fs::write(&go, "").unwrap();
 
     let _serve = ServeProcess::start(&config, &discord).await;
+    discord.wait_for("the restarted binary's gateway session", |f| (f.identifies().len() >= 2).then_some(())).await;
     let edit = discord
         .wait_for("the deploy's own message edited to say it was interrupted", |f| {
             f.calls_to("PATCH", &format!("/channels/{CHANNEL_ID}/messages/{shown}"))

@@ -116,7 +116,9 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
     let asked = Asked { command: &name, topic };
     let message = render::reply(&reply, asked, &shared.book, shared.clock.now()).localized(&shared.settings.commands);
     let target = responder.answer(&message).await;
-    if matches!(reply.body, ReplyBody::Deploy(_)) {
+    if let ReplyBody::Deploy(record) = &reply.body {
+        // Where the deploy is shown is recorded before its progress is followed.
+        remember_deploy_message(&responder, record.id, target, &mut None).await;
         follow(&mut responder, target, updates).await;
     }
 }
