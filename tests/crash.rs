@@ -186,3 +186,16 @@ async fn status_after_a_deploy_that_failed_after_checkout_shows_what_the_host_ru
     );
     assert!(!text.contains("as deployed"), "{text}");
 }
+
+/// The host's deploy lock lives in the checkout's `.git`: where there is none, the deploy is
+/// refused saying so, not with "not a branch".
+#[tokio::test]
+async fn a_dir_without_a_git_directory_is_refused_naming_the_deploy_lock() {
+    let world = World::new();
+    let bot = Bot::start(&world.config_path());
+    std::fs::rename(world.path().join("envs/dev/.git"), world.path().join("envs/dev-git")).unwrap();
+    let (reply, progress) = bot.say("ada", "/deploy dev dev").await;
+    let text = refused(&reply);
+    assert!(text.contains("cannot take its deploy lock") && text.contains(".git/shipday.lock"), "{text}");
+    assert!(progress.is_empty());
+}

@@ -164,6 +164,15 @@ impl Engine {
                              waited {LOCK_WAIT_SECS}s). Nothing was changed. Try again once it ends; `/status {name}` says what ran."
                         ));
                     }
+                    (Ok(result), _) if text.contains("flock: ") || result == StepResult::Exit { code: 127 } => {
+                        session.close().await;
+                        let said = redactor.redact(text.trim());
+                        return Err(format!(
+                            "Shipday cannot take its deploy lock ({HOST_LOCK}, with `flock` from util-linux) on {name}'s host ({}): {said}. \
+                             Its `dir` must be a git checkout. Nothing was changed.",
+                            result.describe()
+                        ));
+                    }
                     (Ok(result), _) => {
                         session.close().await;
                         tracing::info!(output = %redactor.redact(text.trim()), result = %result.describe(), "ref not resolved");
