@@ -56,6 +56,8 @@ pub struct Store {
     ticket_scans: sled::Tree,
     /// Applied to every audit entry: the audit log is one of the ways text leaves the process.
     redactor: crate::redact::Redactor,
+    /// The fault seam: while set, every flush fails as a full disk would (see [`Store::fail_flushes`]).
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One line of the audit log: every command and the decision taken.
@@ -151,6 +153,7 @@ impl Store {
             jira_pending: tree("jira_pending")?,
             ticket_scans: tree("ticket_scans")?,
             redactor: crate::redact::Redactor::default(),
+            failing: Default::default(),
             db,
         };
         Ok((store, opened))
@@ -162,6 +165,7 @@ impl Store {
     /// engine's group commit and an adapter recording a delivery at the same moment) were seen
     /// never to complete under load.
     pub async fn flush(&self) -> Result<()> {
+        self.check_fault()?;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
@@ -172,7 +176,7 @@ impl Store {
 
     /// Flushes from synchronous code (tools and benchmarks).
     pub fn flush_blocking(&self) {
-        if let Err(error) = self.db.flush() {
+        if let Err(error) = self.check_fault().and_then(|()| Ok(self.db.flush()?)) {
             tracing::error!(%error, "cannot flush the state store");
         }
     }
@@ -673,15 +677,147 @@ impl Store {
             record.outcome = Outcome::Interrupted;
             record.finished_at = Some(now);
             self.put_deploy(&record)?;
-            if self.active(&record.env)?.is_some_and(|a| a.deploy_id == record.id) {
+            if let Some(active) = self.active(&record.env)?.filter(|a| a.deploy_id == record.id) {
+                // Not free: held as interrupted until a deploy has made sure on the host that
+                // no step of this one still runs (see `set_interrupted`).
+                self.set_interrupted(&record.env, Some(&active))?;
                 self.set_active(&record.env, None)?;
             }
             interrupted.push(record);
         }
+        self.settle_intents()?;
+        self.check_fault()?;
         self.db.flush()?;
         Ok(interrupted)
     }
 }
+
+// ---- Deploy recovery (issue 13, deploy side): intents, interrupted holds, the fault seam ----
+
+/// What a deploy may have left on its environment's host, recorded (and flushed) before its
+/// first step runs: if it is interrupted, its possible effects are treated as real.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployIntent {
+    /// The deploy.
+    pub deploy_id: u64,
+    /// The migration debt the environment has if every step of the deploy ran (and, if it
+    /// pays an older one, if only some did): the branch-only migrations that may be applied,
+    /// with their undo targets. `None`: the deploy can leave none behind.
+    pub debt: Option<MigrationDebt>,
+}
+
+impl Store {
+    /// Records what deploy `intent.deploy_id` may leave on `env` (durable at the next flush,
+    /// which comes before its first step).
+    pub fn set_deploy_intent(&self, env: &str, intent: Option<&DeployIntent>) -> Result<()> {
+        match intent {
+            Some(intent) => self.db.insert(intent_key(env), encode(intent)?)?,
+            None => self.db.remove(intent_key(env))?,
+        };
+        Ok(())
+    }
+
+    /// The intent of the deploy running (or interrupted) on `env`.
+    pub fn deploy_intent(&self, env: &str) -> Result<Option<DeployIntent>> {
+        self.db.get(intent_key(env))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// After a crash: every intent still recorded belongs to a deploy that never settled, so
+    /// what it may have done is taken as done: its debt becomes the environment's.
+    fn settle_intents(&self) -> Result<()> {
+        let mut found = Vec::new();
+        for entry in self.db.scan_prefix(INTENT_PREFIX) {
+            let (key, value) = entry?;
+            let env = String::from_utf8_lossy(key.get(INTENT_PREFIX.len()..).unwrap_or_default()).into_owned();
+            found.push((env, decode::<DeployIntent>(&value)?));
+        }
+        for (env, intent) in found {
+            if let Some(debt) = &intent.debt {
+                tracing::warn!(env = %env, deploy = intent.deploy_id, git_ref = %debt.git_ref,
+                    "an interrupted deploy may have applied branch-only migrations; they are recorded as to undo");
+                self.set_migration_debt(&env, Some(debt))?;
+            }
+            self.set_deploy_intent(&env, None)?;
+        }
+        Ok(())
+    }
+
+    /// The deploy a crash interrupted on `env`, while Shipday has not yet made sure that none
+    /// of its steps still runs on the host.
+    pub fn interrupted(&self, env: &str) -> Result<Option<ActiveDeploy>> {
+        self.db.get(interrupted_key(env))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Sets or clears `env`'s interrupted hold.
+    pub fn set_interrupted(&self, env: &str, active: Option<&ActiveDeploy>) -> Result<()> {
+        match active {
+            Some(active) => self.db.insert(interrupted_key(env), encode(active)?)?,
+            None => self.db.remove(interrupted_key(env))?,
+        };
+        Ok(())
+    }
+
+    /// Remembers a chat message that shows deploy `deploy_id` on `platform`, so a restart after
+    /// a crash can edit it to say the deploy was interrupted (durable at the next flush).
+    pub fn add_deploy_message(&self, deploy_id: u64, platform: &str, message: &MessageRef) -> Result<()> {
+        let mut key = deploy_message_prefix(deploy_id, platform);
+        key.extend_from_slice(format!("{}\u{1f}{}", message.channel, message.id).as_bytes());
+        self.db.insert(key, &[])?;
+        Ok(())
+    }
+
+    /// The chat messages on `platform` that show deploy `deploy_id`.
+    pub fn deploy_messages(&self, deploy_id: u64, platform: &str) -> Result<Vec<MessageRef>> {
+        let prefix = deploy_message_prefix(deploy_id, platform);
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let rest = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
+            if let Some((channel, id)) = rest.split_once('\u{1f}') {
+                out.push(MessageRef { channel: channel.to_owned(), id: id.to_owned() });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The fault seam, for tests and drills: while `on`, every flush fails the way it does on
+    /// a full disk (ENOSPC), so nothing written since the last good flush is durable.
+    pub fn fail_flushes(&self, on: bool) {
+        self.failing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check_fault(&self) -> Result<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(anyhow::Error::new(std::io::Error::from_raw_os_error(28)))
+                .context("cannot flush the state store");
+        }
+        Ok(())
+    }
+}
+
+const INTENT_PREFIX: &[u8] = b"deploy_intent\0";
+
+fn intent_key(env: &str) -> Vec<u8> {
+    let mut key = INTENT_PREFIX.to_vec();
+    key.extend_from_slice(env.as_bytes());
+    key
+}
+
+fn deploy_message_prefix(deploy_id: u64, platform: &str) -> Vec<u8> {
+    let mut key = b"deploy_message\0".to_vec();
+    key.extend_from_slice(&deploy_id.to_be_bytes());
+    key.extend_from_slice(platform.as_bytes());
+    key.push(0x1f);
+    key
+}
+
+fn interrupted_key(env: &str) -> Vec<u8> {
+    let mut key = b"interrupted\0".to_vec();
+    key.extend_from_slice(env.as_bytes());
+    key
+}
+
+// ---- end of deploy recovery ----
 
 fn merge_key(env: &str, sha: &str) -> Vec<u8> {
     let mut key = env_prefix(env);

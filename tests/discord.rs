@@ -856,3 +856,43 @@ async fn the_umbrella_and_configured_names_work_on_discord() {
     assert!(words.contains("/ship-status [ENV]") && words.contains("/give-back ENV"), "{words}");
     assert!(words.contains("/shipday COMMAND"), "{words}");
 }
+
+/// Issue 13, point 7: the real binary is SIGKILLed while a deploy started from Discord runs;
+/// when it starts again, that deploy's own message is edited to say it was interrupted (not
+/// only a separate notice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so() {
+    let world = World::new();
+    let discord = FakeDiscord::start().await;
+    let go = world.path().join("go");
+    let steps = format!("  {{ name = \"wait\", run = \"while [ ! -f {} ]; do sleep 0.05; done\" }},", go.display());
+    let base = world.config_with_dev_steps(&steps);
+    let config = write_config(&world, &base, "", &discord);
+    let serve = ServeProcess::start(&config, &discord).await;
+    let opts = options(&[("env", json!("dev")), ("ref", json!("dev"))]);
+    let token = discord.command(ADA, &[LEAD_ROLE], "deploy", opts);
+    let original = format!("/webhooks/{APPLICATION_ID}/{token}/messages/@original");
+    // Edited at least twice: the answer, then its progress (the message is recorded before the
+    // progress is followed).
+    let shown = discord
+        .wait_for("the deploy's message following its step", |f| {
+            (f.calls_to("PATCH", &original).len() >= 2).then(|| f.original(&token)).flatten().map(|m| m.id)
+        })
+        .await;
+    // SIGKILL, and wait until it is gone (its store lock with it).
+    let mut killed = serve;
+    killed._child.kill().await.unwrap();
+    std::fs::write(&go, "").unwrap();
+
+    let _serve = ServeProcess::start(&config, &discord).await;
+    discord.wait_for("the restarted binary's gateway session", |f| (f.identifies().len() >= 2).then_some(())).await;
+    let edit = discord
+        .wait_for("the deploy's own message edited to say it was interrupted", |f| {
+            f.calls_to("PATCH", &format!("/channels/{CHANNEL_ID}/messages/{shown}"))
+                .into_iter()
+                .find(|c| c.body.to_string().contains("interrupted"))
+        })
+        .await;
+    assert!(edit.body.to_string().contains("Deploy of"), "{edit:#?}");
+    assert!(discord.message(shown).body.to_string().contains("interrupted"));
+}

@@ -89,11 +89,42 @@ async fn an_irreversible_branch_is_flagged_and_its_release_stops_without_switchi
     assert_eq!(hold.holder, "ada");
     let said = announced(&mut heard);
     let failure = said.iter().find(|t| t.contains("was NOT switched")).unwrap_or_else(|| panic!("{said:?}"));
-    assert!(
-        failure.contains("manage.py migrate orders 0001_initial --noinput") && failure.contains("@{ada}"),
-        "{failure}"
-    );
+    assert!(failure.contains("@{ada} still holds dev") && failure.contains("Then `/release dev`"), "{failure}");
     assert!(failure.contains("IrreversibleError") || failure.contains("exit code"), "{failure}");
+    assert_undo_guidance(failure);
+}
+
+/// The guidance after a failed undo: the real ways out, `--fake` with its risk, and never the
+/// command that just failed.
+fn assert_undo_guidance(failure: &str) {
+    assert!(failure.contains("manage.py migrate orders 0001_initial --fake`"), "{failure}");
+    assert!(failure.contains("changes no table") && failure.contains("stays in the database"), "{failure}");
+    assert!(failure.contains("reverse") && failure.contains("backup"), "{failure}");
+    assert!(!failure.contains("0001_initial --noinput"), "not the command that just failed: {failure}");
+}
+
+/// Issue 13, point 7: after a lead's `/unlock`, nobody holds dev: the guidance neither says
+/// someone still holds it nor sends anyone to `/release` it.
+#[tokio::test]
+async fn a_failed_undo_after_a_leads_unlock_matches_the_free_environment() {
+    let world = DjangoWorld::new();
+    let sshd = Sshd::start();
+    let bot = Bot::start(&world.config(&sshd, &sshd.pin()));
+    let (_, progress) = bot.say("ada", "/deploy dev feature/backfill --force").await;
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    let (reply, _) = bot.say("ada", "/unlock dev").await;
+    assert!(bot.show(&reply).contains("unlocked dev"), "{}", bot.show(&reply));
+
+    let mut heard = bot.app.engine.announcements();
+    let (_, progress) = bot.say("ada", "/deploy dev dev").await;
+    assert!(
+        matches!(&progress.last().unwrap().record.outcome, Outcome::Failed { step, .. } if step.starts_with("undo"))
+    );
+    let said = announced(&mut heard);
+    let failure = said.iter().find(|t| t.contains("was NOT switched")).unwrap_or_else(|| panic!("{said:?}"));
+    assert!(!failure.contains("still holds") && !failure.contains("/release dev"), "{failure}");
+    assert!(failure.contains("Then `/deploy dev dev`"), "{failure}");
+    assert_undo_guidance(failure);
 }
 
 #[tokio::test]

@@ -788,3 +788,52 @@ async fn the_umbrella_command_runs_every_command_on_slack() {
     let typo = s.command("U0ANYONE01", "/shipday", "stauts", "920.5.umbrella").await;
     assert!(text_of(&typo).contains("Did you mean `/shipday status`"), "{typo}");
 }
+
+/// Issue 13, point 7: `shipday serve` is SIGKILLed while a deploy started from Slack runs; when
+/// it starts again, that deploy's own message is edited to say it was interrupted (not only a
+/// separate notice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so() {
+    let world = World::new();
+    let go = world.path().join("go");
+    let steps = format!("  {{ name = \"wait\", run = \"while [ ! -f {} ]; do sleep 0.05; done\" }},", go.display());
+    std::fs::copy(world.config_with_dev_steps(&steps), world.config_path()).unwrap();
+    let fake = FakeSlack::start(TEAM).await;
+    let config = write_config(&world, &fake, Mode::Socket);
+    let serve = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env_remove("SHIPDAY_CONFIG")
+            .env("SHIPDAY_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut child = serve();
+    fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["envelope_id"] = json!("crash-deploy-1");
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["channel_id"] = json!(CHANNEL);
+    envelope["payload"]["command"] = json!("/deploy");
+    envelope["payload"]["text"] = json!("dev dev");
+    let ack = fake.send_envelope(&envelope).await;
+    assert!(ack.to_string().contains("Accepted"), "{ack}");
+    // Recorded right after it is posted, so once it has been edited the store knows it.
+    fake.wait_for("the deploy's message following it", |f| f.messages(CHANNEL).iter().any(|m| m.edits >= 1)).await;
+    let ts = fake.messages(CHANNEL).into_iter().find(|m| m.edits >= 1).unwrap().ts;
+    child.kill().await.unwrap();
+    std::fs::write(&go, "").unwrap();
+
+    let connected = fake.connections();
+    let mut child = serve();
+    fake.wait_for("the restarted binary to connect", |f| f.connections() > connected).await;
+    let said = |f: &FakeSlack| {
+        f.messages(CHANNEL)
+            .iter()
+            .any(|m| m.ts == ts && (m.text.contains("interrupted") || m.blocks.to_string().contains("interrupted")))
+    };
+    fake.wait_for("the deploy's own message edited to say it was interrupted", said).await;
+    child.kill().await.unwrap();
+}

@@ -25,8 +25,8 @@ async fn a_branch_is_deployed_over_ssh_at_its_exact_commit_on_one_connection() {
     let known_hosts = sshd.pin();
     let steps = format!(
         r#"{STEPS}
-  {{ name = "which connection 1", run = "awk '/^PPid/ {{print $2}}' /proc/$PPID/status" }},
-  {{ name = "which connection 2", run = "awk '/^PPid/ {{print $2}}' /proc/$PPID/status" }},"#
+  {{ name = "which connection 1", run = "p=$(awk '/^PPid/ {{print $2}}' /proc/$PPID/status); awk '/^PPid/ {{print $2}}' /proc/$p/status" }},
+  {{ name = "which connection 2", run = "p=$(awk '/^PPid/ {{print $2}}' /proc/$PPID/status); awk '/^PPid/ {{print $2}}' /proc/$p/status" }},"#
     );
     let bot = Bot::start(&world.ssh_config(&sshd, &known_hosts, &steps, ""));
     let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
@@ -36,7 +36,8 @@ async fn a_branch_is_deployed_over_ssh_at_its_exact_commit_on_one_connection() {
     assert_eq!(done.outcome, Outcome::Succeeded, "{:#?}", done.steps);
     assert_eq!(world.head("dev"), world.tip("feature/login"), "HEAD on the host is the resolved SHA");
     assert_eq!(world.restarts(), [format!("restarted dev {}", &accepted.sha.as_str()[..7])]);
-    // Both steps ran under the same sshd session process: one connection per deploy.
+    // Both steps ran under the same sshd session process (above the host's flock and timeout):
+    // one connection per deploy.
     let (a, b) = (done.steps[3].tail.trim(), done.steps[4].tail.trim());
     assert!(!a.is_empty() && a == b, "{a} vs {b}");
     let text = shipday::chat::text::progress(progress.last().unwrap(), chrono::Utc::now()).unwrap();

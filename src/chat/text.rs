@@ -267,9 +267,10 @@ fn jira_lines(jira: &JiraView, now: DateTime<Utc>, tz: Tz) -> Vec<String> {
 
 fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> String {
     let mut out = format!("{} (branch {})\n", env.name, env.branch);
+    let label = if host_changed_since_live(env) { "last successful deploy" } else { "live" };
     match &env.live {
         Some(live) => out.push_str(&format!(
-            "  live: `{}` at {} by {}, {} ({} ago)\n",
+            "  {label}: `{}` at {} by {}, {} ({} ago)\n",
             live.git_ref,
             live.sha.short(),
             live.requested_by_name,
@@ -298,8 +299,11 @@ fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> St
     if let Some(debt) = &env.migration_debt {
         out.push_str(&format!("  branch-only migrations applied: {}\n", migration_debt_line(debt, &env.name)));
     }
-    if let Some(observed) = &env.observed {
-        out.push_str(&format!("  {}\n", observation_line(observed, env.live.as_ref(), now)));
+    if let Some(line) = host_line(env, now) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    if let Some(line) = interrupted_line(env) {
+        out.push_str(&format!("  {line}\n"));
     }
     match &env.hold {
         Some(hold) => out.push_str(&format!("  hold: {}\n", hold.describe(&env.name, now))),
@@ -309,6 +313,61 @@ fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> St
 }
 
 /// What the last reading of the host's HEAD says about drift.
+/// The newest deploy, when it failed or was interrupted after changing what may run, and the
+/// reading of the host's HEAD was taken at its end (or after it).
+fn unsuccessful_latest(env: &EnvironmentStatus) -> Option<&DeployRecord> {
+    let observed = env.observed.as_ref()?;
+    env.latest
+        .as_ref()
+        .filter(|l| matches!(l.outcome, Outcome::Failed { .. } | Outcome::Interrupted) && observed.at >= l.started_at)
+}
+
+/// Whether the host may run something else than the last successful deploy: a later deploy
+/// failed or was interrupted, and HEAD read at its end differs.
+fn host_changed_since_live(env: &EnvironmentStatus) -> bool {
+    match (unsuccessful_latest(env), env.observed.as_ref().map(|o| &o.head)) {
+        (Some(_), Some(Ok(head))) => env.live.as_ref().is_none_or(|live| live.sha != *head),
+        (Some(_), _) => true,
+        _ => false,
+    }
+}
+
+/// What the host runs now, in one line: HEAD as last read, labelled with when it was read
+/// (at the end of a failed or interrupted deploy, or otherwise compared with the last
+/// successful deploy).
+pub fn host_line(env: &EnvironmentStatus, now: DateTime<Utc>) -> Option<String> {
+    let observed = env.observed.as_ref()?;
+    let Some(latest) = unsuccessful_latest(env) else {
+        return Some(observation_line(observed, env.live.as_ref(), now));
+    };
+    let what = match latest.outcome {
+        Outcome::Interrupted => "interrupted",
+        _ => "failed",
+    };
+    let when =
+        format!("read {} ago, after {what} deploy #{} of `{}`", age(now, observed.at), latest.id, latest.git_ref);
+    Some(match &observed.head {
+        Ok(head) if env.live.as_ref().is_some_and(|l| l.sha == *head) => {
+            format!("host HEAD: {} ({when}): still the last successful deploy's commit", head.short())
+        }
+        Ok(head) if *head == latest.sha => format!(
+            "⚠️ host runs: {} ({when}): that deploy's commit, checked out but not verified; the last successful deploy is not what runs",
+            head.short()
+        ),
+        Ok(head) => format!("⚠️ host runs: {} ({when}); the last successful deploy is not what runs", head.short()),
+        Err(error) => format!("⚠️ host HEAD could not be read ({when}): {error}"),
+    })
+}
+
+/// `/status`'s one line about an interrupted environment, if it is one.
+pub fn interrupted_line(env: &EnvironmentStatus) -> Option<String> {
+    let active = env.interrupted.as_ref()?;
+    Some(format!(
+        "⚠️ interrupted: deploy #{} of `{}` (by {}) was cut off by a restart and one of its steps may still run on the host; the next deploy first waits for the host's deploy lock to make sure none does (a lead can `/unlock {}` to clear this).",
+        active.deploy_id, active.git_ref, active.who_name, env.name
+    ))
+}
+
 pub fn observation_line(observed: &Observation, live: Option<&DeployRecord>, now: DateTime<Utc>) -> String {
     let when = format!("read {} ago", age(now, observed.at));
     match observed.drift(live) {

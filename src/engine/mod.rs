@@ -20,7 +20,7 @@ use crate::command::{Command, CommandBook, parse};
 use crate::config::{Config, Person, Role};
 use crate::redact::Redactor;
 use crate::release::calendar::Firing;
-use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepRecord, StepResult, Trigger};
+use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepResult, Trigger};
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::locks::ActiveDeploy;
 use crate::release::migrations::MigrationDebt;
@@ -44,7 +44,7 @@ pub(crate) enum Event {
     /// A ref was resolved on the host (or could not be).
     Resolved(Box<Resolved>),
     /// A deploy step started.
-    StepStarted { deploy_id: u64, name: String, at: DateTime<Utc> },
+    StepStarted { deploy_id: u64, name: String, at: DateTime<Utc>, durable: oneshot::Sender<bool> },
     /// A deploy step finished.
     StepFinished { deploy_id: u64, result: StepResult, tail: String, output_bytes: u64, duration_ms: u64 },
     /// A deploy ended.
@@ -403,19 +403,9 @@ impl Engine {
                 self.invocation(invocation, reply).instrument(span).await;
             }
             Event::Resolved(resolved) => self.resolved(*resolved).await,
-            Event::StepStarted { deploy_id, name, at } => {
-                self.progress(deploy_id, |record| {
-                    record.steps.push(StepRecord {
-                        name,
-                        started_at: at,
-                        duration_ms: None,
-                        result: None,
-                        tail: String::new(),
-                        output_bytes: 0,
-                    });
-                    DeployEvent::StepStarted { index: record.steps.len() - 1 }
-                })
-                .await;
+            Event::StepStarted { deploy_id, name, at, durable } => {
+                let recorded = self.step_starting(deploy_id, name, at).await;
+                let _ = durable.send(recorded);
             }
             Event::StepFinished { deploy_id, result, tail, output_bytes, duration_ms } => {
                 self.progress(deploy_id, |record| {
@@ -589,6 +579,12 @@ impl Engine {
     /// Records the decision, makes it durable, then replies.
     /// The reply waits in [`Engine::unsent`] until [`Engine::commit`] has flushed the store.
     pub(crate) async fn answer(&mut self, pending: Pending, handled: Handled) {
+        self.answer_recorded(pending, handled).await;
+    }
+
+    /// [`Engine::answer`], returning whether the decision went into the audit log (if not, the
+    /// command was told that nothing was done).
+    pub(crate) async fn answer_recorded(&mut self, pending: Pending, handled: Handled) -> bool {
         let Handled::Reply { reply, decision } = handled;
         let entry = AuditEntry {
             at: self.clock.now(),
@@ -599,21 +595,27 @@ impl Engine {
             decision: decision.clone(),
         };
         match self.store.audit(&entry) {
-            Ok(()) => self.unsent.push((pending.reply, reply, decision)),
+            Ok(()) => {
+                self.unsent.push((pending.reply, reply, decision));
+                true
+            }
             Err(error) => {
                 tracing::error!(error = format!("{error:#}"), "cannot record a decision");
                 let _ = pending.reply.send(Reply::refused(STORE_FAILED));
+                false
             }
         }
     }
 
     /// Flushes the store once for every reply decided since the last commit, then sends them.
     /// If the flush fails, nothing was made durable, so every one of them is told so instead.
-    pub(crate) async fn commit(&mut self) {
+    /// Returns whether they were made durable.
+    pub(crate) async fn commit(&mut self) -> bool {
         if self.unsent.is_empty() {
-            return;
+            return true;
         }
         let durable = self.store.flush().await;
+        let made_durable = durable.is_ok();
         for (sender, reply, decision) in self.unsent.drain(..) {
             let reply = match &durable {
                 Ok(()) => {
@@ -627,6 +629,7 @@ impl Engine {
             };
             let _ = sender.send(reply);
         }
+        made_durable
     }
 
     /// A task panicked: record its work as failed and free what it held.
@@ -712,7 +715,7 @@ impl Engine {
     }
 
     /// Sends progress to the command that follows the deploy, or announces it to the team.
-    fn forward(&self, watcher: Option<&mpsc::UnboundedSender<ProgressUpdate>>, update: ProgressUpdate) {
+    pub(crate) fn forward(&self, watcher: Option<&mpsc::UnboundedSender<ProgressUpdate>>, update: ProgressUpdate) {
         match watcher {
             Some(watcher) => {
                 let _ = watcher.send(outbound::redact_progress(&self.redactor, update));

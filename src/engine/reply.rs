@@ -233,4 +233,7 @@ pub struct EnvironmentStatus {
     pub observed: Option<Observation>,
     /// Migrations a personal branch applied here that its base branch lacks.
     pub migration_debt: Option<MigrationDebt>,
+    /// A deploy a crash interrupted here, while Shipday has not yet made sure on the host that
+    /// none of its steps still runs.
+    pub interrupted: Option<ActiveDeploy>,
 }

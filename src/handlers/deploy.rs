@@ -9,10 +9,13 @@ use crate::engine::{
     RunningDeploy, Visibility,
 };
 use crate::release::Refusal;
+use crate::release::deploy::StepResult;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, Trigger};
 use crate::release::locks::{ActiveDeploy, Hold, HoldChange, HoldKind, admit_deploy, admit_release};
 use crate::release::migrations::{BranchMigrations, MigrationDebt};
-use crate::release::plan::{DeployPlan, build_plan, parse_resolution, resolve_script, undo_steps};
+use crate::release::plan::{
+    DeployPlan, HOST_LOCK, LOCK_BUSY_EXIT, LOCK_WAIT_SECS, build_plan, parse_resolution, resolve_script, undo_steps,
+};
 use crate::release::policy::check_deploy_slot;
 use chrono::{DateTime, Utc};
 
@@ -154,6 +157,22 @@ impl Engine {
                 let text = output.text();
                 let sha = match (run, parse_resolution(&request.git_ref, &text)) {
                     (Ok(result), Some(sha)) if result.is_ok() => sha,
+                    (Ok(StepResult::Exit { code: LOCK_BUSY_EXIT }), _) => {
+                        session.close().await;
+                        return Err(format!(
+                            "A step of an earlier deploy is still running on {name}'s host (it holds {HOST_LOCK}; Shipday \
+                             waited {LOCK_WAIT_SECS}s). Nothing was changed. Try again once it ends; `/status {name}` says what ran."
+                        ));
+                    }
+                    (Ok(result), _) if text.contains("flock: ") || result == StepResult::Exit { code: 127 } => {
+                        session.close().await;
+                        let said = redactor.redact(text.trim());
+                        return Err(format!(
+                            "Shipday cannot take its deploy lock ({HOST_LOCK}, with `flock` from util-linux) on {name}'s host ({}): {said}. \
+                             Its `dir` must be a git checkout. Nothing was changed.",
+                            result.describe()
+                        ));
+                    }
                     (Ok(result), _) => {
                         session.close().await;
                         tracing::info!(output = %redactor.redact(text.trim()), result = %result.describe(), "ref not resolved");
@@ -265,6 +284,12 @@ impl Engine {
                     .await;
             }
         };
+        let held_before = self.store.hold(&request.env).ok().flatten();
+        let existing_debt = self.store.migration_debt(&request.env).ok().flatten();
+        let intent = crate::store::DeployIntent {
+            deploy_id: record.id,
+            debt: possible_debt(existing_debt.as_ref(), new_debt.as_ref()),
+        };
         let written = self.store.put_deploy(&record).and_then(|()| {
             let active = ActiveDeploy {
                 deploy_id: record.id,
@@ -272,19 +297,32 @@ impl Engine {
                 git_ref: request.git_ref.clone(),
                 since: now,
             };
+            // Intent before effect: what this deploy may leave behind is durable before its
+            // first step runs (the flush below comes before the runner starts).
+            self.store.set_deploy_intent(&request.env, Some(&intent))?;
             self.store.set_active(&request.env, Some(&active))?;
+            // Resolving took the host's deploy lock, so no step of an interrupted deploy runs.
+            self.store.set_interrupted(&request.env, None)?;
             match &change {
                 HoldChange::Keep => Ok(()),
                 HoldChange::Set(hold) => self.store.set_hold(&request.env, Some(hold)),
                 HoldChange::Clear => self.store.set_hold(&request.env, None),
             }
         });
+        let written = match written {
+            Ok(()) => self.store.flush().await,
+            Err(error) => Err(error),
+        };
         if let Err(error) = written {
             session.close().await;
             tracing::error!(error = format!("{error:#}"), "cannot record a deploy");
-            return self
-                .answer(pending, Handled::refused("Shipday cannot write to its store, so it did nothing."))
-                .await;
+            self.abandon_start(&record, held_before.as_ref());
+            let text = format!(
+                "Shipday could not record this deploy in its store ({}), so it did not start it. Nothing was changed on {}. An operator can check its logs.",
+                store_problem(&error),
+                request.env
+            );
+            return self.answer(pending, Handled::refused(text)).await;
         }
         let mut decision =
             format!("accepted: deploy #{} of `{}` to {} at {sha}", record.id, request.git_ref, request.env);
@@ -308,8 +346,13 @@ impl Engine {
         let reply = Reply { visibility: Visibility::Public, body: ReplyBody::Deploy(record.clone()) };
         // The reply is sent only after the record, lock and audit entry are flushed, and the
         // steps start only after that.
-        self.answer(pending, Handled::Reply { reply, decision }).await;
-        self.commit().await;
+        let answered = self.answer_recorded(pending, Handled::Reply { reply, decision }).await;
+        if !self.commit().await || !answered {
+            // The people were told that nothing was done: so nothing is.
+            session.close().await;
+            self.abandon_start(&record, held_before.as_ref());
+            return;
+        }
         if let Some(watcher) = &watcher {
             let _ = watcher.send(ProgressUpdate { event: DeployEvent::Accepted, record: record.clone() });
         }
@@ -327,6 +370,10 @@ impl Engine {
         new_debt: Option<MigrationDebt>,
     ) -> anyhow::Result<()> {
         let env = &record.env;
+        // What follows records what the deploy really left behind: its intent is spent.
+        if self.store.deploy_intent(env)?.is_some_and(|i| i.deploy_id == record.id) {
+            self.store.set_deploy_intent(env, None)?;
+        }
         let undo_failed = matches!(&record.outcome, Outcome::Failed { step, .. } if step.starts_with(UNDO_STEP));
         let reached_code = record.steps.iter().any(|s| !s.name.starts_with(UNDO_STEP));
         if pays_debt.is_some() && !undo_failed && record.steps.iter().any(|s| s.name.starts_with(UNDO_STEP)) {
@@ -368,27 +415,52 @@ impl Engine {
         let env = &record.env;
         let Some(environment) = self.config.environment(env) else { return };
         let Outcome::Failed { step, reason, .. } = &record.outcome else { return };
-        let manual = environment
+        let dir = crate::release::plan::quote(&environment.work_dir());
+        // The command that just failed is not offered again: `--fake` only records the
+        // migrations as unapplied, which is the way out when the reverse cannot run.
+        let fake = environment
             .migrations
             .as_ref()
             .map(|config| {
-                config
-                    .undo_commands(debt, crate::release::plan::quote)
-                    .into_iter()
-                    .map(|(_, command)| {
-                        format!("`cd {} && {command}`", crate::release::plan::quote(&environment.work_dir()))
+                debt.migrations
+                    .previous
+                    .iter()
+                    .map(|(app, previous)| {
+                        let target = previous.as_deref().unwrap_or("zero");
+                        let command =
+                            config.manage_command(&["migrate", app, target, "--fake"], crate::release::plan::quote);
+                        format!("`cd {dir} && {command}`")
                     })
                     .collect::<Vec<_>>()
                     .join(" then ")
             })
             .unwrap_or_default();
+        // What to do afterwards, and who holds the environment, as the store says now.
+        let hold = self.store.hold(env).ok().flatten();
+        let (held, then) = match &hold {
+            Some(Hold { kind: HoldKind::Claim { .. }, holder, .. }) => {
+                (format!(" and @{{{holder}}} still holds {env}"), format!("`/release {env}`"))
+            }
+            Some(Hold { kind: HoldKind::Lock { .. }, holder, .. }) => (
+                format!(" and {env} is locked by @{{{holder}}}"),
+                format!("`/unlock {env}`, then `/deploy {env} {}`", environment.branch),
+            ),
+            None => (String::new(), format!("`/deploy {env} {}`", environment.branch)),
+        };
         let leads: Vec<String> =
             self.config.people.iter().filter(|p| p.has(Role::Lead)).map(|p| format!("@{{{}}}", p.id)).collect();
         self.announce(Announcement::Text(format!(
-            "❌ {env} was NOT switched: undoing `{}`'s migrations failed at \"{step}\" ({reason}). The branch stays checked \
-             out and @{{{}}} still holds {env}. Undo by hand on the host, then `/release {env}`: {manual}. {}",
+            "❌ {env} was NOT switched: undoing `{}`'s migrations failed at \"{step}\" ({reason}). `{}` stays checked out{held}. \
+             Running the same undo again will fail the same way. The options, on the host: \
+             (1) give the migration a reverse (e.g. `reverse_code` for RunPython), push it to `{}` and deploy it, then {then}; \
+             (2) undo its changes to the database by hand (or accept them), then mark it unapplied with {fake}: this changes no table, \
+             so whatever the migration created or changed stays in the database, and a later migrate of it can fail or lose data; \
+             (3) restore the database from a backup taken before `{}` was deployed (that undoes the migration and its record). \
+             Then {then}. {}",
             debt.git_ref,
-            debt.owner,
+            debt.git_ref,
+            debt.git_ref,
+            debt.git_ref,
             leads.join(" ")
         )));
     }
@@ -514,5 +586,101 @@ impl Engine {
                 let _ = announcements.send(Announcement::Text(format!("{if_refused}: {reason}")));
             }
         });
+    }
+}
+
+// ---- Crash safety (issue 13, deploy side) ----
+
+/// The migration debt `env` has if every step of a deploy runs, given the debt it has now
+/// (which the deploy may pay, or only partly) and the one the deploy takes on.
+fn possible_debt(existing: Option<&MigrationDebt>, new_debt: Option<&MigrationDebt>) -> Option<MigrationDebt> {
+    match (existing, new_debt) {
+        (None, new_debt) => new_debt.cloned(),
+        (Some(existing), None) => Some(existing.clone()),
+        (Some(existing), Some(new_debt)) if existing.git_ref == new_debt.git_ref => Some(new_debt.clone()),
+        (Some(existing), Some(new_debt)) => {
+            // Both may be applied: undo everything back to the state before the older branch.
+            let mut merged = new_debt.clone();
+            for migration in &existing.migrations.added {
+                if !merged.migrations.added.contains(migration) {
+                    merged.migrations.added.push(migration.clone());
+                }
+            }
+            for (app, previous) in &existing.migrations.previous {
+                merged.migrations.previous.insert(app.clone(), previous.clone());
+            }
+            merged.migrations.irreversible.extend(existing.migrations.irreversible.iter().cloned());
+            Some(merged)
+        }
+    }
+}
+
+/// Short words for a store failure: a full disk is named as such.
+fn store_problem(error: &anyhow::Error) -> String {
+    let full = error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull);
+    if full { "its disk is full".to_owned() } else { "it cannot write".to_owned() }
+}
+
+impl Engine {
+    /// A deploy whose start could not be made durable: it is not started, and what was
+    /// written for it (in memory only) says so, should a later flush make it durable.
+    fn abandon_start(&mut self, record: &DeployRecord, held_before: Option<&Hold>) {
+        let mut record = record.clone();
+        record.outcome = Outcome::Failed {
+            step: "shipday".into(),
+            reason: "not started: Shipday could not record it in its store".into(),
+            state_unknown: false,
+        };
+        record.finished_at = Some(self.clock.now());
+        let undone = self
+            .store
+            .put_deploy(&record)
+            .and_then(|()| self.store.set_active(&record.env, None))
+            .and_then(|()| self.store.set_deploy_intent(&record.env, None))
+            .and_then(|()| self.store.set_hold(&record.env, held_before));
+        if let Err(error) = undone {
+            tracing::error!(
+                error = format!("{error:#}"),
+                deploy = record.id,
+                "cannot undo a deploy that did not start"
+            );
+        }
+    }
+
+    /// A step is about to start: it is recorded durably first. `false`: the store cannot
+    /// record, so the runner stops before the step.
+    pub(crate) async fn step_starting(&mut self, deploy_id: u64, name: String, at: DateTime<Utc>) -> bool {
+        let Some(running) = self.running.get_mut(&deploy_id) else { return false };
+        running.record.steps.push(crate::release::deploy::StepRecord {
+            name,
+            started_at: at,
+            duration_ms: None,
+            result: None,
+            tail: String::new(),
+            output_bytes: 0,
+        });
+        let index = running.record.steps.len() - 1;
+        let record = running.record.clone();
+        let watcher = running.watcher.clone();
+        let durable = match self.store.put_deploy(&record) {
+            Ok(()) => self.store.flush().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = durable {
+            tracing::error!(
+                deploy = deploy_id,
+                error = format!("{error:#}"),
+                "cannot record a step; the deploy stops before it"
+            );
+            if let Some(running) = self.running.get_mut(&deploy_id) {
+                running.record.steps.pop();
+            }
+            return false;
+        }
+        self.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::StepStarted { index }, record });
+        true
     }
 }

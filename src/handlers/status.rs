@@ -56,6 +56,7 @@ impl Engine {
                 active: self.store.active(name)?,
                 observed: self.store.observation(name)?,
                 migration_debt: self.store.migration_debt(name)?,
+                interrupted: self.store.interrupted(name)?,
             });
         }
         let calendar = &self.config.calendar;

@@ -84,6 +84,31 @@ pub fn host_script(env: &Environment, command: &str, timeout: Duration) -> Strin
     )
 }
 
+/// The host-side deploy lock, in the checkout's git directory (never tracked, never cleaned).
+/// Every step that can change the host runs while holding it, and so does resolving a ref, so
+/// a new deploy cannot start while a step of an older one (say, one a crash left running)
+/// still runs.
+pub const HOST_LOCK: &str = ".git/shipday.lock";
+
+/// How long a step (or resolving) waits for the host's deploy lock before it gives up.
+pub const LOCK_WAIT_SECS: u64 = 10;
+
+/// The exit code of a step that could not take the host's deploy lock in time.
+pub const LOCK_BUSY_EXIT: i32 = 75;
+
+/// [`host_script`], holding the host's deploy lock ([`HOST_LOCK`]) while the command runs.
+/// `flock` holds it (and waits at most [`LOCK_WAIT_SECS`] for it); `-o` keeps it out of
+/// what the command leaves running (a daemonized server), so only the step itself holds it.
+/// The lock outlives the connection to the bot: a step a crash left running keeps it.
+pub fn locked_host_script(env: &Environment, command: &str, timeout: Duration) -> String {
+    format!(
+        "cd {} && exec flock -o -w {LOCK_WAIT_SECS} -E {LOCK_BUSY_EXIT} {HOST_LOCK} timeout --kill-after={KILL_AFTER_SECS}s {}s sh -c {}",
+        quote(&env.work_dir()),
+        timeout.as_secs().max(1),
+        quote(command)
+    )
+}
+
 /// The script that resolves `git_ref` to a commit on the host, before anything changes.
 /// Branches win over tags; a full SHA is checked to exist after a fetch.
 pub fn resolve_script(env: &Environment, git_ref: &GitRef) -> String {
@@ -97,7 +122,9 @@ pub fn resolve_script(env: &Environment, git_ref: &GitRef) -> String {
             quote(&format!("refs/tags/{git_ref}"))
         ),
     };
-    host_script(env, &command, env.step_timeout)
+    // Taking the host's deploy lock here is how a new deploy makes sure that no step of an
+    // older one still runs before it runs anything.
+    locked_host_script(env, &command, env.step_timeout)
 }
 
 /// Reads the resolved SHA from the output of [`resolve_script`].
@@ -126,7 +153,12 @@ pub fn build_plan(env: &Environment, git_ref: &GitRef, sha: &Sha) -> DeployPlan 
         .map(|step| {
             let timeout = step.timeout.as_deref().and_then(|t| parse_duration(t).ok()).unwrap_or(env.step_timeout);
             let command = render_template(&step.run, &values);
-            PlannedStep { name: step.name.clone(), script: host_script(env, &command, timeout), command, timeout }
+            PlannedStep {
+                name: step.name.clone(),
+                script: locked_host_script(env, &command, timeout),
+                command,
+                timeout,
+            }
         })
         .collect();
     DeployPlan {
@@ -148,7 +180,7 @@ pub fn undo_steps(env: &Environment, config: &MigrationConfig, debt: &MigrationD
         .into_iter()
         .map(|(name, command)| PlannedStep {
             name,
-            script: host_script(env, &command, env.step_timeout),
+            script: locked_host_script(env, &command, env.step_timeout),
             command,
             timeout: env.step_timeout,
         })
@@ -197,7 +229,9 @@ mod tests {
         assert_eq!(plan.steps[1].command, format!("git checkout --quiet --detach {SHA}"));
         assert_eq!(plan.steps[4].command, format!("echo deployed feature/a at {SHA} > /tmp/x"));
         assert_eq!(plan.steps[4].timeout, Duration::from_secs(5));
-        assert!(plan.steps[4].script.starts_with("cd '/srv/my app' && exec timeout --kill-after=5s 5s sh -c "));
+        assert!(plan.steps[4].script.starts_with(
+            "cd '/srv/my app' && exec flock -o -w 10 -E 75 .git/shipday.lock timeout --kill-after=5s 5s sh -c "
+        ));
     }
 
     #[test]

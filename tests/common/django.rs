@@ -142,6 +142,20 @@ impl DjangoWorld {
         String::from_utf8(out.stdout).unwrap().split_whitespace().map(String::from).collect()
     }
 
+    /// The migrations the database records as applied (`orders.0002_discount`), read from the
+    /// sqlite file itself, whatever code is checked out.
+    pub fn db_migrations(&self) -> Vec<String> {
+        let out = Command::new(self.venv.join("bin/python"))
+            .args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(' '.join(a+'.'+n for a,n in c.execute(\"select app, name from django_migrations where app='orders' order by id\")))",
+            ])
+            .arg(self.app().join("db.sqlite3"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().split_whitespace().map(String::from).collect()
+    }
+
     /// Dev's own branch gains a migration of its own in `orders` (so a branch made before it
     /// has a conflicting leaf).
     pub fn add_migration_to_dev(&self) {
@@ -178,7 +192,34 @@ impl DjangoWorld {
     /// (fetch, checkout, migrate, restart gunicorn), a health check and the migration guard.
     pub fn config(&self, sshd: &super::sshd::Sshd, known_hosts: &Path) -> PathBuf {
         let python = self.venv.join("bin/python").display().to_string();
+        let steps = format!(
+            "  {{ name = \"fetch\", run = \"git fetch --all --prune --quiet\" }},\n  \
+             {{ name = \"checkout\", run = \"git checkout --quiet --detach {{{{sha}}}}\" }},\n  \
+             {{ name = \"migrate\", run = '{python} manage.py migrate --noinput' }},\n  \
+             {{ name = \"restart gunicorn\", run = '{}' }},",
+            self.restart_command()
+        );
+        self.config_with_steps(sshd, known_hosts, &steps, &python)
+    }
+
+    /// The shell command that (re)starts gunicorn on this world's port, serving the checkout.
+    pub fn restart_command(&self) -> String {
         let gunicorn = self.venv.join("bin/gunicorn").display().to_string();
+        format!(
+            "if [ -f ../gunicorn.pid ]; then pid=$(cat ../gunicorn.pid); kill $pid 2>/dev/null; while kill -0 $pid 2>/dev/null; do sleep 0.1; done; fi; {gunicorn} --daemon --pid ../gunicorn.pid --bind 127.0.0.1:{} --workers 1 shop.wsgi:application",
+            self.port
+        )
+    }
+
+    /// [`DjangoWorld::config`] with `steps` (TOML array body) and the migration guard's python.
+    pub fn config_with_steps(
+        &self,
+        sshd: &super::sshd::Sshd,
+        known_hosts: &Path,
+        steps: &str,
+        guard_python: &str,
+    ) -> PathBuf {
+        let python = guard_python;
         let port = self.port;
         let text = format!(
             r#"state_dir = "state"
@@ -201,10 +242,7 @@ health_timeout = "20s"
 migrations = {{ python = '{python}', manage = "manage.py" }}
 transport = {{ kind = "ssh", host = "127.0.0.1", port = {ssh_port}, user = "{user}", key_file = "{key}", known_hosts = "{known_hosts}", dir = "{dir}", keepalive_secs = 5 }}
 steps = [
-  {{ name = "fetch", run = "git fetch --all --prune --quiet" }},
-  {{ name = "checkout", run = "git checkout --quiet --detach {{{{sha}}}}" }},
-  {{ name = "migrate", run = '{python} manage.py migrate --noinput' }},
-  {{ name = "restart gunicorn", run = 'if [ -f ../gunicorn.pid ]; then pid=$(cat ../gunicorn.pid); kill $pid 2>/dev/null; while kill -0 $pid 2>/dev/null; do sleep 0.1; done; fi; {gunicorn} --daemon --pid ../gunicorn.pid --bind 127.0.0.1:{port} --workers 1 shop.wsgi:application' }},
+{steps}
 ]
 "#,
             ssh_port = sshd.port,

@@ -20,6 +20,10 @@ pub(crate) async fn run(
     interrupted: Vec<DeployRecord>,
 ) {
     let mut poster = Poster { channel: ChannelId::new(shared.settings.channel), shared, deploys: HashMap::new() };
+    // Each interrupted deploy's own message says so (not only the notice below).
+    for record in &interrupted {
+        poster.mark_interrupted(record).await;
+    }
     if let Some(notice) = text::interrupted_notice(&interrupted) {
         poster.post(&Message::text(notice, false)).await;
     }
@@ -77,6 +81,14 @@ impl Poster {
             None => {
                 if let Some(posted) = self.post(&message).await {
                     self.deploys.insert(id, posted);
+                    let shown = MessageRef { channel: self.channel.to_string(), id: posted.to_string() };
+                    let recorded = match self.shared.store.add_deploy_message(id, super::PLATFORM, &shown) {
+                        Ok(()) => self.shared.store.flush().await,
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = recorded {
+                        tracing::warn!(deploy = id, error = format!("{error:#}"), "cannot record a deploy's message");
+                    }
                 }
             }
         }
@@ -106,6 +118,31 @@ impl Poster {
                     let message = MessageRef { channel: self.channel.to_string(), id: posted.to_string() };
                     self.shared.engine.bind_message(view.request.id, super::PLATFORM, message).await;
                 }
+            }
+        }
+    }
+
+    /// Edits the messages that showed `record` (a deploy a crash interrupted) to say so.
+    async fn mark_interrupted(&self, record: &DeployRecord) {
+        let shown = match self.shared.store.deploy_messages(record.id, super::PLATFORM) {
+            Ok(shown) => shown,
+            Err(error) => {
+                tracing::warn!(deploy = record.id, error = format!("{error:#}"), "cannot read a deploy's messages");
+                return;
+            }
+        };
+        let update = ProgressUpdate { event: DeployEvent::Finished, record: record.clone() };
+        let message = render::progress(&update, self.shared.clock.now()).localized(&self.shared.settings.commands);
+        for shown in shown {
+            let (Ok(channel), Ok(id)) = (shown.channel.parse::<u64>(), shown.id.parse::<u64>()) else { continue };
+            let edited =
+                self.shared.http.edit_message(ChannelId::new(channel), MessageId::new(id), &message.body()).await;
+            if let Err(error) = edited {
+                tracing::warn!(
+                    deploy = record.id,
+                    error = format!("{error:#}"),
+                    "cannot mark a deploy's message interrupted"
+                );
             }
         }
     }

@@ -51,6 +51,7 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
         first: Some(first),
         deferred: None,
         started: Instant::now(),
+        last_public: std::sync::Mutex::new(None),
     };
     let _claim = match Claim::take(&shared, command.id.get()) {
         Ok(Some(claim)) => claim,
@@ -115,7 +116,9 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
     let asked = Asked { command: &name, topic };
     let message = render::reply(&reply, asked, &shared.book, shared.clock.now()).localized(&shared.settings.commands);
     let target = responder.answer(&message).await;
-    if matches!(reply.body, ReplyBody::Deploy(_)) {
+    if let ReplyBody::Deploy(record) = &reply.body {
+        // Where the deploy is shown is recorded before its progress is followed.
+        remember_deploy_message(&responder, record.id, target, &mut None).await;
         follow(&mut responder, target, updates).await;
     }
 }
@@ -206,6 +209,9 @@ struct Responder {
     /// The visibility of the deferred response, once deferred.
     deferred: Option<Visibility>,
     started: Instant,
+    /// The public message this interaction last wrote, once known (a deploy's is remembered
+    /// so a restart can edit it).
+    last_public: std::sync::Mutex<Option<(ChannelId, MessageId)>>,
 }
 
 impl Responder {
@@ -278,6 +284,9 @@ impl Responder {
     /// Public messages are where people react: remember them for reconciliation.
     fn track(&self, visibility: Visibility, channel: ChannelId, id: MessageId) {
         if visibility == Visibility::Public {
+            if let Ok(mut last) = self.last_public.lock() {
+                *last = Some((channel, id));
+            }
             let message = MessageRef { channel: channel.to_string(), id: id.to_string() };
             let _ = self.shared.reactions.send(reactions::Job::Track(message));
         }
@@ -326,6 +335,7 @@ impl Responder {
 async fn follow(responder: &mut Responder, mut target: Target, mut updates: mpsc::UnboundedReceiver<ProgressUpdate>) {
     let pace = responder.shared.tuning.min_edit_interval;
     let mut last_edit: Option<Instant> = None;
+    let mut remembered = None;
     while let Some(mut update) = updates.recv().await {
         if let Some(wait) = last_edit.map(|at| pace.saturating_sub(at.elapsed())).filter(|w| !w.is_zero()) {
             tokio::time::sleep(wait).await;
@@ -336,7 +346,10 @@ async fn follow(responder: &mut Responder, mut target: Target, mut updates: mpsc
         let message =
             render::progress(&update, responder.shared.clock.now()).localized(&responder.shared.settings.commands);
         match responder.edit(target, &message).await {
-            Ok(next) => target = next,
+            Ok(next) => {
+                target = next;
+                remember_deploy_message(responder, update.record.id, target, &mut remembered).await;
+            }
             Err(error) => tracing::warn!(
                 deploy = update.record.id,
                 error = format!("{error:#}"),
@@ -344,6 +357,34 @@ async fn follow(responder: &mut Responder, mut target: Target, mut updates: mpsc
             ),
         }
         last_edit = Some(Instant::now());
+    }
+}
+
+/// Records (once per message) where deploy `deploy_id` is shown, so that after a crash the
+/// restarted bot edits it to say the deploy was interrupted.
+async fn remember_deploy_message(
+    responder: &Responder,
+    deploy_id: u64,
+    target: Target,
+    remembered: &mut Option<(ChannelId, MessageId)>,
+) {
+    let shown = match target {
+        Target::Channel(channel, id) => Some((channel, id)),
+        _ => responder.last_public.lock().ok().and_then(|last| *last),
+    };
+    let Some((channel, id)) = shown.filter(|s| Some(*s) != *remembered) else { return };
+    let message = MessageRef { channel: channel.to_string(), id: id.to_string() };
+    let store = &responder.shared.store;
+    match store.add_deploy_message(deploy_id, super::PLATFORM, &message) {
+        Ok(()) => {
+            if let Err(error) = store.flush().await {
+                tracing::warn!(deploy = deploy_id, error = format!("{error:#}"), "cannot record a deploy's message");
+            }
+            *remembered = Some((channel, id));
+        }
+        Err(error) => {
+            tracing::warn!(deploy = deploy_id, error = format!("{error:#}"), "cannot record a deploy's message")
+        }
     }
 }
 

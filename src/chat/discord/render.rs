@@ -270,8 +270,11 @@ fn environment(env: &EnvironmentStatus, now: DateTime<Utc>) -> String {
     if let Some(failure) = &env.last_failure {
         lines.push(format!("**Last failure:** {}", text::outcome_line(failure, now)));
     }
-    if let Some(observed) = &env.observed {
-        lines.push(text::observation_line(observed, env.live.as_ref(), now));
+    if let Some(line) = text::host_line(env, now) {
+        lines.push(line);
+    }
+    if let Some(line) = text::interrupted_line(env) {
+        lines.push(line);
     }
     if let Some(debt) = &env.migration_debt {
         lines.push(format!("**Branch migrations:** {}", text::migration_debt_line(debt, &env.name)));

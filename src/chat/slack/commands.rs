@@ -177,7 +177,11 @@ impl Slack {
                     "✅ Accepted: `{}`. Following it in <#{channel}>.",
                     render::escape(&self.canonical_line(&command))
                 ));
-                tokio::spawn(self.public(command, content, updates).instrument(tracing::Span::current()));
+                let deploy = match &reply.body {
+                    ReplyBody::Deploy(record) => Some(record.id),
+                    _ => None,
+                };
+                tokio::spawn(self.public(command, content, deploy, updates).instrument(tracing::Span::current()));
                 accepted
             }
         }
@@ -202,9 +206,13 @@ impl Slack {
         self: Arc<Self>,
         command: SlashCommand,
         content: SlackMessageContent,
+        deploy: Option<u64>,
         mut updates: mpsc::UnboundedReceiver<ProgressUpdate>,
     ) {
         let mut message = self.post_in_channel(&command, &content).await;
+        if let (Some(deploy), Some(at)) = (deploy, &message) {
+            self.remember_deploy_message(deploy, at).await;
+        }
         while let Some(mut update) = updates.recv().await {
             // Each update carries the whole record: when Slack is slower than the deploy, only
             // the newest state is worth sending.
@@ -219,8 +227,26 @@ impl Slack {
                     }
                     Some(at)
                 }
-                None => self.post_in_channel(&command, &content).await,
+                None => {
+                    let posted = self.post_in_channel(&command, &content).await;
+                    if let Some(at) = &posted {
+                        self.remember_deploy_message(update.record.id, at).await;
+                    }
+                    posted
+                }
             };
+        }
+    }
+
+    /// Records where deploy `deploy` is shown, so that after a crash the restarted bot edits
+    /// it to say the deploy was interrupted.
+    async fn remember_deploy_message(&self, deploy: u64, at: &crate::engine::MessageRef) {
+        let recorded = match self.store.add_deploy_message(deploy, "slack", at) {
+            Ok(()) => self.store.flush().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(deploy, error = format!("{error:#}"), "cannot record a deploy's message");
         }
     }
 

@@ -86,6 +86,8 @@ impl SlackAdapter {
             settings,
         });
         let mut tasks = JoinSet::new();
+        // Short work, apart from the adapter's tasks (whose end would stop the adapter).
+        tokio::spawn(mark_interrupted(slack.clone(), app.interrupted.clone()));
         let notice = crate::chat::text::interrupted_notice(&app.interrupted);
         tasks.spawn(announce::run(slack.clone(), announcements, notice));
         let routes = match slack.settings.mode.clone() {
@@ -165,5 +167,25 @@ impl Delivery {
 impl Drop for Delivery {
     fn drop(&mut self) {
         self.slack.in_flight.lock().expect("in-flight lock").remove(&self.key);
+    }
+}
+
+/// After a crash: edits the message of each deploy the crash interrupted to say so (the notice
+/// in the team channel comes as well).
+async fn mark_interrupted(slack: Arc<Slack>, interrupted: Vec<crate::release::deploy::DeployRecord>) {
+    for record in &interrupted {
+        let shown = match slack.store.deploy_messages(record.id, "slack") {
+            Ok(shown) => shown,
+            Err(error) => {
+                tracing::warn!(deploy = record.id, error = format!("{error:#}"), "cannot read a deploy's messages");
+                continue;
+            }
+        };
+        let content = render::deploy(record, slack.clock.now(), slack.config.timezone);
+        for at in shown {
+            if let Err(error) = slack.api.update(&at, &content).await {
+                tracing::warn!(deploy = record.id, %error, "cannot mark a deploy's message interrupted");
+            }
+        }
     }
 }

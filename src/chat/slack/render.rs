@@ -264,8 +264,11 @@ fn attention(env: &EnvironmentStatus, now: DateTime<Utc>) -> Vec<String> {
     if let Some(failure) = &env.last_failure {
         notes.push(format!("last failure: {}", escape(&text::outcome_line(failure, now))));
     }
-    if let Some(observed) = &env.observed {
-        notes.push(escape(&text::observation_line(observed, env.live.as_ref(), now)));
+    if let Some(line) = text::host_line(env, now) {
+        notes.push(escape(&line));
+    }
+    if let Some(line) = text::interrupted_line(env) {
+        notes.push(escape(&line));
     }
     if let Some(debt) = &env.migration_debt {
         notes.push(format!("branch-only migrations applied: {}", escape(&text::migration_debt_line(debt, &env.name))));

@@ -1,0 +1,120 @@
+//! The real `shipday` binary in console mode, driven through its stdin, so tests can SIGKILL
+//! it at any moment and start it again on the same state directory.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `shipday console`, with everything it printed so far.
+pub struct RealBot {
+    child: Child,
+    stdin: ChildStdin,
+    /// Stdout, line by line, as printed.
+    pub out: Arc<Mutex<Vec<String>>>,
+    /// Where its logs (stderr) go.
+    pub log: PathBuf,
+}
+
+impl RealBot {
+    /// Starts `shipday console --config CONFIG --as USER`; stderr goes to `log`.
+    pub fn start(config: &Path, user: &str, log: &Path) -> Self {
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shipday"))
+            .args(["console", "--config"])
+            .arg(config)
+            .args(["--as", user])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let lines = out.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Self { child, stdin, out, log: log.to_owned() }
+    }
+
+    /// Types a line (a command) into the console.
+    pub fn say(&mut self, line: &str) {
+        // A killed bot's pipe is closed; the caller's checks say what went wrong.
+        let _ = writeln!(self.stdin, "{line}");
+        let _ = self.stdin.flush();
+    }
+
+    /// Everything printed so far.
+    pub fn printed(&self) -> String {
+        self.out.lock().unwrap().join("\n")
+    }
+
+    /// Waits (under `timeout`) until what was printed satisfies `done`; returns it.
+    pub fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let printed = self.printed();
+            if done(&printed) {
+                return printed;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; printed:\n{printed}\nlog:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RealBot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (under `timeout`) until `done` holds, polling.
+pub fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lines of a host-side log (missing: none yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(String::from).collect()).unwrap_or_default()
+}
+
+/// A step that logs its start and end (with its exit code) to `log` on the host.
+pub fn logged_step(name: &str, log: &Path, command: &str) -> String {
+    let log = log.display();
+    let script =
+        format!("echo \"start {name}\" >> {log}; {command}; rc=$?; echo \"end {name} $rc\" >> {log}; exit $rc");
+    format!("  {{ name = \"{name}\", run = {} }},", toml::Value::String(script))
+}
+
+/// Whether the host's deploy lock in `checkout` is free now (no step holds it).
+pub fn host_lock_free(checkout: &Path) -> bool {
+    Command::new("flock")
+        .args(["-n", "-E", "75"])
+        .arg(checkout.join(".git/shipday.lock"))
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+}
