@@ -46,7 +46,7 @@ async fn restart(config: &std::path::Path, at: DateTime<Utc>) -> Bot {
     panic!("the store stayed locked");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_window_reminder_is_sent_once_across_two_restarts_in_the_same_minute() {
     let world = World::new();
     let config = world.config_path();
@@ -76,7 +76,7 @@ async fn the_window_reminder_is_sent_once_across_two_restarts_in_the_same_minute
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_reminder_missed_by_ten_minutes_is_sent_once_and_one_missed_by_three_hours_is_reported() {
     let world = World::new();
     let config = world.config_path();
@@ -114,7 +114,7 @@ async fn a_reminder_missed_by_ten_minutes_is_sent_once_and_one_missed_by_three_h
     assert_eq!(bot.app.store.firing(&report.missed[0].job, at).unwrap().as_deref(), Some("missed"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_dev_slot_deploys_devs_tip() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -139,7 +139,7 @@ async fn the_dev_slot_deploys_devs_tip() {
     assert_eq!(world.head("dev"), world.tip("dev"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_dev_slot_waits_for_a_claim_pings_the_holder_and_runs_after_release() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -172,7 +172,7 @@ async fn the_dev_slot_waits_for_a_claim_pings_the_holder_and_runs_after_release(
     assert_eq!((record.trigger, record.outcome), (Trigger::Scheduled, Outcome::Succeeded));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_dev_slot_deploy_is_skipped_with_the_reason_if_the_claim_outlasts_the_slot() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -195,7 +195,7 @@ async fn the_dev_slot_deploy_is_skipped_with_the_reason_if_the_claim_outlasts_th
     assert_eq!(bot.app.store.history(Some("dev"), 5).unwrap().len(), 1, "only Grace's deploy");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn production_is_refused_off_slot_and_a_leads_emergency_is_recorded_and_announced() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -225,7 +225,7 @@ async fn production_is_refused_off_slot_and_a_leads_emergency_is_recorded_and_an
     assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn status_and_schedule_show_the_window_and_the_next_slots() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -244,7 +244,7 @@ async fn status_and_schedule_show_the_window_and_the_next_slots() {
 
 /// The host's TZ must not change any outcome: the binary prints the same schedule and status
 /// under UTC and under America/New_York on the day its DST ends.
-#[test]
+#[bounded::test]
 fn the_hosts_time_zone_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = shipday::playground::prepare(&dir.path().join("pg")).unwrap();

@@ -117,7 +117,7 @@ async fn wait_for_audit(setup: &Setup, needle: &str) -> shipday::store::AuditEnt
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_developer_deploys_from_discord_and_one_message_follows_it_to_success() {
     let t = setup().await;
     assert_eq!(t.discord.identifies()[0]["intents"], 1537, "guilds, guild messages, guild message reactions");
@@ -155,7 +155,7 @@ async fn a_developer_deploys_from_discord_and_one_message_follows_it_to_success(
     assert_eq!((entry.platform.as_str(), entry.person.as_deref()), ("discord", Some("grace")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_an_ephemeral_embed_with_a_field_per_environment() {
     let t = setup().await;
     t.bot.say("grace", "/deploy dev feature/login").await;
@@ -182,7 +182,7 @@ async fn status_is_an_ephemeral_embed_with_a_field_per_environment() {
     assert_eq!(help.flags, 64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfigured_user_is_refused_privately_and_nothing_runs() {
     let t = setup().await;
     let opts = options(&[("env", json!("dev")), ("ref", json!("feature/login"))]);
@@ -207,7 +207,7 @@ async fn an_unconfigured_user_is_refused_privately_and_nothing_runs() {
     assert!(t.world.restarts().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_needs_the_lead_role_from_the_member_data_not_a_name() {
     let t = setup().await;
     // Wednesday 2 Dec 2026 07:45 EAT: inside production's slot, on a production week.
@@ -231,7 +231,7 @@ async fn production_needs_the_lead_role_from_the_member_data_not_a_name() {
     assert_eq!(t.world.head("production"), t.world.tip("master"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reactions_on_the_bots_messages_become_engine_events_and_its_own_are_ignored() {
     let t = setup().await;
     let token = t.discord.command(ADA, &[], "lock", options(&[("env", json!("staging")), ("reason", json!("QA run"))]));
@@ -260,7 +260,7 @@ async fn reactions_on_the_bots_messages_become_engine_events_and_its_own_are_ign
     assert_eq!(audit.iter().filter(|e| e.decision == "recorded").count(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reactions_made_while_the_gateway_was_down_are_found_after_a_failed_resume() {
     let t = setup().await;
     t.discord.set_member_roles(ADA, &[LEAD_ROLE]);
@@ -298,7 +298,7 @@ async fn reactions_made_while_the_gateway_was_down_are_found_after_a_failed_resu
 
 /// serenity may deliver an add and a remove of the same reaction swapped; an event that
 /// contradicts what was recorded makes the adapter re-read the message instead of trusting it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reaction_event_that_contradicts_the_record_makes_the_message_be_re_read() {
     let t = setup().await;
     t.discord.set_member_roles(ADA, &[LEAD_ROLE]);
@@ -316,7 +316,7 @@ async fn a_reaction_event_that_contradicts_the_record_makes_the_message_be_re_re
     assert!(!audit.iter().any(|e| e.text.contains("🎉")), "the contradictory removal was not passed on");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_that_outlives_the_interaction_token_continues_in_a_channel_message() {
     let world = World::new();
     let base = world.config_with_dev_steps(
@@ -353,7 +353,7 @@ async fn a_deploy_that_outlives_the_interaction_token_continues_in_a_channel_mes
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploys_a_crash_interrupted_are_announced_in_the_team_channel() {
     use shipday::release::deploy::{DeployRecord, Outcome, Trigger};
     use shipday::release::gitref::{GitRef, Sha};
@@ -429,7 +429,7 @@ mod http_endpoint {
         (t, url)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_signed_fresh_requests_are_answered() {
         let (t, url) = start().await;
         let key = signing_key();
@@ -460,7 +460,7 @@ mod http_endpoint {
         assert!(t.bot.app.store.audit_tail(5).unwrap().is_empty(), "nothing ran");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_command_over_http_is_answered_in_the_response_and_a_replay_does_not_run_it_again() {
         let (t, url) = start().await;
         let key = signing_key();
@@ -500,7 +500,7 @@ mod http_endpoint {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
     use shipday::chat::discord::register::{Scope, register};
     let t = setup().await;
@@ -547,7 +547,7 @@ async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
 
 /// The fake's payloads are complete: serenity parses every one (it silently drops events that
 /// lack a field it requires, which would make the tests above wait forever instead of failing).
-#[test]
+#[bounded::test]
 fn the_fakes_payloads_parse_as_serenity_models() {
     use serenity::all::{Interaction, Member, Reaction};
     let event = fake::interaction(1, "t", GRACE, &[LEAD_ROLE], "deploy", options(&[("env", json!("dev"))]));
@@ -563,7 +563,7 @@ fn the_fakes_payloads_parse_as_serenity_models() {
 
 /// `check-config` and `serve` run one validation: a local Discord-compatible server is valid
 /// for both (with the warning), and a base URL neither can use stops both with the same words.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_and_serve_agree_on_the_discord_base_url() {
     let world = World::new();
     let discord = FakeDiscord::start().await;
@@ -590,7 +590,7 @@ async fn shipday_cli(args: &[&str], config: &Path) -> std::process::Output {
 
 /// Against a server other than discord.com, serenity's rate limiter is off, so Shipday's own
 /// client waits out a 429 (the body's `retry_after`) and sends the call again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_interaction_is_answered_after_the_wait_the_server_asks_for() {
     let t = setup().await;
     t.discord.rate_limit("POST", "/interactions/", 2, 0.2);
@@ -607,7 +607,7 @@ async fn a_rate_limited_interaction_is_answered_after_the_wait_the_server_asks_f
 
 /// Retries are bounded: a server that keeps answering 429, or asks for a longer wait than
 /// Shipday accepts, gets a clear error instead of a bot stuck waiting.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_keeps_rate_limiting_gets_an_error_after_bounded_attempts() {
     use shipday::chat::discord::rest::{Pacing, Rest, RetryPolicy};
     let t = setup().await;
@@ -634,7 +634,7 @@ async fn a_server_that_keeps_rate_limiting_gets_an_error_after_bounded_attempts(
 /// it warns that this is not discord.com, connects to the fake's gateway (IDENTIFY, READY),
 /// defers a `/status --live` that arrives over the gateway and then edits it with the status,
 /// and counts a lead's ✅ on a promotion request it posted, editing the request to show it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_serve_binary_runs_the_gateway_path_against_a_local_discord_server() {
     let world = World::new();
     let discord = FakeDiscord::start().await;
@@ -749,7 +749,7 @@ impl ServeProcess {
 
 /// A lead's ✅ (by the lead role in the member data) on the promotion request Shipday posted
 /// in Discord is a vote; the message is edited to show it; a non-lead's ✅ is not a vote.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
     use shipday::engine::{Announcement, PromotionView};
     let t = setup().await;
@@ -786,7 +786,7 @@ async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
 
 /// `/shipday` on Discord carries each command as a subcommand, and `[discord] commands`
 /// renames commands there: the renamed one runs, and replies name it as registered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_umbrella_and_configured_names_work_on_discord() {
     let world = World::new();
     let base = world.config_path();

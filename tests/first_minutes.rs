@@ -54,7 +54,7 @@ fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
     out
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_fresh_start_reads_the_hosts_without_warning_of_drift_where_shipday_never_deployed() {
     let logs = logs();
     let world = World::new();
@@ -74,7 +74,7 @@ async fn a_fresh_start_reads_the_hosts_without_warning_of_drift_where_shipday_ne
     assert!(lines.iter().any(|l| l.contains("INFO") && l.contains("nothing to compare")), "{lines:#?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_bad_branch_name_is_refused_saying_what_is_wrong_once() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -82,7 +82,7 @@ async fn a_bad_branch_name_is_refused_saying_what_is_wrong_once() {
     insta::assert_snapshot!(refused(&reply));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_missed_reminder_is_named_in_words_not_by_its_job_id() {
     let world = World::new();
     let config = world.config_path();
@@ -125,7 +125,7 @@ async fn restart(config: &std::path::Path, at: DateTime<Utc>) -> Bot {
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn help_keeps_its_columns_with_long_usages_and_shows_options_as_they_are_typed() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -137,7 +137,7 @@ async fn help_keeps_its_columns_with_long_usages_and_shows_options_as_they_are_t
     insta::assert_snapshot!("help_deploy", deploy);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_changed_host_key_is_logged_once_per_refusal() {
     let logs = logs();
     let world = World::new();
@@ -159,7 +159,7 @@ async fn a_changed_host_key_is_logged_once_per_refusal() {
     drop(sshd);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_host_offering_another_key_type_is_refused_with_the_fingerprint_it_offered() {
     let world = World::new();
     let sshd = Sshd::start_with(KeyType::Ecdsa);
@@ -204,7 +204,7 @@ async fn finished_deploy(heard: &mut broadcast::Receiver<Announcement>) -> Deplo
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn deploys_shipday_starts_itself_say_why_they_ran() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -277,7 +277,7 @@ async fn with_github(world: &World) -> (FakeGitHub, std::path::PathBuf) {
     (github, config)
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_promotion_shows_approval_times_in_the_teams_zone_and_its_deploy_names_the_request() {
     let world = World::new();
     let (_github, config) = with_github(&world).await;
@@ -331,7 +331,7 @@ async fn promotion_until(
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_deploy_that_claims_an_environment_says_until_when_in_the_teams_zone() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -344,7 +344,7 @@ async fn a_deploy_that_claims_an_environment_says_until_when_in_the_teams_zone()
     assert!(!bot.show(&reply).contains("yours"), "{}", bot.show(&reply));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dry_run_while_someone_holds_the_environment_runs_and_says_the_real_deploy_would_be_refused() {
     let world = World::new();
     let healthy = common::http_server(200).await;
@@ -371,7 +371,7 @@ async fn a_dry_run_while_someone_holds_the_environment_runs_and_says_the_real_de
     insta::assert_snapshot!("dry_run_while_held", shown);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dry_run_lists_the_undo_of_another_branchs_migrations_first() {
     let world = common::django::DjangoWorld::new();
     let sshd = Sshd::start();
@@ -390,7 +390,7 @@ async fn a_dry_run_lists_the_undo_of_another_branchs_migrations_first() {
     assert_eq!(world.applied(), applied, "nothing was undone");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn status_shows_dev_protected_once_it_is_protected_on_github_without_a_restart() {
     let world = World::new();
     let (github, config) = with_github(&world).await;

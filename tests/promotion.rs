@@ -95,7 +95,7 @@ async fn react(bot: &Bot, platform: &str, user: &str, emoji: &str, message: &Mes
         .await;
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -142,7 +142,7 @@ async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
     );
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_leads_cross_rejects_and_a_withdrawn_vote_no_longer_counts() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -157,7 +157,7 @@ async fn a_leads_cross_rejects_and_a_withdrawn_vote_no_longer_counts() {
     assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty(), "nothing deployed");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_approval_outside_the_slot_waits_for_it_and_staging_redeployed_meanwhile_voids_it() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -189,7 +189,7 @@ async fn an_approval_outside_the_slot_waits_for_it_and_staging_redeployed_meanwh
     assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_leads_emergency_promotion_runs_outside_the_slot() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -207,7 +207,7 @@ async fn a_leads_emergency_promotion_runs_outside_the_slot() {
     assert!(matches!(done.state, RequestState::Done { .. }), "{:?}", done.state);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -248,7 +248,7 @@ async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart(
     assert_eq!(promotions.len(), 1, "deployed exactly once: {history:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_merge_conflict_is_reported_and_nothing_is_deployed() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -264,7 +264,7 @@ async fn a_merge_conflict_is_reported_and_nothing_is_deployed() {
     assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_merge_into_dev_on_github_deploys_that_exact_commit_to_dev() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -297,7 +297,7 @@ async fn a_merge_into_dev_on_github_deploys_that_exact_commit_to_dev() {
     assert!(bot.app.store.hold("dev").unwrap().is_none(), "a merge deploy never claims dev");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn status_warns_when_dev_is_not_protected_on_github() {
     let s = setup().await;
     let bot = Bot::start(&s.config);

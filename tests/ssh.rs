@@ -18,7 +18,7 @@ fn logs() -> Arc<Mutex<Vec<u8>>> {
     common::captured_logs()
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_branch_is_deployed_over_ssh_at_its_exact_commit_on_one_connection() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -43,7 +43,7 @@ async fn a_branch_is_deployed_over_ssh_at_its_exact_commit_on_one_connection() {
     assert!(text.contains(accepted.sha.short()), "{text}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_branch_that_does_not_exist_is_refused_and_nothing_runs() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -57,7 +57,7 @@ async fn a_branch_that_does_not_exist_is_refused_and_nothing_runs() {
     assert!(bot.app.store.hold("dev").unwrap().is_none());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_unpinned_host_stops_the_bot_at_start_and_check_config_says_so() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -74,7 +74,7 @@ async fn an_unpinned_host_stops_the_bot_at_start_and_check_config_says_so() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not pinned"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_rotated_host_key_refuses_the_deploy() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -94,7 +94,7 @@ async fn a_rotated_host_key_refuses_the_deploy() {
     drop(sshd);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_host_offering_another_key_type_than_the_pinned_one_is_refused() {
     let world = World::new();
     let sshd = Sshd::start_with(KeyType::Ecdsa);
@@ -115,7 +115,7 @@ async fn a_host_offering_another_key_type_than_the_pinned_one_is_refused() {
     assert!(world.restarts().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_failing_step_is_named_with_its_exit_code() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -132,7 +132,7 @@ async fn a_failing_step_is_named_with_its_exit_code() {
     assert!(line.contains("migrate: exit code 3") && line.contains("relation does not exist"), "{line}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -156,7 +156,7 @@ async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
     assert!(bot.show(&status).contains("state is unknown"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -192,7 +192,7 @@ async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
     assert!(waited < Duration::from_secs(15), "took {waited:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn ten_megabytes_of_output_keep_only_a_bounded_tail() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -210,7 +210,7 @@ async fn ten_megabytes_of_output_keep_only_a_bounded_tail() {
     assert_eq!(noisy.output_bytes, 10_000_000 + 1 + 14);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn secrets_printed_by_a_step_are_redacted_in_the_reply_and_the_logs() {
     let logs = logs();
     let world = World::new();
@@ -242,7 +242,7 @@ async fn secrets_printed_by_a_step_are_redacted_in_the_reply_and_the_logs() {
     assert!(logged.contains("deploy finished"), "the log capture works");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn hostile_refs_never_reach_the_host() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -267,7 +267,7 @@ async fn hostile_refs_never_reach_the_host() {
     assert!(bot.app.store.history(None, 5).unwrap().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dry_run_over_ssh_resolves_on_the_host_and_changes_nothing() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -280,7 +280,7 @@ async fn a_dry_run_over_ssh_resolves_on_the_host_and_changes_nothing() {
     assert!(world.restarts().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn drift_is_found_over_ssh_at_start_up_and_by_status_live() {
     let world = World::new();
     let sshd = Sshd::start();

@@ -53,7 +53,7 @@ async fn settle_moves(bot: &Bot) {
     panic!("ticket moves did not settle");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_whole_weekly_cycle() {
     let world = World::new();
     // GitHub mirrors the origin; its merges are real merge commits there.

@@ -9,6 +9,12 @@ pub mod fake_github;
 pub mod fake_jira;
 pub mod fake_slack;
 pub mod sshd;
+pub mod wait;
+
+#[allow(unused_imports, reason = "each test binary waits in its own ways")]
+pub use wait::{
+    Gate, PATIENCE, bounded, eventually, eventually_async, eventually_blocking, eventually_ok, eventually_some,
+};
 
 use shipday::app::{self, App};
 use shipday::clock::{Clock, ManualClock};
@@ -16,7 +22,11 @@ use shipday::config::Config;
 use shipday::engine::{Invocation, ProgressUpdate, Reply, ReplyBody};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How long [`Bot::say`] waits for a command's reply and all its progress (a whole deploy).
+pub const SAY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A playground-shaped world in a temp dir: origin.git, envs/{dev,staging,production}.
 pub struct World {
@@ -111,14 +121,25 @@ impl Bot {
         Ok(Self { app, clock })
     }
 
-    /// Sends a console command as `user` and waits for the reply and all its progress.
+    /// Starts the bot on a store that a bot this test just dropped may still hold: sled frees
+    /// its file lock a moment after the last handle drops, so this retries until the store
+    /// unlocks (panicking with the last error after [`PATIENCE`]).
+    pub async fn restart(config: &Path) -> Self {
+        eventually_ok(PATIENCE, "the store to unlock for a restart", || Self::try_start(config)).await
+    }
+
+    /// Sends a console command as `user` and waits for the reply and all its progress, under
+    /// [`SAY_TIMEOUT`].
     pub async fn say(&self, user: &str, text: &str) -> (Reply, Vec<ProgressUpdate>) {
-        let (reply, mut updates) = self.send(user, text).await;
-        let mut progress = Vec::new();
-        while let Some(update) = updates.recv().await {
-            progress.push(update);
-        }
-        (reply, progress)
+        bounded(SAY_TIMEOUT, &format!("{user}'s {text:?} (its reply and progress)"), async {
+            let (reply, mut updates) = self.send(user, text).await;
+            let mut progress = Vec::new();
+            while let Some(update) = updates.recv().await {
+                progress.push(update);
+            }
+            (reply, progress)
+        })
+        .await
     }
 
     /// Sends a command; progress can be followed on the returned receiver.
@@ -142,6 +163,11 @@ impl Bot {
     pub fn show(&self, reply: &Reply) -> String {
         shipday::chat::text::reply(reply, self.app.config.timezone)
     }
+}
+
+/// Opens the store in `dir` once the bot that held it has let go (see [`Bot::restart`]).
+pub async fn reopen_store(dir: &Path) -> (shipday::store::Store, shipday::store::Opened) {
+    eventually_ok(PATIENCE, "the store to unlock", || shipday::store::Store::open(dir)).await
 }
 
 /// The refusal text, or a panic naming what came instead.

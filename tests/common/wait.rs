@@ -1,0 +1,144 @@
+//! How tests wait: on a condition, under a timeout; never a fixed sleep. The poll loops below
+//! are the only place a test sleeps.
+//!
+//! - [`eventually`] and its flavours poll a condition until it holds, or panic naming what never
+//!   happened.
+//! - [`bounded`] races a future against a timeout.
+//! - A [`Gate`] is a named sync point for a fake host step: the step waits at it until the test
+//!   opens it, and the test can wait until the step has reached it.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something that should happen by itself soon (a background task,
+/// a restart, a webhook delivery) before it fails; generous for a busy machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// How often a condition is polled.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `check` holds, polling; panics naming `what` after `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    eventually_some(timeout, what, || check().then_some(())).await
+}
+
+/// Waits until `check` gives a value and returns it; panics naming `what` after `timeout`.
+pub async fn eventually_some<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    eventually_async(timeout, what, || std::future::ready(check())).await
+}
+
+/// Waits until `check` is `Ok` and returns its value; panics with the last error after `timeout`.
+pub async fn eventually_ok<T, E: std::fmt::Display>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, E>,
+) -> T {
+    let mut last = String::new();
+    let found = poll(timeout, || std::future::ready(check().map_err(|error| last = format!("{error:#}")).ok())).await;
+    found.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}: {last}"))
+}
+
+/// Waits until the asynchronous `check` gives a value (e.g. a command's reply says so).
+pub async fn eventually_async<T, F: Future<Output = Option<T>>>(
+    timeout: Duration,
+    what: &str,
+    check: impl FnMut() -> F,
+) -> T {
+    poll(timeout, check).await.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// The poll loop: `check` until it gives a value, or `None` once `timeout` has passed.
+async fn poll<T, F: Future<Output = Option<T>>>(timeout: Duration, mut check: impl FnMut() -> F) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`eventually_some`] for code outside a runtime (a plain `#[test]`, a std thread).
+pub fn eventually_blocking<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Runs `future` to completion, or panics naming `what` when it takes longer than `timeout`.
+pub async fn bounded<T>(timeout: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(done) => done,
+        Err(_) => panic!("{what} did not finish within {timeout:?}"),
+    }
+}
+
+/// A named sync point for a fake host step (a named pipe in a test's directory). A step whose
+/// `run` is [`Gate::shell`] marks that it arrived, then blocks until the test calls
+/// [`Gate::open`]; a gate that is never opened holds the step as long as the test needs (a
+/// deploy that is mid-step when the bot dies, a host that freezes). Dropping the gate opens it,
+/// so no step is left waiting after the test.
+pub struct Gate {
+    name: String,
+    fifo: PathBuf,
+    reached: PathBuf,
+}
+
+impl Gate {
+    /// A closed gate called `name`, kept in `dir`.
+    pub fn new(dir: &Path, name: &str) -> Self {
+        let fifo = dir.join(format!("gate-{name}.fifo"));
+        let reached = dir.join(format!("gate-{name}.reached"));
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        Self { name: name.into(), fifo, reached }
+    }
+
+    /// The shell a step runs to wait at the gate (no double quotes: it goes in a TOML string).
+    pub fn shell(&self) -> String {
+        format!("touch '{}' && read gate < '{}'", self.reached.display(), self.fifo.display())
+    }
+
+    /// Whether a step has reached the gate.
+    pub fn is_reached(&self) -> bool {
+        self.reached.exists()
+    }
+
+    /// Waits until a step has reached the gate.
+    pub async fn reached(&self) {
+        eventually(PATIENCE, &format!("a step to reach the gate {:?}", self.name), || self.is_reached()).await
+    }
+
+    /// Lets the step that waits at the gate go on (waits for it to arrive first).
+    pub async fn open(&self) {
+        eventually(PATIENCE, &format!("a step waiting at the gate {:?}", self.name), || self.try_open()).await
+    }
+
+    /// Lets a waiting step go on; false when none is waiting yet.
+    fn try_open(&self) -> bool {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Without a reader, a non-blocking open of the pipe fails instead of waiting.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.fifo)
+            .and_then(|mut pipe| pipe.write_all(b"go\n"))
+            .is_ok()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.try_open();
+    }
+}
