@@ -36,14 +36,9 @@ fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
 }
 
 async fn restart(config: &std::path::Path, at: DateTime<Utc>) -> Bot {
-    for _ in 0..50 {
-        if let Ok(bot) = Bot::try_start(config) {
-            bot.clock.set(at);
-            return bot;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the store stayed locked");
+    let bot = Bot::restart(config).await;
+    bot.clock.set(at);
+    bot
 }
 
 #[bounded::test]

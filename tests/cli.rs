@@ -1,6 +1,10 @@
 //! The `shipday` binary as an operator and a newcomer use it: the playground on stdin,
 //! `check-config`, `manifest`, and what survives a `kill -9`.
 
+#[allow(dead_code, reason = "only the gate of the waiting helpers is used here")]
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,10 +82,11 @@ fn what_the_bot_answered_survives_kill_9_and_an_interrupted_deploy_is_reported()
     let dir = tempfile::tempdir().unwrap();
     let pg = dir.path().join("pg");
     let config = shipday::playground::prepare(&pg).unwrap();
-    // Make dev's restart hang, so a deploy is mid-step when the bot dies.
+    // Make dev's restart wait at a gate that stays shut, so a deploy is mid-step when the bot dies.
+    let reload = wait::Gate::new(dir.path(), "reload");
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         r#"{ name = "reload web", run = "echo \"$(date -u +%FT%TZ) {{env}} web reloaded\" >> ../restarts.log" },"#,
-        r#"{ name = "reload web", run = "sleep 20" },"#,
+        &format!(r#"{{ name = "reload web", run = "{}" }},"#, reload.shell()),
         1,
     );
     std::fs::write(&config, text).unwrap();

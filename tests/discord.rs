@@ -6,7 +6,7 @@ mod common;
 use common::fake_discord::{
     self as fake, APPLICATION_ID, BOT_ID, CHANNEL_ID, FakeDiscord, GUILD_ID, LEAD_ROLE, OTHER_ROLE,
 };
-use common::{Bot, World};
+use common::{Bot, Gate, World};
 use serde_json::{Value, json};
 use shipday::chat::discord::{self, Running, Tuning};
 use std::path::Path;
@@ -38,17 +38,7 @@ async fn setup_with(world: World, base: &Path, extra: &str, tuning: Tuning) -> S
     let discord = FakeDiscord::start().await;
     let config = write_config(&world, base, extra, &discord);
     // sled frees its file lock a moment after a test's own handle drops.
-    let mut tries = 0;
-    let bot = loop {
-        match Bot::try_start(&config) {
-            Ok(bot) => break bot,
-            Err(error) if tries < 50 => {
-                tries += 1;
-                tracing_free_wait(error).await;
-            }
-            Err(error) => panic!("{error:#}"),
-        }
-    };
+    let bot = Bot::restart(&config).await;
     let running = discord::start(&bot.app, std::sync::Arc::new(bot.clock.clone()), tuning).await.unwrap();
     discord.wait_for_sessions(1).await;
     Setup { world, bot, discord, running, served: None }
@@ -70,10 +60,6 @@ fn write_config(world: &World, base: &Path, extra: &str, discord: &FakeDiscord) 
     let config = world.path().join("discord.toml");
     std::fs::write(&config, text).unwrap();
     config
-}
-
-async fn tracing_free_wait(_: anyhow::Error) {
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 async fn setup() -> Setup {
@@ -319,13 +305,22 @@ async fn a_reaction_event_that_contradicts_the_record_makes_the_message_be_re_re
 #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_that_outlives_the_interaction_token_continues_in_a_channel_message() {
     let world = World::new();
+    // The restart waits at a gate until the deploy has moved to a channel message.
+    let restart = Gate::new(world.path(), "restart");
     let base = world.config_with_dev_steps(
-        r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
-           { name = "slow restart", run = "sleep 1" },"#,
+        &r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
+           { name = "slow restart", run = "GATE" },"#
+            .replace("GATE", &restart.shell()),
     );
     let short = Tuning { interaction_token_lifetime: Duration::from_millis(300), ..tuning() };
     let t = setup_with(world, &base, "", short).await;
     let token = t.discord.command(GRACE, &[], "deploy", options(&[("env", json!("dev")), ("ref", json!("dev"))]));
+    t.discord
+        .wait_for("the deploy to move to a channel message", |f| {
+            f.calls().into_iter().find(|c| c.method == "POST" && c.path == format!("/channels/{CHANNEL_ID}/messages"))
+        })
+        .await;
+    restart.open().await;
     let moved = t
         .discord
         .wait_for("the deploy to finish in a channel message", |f| {
@@ -735,14 +730,11 @@ impl ServeProcess {
     }
 
     async fn wait_for_log(&self, what: &str, needle: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !self.log.lock().unwrap().contains(needle) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if common::within(Duration::from_secs(10), || self.log.lock().unwrap().contains(needle).then_some(()))
+            .await
+            .is_none()
+        {
+            panic!("timed out waiting for {what}: {}", self.log.lock().unwrap());
         }
     }
 }
@@ -760,20 +752,16 @@ async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
     let posted = t.discord.wait_for("the request in the team channel", |f| f.find_message("Promotion #9")).await;
     // Wait until the adapter has bound the message, so reactions on it vote.
     let bound = shipday::engine::MessageRef { channel: CHANNEL_ID.into(), id: posted.id.to_string() };
-    for _ in 0..200 {
-        if t.bot.app.store.promotion_for_message("discord", &bound).unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(common::PATIENCE, "the adapter to bind the posted request", || {
+        t.bot.app.store.promotion_for_message("discord", &bound).unwrap().is_some()
+    })
+    .await;
     t.discord.react(LINUS, &[OTHER_ROLE], posted.id, "✅", true);
     t.discord.react(GRACE, &[LEAD_ROLE], posted.id, "✅", true);
-    for _ in 0..250 {
-        if t.bot.app.store.promotion(9).unwrap().unwrap().approvals() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(common::PATIENCE, "the lead's vote", || {
+        t.bot.app.store.promotion(9).unwrap().unwrap().approvals() == 1
+    })
+    .await;
     let voted = t.bot.app.store.promotion(9).unwrap().unwrap();
     assert_eq!(voted.votes.keys().collect::<Vec<_>>(), ["grace"], "only the lead's vote: {voted:?}");
     t.discord

@@ -14,7 +14,7 @@ use shipday::release::deploy::{DeployRecord, Outcome, Trigger};
 use shipday::release::gitref::Sha;
 use shipday::webhook::github::GitHubEvent;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 const SSH_STEPS: &str = r#"
@@ -36,12 +36,8 @@ fn text(logs: &Arc<Mutex<Vec<u8>>>) -> String {
 }
 
 /// Waits (under a timeout) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn until(what: &str, done: impl FnMut() -> bool) {
+    common::eventually(common::PATIENCE, what, done).await
 }
 
 fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
@@ -112,17 +108,9 @@ fn scheduler(bot: &Bot) -> shipday::scheduler::Scheduler {
 }
 
 async fn restart(config: &std::path::Path, at: DateTime<Utc>) -> Bot {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Bot::try_start(config) {
-            Ok(bot) => {
-                bot.clock.set(at);
-                return bot;
-            }
-            Err(error) => assert!(Instant::now() < deadline, "the store stayed locked: {error:#}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let bot = Bot::restart(config).await;
+    bot.clock.set(at);
+    bot
 }
 
 #[bounded::test]
@@ -396,23 +384,18 @@ async fn status_shows_dev_protected_once_it_is_protected_on_github_without_a_res
     let (github, config) = with_github(&world).await;
     let bot = Bot::start(&config);
     let status = || async { bot.show(&bot.say("grace", "/status").await.0) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !status().await.contains("`dev` is NOT protected on GitHub") {
-        assert!(Instant::now() < deadline, "the start-up protection check never showed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually_async(common::PATIENCE, "the start-up protection check in /status", || async {
+        status().await.contains("`dev` is NOT protected on GitHub").then_some(())
+    })
+    .await;
 
     // A lead protects dev on GitHub. Within a few minutes /status tells the truth.
     github.protect("dev", FakeProtection { requires_pull_request: true, ..FakeProtection::default() });
     bot.clock.advance(chrono::Duration::minutes(6));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let shown = common::eventually_async(common::PATIENCE, "/status to say dev is protected", || async {
         let shown = status().await;
-        if shown.contains("`dev` is protected on GitHub: changes reach it only through pull requests.") {
-            assert!(!shown.contains("NOT protected"), "{shown}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still: {shown}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        shown.contains("`dev` is protected on GitHub: changes reach it only through pull requests.").then_some(shown)
+    })
+    .await;
+    assert!(!shown.contains("NOT protected"), "{shown}");
 }

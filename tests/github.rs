@@ -545,12 +545,13 @@ async fn trickle(addr: std::net::SocketAddr, bytes: &'static [u8], every: Durati
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (read, mut write) = stream.into_split();
     tokio::spawn(async move {
+        // The slow client's pace (a rate being simulated, not a wait for something to happen).
+        let mut pace = tokio::time::interval(every);
         for byte in bytes.iter().cycle() {
+            pace.tick().await;
             if write.write_all(&[*byte]).await.is_err() {
                 return;
             }
-            // The slow client being simulated, not a synchronisation.
-            tokio::time::sleep(every).await;
         }
     });
     read

@@ -63,15 +63,9 @@ async fn start(config: &Path) -> Bot {
     bot
 }
 
-/// Polls `check` every 20 ms for up to 10 s.
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..500 {
-        if let Some(found) = check() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// Polls `check` until it gives a value, under a timeout.
+async fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::eventually_some(common::PATIENCE, what, check).await
 }
 
 /// Waits until every deploy's commits were read and every ticket move left the outbox.
@@ -321,13 +315,7 @@ async fn jira_down_during_a_deploy_the_deploy_succeeds_and_the_move_survives_a_r
 }
 
 async fn restart(config: &Path) -> Bot {
-    for _ in 0..50 {
-        if let Ok(bot) = Bot::try_start(config) {
-            return bot;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the store stayed locked");
+    Bot::restart(config).await
 }
 
 #[bounded::test]

@@ -134,7 +134,10 @@ async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
     assert_eq!(s.world.head("production"), merged.as_str());
     assert!(done.tally(chrono_tz::UTC).contains("approved by Ada"), "{}", done.tally(chrono_tz::UTC));
     // GitHub's environment view shows what Shipday deployed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::eventually(common::PATIENCE, "a production deployment on GitHub", || {
+        s.github.deployments().iter().any(|d| format!("{d:?}").contains("production"))
+    })
+    .await;
     assert!(
         s.github.deployments().iter().any(|d| format!("{d:?}").contains("production")),
         "{:?}",
@@ -218,12 +221,7 @@ async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart(
     drop((heard, bot)); // the bot dies, approved, waiting for the slot
 
     for _ in 0..2 {
-        let bot = loop {
-            if let Ok(bot) = Bot::try_start(&s.config) {
-                break bot;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let bot = Bot::restart(&s.config).await;
         bot.clock.set(production_slot() + chrono::Duration::weeks(2));
         let mut heard = bot.app.engine.announcements();
         bot.app.engine.tick().await;
@@ -237,12 +235,7 @@ async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart(
     }
     let merges = s.github.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with("/merges")).count();
     assert_eq!(merges, 1, "merged exactly once");
-    let bot = loop {
-        if let Ok(bot) = Bot::try_start(&s.config) {
-            break bot;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let bot = Bot::restart(&s.config).await;
     let history = bot.app.store.history(Some("production"), 10).unwrap();
     let promotions: Vec<_> = history.iter().filter(|d| d.trigger == Trigger::Promotion).collect();
     assert_eq!(promotions.len(), 1, "deployed exactly once: {history:?}");
@@ -301,15 +294,9 @@ async fn a_merge_into_dev_on_github_deploys_that_exact_commit_to_dev() {
 async fn status_warns_when_dev_is_not_protected_on_github() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (reply, _) = bot.say("grace", "/status").await;
-        let text = bot.show(&reply);
-        if text.contains("is NOT protected on GitHub") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually_async(common::PATIENCE, "/status to warn that dev is not protected", || async {
+        bot.show(&bot.say("grace", "/status").await.0).contains("is NOT protected on GitHub").then_some(())
+    })
+    .await;
     assert!(matches!(bot.say("grace", "/status").await.0.body, ReplyBody::Status(_)));
 }

@@ -68,12 +68,7 @@ impl Setup {
         drop(adapter);
         drop(bot);
         let config = world.path().join("slack.toml");
-        let bot = loop {
-            match Bot::try_start(&config) {
-                Ok(bot) => break bot,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
+        let bot = Bot::restart(&config).await;
         let adapter = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.unwrap();
         let served = serve(&adapter).await;
         Self { world, bot, fake, adapter, served, http }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::sshd::{KeyType, Sshd};
-use common::{Bot, World, refused};
+use common::{Bot, Gate, World, refused};
 use shipday::engine::ReplyBody;
 use shipday::release::deploy::{Outcome, StepResult};
 use std::sync::{Arc, Mutex};
@@ -138,7 +138,7 @@ async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
     let sshd = Sshd::start();
     let marker = format!("shipday-ssh-hang-{}", std::process::id());
     let steps = format!(
-        r#"{STEPS} {{ name = "hang", run = "ln -sf \"$(command -v sleep)\" ../{marker} && ../{marker} 300", timeout = "2s" }},"#
+        r#"{STEPS} {{ name = "hang", run = "ln -sf \"$(command -v tail)\" ../{marker} && ../{marker} -f /dev/null", timeout = "2s" }},"#
     );
     let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
     let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
@@ -149,9 +149,9 @@ async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
         done.outcome
     );
     assert_eq!(done.steps.last().unwrap().result, Some(StepResult::TimedOut { limit_secs: 2 }));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let left = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
-    assert!(left.stdout.is_empty(), "left on the host: {}", String::from_utf8_lossy(&left.stdout));
+    // The host's kill lands a moment after the deploy reports the timeout.
+    let pgrep = || std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap().stdout;
+    common::eventually(Duration::from_secs(10), "the hung step to be killed on the host", || pgrep().is_empty()).await;
     let (status, _) = bot.say("grace", "/status dev").await;
     assert!(bot.show(&status).contains("state is unknown"));
 }
@@ -160,7 +160,9 @@ async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
 async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
     let world = World::new();
     let sshd = Sshd::start();
-    let steps = format!(r#"{STEPS} {{ name = "slow", run = "sleep 60", timeout = "5m" }},"#);
+    // The slow step waits at a gate that stays shut: the host freezes while it waits.
+    let slow = Gate::new(world.path(), "slow");
+    let steps = format!(r#"{STEPS} {{ name = "slow", run = "{}", timeout = "5m" }},"#, slow.shell());
     let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
     let (_, mut updates) = bot.send("grace", "/deploy dev feature/login").await;
     let mut last = None;
@@ -172,11 +174,15 @@ async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
         }
     }
     assert!(last.is_some());
+    slow.reached().await;
     sshd.signal_sessions("STOP");
     let frozen_at = Instant::now();
-    // Under load a session process may still be starting: stop again to be sure every one is.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    sshd.signal_sessions("STOP");
+    // Under load a session process may still be starting: stop again until every one is.
+    common::eventually(Duration::from_secs(10), "every session process to be stopped", || {
+        sshd.signal_sessions("STOP");
+        sshd.sessions_stopped()
+    })
+    .await;
     while let Some(update) = updates.recv().await {
         last = Some(update);
     }
@@ -293,22 +299,13 @@ async fn drift_is_found_over_ssh_at_start_up_and_by_status_live() {
     drop(bot);
     let other = world.tip("dev");
     common::git(&world.path().join("envs/dev"), &["checkout", "--quiet", "--detach", &other]);
-    let bot = loop {
-        match Bot::try_start(&config) {
-            Ok(bot) => break bot,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let bot = Bot::restart(&config).await;
     // The start-up check reads HEAD over SSH by itself and records the drift.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually(Duration::from_secs(10), &format!("a start-up drift check in {}", store_dir.display()), || {
         let observed = bot.app.store.observation("dev").unwrap();
-        if observed.as_ref().is_some_and(|o| o.head.as_ref().is_ok_and(|h| h.as_str() == other)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no start-up drift check in {}", store_dir.display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        observed.as_ref().is_some_and(|o| o.head.as_ref().is_ok_and(|h| h.as_str() == other))
+    })
+    .await;
     let (reply, _) = bot.say("grace", "/status dev").await;
     assert!(bot.show(&reply).contains("⚠️ drift"), "{}", bot.show(&reply));
 }

@@ -13,7 +13,7 @@ pub mod wait;
 
 #[allow(unused_imports, reason = "each test binary waits in its own ways")]
 pub use wait::{
-    Gate, PATIENCE, bounded, eventually, eventually_async, eventually_blocking, eventually_ok, eventually_some,
+    Gate, PATIENCE, bounded, eventually, eventually_async, eventually_blocking, eventually_ok, eventually_some, within,
 };
 
 use shipday::app::{self, App};

@@ -48,6 +48,12 @@ pub async fn eventually_async<T, F: Future<Output = Option<T>>>(
     poll(timeout, check).await.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
+/// The poll loop: `check` until it gives a value, or `None` once `timeout` has passed (for a
+/// caller that panics with its own account of what it saw).
+pub async fn within<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    poll(timeout, || std::future::ready(check())).await
+}
+
 /// The poll loop: `check` until it gives a value, or `None` once `timeout` has passed.
 async fn poll<T, F: Future<Output = Option<T>>>(timeout: Duration, mut check: impl FnMut() -> F) -> Option<T> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -84,13 +90,14 @@ pub async fn bounded<T>(timeout: Duration, what: &str, future: impl Future<Outpu
 
 /// A named sync point for a fake host step (a named pipe in a test's directory). A step whose
 /// `run` is [`Gate::shell`] marks that it arrived, then blocks until the test calls
-/// [`Gate::open`]; a gate that is never opened holds the step as long as the test needs (a
+/// [`Gate::open`]; an open gate stays open (later steps pass straight through); a gate that is never opened holds the step as long as the test needs (a
 /// deploy that is mid-step when the bot dies, a host that freezes). Dropping the gate opens it,
 /// so no step is left waiting after the test.
 pub struct Gate {
     name: String,
     fifo: PathBuf,
     reached: PathBuf,
+    opened: PathBuf,
 }
 
 impl Gate {
@@ -98,14 +105,20 @@ impl Gate {
     pub fn new(dir: &Path, name: &str) -> Self {
         let fifo = dir.join(format!("gate-{name}.fifo"));
         let reached = dir.join(format!("gate-{name}.reached"));
+        let opened = dir.join(format!("gate-{name}.opened"));
         let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
         assert!(made.success(), "mkfifo {}", fifo.display());
-        Self { name: name.into(), fifo, reached }
+        Self { name: name.into(), fifo, reached, opened }
     }
 
     /// The shell a step runs to wait at the gate (no double quotes: it goes in a TOML string).
     pub fn shell(&self) -> String {
-        format!("touch '{}' && read gate < '{}'", self.reached.display(), self.fifo.display())
+        format!(
+            "test -e '{}' || {{ touch '{}' && read gate < '{}'; }}",
+            self.opened.display(),
+            self.reached.display(),
+            self.fifo.display()
+        )
     }
 
     /// Whether a step has reached the gate.
@@ -118,8 +131,10 @@ impl Gate {
         eventually(PATIENCE, &format!("a step to reach the gate {:?}", self.name), || self.is_reached()).await
     }
 
-    /// Lets the step that waits at the gate go on (waits for it to arrive first).
+    /// Opens the gate for good: the step that waits at it goes on (this waits for it to arrive
+    /// first) and later ones pass.
     pub async fn open(&self) {
+        std::fs::write(&self.opened, b"").unwrap();
         eventually(PATIENCE, &format!("a step waiting at the gate {:?}", self.name), || self.try_open()).await
     }
 
@@ -139,6 +154,7 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
+        let _ = std::fs::write(&self.opened, b"");
         self.try_open();
     }
 }
