@@ -90,7 +90,8 @@ pub async fn bounded<T>(timeout: Duration, what: &str, future: impl Future<Outpu
 
 /// A named sync point for a fake host step (a named pipe in a test's directory). A step whose
 /// `run` is [`Gate::shell`] marks that it arrived, then blocks until the test calls
-/// [`Gate::open`]; an open gate stays open (later steps pass straight through); a gate that is never opened holds the step as long as the test needs (a
+/// [`Gate::open`]. An open gate stays open: the step waiting at it goes on and later ones pass
+/// straight through. A gate that is never opened holds the step as long as the test needs (a
 /// deploy that is mid-step when the bot dies, a host that freezes). Dropping the gate opens it,
 /// so no step is left waiting after the test.
 pub struct Gate {
@@ -98,6 +99,13 @@ pub struct Gate {
     fifo: PathBuf,
     reached: PathBuf,
     opened: PathBuf,
+    keeper: std::sync::Mutex<Option<Keeper>>,
+}
+
+/// The thread that keeps an open gate open: it answers every step that waits at the pipe.
+struct Keeper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Gate {
@@ -108,17 +116,13 @@ impl Gate {
         let opened = dir.join(format!("gate-{name}.opened"));
         let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
         assert!(made.success(), "mkfifo {}", fifo.display());
-        Self { name: name.into(), fifo, reached, opened }
+        Self { name: name.into(), fifo, reached, opened, keeper: std::sync::Mutex::new(None) }
     }
 
     /// The shell a step runs to wait at the gate (no double quotes: it goes in a TOML string).
     pub fn shell(&self) -> String {
-        format!(
-            "test -e '{}' || {{ touch '{}' && read gate < '{}'; }}",
-            self.opened.display(),
-            self.reached.display(),
-            self.fifo.display()
-        )
+        let (opened, reached, fifo) = (self.opened.display(), self.reached.display(), self.fifo.display());
+        format!("test -e '{opened}' || touch '{reached}'; test -e '{opened}' || read gate < '{fifo}'")
     }
 
     /// Whether a step has reached the gate.
@@ -131,30 +135,44 @@ impl Gate {
         eventually(PATIENCE, &format!("a step to reach the gate {:?}", self.name), || self.is_reached()).await
     }
 
-    /// Opens the gate for good: the step that waits at it goes on (this waits for it to arrive
-    /// first) and later ones pass.
+    /// Opens the gate for good: a step waiting at it goes on, and later ones pass.
     pub async fn open(&self) {
-        std::fs::write(&self.opened, b"").unwrap();
-        eventually(PATIENCE, &format!("a step waiting at the gate {:?}", self.name), || self.try_open()).await
+        self.open_now();
     }
 
-    /// Lets a waiting step go on; false when none is waiting yet.
-    fn try_open(&self) -> bool {
+    fn open_now(&self) {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        // Without a reader, a non-blocking open of the pipe fails instead of waiting.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&self.fifo)
-            .and_then(|mut pipe| pipe.write_all(b"go\n"))
-            .is_ok()
+        let mut keeper = self.keeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if keeper.is_some() {
+            return;
+        }
+        // Steps that look from now on pass; one that looked before waits at the pipe, where
+        // the keeper answers it.
+        std::fs::write(&self.opened, b"").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (fifo, stopped) = (self.fifo.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                // Opening the pipe to write blocks until a step opens it to read.
+                let Ok(mut pipe) = std::fs::OpenOptions::new().write(true).open(&fifo) else { return };
+                let _ = pipe.write_all(b"go\n");
+            }
+        });
+        *keeper = Some(Keeper { stop, thread });
     }
 }
 
 impl Drop for Gate {
     fn drop(&mut self) {
-        let _ = std::fs::write(&self.opened, b"");
-        self.try_open();
+        use std::os::unix::fs::OpenOptionsExt;
+        self.open_now();
+        let keeper = self.keeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(Keeper { stop, thread }) = keeper {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Hold the pipe open to read, so the keeper's blocked open returns and it stops.
+            let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&self.fifo);
+            let _ = thread.join();
+            drop(reader);
+        }
     }
 }
