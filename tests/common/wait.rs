@@ -89,39 +89,42 @@ pub async fn bounded<T>(timeout: Duration, what: &str, future: impl Future<Outpu
 }
 
 /// A named sync point for a fake host step (a named pipe in a test's directory). A step whose
-/// `run` is [`Gate::shell`] marks that it arrived, then blocks until the test calls
-/// [`Gate::open`]. An open gate stays open: the step waiting at it goes on and later ones pass
-/// straight through. A gate that is never opened holds the step as long as the test needs (a
-/// deploy that is mid-step when the bot dies, a host that freezes). Dropping the gate opens it,
-/// so no step is left waiting after the test.
+/// `run` is [`Gate::shell`] marks that it arrived, then blocks reading the pipe until the test
+/// calls [`Gate::open`]. An open gate stays open: the step waiting at it goes on and later ones
+/// pass straight through. A gate that is never opened holds the step as long as the test needs
+/// (a deploy that is mid-step when the bot dies, a host that freezes). Dropping the gate opens
+/// it, so no step is left waiting after the test.
 pub struct Gate {
     name: String,
-    fifo: PathBuf,
     reached: PathBuf,
     opened: PathBuf,
-    keeper: std::sync::Mutex<Option<Keeper>>,
+    /// The pipe, held open to read and write: a step's open of it never blocks, only its read,
+    /// and the test's writes never block either.
+    pipe: std::fs::File,
 }
 
-/// The thread that keeps an open gate open: it answers every step that waits at the pipe.
-struct Keeper {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
+/// Lines written when a gate opens: one releases each step that looked before it opened.
+const RELEASES: usize = 64;
 
 impl Gate {
     /// A closed gate called `name`, kept in `dir`.
     pub fn new(dir: &Path, name: &str) -> Self {
         let fifo = dir.join(format!("gate-{name}.fifo"));
-        let reached = dir.join(format!("gate-{name}.reached"));
-        let opened = dir.join(format!("gate-{name}.opened"));
         let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
         assert!(made.success(), "mkfifo {}", fifo.display());
-        Self { name: name.into(), fifo, reached, opened, keeper: std::sync::Mutex::new(None) }
+        let pipe = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        Self {
+            name: name.into(),
+            reached: dir.join(format!("gate-{name}.reached")),
+            opened: dir.join(format!("gate-{name}.opened")),
+            pipe,
+        }
     }
 
     /// The shell a step runs to wait at the gate (no double quotes: it goes in a TOML string).
     pub fn shell(&self) -> String {
-        let (opened, reached, fifo) = (self.opened.display(), self.reached.display(), self.fifo.display());
+        let fifo = self.reached.with_extension("fifo");
+        let (opened, reached, fifo) = (self.opened.display(), self.reached.display(), fifo.display());
         format!("test -e '{opened}' || touch '{reached}'; test -e '{opened}' || read gate < '{fifo}'")
     }
 
@@ -137,42 +140,20 @@ impl Gate {
 
     /// Opens the gate for good: a step waiting at it goes on, and later ones pass.
     pub async fn open(&self) {
-        self.open_now();
+        assert!(self.open_now(), "cannot open the gate {:?}", self.name);
     }
 
-    fn open_now(&self) {
+    /// Steps that look from now on pass; each one that looked before reads a line and goes on.
+    fn open_now(&self) -> bool {
         use std::io::Write;
-        let mut keeper = self.keeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if keeper.is_some() {
-            return;
-        }
-        // Steps that look from now on pass; one that looked before waits at the pipe, where
-        // the keeper answers it.
-        std::fs::write(&self.opened, b"").unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (fifo, stopped) = (self.fifo.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
-                // Opening the pipe to write blocks until a step opens it to read.
-                let Ok(mut pipe) = std::fs::OpenOptions::new().write(true).open(&fifo) else { return };
-                let _ = pipe.write_all(b"go\n");
-            }
-        });
-        *keeper = Some(Keeper { stop, thread });
+        let marked = self.opened.exists() || std::fs::write(&self.opened, b"").is_ok();
+        marked && (&self.pipe).write_all("go\n".repeat(RELEASES).as_bytes()).is_ok()
     }
 }
 
 impl Drop for Gate {
     fn drop(&mut self) {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.open_now();
-        let keeper = self.keeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        if let Some(Keeper { stop, thread }) = keeper {
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            // Hold the pipe open to read, so the keeper's blocked open returns and it stops.
-            let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&self.fifo);
-            let _ = thread.join();
-            drop(reader);
-        }
+        // Best effort: when the pipe closes too, a step still reading it gets end-of-file.
+        let _ = self.open_now();
     }
 }
