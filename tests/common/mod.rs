@@ -116,7 +116,17 @@ impl Bot {
     }
 
     pub fn try_start(config: &Path) -> anyhow::Result<Self> {
-        let clock = ManualClock::new(chrono::Utc::now());
+        Self::try_start_at(config, chrono::Utc::now())
+    }
+
+    /// Starts the bot with its clock at `at` from the first moment (so what it does at start-up,
+    /// like reading each host's HEAD, is stamped `at` too).
+    pub fn start_at(config: &Path, at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self::try_start_at(config, at).unwrap()
+    }
+
+    fn try_start_at(config: &Path, at: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Self> {
+        let clock = ManualClock::new(at);
         let app = app::start(Config::load(config)?, Arc::new(clock.clone()) as Arc<dyn Clock>)?;
         Ok(Self { app, clock })
     }
