@@ -36,17 +36,12 @@ fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
 }
 
 async fn restart(config: &std::path::Path, at: DateTime<Utc>) -> Bot {
-    for _ in 0..50 {
-        if let Ok(bot) = Bot::try_start(config) {
-            bot.clock.set(at);
-            return bot;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the store stayed locked");
+    let bot = Bot::restart(config).await;
+    bot.clock.set(at);
+    bot
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_window_reminder_is_sent_once_across_two_restarts_in_the_same_minute() {
     let world = World::new();
     let config = world.config_path();
@@ -76,7 +71,7 @@ async fn the_window_reminder_is_sent_once_across_two_restarts_in_the_same_minute
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_reminder_missed_by_ten_minutes_is_sent_once_and_one_missed_by_three_hours_is_reported() {
     let world = World::new();
     let config = world.config_path();
@@ -114,7 +109,7 @@ async fn a_reminder_missed_by_ten_minutes_is_sent_once_and_one_missed_by_three_h
     assert_eq!(bot.app.store.firing(&report.missed[0].job, at).unwrap().as_deref(), Some("missed"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_dev_slot_deploys_devs_tip() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -139,7 +134,7 @@ async fn the_dev_slot_deploys_devs_tip() {
     assert_eq!(world.head("dev"), world.tip("dev"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_dev_slot_waits_for_a_claim_pings_the_holder_and_runs_after_release() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -172,7 +167,7 @@ async fn the_dev_slot_waits_for_a_claim_pings_the_holder_and_runs_after_release(
     assert_eq!((record.trigger, record.outcome), (Trigger::Scheduled, Outcome::Succeeded));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_dev_slot_deploy_is_skipped_with_the_reason_if_the_claim_outlasts_the_slot() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -195,7 +190,7 @@ async fn the_dev_slot_deploy_is_skipped_with_the_reason_if_the_claim_outlasts_th
     assert_eq!(bot.app.store.history(Some("dev"), 5).unwrap().len(), 1, "only Grace's deploy");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn production_is_refused_off_slot_and_a_leads_emergency_is_recorded_and_announced() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -225,7 +220,7 @@ async fn production_is_refused_off_slot_and_a_leads_emergency_is_recorded_and_an
     assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn status_and_schedule_show_the_window_and_the_next_slots() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -244,7 +239,7 @@ async fn status_and_schedule_show_the_window_and_the_next_slots() {
 
 /// The host's TZ must not change any outcome: the binary prints the same schedule and status
 /// under UTC and under America/New_York on the day its DST ends.
-#[test]
+#[bounded::test]
 fn the_hosts_time_zone_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = shipday::playground::prepare(&dir.path().join("pg")).unwrap();

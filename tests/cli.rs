@@ -1,6 +1,10 @@
 //! The `shipday` binary as an operator and a newcomer use it: the playground on stdin,
 //! `check-config`, `manifest`, and what survives a `kill -9`.
 
+#[allow(dead_code, reason = "only the gate of the waiting helpers is used here")]
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +23,7 @@ fn run_with_stdin(args: &[&str], stdin: &str) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-#[test]
+#[bounded::test]
 fn a_newcomer_drives_a_whole_playground_session_on_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let pg = dir.path().join("pg");
@@ -73,15 +77,16 @@ fn wait_for(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &
     panic!("output ended before {needle}:\n{seen}");
 }
 
-#[test]
+#[bounded::test]
 fn what_the_bot_answered_survives_kill_9_and_an_interrupted_deploy_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let pg = dir.path().join("pg");
     let config = shipday::playground::prepare(&pg).unwrap();
-    // Make dev's restart hang, so a deploy is mid-step when the bot dies.
+    // Make dev's restart wait at a gate that stays shut, so a deploy is mid-step when the bot dies.
+    let reload = wait::Gate::new(dir.path(), "reload");
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         r#"{ name = "reload web", run = "echo \"$(date -u +%FT%TZ) {{env}} web reloaded\" >> ../restarts.log" },"#,
-        r#"{ name = "reload web", run = "sleep 20" },"#,
+        &format!(r#"{{ name = "reload web", run = "{}" }},"#, reload.shell()),
         1,
     );
     std::fs::write(&config, text).unwrap();
@@ -119,7 +124,7 @@ fn what_the_bot_answered_survives_kill_9_and_an_interrupted_deploy_is_reported()
     assert!(!out.contains("Shipday stopped while"), "{out}");
 }
 
-#[test]
+#[bounded::test]
 fn check_config_names_the_bad_key_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = shipday::playground::prepare(&dir.path().join("pg")).unwrap();
@@ -144,7 +149,7 @@ fn check_config_names_the_bad_key_and_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
 }
 
-#[test]
+#[bounded::test]
 fn manifests_are_printed_from_the_specs() {
     let out = shipday().args(["manifest", "slack"]).output().unwrap();
     let slack: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -181,7 +186,7 @@ fn check_config_in(dir: &std::path::Path, envs: &[(&str, &str)]) -> (bool, Strin
 
 const GITHUB_TOKEN: &str = "github_pat_11AAAAAAA0cli0test0secret";
 
-#[test]
+#[bounded::test]
 fn check_config_shows_github_without_its_secrets_and_where_the_state_will_live() {
     let dir = tempfile::tempdir().unwrap();
     let config = r#"
@@ -232,7 +237,7 @@ listen = "127.0.0.1:3001"
 /// A host key to pin for the example's droplets (any valid public key: nothing connects).
 const DROPLET_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJwyB6tzKlpv31RCssc7i653zLom+yhuLvY6qPq0LF0i";
 
-#[test]
+#[bounded::test]
 fn the_example_production_config_passes_check_config() {
     // The operator's /etc/shipday, in a temp dir: the example, with its host keys pinned.
     let dir = tempfile::tempdir().unwrap();
@@ -267,7 +272,7 @@ fn the_example_production_config_passes_check_config() {
 
 /// `manifest slack --config` uses the workspace's names, and refuses one Slack would reject,
 /// saying why and which key to change, printing nothing.
-#[test]
+#[bounded::test]
 fn the_slack_manifest_uses_configured_names_and_refuses_reserved_ones() {
     let dir = tempfile::tempdir().unwrap();
     let config = shipday::playground::prepare(&dir.path().join("pg")).unwrap();
@@ -298,7 +303,7 @@ fn the_slack_manifest_uses_configured_names_and_refuses_reserved_ones() {
 }
 
 /// The manifest the README's Slack set-up shows is the one `shipday manifest slack` prints.
-#[test]
+#[bounded::test]
 fn the_readme_shows_the_real_default_slack_manifest() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let shown = readme.split("<summary>manifest.json</summary>").nth(1).expect("the manifest in the README");

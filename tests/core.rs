@@ -2,13 +2,13 @@
 
 mod common;
 
-use common::{Bot, World, refused};
+use common::{Bot, Gate, World, refused};
 use shipday::clock::Clock;
 use shipday::engine::{ReplyBody, Visibility};
 use shipday::release::deploy::{DeployEvent, Outcome, StepResult};
 use shipday::store::Store;
 
-#[tokio::test]
+#[bounded::test]
 async fn a_developer_deploys_a_branch_to_dev_and_status_shows_it() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -36,12 +36,15 @@ async fn a_developer_deploys_a_branch_to_dev_and_status_shows_it() {
     assert!(bot.show(&history).contains("#1 dev `feature/login`"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_second_deploy_while_one_runs_is_refused_and_names_who_is_deploying() {
     let world = World::new();
+    // The restart waits at a gate, so the first deploy runs until the test lets it finish.
+    let restart = Gate::new(world.path(), "restart");
     let config = world.config_with_dev_steps(
-        r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
-           { name = "slow restart", run = "sleep 2" },"#,
+        &r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
+           { name = "slow restart", run = "GATE" },"#
+            .replace("GATE", &restart.shell()),
     );
     let bot = Bot::start(&config);
     let ((first, mut first_progress), (second, _)) =
@@ -58,13 +61,14 @@ async fn a_second_deploy_while_one_runs_is_refused_and_names_who_is_deploying() 
     assert!(refused(&third).contains("is deploying"));
     let (status, _) = bot.say("linus", "/status dev").await;
     assert!(bot.show(&status).contains("deploying: `dev`"), "{}", bot.show(&status));
+    restart.open().await;
     while first_progress.recv().await.is_some() {}
     let (after, progress) = bot.say("linus", "/deploy dev dev").await;
     assert!(matches!(after.body, ReplyBody::Deploy(_)), "{after:?}");
     assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn another_persons_branch_is_refused_while_a_claim_stands_and_allowed_once_it_expires() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -84,7 +88,7 @@ async fn another_persons_branch_is_refused_while_a_claim_stands_and_allowed_once
     assert_eq!(world.head("dev"), world.tip("feature/search"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn release_unlock_and_lock_follow_the_holder_and_leads() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -120,7 +124,7 @@ async fn release_unlock_and_lock_follow_the_holder_and_leads() {
 
 /// Hostile refs get a clear answer, and nothing runs: the canary a malicious ref would create
 /// never appears, no step ran, no deploy was recorded.
-#[tokio::test]
+#[bounded::test]
 async fn hostile_refs_are_refused_and_nothing_runs() {
     let world = World::new();
     let canary = world.path().join("canary");
@@ -159,7 +163,7 @@ async fn hostile_refs_are_refused_and_nothing_runs() {
     assert!(audit.iter().all(|e| e.decision.starts_with("refused:")));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn bad_input_gets_a_clear_answer_and_changes_nothing() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -185,7 +189,7 @@ async fn bad_input_gets_a_clear_answer_and_changes_nothing() {
     assert!(bot.app.store.history(None, 10).unwrap().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_failing_step_stops_the_deploy_and_is_named() {
     let world = World::new();
     let config = world.config_with_dev_steps(
@@ -210,12 +214,12 @@ async fn a_failing_step_stops_the_deploy_and_is_named() {
     assert!(text.contains("latest: ❌") && text.contains("migrate"), "{text}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_step_past_its_timeout_is_killed_and_the_state_is_unknown() {
     let world = World::new();
     let marker = format!("shipday-timeout-marker-{}", std::process::id());
     let config = world.config_with_dev_steps(&format!(
-        r#"{{ name = "hang", run = "ln -sf \"$(command -v sleep)\" ../{marker} && ../{marker} 300", timeout = "1s" }},"#
+        r#"{{ name = "hang", run = "ln -sf \"$(command -v tail)\" ../{marker} && ../{marker} -f /dev/null", timeout = "1s" }},"#
     ));
     let bot = Bot::start(&config);
     let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
@@ -232,7 +236,7 @@ async fn a_step_past_its_timeout_is_killed_and_the_state_is_unknown() {
     assert!(bot.show(&status).contains("state is unknown"), "{}", bot.show(&status));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn deploys_left_running_by_a_crash_are_marked_interrupted() {
     let world = World::new();
     let config = world.config_path();
@@ -271,16 +275,10 @@ async fn deploys_left_running_by_a_crash_are_marked_interrupted() {
 
 /// sled releases its file lock a moment after the last handle drops.
 async fn reopen(dir: &std::path::Path) -> (Store, shipday::store::Opened) {
-    for _ in 0..50 {
-        if let Ok(opened) = Store::open(dir) {
-            return opened;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Store::open(dir).unwrap()
+    common::reopen_store(dir).await
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_store_that_cannot_be_opened_stops_the_bot() {
     let world = World::new();
     let config = world.config_path();
@@ -297,7 +295,7 @@ async fn a_store_that_cannot_be_opened_stops_the_bot() {
     assert!(err.contains("not a Shipday store or is damaged"), "{err}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dry_run_resolves_and_shows_steps_and_changes_nothing() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -311,7 +309,7 @@ async fn a_dry_run_resolves_and_shows_steps_and_changes_nothing() {
     assert!(bot.app.store.history(None, 5).unwrap().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_health_check_after_the_steps_passes_or_fails_the_deploy() {
     let world = World::new();
     let healthy = common::http_server(200).await;
@@ -332,12 +330,7 @@ async fn a_health_check_after_the_steps_passes_or_fails_the_deploy() {
 
     let sick = common::http_server(503).await;
     std::fs::write(&config, text.replace(&healthy, &sick)).unwrap();
-    let bot = loop {
-        match Bot::try_start(&config) {
-            Ok(bot) => break bot,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    };
+    let bot = Bot::restart(&config).await;
     let (_, progress) = bot.say("grace", "/deploy dev feature/search").await;
     let done = &progress.last().unwrap().record;
     let Outcome::Failed { step, reason, state_unknown } = &done.outcome else { panic!("{:?}", done.outcome) };
@@ -345,7 +338,7 @@ async fn a_health_check_after_the_steps_passes_or_fails_the_deploy() {
     assert!(reason.contains("503") && !state_unknown, "{reason}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_health_url_that_accepts_connections_and_never_answers_fails_the_deploy_within_its_timeout() {
     let world = World::new();
     // Accepts every connection and holds it open without a byte in answer.
@@ -378,7 +371,7 @@ async fn a_health_url_that_accepts_connections_and_never_answers_fails_the_deplo
     assert!(bot.app.store.active("dev").unwrap().is_none(), "dev is not left deploying");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn status_live_reads_head_and_flags_a_deploy_by_hand() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -396,7 +389,7 @@ async fn status_live_reads_head_and_flags_a_deploy_by_hand() {
     assert!(bot.show(&reply).contains("drift"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_platform_vouched_lead_role_adds_to_a_known_person_but_never_makes_a_stranger_known() {
     use shipday::config::Role;
     use shipday::engine::Invocation;
@@ -413,7 +406,7 @@ async fn a_platform_vouched_lead_role_adds_to_a_known_person_but_never_makes_a_s
     assert!(refused(&reply).contains("people list"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn reactions_on_the_bots_messages_are_recorded_before_the_adapter_moves_on() {
     use shipday::engine::{MessageRef, Reaction};
     let world = World::new();
@@ -439,7 +432,7 @@ async fn reactions_on_the_bots_messages_are_recorded_before_the_adapter_moves_on
     assert_eq!(audit[0].person.as_deref(), Some("ada"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn rollback_redeploys_the_previous_commit_or_a_named_one_the_environment_ran() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -469,7 +462,7 @@ async fn rollback_redeploys_the_previous_commit_or_a_named_one_the_environment_r
 }
 
 /// Many commands at once are all answered (the engine commits them in groups).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_commands_are_all_answered() {
     let world = World::new();
     let bot = std::sync::Arc::new(Bot::start(&world.config_path()));
@@ -563,7 +556,7 @@ async fn submit(engine: &shipday::engine::EngineHandle, text: &str) -> (shipday:
     (reply, events)
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_panic_inside_a_deploy_step_fails_that_deploy_and_never_leaves_dev_deploying() {
     let world = World::new();
     let (engine, store) = bot_with_panicking_dev(&world, "restarted");
@@ -580,7 +573,7 @@ async fn a_panic_inside_a_deploy_step_fails_that_deploy_and_never_leaves_dev_dep
     assert!(matches!(again.body, ReplyBody::Deploy(_)), "{again:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_panic_while_resolving_a_ref_frees_dev_and_the_next_command_is_answered() {
     let world = World::new();
     let (engine, store) = bot_with_panicking_dev(&world, "ls-remote");
@@ -597,7 +590,7 @@ async fn a_panic_while_resolving_a_ref_frees_dev_and_the_next_command_is_answere
     assert!(store.active("dev").unwrap().is_none());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn secrets_in_host_output_reach_no_reply_progress_announcement_or_audit_entry() {
     let world = World::new();
     std::fs::write(world.path().join("extra-secret"), "plum-velvet-9931\n").unwrap();
@@ -661,7 +654,7 @@ impl shipday::clients::RemoteExec for SilentExec {
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_full_queue_answers_busy_at_once_and_runs_nothing() {
     let world = World::new();
     let (engine, store) = bot_with_dev(&world, std::sync::Arc::new(SilentExec));

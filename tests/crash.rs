@@ -14,14 +14,14 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Point 1: SIGKILL after `migrate` ran (while the restart step waits), restart, deploy other
 /// code: the branch's migration is undone first, because the debt was recorded before the
 /// steps ran.
-#[test]
+#[bounded::test]
 fn a_deploy_killed_after_migrate_leaves_its_migration_debt_and_the_next_deploy_undoes_it_first() {
     let world = DjangoWorld::new();
     let sshd = Sshd::start();
     let python = world.venv.join("bin/python").display().to_string();
     let log = world.path().join("steps.log");
-    let go = world.path().join("go");
-    let restart = format!("while [ ! -f {} ]; do sleep 0.05; done; {}", go.display(), world.restart_command());
+    let go = Gate::new(world.path(), "go");
+    let restart = format!("{}; {}", go.shell(), world.restart_command());
     let steps = [
         logged_step("fetch", &log, "git fetch --all --prune --quiet"),
         logged_step("checkout", &log, "git checkout --quiet --detach {{sha}}"),
@@ -38,7 +38,7 @@ fn a_deploy_killed_after_migrate_leaves_its_migration_debt_and_the_next_deploy_u
     assert_eq!(world.applied(), ["orders.0001_initial", "orders.0002_discount"], "migrate ran");
     bot.kill();
     // The killed step finishes on its own on the host.
-    std::fs::write(&go, "").unwrap();
+    go.open_blocking();
     until("the old restart step to end", WAIT, || lines(&log).iter().any(|l| l.starts_with("end restart")));
 
     let mut bot = RealBot::start(&config, "grace", &bot_log);
@@ -55,15 +55,15 @@ fn a_deploy_killed_after_migrate_leaves_its_migration_debt_and_the_next_deploy_u
 
 /// Point 2: SIGKILL during a step that waits on the host; after a restart, no step of a new
 /// deploy runs while the old step lives, and `/status` says why.
-#[test]
+#[bounded::test]
 fn an_interrupted_environment_runs_nothing_new_while_the_killed_step_still_runs() {
     let world = World::new();
     let sshd = Sshd::start();
     let log = world.path().join("steps.log");
-    let go = world.path().join("go");
+    let go = Gate::new(world.path(), "go");
     let steps = [
         logged_step("checkout", &log, "git checkout --quiet --detach {{sha}}"),
-        logged_step("wait", &log, &format!("while [ ! -f {} ]; do sleep 0.05; done", go.display())),
+        logged_step("wait", &log, &go.shell()),
     ]
     .join("\n");
     let config = world.ssh_config(&sshd, &sshd.pin(), &steps, "");
@@ -85,7 +85,7 @@ fn an_interrupted_environment_runs_nothing_new_while_the_killed_step_still_runs(
     assert_eq!(lines(&log).iter().filter(|l| l.starts_with("start")).count(), 2, "{:?}", lines(&log));
     assert!(!host_lock_free(&world.path().join("envs/dev")), "the old step still runs");
 
-    std::fs::write(&go, "").unwrap();
+    go.open_blocking();
     until("the old step to end", WAIT, || lines(&log).iter().any(|l| l.starts_with("end wait")));
     bot.say("/deploy dev dev");
     bot.wait_for("the second deploy to end", WAIT, |p| p.contains("Deploy #2 of `dev` to dev succeeded"));
@@ -110,14 +110,14 @@ fn an_interrupted_environment_runs_nothing_new_while_the_killed_step_still_runs(
 
 /// Point 3: with a store that cannot flush (a full disk), a deploy is refused with the truth
 /// and nothing runs on the host; a running deploy stops at the next step boundary.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_cannot_record_starts_nothing_and_stops_a_running_deploy_at_a_step_boundary() {
     let world = World::new();
     let log = world.path().join("steps.log");
-    let go = world.path().join("go");
+    let go = Gate::new(world.path(), "go");
     let steps = [
         logged_step("checkout", &log, "git checkout --quiet --detach {{sha}}"),
-        logged_step("wait", &log, &format!("while [ ! -f {} ]; do sleep 0.05; done", go.display())),
+        logged_step("wait", &log, &go.shell()),
         logged_step("after", &log, "true"),
     ]
     .join("\n");
@@ -139,7 +139,7 @@ async fn a_store_that_cannot_record_starts_nothing_and_stops_a_running_deploy_at
     assert!(matches!(reply.body, shipday::engine::ReplyBody::Deploy(_)), "{reply:?}");
     until("the waiting step to start", WAIT, || lines(&log).iter().any(|l| l == "start wait"));
     bot.app.store.fail_flushes(true);
-    std::fs::write(&go, "").unwrap();
+    go.open_blocking();
     let mut last = None;
     while let Some(update) = updates.recv().await {
         last = Some(update.record);
@@ -157,7 +157,7 @@ async fn a_store_that_cannot_record_starts_nothing_and_stops_a_running_deploy_at
 /// Point 6: after a deploy that failed at restart with its code checked out, `/status` says
 /// what the host runs (read at the end of that deploy, and labelled so), apart from the last
 /// successful deploy.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_after_a_deploy_that_failed_after_checkout_shows_what_the_host_runs() {
     let world = World::new();
     let broken = world.path().join("envs/broken");
@@ -189,7 +189,7 @@ async fn status_after_a_deploy_that_failed_after_checkout_shows_what_the_host_ru
 
 /// The host's deploy lock lives in the checkout's `.git`: where there is none, the deploy is
 /// refused saying so, not with "not a branch".
-#[tokio::test]
+#[bounded::test]
 async fn a_dir_without_a_git_directory_is_refused_naming_the_deploy_lock() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());

@@ -6,7 +6,7 @@ mod common;
 use common::fake_discord::{
     self as fake, APPLICATION_ID, BOT_ID, CHANNEL_ID, FakeDiscord, GUILD_ID, LEAD_ROLE, OTHER_ROLE,
 };
-use common::{Bot, World};
+use common::{Bot, Gate, World};
 use serde_json::{Value, json};
 use shipday::chat::discord::{self, Running, Tuning};
 use std::path::Path;
@@ -38,17 +38,7 @@ async fn setup_with(world: World, base: &Path, extra: &str, tuning: Tuning) -> S
     let discord = FakeDiscord::start().await;
     let config = write_config(&world, base, extra, &discord);
     // sled frees its file lock a moment after a test's own handle drops.
-    let mut tries = 0;
-    let bot = loop {
-        match Bot::try_start(&config) {
-            Ok(bot) => break bot,
-            Err(error) if tries < 50 => {
-                tries += 1;
-                tracing_free_wait(error).await;
-            }
-            Err(error) => panic!("{error:#}"),
-        }
-    };
+    let bot = Bot::restart(&config).await;
     let running = discord::start(&bot.app, std::sync::Arc::new(bot.clock.clone()), tuning).await.unwrap();
     discord.wait_for_sessions(1).await;
     Setup { world, bot, discord, running, served: None }
@@ -70,10 +60,6 @@ fn write_config(world: &World, base: &Path, extra: &str, discord: &FakeDiscord) 
     let config = world.path().join("discord.toml");
     std::fs::write(&config, text).unwrap();
     config
-}
-
-async fn tracing_free_wait(_: anyhow::Error) {
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 async fn setup() -> Setup {
@@ -117,7 +103,7 @@ async fn wait_for_audit(setup: &Setup, needle: &str) -> shipday::store::AuditEnt
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_developer_deploys_from_discord_and_one_message_follows_it_to_success() {
     let t = setup().await;
     assert_eq!(t.discord.identifies()[0]["intents"], 1537, "guilds, guild messages, guild message reactions");
@@ -155,7 +141,7 @@ async fn a_developer_deploys_from_discord_and_one_message_follows_it_to_success(
     assert_eq!((entry.platform.as_str(), entry.person.as_deref()), ("discord", Some("grace")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_an_ephemeral_embed_with_a_field_per_environment() {
     let t = setup().await;
     t.bot.say("grace", "/deploy dev feature/login").await;
@@ -182,7 +168,7 @@ async fn status_is_an_ephemeral_embed_with_a_field_per_environment() {
     assert_eq!(help.flags, 64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfigured_user_is_refused_privately_and_nothing_runs() {
     let t = setup().await;
     let opts = options(&[("env", json!("dev")), ("ref", json!("feature/login"))]);
@@ -207,7 +193,7 @@ async fn an_unconfigured_user_is_refused_privately_and_nothing_runs() {
     assert!(t.world.restarts().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_needs_the_lead_role_from_the_member_data_not_a_name() {
     let t = setup().await;
     // Wednesday 2 Dec 2026 07:45 EAT: inside production's slot, on a production week.
@@ -231,7 +217,7 @@ async fn production_needs_the_lead_role_from_the_member_data_not_a_name() {
     assert_eq!(t.world.head("production"), t.world.tip("master"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reactions_on_the_bots_messages_become_engine_events_and_its_own_are_ignored() {
     let t = setup().await;
     let token = t.discord.command(ADA, &[], "lock", options(&[("env", json!("staging")), ("reason", json!("QA run"))]));
@@ -260,7 +246,7 @@ async fn reactions_on_the_bots_messages_become_engine_events_and_its_own_are_ign
     assert_eq!(audit.iter().filter(|e| e.decision == "recorded").count(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reactions_made_while_the_gateway_was_down_are_found_after_a_failed_resume() {
     let t = setup().await;
     t.discord.set_member_roles(ADA, &[LEAD_ROLE]);
@@ -298,7 +284,7 @@ async fn reactions_made_while_the_gateway_was_down_are_found_after_a_failed_resu
 
 /// serenity may deliver an add and a remove of the same reaction swapped; an event that
 /// contradicts what was recorded makes the adapter re-read the message instead of trusting it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reaction_event_that_contradicts_the_record_makes_the_message_be_re_read() {
     let t = setup().await;
     t.discord.set_member_roles(ADA, &[LEAD_ROLE]);
@@ -316,16 +302,26 @@ async fn a_reaction_event_that_contradicts_the_record_makes_the_message_be_re_re
     assert!(!audit.iter().any(|e| e.text.contains("🎉")), "the contradictory removal was not passed on");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_that_outlives_the_interaction_token_continues_in_a_channel_message() {
     let world = World::new();
+    // A token that is already too old at the first edit (so no real time has to pass), and a
+    // restart that waits at a gate until the deploy has moved to a channel message.
+    let restart = Gate::new(world.path(), "restart");
     let base = world.config_with_dev_steps(
-        r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
-           { name = "slow restart", run = "sleep 1" },"#,
+        &r#"{ name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
+           { name = "slow restart", run = "GATE" },"#
+            .replace("GATE", &restart.shell()),
     );
-    let short = Tuning { interaction_token_lifetime: Duration::from_millis(300), ..tuning() };
+    let short = Tuning { interaction_token_lifetime: Duration::ZERO, ..tuning() };
     let t = setup_with(world, &base, "", short).await;
     let token = t.discord.command(GRACE, &[], "deploy", options(&[("env", json!("dev")), ("ref", json!("dev"))]));
+    t.discord
+        .wait_for("the deploy to move to a channel message", |f| {
+            f.calls().into_iter().find(|c| c.method == "POST" && c.path == format!("/channels/{CHANNEL_ID}/messages"))
+        })
+        .await;
+    restart.open().await;
     let moved = t
         .discord
         .wait_for("the deploy to finish in a channel message", |f| {
@@ -353,7 +349,7 @@ async fn a_deploy_that_outlives_the_interaction_token_continues_in_a_channel_mes
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploys_a_crash_interrupted_are_announced_in_the_team_channel() {
     use shipday::release::deploy::{DeployRecord, Outcome, Trigger};
     use shipday::release::gitref::{GitRef, Sha};
@@ -429,7 +425,7 @@ mod http_endpoint {
         (t, url)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_signed_fresh_requests_are_answered() {
         let (t, url) = start().await;
         let key = signing_key();
@@ -460,7 +456,7 @@ mod http_endpoint {
         assert!(t.bot.app.store.audit_tail(5).unwrap().is_empty(), "nothing ran");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_command_over_http_is_answered_in_the_response_and_a_replay_does_not_run_it_again() {
         let (t, url) = start().await;
         let key = signing_key();
@@ -499,7 +495,7 @@ mod http_endpoint {
         assert_eq!(title(&edit.body), "Status");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
     async fn when_the_delivery_records_cannot_be_read_a_command_is_refused_and_nothing_runs() {
         let (t, url) = start().await;
         let key = signing_key();
@@ -517,7 +513,7 @@ mod http_endpoint {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_never_answers_is_started_over_within_the_bound_and_logged() {
     let logs = common::captured_logs();
     let world = World::new();
@@ -539,7 +535,7 @@ async fn a_gateway_that_never_answers_is_started_over_within_the_bound_and_logge
     assert_eq!(restarts, 2, "each start-over is logged");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
     use shipday::chat::discord::register::{Scope, register};
     let t = setup().await;
@@ -586,7 +582,7 @@ async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
 
 /// The fake's payloads are complete: serenity parses every one (it silently drops events that
 /// lack a field it requires, which would make the tests above wait forever instead of failing).
-#[test]
+#[bounded::test]
 fn the_fakes_payloads_parse_as_serenity_models() {
     use serenity::all::{Interaction, Member, Reaction};
     let event = fake::interaction(1, "t", GRACE, &[LEAD_ROLE], "deploy", options(&[("env", json!("dev"))]));
@@ -602,7 +598,7 @@ fn the_fakes_payloads_parse_as_serenity_models() {
 
 /// `check-config` and `serve` run one validation: a local Discord-compatible server is valid
 /// for both (with the warning), and a base URL neither can use stops both with the same words.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_and_serve_agree_on_the_discord_base_url() {
     let world = World::new();
     let discord = FakeDiscord::start().await;
@@ -629,7 +625,7 @@ async fn shipday_cli(args: &[&str], config: &Path) -> std::process::Output {
 
 /// Against a server other than discord.com, serenity's rate limiter is off, so Shipday's own
 /// client waits out a 429 (the body's `retry_after`) and sends the call again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_interaction_is_answered_after_the_wait_the_server_asks_for() {
     let t = setup().await;
     t.discord.rate_limit("POST", "/interactions/", 2, 0.2);
@@ -646,7 +642,7 @@ async fn a_rate_limited_interaction_is_answered_after_the_wait_the_server_asks_f
 
 /// Retries are bounded: a server that keeps answering 429, or asks for a longer wait than
 /// Shipday accepts, gets a clear error instead of a bot stuck waiting.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_keeps_rate_limiting_gets_an_error_after_bounded_attempts() {
     use shipday::chat::discord::rest::{Pacing, Rest, RetryPolicy};
     let t = setup().await;
@@ -673,7 +669,7 @@ async fn a_server_that_keeps_rate_limiting_gets_an_error_after_bounded_attempts(
 /// it warns that this is not discord.com, connects to the fake's gateway (IDENTIFY, READY),
 /// defers a `/status --live` that arrives over the gateway and then edits it with the status,
 /// and counts a lead's ✅ on a promotion request it posted, editing the request to show it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_serve_binary_runs_the_gateway_path_against_a_local_discord_server() {
     let world = World::new();
     let discord = FakeDiscord::start().await;
@@ -774,21 +770,18 @@ impl ServeProcess {
     }
 
     async fn wait_for_log(&self, what: &str, needle: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !self.log.lock().unwrap().contains(needle) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if common::within(Duration::from_secs(10), || self.log.lock().unwrap().contains(needle).then_some(()))
+            .await
+            .is_none()
+        {
+            panic!("timed out waiting for {what}: {}", self.log.lock().unwrap());
         }
     }
 }
 
 /// A lead's ✅ (by the lead role in the member data) on the promotion request Shipday posted
 /// in Discord is a vote; the message is edited to show it; a non-lead's ✅ is not a vote.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
     use shipday::engine::{Announcement, PromotionView};
     let t = setup().await;
@@ -799,20 +792,16 @@ async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
     let posted = t.discord.wait_for("the request in the team channel", |f| f.find_message("Promotion #9")).await;
     // Wait until the adapter has bound the message, so reactions on it vote.
     let bound = shipday::engine::MessageRef { channel: CHANNEL_ID.into(), id: posted.id.to_string() };
-    for _ in 0..200 {
-        if t.bot.app.store.promotion_for_message("discord", &bound).unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(common::PATIENCE, "the adapter to bind the posted request", || {
+        t.bot.app.store.promotion_for_message("discord", &bound).unwrap().is_some()
+    })
+    .await;
     t.discord.react(LINUS, &[OTHER_ROLE], posted.id, "✅", true);
     t.discord.react(GRACE, &[LEAD_ROLE], posted.id, "✅", true);
-    for _ in 0..250 {
-        if t.bot.app.store.promotion(9).unwrap().unwrap().approvals() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(common::PATIENCE, "the lead's vote", || {
+        t.bot.app.store.promotion(9).unwrap().unwrap().approvals() == 1
+    })
+    .await;
     let voted = t.bot.app.store.promotion(9).unwrap().unwrap();
     assert_eq!(voted.votes.keys().collect::<Vec<_>>(), ["grace"], "only the lead's vote: {voted:?}");
     t.discord
@@ -825,7 +814,7 @@ async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
 
 /// `/shipday` on Discord carries each command as a subcommand, and `[discord] commands`
 /// renames commands there: the renamed one runs, and replies name it as registered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_umbrella_and_configured_names_work_on_discord() {
     let world = World::new();
     let base = world.config_path();
@@ -860,12 +849,12 @@ async fn the_umbrella_and_configured_names_work_on_discord() {
 /// Issue 13, point 7: the real binary is SIGKILLed while a deploy started from Discord runs;
 /// when it starts again, that deploy's own message is edited to say it was interrupted (not
 /// only a separate notice).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so() {
     let world = World::new();
     let discord = FakeDiscord::start().await;
-    let go = world.path().join("go");
-    let steps = format!("  {{ name = \"wait\", run = \"while [ ! -f {} ]; do sleep 0.05; done\" }},", go.display());
+    let go = Gate::new(world.path(), "go");
+    let steps = format!("  {{ name = \"wait\", run = \"{}\" }},", go.shell());
     let base = world.config_with_dev_steps(&steps);
     let config = write_config(&world, &base, "", &discord);
     let serve = ServeProcess::start(&config, &discord).await;
@@ -882,7 +871,7 @@ async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so()
     // SIGKILL, and wait until it is gone (its store lock with it).
     let mut killed = serve;
     killed._child.kill().await.unwrap();
-    std::fs::write(&go, "").unwrap();
+    go.open().await;
 
     let _serve = ServeProcess::start(&config, &discord).await;
     discord.wait_for("the restarted binary's gateway session", |f| (f.identifies().len() >= 2).then_some(())).await;

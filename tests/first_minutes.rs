@@ -14,7 +14,7 @@ use shipday::release::deploy::{DeployRecord, Outcome, Trigger};
 use shipday::release::gitref::Sha;
 use shipday::webhook::github::GitHubEvent;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 const SSH_STEPS: &str = r#"
@@ -36,12 +36,8 @@ fn text(logs: &Arc<Mutex<Vec<u8>>>) -> String {
 }
 
 /// Waits (under a timeout) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn until(what: &str, done: impl FnMut() -> bool) {
+    common::eventually(common::PATIENCE, what, done).await
 }
 
 fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
@@ -54,7 +50,7 @@ fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
     out
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_fresh_start_reads_the_hosts_without_warning_of_drift_where_shipday_never_deployed() {
     let logs = logs();
     let world = World::new();
@@ -74,7 +70,7 @@ async fn a_fresh_start_reads_the_hosts_without_warning_of_drift_where_shipday_ne
     assert!(lines.iter().any(|l| l.contains("INFO") && l.contains("nothing to compare")), "{lines:#?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_bad_branch_name_is_refused_saying_what_is_wrong_once() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -82,7 +78,7 @@ async fn a_bad_branch_name_is_refused_saying_what_is_wrong_once() {
     insta::assert_snapshot!(refused(&reply));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_missed_reminder_is_named_in_words_not_by_its_job_id() {
     let world = World::new();
     let config = world.config_path();
@@ -112,20 +108,12 @@ fn scheduler(bot: &Bot) -> shipday::scheduler::Scheduler {
 }
 
 async fn restart(config: &std::path::Path, at: DateTime<Utc>) -> Bot {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Bot::try_start(config) {
-            Ok(bot) => {
-                bot.clock.set(at);
-                return bot;
-            }
-            Err(error) => assert!(Instant::now() < deadline, "the store stayed locked: {error:#}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let bot = Bot::restart(config).await;
+    bot.clock.set(at);
+    bot
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn help_keeps_its_columns_with_long_usages_and_shows_options_as_they_are_typed() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -137,7 +125,7 @@ async fn help_keeps_its_columns_with_long_usages_and_shows_options_as_they_are_t
     insta::assert_snapshot!("help_deploy", deploy);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_changed_host_key_is_logged_once_per_refusal() {
     let logs = logs();
     let world = World::new();
@@ -159,7 +147,7 @@ async fn a_changed_host_key_is_logged_once_per_refusal() {
     drop(sshd);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_host_offering_another_key_type_is_refused_with_the_fingerprint_it_offered() {
     let world = World::new();
     let sshd = Sshd::start_with(KeyType::Ecdsa);
@@ -204,7 +192,7 @@ async fn finished_deploy(heard: &mut broadcast::Receiver<Announcement>) -> Deplo
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn deploys_shipday_starts_itself_say_why_they_ran() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -277,7 +265,7 @@ async fn with_github(world: &World) -> (FakeGitHub, std::path::PathBuf) {
     (github, config)
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_promotion_shows_approval_times_in_the_teams_zone_and_its_deploy_names_the_request() {
     let world = World::new();
     let (_github, config) = with_github(&world).await;
@@ -331,7 +319,7 @@ async fn promotion_until(
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_deploy_that_claims_an_environment_says_until_when_in_the_teams_zone() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -344,7 +332,7 @@ async fn a_deploy_that_claims_an_environment_says_until_when_in_the_teams_zone()
     assert!(!bot.show(&reply).contains("yours"), "{}", bot.show(&reply));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dry_run_while_someone_holds_the_environment_runs_and_says_the_real_deploy_would_be_refused() {
     let world = World::new();
     let healthy = common::http_server(200).await;
@@ -371,7 +359,7 @@ async fn a_dry_run_while_someone_holds_the_environment_runs_and_says_the_real_de
     insta::assert_snapshot!("dry_run_while_held", shown);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dry_run_lists_the_undo_of_another_branchs_migrations_first() {
     let world = common::django::DjangoWorld::new();
     let sshd = Sshd::start();
@@ -390,29 +378,24 @@ async fn a_dry_run_lists_the_undo_of_another_branchs_migrations_first() {
     assert_eq!(world.applied(), applied, "nothing was undone");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn status_shows_dev_protected_once_it_is_protected_on_github_without_a_restart() {
     let world = World::new();
     let (github, config) = with_github(&world).await;
     let bot = Bot::start(&config);
     let status = || async { bot.show(&bot.say("grace", "/status").await.0) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !status().await.contains("`dev` is NOT protected on GitHub") {
-        assert!(Instant::now() < deadline, "the start-up protection check never showed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually_async(common::PATIENCE, "the start-up protection check in /status", || async {
+        status().await.contains("`dev` is NOT protected on GitHub").then_some(())
+    })
+    .await;
 
     // A lead protects dev on GitHub. Within a few minutes /status tells the truth.
     github.protect("dev", FakeProtection { requires_pull_request: true, ..FakeProtection::default() });
     bot.clock.advance(chrono::Duration::minutes(6));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let shown = common::eventually_async(common::PATIENCE, "/status to say dev is protected", || async {
         let shown = status().await;
-        if shown.contains("`dev` is protected on GitHub: changes reach it only through pull requests.") {
-            assert!(!shown.contains("NOT protected"), "{shown}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still: {shown}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        shown.contains("`dev` is protected on GitHub: changes reach it only through pull requests.").then_some(shown)
+    })
+    .await;
+    assert!(!shown.contains("NOT protected"), "{shown}");
 }

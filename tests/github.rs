@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 // ---------------------------------------------------------------------------------------------
 // The client
 
-#[tokio::test]
+#[bounded::test]
 async fn shipday_resolves_a_branch_to_its_tip_and_names_a_missing_one() {
     let github = FakeGitHub::start().await;
     let tip = github.add_commit("dev", "Add the basket", "grace", &["shop/basket.py"]);
@@ -33,7 +33,7 @@ async fn shipday_resolves_a_branch_to_its_tip_and_names_a_missing_one() {
     assert!(err.contains("not a valid branch name"), "{err}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_comparison_lists_the_commits_files_and_counts_for_the_release_notes() {
     let github = FakeGitHub::start().await;
     let staging = github.branch("staging").unwrap();
@@ -74,7 +74,7 @@ async fn a_comparison_lists_the_commits_files_and_counts_for_the_release_notes()
     assert_eq!((same.status.as_str(), same.ahead_by, same.commits.len()), ("identical", 0, 0));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_long_comparison_is_read_page_by_page() {
     let github = FakeGitHub::start().await;
     let base = github.branch("dev").unwrap();
@@ -91,7 +91,7 @@ async fn a_long_comparison_is_read_page_by_page() {
     assert!(pages[1].contains("page=2") && pages[1].contains("per_page=100"), "{pages:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_merged_pull_requests_of_a_commit_are_listed() {
     let github = FakeGitHub::start().await;
     github.create_branch("fix/typo", "dev");
@@ -112,7 +112,7 @@ async fn the_merged_pull_requests_of_a_commit_are_listed() {
     assert_eq!(client.pulls_for_commit(&unrelated).await.unwrap(), vec![]);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_promotion_merge_creates_a_merge_commit_and_moves_the_branch() {
     let github = FakeGitHub::start().await;
     let staging = github.branch("staging").unwrap();
@@ -133,7 +133,7 @@ async fn a_promotion_merge_creates_a_merge_commit_and_moves_the_branch() {
 
 /// For tests that keep a real git origin in step: the fake takes real SHAs and lets the real
 /// repository choose the SHA of each merge it makes.
-#[tokio::test]
+#[bounded::test]
 async fn the_fake_can_follow_a_real_repository() {
     let github = FakeGitHub::start().await;
     let real_dev = Sha::parse("1111111111111111111111111111111111111111").unwrap();
@@ -149,7 +149,7 @@ async fn the_fake_can_follow_a_real_repository() {
     assert_eq!((comparison.ahead_by, comparison.behind_by), (2, 0), "the old staging tip and the merge");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_github_that_accepts_connections_and_never_answers_is_cut_off_and_retried_a_bounded_number_of_times() {
     // Accepts every connection and holds it open without a byte in answer.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -179,7 +179,7 @@ async fn a_github_that_accepts_connections_and_never_answers_is_cut_off_and_retr
     assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2, "each attempt connected again");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_merge_conflict_is_reported_with_githubs_message_and_changes_nothing() {
     let github = FakeGitHub::start().await;
     let staging = github.add_commit("staging", "Hotfix on staging", "ada", &["shop/pay.py"]);
@@ -192,7 +192,7 @@ async fn a_merge_conflict_is_reported_with_githubs_message_and_changes_nothing()
     assert_eq!(merges, 1, "a conflict is not retried");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_fast_forward_moves_a_branch_only_forward() {
     let github = FakeGitHub::start().await;
     let dev = github.add_commit("dev", "Feature", "grace", &[]);
@@ -211,7 +211,7 @@ async fn a_fast_forward_moves_a_branch_only_forward() {
     assert!(err.contains("HTTP 422") && err.contains("Reference does not exist"), "{err}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn branch_protection_is_read_and_an_unprotected_branch_is_none() {
     let github = FakeGitHub::start().await;
     github.protect(
@@ -234,7 +234,7 @@ async fn branch_protection_is_read_and_an_unprotected_branch_is_none() {
     assert_eq!(client.branch_protection("staging").await.unwrap(), None);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_deployment_and_its_statuses_are_recorded_on_github() {
     let github = FakeGitHub::start().await;
     let sha = github.add_commit("staging", "Release", "ada", &[]);
@@ -260,7 +260,7 @@ async fn a_deployment_and_its_statuses_are_recorded_on_github() {
     assert_eq!(deployment.statuses[1].environment_url.as_deref(), Some("https://staging.shop.example"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn server_errors_and_secondary_rate_limits_are_retried_a_bounded_number_of_times() {
     let github = FakeGitHub::start().await;
     let tip = github.branch("dev").unwrap();
@@ -285,7 +285,7 @@ async fn server_errors_and_secondary_rate_limits_are_retried_a_bounded_number_of
     assert_eq!(github.requests().len(), 6, "three attempts, no more");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_unreachable_github_is_tried_three_times_and_named() {
     let github = FakeGitHub::start().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -299,7 +299,7 @@ async fn an_unreachable_github_is_tried_three_times_and_named() {
     );
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_exhausted_rate_limit_is_not_retried_and_says_so() {
     let github = FakeGitHub::start().await;
     github.fail_next(1, 403, "API rate limit exceeded for user ID 1.");
@@ -309,7 +309,7 @@ async fn an_exhausted_rate_limit_is_not_retried_and_says_so() {
     assert_eq!(github.requests().len(), 1);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_bad_token_is_a_clear_error_that_never_shows_the_token() {
     let github = FakeGitHub::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -424,7 +424,7 @@ fn merged_into_dev() -> Vec<u8> {
     serde_json::to_vec(&payload).unwrap()
 }
 
-#[test]
+#[bounded::test]
 fn githubs_official_signature_vector_passes() {
     let vector: serde_json::Value = serde_json::from_str(&contract("webhook-signature-test-vector.json")).unwrap();
     let secret = Secret::new(vector["secret"].as_str().unwrap());
@@ -434,7 +434,7 @@ fn githubs_official_signature_vector_passes() {
     assert_eq!(signature::verify(&secret, Some(header), body), Ok(()));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_signed_merge_into_dev_reaches_the_engine_with_its_merge_sha() {
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
     let body = merged_into_dev();
@@ -456,7 +456,7 @@ async fn a_signed_merge_into_dev_reaches_the_engine_with_its_merge_sha() {
     assert!(hook.handled("delivery-1"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_bad_or_missing_signature_is_401_and_nothing_happens() {
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
     let body = merged_into_dev();
@@ -470,7 +470,7 @@ async fn a_bad_or_missing_signature_is_401_and_nothing_happens() {
     assert!(!hook.handled("delivery-1") && !hook.handled("delivery-2") && !hook.handled("delivery-3"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_duplicate_delivery_is_handed_on_once() {
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
     let body = merged_into_dev();
@@ -480,7 +480,7 @@ async fn a_duplicate_delivery_is_handed_on_once() {
     assert!(engine.is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_pull_request_closed_without_merging_is_no_event() {
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
     let body = contract("pull_request.closed.json");
@@ -488,14 +488,14 @@ async fn a_pull_request_closed_without_merging_is_no_event() {
     assert!(engine.is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_ping_is_answered() {
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
     assert_eq!(hook.deliver("ping", "delivery-1", contract("ping.json").as_bytes(), SECRET).await, 200);
     assert!(engine.is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_push_to_dev_becomes_an_event_even_form_encoded() {
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
     let mut payload: serde_json::Value = serde_json::from_str(&contract("push.json")).unwrap();
@@ -520,7 +520,7 @@ async fn a_push_to_dev_becomes_an_event_even_form_encoded() {
     );
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_event_the_engine_does_not_confirm_in_time_gets_202_and_its_redelivery_is_handed_on() {
     let (hook, mut engine) = Hook::start(Duration::from_millis(200)).await;
     let body = merged_into_dev();
@@ -535,7 +535,7 @@ async fn an_event_the_engine_does_not_confirm_in_time_gets_202_and_its_redeliver
     assert!(hook.handled("delivery-1"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_route_refuses_to_exist_without_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path()).unwrap();
@@ -575,12 +575,13 @@ async fn trickle(addr: std::net::SocketAddr, bytes: &'static [u8], every: Durati
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (read, mut write) = stream.into_split();
     tokio::spawn(async move {
+        // The slow client's pace (a rate being simulated, not a wait for something to happen).
+        let mut pace = tokio::time::interval(every);
         for byte in bytes.iter().cycle() {
+            pace.tick().await;
             if write.write_all(&[*byte]).await.is_err() {
                 return;
             }
-            // The slow client being simulated, not a synchronisation.
-            tokio::time::sleep(every).await;
         }
     });
     read
@@ -588,7 +589,7 @@ async fn trickle(addr: std::net::SocketAddr, bytes: &'static [u8], every: Durati
 
 const SLOW_HEADERS: &[u8] = b"POST /github/webhook HTTP/1.1\r\nHost: shipday\r\nX-GitHub-Event: ping\r\nX-Padding: ";
 
-#[tokio::test]
+#[bounded::test]
 async fn a_client_trickling_its_headers_a_byte_at_a_time_is_closed_after_the_header_timeout() {
     let limits = Limits { header_read_timeout: Duration::from_millis(600), ..Limits::default() };
     let (hook, mut engine) = Hook::start_with(Duration::from_secs(5), limits).await;
@@ -602,7 +603,7 @@ async fn a_client_trickling_its_headers_a_byte_at_a_time_is_closed_after_the_hea
     assert!(engine.is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_signed_body_trickling_past_the_body_deadline_gets_408_and_is_never_handled() {
     use tokio::io::AsyncWriteExt;
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
@@ -622,12 +623,13 @@ async fn a_signed_body_trickling_past_the_body_deadline_gets_408_and_is_never_ha
     let started = std::time::Instant::now();
     let bytes = body.into_bytes();
     tokio::spawn(async move {
+        // The slow client's pace (2 bytes a second, a rate being simulated, not a wait).
+        let mut pace = tokio::time::interval(Duration::from_millis(500));
         for byte in bytes {
+            pace.tick().await;
             if write.write_all(&[byte]).await.is_err() {
                 return;
             }
-            // The slow client being simulated (2 bytes a second), not a synchronisation.
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
     let answer = tokio::time::timeout(BODY_READ_TIMEOUT + Duration::from_secs(10), read_until_closed(&mut read))
@@ -641,7 +643,7 @@ async fn a_signed_body_trickling_past_the_body_deadline_gets_408_and_is_never_ha
     assert!(!hook.handled("slow-body"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_oversized_unsigned_body_is_refused_with_413_from_its_length_before_any_of_it_is_read() {
     use tokio::io::AsyncWriteExt;
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
@@ -660,7 +662,7 @@ async fn an_oversized_unsigned_body_is_refused_with_413_from_its_length_before_a
     assert!(engine.is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_oversized_chunked_body_is_refused_with_413_at_the_limit_not_buffered_whole() {
     use tokio::io::AsyncWriteExt;
     let (hook, mut engine) = Hook::start(Duration::from_secs(5)).await;
@@ -685,7 +687,7 @@ async fn an_oversized_chunked_body_is_refused_with_413_at_the_limit_not_buffered
     assert!(engine.is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn at_the_connection_cap_a_signed_delivery_waits_for_a_slot_and_is_answered() {
     let limits = Limits { header_read_timeout: Duration::from_millis(500), max_connections: 2 };
     let (hook, mut engine) = Hook::start_with(Duration::from_secs(5), limits).await;
@@ -818,7 +820,7 @@ async fn next_finished_deploy(
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn one_merge_announced_by_its_pull_request_and_its_push_deploys_dev_once() {
     let hook = LiveHook::start().await;
     let mut heard = hook.bot.app.engine.announcements();
@@ -840,7 +842,7 @@ async fn one_merge_announced_by_its_pull_request_and_its_push_deploys_dev_once()
     assert_eq!(restarts(), restarted_before + 1, "dev restarted once");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_pull_request_and_its_push_arriving_together_deploy_once_and_report_nothing_false() {
     let hook = LiveHook::start().await;
     let mut heard = hook.bot.app.engine.announcements();
@@ -863,7 +865,7 @@ async fn a_pull_request_and_its_push_arriving_together_deploy_once_and_report_no
     assert!(hook.webhook_decisions().iter().any(|d| d.contains("duplicate: already handled")));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_old_delivery_resent_with_a_fresh_id_does_not_deploy_again() {
     let hook = LiveHook::start().await;
     let mut heard = hook.bot.app.engine.announcements();
@@ -881,7 +883,7 @@ async fn an_old_delivery_resent_with_a_fresh_id_does_not_deploy_again() {
     assert_eq!(hook.world.head("dev"), second, "dev was not rolled back");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_delivery_naming_an_older_commit_never_rolls_dev_back() {
     let hook = LiveHook::start().await;
     let mut heard = hook.bot.app.engine.announcements();

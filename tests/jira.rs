@@ -27,7 +27,7 @@ fn logs() -> Arc<Mutex<Vec<u8>>> {
     common::captured_logs()
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_merged_ticket_moves_from_pull_request_to_dev_testing_by_its_destination() {
     let jira = jira_with_graces_ticket().await;
     let client = jira.client();
@@ -58,7 +58,7 @@ async fn a_merged_ticket_moves_from_pull_request_to_dev_testing_by_its_destinati
     assert_eq!(jira.status("SHOP-1"), "Staging");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_ticket_already_in_the_column_is_a_no_op_and_nothing_is_posted() {
     let jira = jira_with_graces_ticket().await;
     jira.set_status("SHOP-1", "Dev Testing");
@@ -69,7 +69,7 @@ async fn a_ticket_already_in_the_column_is_a_no_op_and_nothing_is_posted() {
     assert_eq!(jira.status("SHOP-1"), "Dev Testing");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dev_deploy_never_drags_a_ticket_back_from_staging() {
     let jira = jira_with_graces_ticket().await;
     jira.set_status("SHOP-1", "Staging");
@@ -84,7 +84,7 @@ async fn a_dev_deploy_never_drags_a_ticket_back_from_staging() {
     assert_eq!(outcome, MoveOutcome::Moved { from: "Pull Request".into() });
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_transition_missing_from_the_workflow_is_reported_with_what_is_available() {
     let jira = jira_with_graces_ticket().await;
     let error = jira.client().move_to("SHOP-1", "Done").await.unwrap_err();
@@ -109,7 +109,7 @@ async fn a_transition_missing_from_the_workflow_is_reported_with_what_is_availab
     assert_eq!(jira.status("SHOP-1"), "Pull Request");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_newly_published_transition_is_used_once_the_workflow_has_it() {
     let jira = jira_with_graces_ticket().await;
     jira.add_transition("61", "Hotfix straight to done", "Pull Request", "Done");
@@ -118,7 +118,7 @@ async fn a_newly_published_transition_is_used_once_the_workflow_has_it() {
     assert_eq!(jira.requests_to("POST", TRANSITIONS)[0].body, json!({ "transition": { "id": "61" } }));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn rate_limited_move_waits_for_retry_after_and_posts_once_successfully() {
     let jira = jira_with_graces_ticket().await;
     jira.fail("POST", TRANSITIONS, Fault::RateLimited { retry_after_secs: 1 }, 1);
@@ -135,7 +135,7 @@ async fn rate_limited_move_waits_for_retry_after_and_posts_once_successfully() {
     assert_eq!(jira.status("SHOP-1"), "Dev Testing");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_retry_after_longer_than_the_cap_gives_up_at_once_for_a_later_try() {
     let jira = jira_with_graces_ticket().await;
     jira.fail("GET", ISSUE, Fault::RateLimited { retry_after_secs: 600 }, 1);
@@ -147,7 +147,7 @@ async fn a_retry_after_longer_than_the_cap_gives_up_at_once_for_a_later_try() {
     assert_eq!(jira.requests().len(), 1);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_conflicting_update_is_read_again_and_retried() {
     let jira = jira_with_graces_ticket().await;
     jira.fail("POST", TRANSITIONS, Fault::Conflict, 1);
@@ -158,7 +158,7 @@ async fn a_conflicting_update_is_read_again_and_retried() {
     assert_eq!(jira.status("SHOP-1"), "Dev Testing");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn conflicts_that_never_end_are_reported_as_jira_being_unavailable() {
     let jira = jira_with_graces_ticket().await;
     jira.fail("POST", TRANSITIONS, Fault::Conflict, 100);
@@ -168,7 +168,7 @@ async fn conflicts_that_never_end_are_reported_as_jira_being_unavailable() {
     assert_eq!(jira.requests_to("POST", TRANSITIONS).len(), fast_retry().max_attempts as usize);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn server_errors_then_success() {
     let jira = jira_with_graces_ticket().await;
     jira.fail("GET", ISSUE, Fault::ServerError, 2);
@@ -179,7 +179,7 @@ async fn server_errors_then_success() {
     assert_eq!(statuses(&jira.requests_to("POST", TRANSITIONS)), [Some(500), Some(204)]);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn jira_down_for_good_gives_up_after_the_bounded_attempts_as_transient() {
     let jira = jira_with_graces_ticket().await;
     jira.fail("GET", ISSUE, Fault::ServerError, 100);
@@ -196,7 +196,7 @@ async fn jira_down_for_good_gives_up_after_the_bounded_attempts_as_transient() {
     assert_eq!(jira.requests().len(), 4);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_request_that_hangs_times_out_and_is_retried() {
     let jira = jira_with_graces_ticket().await;
     jira.fail("GET", TRANSITIONS, Fault::Hang, 1);
@@ -208,7 +208,7 @@ async fn a_request_that_hangs_times_out_and_is_retried() {
     assert_eq!(statuses(&jira.requests_to("GET", TRANSITIONS)), [None, Some(200)], "the first never answered");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_move_whose_answer_was_lost_is_not_made_twice_and_counts_as_moved() {
     let jira = jira_with_graces_ticket().await;
     jira.fail("POST", TRANSITIONS, Fault::LoseAnswer, 1);
@@ -219,7 +219,7 @@ async fn a_move_whose_answer_was_lost_is_not_made_twice_and_counts_as_moved() {
     assert_eq!(jira.status("SHOP-1"), "Dev Testing");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_bad_token_gets_a_clear_error_that_does_not_show_the_token() {
     let logs = logs();
     let jira = jira_with_graces_ticket().await;
@@ -244,7 +244,7 @@ async fn a_bad_token_gets_a_clear_error_that_does_not_show_the_token() {
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_unknown_ticket_is_reported_as_not_found() {
     let jira = FakeJira::start().await;
     let error = jira.client().move_to("SHOP-404", "Dev Testing").await.unwrap_err();
@@ -252,7 +252,7 @@ async fn an_unknown_ticket_is_reported_as_not_found() {
     assert!(format!("{error:#}").contains("SHOP-404"), "{error:#}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn search_pages_through_every_page_with_explicit_fields() {
     let jira = FakeJira::start().await;
     for n in 1..=5 {
@@ -282,7 +282,7 @@ async fn search_pages_through_every_page_with_explicit_fields() {
     assert!(jira.requests().iter().all(|r| r.path != "/rest/api/3/search"), "the removed endpoint is never used");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_removed_search_endpoint_is_gone_and_bad_jql_is_a_clear_refusal() {
     let jira = FakeJira::start().await;
     let removed = reqwest::Client::new()
@@ -303,7 +303,7 @@ async fn the_removed_search_endpoint_is_gone_and_bad_jql_is_a_clear_refusal() {
     assert!(message.contains("summary"), "{message}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_comment_is_posted_as_atlassian_document_format() {
     let jira = jira_with_graces_ticket().await;
     let id = jira.client().comment("SHOP-1", "Failed on dev, by Grace:\nthe login button does nothing.").await.unwrap();
@@ -320,7 +320,7 @@ async fn a_comment_is_posted_as_atlassian_document_format() {
     assert_eq!(post.status, Some(201));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_comment_is_retried_after_a_rate_limit_but_never_doubled_after_a_server_error() {
     let jira = jira_with_graces_ticket().await;
     let path = "/rest/api/3/issue/SHOP-1/comment";

@@ -63,15 +63,9 @@ async fn start(config: &Path) -> Bot {
     bot
 }
 
-/// Polls `check` every 20 ms for up to 10 s.
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..500 {
-        if let Some(found) = check() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// Polls `check` until it gives a value, under a timeout.
+async fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::eventually_some(common::PATIENCE, what, check).await
 }
 
 /// Waits until every deploy's commits were read and every ticket move left the outbox.
@@ -110,7 +104,7 @@ fn eat(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
     chrono_tz::Africa::Nairobi.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap().with_timezone(&Utc)
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dev_deploy_of_dev_moves_its_ticket_to_dev_testing_and_mentions_the_assignee() {
     let world = World::new();
     runs(&world, "dev", "staging");
@@ -131,7 +125,7 @@ async fn a_dev_deploy_of_dev_moves_its_ticket_to_dev_testing_and_mentions_the_as
     assert!(moves[0].reason.contains(&format!("deploy #{} of `dev` to dev", record.id)), "{:?}", moves[0]);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_personal_branch_deploy_moves_nothing() {
     let world = World::new();
     runs(&world, "dev", "staging");
@@ -145,7 +139,7 @@ async fn a_personal_branch_deploy_moves_nothing() {
     assert!(jira.requests().is_empty(), "Jira was not even asked");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_staging_deploy_moves_staging_tickets_to_the_next_column_and_production_to_done() {
     let world = World::new();
     runs(&world, "staging", "master");
@@ -170,7 +164,7 @@ async fn a_staging_deploy_moves_staging_tickets_to_the_next_column_and_productio
     assert_eq!(jira.status("SHOP-2"), "Dev Testing");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_ticket_already_in_its_column_is_a_no_op() {
     let world = World::new();
     runs(&world, "dev", "staging");
@@ -233,7 +227,7 @@ async fn release_of_five_tickets(extra: &str) -> (World, FakeJira, Bot, broadcas
     (world, jira, bot, news, record.id)
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_production_release_on_a_linear_board_moves_only_the_tickets_in_staging_and_gives_up_none() {
     let (_world, jira, bot, _news, _) = release_of_five_tickets("").await;
     assert_eq!((jira.status("SHOP-1"), jira.status("SHOP-5")), ("Done".into(), "Done".into()));
@@ -258,7 +252,7 @@ async fn a_production_release_on_a_linear_board_moves_only_the_tickets_in_stagin
     assert!(!bot.show(&status).contains("gave up"), "{}", bot.show(&status));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn every_move_one_deploy_gives_up_is_announced_in_one_message_and_shown_in_status() {
     // The old default, configured on purpose: production moves tickets to Done from anywhere.
     let (_world, jira, bot, mut news, deploy_id) =
@@ -287,7 +281,7 @@ async fn every_move_one_deploy_gives_up_is_announced_in_one_message_and_shown_in
     }
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn jira_down_during_a_deploy_the_deploy_succeeds_and_the_move_survives_a_restart() {
     let world = World::new();
     runs(&world, "dev", "staging");
@@ -321,16 +315,10 @@ async fn jira_down_during_a_deploy_the_deploy_succeeds_and_the_move_survives_a_r
 }
 
 async fn restart(config: &Path) -> Bot {
-    for _ in 0..50 {
-        if let Ok(bot) = Bot::try_start(config) {
-            return bot;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the store stayed locked");
+    Bot::restart(config).await
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn ticket_pass_inside_the_window_by_the_assignee_moves_it_to_staging() {
     let world = World::new();
     let jira = board().await;
@@ -358,7 +346,7 @@ async fn ticket_pass_inside_the_window_by_the_assignee_moves_it_to_staging() {
     assert!(audit[3].decision.starts_with("accepted: moved SHOP-2 from Dev Testing to Staging"), "{audit:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn ticket_pass_outside_the_window_is_refused_with_the_next_window_and_a_lead_may_override() {
     let world = World::new();
     let jira = board().await;
@@ -389,7 +377,7 @@ async fn ticket_pass_outside_the_window_is_refused_with_the_next_window_and_a_le
     );
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn ticket_fail_comments_with_who_and_why_and_moves_it_back_when_configured() {
     let world = World::new();
     let jira = board().await;
@@ -409,7 +397,7 @@ async fn ticket_fail_comments_with_who_and_why_and_moves_it_back_when_configured
     assert_eq!(jira.status("SHOP-2"), "Pull Request");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn ticket_status_shows_the_column_the_assignee_and_where_the_code_is() {
     let world = World::new();
     runs(&world, "dev", "staging");
@@ -433,7 +421,7 @@ async fn ticket_status_shows_the_column_the_assignee_and_where_the_code_is() {
     assert!(refused(&reply).contains("Jira has no SHOP-404"), "{reply:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn without_jira_ticket_says_so_and_changes_nothing() {
     let world = World::new();
     let bot = Bot::start(&world.config_path());
@@ -448,7 +436,7 @@ fn scheduler(bot: &Bot) -> Scheduler {
     Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), Arc::new(bot.clock.clone()))
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_window_reminders_list_each_persons_tickets_and_the_close_flags_drift() {
     let world = World::new();
     let jira = board().await;

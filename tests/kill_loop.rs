@@ -3,7 +3,7 @@
 
 mod common;
 
-#[test]
+#[bounded::test]
 fn fifteen_kills_on_the_deploy_path_lose_no_debt_and_run_no_step_twice_or_alongside_another() {
     let seed = std::env::var("KILL_LOOP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     let counts = common::kill_loop::run(15, seed);
@@ -16,7 +16,7 @@ fn fifteen_kills_on_the_deploy_path_lose_no_debt_and_run_no_step_twice_or_alongs
     assert!(counts.clean_at_the_end, "seed {seed}: {counts:?}");
 }
 
-#[test]
+#[bounded::test]
 fn the_host_log_audit_counts_double_and_overlapping_steps() {
     let log = |text: &str| text.lines().map(String::from).collect::<Vec<_>>();
     let good = log(

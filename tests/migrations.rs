@@ -20,7 +20,7 @@ fn announced(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
     out
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_branch_with_a_migration_is_deployed_then_released_and_dev_is_exactly_as_before() {
     let world = DjangoWorld::new();
     let sshd = Sshd::start();
@@ -58,7 +58,7 @@ async fn a_branch_with_a_migration_is_deployed_then_released_and_dev_is_exactly_
     assert!(bot.app.store.hold("dev").unwrap().is_none(), "the claim ended with the release");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_irreversible_branch_is_flagged_and_its_release_stops_without_switching_code() {
     let world = DjangoWorld::new();
     let sshd = Sshd::start();
@@ -105,7 +105,7 @@ fn assert_undo_guidance(failure: &str) {
 
 /// Issue 13, point 7: after a lead's `/unlock`, nobody holds dev: the guidance neither says
 /// someone still holds it nor sends anyone to `/release` it.
-#[tokio::test]
+#[bounded::test]
 async fn a_failed_undo_after_a_leads_unlock_matches_the_free_environment() {
     let world = DjangoWorld::new();
     let sshd = Sshd::start();
@@ -127,7 +127,7 @@ async fn a_failed_undo_after_a_leads_unlock_matches_the_free_environment() {
     assert_undo_guidance(failure);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_branch_whose_migrations_conflict_with_devs_is_refused_without_force() {
     let world = DjangoWorld::new();
     world.add_migration_to_dev();
@@ -142,7 +142,7 @@ async fn a_branch_whose_migrations_conflict_with_devs_is_refused_without_force()
     assert!(bot.show(&reply).contains("Conflicting migrations in orders"), "{}", bot.show(&reply));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_expired_claim_is_released_the_same_safe_way() {
     let world = DjangoWorld::new();
     let sshd = Sshd::start();
@@ -172,7 +172,7 @@ async fn an_expired_claim_is_released_the_same_safe_way() {
 /// (its virtualenv at `.venv` in the checkout, as on a droplet): their `migrate` step applies a
 /// branch's migration, and the guard undoes it on release. Only the two systemctl steps are
 /// stand-ins, since the tests have no systemd.
-#[tokio::test]
+#[bounded::test]
 async fn the_example_configs_django_steps_migrate_forward_and_the_guard_undoes_on_release() {
     let world = DjangoWorld::new();
     std::os::unix::fs::symlink(&world.venv, world.app().join(".venv")).unwrap();

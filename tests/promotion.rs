@@ -95,7 +95,7 @@ async fn react(bot: &Bot, platform: &str, user: &str, emoji: &str, message: &Mes
         .await;
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -134,7 +134,10 @@ async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
     assert_eq!(s.world.head("production"), merged.as_str());
     assert!(done.tally(chrono_tz::UTC).contains("approved by Ada"), "{}", done.tally(chrono_tz::UTC));
     // GitHub's environment view shows what Shipday deployed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::eventually(common::PATIENCE, "a production deployment on GitHub", || {
+        s.github.deployments().iter().any(|d| format!("{d:?}").contains("production"))
+    })
+    .await;
     assert!(
         s.github.deployments().iter().any(|d| format!("{d:?}").contains("production")),
         "{:?}",
@@ -142,7 +145,7 @@ async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
     );
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_leads_cross_rejects_and_a_withdrawn_vote_no_longer_counts() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -157,7 +160,7 @@ async fn a_leads_cross_rejects_and_a_withdrawn_vote_no_longer_counts() {
     assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty(), "nothing deployed");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_approval_outside_the_slot_waits_for_it_and_staging_redeployed_meanwhile_voids_it() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -189,7 +192,7 @@ async fn an_approval_outside_the_slot_waits_for_it_and_staging_redeployed_meanwh
     assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_leads_emergency_promotion_runs_outside_the_slot() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -207,7 +210,7 @@ async fn a_leads_emergency_promotion_runs_outside_the_slot() {
     assert!(matches!(done.state, RequestState::Done { .. }), "{:?}", done.state);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -218,12 +221,7 @@ async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart(
     drop((heard, bot)); // the bot dies, approved, waiting for the slot
 
     for _ in 0..2 {
-        let bot = loop {
-            if let Ok(bot) = Bot::try_start(&s.config) {
-                break bot;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let bot = Bot::restart(&s.config).await;
         bot.clock.set(production_slot() + chrono::Duration::weeks(2));
         let mut heard = bot.app.engine.announcements();
         bot.app.engine.tick().await;
@@ -237,18 +235,13 @@ async fn a_crash_between_approval_and_merge_executes_exactly_once_after_restart(
     }
     let merges = s.github.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with("/merges")).count();
     assert_eq!(merges, 1, "merged exactly once");
-    let bot = loop {
-        if let Ok(bot) = Bot::try_start(&s.config) {
-            break bot;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let bot = Bot::restart(&s.config).await;
     let history = bot.app.store.history(Some("production"), 10).unwrap();
     let promotions: Vec<_> = history.iter().filter(|d| d.trigger == Trigger::Promotion).collect();
     assert_eq!(promotions.len(), 1, "deployed exactly once: {history:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_merge_conflict_is_reported_and_nothing_is_deployed() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -264,7 +257,7 @@ async fn a_merge_conflict_is_reported_and_nothing_is_deployed() {
     assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_merge_into_dev_on_github_deploys_that_exact_commit_to_dev() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
@@ -297,24 +290,18 @@ async fn a_merge_into_dev_on_github_deploys_that_exact_commit_to_dev() {
     assert!(bot.app.store.hold("dev").unwrap().is_none(), "a merge deploy never claims dev");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn status_warns_when_dev_is_not_protected_on_github() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (reply, _) = bot.say("grace", "/status").await;
-        let text = bot.show(&reply);
-        if text.contains("is NOT protected on GitHub") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually_async(common::PATIENCE, "/status to warn that dev is not protected", || async {
+        bot.show(&bot.say("grace", "/status").await.0).contains("is NOT protected on GitHub").then_some(())
+    })
+    .await;
     assert!(matches!(bot.say("grace", "/status").await.0.body, ReplyBody::Status(_)));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_secret_in_a_pull_request_reaches_no_promotion_notes_audit_entry_or_log() {
     const CONFIGURED: &str = "plum-velvet-notes-5120";
     const SHAPED: &str = "Tr0ub4dor-notes-77";

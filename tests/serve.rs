@@ -50,7 +50,7 @@ fn discord_signing_key() -> SigningKey {
     SigningKey::from_bytes(&secret.try_into().unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_discord_and_github_are_all_served_on_the_one_listen_address() {
     let world = World::new();
     let slack = FakeSlack::start(TEAM).await;
@@ -131,7 +131,7 @@ async fn slack_discord_and_github_are_all_served_on_the_one_listen_address() {
     drop(started);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_slack_that_accepts_connections_and_never_answers_fails_start_up_within_a_bound_and_logs_each_retry() {
     let logs = common::captured_logs();
     // Accepts every connection and holds it open without a byte in answer.

@@ -68,12 +68,7 @@ impl Setup {
         drop(adapter);
         drop(bot);
         let config = world.path().join("slack.toml");
-        let bot = loop {
-            match Bot::try_start(&config) {
-                Ok(bot) => break bot,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
+        let bot = Bot::restart(&config).await;
         let adapter = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.unwrap();
         let served = serve(&adapter).await;
         Self { world, bot, fake, adapter, served, http }
@@ -201,7 +196,7 @@ fn text_of(ack: &Value) -> String {
     ack["text"].as_str().unwrap_or_default().to_owned()
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_slash_command_over_http_is_acked_then_one_message_is_edited_to_success() {
     let s = Setup::start(Mode::Http).await;
     let ack = s.command(GRACE, "/deploy", "dev feature/login", "100.1.http").await;
@@ -226,7 +221,7 @@ async fn a_slash_command_over_http_is_acked_then_one_message_is_edited_to_succes
     assert_eq!(record.requested_by, "grace");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_socket_mode_websocket_that_never_answers_is_started_over_within_the_bound_and_logged() {
     let logs = common::captured_logs();
     let world = World::new();
@@ -261,7 +256,7 @@ async fn a_socket_mode_websocket_that_never_answers_is_started_over_within_the_b
     drop(adapter);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_slash_command_over_socket_mode_is_acked_by_envelope_then_one_message_is_edited_to_success() {
     let s = Setup::start(Mode::Socket).await;
     // The WebSocket URL came from apps.connections.open, called with the app token.
@@ -289,7 +284,7 @@ async fn a_slash_command_over_socket_mode_is_acked_by_envelope_then_one_message_
     assert_eq!(s.bot.app.store.history(None, 10).unwrap().len(), 1);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn requests_not_verifiably_from_slack_get_401_and_nothing_runs() {
     let s = Setup::start(Mode::Http).await;
     let body = s.command_form(GRACE, "/deploy", "dev feature/login", "200.1.bad");
@@ -329,7 +324,7 @@ async fn requests_not_verifiably_from_slack_get_401_and_nothing_runs() {
     s.finished_message(CHANNEL).await;
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_command_from_another_workspace_is_refused_and_nothing_runs() {
     let s = Setup::start(Mode::Http).await;
     // Slack's own sample comes from workspace T1DC2JH3J; make it a deploy by a known user id.
@@ -348,7 +343,7 @@ async fn a_command_from_another_workspace_is_refused_and_nothing_runs() {
     assert!(s.reactions().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_replayed_signed_command_inside_the_window_runs_once() {
     let s = Setup::start(Mode::Http).await;
     let body = s.command_form(GRACE, "/deploy", "dev feature/login", "300.1.replay");
@@ -368,7 +363,7 @@ async fn a_replayed_signed_command_inside_the_window_runs_once() {
     assert_eq!(s.bot.app.store.history(None, 10).unwrap().len(), 1);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_retried_reaction_is_recorded_once_and_the_bots_own_and_foreign_reactions_are_ignored() {
     let s = Setup::start(Mode::Http).await;
     let event = contract_text("event-reaction_added.json");
@@ -408,7 +403,7 @@ async fn a_retried_reaction_is_recorded_once_and_the_bots_own_and_foreign_reacti
 /// The first delivery's effect reached the engine, but the bot died before recording the
 /// delivery as handled. Slack's retry must be processed (at least once, never lost), and
 /// once that is recorded, later retries are not.
-#[tokio::test]
+#[bounded::test]
 async fn a_retry_after_a_crash_before_the_delivery_was_recorded_is_processed() {
     let s = Setup::start(Mode::Http).await;
     let event = contract("event-reaction_added.json");
@@ -445,7 +440,7 @@ async fn a_retry_after_a_crash_before_the_delivery_was_recorded_is_processed() {
     assert_eq!(s.reactions().len(), 2, "the first retry is processed, the second is a duplicate");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_reaction_over_socket_mode_is_acked_after_it_is_recorded() {
     let s = Setup::start(Mode::Socket).await;
     let mut envelope = contract("socket-mode-envelope.json")["events_api"].clone();
@@ -465,7 +460,7 @@ async fn a_reaction_over_socket_mode_is_acked_after_it_is_recorded() {
     assert_eq!(s.reactions().len(), 1);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_429_from_slack_is_waited_out_as_retry_after_says() {
     let s = Setup::start(Mode::Http).await;
     s.fake.rate_limit_once("chat.postMessage", 1);
@@ -479,7 +474,7 @@ async fn a_429_from_slack_is_waited_out_as_retry_after_says() {
     assert!(s.fake.messages(CHANNEL)[0].text.contains("staging is locked by Ada"), "{:?}", s.fake.messages(CHANNEL));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_unconfigured_user_is_refused_privately_and_nothing_runs() {
     let s = Setup::start(Mode::Http).await;
     let ack = s.command("U0STRANGER", "/deploy", "dev feature/login", "500.1.stranger").await;
@@ -490,7 +485,7 @@ async fn an_unconfigured_user_is_refused_privately_and_nothing_runs() {
     assert!(s.world.restarts().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_error_the_user_can_fix_is_ephemeral_and_posts_nothing_in_the_channel() {
     let s = Setup::start(Mode::Http).await;
     let ack = s.command(GRACE, "/deploy", "prod feature/login", "600.1.typo").await;
@@ -501,7 +496,7 @@ async fn an_error_the_user_can_fix_is_ephemeral_and_posts_nothing_in_the_channel
     assert!(s.fake.calls("chat.postEphemeral").is_empty() && s.fake.calls("response_url").is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn status_history_and_help_are_block_kit_answers_for_the_requester() {
     let s = Setup::start(Mode::Http).await;
     s.command(GRACE, "/deploy", "dev feature/login", "700.1.deploy").await;
@@ -531,7 +526,7 @@ async fn status_history_and_help_are_block_kit_answers_for_the_requester() {
     assert_eq!(s.fake.calls("chat.postMessage").len(), 1, "only the deploy was public");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_deploy_from_a_channel_the_bot_is_not_in_goes_to_the_team_channel_and_the_requester_is_told() {
     let s = Setup::start(Mode::Http).await;
     let body = command_form(
@@ -555,7 +550,7 @@ async fn a_deploy_from_a_channel_the_bot_is_not_in_goes_to_the_team_channel_and_
     assert!(note.body["text"].as_str().unwrap().contains(&format!("<#{TEAM_CHANNEL}>")), "{:?}", note.body);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn slacks_url_verification_is_answered_with_the_challenge() {
     let s = Setup::start(Mode::Http).await;
     let check = contract_text("url_verification.json");
@@ -567,7 +562,7 @@ async fn slacks_url_verification_is_answered_with_the_challenge() {
     assert_eq!(s.signed("/slack/interactivity", &payload, "application/x-www-form-urlencoded").await.status(), 200);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_bot_token_for_another_workspace_stops_start_up() {
     let world = World::new();
     let fake = FakeSlack::start("T0OTHER001").await;
@@ -585,7 +580,7 @@ fn urlencode(text: &str) -> String {
 
 /// `shipday serve` starts the Slack adapter from the config: here in Socket Mode, so the
 /// fake sees the binary connect and answers a command through it.
-#[tokio::test]
+#[bounded::test]
 async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
     let world = World::new();
     let fake = FakeSlack::start(TEAM).await;
@@ -609,7 +604,7 @@ async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
     child.kill().await.unwrap();
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_answering() {
     let s = Setup::start(Mode::Socket).await;
     let before = s.fake.connections();
@@ -626,7 +621,7 @@ async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_an
 }
 
 /// The calendar's reminder reaches the team channel on Slack, mentions and all.
-#[tokio::test]
+#[bounded::test]
 async fn a_scheduled_reminder_is_posted_in_the_team_channel() {
     use chrono::TimeZone;
     let s = Setup::start(Mode::Http).await;
@@ -653,7 +648,7 @@ async fn a_scheduled_reminder_is_posted_in_the_team_channel() {
 
 /// A lead's ✅ on the promotion request Shipday posted in Slack is a vote; the message is
 /// edited to show it; a non-lead's ✅ is not a vote.
-#[tokio::test]
+#[bounded::test]
 async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
     use shipday::engine::{Announcement, PromotionView};
     let s = Setup::start(Mode::Http).await;
@@ -694,7 +689,7 @@ async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
 }
 
 /// Fifty signed commands at once are all acked (the route, the dedupe and the engine under load).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_commands_are_all_acked() {
     let s = Arc::new(Setup::start(Mode::Http).await);
     let mut tasks = tokio::task::JoinSet::new();
@@ -732,7 +727,7 @@ fn blocks_text(ack: &Value) -> String {
 
 /// Slack keeps `/status` (and, reportedly, `/help`) for itself, so Shipday answers to
 /// `/ship-status` and `/ship-help` there, and its help names the commands that way.
-#[tokio::test]
+#[bounded::test]
 async fn on_slack_help_names_the_commands_as_the_workspace_registers_them() {
     let s = Setup::start(Mode::Http).await;
     let help = s.command("U0ANYONE01", "/ship-help", "", "900.1.help").await;
@@ -747,7 +742,7 @@ async fn on_slack_help_names_the_commands_as_the_workspace_registers_them() {
 
 /// An operator renames commands in `[slack] commands`: Slack delivers the new names, the
 /// engine sees the canonical ones, and replies point people to the new names.
-#[tokio::test]
+#[bounded::test]
 async fn configured_slack_names_work_end_to_end_and_replies_use_them() {
     let s = Setup::start_with(Mode::Http, "commands = { status = \"whats-live\", release = \"give-back\" }").await;
     let status = s.command("U0ANYONE01", "/whats-live", "dev", "910.1.status").await;
@@ -769,7 +764,7 @@ async fn configured_slack_names_work_end_to_end_and_replies_use_them() {
 }
 
 /// A workspace can register only `/shipday`: every command runs through it.
-#[tokio::test]
+#[bounded::test]
 async fn the_umbrella_command_runs_every_command_on_slack() {
     let s = Setup::start(Mode::Http).await;
     let status = s.command("U0ANYONE01", "/shipday", "status dev", "920.1.umbrella").await;
@@ -792,11 +787,11 @@ async fn the_umbrella_command_runs_every_command_on_slack() {
 /// Issue 13, point 7: `shipday serve` is SIGKILLed while a deploy started from Slack runs; when
 /// it starts again, that deploy's own message is edited to say it was interrupted (not only a
 /// separate notice).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so() {
     let world = World::new();
-    let go = world.path().join("go");
-    let steps = format!("  {{ name = \"wait\", run = \"while [ ! -f {} ]; do sleep 0.05; done\" }},", go.display());
+    let go = Gate::new(world.path(), "go");
+    let steps = format!("  {{ name = \"wait\", run = \"{}\" }},", go.shell());
     std::fs::copy(world.config_with_dev_steps(&steps), world.config_path()).unwrap();
     let fake = FakeSlack::start(TEAM).await;
     let config = write_config(&world, &fake, Mode::Socket);
@@ -824,7 +819,7 @@ async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so()
     fake.wait_for("the deploy's message following it", |f| f.messages(CHANNEL).iter().any(|m| m.edits >= 1)).await;
     let ts = fake.messages(CHANNEL).into_iter().find(|m| m.edits >= 1).unwrap().ts;
     child.kill().await.unwrap();
-    std::fs::write(&go, "").unwrap();
+    go.open().await;
 
     let connected = fake.connections();
     let mut child = serve();

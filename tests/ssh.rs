@@ -3,7 +3,7 @@
 mod common;
 
 use common::sshd::{KeyType, Sshd};
-use common::{Bot, World, refused};
+use common::{Bot, Gate, World, refused};
 use shipday::engine::ReplyBody;
 use shipday::release::deploy::{Outcome, StepResult};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ fn logs() -> Arc<Mutex<Vec<u8>>> {
     common::captured_logs()
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_branch_is_deployed_over_ssh_at_its_exact_commit_on_one_connection() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -44,7 +44,7 @@ async fn a_branch_is_deployed_over_ssh_at_its_exact_commit_on_one_connection() {
     assert!(text.contains(accepted.sha.short()), "{text}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_branch_that_does_not_exist_is_refused_and_nothing_runs() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -58,7 +58,7 @@ async fn a_branch_that_does_not_exist_is_refused_and_nothing_runs() {
     assert!(bot.app.store.hold("dev").unwrap().is_none());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn an_unpinned_host_stops_the_bot_at_start_and_check_config_says_so() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -75,7 +75,7 @@ async fn an_unpinned_host_stops_the_bot_at_start_and_check_config_says_so() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not pinned"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_rotated_host_key_refuses_the_deploy() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -95,7 +95,7 @@ async fn a_rotated_host_key_refuses_the_deploy() {
     drop(sshd);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_host_offering_another_key_type_than_the_pinned_one_is_refused() {
     let world = World::new();
     let sshd = Sshd::start_with(KeyType::Ecdsa);
@@ -116,7 +116,7 @@ async fn a_host_offering_another_key_type_than_the_pinned_one_is_refused() {
     assert!(world.restarts().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_failing_step_is_named_with_its_exit_code() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -133,13 +133,13 @@ async fn a_failing_step_is_named_with_its_exit_code() {
     assert!(line.contains("migrate: exit code 3") && line.contains("relation does not exist"), "{line}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
     let world = World::new();
     let sshd = Sshd::start();
     let marker = format!("shipday-ssh-hang-{}", std::process::id());
     let steps = format!(
-        r#"{STEPS} {{ name = "hang", run = "ln -sf \"$(command -v sleep)\" ../{marker} && ../{marker} 300", timeout = "2s" }},"#
+        r#"{STEPS} {{ name = "hang", run = "ln -sf \"$(command -v tail)\" ../{marker} && ../{marker} -f /dev/null", timeout = "2s" }},"#
     );
     let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
     let (_, progress) = bot.say("grace", "/deploy dev feature/login").await;
@@ -150,18 +150,20 @@ async fn a_hanging_step_is_killed_on_the_host_and_the_state_is_unknown() {
         done.outcome
     );
     assert_eq!(done.steps.last().unwrap().result, Some(StepResult::TimedOut { limit_secs: 2 }));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let left = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
-    assert!(left.stdout.is_empty(), "left on the host: {}", String::from_utf8_lossy(&left.stdout));
+    // The host's kill lands a moment after the deploy reports the timeout.
+    let pgrep = || std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap().stdout;
+    common::eventually(Duration::from_secs(10), "the hung step to be killed on the host", || pgrep().is_empty()).await;
     let (status, _) = bot.say("grace", "/status dev").await;
     assert!(bot.show(&status).contains("state is unknown"));
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
     let world = World::new();
     let sshd = Sshd::start();
-    let steps = format!(r#"{STEPS} {{ name = "slow", run = "sleep 60", timeout = "5m" }},"#);
+    // The slow step waits at a gate that stays shut: the host freezes while it waits.
+    let slow = Gate::new(world.path(), "slow");
+    let steps = format!(r#"{STEPS} {{ name = "slow", run = "{}", timeout = "5m" }},"#, slow.shell());
     let bot = Bot::start(&world.ssh_config(&sshd, &sshd.pin(), &steps, ""));
     let (_, mut updates) = bot.send("grace", "/deploy dev feature/login").await;
     let mut last = None;
@@ -173,11 +175,15 @@ async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
         }
     }
     assert!(last.is_some());
+    slow.reached().await;
     sshd.signal_sessions("STOP");
     let frozen_at = Instant::now();
-    // Under load a session process may still be starting: stop again to be sure every one is.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    sshd.signal_sessions("STOP");
+    // Under load a session process may still be starting: stop again until every one is.
+    common::eventually(Duration::from_secs(10), "every session process to be stopped", || {
+        sshd.signal_sessions("STOP");
+        sshd.sessions_stopped()
+    })
+    .await;
     while let Some(update) = updates.recv().await {
         last = Some(update);
     }
@@ -193,7 +199,7 @@ async fn a_frozen_host_is_detected_by_keepalives_within_a_bounded_time() {
     assert!(waited < Duration::from_secs(15), "took {waited:?}");
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn ten_megabytes_of_output_keep_only_a_bounded_tail() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -211,7 +217,7 @@ async fn ten_megabytes_of_output_keep_only_a_bounded_tail() {
     assert_eq!(noisy.output_bytes, 10_000_000 + 1 + 14);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn secrets_printed_by_a_step_are_redacted_in_the_reply_and_the_logs() {
     let logs = logs();
     let world = World::new();
@@ -246,7 +252,7 @@ async fn secrets_printed_by_a_step_are_redacted_in_the_reply_and_the_logs() {
 /// A secret in the host's output on every path over real SSH: the migration guard's refusal,
 /// a failing step, `/status --live` and ls-remote (logged when a ref is not found) reach no
 /// reply, progress, announcement, audit entry or log line.
-#[tokio::test]
+#[bounded::test]
 async fn secrets_in_host_output_on_every_path_reach_no_chat_audit_or_log() {
     let logs = logs();
     let world = World::new();
@@ -327,7 +333,7 @@ async fn secrets_in_host_output_on_every_path_reach_no_chat_audit_or_log() {
     clean("logs", &logged);
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn hostile_refs_never_reach_the_host() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -352,7 +358,7 @@ async fn hostile_refs_never_reach_the_host() {
     assert!(bot.app.store.history(None, 5).unwrap().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn a_dry_run_over_ssh_resolves_on_the_host_and_changes_nothing() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -365,7 +371,7 @@ async fn a_dry_run_over_ssh_resolves_on_the_host_and_changes_nothing() {
     assert!(world.restarts().is_empty());
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn drift_is_found_over_ssh_at_start_up_and_by_status_live() {
     let world = World::new();
     let sshd = Sshd::start();
@@ -378,22 +384,13 @@ async fn drift_is_found_over_ssh_at_start_up_and_by_status_live() {
     drop(bot);
     let other = world.tip("dev");
     common::git(&world.path().join("envs/dev"), &["checkout", "--quiet", "--detach", &other]);
-    let bot = loop {
-        match Bot::try_start(&config) {
-            Ok(bot) => break bot,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let bot = Bot::restart(&config).await;
     // The start-up check reads HEAD over SSH by itself and records the drift.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually(Duration::from_secs(10), &format!("a start-up drift check in {}", store_dir.display()), || {
         let observed = bot.app.store.observation("dev").unwrap();
-        if observed.as_ref().is_some_and(|o| o.head.as_ref().is_ok_and(|h| h.as_str() == other)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no start-up drift check in {}", store_dir.display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        observed.as_ref().is_some_and(|o| o.head.as_ref().is_ok_and(|h| h.as_str() == other))
+    })
+    .await;
     let (reply, _) = bot.say("grace", "/status dev").await;
     assert!(bot.show(&reply).contains("⚠️ drift"), "{}", bot.show(&reply));
 }

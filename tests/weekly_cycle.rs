@@ -44,16 +44,13 @@ async fn until<T>(
 }
 
 async fn settle_moves(bot: &Bot) {
-    for _ in 0..500 {
-        if bot.app.store.ticket_scans().unwrap().is_empty() && bot.app.store.pending_jira_moves().unwrap().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("ticket moves did not settle");
+    common::eventually(common::PATIENCE, "the ticket moves to settle", || {
+        bot.app.store.ticket_scans().unwrap().is_empty() && bot.app.store.pending_jira_moves().unwrap().is_empty()
+    })
+    .await;
 }
 
-#[tokio::test]
+#[bounded::test]
 async fn the_whole_weekly_cycle() {
     let world = World::new();
     // GitHub mirrors the origin; its merges are real merge commits there.
@@ -80,12 +77,10 @@ async fn the_whole_weekly_cycle() {
 
     let bot = Bot::start(&path);
     bot.clock.set(eat(11, 27, 10, 0)); // Friday
-    for _ in 0..500 {
-        if ["dev", "staging", "production"].iter().all(|e| bot.app.store.observation(e).unwrap().is_some()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(common::PATIENCE, "the start-up observation of every environment", || {
+        ["dev", "staging", "production"].iter().all(|e| bot.app.store.observation(e).unwrap().is_some())
+    })
+    .await;
     let scheduler = Scheduler::new(
         bot.app.config.calendar.clone(),
         bot.app.store.clone(),

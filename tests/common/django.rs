@@ -5,7 +5,7 @@
 use super::git;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -23,15 +23,18 @@ pub fn venv() -> PathBuf {
     if ready(&dir) {
         return dir;
     }
-    // Tests run in parallel: one creates the venv, the others wait for it.
+    // Tests run in parallel: one creates the venv (taking the lock), the others wait for it.
     let lock = dir.with_extension("lock");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while std::fs::create_dir_all(dir.parent().unwrap()).is_ok() && std::fs::create_dir(&lock).is_err() {
-        assert!(Instant::now() < deadline, "waited too long for {}", lock.display());
-        std::thread::sleep(Duration::from_millis(250));
+    let what = format!("another test to create the Django virtualenv ({})", lock.display());
+    let ours = super::eventually_blocking(Duration::from_secs(600), &what, || {
         if ready(&dir) {
-            return dir;
+            return Some(false);
         }
+        let parent = dir.parent().unwrap();
+        std::fs::create_dir_all(parent).and_then(|()| std::fs::create_dir(&lock)).ok().map(|()| true)
+    });
+    if !ours {
+        return dir;
     }
     let result = (|| {
         if !ready(&dir) {
@@ -206,7 +209,7 @@ impl DjangoWorld {
     pub fn restart_command(&self) -> String {
         let gunicorn = self.venv.join("bin/gunicorn").display().to_string();
         format!(
-            "if [ -f ../gunicorn.pid ]; then pid=$(cat ../gunicorn.pid); kill $pid 2>/dev/null; while kill -0 $pid 2>/dev/null; do sleep 0.1; done; fi; {gunicorn} --daemon --pid ../gunicorn.pid --bind 127.0.0.1:{} --workers 1 shop.wsgi:application",
+            "if [ -f ../gunicorn.pid ]; then pid=$(cat ../gunicorn.pid); kill $pid 2>/dev/null; tail --pid=$pid -f /dev/null; fi; {gunicorn} --daemon --pid ../gunicorn.pid --bind 127.0.0.1:{} --workers 1 shop.wsgi:application",
             self.port
         )
     }

@@ -201,13 +201,10 @@ impl FakeDiscord {
 
     /// Waits until `check` holds, or fails the test naming `what`.
     pub async fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&Self) -> Option<T>) -> T {
-        for _ in 0..500 {
-            if let Some(found) = check(self) {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        match super::within(Duration::from_secs(10), || check(self)).await {
+            Some(found) => found,
+            None => panic!("timed out waiting for {what}; calls: {:#?}", self.calls()),
         }
-        panic!("timed out waiting for {what}; calls: {:#?}", self.calls());
     }
 
     /// Waits until the bot has a gateway session (READY sent), `count` sessions in all.

@@ -161,10 +161,8 @@ impl FakeSlack {
 
     /// Waits until `check` holds, polling; panics with `what` after 10 s.
     pub async fn wait_for(&self, what: &str, check: impl Fn(&FakeSlack) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !check(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; calls: {:#?}", self.all_calls());
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        if super::within(Duration::from_secs(10), || check(self).then_some(())).await.is_none() {
+            panic!("timed out waiting for {what}; calls: {:#?}", self.all_calls());
         }
     }
 
@@ -173,16 +171,10 @@ impl FakeSlack {
         let id = envelope["envelope_id"].as_str().unwrap().to_owned();
         let seen = self.state.lock().unwrap().frames.len();
         self.push_frame(envelope);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let found =
-                self.state.lock().unwrap().frames[seen..].iter().find(|f| f["envelope_id"] == id.as_str()).cloned();
-            if let Some(ack) = found {
-                return ack;
-            }
-            assert!(Instant::now() < deadline, "no ack for envelope {id}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        super::eventually_some(Duration::from_secs(5), &format!("the ack for envelope {id}"), || {
+            self.state.lock().unwrap().frames[seen..].iter().find(|f| f["envelope_id"] == id.as_str()).cloned()
+        })
+        .await
     }
 
     /// Sends a frame on the newest connection without waiting.

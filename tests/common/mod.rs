@@ -11,6 +11,12 @@ pub mod fake_slack;
 pub mod kill_loop;
 pub mod real_bot;
 pub mod sshd;
+pub mod wait;
+
+#[allow(unused_imports, reason = "each test binary waits in its own ways")]
+pub use wait::{
+    Gate, PATIENCE, bounded, eventually, eventually_async, eventually_blocking, eventually_ok, eventually_some, within,
+};
 
 use shipday::app::{self, App};
 use shipday::clock::{Clock, ManualClock};
@@ -18,7 +24,11 @@ use shipday::config::Config;
 use shipday::engine::{Invocation, ProgressUpdate, Reply, ReplyBody};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How long [`Bot::say`] waits for a command's reply and all its progress (a whole deploy).
+pub const SAY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A playground-shaped world in a temp dir: origin.git, envs/{dev,staging,production}.
 pub struct World {
@@ -108,19 +118,40 @@ impl Bot {
     }
 
     pub fn try_start(config: &Path) -> anyhow::Result<Self> {
-        let clock = ManualClock::new(chrono::Utc::now());
+        Self::try_start_at(config, chrono::Utc::now())
+    }
+
+    /// Starts the bot with its clock at `at` from the first moment (so what it does at start-up,
+    /// like reading each host's HEAD, is stamped `at` too).
+    pub fn start_at(config: &Path, at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self::try_start_at(config, at).unwrap()
+    }
+
+    fn try_start_at(config: &Path, at: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Self> {
+        let clock = ManualClock::new(at);
         let app = app::start(Config::load(config)?, Arc::new(clock.clone()) as Arc<dyn Clock>)?;
         Ok(Self { app, clock })
     }
 
-    /// Sends a console command as `user` and waits for the reply and all its progress.
+    /// Starts the bot on a store that a bot this test just dropped may still hold: sled frees
+    /// its file lock a moment after the last handle drops, so this retries until the store
+    /// unlocks (panicking with the last error after [`PATIENCE`]).
+    pub async fn restart(config: &Path) -> Self {
+        eventually_ok(PATIENCE, "the store to unlock for a restart", || Self::try_start(config)).await
+    }
+
+    /// Sends a console command as `user` and waits for the reply and all its progress, under
+    /// [`SAY_TIMEOUT`].
     pub async fn say(&self, user: &str, text: &str) -> (Reply, Vec<ProgressUpdate>) {
-        let (reply, mut updates) = self.send(user, text).await;
-        let mut progress = Vec::new();
-        while let Some(update) = updates.recv().await {
-            progress.push(update);
-        }
-        (reply, progress)
+        bounded(SAY_TIMEOUT, &format!("{user}'s {text:?} (its reply and progress)"), async {
+            let (reply, mut updates) = self.send(user, text).await;
+            let mut progress = Vec::new();
+            while let Some(update) = updates.recv().await {
+                progress.push(update);
+            }
+            (reply, progress)
+        })
+        .await
     }
 
     /// Sends a command; progress can be followed on the returned receiver.
@@ -144,6 +175,11 @@ impl Bot {
     pub fn show(&self, reply: &Reply) -> String {
         shipday::chat::text::reply(reply, self.app.config.timezone)
     }
+}
+
+/// Opens the store in `dir` once the bot that held it has let go (see [`Bot::restart`]).
+pub async fn reopen_store(dir: &Path) -> (shipday::store::Store, shipday::store::Opened) {
+    eventually_ok(PATIENCE, "the store to unlock", || shipday::store::Store::open(dir)).await
 }
 
 /// The refusal text, or a panic naming what came instead.

@@ -58,19 +58,14 @@ impl RealBot {
 
     /// Waits (under `timeout`) until what was printed satisfies `done`; returns it.
     pub fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let printed = self.printed();
-            if done(&printed) {
-                return printed;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; printed:\n{printed}\nlog:\n{}",
+        let printed = super::wait::within_blocking(timeout, || Some(self.printed()).filter(|p| done(p)));
+        printed.unwrap_or_else(|| {
+            panic!(
+                "timed out waiting for {what}; printed:\n{}\nlog:\n{}",
+                self.printed(),
                 std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        })
     }
 
     /// SIGKILL, and reap it.
@@ -89,11 +84,7 @@ impl Drop for RealBot {
 
 /// Waits (under `timeout`) until `done` holds, polling.
 pub fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    super::wait::eventually_blocking(timeout, what, || done().then_some(()))
 }
 
 /// Lines of a host-side log (missing: none yet).

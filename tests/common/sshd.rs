@@ -4,7 +4,7 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Sshd {
     pub dir: tempfile::TempDir,
@@ -75,11 +75,10 @@ impl Sshd {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("sshd to start on port {}", self.port);
+        super::eventually_blocking(Duration::from_secs(10), &what, || {
+            TcpStream::connect(("127.0.0.1", self.port)).ok()
+        });
     }
 
     pub fn path(&self) -> &Path {
@@ -133,6 +132,16 @@ impl Sshd {
             }
         }
         all
+    }
+
+    /// Whether every per-connection process is stopped (by `signal_sessions("STOP")`).
+    pub fn sessions_stopped(&self) -> bool {
+        self.session_processes().iter().all(|pid| {
+            // `/proc/PID/stat` is `pid (comm) STATE ...`; a process that is gone is not running.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+                .unwrap_or(true)
+        })
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to every per-connection process.
