@@ -199,6 +199,9 @@ pub struct Engine {
     pub(crate) merge_checks: std::collections::HashSet<String>,
     /// When expired dedupe records were last forgotten (see [`Store::prune`]).
     pub(crate) pruned_at: Option<DateTime<Utc>>,
+    /// Whether promotions a restart interrupted were resumed. That happens on the first tick,
+    /// which `serve` sends only once every adapter listens, so their messages are edited.
+    pub(crate) resumed_at_start: bool,
 }
 
 /// A handle adapters use to talk to the engine.
@@ -361,6 +364,7 @@ impl Engine {
             outbox: outbox.clone(),
             merge_checks: Default::default(),
             pruned_at: None,
+            resumed_at_start: false,
         };
         engine.resume_ticket_scans();
         tokio::spawn(async move {
@@ -431,9 +435,9 @@ impl Engine {
             }
             Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
             Event::CheckDrift => {
-                // The start-up checks: drift on the hosts, promotions to resume, protection.
+                // The start-up checks: drift on the hosts and protection. Promotions resume on
+                // the first tick, once the adapters listen.
                 self.read_heads(None, None);
-                self.resume_promotions(true).await;
                 self.refresh_protection(true);
             }
             Event::Promotion(event) => self.promotion_event(event).await,
@@ -452,6 +456,10 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::Tick(done) => {
+                if !self.resumed_at_start {
+                    self.resumed_at_start = true;
+                    self.resume_promotions(true).await;
+                }
                 self.refresh_protection(false);
                 self.prune_if_due().await;
                 self.tick().await;
@@ -562,8 +570,11 @@ impl Engine {
                 return self.command_deploy(request, pending, now);
             }
             Command::Release { env } => return self.command_release(&env, pending, now),
-            Command::Promote { from, to, emergency } => {
+            Command::Promote { from, to, emergency, cancel: false } => {
                 return self.command_promote(&from, &to, emergency, pending, now);
+            }
+            Command::Promote { from, to, cancel: true, .. } => {
+                return self.command_cancel_promotion(&from, &to, pending, now);
             }
             Command::Status { env, live: false } => self.command_status(env.as_deref(), now),
             Command::Status { env, live: true } => {

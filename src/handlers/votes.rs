@@ -14,13 +14,47 @@ impl Engine {
         let was = request.state.clone();
         let outcome = request.react(person.as_ref(), &reaction.emoji, reaction.added, now);
         tracing::info!(request = id, user = %reaction.user_id, emoji = %reaction.emoji, ?outcome, "vote");
+        if outcome == VoteOutcome::TooLate {
+            self.vote_too_late(&request, reaction, person.as_ref()).await;
+            return;
+        }
         if matches!(outcome, VoteOutcome::Ignored(_)) && request.state == was {
             return;
         }
         self.save_promotion(&request).await;
         if outcome == VoteOutcome::Approved {
+            crate::crashpoint::hit("promotion-approved");
             self.promotion_approved(request).await;
         }
+    }
+
+    /// A lead voted after execution started: the vote is recorded (in the audit log) but
+    /// changes nothing, and the team channel is told why.
+    async fn vote_too_late(&mut self, request: &PromotionRequest, reaction: &Reaction, person: Option<&Person>) {
+        let name = person.map(|p| p.name.clone()).unwrap_or_else(|| reaction.user_id.clone());
+        let what = if reaction.added { "reacted" } else { "removed" };
+        let entry = crate::store::AuditEntry {
+            at: self.clock.now(),
+            platform: reaction.platform.clone(),
+            user_id: reaction.user_id.clone(),
+            person: person.map(|p| p.id.clone()),
+            text: format!("{what} :{}: on promotion #{}", reaction.emoji.trim_matches(':'), request.id),
+            decision: format!("vote recorded, no effect: promotion #{} was already being carried out", request.id),
+        };
+        if let Err(error) = self.store.audit(&entry) {
+            tracing::error!(error = format!("{error:#}"), "cannot record a late vote");
+        }
+        let _ = self.store.flush().await;
+        let since = match &request.state {
+            crate::release::approvals::RequestState::Executing { .. } => "it is already being carried out",
+            _ => "it had already been carried out",
+        };
+        self.announce(Announcement::Text(format!(
+            "ℹ️ {name} {what} :{}: on promotion #{}: recorded, but it changes nothing because {since}. \
+             Votes count only until execution starts.",
+            reaction.emoji.trim_matches(':'),
+            request.id
+        )));
     }
 
     /// Records a request durably, then shows it (posting it where it is not shown yet).
