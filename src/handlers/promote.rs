@@ -244,9 +244,17 @@ impl Engine {
                 .next_slot(&request.to, now)
                 .map(|at| calendar_time(&self.config.calendar, at))
                 .unwrap_or_else(|| "its next slot".into());
+            let lapses = match self.config.calendar.next_slot(&request.to, now) {
+                Some(at) if at >= request.expires_at => format!(
+                    " It expires before then ({}), unless it runs sooner.",
+                    calendar_time(&self.config.calendar, request.expires_at)
+                ),
+                _ => String::new(),
+            };
             self.announce(Announcement::Text(format!(
-                "✅ Promotion #{} is approved. It runs in {}'s slot, {next} (a lead can `/promote {} {} --emergency \"reason\"` to run it now).",
-                request.id, request.to, request.from, request.to
+                "✅ Promotion #{} is approved. It runs in {}'s slot, {next} (a lead can `/promote {} {} --emergency \"reason\"` to run it now; \
+                 its requester or a lead can `/promote {} {} --cancel`). Until it starts, removing an approval or a lead's ❌ still counts.{lapses}",
+                request.id, request.to, request.from, request.to, request.from, request.to
             )));
             return;
         }
