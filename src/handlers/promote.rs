@@ -480,9 +480,14 @@ impl Engine {
                 RequestState::Pending | RequestState::Approved { .. } if request.expire(now) => {
                     self.save_promotion(&request).await
                 }
+                // A new commit deployed on the source voids it (an unknown source does not).
                 RequestState::Pending | RequestState::Approved { .. }
-                    if !request
-                        .check_source(self.store.last_ok(&request.from).ok().flatten().map(|d| d.sha).as_ref()) =>
+                    if self
+                        .store
+                        .last_ok(&request.from)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|d| !request.check_source(Some(&d.sha))) =>
                 {
                     self.save_promotion(&request).await
                 }
