@@ -8,6 +8,7 @@ pub mod fake_discord;
 pub mod fake_github;
 pub mod fake_jira;
 pub mod fake_slack;
+pub mod kill_loop;
 pub mod sshd;
 
 use shipday::app::{self, App};
