@@ -5,7 +5,7 @@
 //! `tests/promotion_kill.rs` runs (`tests/common/kill_loop.rs`).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports, reason = "the bench uses only the kill loop of the test harness")]
+#[allow(unused_imports, reason = "the bench uses only the kill loop of the test harness")]
 mod common;
 
 use common::kill_loop::{Counts, Harness, Rng, plan};

@@ -117,11 +117,11 @@ impl Rng {
 /// The kill for round `i`: each crash point in turn, alternating with random moments.
 pub fn plan(i: usize, rng: &mut Rng) -> Kill {
     let points = shipday::crashpoint::PROMOTION_POINTS;
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Kill::At(points[(i / 2) % points.len()])
     } else {
         let delay = rng.millis(2500);
-        let again = (rng.next() % 2 == 0).then(|| rng.millis(1500));
+        let again = rng.next().is_multiple_of(2).then(|| rng.millis(1500));
         Kill::After { delay, again }
     }
 }
