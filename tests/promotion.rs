@@ -420,3 +420,43 @@ async fn status_warns_when_dev_is_not_protected_on_github() {
     }
     assert!(matches!(bot.say("grace", "/status").await.0.body, ReplyBody::Status(_)));
 }
+
+/// A lead's ✅ can reach Shipday before the adapter has recorded which request the message it
+/// just posted shows: the vote still counts once the message is bound (the kill loop found
+/// approvals lost this way).
+#[tokio::test]
+async fn a_vote_that_arrives_before_its_message_is_bound_still_counts() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(outside_the_slot());
+    bot.say("ada", "/deploy staging staging").await;
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = MessageRef { channel: "C-RELEASES".into(), id: "1700000000.424242".into() };
+    let engine = bot.app.engine.clone();
+    let early = message.clone();
+    let voted = tokio::spawn(async move {
+        engine
+            .react(Reaction {
+                platform: "slack".into(),
+                user_id: "UADA".into(),
+                platform_roles: vec![],
+                emoji: "white_check_mark".into(),
+                message: early,
+                added: true,
+                at: Utc::now(),
+            })
+            .await
+    });
+    // The reaction is recorded (and found on no request) before the message is bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !bot.app.store.audit_tail(5).unwrap().iter().any(|e| e.text.contains("1700000000.424242")) {
+        assert!(std::time::Instant::now() < deadline, "the reaction never reached the engine");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bot.app.engine.bind_message(request.id, "slack", message).await;
+    voted.await.unwrap();
+    let state = bot.app.store.promotion(request.id).unwrap().unwrap().state;
+    assert!(matches!(state, RequestState::Approved { .. }), "{state:?}");
+}

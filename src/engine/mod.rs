@@ -51,6 +51,8 @@ pub(crate) enum Event {
     DeployFinished { deploy_id: u64, outcome: Outcome },
     /// A reaction on one of the bot's messages.
     Reaction(Reaction, oneshot::Sender<()>),
+    /// A vote on a message no request was bound to yet, tried again (see `votes.rs`).
+    VoteAgain { reaction: Reaction, done: oneshot::Sender<()>, tries: u8 },
     /// An adapter posted a promotion request as this message.
     Bind { request: u64, platform: String, message: MessageRef, done: oneshot::Sender<()> },
     /// Promotion work reported back.
@@ -466,9 +468,13 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::Reaction(reaction, done) => {
-                self.reaction(reaction).await;
-                let _ = done.send(());
+                if self.reaction(reaction.clone()).await {
+                    self.vote_again_later(reaction, done, 1);
+                } else {
+                    let _ = done.send(());
+                }
             }
+            Event::VoteAgain { reaction, done, tries } => self.vote_again(reaction, done, tries).await,
             Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
             Event::TicketsFound { scan, result } => self.tickets_found(scan, result).await,
             Event::Crashed(task, message) => self.crashed(task, message).await,
@@ -505,7 +511,9 @@ impl Engine {
     }
 
     /// Records a reaction on one of the bot's messages. Approvals act on these.
-    async fn reaction(&mut self, reaction: Reaction) {
+    /// Records a reaction and applies it as a vote; `true` when its message is not bound to a
+    /// request yet (see [`Engine::vote`]).
+    async fn reaction(&mut self, reaction: Reaction) -> bool {
         let person = self.person(&reaction.platform, &reaction.user_id, &reaction.platform_roles);
         let entry = AuditEntry {
             at: reaction.at,
@@ -528,7 +536,7 @@ impl Engine {
         if let Err(error) = result {
             tracing::error!(error = format!("{error:#}"), "cannot record a reaction");
         }
-        self.vote(&reaction, person).await;
+        self.vote(&reaction, person).await
     }
 
     async fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
