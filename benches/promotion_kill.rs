@@ -2,7 +2,8 @@
 //! (or ROUNDS) of approve → merge → deploy with the real binary killed at each crash point in
 //! turn and at random moments, restarted each time, then prints what the invariants counted:
 //! double executions, lost (or invented) approvals, stuck promotions. The loop is the one
-//! `tests/promotion_kill.rs` runs (`tests/common/kill_loop.rs`).
+//! `tests/promotion_kill.rs` runs (`tests/common/kill_loop.rs`). `SHIPDAY_BENCH_BINARY` names
+//! another `shipday` binary to run instead of this tree's.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports, reason = "the bench uses only the kill loop of the test harness")]
@@ -14,7 +15,9 @@ fn main() {
     let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let harness = Harness::new(env!("CARGO_BIN_EXE_shipday"));
+        // SHIPDAY_BENCH_BINARY runs a copy, so rebuilding the tree meanwhile changes nothing.
+        let binary = std::env::var("SHIPDAY_BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shipday").to_owned());
+        let harness = Harness::new(&binary);
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
         let mut rng = Rng::new(seed);
         let mut counts = Counts::default();
