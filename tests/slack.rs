@@ -854,3 +854,46 @@ async fn an_automatic_promotion_is_posted_once_and_its_one_message_edited_to_the
     assert!(!shown[0].text.contains("being carried out"), "{}", shown[0].text);
     assert!(shown[0].edits >= 1, "edited in place");
 }
+
+/// Issue 13, point 8: a promotion's end recorded just before a crash, with its message not yet
+/// edited, reaches that message after the restart (once the adapter listens).
+#[tokio::test]
+async fn after_a_restart_a_promotions_recorded_end_reaches_its_own_message() {
+    use shipday::engine::{Announcement, PromotionView};
+    use shipday::release::approvals::RequestState;
+    let s = Setup::start(Mode::Http).await;
+    let mut request = common::pending_request(5, &s.world.tip("staging"), s.bot.clock.now());
+    s.bot.app.store.put_promotion(&request).unwrap();
+    s.bot
+        .app
+        .engine
+        .announce(Announcement::Promotion(Box::new(PromotionView { request: request.clone(), messages: vec![] })));
+    s.fake
+        .wait_for("the request in the team channel", |f| {
+            f.messages(TEAM_CHANNEL).iter().any(|m| m.text.contains("Promotion #5"))
+        })
+        .await;
+    let posted = s.fake.messages(TEAM_CHANNEL).into_iter().find(|m| m.text.contains("Promotion #5")).unwrap();
+    let bound = shipday::engine::MessageRef { channel: TEAM_CHANNEL.into(), id: posted.ts.clone() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.bot.app.store.promotion_for_message("slack", &bound).unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the message was never bound");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its end is recorded; the bot dies before the message is edited.
+    request.state = RequestState::Failed { why: "deploy #3 was interrupted by a restart of Shipday".into() };
+    s.bot.app.store.put_promotion(&request).unwrap();
+    s.bot.app.store.flush_blocking();
+    let s = s.restart().await;
+    s.bot.app.engine.tick().await;
+    s.fake
+        .wait_for("the message edited to its end", |f| {
+            f.messages(TEAM_CHANNEL)
+                .iter()
+                .any(|m| m.ts == posted.ts && m.text.contains("failed: deploy #3 was interrupted"))
+        })
+        .await;
+    let posts =
+        s.fake.calls("chat.postMessage").into_iter().filter(|c| c.body.to_string().contains("Promotion #5")).count();
+    assert_eq!(posts, 1, "edited, not posted again");
+}

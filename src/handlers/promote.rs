@@ -473,6 +473,9 @@ impl Engine {
     /// their record says they stopped. Never twice: the merge is idempotent on GitHub (a second
     /// merge finds nothing to merge) and a deploy already started is looked up, not repeated.
     pub(crate) async fn resume_promotions(&mut self, at_start: bool) {
+        if at_start {
+            self.show_recent_promotions_again();
+        }
         let Ok(open) = self.store.open_promotions() else { return };
         let now = self.clock.now();
         for mut request in open {
@@ -641,6 +644,20 @@ impl Engine {
 // ---- Promotions across crashes, cancelling and emergencies (issue 13) ----
 
 impl Engine {
+    /// After a restart, the newest requests are shown again as recorded: a crash can come after
+    /// a request's change (a vote, its end) was recorded but before its message was edited, and
+    /// chat catches up here (an edit to the same text changes nothing). What resumes after this
+    /// edits them again.
+    fn show_recent_promotions_again(&self) {
+        let Ok(recent) = self.store.recent_promotions(RESHOWN_AFTER_RESTART) else { return };
+        for request in recent {
+            let messages = self.store.promotion_messages(request.id).unwrap_or_default();
+            if !messages.is_empty() {
+                self.announce(Announcement::Promotion(Box::new(crate::engine::PromotionView { request, messages })));
+            }
+        }
+    }
+
     /// A new commit on `record.env`: requests from it that still wait (pending or approved)
     /// are void, and their messages say so.
     async fn void_promotions_from(&mut self, record: &DeployRecord) {
@@ -787,6 +804,9 @@ impl Engine {
         Some((pending, Handled::Reply { reply: Reply::text(Visibility::Public, text), decision }))
     }
 }
+
+/// How many of the newest ended requests a restart shows again.
+const RESHOWN_AFTER_RESTART: usize = 10;
 
 /// How far back a target's history is searched for a deploy a request started before a crash.
 const PROMOTION_DEPLOY_LOOKBACK: usize = 200;
