@@ -14,6 +14,7 @@ pub mod clients;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod crashpoint;
 pub mod engine;
 mod handlers;
 pub mod jira_outbox;

@@ -859,6 +859,15 @@ fn id_from_env_key(key: &[u8]) -> u64 {
     u64::from_be_bytes(key.last_chunk::<8>().copied().unwrap_or_default())
 }
 
+// ---- Promotions after a restart (issue 13, promotion side) ----
+
+impl Store {
+    /// The `limit` newest promotion requests, newest first, whatever their state.
+    pub fn recent_promotions(&self, limit: usize) -> Result<Vec<PromotionRequest>> {
+        self.promotions.iter().rev().take(limit).map(|entry| decode(&entry?.1)).collect()
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).context("cannot encode a store record")
 }

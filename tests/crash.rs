@@ -6,7 +6,7 @@ mod common;
 use common::django::DjangoWorld;
 use common::real_bot::{RealBot, host_lock_free, lines, logged_step, until};
 use common::sshd::Sshd;
-use common::{Bot, World, refused};
+use common::{Bot, Gate, World, refused};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -885,3 +885,43 @@ async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so()
     assert!(edit.body.to_string().contains("Deploy of"), "{edit:#?}");
     assert!(discord.message(shown).body.to_string().contains("interrupted"));
 }
+
+/// Issue 13, point 7 on Discord: an automatic dev → staging promotion is saved twice before
+/// Discord answers the first post; it is still posted once, and that message edited to its end.
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_promotion_is_posted_once_on_discord_and_edited_to_its_end() {
+    use common::fake_github::{self, FakeGitHub, OWNER, REPO};
+    let world = World::new();
+    let github = FakeGitHub::start().await;
+    common::mirror_origin(&world, &github);
+    let token = world.path().join("github-token");
+    std::fs::write(&token, format!("{}\n", fake_github::TOKEN)).unwrap();
+    let base = world.path().join("with-github.toml");
+    let text = std::fs::read_to_string(world.config_path()).unwrap();
+    std::fs::write(
+        &base,
+        format!(
+            "{text}\n[github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"{}\" }}\n",
+            github.url,
+            token.display()
+        ),
+    )
+    .unwrap();
+    let t = setup_with(world, &base, "", tuning()).await;
+    t.bot.say("ada", "/deploy dev dev").await;
+    let (reply, _) = t.bot.say("grace", "/promote dev staging").await;
+    assert!(t.bot.show(&reply).contains("It needs no approval"), "{}", t.bot.show(&reply));
+    t.discord
+        .wait_for("the promotion's message edited to shipped", |f| {
+            f.find_message("Promotion #1:")
+                .filter(|m| m.body["content"].as_str().unwrap_or_default().contains("shipped"))
+        })
+        .await;
+    let posts: Vec<_> = t
+        .discord
+        .calls_to("POST", &format!("/channels/{CHANNEL_ID}/messages"))
+        .into_iter()
+        .filter(|c| c.body.to_string().contains("Promotion #1:"))
+        .collect();
+    assert_eq!(posts.len(), 1, "one message per promotion: {posts:#?}");
+}

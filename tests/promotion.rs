@@ -37,6 +37,8 @@ async fn setup() -> Setup {
     )
     .replace("[[people]]\nid = \"ada\"\nname = \"Ada\"\nroles = [\"lead\"]", "[[people]]\nid = \"ada\"\nname = \"Ada\"\nroles = [\"lead\"]\nslack = \"UADA\"")
         + "\n[[people]]\nid = \"bob\"\nname = \"Bob\"\nroles = [\"lead\"]\ndiscord = \"4242\"\n";
+    // Approved requests wait for production's fortnightly slot, within their expiry.
+    let text = format!("approval_ttl = \"21d\"\n{text}");
     let config = world.path().join("promotion.toml");
     std::fs::write(&config, text).unwrap();
     Setup { world, github, config }
@@ -145,19 +147,124 @@ async fn staging_is_promoted_to_production_when_a_lead_approves_by_reaction() {
     );
 }
 
+/// Thursday 3 Dec 2026, 12:00 EAT: production's slot is next week.
+fn outside_the_slot() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap()
+}
+
 #[bounded::test]
-async fn a_leads_cross_rejects_and_a_withdrawn_vote_no_longer_counts() {
+async fn a_withdrawn_vote_no_longer_counts_and_a_leads_cross_rejects_even_after_approval() {
     let s = setup().await;
     let bot = Bot::start(&s.config);
-    bot.clock.set(production_slot());
+    bot.clock.set(outside_the_slot());
     bot.say("ada", "/deploy staging staging").await;
     let (_, request, message) = request_production(&bot).await;
-    react(&bot, "slack", "UADA", "x", &message, true).await;
-    let rejected = bot.app.store.promotion(request.id).unwrap().unwrap();
-    assert!(matches!(rejected.state, RequestState::Rejected { ref by, .. } if by == "Ada"), "{:?}", rejected.state);
+    let state = || bot.app.store.promotion(request.id).unwrap().unwrap().state;
+    // Ada approves: quorum 1, so it is approved and waits for the slot.
+    react(&bot, "slack", "UADA", "white_check_mark", &message, true).await;
+    assert!(matches!(state(), RequestState::Approved { .. }), "{:?}", state());
+    // She removes her reaction: the vote is withdrawn and the request is pending again.
+    react(&bot, "slack", "UADA", "white_check_mark", &message, false).await;
+    assert_eq!(state(), RequestState::Pending);
+    assert!(bot.app.store.promotion(request.id).unwrap().unwrap().votes.is_empty());
+    // Bob approves on Discord; then Ada's ❌ arrives after approval and rejects it.
     react(&bot, "discord", "4242", "✅", &message, true).await;
-    assert!(matches!(bot.app.store.promotion(request.id).unwrap().unwrap().state, RequestState::Rejected { .. }));
+    assert!(matches!(state(), RequestState::Approved { .. }), "{:?}", state());
+    react(&bot, "slack", "UADA", "x", &message, true).await;
+    assert!(matches!(state(), RequestState::Rejected { ref by, .. } if by == "Ada"), "{:?}", state());
+    // Once rejected, it stays rejected, and the slot does not run it.
+    react(&bot, "discord", "4242", "✅", &message, true).await;
+    assert!(matches!(state(), RequestState::Rejected { .. }));
+    bot.clock.set(production_slot() + chrono::Duration::weeks(2));
+    bot.app.engine.tick().await;
+    assert!(matches!(state(), RequestState::Rejected { .. }));
     assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty(), "nothing deployed");
+}
+
+#[bounded::test]
+async fn an_approved_request_that_waits_for_the_slot_expires() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(outside_the_slot());
+    bot.say("ada", "/deploy staging staging").await;
+    let (_, request, message) = request_production(&bot).await;
+    react(&bot, "discord", "4242", "✅", &message, true).await;
+    // Its expiry comes before the slot after next: it expires instead of running.
+    bot.clock.set(request.expires_at + chrono::Duration::minutes(1));
+    bot.app.engine.tick().await;
+    let state = bot.app.store.promotion(request.id).unwrap().unwrap().state;
+    assert_eq!(state, RequestState::Expired);
+    assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty(), "nothing deployed");
+}
+
+#[bounded::test]
+async fn the_requester_or_a_lead_cancels_a_request_and_nobody_else_can() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(outside_the_slot());
+    bot.say("ada", "/deploy staging staging").await;
+    let (mut heard, request, message) = request_production(&bot).await;
+    let (reply, _) = bot.say("linus", "/promote staging production --cancel").await;
+    assert!(refused(&reply).contains("Only Grace (who asked) or a lead"), "{}", bot.show(&reply));
+    let (reply, _) = bot.say("grace", "/promote staging production --cancel").await;
+    assert!(bot.show(&reply).contains("is cancelled"), "{}", bot.show(&reply));
+    let cancelled = promotion_until(&mut heard, |s| matches!(s, RequestState::Cancelled { .. })).await;
+    assert!(cancelled.tally(chrono_tz::UTC).contains("cancelled by Grace"));
+    let (reply, _) = bot.say("grace", "/promote staging production --cancel").await;
+    assert!(refused(&reply).contains("nothing to cancel"), "{}", bot.show(&reply));
+    react(&bot, "discord", "4242", "✅", &message, true).await;
+    assert!(matches!(bot.app.store.promotion(request.id).unwrap().unwrap().state, RequestState::Cancelled { .. }));
+
+    // A lead cancels an approved request that waits for the slot.
+    let (_, second, message) = request_production(&bot).await;
+    react(&bot, "discord", "4242", "✅", &message, true).await;
+    let (reply, _) = bot.say("ada", "/promote staging production --cancel").await;
+    assert!(bot.show(&reply).contains("is cancelled"), "{}", bot.show(&reply));
+    assert!(matches!(bot.app.store.promotion(second.id).unwrap().unwrap().state, RequestState::Cancelled { .. }));
+    bot.clock.set(production_slot() + chrono::Duration::weeks(1));
+    bot.app.engine.tick().await;
+    assert!(bot.app.store.history(Some("production"), 5).unwrap().is_empty(), "nothing deployed");
+}
+
+#[bounded::test]
+async fn a_lead_runs_an_approved_request_now_with_emergency_and_later_votes_change_nothing() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(outside_the_slot());
+    bot.say("ada", "/deploy staging staging").await;
+    let (mut heard, request, message) = request_production(&bot).await;
+    // Pending: --emergency does not skip the approval.
+    let (reply, _) = bot.say("ada", "/promote staging production --emergency \"checkout is down\"").await;
+    assert!(refused(&reply).contains("1 more lead approval"), "{}", bot.show(&reply));
+    react(&bot, "discord", "4242", "✅", &message, true).await;
+    assert!(matches!(bot.app.store.promotion(request.id).unwrap().unwrap().state, RequestState::Approved { .. }));
+    let (reply, _) = bot.say("grace", "/promote staging production --emergency \"checkout is down\"").await;
+    assert!(refused(&reply).contains("Only a lead"));
+    // As the approval message promises, a lead runs it now.
+    let (reply, _) = bot.say("ada", "/promote staging production --emergency \"checkout is down\"").await;
+    assert!(bot.show(&reply).contains("runs now"), "{}", bot.show(&reply));
+    let done =
+        promotion_until(&mut heard, |s| matches!(s, RequestState::Done { .. } | RequestState::Failed { .. })).await;
+    assert!(matches!(done.state, RequestState::Done { .. }), "{:?}", done.state);
+    assert_eq!(done.emergency.as_deref(), Some("checkout is down"));
+    // After execution started, a ❌ is recorded but changes nothing, and the channel is told why.
+    let mut heard = bot.app.engine.announcements();
+    react(&bot, "slack", "UADA", "x", &message, true).await;
+    let after = bot.app.store.promotion(request.id).unwrap().unwrap();
+    assert_eq!(after.state, done.state);
+    let said = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.expect("a note on the late vote");
+        if let Ok(Announcement::Text(text)) = next {
+            break text;
+        }
+    };
+    assert!(said.contains("changes nothing") && said.contains("#1"), "{said}");
+    assert!(
+        bot.app.store.audit_tail(5).unwrap().iter().any(|e| e.decision.contains("vote recorded, no effect")),
+        "the late vote is in the audit log"
+    );
+    let promotions = bot.app.store.history(Some("production"), 10).unwrap();
+    assert_eq!(promotions.iter().filter(|d| d.trigger == Trigger::Promotion).count(), 1);
 }
 
 #[bounded::test]
@@ -332,4 +439,43 @@ async fn a_secret_in_a_pull_request_reaches_no_promotion_notes_audit_entry_or_lo
         assert!(!format!("{audit:?}").contains(secret), "{secret} in the audit log");
         assert!(!logged.contains(secret), "{secret} in the logs");
     }
+}
+
+/// A lead's ✅ can reach Shipday before the adapter has recorded which request the message it
+/// just posted shows: the vote still counts once the message is bound (the kill loop found
+/// approvals lost this way).
+#[bounded::test]
+async fn a_vote_that_arrives_before_its_message_is_bound_still_counts() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(outside_the_slot());
+    bot.say("ada", "/deploy staging staging").await;
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = MessageRef { channel: "C-RELEASES".into(), id: "1700000000.424242".into() };
+    let engine = bot.app.engine.clone();
+    let early = message.clone();
+    let voted = tokio::spawn(async move {
+        engine
+            .react(Reaction {
+                platform: "slack".into(),
+                user_id: "UADA".into(),
+                platform_roles: vec![],
+                emoji: "white_check_mark".into(),
+                message: early,
+                added: true,
+                at: Utc::now(),
+            })
+            .await
+    });
+    // The reaction is recorded (and found on no request) before the message is bound.
+    common::eventually(Duration::from_secs(10), "the reaction to reach the engine", || {
+        bot.app.store.audit_tail(5).unwrap().iter().any(|e| e.text.contains("1700000000.424242"))
+    })
+    .await;
+    bot.app.engine.bind_message(request.id, "slack", message).await;
+    voted.await.unwrap();
+    let state = bot.app.store.promotion(request.id).unwrap().unwrap().state;
+    assert!(matches!(state, RequestState::Approved { .. }), "{state:?}");
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fake_slack::{self, BOT_USER, FakeSlack, NOT_A_MEMBER, contract, contract_text};
-use common::{Bot, Served, World};
+use common::{Bot, Gate, Served, World};
 use serde_json::{Value, json};
 use shipday::chat::slack::SlackAdapter;
 use shipday::chat::slack::verify::sign;
@@ -831,4 +831,147 @@ async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so()
     };
     fake.wait_for("the deploy's own message edited to say it was interrupted", said).await;
     child.kill().await.unwrap();
+}
+
+/// A reaction event as Slack sends it (`reaction_added` or `reaction_removed`), by `user` on
+/// the bot's message at `ts` in the team channel.
+fn reaction_event(kind: &str, user: &str, emoji: &str, ts: &str, event_id: &str) -> String {
+    let mut event = contract(&format!("event-{kind}.json"));
+    event["event_id"] = json!(event_id);
+    event["event"]["user"] = json!(user);
+    event["event"]["reaction"] = json!(emoji);
+    event["event"]["item"]["channel"] = json!(TEAM_CHANNEL);
+    event["event"]["item"]["ts"] = json!(ts);
+    event["event"]["item_user"] = json!(BOT_USER);
+    event.to_string()
+}
+
+/// Issue 13, point 5: an approved request that waits for production's slot stays live. Ada's
+/// ✅ approves it; Slack then sends a real `reaction_removed`, which drops it below quorum, so it
+/// is pending again; she approves again, and a real ❌ after approval rejects it.
+#[bounded::test]
+async fn a_removed_reaction_reopens_an_approved_request_and_a_cross_after_approval_rejects_it() {
+    use chrono::TimeZone;
+    use shipday::engine::{Announcement, PromotionView};
+    use shipday::release::approvals::RequestState;
+    let s = Setup::start(Mode::Http).await;
+    // Thursday: production's slot is next week, so an approved request waits for it.
+    s.bot.clock.set(chrono::Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap());
+    let mut request = common::pending_request(8, &s.world.tip("staging"), s.bot.clock.now());
+    request.quorum = 1;
+    s.bot.app.store.put_promotion(&request).unwrap();
+    s.bot.app.engine.announce(Announcement::Promotion(Box::new(PromotionView { request, messages: vec![] })));
+    s.fake
+        .wait_for("the request in the team channel", |f| {
+            f.messages(TEAM_CHANNEL).iter().any(|m| m.text.contains("Promotion #8"))
+        })
+        .await;
+    let ts = s.fake.messages(TEAM_CHANNEL).into_iter().find(|m| m.text.contains("Promotion #8")).unwrap().ts;
+    let s = &s;
+    let state = || s.bot.app.store.promotion(8).unwrap().unwrap().state;
+    let send = |kind: &str, emoji: &str, id: &str| {
+        let body = reaction_event(kind, ADA, emoji, &ts, id);
+        async move { assert_eq!(s.signed("/slack/events", &body, "application/json").await.status(), 200) }
+    };
+    send("reaction_added", "white_check_mark", "Ev0P5ADD001").await;
+    assert!(matches!(state(), RequestState::Approved { .. }), "{:?}", state());
+    send("reaction_removed", "white_check_mark", "Ev0P5DEL001").await;
+    assert_eq!(state(), RequestState::Pending, "withdrawn below quorum: pending again");
+    assert!(s.bot.app.store.promotion(8).unwrap().unwrap().votes.is_empty());
+    s.fake
+        .wait_for("the message back to needing an approval", |f| {
+            f.messages(TEAM_CHANNEL)
+                .iter()
+                .any(|m| m.text.contains("Promotion #8") && m.text.contains("1 more lead approval"))
+        })
+        .await;
+    send("reaction_added", "white_check_mark", "Ev0P5ADD002").await;
+    assert!(matches!(state(), RequestState::Approved { .. }), "{:?}", state());
+    send("reaction_added", "x", "Ev0P5REJ001").await;
+    assert!(matches!(state(), RequestState::Rejected { ref by, .. } if by == "Ada"), "{:?}", state());
+    s.fake
+        .wait_for("the message edited to rejected", |f| {
+            f.messages(TEAM_CHANNEL)
+                .iter()
+                .any(|m| m.text.contains("Promotion #8") && m.text.contains("rejected by Ada"))
+        })
+        .await;
+}
+
+/// Issue 13, point 7: an automatic dev → staging promotion (no approval needed) is saved
+/// twice before Slack answers the first post; it is still posted once, and that one message is
+/// edited to its end.
+#[bounded::test]
+async fn an_automatic_promotion_is_posted_once_and_its_one_message_edited_to_the_end() {
+    use common::fake_github::{self, FakeGitHub, OWNER, REPO};
+    let github = FakeGitHub::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("github-token");
+    std::fs::write(&token, format!("{}\n", fake_github::TOKEN)).unwrap();
+    let extra = format!(
+        "\n[github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"{}\" }}\n",
+        github.url,
+        token.display()
+    );
+    let s = Setup::start_with(Mode::Http, &extra).await;
+    common::mirror_origin(&s.world, &github);
+    let (_, progress) = s.bot.say("ada", "/deploy dev dev").await;
+    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    let (reply, _) = s.bot.say("grace", "/promote dev staging").await;
+    assert!(s.bot.show(&reply).contains("It needs no approval"), "{}", s.bot.show(&reply));
+    s.fake
+        .wait_for("the promotion's message edited to shipped", |f| {
+            f.messages(TEAM_CHANNEL).iter().any(|m| m.text.contains("Promotion #1") && m.text.contains("shipped"))
+        })
+        .await;
+    let posts: Vec<_> =
+        s.fake.calls("chat.postMessage").into_iter().filter(|c| c.body.to_string().contains("Promotion #1:")).collect();
+    assert_eq!(posts.len(), 1, "one message per promotion: {posts:#?}");
+    let shown: Vec<_> =
+        s.fake.messages(TEAM_CHANNEL).into_iter().filter(|m| m.text.contains("Promotion #1:")).collect();
+    assert_eq!(shown.len(), 1);
+    assert!(!shown[0].text.contains("being carried out"), "{}", shown[0].text);
+    assert!(shown[0].edits >= 1, "edited in place");
+}
+
+/// Issue 13, point 8: a promotion's end recorded just before a crash, with its message not yet
+/// edited, reaches that message after the restart (once the adapter listens).
+#[bounded::test]
+async fn after_a_restart_a_promotions_recorded_end_reaches_its_own_message() {
+    use shipday::engine::{Announcement, PromotionView};
+    use shipday::release::approvals::RequestState;
+    let s = Setup::start(Mode::Http).await;
+    let mut request = common::pending_request(5, &s.world.tip("staging"), s.bot.clock.now());
+    s.bot.app.store.put_promotion(&request).unwrap();
+    s.bot
+        .app
+        .engine
+        .announce(Announcement::Promotion(Box::new(PromotionView { request: request.clone(), messages: vec![] })));
+    s.fake
+        .wait_for("the request in the team channel", |f| {
+            f.messages(TEAM_CHANNEL).iter().any(|m| m.text.contains("Promotion #5"))
+        })
+        .await;
+    let posted = s.fake.messages(TEAM_CHANNEL).into_iter().find(|m| m.text.contains("Promotion #5")).unwrap();
+    let bound = shipday::engine::MessageRef { channel: TEAM_CHANNEL.into(), id: posted.ts.clone() };
+    common::eventually(Duration::from_secs(10), "the message to be bound", || {
+        s.bot.app.store.promotion_for_message("slack", &bound).unwrap().is_some()
+    })
+    .await;
+    // Its end is recorded; the bot dies before the message is edited.
+    request.state = RequestState::Failed { why: "deploy #3 was interrupted by a restart of Shipday".into() };
+    s.bot.app.store.put_promotion(&request).unwrap();
+    s.bot.app.store.flush_blocking();
+    let s = s.restart().await;
+    s.bot.app.engine.tick().await;
+    s.fake
+        .wait_for("the message edited to its end", |f| {
+            f.messages(TEAM_CHANNEL)
+                .iter()
+                .any(|m| m.ts == posted.ts && m.text.contains("failed: deploy #3 was interrupted"))
+        })
+        .await;
+    let posts =
+        s.fake.calls("chat.postMessage").into_iter().filter(|c| c.body.to_string().contains("Promotion #5")).count();
+    assert_eq!(posts, 1, "edited, not posted again");
 }

@@ -41,6 +41,9 @@ pub enum Command {
         /// A lead's reason to carry it out outside the target's slot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         emergency: Option<String>,
+        /// Cancel the open request from `from` to `to` instead.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cancel: bool,
     },
     /// Show the state of one or all environments.
     Status {

@@ -208,7 +208,7 @@ impl Context<'_> {
     /// Turns validated values into the typed command. Exhaustive over spec names.
     fn build(&self, mut values: HashMap<String, Value>) -> Result<Command, ParseError> {
         let flag = |name: &str| matches!(values.get(name), Some(Value::Flag));
-        let (dry_run, live, force) = (flag("dry-run"), flag("live"), flag("force"));
+        let (dry_run, live, force, cancel) = (flag("dry-run"), flag("live"), flag("force"), flag("cancel"));
         let mut text = |name: &str| match values.remove(name) {
             Some(Value::Text(t)) => Some(t),
             _ => None,
@@ -232,6 +232,7 @@ impl Context<'_> {
                 from: required(text("from"), "from")?,
                 to: required(text("to"), "to")?,
                 emergency: text("emergency"),
+                cancel,
             },
             "status" => Command::Status { env: text("env"), live },
             "release" => Command::Release { env: required(text("env"), "env")? },

@@ -51,6 +51,8 @@ pub(crate) enum Event {
     DeployFinished { deploy_id: u64, outcome: Outcome },
     /// A reaction on one of the bot's messages.
     Reaction(Reaction, oneshot::Sender<()>),
+    /// A vote on a message no request was bound to yet, tried again (see `votes.rs`).
+    VoteAgain { reaction: Reaction, done: oneshot::Sender<()>, tries: u8 },
     /// An adapter posted a promotion request as this message.
     Bind { request: u64, platform: String, message: MessageRef, done: oneshot::Sender<()> },
     /// Promotion work reported back.
@@ -199,6 +201,9 @@ pub struct Engine {
     pub(crate) merge_checks: std::collections::HashSet<String>,
     /// When expired dedupe records were last forgotten (see [`Store::prune`]).
     pub(crate) pruned_at: Option<DateTime<Utc>>,
+    /// Whether promotions a restart interrupted were resumed. That happens on the first tick,
+    /// which `serve` sends only once every adapter listens, so their messages are edited.
+    pub(crate) resumed_at_start: bool,
 }
 
 /// A handle adapters use to talk to the engine.
@@ -362,6 +367,7 @@ impl Engine {
             outbox: outbox.clone(),
             merge_checks: Default::default(),
             pruned_at: None,
+            resumed_at_start: false,
         };
         engine.resume_ticket_scans();
         tokio::spawn(async move {
@@ -422,9 +428,9 @@ impl Engine {
             }
             Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
             Event::CheckDrift => {
-                // The start-up checks: drift on the hosts, promotions to resume, protection.
+                // The start-up checks: drift on the hosts and protection. Promotions resume on
+                // the first tick, once the adapters listen.
                 self.read_heads(None, None);
-                self.resume_promotions(true).await;
                 self.refresh_protection(true);
             }
             Event::Promotion(event) => self.promotion_event(event).await,
@@ -443,15 +449,23 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::Tick(done) => {
+                if !self.resumed_at_start {
+                    self.resumed_at_start = true;
+                    self.resume_promotions(true).await;
+                }
                 self.refresh_protection(false);
                 self.prune_if_due().await;
                 self.tick().await;
                 let _ = done.send(());
             }
             Event::Reaction(reaction, done) => {
-                self.reaction(reaction).await;
-                let _ = done.send(());
+                if self.reaction(reaction.clone()).await {
+                    self.vote_again_later(reaction, done, 1);
+                } else {
+                    let _ = done.send(());
+                }
             }
+            Event::VoteAgain { reaction, done, tries } => self.vote_again(reaction, done, tries).await,
             Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
             Event::TicketsFound { scan, result } => self.tickets_found(scan, result).await,
             Event::Crashed(task, message) => self.crashed(task, message).await,
@@ -488,7 +502,9 @@ impl Engine {
     }
 
     /// Records a reaction on one of the bot's messages. Approvals act on these.
-    async fn reaction(&mut self, reaction: Reaction) {
+    /// Records a reaction and applies it as a vote; `true` when its message is not bound to a
+    /// request yet (see [`Engine::vote`]).
+    async fn reaction(&mut self, reaction: Reaction) -> bool {
         let person = self.person(&reaction.platform, &reaction.user_id, &reaction.platform_roles);
         let entry = AuditEntry {
             at: reaction.at,
@@ -511,7 +527,7 @@ impl Engine {
         if let Err(error) = result {
             tracing::error!(error = format!("{error:#}"), "cannot record a reaction");
         }
-        self.vote(&reaction, person).await;
+        self.vote(&reaction, person).await
     }
 
     async fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
@@ -553,8 +569,11 @@ impl Engine {
                 return self.command_deploy(request, pending, now);
             }
             Command::Release { env } => return self.command_release(&env, pending, now),
-            Command::Promote { from, to, emergency } => {
+            Command::Promote { from, to, emergency, cancel: false } => {
                 return self.command_promote(&from, &to, emergency, pending, now);
+            }
+            Command::Promote { from, to, cancel: true, .. } => {
+                return self.command_cancel_promotion(&from, &to, pending, now);
             }
             Command::Status { env, live: false } => self.command_status(env.as_deref(), now),
             Command::Status { env, live: true } => {

@@ -35,6 +35,8 @@ pub(crate) enum PromotionEvent {
     Merged { id: u64, result: Result<Sha, String> },
     /// The target's deploy was answered (accepted or refused).
     DeployAnswered { id: u64, reply: Box<Reply> },
+    /// A lead's `--emergency` on an approved request: carry it out now.
+    RunNow { id: u64 },
 }
 
 impl Engine {
@@ -51,6 +53,11 @@ impl Engine {
         let person = pending.person.clone().expect("policy lets only configured people promote");
         if emergency.is_some() && !person.has(crate::config::Role::Lead) {
             return Some((pending, Handled::refused("Only a lead can promote with --emergency.")));
+        }
+        if let Some(reason) = &emergency
+            && let Some(handled) = self.emergency_on_open_request(from, to, &person, reason, now)
+        {
+            return Some((pending, handled));
         }
         // On success the work answers later, through `PromotionEvent::Prepared`.
         self.prepare_promotion(from, to, &person, emergency, Some(pending), now).err().map(|failed| {
@@ -178,6 +185,13 @@ impl Engine {
             PromotionEvent::Prepared { draft, pending } => self.promotion_prepared(*draft, pending.map(|p| *p)).await,
             PromotionEvent::Merged { id, result } => self.promotion_merged(id, result).await,
             PromotionEvent::DeployAnswered { id, reply } => self.promotion_deploy_answered(id, *reply).await,
+            PromotionEvent::RunNow { id } => {
+                if let Ok(Some(request)) = self.store.promotion(id)
+                    && matches!(request.state, RequestState::Approved { .. })
+                {
+                    self.execute_promotion(request).await;
+                }
+            }
         }
     }
 
@@ -232,9 +246,17 @@ impl Engine {
                 .next_slot(&request.to, now)
                 .map(|at| calendar_time(&self.config.calendar, at))
                 .unwrap_or_else(|| "its next slot".into());
+            let lapses = match self.config.calendar.next_slot(&request.to, now) {
+                Some(at) if at >= request.expires_at => format!(
+                    " It expires before then ({}), unless it runs sooner.",
+                    calendar_time(&self.config.calendar, request.expires_at)
+                ),
+                _ => String::new(),
+            };
             self.announce(Announcement::Text(format!(
-                "✅ Promotion #{} is approved. It runs in {}'s slot, {next} (a lead can `/promote {} {} --emergency \"reason\"` to run it now).",
-                request.id, request.to, request.from, request.to
+                "✅ Promotion #{} is approved. It runs in {}'s slot, {next} (a lead can `/promote {} {} --emergency \"reason\"` to run it now; \
+                 its requester or a lead can `/promote {} {} --cancel`). Until it starts, removing an approval or a lead's ❌ still counts.{lapses}",
+                request.id, request.to, request.from, request.to, request.from, request.to
             )));
             return;
         }
@@ -259,6 +281,7 @@ impl Engine {
         }
         request.state = RequestState::Executing { stage: Stage::Merging };
         self.save_promotion(&request).await;
+        crate::crashpoint::hit("promotion-merging");
         self.merge_on_github(&request);
     }
 
@@ -310,7 +333,12 @@ impl Engine {
     }
 
     async fn promotion_merged(&mut self, id: u64, result: Result<Sha, String>) {
+        crate::crashpoint::hit("promotion-merged");
         let Ok(Some(mut request)) = self.store.promotion(id) else { return };
+        // Only the request's own merge moves it on: never a second deploy stage.
+        if request.state != (RequestState::Executing { stage: Stage::Merging }) {
+            return;
+        }
         let merged = match result {
             Ok(merged) => merged,
             Err(why) => {
@@ -328,7 +356,12 @@ impl Engine {
         request.state = RequestState::Executing {
             stage: Stage::Deploying { sha: merged.clone(), deploy_id: None, github_deployment: None },
         };
-        self.save_promotion(&request).await;
+        // Intent before effect: "deploy `merged` for this request" is durable before the deploy
+        // starts. If it cannot be recorded, nothing starts.
+        if !self.save_promotion_durably(&request).await {
+            return;
+        }
+        crate::crashpoint::hit("promotion-deploying");
         self.deploy_promotion(&request, &merged).await;
     }
 
@@ -340,7 +373,7 @@ impl Engine {
             trigger: Trigger::Promotion,
             emergency: request.emergency.clone(),
             audit_text: format!("/deploy {} {} (promotion #{})", request.to, merged, request.id),
-            why: format!("promotion request #{}", request.id),
+            why: promotion_why(request.id),
         };
         let answered = self.deploy_as_shipday(deploy).await;
         if let Some(events) = self.events.upgrade() {
@@ -356,13 +389,24 @@ impl Engine {
 
     async fn promotion_deploy_answered(&mut self, id: u64, reply: Reply) {
         let Ok(Some(mut request)) = self.store.promotion(id) else { return };
-        let RequestState::Executing { stage: Stage::Deploying { sha, .. } } = &request.state else { return };
+        let RequestState::Executing { stage: Stage::Deploying { sha, deploy_id: None, .. } } = &request.state else {
+            return;
+        };
         let sha = sha.clone();
         match reply.body {
             ReplyBody::Deploy(record) => {
+                crate::crashpoint::hit("promotion-deploy-started");
                 request.state = RequestState::Executing {
                     stage: Stage::Deploying { sha, deploy_id: Some(record.id), github_deployment: None },
                 };
+                // The deploy may have finished before its answer got here.
+                if let Ok(Some(now)) = self.store.deploy(record.id)
+                    && now.is_finished()
+                {
+                    self.save_promotion(&request).await;
+                    self.promotion_deploy_finished(&now).await;
+                    return;
+                }
             }
             ReplyBody::Refused(why) => {
                 request.state =
@@ -375,21 +419,42 @@ impl Engine {
 
     /// A deploy finished: if it carried out a promotion, the promotion ends with it.
     pub(crate) async fn promotion_deploy_finished(&mut self, record: &DeployRecord) {
+        if record.outcome == Outcome::Succeeded {
+            self.void_promotions_from(record).await;
+        }
         if record.trigger != Trigger::Promotion {
             return;
         }
         let Ok(open) = self.store.open_promotions() else { return };
-        let Some(mut request) = open.into_iter().find(|r| {
-            matches!(&r.state, RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } if *id == record.id)
+        // By the id it noted, or (its answer not noted yet) by the deploy naming the request.
+        let Some(mut request) = open.into_iter().find(|r| match &r.state {
+            RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } => *id == record.id,
+            RequestState::Executing { stage: Stage::Deploying { deploy_id: None, .. } } => {
+                is_promotion_deploy(r.id, record)
+            }
+            _ => false,
         }) else {
             return;
         };
         request.state = match &record.outcome {
             Outcome::Succeeded => RequestState::Done { deploy_id: record.id },
-            Outcome::Failed { step, reason, .. } => {
-                RequestState::Failed { why: format!("deploy #{} failed at \"{step}\" ({reason})", record.id) }
-            }
-            Outcome::Interrupted => RequestState::Failed { why: format!("deploy #{} was interrupted", record.id) },
+            Outcome::Failed { step, reason, .. } => RequestState::Failed {
+                why: format!(
+                    "deploy #{} failed at \"{step}\" ({reason}). {}",
+                    record.id,
+                    next_steps(&request, &self.config)
+                ),
+            },
+            Outcome::Interrupted => RequestState::Failed {
+                why: format!(
+                    "deploy #{} was interrupted by a restart of Shipday{}; {} may run part of it, and nothing was \
+                     retried, so no step ran twice. {}",
+                    record.id,
+                    record.steps.last().map(|s| format!(" during \"{}\"", s.name)).unwrap_or_default(),
+                    request.to,
+                    next_steps(&request, &self.config)
+                ),
+            },
             Outcome::Running => return,
         };
         self.save_promotion(&request).await;
@@ -410,11 +475,27 @@ impl Engine {
     /// their record says they stopped. Never twice: the merge is idempotent on GitHub (a second
     /// merge finds nothing to merge) and a deploy already started is looked up, not repeated.
     pub(crate) async fn resume_promotions(&mut self, at_start: bool) {
+        if at_start {
+            self.show_recent_promotions_again();
+        }
         let Ok(open) = self.store.open_promotions() else { return };
         let now = self.clock.now();
         for mut request in open {
             match request.state.clone() {
-                RequestState::Pending if request.expire(now) => self.save_promotion(&request).await,
+                RequestState::Pending | RequestState::Approved { .. } if request.expire(now) => {
+                    self.save_promotion(&request).await
+                }
+                // A new commit deployed on the source voids it (an unknown source does not).
+                RequestState::Pending | RequestState::Approved { .. }
+                    if self
+                        .store
+                        .last_ok(&request.from)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|d| !request.check_source(Some(&d.sha))) =>
+                {
+                    self.save_promotion(&request).await
+                }
                 RequestState::Approved { .. } if self.slot_allows(&request, now) => {
                     self.execute_promotion(request).await;
                 }
@@ -424,17 +505,37 @@ impl Engine {
                     tracing::info!(request = request.id, "resuming a promotion at its merge");
                     self.merge_on_github(&request);
                 }
+                // The deploy may have started before the crash: a deploy recorded for this request
+                // is adopted, never started again. Without such a record no step ran (a deploy
+                // is recorded, durably, before its first step), so it starts now, once.
                 RequestState::Executing { stage: Stage::Deploying { sha, deploy_id: None, .. } } => {
-                    tracing::info!(request = request.id, "resuming a promotion at its deploy");
-                    self.deploy_promotion(&request, &sha).await;
+                    match self.started_promotion_deploy(&request) {
+                        Ok(Some(record)) => {
+                            tracing::info!(request = request.id, deploy = record.id, "adopting a promotion's deploy");
+                            self.adopt_promotion_deploy(request, sha, record).await;
+                        }
+                        Ok(None) => {
+                            tracing::info!(request = request.id, "resuming a promotion at its deploy");
+                            self.deploy_promotion(&request, &sha).await;
+                        }
+                        Err(why) => {
+                            request.state =
+                                RequestState::Failed { why: format!("{why}; {}", next_steps(&request, &self.config)) };
+                            self.save_promotion(&request).await;
+                        }
+                    }
                 }
                 RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } => {
                     match self.store.deploy(id).ok().flatten() {
                         Some(record) if record.is_finished() => self.promotion_deploy_finished(&record).await,
                         Some(_) => {}
                         None => {
-                            request.state =
-                                RequestState::Failed { why: format!("deploy #{id} is missing from the store") };
+                            request.state = RequestState::Failed {
+                                why: format!(
+                                    "deploy #{id} is missing from the store. {}",
+                                    next_steps(&request, &self.config)
+                                ),
+                            };
                             self.save_promotion(&request).await;
                         }
                     }
@@ -540,6 +641,198 @@ impl Engine {
             let _ = events.send(Event::Protection(text));
         });
     }
+}
+
+// ---- Promotions across crashes, cancelling and emergencies (issue 13) ----
+
+impl Engine {
+    /// After a restart, the newest requests are shown again as recorded: a crash can come after
+    /// a request's change (a vote, its end) was recorded but before its message was edited, and
+    /// chat catches up here (an edit to the same text changes nothing). What resumes after this
+    /// edits them again.
+    fn show_recent_promotions_again(&self) {
+        let Ok(recent) = self.store.recent_promotions(RESHOWN_AFTER_RESTART) else { return };
+        for request in recent {
+            let messages = self.store.promotion_messages(request.id).unwrap_or_default();
+            if !messages.is_empty() {
+                self.announce(Announcement::Promotion(Box::new(crate::engine::PromotionView { request, messages })));
+            }
+        }
+    }
+
+    /// A new commit on `record.env`: requests from it that still wait (pending or approved)
+    /// are void, and their messages say so.
+    async fn void_promotions_from(&mut self, record: &DeployRecord) {
+        let Ok(open) = self.store.open_promotions() else { return };
+        for mut request in open.into_iter().filter(|r| r.from == record.env && r.is_live()) {
+            if !request.check_source(Some(&record.sha)) {
+                self.save_promotion(&request).await;
+            }
+        }
+    }
+
+    /// Records a request and flushes it; `false` (and the request's message says why, when it
+    /// can) if the store cannot make it durable, so its next effect must not start.
+    pub(crate) async fn save_promotion_durably(&mut self, request: &PromotionRequest) -> bool {
+        let written = match self.store.put_promotion(request) {
+            Ok(()) => self.store.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = written {
+            tracing::error!(error = format!("{error:#}"), request = request.id, "cannot record a promotion request");
+            let mut failed = request.clone();
+            failed.state = RequestState::Failed {
+                why: format!(
+                    "Shipday could not record its next step, so it stopped before it. {}",
+                    next_steps(request, &self.config)
+                ),
+            };
+            self.save_promotion(&failed).await;
+            return false;
+        }
+        let messages = self.store.promotion_messages(request.id).unwrap_or_default();
+        self.announce(Announcement::Promotion(Box::new(crate::engine::PromotionView {
+            request: request.clone(),
+            messages,
+        })));
+        true
+    }
+
+    /// The deploy recorded for this request, if one was started (its record names the request).
+    fn started_promotion_deploy(&self, request: &PromotionRequest) -> Result<Option<DeployRecord>, String> {
+        let history = self
+            .store
+            .history(Some(&request.to), PROMOTION_DEPLOY_LOOKBACK)
+            .map_err(|e| format!("Shipday cannot read its deploy history ({e:#}), so it did not deploy again"))?;
+        Ok(history.into_iter().find(|d| is_promotion_deploy(request.id, d)))
+    }
+
+    /// Notes the deploy a request started before a crash, and finishes the request if the
+    /// deploy has ended (an interrupted one says what to do next).
+    async fn adopt_promotion_deploy(&mut self, mut request: PromotionRequest, sha: Sha, record: DeployRecord) {
+        request.state = RequestState::Executing {
+            stage: Stage::Deploying { sha, deploy_id: Some(record.id), github_deployment: None },
+        };
+        self.save_promotion(&request).await;
+        if record.is_finished() {
+            self.promotion_deploy_finished(&record).await;
+        }
+    }
+
+    /// `/promote FROM TO --emergency REASON` while a request from FROM to TO for what FROM runs
+    /// is open: a lead runs it now if it is approved, as its message promises. `None` when no
+    /// such request is open (a new request is made).
+    fn emergency_on_open_request(
+        &mut self,
+        from: &str,
+        to: &str,
+        person: &Person,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Handled> {
+        let live = self.store.last_ok(from).ok().flatten()?;
+        let open = self.store.open_promotions().ok()?;
+        let mut request = open.into_iter().find(|r| r.from == from && r.to == to && r.sha == live.sha)?;
+        if let Err(why) = request.run_now(person, reason.to_owned(), now) {
+            return Some(Handled::refused(why));
+        }
+        if let Err(error) = self.store.put_promotion(&request) {
+            tracing::error!(error = format!("{error:#}"), "cannot record an emergency promotion");
+            return Some(Handled::refused("Shipday cannot write to its store, so it did nothing."));
+        }
+        self.announce(Announcement::Text(format!(
+            "🚨 Emergency promotion: @{{{}}} is running approved promotion #{} ({} → {} at {}) now, outside {}'s slot. Reason: {reason}",
+            person.id,
+            request.id,
+            request.from,
+            request.to,
+            request.sha.short(),
+            request.to
+        )));
+        if let Some(events) = self.events.upgrade() {
+            let _ = events.send(Event::Promotion(PromotionEvent::RunNow { id: request.id }));
+        }
+        let text = format!("Approved promotion #{} of {} → {} runs now (emergency: {reason}).", request.id, from, to);
+        let decision = format!("accepted: emergency run of promotion #{}: {reason}", request.id);
+        Some(Handled::Reply { reply: Reply::text(Visibility::Ephemeral, text), decision })
+    }
+
+    /// `/promote FROM TO --cancel`: its requester or a lead cancels the open request from FROM
+    /// to TO before it is carried out.
+    pub(crate) fn command_cancel_promotion(
+        &mut self,
+        from: &str,
+        to: &str,
+        pending: Pending,
+        now: DateTime<Utc>,
+    ) -> Option<(Pending, Handled)> {
+        let Some(person) = pending.person.clone() else {
+            return Some((pending, Handled::refused("Only configured people can cancel a promotion.")));
+        };
+        let open = match self.store.open_promotions() {
+            Ok(open) => open,
+            Err(e) => return Some((pending, Handled::refused(format!("Shipday cannot read its store: {e:#}")))),
+        };
+        let Some(mut request) = open.into_iter().find(|r| r.from == from && r.to == to) else {
+            return Some((
+                pending,
+                Handled::refused(format!("No promotion from {from} to {to} is open, so there is nothing to cancel.")),
+            ));
+        };
+        if let Err(why) = request.cancel(&person, now) {
+            // It may have expired just now: record that, and say so.
+            if request.state == RequestState::Expired {
+                let _ = self.store.put_promotion(&request);
+            }
+            return Some((pending, Handled::refused(why)));
+        }
+        if let Err(error) = self.store.put_promotion(&request) {
+            tracing::error!(error = format!("{error:#}"), "cannot record a cancelled promotion");
+            return Some((pending, Handled::refused("Shipday cannot write to its store, so it did nothing.")));
+        }
+        let messages = self.store.promotion_messages(request.id).unwrap_or_default();
+        self.announce(Announcement::Promotion(Box::new(crate::engine::PromotionView {
+            request: request.clone(),
+            messages,
+        })));
+        let text = format!(
+            "Promotion #{} of {} → {} at {} is cancelled; nothing was merged or deployed.",
+            request.id,
+            from,
+            to,
+            request.sha.short()
+        );
+        let decision = format!("accepted: cancelled promotion #{}", request.id);
+        Some((pending, Handled::Reply { reply: Reply::text(Visibility::Public, text), decision }))
+    }
+}
+
+/// How many of the newest ended requests a restart shows again.
+const RESHOWN_AFTER_RESTART: usize = 10;
+
+/// How far back a target's history is searched for a deploy a request started before a crash.
+const PROMOTION_DEPLOY_LOOKBACK: usize = 200;
+
+/// Why Shipday deploys for request `id`; the deploy's record carries it (as its requester's
+/// name), which is how a restart finds a deploy the request started.
+fn promotion_why(id: u64) -> String {
+    format!("promotion request #{id}")
+}
+
+/// Whether `record` is the deploy that request `id` started.
+fn is_promotion_deploy(id: u64, record: &DeployRecord) -> bool {
+    record.trigger == Trigger::Promotion && record.requested_by_name.ends_with(&format!("({})", promotion_why(id)))
+}
+
+/// What the team does next when a promotion stopped after its merge.
+fn next_steps(request: &PromotionRequest, config: &crate::config::Config) -> String {
+    let branch = config.environment(&request.to).map(|e| e.branch.to_string()).unwrap_or_else(|| request.to.clone());
+    format!(
+        "Check {to} with `/status {to} --live`; then a lead deploys `{branch}` (which has the merge) with `/deploy {to} \
+         {branch} --emergency \"finish promotion #{id}\"`, or rolls back with `/rollback {to}`.",
+        to = request.to,
+        id = request.id
+    )
 }
 
 /// A drafted request and what finishing it needs.

@@ -6,6 +6,12 @@
 //! display name), the requester cannot approve their own request, any lead's ❌ rejects,
 //! removing a reaction withdraws that vote, requests expire, and a request whose source
 //! commit changed is void.
+//!
+//! Approval stays live until execution starts: while an approved request waits (for the
+//! target's slot), a withdrawal that drops it below quorum makes it pending again, a lead's ❌
+//! rejects it, it expires, it is void when the source moves, its requester or any lead can
+//! cancel it, and a lead can run it now with an emergency reason. Once execution has started,
+//! votes change nothing ([`VoteOutcome::TooLate`]).
 
 use super::gitref::Sha;
 use crate::config::{Person, Role};
@@ -71,8 +77,15 @@ pub enum RequestState {
         /// When.
         at: DateTime<Utc>,
     },
-    /// Nobody decided in time.
+    /// Nobody decided in time (or an approved request waited past its expiry).
     Expired,
+    /// Its requester or a lead cancelled it before execution started.
+    Cancelled {
+        /// Who (display name).
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The source changed, or the request was replaced; a new request is needed.
     Void {
         /// Why.
@@ -158,6 +171,10 @@ pub enum VoteOutcome {
     Approved,
     /// A lead rejected it.
     Rejected,
+    /// A withdrawal took an approved request below its quorum: it is pending again.
+    Reopened,
+    /// A lead's vote after execution started: recorded in the log, changes nothing.
+    TooLate,
 }
 
 impl PromotionRequest {
@@ -166,14 +183,26 @@ impl PromotionRequest {
         self.votes.iter().filter(|(id, b)| b.vote == Vote::Approve && **id != self.requester).count()
     }
 
-    /// Whether it still takes votes.
+    /// Whether it is still waiting for votes.
     pub fn is_open(&self) -> bool {
         self.state == RequestState::Pending
     }
 
-    /// Marks it expired if its time has passed. Returns whether it changed.
+    /// Whether votes, expiry, a moved source and cancelling still change it: pending, or
+    /// approved but not yet being carried out.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, RequestState::Pending | RequestState::Approved { .. })
+    }
+
+    /// Whether execution has started (or ended): votes no longer change anything.
+    pub fn has_started(&self) -> bool {
+        matches!(self.state, RequestState::Executing { .. } | RequestState::Done { .. } | RequestState::Failed { .. })
+    }
+
+    /// Marks it expired if its time has passed, pending or approved-but-waiting. Returns
+    /// whether it changed.
     pub fn expire(&mut self, now: DateTime<Utc>) -> bool {
-        if self.is_open() && now >= self.expires_at {
+        if self.is_live() && now >= self.expires_at {
             self.state = RequestState::Expired;
             return true;
         }
@@ -185,19 +214,28 @@ impl PromotionRequest {
         if self.expire(now) {
             return VoteOutcome::Ignored("the request expired");
         }
-        if !self.is_open() {
-            return VoteOutcome::Ignored("the request is no longer pending");
-        }
         let Some(vote) = Vote::from_emoji(emoji) else { return VoteOutcome::Ignored("not a voting emoji") };
         let Some(voter) = voter else { return VoteOutcome::Ignored("not a configured person") };
         if !voter.has(Role::Lead) {
             return VoteOutcome::Ignored("not a lead");
         }
+        if self.has_started() {
+            return VoteOutcome::TooLate;
+        }
+        if !self.is_live() {
+            return VoteOutcome::Ignored("the request is closed");
+        }
+        let was_approved = matches!(self.state, RequestState::Approved { .. });
         if !added {
             return match self.votes.get(&voter.id) {
                 Some(ballot) if ballot.vote == vote => {
                     self.votes.remove(&voter.id);
-                    VoteOutcome::Withdrawn
+                    if was_approved && self.approvals() < self.quorum {
+                        self.state = RequestState::Pending;
+                        VoteOutcome::Reopened
+                    } else {
+                        VoteOutcome::Withdrawn
+                    }
                 }
                 _ => VoteOutcome::Ignored("no such vote to withdraw"),
             };
@@ -210,11 +248,60 @@ impl PromotionRequest {
             self.state = RequestState::Rejected { by: voter.name.clone(), at: now };
             return VoteOutcome::Rejected;
         }
+        if was_approved {
+            return VoteOutcome::Counted;
+        }
         if self.approvals() >= self.quorum {
             self.state = RequestState::Approved { at: now };
             return VoteOutcome::Approved;
         }
         VoteOutcome::Counted
+    }
+
+    /// Cancels it for `by`: its requester or any lead, before execution starts.
+    pub fn cancel(&mut self, by: &Person, now: DateTime<Utc>) -> Result<(), String> {
+        if by.id != self.requester && !by.has(Role::Lead) {
+            return Err(format!(
+                "Only {} (who asked) or a lead can cancel promotion #{}. Nothing was changed.",
+                self.requester_name, self.id
+            ));
+        }
+        if self.expire(now) {
+            return Err(format!("Promotion #{} had already expired. Nothing was changed.", self.id));
+        }
+        if self.has_started() {
+            return Err(format!(
+                "Promotion #{} is already being carried out (or finished), so it cannot be cancelled. Nothing was changed.",
+                self.id
+            ));
+        }
+        if !self.is_live() {
+            return Err(format!("Promotion #{} is already closed. Nothing was changed.", self.id));
+        }
+        self.state = RequestState::Cancelled { by: by.name.clone(), at: now };
+        Ok(())
+    }
+
+    /// A lead runs an approved request now, outside the target's slot, for `reason`.
+    pub fn run_now(&mut self, by: &Person, reason: String, now: DateTime<Utc>) -> Result<(), String> {
+        if !by.has(Role::Lead) {
+            return Err("Only a lead can promote with --emergency.".into());
+        }
+        if self.expire(now) {
+            return Err(format!("Promotion #{} expired before it ran. Nothing was changed.", self.id));
+        }
+        match self.state {
+            RequestState::Approved { .. } => {
+                self.emergency = Some(reason);
+                Ok(())
+            }
+            RequestState::Pending => Err(format!(
+                "Promotion #{} still needs {} more lead approval(s) before it can run; approve it by reacting ✅ on its message. Nothing was changed.",
+                self.id,
+                self.quorum.saturating_sub(self.approvals())
+            )),
+            _ => Err(format!("Promotion #{} is already being carried out or closed. Nothing was changed.", self.id)),
+        }
     }
 
     /// Voids the request if `from` no longer runs the approved commit.
@@ -256,7 +343,8 @@ impl PromotionRequest {
             }
             RequestState::Approved { .. } => format!("✅ {approved_by}: approved"),
             RequestState::Rejected { by, .. } => format!("❌ rejected by {by}"),
-            RequestState::Expired => "⌛ expired without a decision".into(),
+            RequestState::Expired => "⌛ expired without being carried out".into(),
+            RequestState::Cancelled { by, .. } => format!("🚫 cancelled by {by}"),
             RequestState::Void { why } => format!("🚫 void: {why}"),
             RequestState::Executing { .. } => format!("⏳ {approved_by}: being carried out"),
             RequestState::Done { deploy_id } => format!("✅ {approved_by}: shipped (deploy #{deploy_id})"),
@@ -367,5 +455,93 @@ mod tests {
         let other = Sha::parse(&"b".repeat(40)).unwrap();
         assert!(!r.check_source(Some(&other)));
         assert!(matches!(&r.state, RequestState::Void { why } if why.contains("/promote staging production")));
+    }
+
+    fn approved(quorum: usize) -> PromotionRequest {
+        let mut r = request(quorum);
+        for lead in ["ada", "bob"].iter().take(quorum) {
+            r.react(Some(&person(lead, Some(Role::Lead))), "✅", true, at(1));
+        }
+        assert!(matches!(r.state, RequestState::Approved { .. }), "{:?}", r.state);
+        r
+    }
+
+    #[test]
+    fn a_withdrawal_below_quorum_makes_an_approved_request_pending_again() {
+        let mut r = approved(1);
+        assert_eq!(r.react(Some(&person("ada", Some(Role::Lead))), "✅", false, at(2)), VoteOutcome::Reopened);
+        assert_eq!(r.state, RequestState::Pending);
+        assert!(r.tally(chrono_tz::UTC).contains("1 more lead approval"), "{}", r.tally(chrono_tz::UTC));
+        // A third lead's approval on a request of quorum 2 keeps it approved when one withdraws.
+        let mut r = approved(2);
+        assert_eq!(r.react(Some(&person("cy", Some(Role::Lead))), "✅", true, at(2)), VoteOutcome::Counted);
+        assert_eq!(r.react(Some(&person("ada", Some(Role::Lead))), "✅", false, at(3)), VoteOutcome::Withdrawn);
+        assert!(matches!(r.state, RequestState::Approved { .. }));
+    }
+
+    #[test]
+    fn a_leads_cross_rejects_an_approved_request_that_waits() {
+        let mut r = approved(1);
+        assert_eq!(r.react(Some(&person("bob", Some(Role::Lead))), "x", true, at(2)), VoteOutcome::Rejected);
+        assert!(matches!(&r.state, RequestState::Rejected { by, .. } if by == "BOB"));
+        // A developer's ❌ is no veto.
+        let mut r = approved(1);
+        let outcome = r.react(Some(&person("linus", Some(Role::Developer))), "x", true, at(2));
+        assert!(matches!(outcome, VoteOutcome::Ignored(_)));
+        assert!(matches!(r.state, RequestState::Approved { .. }));
+    }
+
+    #[test]
+    fn an_approved_request_expires_and_is_void_when_the_source_moves() {
+        let mut r = approved(1);
+        assert!(!r.expire(at(30)));
+        assert!(r.expire(r.expires_at));
+        assert_eq!(r.state, RequestState::Expired);
+        let mut r = approved(1);
+        assert!(!r.check_source(Some(&Sha::parse(&"c".repeat(40)).unwrap())));
+        assert!(matches!(r.state, RequestState::Void { .. }));
+    }
+
+    #[test]
+    fn the_requester_or_a_lead_cancels_before_execution_starts() {
+        let mut r = approved(1);
+        let linus = person("linus", Some(Role::Developer));
+        assert!(r.cancel(&linus, at(2)).unwrap_err().contains("Only Grace (who asked) or a lead"));
+        r.cancel(&person("grace", Some(Role::Developer)), at(2)).unwrap();
+        assert!(matches!(&r.state, RequestState::Cancelled { by, .. } if by == "GRACE"));
+        assert!(r.cancel(&person("ada", Some(Role::Lead)), at(3)).unwrap_err().contains("already closed"));
+        let mut r = request(1);
+        r.cancel(&person("bob", Some(Role::Lead)), at(2)).unwrap();
+        assert!(r.tally(chrono_tz::UTC).contains("cancelled by BOB"));
+        let mut r = approved(1);
+        r.state = RequestState::Executing { stage: Stage::Merging };
+        assert!(r.cancel(&person("bob", Some(Role::Lead)), at(2)).unwrap_err().contains("already being carried out"));
+    }
+
+    #[test]
+    fn a_lead_runs_an_approved_request_now_with_an_emergency_reason() {
+        let mut r = request(1);
+        let ada = person("ada", Some(Role::Lead));
+        assert!(r.run_now(&ada, "down".into(), at(2)).unwrap_err().contains("1 more lead approval"));
+        let mut r = approved(1);
+        assert!(r.run_now(&person("grace", Some(Role::Developer)), "down".into(), at(2)).is_err());
+        r.run_now(&ada, "checkout is down".into(), at(2)).unwrap();
+        assert_eq!(r.emergency.as_deref(), Some("checkout is down"));
+    }
+
+    #[test]
+    fn votes_after_execution_started_change_nothing() {
+        for state in [
+            RequestState::Executing { stage: Stage::Merging },
+            RequestState::Done { deploy_id: 3 },
+            RequestState::Failed { why: "x".into() },
+        ] {
+            let mut r = approved(1);
+            r.state = state.clone();
+            let votes = r.votes.clone();
+            assert_eq!(r.react(Some(&person("bob", Some(Role::Lead))), "x", true, at(2)), VoteOutcome::TooLate);
+            assert_eq!(r.react(Some(&person("ada", Some(Role::Lead))), "✅", false, at(2)), VoteOutcome::TooLate);
+            assert_eq!((r.state, r.votes), (state, votes));
+        }
     }
 }

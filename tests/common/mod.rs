@@ -9,6 +9,7 @@ pub mod fake_github;
 pub mod fake_jira;
 pub mod fake_slack;
 pub mod kill_loop;
+pub mod promotion_kill;
 pub mod real_bot;
 pub mod sshd;
 pub mod wait;

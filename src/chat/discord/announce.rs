@@ -27,6 +27,7 @@ pub(crate) async fn run(
     if let Some(notice) = text::interrupted_notice(&interrupted) {
         poster.post(&Message::text(notice, false)).await;
     }
+    let mut promotions: HashMap<u64, MessageRef> = HashMap::new();
     loop {
         match announcements.recv().await {
             Ok(Announcement::Text(text)) => {
@@ -34,7 +35,25 @@ pub(crate) async fn run(
                 poster.post(&message).await;
             }
             Ok(Announcement::Deploy(update)) => poster.deploy(&update).await,
-            Ok(Announcement::Promotion(view)) => poster.promotion(&view).await,
+            Ok(Announcement::Promotion(view)) => {
+                // A second save can be announced before the engine recorded the first post's
+                // message: it edits that message rather than posting another.
+                let mut view = *view;
+                let id = view.request.id;
+                if !view.messages.iter().any(|(platform, _)| platform == super::PLATFORM)
+                    && let Some(posted) = promotions.get(&id)
+                {
+                    view.messages.push((super::PLATFORM.to_owned(), posted.clone()));
+                }
+                if let Some(posted) = poster.promotion(&view).await {
+                    promotions.insert(id, posted);
+                }
+                if !view.request.is_live()
+                    && !matches!(view.request.state, crate::release::approvals::RequestState::Executing { .. })
+                {
+                    promotions.remove(&id);
+                }
+            }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "Discord fell behind on announcements; some were not posted")
             }
@@ -98,7 +117,8 @@ impl Poster {
     }
 
     /// Posts a promotion request once (binding the message so reactions vote), then edits it.
-    async fn promotion(&self, view: &PromotionView) {
+    /// Shows a promotion request: edits its message, or posts it and returns the new message.
+    async fn promotion(&self, view: &PromotionView) -> Option<MessageRef> {
         let message = Message::text(text::promotion(&view.request, self.shared.config.timezone), false);
         match view.messages.iter().find(|(platform, _)| platform == super::PLATFORM) {
             Some((_, posted)) => match posted.id.parse::<u64>() {
@@ -116,10 +136,12 @@ impl Poster {
             None => {
                 if let Some(posted) = self.post(&message).await {
                     let message = MessageRef { channel: self.channel.to_string(), id: posted.to_string() };
-                    self.shared.engine.bind_message(view.request.id, super::PLATFORM, message).await;
+                    self.shared.engine.bind_message(view.request.id, super::PLATFORM, message.clone()).await;
+                    return Some(message);
                 }
             }
         }
+        None
     }
 
     /// Edits the messages that showed `record` (a deploy a crash interrupted) to say so.

@@ -4,6 +4,7 @@
 use super::{Slack, render};
 use crate::chat::{mentions, text};
 use crate::engine::{Announcement, MessageRef};
+use crate::release::approvals::RequestState;
 use anyhow::Result;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,9 @@ pub(crate) async fn run(
         tracing::error!(%error, "cannot tell the team channel about interrupted deploys");
     }
     let mut deploys: HashMap<u64, MessageRef> = HashMap::new();
+    // Promotion messages this loop posted: a second save can be announced before the engine
+    // has recorded the first post's message, and must edit it, not post another.
+    let mut promotions: HashMap<u64, MessageRef> = HashMap::new();
     loop {
         let announcement = match announcements.recv().await {
             Ok(announcement) => announcement,
@@ -43,17 +47,27 @@ pub(crate) async fn run(
             }
             Announcement::Promotion(view) => {
                 let content = render::note(&render::escape(&text::promotion(&view.request, slack.config.timezone)));
-                let shown = view.messages.iter().find(|(platform, _)| platform == "slack").map(|(_, m)| m.clone());
+                let shown = view
+                    .messages
+                    .iter()
+                    .find(|(platform, _)| platform == "slack")
+                    .map(|(_, m)| m.clone())
+                    .or_else(|| promotions.get(&view.request.id).cloned());
                 let result = match shown {
                     Some(at) => slack.api.update(&at, &content).await,
                     None => match slack.api.post_message(&channel, &content).await {
                         Ok(at) => {
+                            promotions.insert(view.request.id, at.clone());
                             slack.engine.bind_message(view.request.id, "slack", at).await;
                             Ok(())
                         }
                         Err(error) => Err(error),
                     },
                 };
+                if !view.request.is_live() && !matches!(view.request.state, RequestState::Executing { .. }) {
+                    // Finished: the store knows its message from here on.
+                    promotions.remove(&view.request.id);
+                }
                 if let Err(error) = result {
                     tracing::warn!(%error, request = view.request.id, "cannot show a promotion request");
                 }
