@@ -27,6 +27,11 @@ pub const MERGE_TTL: chrono::Duration = chrono::Duration::days(30);
 /// How long a claimed calendar firing is remembered, counted back from the scheduler's cursor.
 pub const FIRING_TTL: chrono::Duration = chrono::Duration::days(30);
 
+/// How long a reaction on a message not (yet) bound to a promotion request is kept for that
+/// binding (see [`Store::keep_early_reaction`]). A request's message is bound as soon as the
+/// platform answers its post, so a reaction waiting longer was on some other message.
+pub const EARLY_REACTION_TTL: chrono::Duration = chrono::Duration::hours(1);
+
 /// Version of the on-disk layout, checked at open.
 const FORMAT: &[u8] = b"shipday-store-1";
 
@@ -54,6 +59,8 @@ pub struct Store {
     jira_moves: sled::Tree,
     jira_pending: sled::Tree,
     ticket_scans: sled::Tree,
+    /// Reactions on messages not bound to a request yet, by message (see [`EarlyReaction`]).
+    early_reactions: sled::Tree,
     /// Applied to every audit entry: the audit log is one of the ways text leaves the process.
     redactor: crate::redact::Redactor,
     /// The fault seam: while set, every flush fails as a full disk would (see [`Store::fail_flushes`]).
@@ -88,6 +95,26 @@ pub struct TrackedMessage {
     pub since: DateTime<Utc>,
     /// `(user id, emoji)` pairs, as last recorded by the engine.
     pub reactions: BTreeSet<(String, String)>,
+}
+
+/// A vote-shaped reaction that arrived on a message no promotion request was bound to yet: an
+/// adapter binds the message it posted only once the platform answered the post, and a
+/// reaction can arrive first. Kept until the message is bound (then applied as a vote), or for
+/// [`EARLY_REACTION_TTL`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlyReaction {
+    /// The platform's user id of who reacted.
+    pub user_id: String,
+    /// Roles the platform vouched for (`developer`, `lead`).
+    pub platform_roles: Vec<String>,
+    /// The emoji's name.
+    pub emoji: String,
+    /// Added (true) or removed (false).
+    pub added: bool,
+    /// When the platform says it happened.
+    pub at: DateTime<Utc>,
+    /// When Shipday recorded it (its age, for [`EARLY_REACTION_TTL`]).
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// What [`Store::open`] found.
@@ -152,6 +179,7 @@ impl Store {
             jira_moves: tree("jira_moves")?,
             jira_pending: tree("jira_pending")?,
             ticket_scans: tree("ticket_scans")?,
+            early_reactions: tree("early_reactions")?,
             redactor: crate::redact::Redactor::default(),
             failing: Default::default(),
             db,
@@ -385,6 +413,15 @@ impl Store {
                 }
             }
         }
+        let cutoff = now - EARLY_REACTION_TTL;
+        for entry in self.early_reactions.iter() {
+            let (key, value) = entry?;
+            // An unreadable record is not evidence of age: it is kept, like a delivery's.
+            if decode::<EarlyReaction>(&value).is_ok_and(|early| early.recorded_at < cutoff) {
+                self.early_reactions.remove(key)?;
+                removed += 1;
+            }
+        }
         // A firing's key ends with its instant; only firings behind the scheduler's cursor are
         // ever claimed again, so older ones can go.
         let cursor = self.scheduler_cursor()?.unwrap_or(now).min(now);
@@ -519,6 +556,30 @@ impl Store {
             Some(id) => Ok(Some(u64::from_be_bytes(id.as_ref().try_into()?))),
             None => Ok(None),
         }
+    }
+
+    /// Keeps a reaction on `message` until the message is bound to a request (durable at the
+    /// next flush). Reactions on one message are kept in the order they arrived.
+    pub fn keep_early_reaction(&self, platform: &str, message: &MessageRef, early: &EarlyReaction) -> Result<()> {
+        let mut key = early_reaction_prefix(platform, message);
+        key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        self.early_reactions.insert(key, encode(early)?)?;
+        Ok(())
+    }
+
+    /// Takes the reactions kept for `message`, oldest first, forgetting them (durable at the
+    /// next flush). Damaged records are forgotten and skipped.
+    pub fn take_early_reactions(&self, platform: &str, message: &MessageRef) -> Result<Vec<EarlyReaction>> {
+        let mut out = Vec::new();
+        for entry in self.early_reactions.scan_prefix(early_reaction_prefix(platform, message)) {
+            let (key, value) = entry?;
+            self.early_reactions.remove(key)?;
+            match decode(&value) {
+                Ok(early) => out.push(early),
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "skipped a damaged early reaction"),
+            }
+        }
+        Ok(out)
     }
 
     /// The messages (platform, message) that show request `id`.
@@ -835,6 +896,12 @@ fn message_key(platform: &str, message: &MessageRef) -> Vec<u8> {
     format!("{platform}\u{1f}{}\u{1f}{}", message.channel, message.id).into_bytes()
 }
 
+fn early_reaction_prefix(platform: &str, message: &MessageRef) -> Vec<u8> {
+    let mut key = message_key(platform, message);
+    key.push(0x1f);
+    key
+}
+
 fn tracked_key(platform: &str, message: &MessageRef) -> Vec<u8> {
     let mut key = env_prefix(platform);
     key.extend_from_slice(message.channel.as_bytes());
@@ -879,6 +946,40 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn early_reactions_are_taken_once_in_order_per_message_and_forgotten_after_their_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let early = |emoji: &str, added: bool, recorded_at: DateTime<Utc>| EarlyReaction {
+            user_id: "UADA".into(),
+            platform_roles: vec!["lead".into()],
+            emoji: emoji.into(),
+            added,
+            at: recorded_at,
+            recorded_at,
+        };
+        let posted = MessageRef { channel: "C1".into(), id: "1700.1".into() };
+        // Same prefix, another message.
+        let other = MessageRef { channel: "C1".into(), id: "1700.12".into() };
+        store.keep_early_reaction("slack", &posted, &early("white_check_mark", true, now)).unwrap();
+        store.keep_early_reaction("slack", &posted, &early("white_check_mark", false, now)).unwrap();
+        store
+            .keep_early_reaction(
+                "slack",
+                &other,
+                &early("x", true, now - EARLY_REACTION_TTL - chrono::Duration::minutes(1)),
+            )
+            .unwrap();
+        store.keep_early_reaction("discord", &posted, &early("x", true, now)).unwrap();
+        let taken = store.take_early_reactions("slack", &posted).unwrap();
+        assert_eq!(taken.iter().map(|e| e.added).collect::<Vec<_>>(), [true, false], "in the order they arrived");
+        assert!(store.take_early_reactions("slack", &posted).unwrap().is_empty(), "taken once");
+        assert_eq!(store.prune(now).unwrap(), 1, "only the one older than its lifetime");
+        assert!(store.take_early_reactions("slack", &other).unwrap().is_empty());
+        assert_eq!(store.take_early_reactions("discord", &posted).unwrap().len(), 1);
+    }
 
     #[test]
     fn dedupe_records_are_forgotten_after_their_lifetimes() {

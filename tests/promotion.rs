@@ -479,3 +479,43 @@ async fn a_vote_that_arrives_before_its_message_is_bound_still_counts() {
     let state = bot.app.store.promotion(request.id).unwrap().unwrap().state;
     assert!(matches!(state, RequestState::Approved { .. }), "{state:?}");
 }
+
+/// A lead's ✅ on a message that is bound to its request only well after the reaction was
+/// acknowledged (here across a restart of the bot) is kept in the store, and counts once the
+/// message is bound.
+#[bounded::test]
+async fn a_vote_kept_until_its_message_is_bound_counts_even_after_a_restart() {
+    let s = setup().await;
+    let bot = Bot::start(&s.config);
+    bot.clock.set(outside_the_slot());
+    bot.say("ada", "/deploy staging staging").await;
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let message = MessageRef { channel: "C-RELEASES".into(), id: "1700000000.515151".into() };
+    // Returns once the reaction is durably recorded: the adapter acknowledges it then.
+    bot.app
+        .engine
+        .react(Reaction {
+            platform: "slack".into(),
+            user_id: "UADA".into(),
+            platform_roles: vec![],
+            emoji: "white_check_mark".into(),
+            message: message.clone(),
+            added: true,
+            at: outside_the_slot(),
+        })
+        .await;
+    assert_eq!(bot.app.store.promotion(request.id).unwrap().unwrap().state, RequestState::Pending);
+    drop(heard);
+    drop(bot);
+    let bot = Bot::restart(&s.config).await;
+    bot.clock.set(outside_the_slot() + chrono::Duration::minutes(1));
+    bot.app.engine.bind_message(request.id, "slack", message.clone()).await;
+    let state = bot.app.store.promotion(request.id).unwrap().unwrap().state;
+    assert!(matches!(state, RequestState::Approved { .. }), "{state:?}");
+    // Applied once: binding the same message again changes nothing.
+    bot.app.engine.bind_message(request.id, "slack", message).await;
+    let voted = bot.app.store.promotion(request.id).unwrap().unwrap();
+    assert_eq!(voted.approvals(), 1, "{voted:?}");
+}

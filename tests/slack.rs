@@ -833,6 +833,83 @@ async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so()
     child.kill().await.unwrap();
 }
 
+/// Issue 13, point 7, for a deploy nobody's command follows: `shipday serve` is SIGKILLed while
+/// an automatic dev → staging promotion's deploy (announced in the team channel) runs; when it
+/// starts again, that deploy's own announced message is edited to say it was interrupted.
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_an_announced_deploys_own_message_is_edited_to_say_so() {
+    use common::fake_github::{self, FakeGitHub, OWNER, REPO};
+    let world = World::new();
+    let github = FakeGitHub::start().await;
+    common::mirror_origin(&world, &github);
+    let go = Gate::new(world.path(), "go");
+    // Staging's deploy waits at its second step until the gate opens.
+    let text = std::fs::read_to_string(world.config_path()).unwrap();
+    let staging = text.find("name = \"staging\"").unwrap();
+    let fetch = "  { name = \"fetch\", run = \"git fetch --all --prune --quiet\" },\n";
+    let at = staging + text[staging..].find(fetch).unwrap() + fetch.len();
+    let wait = format!("  {{ name = \"wait\", run = \"{}\" }},\n", go.shell());
+    let token = world.path().join("github-token");
+    std::fs::write(&token, format!("{}\n", fake_github::TOKEN)).unwrap();
+    let text = format!(
+        "{}{wait}{}\n[github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"{}\" }}\n",
+        &text[..at],
+        &text[at..],
+        github.url,
+        token.display()
+    );
+    std::fs::write(world.config_path(), text).unwrap();
+    let fake = FakeSlack::start(TEAM).await;
+    let config = write_config(&world, &fake, Mode::Socket);
+    let serve = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env_remove("SHIPDAY_CONFIG")
+            .env("SHIPDAY_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut child = serve();
+    fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    let command = |id: &str, user: &str, name: &str, text: &str| {
+        let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+        envelope["envelope_id"] = json!(id);
+        envelope["payload"]["team_id"] = json!(TEAM);
+        envelope["payload"]["user_id"] = json!(user);
+        envelope["payload"]["channel_id"] = json!(CHANNEL);
+        envelope["payload"]["command"] = json!(name);
+        envelope["payload"]["text"] = json!(text);
+        envelope["payload"]["trigger_id"] = json!(format!("trigger-{id}"));
+        envelope
+    };
+    let ack = fake.send_envelope(&command("announced-1", ADA, "/deploy", "dev dev")).await;
+    assert!(ack.to_string().contains("Accepted"), "{ack}");
+    fake.wait_for("dev deployed", |f| f.messages(CHANNEL).iter().any(|m| m.text.contains("✅"))).await;
+    let ack = fake.send_envelope(&command("announced-2", GRACE, "/promote", "dev staging")).await;
+    assert!(ack.to_string().contains("Accepted") || ack.to_string().contains("no approval"), "{ack}");
+    // The promotion's deploy is announced in the team channel (its own message), and edited
+    // as its steps go (an edit comes after the message is recorded, with the fix).
+    let announced = |f: &FakeSlack| {
+        f.messages(TEAM_CHANNEL).into_iter().find(|m| m.edits >= 1 && m.text.contains("to staging")).map(|m| m.ts)
+    };
+    fake.wait_for("the announced deploy's message following it", |f| announced(f).is_some()).await;
+    let ts = announced(&fake).unwrap();
+    child.kill().await.unwrap();
+    go.open().await;
+
+    let connected = fake.connections();
+    let mut child = serve();
+    fake.wait_for("the restarted binary to connect", |f| f.connections() > connected).await;
+    let said = |f: &FakeSlack| {
+        f.messages(TEAM_CHANNEL)
+            .iter()
+            .any(|m| m.ts == ts && (m.text.contains("interrupted") || m.blocks.to_string().contains("interrupted")))
+    };
+    fake.wait_for("the announced deploy's own message edited to say it was interrupted", said).await;
+    child.kill().await.unwrap();
+}
+
 /// A reaction event as Slack sends it (`reaction_added` or `reaction_removed`), by `user` on
 /// the bot's message at `ts` in the team channel.
 fn reaction_event(kind: &str, user: &str, emoji: &str, ts: &str, event_id: &str) -> String {

@@ -51,8 +51,6 @@ pub(crate) enum Event {
     DeployFinished { deploy_id: u64, outcome: Outcome },
     /// A reaction on one of the bot's messages.
     Reaction(Reaction, oneshot::Sender<()>),
-    /// A vote on a message no request was bound to yet, tried again (see `votes.rs`).
-    VoteAgain { reaction: Reaction, done: oneshot::Sender<()>, tries: u8 },
     /// An adapter posted a promotion request as this message.
     Bind { request: u64, platform: String, message: MessageRef, done: oneshot::Sender<()> },
     /// Promotion work reported back.
@@ -446,6 +444,7 @@ impl Engine {
                     tracing::error!(error = format!("{error:#}"), "cannot bind a promotion message");
                 }
                 let _ = self.store.flush().await;
+                self.apply_early_reactions(&platform, &message).await;
                 let _ = done.send(());
             }
             Event::Tick(done) => {
@@ -459,13 +458,12 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::Reaction(reaction, done) => {
+                // A vote on a message not bound yet is kept until it is (see `votes.rs`).
                 if self.reaction(reaction.clone()).await {
-                    self.vote_again_later(reaction, done, 1);
-                } else {
-                    let _ = done.send(());
+                    self.keep_early_reaction(&reaction).await;
                 }
+                let _ = done.send(());
             }
-            Event::VoteAgain { reaction, done, tries } => self.vote_again(reaction, done, tries).await,
             Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
             Event::TicketsFound { scan, result } => self.tickets_found(scan, result).await,
             Event::Crashed(task, message) => self.crashed(task, message).await,

@@ -1,21 +1,15 @@
 //! Reactions on promotion requests become votes; every change is recorded, then shown by
 //! editing the messages that show the request.
 
-use crate::config::Person;
+use crate::config::{Person, Role};
 use crate::engine::{Announcement, Engine, PromotionView, Reaction};
 use crate::release::approvals::{PromotionRequest, VoteOutcome};
-use std::time::Duration;
-
-/// How often, and how far apart, a vote on a message not bound yet is tried (well within the
-/// three seconds Slack gives an event's acknowledgement).
-const VOTE_TRIES: u8 = 10;
-const VOTE_RETRY: Duration = Duration::from_millis(100);
 
 impl Engine {
     /// Applies a reaction to the promotion request its message shows, if any. Returns `true`
     /// when the reaction votes but its message is not bound to a request (yet): an adapter
     /// records the message it posted only once the platform answered, and a reaction can
-    /// arrive first.
+    /// arrive first (it is then kept, see [`Engine::keep_early_reaction`]).
     pub(crate) async fn vote(&mut self, reaction: &Reaction, person: Option<Person>) -> bool {
         let Ok(found) = self.store.promotion_for_message(&reaction.platform, &reaction.message) else { return false };
         let Some(id) = found else {
@@ -41,26 +35,67 @@ impl Engine {
         false
     }
 
-    /// Tries a vote on a not-yet-bound message again shortly; the delivery is acknowledged
-    /// only once it counted, or after [`VOTE_TRIES`] tries (then it was on no request).
-    pub(crate) fn vote_again_later(&self, reaction: Reaction, done: tokio::sync::oneshot::Sender<()>, tries: u8) {
-        let Some(events) = self.events.upgrade() else {
-            let _ = done.send(());
-            return;
+    /// Keeps a vote-shaped reaction on a message not bound to a request yet, durably, so it
+    /// counts when the message is bound ([`Engine::apply_early_reactions`]). Kept for
+    /// [`crate::store::EARLY_REACTION_TTL`]; then it was on no request.
+    pub(crate) async fn keep_early_reaction(&mut self, reaction: &Reaction) {
+        let early = crate::store::EarlyReaction {
+            user_id: reaction.user_id.clone(),
+            platform_roles: reaction
+                .platform_roles
+                .iter()
+                .map(|role| match role {
+                    Role::Developer => "developer".to_owned(),
+                    Role::Lead => "lead".to_owned(),
+                })
+                .collect(),
+            emoji: reaction.emoji.clone(),
+            added: reaction.added,
+            at: reaction.at,
+            recorded_at: self.clock.now(),
         };
-        tokio::spawn(async move {
-            tokio::time::sleep(VOTE_RETRY).await;
-            let _ = events.send(crate::engine::Event::VoteAgain { reaction, done, tries });
-        });
+        let kept = match self.store.keep_early_reaction(&reaction.platform, &reaction.message, &early) {
+            Ok(()) => self.store.flush().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = kept {
+            tracing::error!(error = format!("{error:#}"), "cannot keep a reaction on a message not bound yet");
+        }
     }
 
-    /// See [`Engine::vote_again_later`].
-    pub(crate) async fn vote_again(&mut self, reaction: Reaction, done: tokio::sync::oneshot::Sender<()>, tries: u8) {
-        let person = self.person(&reaction.platform, &reaction.user_id, &reaction.platform_roles);
-        if self.vote(&reaction, person).await && tries < VOTE_TRIES {
-            self.vote_again_later(reaction, done, tries + 1);
-        } else {
-            let _ = done.send(());
+    /// `message` was just bound to a request: the reactions kept for it vote now, in the order
+    /// they arrived, once each.
+    pub(crate) async fn apply_early_reactions(&mut self, platform: &str, message: &crate::engine::MessageRef) {
+        let kept = match self.store.take_early_reactions(platform, message) {
+            Ok(kept) => kept,
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "cannot read the reactions kept for a message");
+                return;
+            }
+        };
+        for early in kept {
+            let reaction = Reaction {
+                platform: platform.to_owned(),
+                user_id: early.user_id,
+                platform_roles: early
+                    .platform_roles
+                    .iter()
+                    .filter_map(|role| match role.as_str() {
+                        "developer" => Some(Role::Developer),
+                        "lead" => Some(Role::Lead),
+                        _ => None,
+                    })
+                    .collect(),
+                emoji: early.emoji,
+                message: message.clone(),
+                added: early.added,
+                at: early.at,
+            };
+            let person = self.person(platform, &reaction.user_id, &reaction.platform_roles);
+            self.vote(&reaction, person).await;
+        }
+        if let Err(error) = self.store.flush().await {
+            tracing::error!(error = format!("{error:#}"), "cannot record that kept reactions were applied");
         }
     }
 

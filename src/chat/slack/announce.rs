@@ -77,9 +77,16 @@ pub(crate) async fn run(
                 let content = render::deploy(record, slack.clock.now(), slack.config.timezone);
                 let result = match deploys.get(&record.id) {
                     Some(at) => slack.api.update(at, &content).await,
-                    None => slack.api.post_message(&channel, &content).await.map(|at| {
-                        deploys.insert(record.id, at);
-                    }),
+                    None => match slack.api.post_message(&channel, &content).await {
+                        Ok(at) => {
+                            // Recorded, so that after a crash the restarted bot edits this
+                            // message to say the deploy was interrupted.
+                            remember_deploy_message(&slack, record.id, &at).await;
+                            deploys.insert(record.id, at);
+                            Ok(())
+                        }
+                        Err(error) => Err(error),
+                    },
                 };
                 if let Err(error) = result {
                     tracing::warn!(%error, deploy = record.id, "cannot show an announced deploy");
@@ -89,5 +96,16 @@ pub(crate) async fn run(
                 }
             }
         }
+    }
+}
+
+/// Records where announced deploy `deploy` is shown (as a command's deploy message is).
+async fn remember_deploy_message(slack: &Slack, deploy: u64, at: &MessageRef) {
+    let recorded = match slack.store.add_deploy_message(deploy, "slack", at) {
+        Ok(()) => slack.store.flush().await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = recorded {
+        tracing::warn!(deploy, error = format!("{error:#}"), "cannot record an announced deploy's message");
     }
 }
