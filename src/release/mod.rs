@@ -4,8 +4,10 @@
 pub mod approvals;
 pub mod calendar;
 pub mod deploy;
+pub mod forge;
 pub mod gitref;
 pub mod locks;
+pub mod message;
 pub mod migrations;
 pub mod plan;
 pub mod policy;
