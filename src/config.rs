@@ -9,6 +9,8 @@ use crate::clients::jira::JiraConfig;
 use crate::release::calendar::{Calendar, CalendarConfig, ReminderEvent};
 use crate::release::gitref::GitRef;
 use crate::release::migrations::MigrationConfig;
+pub use crate::release::parse_duration;
+pub use crate::release::people::{Person, Role};
 use anyhow::{Context, Result, bail};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -48,47 +50,6 @@ pub struct Config {
     pub jira_token: Option<Secret>,
     /// The one HTTP listener every inbound route shares (`[server]`).
     pub server: crate::listener::ServerConfig,
-}
-
-/// A person and their identities on each platform.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Person {
-    /// Short handle, also the name used by `shipday console --as`.
-    pub id: String,
-    /// Display name used in replies.
-    pub name: String,
-    /// What this person may do.
-    #[serde(default)]
-    pub roles: Vec<Role>,
-    /// Slack member id (`U…`).
-    pub slack: Option<String>,
-    /// Discord user id (a snowflake).
-    pub discord: Option<String>,
-    /// GitHub login.
-    pub github: Option<String>,
-    /// Jira account id.
-    pub jira: Option<String>,
-}
-
-impl Person {
-    /// Whether the person has `role` (a lead can do everything a developer can).
-    pub fn has(&self, role: Role) -> bool {
-        match role {
-            Role::Developer => self.roles.iter().any(|r| matches!(r, Role::Developer | Role::Lead)),
-            Role::Lead => self.roles.contains(&Role::Lead),
-        }
-    }
-}
-
-/// A role granted in the config. Permissions deny by default: no role, read-only.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// May deploy to environments that need no approval, claim, lock and release.
-    Developer,
-    /// Everything a developer may, plus production and unlocking others' holds.
-    Lead,
 }
 
 /// One deploy target.
@@ -551,35 +512,6 @@ pub fn check_template(template: &str) -> Result<()> {
         rest = next;
     }
     Ok(())
-}
-
-/// Parses `90s`, `5m`, `8h`, `1h30m`, `2d`.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let mut total = 0u64;
-    let mut number = String::new();
-    let mut any_unit = false;
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => bail!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"),
-        };
-        let n: u64 =
-            number.parse().map_err(|_| anyhow::anyhow!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"))?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        number.clear();
-        any_unit = true;
-    }
-    if !number.is_empty() || !any_unit || total == 0 {
-        bail!("`{text}` is not a positive duration like 30s, 5m, 8h or 1h30m");
-    }
-    Ok(Duration::from_secs(total))
 }
 
 #[cfg(test)]

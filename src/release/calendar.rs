@@ -4,7 +4,7 @@
 //! Cron expressions are evaluated with croner in the calendar's [`Tz`], never in the host's
 //! zone, so the bot schedules the same UTC instants wherever it runs.
 
-use crate::config::parse_duration;
+use crate::release::parse_duration;
 use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;

@@ -4,7 +4,8 @@
 use super::Refusal;
 use super::calendar::{Calendar, WindowState};
 use crate::command::{Command, CommandSpec, MinRole};
-use crate::config::{Config, Environment, Person, Role};
+use crate::config::{Config, Environment};
+use crate::release::people::{Person, Role};
 use chrono::{DateTime, Utc};
 
 /// Who is asking, as the platform told us.
