@@ -51,7 +51,7 @@ fn main() {
         let command = parse(&book, &envs, line).unwrap();
         let spec = book.get(command.name()).unwrap();
         let actor = Actor { person: config.person("ada"), platform: "console", user_id: "ada" };
-        authorize(&config, spec, actor, &command).unwrap();
+        authorize(&config.environments, spec, actor, &command).unwrap();
         samples.push(start.elapsed());
     }
     report("parse + authorize (no I/O)", &mut samples);

@@ -567,7 +567,7 @@ impl Engine {
             platform: &pending.invocation.platform,
             user_id: &pending.invocation.user_id,
         };
-        authorize(&self.config, spec, actor, &command).map_err(|r| r.0)?;
+        authorize(&self.config.environments, spec, actor, &command).map_err(|r| r.0)?;
         Ok(Some(command))
     }
 

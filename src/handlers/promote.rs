@@ -82,8 +82,8 @@ impl Engine {
         emergency: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Preparation, String> {
-        if previous_environment(&self.config, to) != Some(from) {
-            let hint = previous_environment(&self.config, to)
+        if previous_environment(&self.config.environments, to) != Some(from) {
+            let hint = previous_environment(&self.config.environments, to)
                 .map(|p| format!(" {to} is promoted from {p}: `/promote {p} {to}`."))
                 .unwrap_or_else(|| format!(" {to} is the first environment; it is deployed, not promoted."));
             return Err(format!("Promotions go one step at a time.{hint}"));
@@ -536,7 +536,7 @@ impl Engine {
     /// The calendar's slot of a later environment: start its promotion (posted for approval
     /// where it needs one), unless one is already open.
     pub(crate) fn scheduled_promotion(&mut self, env: &str, now: DateTime<Utc>) -> Result<(), String> {
-        let from = previous_environment(&self.config, env).ok_or("no previous environment")?.to_owned();
+        let from = previous_environment(&self.config.environments, env).ok_or("no previous environment")?.to_owned();
         let open = self.store.open_promotions().map_err(|e| format!("{e:#}"))?;
         if let Some(existing) = open.iter().find(|r| r.to == env) {
             return Err(format!("promotion #{} to {env} is already open", existing.id));

@@ -4,6 +4,7 @@
 pub mod approvals;
 pub mod calendar;
 pub mod deploy;
+pub mod environment;
 pub mod forge;
 pub mod gitref;
 pub mod locks;

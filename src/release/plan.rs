@@ -3,7 +3,7 @@
 
 use super::gitref::{GitRef, Sha};
 use super::migrations::{BranchMigrations, MigrationConfig, MigrationDebt};
-use crate::config::Environment;
+use crate::release::environment::Environment;
 use crate::release::parse_duration;
 use std::time::Duration;
 

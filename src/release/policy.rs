@@ -4,7 +4,7 @@
 use super::Refusal;
 use super::calendar::{Calendar, WindowState};
 use crate::command::{Command, CommandSpec, MinRole};
-use crate::config::{Config, Environment};
+use crate::release::environment::Environment;
 use crate::release::people::{Person, Role};
 use chrono::{DateTime, Utc};
 
@@ -20,7 +20,12 @@ pub struct Actor<'a> {
 }
 
 /// Decides whether `actor` may run `command`, whose spec is `spec`.
-pub fn authorize(config: &Config, spec: &CommandSpec, actor: Actor<'_>, command: &Command) -> Result<(), Refusal> {
+pub fn authorize(
+    environments: &[Environment],
+    spec: &CommandSpec,
+    actor: Actor<'_>,
+    command: &Command,
+) -> Result<(), Refusal> {
     if spec.who == MinRole::Anyone {
         return Ok(());
     }
@@ -43,17 +48,17 @@ pub fn authorize(config: &Config, spec: &CommandSpec, actor: Actor<'_>, command:
         )));
     }
     if let Command::Rollback { env, .. } = command
-        && config.environment(env).is_some_and(|e| e.requires_approval)
+        && environments.iter().find(|e| e.name == *env).is_some_and(|e| e.requires_approval)
         && !person.has(Role::Lead)
     {
         return Err(Refusal::new(format!("Rolling back {env} needs a lead. Ask a lead to run `/rollback {env}`.")));
     }
     if let Command::Deploy { env, git_ref, .. } = command {
-        let Some(environment) = config.environment(env) else {
+        let Some(environment) = environments.iter().find(|e| e.name == *env) else {
             return Err(Refusal::new(format!("There is no environment `{env}`.")));
         };
         if *git_ref != environment.branch && !environment.personal_branches {
-            let previous = previous_environment(config, env);
+            let previous = previous_environment(environments, env);
             let promote =
                 previous.map(|p| format!(" To ship what is on {p}, use `/promote {p} {env}`.")).unwrap_or_default();
             return Err(Refusal::new(format!(
@@ -62,7 +67,7 @@ pub fn authorize(config: &Config, spec: &CommandSpec, actor: Actor<'_>, command:
             )));
         }
         if environment.requires_approval && !person.has(Role::Lead) {
-            let promote = previous_environment(config, env)
+            let promote = previous_environment(environments, env)
                 .map(|p| format!(", or request approval with `/promote {p} {env}`"))
                 .unwrap_or_default();
             return Err(Refusal::new(format!("Deploying to {env} needs a lead. Ask a lead to deploy{promote}.")));
@@ -123,16 +128,17 @@ pub fn calendar_time(calendar: &Calendar, at: DateTime<Utc>) -> String {
     at.with_timezone(&calendar.timezone()).format("%a %d %b %H:%M %Z").to_string()
 }
 
-/// The environment before `env` in promotion order.
-pub fn previous_environment<'a>(config: &'a Config, env: &str) -> Option<&'a str> {
-    let index = config.environments.iter().position(|e| e.name == env)?;
-    index.checked_sub(1).and_then(|i| config.environments.get(i)).map(|e| e.name.as_str())
+/// The environment before `env` in promotion order (`environments` are in that order).
+pub fn previous_environment<'a>(environments: &'a [Environment], env: &str) -> Option<&'a str> {
+    let index = environments.iter().position(|e| e.name == env)?;
+    index.checked_sub(1).and_then(|i| environments.get(i)).map(|e| e.name.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::command::{CommandBook, parse};
+    use crate::config::Config;
     use std::path::Path;
 
     const CONFIG: &str = r#"
@@ -170,7 +176,7 @@ transport = { kind = "local", dir = "/srv/production" }
         let command = parse(&book, &config.environment_names(), line).unwrap();
         let spec = book.get(command.name()).unwrap();
         let actor = Actor { person: config.person(user), platform: "console", user_id: user };
-        authorize(&config, spec, actor, &command)
+        authorize(&config.environments, spec, actor, &command)
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::deploy::{DeployRecord, Observation, Outcome, Trigger};
 use super::gitref::Sha;
 use super::plan::{host_script, quote};
 use super::tickets::TicketKey;
-use crate::config::Environment;
+use crate::release::environment::Environment;
 use crate::release::people::{Person, Role};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
