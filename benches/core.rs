@@ -5,12 +5,12 @@
 
 use shipday::app;
 use shipday::clock::{Clock, SystemClock};
+use shipday::command::authorize::{Actor, authorize};
 use shipday::command::{CommandBook, parse};
 use shipday::config::Config;
 use shipday::engine::{Invocation, ReplyBody};
 use shipday::release::deploy::{DeployRecord, Outcome, Trigger};
 use shipday::release::gitref::{GitRef, Sha};
-use shipday::release::policy::{Actor, authorize};
 use shipday::store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

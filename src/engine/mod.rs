@@ -16,6 +16,7 @@ pub(crate) use runner::spawn_runner;
 use crate::clients::jira::JiraClient;
 use crate::clients::{ExecSession, RemoteExec};
 use crate::clock::Clock;
+use crate::command::authorize::{Actor, authorize};
 use crate::command::{Command, CommandBook, parse};
 use crate::config::{Config, Person, Role};
 use crate::redact::Redactor;
@@ -24,7 +25,6 @@ use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepResult, Tri
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::locks::ActiveDeploy;
 use crate::release::migrations::MigrationDebt;
-use crate::release::policy::{Actor, authorize};
 use crate::release::ticket_flow::TicketScan;
 use crate::release::tickets::TicketKey;
 use crate::store::{AuditEntry, Store};
