@@ -350,7 +350,12 @@ impl Engine {
                 client,
                 clock: clock.clone(),
                 config: config.clone(),
-                announcements: announcements.clone(),
+                tell_team: {
+                    let announcements = announcements.clone();
+                    Arc::new(move |text| {
+                        let _ = announcements.send(Announcement::Text(text));
+                    })
+                },
             };
             outbox.spawn(stopped)
         });
