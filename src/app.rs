@@ -40,17 +40,6 @@ pub fn transports(config: &Config) -> Result<HashMap<String, Arc<dyn RemoteExec>
     Ok(out)
 }
 
-/// Everything `serve` checks about a loaded config before it starts anything: the transports
-/// and each chat adapter's needs. `check-config` runs exactly this, so the two agree on what is
-/// valid.
-pub fn validate(config: &Config) -> Result<()> {
-    transports(config)?;
-    if let Some(discord) = &config.discord {
-        crate::chat::discord::check(discord)?;
-    }
-    Ok(())
-}
-
 /// Opens the store (refusing to start on a broken one), recovers from a crash and starts
 /// the engine.
 pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {

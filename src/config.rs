@@ -7,8 +7,13 @@
 use crate::clients::github::GitHubConfig;
 use crate::clients::jira::JiraConfig;
 use crate::release::calendar::{Calendar, CalendarConfig, ReminderEvent};
+pub use crate::release::environment::{
+    Environment, PLACEHOLDERS, PromoteMode, SshTarget, StepTemplate, TransportConfig, default_steps,
+};
 use crate::release::gitref::GitRef;
 use crate::release::migrations::MigrationConfig;
+pub use crate::release::parse_duration;
+pub use crate::release::people::{Person, Role};
 use anyhow::{Context, Result, bail};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -48,169 +53,6 @@ pub struct Config {
     pub jira_token: Option<Secret>,
     /// The one HTTP listener every inbound route shares (`[server]`).
     pub server: crate::listener::ServerConfig,
-}
-
-/// A person and their identities on each platform.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Person {
-    /// Short handle, also the name used by `shipday console --as`.
-    pub id: String,
-    /// Display name used in replies.
-    pub name: String,
-    /// What this person may do.
-    #[serde(default)]
-    pub roles: Vec<Role>,
-    /// Slack member id (`U…`).
-    pub slack: Option<String>,
-    /// Discord user id (a snowflake).
-    pub discord: Option<String>,
-    /// GitHub login.
-    pub github: Option<String>,
-    /// Jira account id.
-    pub jira: Option<String>,
-}
-
-impl Person {
-    /// Whether the person has `role` (a lead can do everything a developer can).
-    pub fn has(&self, role: Role) -> bool {
-        match role {
-            Role::Developer => self.roles.iter().any(|r| matches!(r, Role::Developer | Role::Lead)),
-            Role::Lead => self.roles.contains(&Role::Lead),
-        }
-    }
-}
-
-/// A role granted in the config. Permissions deny by default: no role, read-only.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// May deploy to environments that need no approval, claim, lock and release.
-    Developer,
-    /// Everything a developer may, plus production and unlocking others' holds.
-    Lead,
-}
-
-/// One deploy target.
-#[derive(Debug, Clone)]
-pub struct Environment {
-    /// Short name used in commands (`dev`).
-    pub name: String,
-    /// The git branch that feeds it (`dev`, `staging`, `master`).
-    pub branch: GitRef,
-    /// How the steps reach the machine.
-    pub transport: TransportConfig,
-    /// Steps run in order for every deploy.
-    pub steps: Vec<StepTemplate>,
-    /// Optional URL checked after the steps.
-    pub health_url: Option<String>,
-    /// How long the health URL may take to answer 2xx after a restart.
-    pub health_timeout: Duration,
-    /// The migration guard (Django), if the app has migrations.
-    pub migrations: Option<MigrationConfig>,
-    /// Lead approvals a promotion into this environment needs (default: 1 where
-    /// `requires_approval`, else 0).
-    pub approvals: usize,
-    /// How a promotion moves this environment's branch: a merge commit, or fast-forward only.
-    pub promote: PromoteMode,
-    /// Whether branches other than `branch` may be deployed (and claim the environment).
-    pub personal_branches: bool,
-    /// Whether a deploy here needs a lead (or, later, an approved promotion).
-    pub requires_approval: bool,
-    /// How long a personal-branch claim lasts without `/release`.
-    pub claim_ttl: Duration,
-    /// Default per-step time limit.
-    pub step_timeout: Duration,
-}
-
-impl Environment {
-    /// The directory the steps run in, on whichever host.
-    pub fn work_dir(&self) -> String {
-        match &self.transport {
-            TransportConfig::Local { dir } => dir.display().to_string(),
-            TransportConfig::Ssh(ssh) => ssh.dir.clone(),
-        }
-    }
-}
-
-/// How a promotion moves the target branch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum PromoteMode {
-    /// Merge the source commit into the branch (GitHub's merge API).
-    #[default]
-    Merge,
-    /// Move the branch to the source commit; refuse if that is not a fast-forward.
-    FastForward,
-}
-
-/// How an environment's steps are executed.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum TransportConfig {
-    /// On this host, in a directory: for a bot living on the droplet, and the playground.
-    Local {
-        /// The app checkout.
-        dir: PathBuf,
-    },
-    /// Over SSH, with a pinned host key.
-    Ssh(SshTarget),
-}
-
-/// An SSH target: where, as whom, with which key, and which host key to expect.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshTarget {
-    /// Host name or address.
-    pub host: String,
-    /// Port (22).
-    #[serde(default = "default_ssh_port")]
-    pub port: u16,
-    /// Remote user.
-    pub user: String,
-    /// Private key file; without it, the ssh-agent at `SSH_AUTH_SOCK` is used.
-    pub key_file: Option<PathBuf>,
-    /// known_hosts file holding the pinned host key. Required: keys are never learned.
-    pub known_hosts: Option<PathBuf>,
-    /// The app checkout on the host.
-    pub dir: String,
-    /// Seconds between keepalives; three missed keepalives end the deploy.
-    #[serde(default = "default_keepalive")]
-    pub keepalive_secs: u64,
-}
-
-fn default_ssh_port() -> u16 {
-    22
-}
-
-fn default_keepalive() -> u64 {
-    10
-}
-
-/// A configured step: a shell template whose only placeholders are validated values.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct StepTemplate {
-    /// Shown in progress messages.
-    pub name: String,
-    /// Shell text; `{{sha}}`, `{{ref}}`, `{{branch}}` and `{{env}}` are replaced, shell-quoted.
-    pub run: String,
-    /// Overrides the environment's step timeout (`30s`, `5m`).
-    pub timeout: Option<String>,
-}
-
-/// Placeholders a step template may use.
-pub const PLACEHOLDERS: [&str; 4] = ["sha", "ref", "branch", "env"];
-
-/// The team's manual process, as default steps.
-pub fn default_steps() -> Vec<StepTemplate> {
-    let step = |name: &str, run: &str| StepTemplate { name: name.into(), run: run.into(), timeout: None };
-    vec![
-        step("fetch", "git fetch --all --prune --quiet"),
-        step("checkout", "git checkout --quiet --detach {{sha}}"),
-        step("restart gunicorn", "sudo -n systemctl restart gunicorn"),
-        step("reload nginx", "sudo -n systemctl reload nginx"),
-    ]
 }
 
 /// Where a secret comes from: an environment variable or a file. Never the config itself.
@@ -551,35 +393,6 @@ pub fn check_template(template: &str) -> Result<()> {
         rest = next;
     }
     Ok(())
-}
-
-/// Parses `90s`, `5m`, `8h`, `1h30m`, `2d`.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let mut total = 0u64;
-    let mut number = String::new();
-    let mut any_unit = false;
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => bail!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"),
-        };
-        let n: u64 =
-            number.parse().map_err(|_| anyhow::anyhow!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"))?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        number.clear();
-        any_unit = true;
-    }
-    if !number.is_empty() || !any_unit || total == 0 {
-        bail!("`{text}` is not a positive duration like 30s, 5m, 8h or 1h30m");
-    }
-    Ok(Duration::from_secs(total))
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 use crate::clients::jira::{JiraClient, MoveOutcome, is_transient};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::engine::Announcement;
 use crate::release::ticket_flow::{MoveState, TicketMove, given_up_notice};
 use crate::store::Store;
 use std::collections::{BTreeSet, HashSet};
@@ -39,8 +38,12 @@ pub(crate) struct Outbox {
     pub client: Arc<JiraClient>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
-    pub announcements: crate::engine::Announcer,
+    /// Tells the team channel (the engine redacts and broadcasts it).
+    pub tell_team: TellTeam,
 }
+
+/// How the worker tells the team channel: text, handed to whoever started it.
+pub(crate) type TellTeam = Arc<dyn Fn(String) + Send + Sync>;
 
 impl Outbox {
     /// Starts the worker; it stops once `stop`'s sender is dropped (the engine loop ended).
@@ -141,7 +144,7 @@ impl Outbox {
 
     fn announce(&self, notice: Option<String>) {
         if let Some(text) = notice {
-            let _ = self.announcements.send(Announcement::Text(text));
+            (self.tell_team)(text);
         }
     }
 
@@ -191,10 +194,10 @@ impl Outbox {
             Some(assignee) => format!("{}, it is yours to test", assignee_mention(&self.config, assignee)),
             None => "nobody is assigned to test it".to_owned(),
         };
-        let _ = self.announcements.send(Announcement::Text(format!(
+        (self.tell_team)(format!(
             "🧪 {key} {} is on {env} and in {}: {who}. `/ticket {key} pass` once it works, in the drag window.",
             issue.summary, ticket_move.to
-        )));
+        ));
     }
 }
 

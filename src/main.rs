@@ -127,7 +127,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Console { config, user, now } => run_console(&config, &user, now),
         Cmd::Serve { config } => {
             let config = Config::load(&config)?;
-            app::validate(&config)?;
+            serve::validate(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(async {
                 let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -218,7 +218,7 @@ fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chro
 
 fn check_config(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
-    app::validate(&config)?;
+    serve::validate(&config)?;
     let github = config.github.as_ref().map(|github| check_github(github, &config.base_dir)).transpose()?;
     // The folder `serve` will open, as an absolute path: a relative `state_dir` is relative to
     // the config file, and "state" alone says nothing about where that is.

@@ -62,7 +62,9 @@ impl Scheduler {
             let list: Vec<String> = report
                 .missed
                 .iter()
-                .map(|f| format!("{} at {}", crate::chat::text::firing_words(f), calendar_time(&self.calendar, f.at)))
+                .map(|f| {
+                    format!("{} at {}", crate::release::calendar::firing_words(f), calendar_time(&self.calendar, f.at))
+                })
                 .collect();
             self.engine.announce(Announcement::Text(format!(
                 "⚠️ Shipday was down when these were due, and they are too late to run now: {}.",

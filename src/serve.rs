@@ -12,6 +12,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
+/// Everything `serve` checks about a loaded config before it starts anything: the transports
+/// and each chat adapter's needs. `check-config` runs exactly this, so the two agree on what is
+/// valid.
+pub fn validate(config: &crate::config::Config) -> Result<()> {
+    crate::app::transports(config)?;
+    if let Some(discord) = &config.discord {
+        crate::chat::discord::check(discord)?;
+    }
+    Ok(())
+}
+
 /// Runs the configured adapters until a shutdown signal, or until one of them fails.
 pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
     let started = start(&app, clock, Default::default()).await?;

@@ -4,10 +4,10 @@
 //! A store that exists but cannot be opened stops the bot: it is never replaced by an empty
 //! one. A missing store is created, and that is logged loudly.
 
-use crate::engine::MessageRef;
 use crate::release::approvals::{PromotionRequest, RequestState};
 use crate::release::deploy::{DeployRecord, Observation, Outcome};
 use crate::release::locks::{ActiveDeploy, Hold};
+use crate::release::message::MessageRef;
 use crate::release::migrations::MigrationDebt;
 use crate::release::ticket_flow::{TicketMove, TicketScan};
 use anyhow::{Context, Result, bail};

@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod discord;
+pub mod manifest;
 pub mod slack;
 pub mod text;
 

@@ -4,7 +4,8 @@
 use crate::engine::reply::{CalendarView, EnvironmentStatus, JiraView, ScheduleView, StatusReport};
 use crate::engine::{ProgressUpdate, Reply, ReplyBody};
 use crate::release::approvals::PromotionRequest;
-use crate::release::calendar::{Firing, FiringKind, ReminderEvent, WindowState};
+use crate::release::calendar::WindowState;
+pub use crate::release::calendar::firing_words;
 use crate::release::deploy::{DeployEvent, DeployRecord, Drift, Observation, Outcome, StepResult, Trigger};
 use crate::release::migrations::MigrationDebt;
 use crate::release::plan::DeployPlan;
@@ -25,38 +26,6 @@ pub fn reply(reply: &Reply, tz: Tz) -> String {
         ReplyBody::Status(report) => status(report, tz),
         ReplyBody::History(records) => history(records, tz),
         ReplyBody::Schedule(view) => schedule(view),
-    }
-}
-
-/// Words for one calendar firing (slots and window edges).
-pub fn firing_words(firing: &Firing) -> String {
-    match &firing.kind {
-        FiringKind::Slot { env } => format!("{env} deploy slot"),
-        FiringKind::WindowOpens => "ticket-drag window opens".into(),
-        FiringKind::WindowCloses => "ticket-drag window closes".into(),
-        FiringKind::Reminder { event, offset_minutes } => reminder_words(event, *offset_minutes),
-    }
-}
-
-/// A reminder in people's words ("reminder 30m before the production deploy slot"), never
-/// its internal job id.
-fn reminder_words(event: &ReminderEvent, offset_minutes: i64) -> String {
-    let what = match event {
-        ReminderEvent::WindowOpens => "the ticket-drag window opens".to_owned(),
-        ReminderEvent::WindowCloses => "the ticket-drag window closes".to_owned(),
-        ReminderEvent::Slot { env } => format!("the {env} deploy slot starts"),
-    };
-    let minutes = offset_minutes.unsigned_abs();
-    let span = match (minutes / 60, minutes % 60) {
-        (0, m) => format!("{m} minute{}", if m == 1 { "" } else { "s" }),
-        (1, 0) => "1 hour".to_owned(),
-        (h, 0) => format!("{h} hours"),
-        (h, m) => format!("{h}h {m}m"),
-    };
-    match offset_minutes {
-        0 => format!("reminder as {what}"),
-        m if m < 0 => format!("reminder {span} before {what}"),
-        _ => format!("reminder {span} after {what}"),
     }
 }
 

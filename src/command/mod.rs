@@ -1,5 +1,6 @@
 //! Text → typed [`Command`], driven by the specs in `commands/`. No I/O here.
 
+pub mod authorize;
 pub mod help;
 pub mod names;
 pub mod parse;

@@ -16,6 +16,7 @@ pub(crate) use runner::spawn_runner;
 use crate::clients::jira::JiraClient;
 use crate::clients::{ExecSession, RemoteExec};
 use crate::clock::Clock;
+use crate::command::authorize::{Actor, authorize};
 use crate::command::{Command, CommandBook, parse};
 use crate::config::{Config, Person, Role};
 use crate::redact::Redactor;
@@ -24,7 +25,6 @@ use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepResult, Tri
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::locks::ActiveDeploy;
 use crate::release::migrations::MigrationDebt;
-use crate::release::policy::{Actor, authorize};
 use crate::release::ticket_flow::TicketScan;
 use crate::release::tickets::TicketKey;
 use crate::store::{AuditEntry, Store};
@@ -54,11 +54,11 @@ pub(crate) enum Event {
     /// An adapter posted a promotion request as this message.
     Bind { request: u64, platform: String, message: MessageRef, done: oneshot::Sender<()> },
     /// Promotion work reported back.
-    Promotion(crate::handlers::promote::PromotionEvent),
+    Promotion(PromotionEvent),
     /// What GitHub says about the first environment's branch protection.
     Protection(String),
     /// A GitHub webhook event, handed on once its delivery is verified.
-    GitHub(crate::webhook::github::GitHubEvent, oneshot::Sender<()>),
+    GitHub(crate::release::forge::GitHubEvent, oneshot::Sender<()>),
     /// The host said where a merged commit stands against the merge head.
     MergeChecked(Box<crate::handlers::merge_stream::MergeCheck>),
     /// A calendar job fires (already claimed in the store).
@@ -75,6 +75,18 @@ pub(crate) enum Event {
     Answered(Box<TaskAnswer>),
     /// A task panicked: what it was doing, and the panic's message.
     Crashed(Crashed, String),
+}
+
+/// What long promotion work reports back to the engine loop.
+pub(crate) enum PromotionEvent {
+    /// The request's facts were gathered (or could not be).
+    Prepared { pending: Option<Box<Pending>>, draft: Box<Result<crate::release::approvals::PromotionRequest, String>> },
+    /// The source commit was merged into the target branch (or not).
+    Merged { id: u64, result: Result<Sha, String> },
+    /// The target's deploy was answered (accepted or refused).
+    DeployAnswered { id: u64, reply: Box<Reply> },
+    /// A lead's `--emergency` on an approved request: carry it out now.
+    RunNow { id: u64 },
 }
 
 /// The work a panicked task was doing, so the engine can record it as failed.
@@ -263,7 +275,7 @@ impl EngineHandle {
     }
 
     /// Hands a verified GitHub webhook event to the engine; returns once it is recorded.
-    pub async fn github_event(&self, event: crate::webhook::github::GitHubEvent) {
+    pub async fn github_event(&self, event: crate::release::forge::GitHubEvent) {
         let (tx, rx) = oneshot::channel();
         if self.events.send(Event::GitHub(event, tx)).is_ok() {
             let _ = rx.await;
@@ -336,7 +348,12 @@ impl Engine {
                 client,
                 clock: clock.clone(),
                 config: config.clone(),
-                announcements: announcements.clone(),
+                tell_team: {
+                    let announcements = announcements.clone();
+                    Arc::new(move |text| {
+                        let _ = announcements.send(Announcement::Text(text));
+                    })
+                },
             };
             outbox.spawn(stopped)
         });
@@ -553,7 +570,7 @@ impl Engine {
             platform: &pending.invocation.platform,
             user_id: &pending.invocation.user_id,
         };
-        authorize(&self.config, spec, actor, &command).map_err(|r| r.0)?;
+        authorize(&self.config.environments, spec, actor, &command).map_err(|r| r.0)?;
         Ok(Some(command))
     }
 
@@ -674,7 +691,7 @@ impl Engine {
                 self.merge_checks.remove(&key);
             }
             Crashed::PromotionMerge(id) => {
-                self.promotion_event(crate::handlers::promote::PromotionEvent::Merged {
+                self.promotion_event(PromotionEvent::Merged {
                     id,
                     result: Err(format!("Shipday hit an internal error during the merge ({message})")),
                 })

@@ -5,6 +5,7 @@ use crate::release::approvals::PromotionRequest;
 use crate::release::calendar::{Firing, WindowState};
 use crate::release::deploy::{DeployEvent, DeployRecord, Observation};
 use crate::release::locks::{ActiveDeploy, Hold};
+pub use crate::release::message::MessageRef;
 use crate::release::migrations::MigrationDebt;
 use crate::release::plan::DeployPlan;
 use crate::release::ticket_flow::{StagingCheck, TicketMove};
@@ -57,15 +58,6 @@ pub struct Reaction {
     pub added: bool,
     /// When the platform says it happened.
     pub at: DateTime<Utc>,
-}
-
-/// A message on a platform.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct MessageRef {
-    /// Channel id.
-    pub channel: String,
-    /// Message id (Slack `ts`, Discord snowflake).
-    pub id: String,
 }
 
 /// Who should see a reply.

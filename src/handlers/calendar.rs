@@ -100,7 +100,7 @@ impl Engine {
                 format!("🔒 The ticket-drag window is closed: tickets stay where they are until the next one.{next}")
             }
             ReminderEvent::Slot { env } => {
-                let what = match previous_environment(&self.config, env) {
+                let what = match previous_environment(&self.config.environments, env) {
                     None => {
                         let branch = self.config.environment(env).map(|e| e.branch.to_string()).unwrap_or_default();
                         let live = self
@@ -130,7 +130,7 @@ impl Engine {
 
     /// What an environment's slot does.
     async fn slot(&mut self, env: &str, slot: DateTime<Utc>, now: DateTime<Utc>) {
-        match previous_environment(&self.config, env) {
+        match previous_environment(&self.config.environments, env) {
             None => self.try_slot_deploy(env, slot, now, true).await,
             Some(_) if self.github.is_some() => {
                 if let Err(why) = self.scheduled_promotion(env, now) {

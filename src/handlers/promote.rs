@@ -8,17 +8,17 @@
 use crate::clients::OutputTail;
 use crate::clients::github::{FastForward, GitHubClient, MergeOutcome};
 use crate::config::{Person, PromoteMode};
-use crate::engine::{Announcement, Engine, Event, Handled, Pending, Reply, ReplyBody, Visibility};
+use crate::engine::{Announcement, Engine, Event, Handled, Pending, PromotionEvent, Reply, ReplyBody, Visibility};
 use crate::handlers::calendar::scheduler_person;
 use crate::handlers::deploy::ShipdayDeploy;
 use crate::release::approvals::{PromotionRequest, RequestState, Stage};
 use crate::release::deploy::{DeployRecord, Outcome, Trigger};
+use crate::release::forge::GitHubEvent;
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::migrations::Migration;
 use crate::release::plan::head_script;
 use crate::release::policy::{calendar_time, previous_environment};
 use crate::release::tickets::extract_keys;
-use crate::webhook::github::GitHubEvent;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,18 +26,6 @@ use std::time::Duration;
 
 /// Commits whose pull requests are looked up for release notes.
 const NOTES_COMMITS: usize = 30;
-
-/// What long promotion work reports back to the engine loop.
-pub(crate) enum PromotionEvent {
-    /// The request's facts were gathered (or could not be).
-    Prepared { pending: Option<Box<Pending>>, draft: Box<Result<PromotionRequest, String>> },
-    /// The source commit was merged into the target branch (or not).
-    Merged { id: u64, result: Result<Sha, String> },
-    /// The target's deploy was answered (accepted or refused).
-    DeployAnswered { id: u64, reply: Box<Reply> },
-    /// A lead's `--emergency` on an approved request: carry it out now.
-    RunNow { id: u64 },
-}
 
 impl Engine {
     /// `/promote FROM TO`: gathers the exact commit on FROM (re-read on its host) and the
@@ -94,8 +82,8 @@ impl Engine {
         emergency: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Preparation, String> {
-        if previous_environment(&self.config, to) != Some(from) {
-            let hint = previous_environment(&self.config, to)
+        if previous_environment(&self.config.environments, to) != Some(from) {
+            let hint = previous_environment(&self.config.environments, to)
                 .map(|p| format!(" {to} is promoted from {p}: `/promote {p} {to}`."))
                 .unwrap_or_else(|| format!(" {to} is the first environment; it is deployed, not promoted."));
             return Err(format!("Promotions go one step at a time.{hint}"));
@@ -548,7 +536,7 @@ impl Engine {
     /// The calendar's slot of a later environment: start its promotion (posted for approval
     /// where it needs one), unless one is already open.
     pub(crate) fn scheduled_promotion(&mut self, env: &str, now: DateTime<Utc>) -> Result<(), String> {
-        let from = previous_environment(&self.config, env).ok_or("no previous environment")?.to_owned();
+        let from = previous_environment(&self.config.environments, env).ok_or("no previous environment")?.to_owned();
         let open = self.store.open_promotions().map_err(|e| format!("{e:#}"))?;
         if let Some(existing) = open.iter().find(|r| r.to == env) {
             return Err(format!("promotion #{} to {env} is already open", existing.id));

@@ -14,7 +14,7 @@
 //! votes change nothing ([`VoteOutcome::TooLate`]).
 
 use super::gitref::Sha;
-use crate::config::{Person, Role};
+use crate::release::people::{Person, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

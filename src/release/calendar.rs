@@ -4,7 +4,7 @@
 //! Cron expressions are evaluated with croner in the calendar's [`Tz`], never in the host's
 //! zone, so the bot schedules the same UTC instants wherever it runs.
 
-use crate::config::parse_duration;
+use crate::release::parse_duration;
 use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -687,6 +687,38 @@ fn next_after(cron: &Cron, tz: Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local = t.with_timezone(&tz);
     let found = cron.find_next_occurrence(&local, false).ok()?;
     Some(found.with_timezone(&Utc))
+}
+
+/// Words for one calendar firing (slots and window edges).
+pub fn firing_words(firing: &Firing) -> String {
+    match &firing.kind {
+        FiringKind::Slot { env } => format!("{env} deploy slot"),
+        FiringKind::WindowOpens => "ticket-drag window opens".into(),
+        FiringKind::WindowCloses => "ticket-drag window closes".into(),
+        FiringKind::Reminder { event, offset_minutes } => reminder_words(event, *offset_minutes),
+    }
+}
+
+/// A reminder in people's words ("reminder 30m before the production deploy slot"), never
+/// its internal job id.
+fn reminder_words(event: &ReminderEvent, offset_minutes: i64) -> String {
+    let what = match event {
+        ReminderEvent::WindowOpens => "the ticket-drag window opens".to_owned(),
+        ReminderEvent::WindowCloses => "the ticket-drag window closes".to_owned(),
+        ReminderEvent::Slot { env } => format!("the {env} deploy slot starts"),
+    };
+    let minutes = offset_minutes.unsigned_abs();
+    let span = match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} minute{}", if m == 1 { "" } else { "s" }),
+        (1, 0) => "1 hour".to_owned(),
+        (h, 0) => format!("{h} hours"),
+        (h, m) => format!("{h}h {m}m"),
+    };
+    match offset_minutes {
+        0 => format!("reminder as {what}"),
+        m if m < 0 => format!("reminder {span} before {what}"),
+        _ => format!("reminder {span} after {what}"),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use super::gitref::GitRef;
 use super::{Refusal, age};
-use crate::config::{Environment, Person, Role};
+use crate::release::environment::Environment;
+use crate::release::people::{Person, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

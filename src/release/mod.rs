@@ -4,9 +4,13 @@
 pub mod approvals;
 pub mod calendar;
 pub mod deploy;
+pub mod environment;
+pub mod forge;
 pub mod gitref;
 pub mod locks;
+pub mod message;
 pub mod migrations;
+pub mod people;
 pub mod plan;
 pub mod policy;
 pub mod ticket_flow;
@@ -40,4 +44,33 @@ pub fn duration_words(secs: u64) -> String {
         60..1440 => format!("{}h {}m", minutes / 60, minutes % 60),
         _ => format!("{}d {}h", minutes / 1440, minutes % 1440 / 60),
     }
+}
+
+/// Parses `90s`, `5m`, `8h`, `1h30m`, `2d`.
+pub fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut any_unit = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => anyhow::bail!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"),
+        };
+        let n: u64 =
+            number.parse().map_err(|_| anyhow::anyhow!("`{text}` is not a duration like 30s, 5m, 8h or 1h30m"))?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        number.clear();
+        any_unit = true;
+    }
+    if !number.is_empty() || !any_unit || total == 0 {
+        anyhow::bail!("`{text}` is not a positive duration like 30s, 5m, 8h or 1h30m");
+    }
+    Ok(std::time::Duration::from_secs(total))
 }

@@ -3,7 +3,8 @@
 
 use super::gitref::{GitRef, Sha};
 use super::migrations::{BranchMigrations, MigrationConfig, MigrationDebt};
-use crate::config::{Environment, parse_duration};
+use crate::release::environment::Environment;
+use crate::release::parse_duration;
 use std::time::Duration;
 
 /// Seconds the host's `timeout` waits after TERM before it sends KILL.

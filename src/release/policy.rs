@@ -1,74 +1,11 @@
-//! Who may do what, where. Permissions deny by default: a person who is not configured may only
-//! read; a command's least role comes from its spec; production needs a lead.
+//! When and where: deploy slots, the ticket-drag window, promotion order. Who may run a command
+//! at all is decided by [`crate::command::authorize`].
 
 use super::Refusal;
 use super::calendar::{Calendar, WindowState};
-use crate::command::{Command, CommandSpec, MinRole};
-use crate::config::{Config, Environment, Person, Role};
+use crate::release::environment::Environment;
+use crate::release::people::{Person, Role};
 use chrono::{DateTime, Utc};
-
-/// Who is asking, as the platform told us.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    /// The configured person, if the platform id maps to one.
-    pub person: Option<&'a Person>,
-    /// Platform name for messages (`slack`, `discord`, `console`).
-    pub platform: &'a str,
-    /// The platform's user id.
-    pub user_id: &'a str,
-}
-
-/// Decides whether `actor` may run `command`, whose spec is `spec`.
-pub fn authorize(config: &Config, spec: &CommandSpec, actor: Actor<'_>, command: &Command) -> Result<(), Refusal> {
-    if spec.who == MinRole::Anyone {
-        return Ok(());
-    }
-    let Some(person) = actor.person else {
-        return Err(Refusal::new(format!(
-            "Shipday does not know you yet, so you can only use /status, /history and /help. \
-             Ask an operator to add your {} id `{}` to the people list in the config.",
-            actor.platform, actor.user_id
-        )));
-    };
-    let needed = match spec.who {
-        MinRole::Lead => Role::Lead,
-        _ => Role::Developer,
-    };
-    if !person.has(needed) {
-        let role = if needed == Role::Lead { "a lead" } else { "a developer or lead" };
-        return Err(Refusal::new(format!(
-            "Only {role} can use /{}. Ask a lead to run it for you, or to give you the role in the config.",
-            spec.name
-        )));
-    }
-    if let Command::Rollback { env, .. } = command
-        && config.environment(env).is_some_and(|e| e.requires_approval)
-        && !person.has(Role::Lead)
-    {
-        return Err(Refusal::new(format!("Rolling back {env} needs a lead. Ask a lead to run `/rollback {env}`.")));
-    }
-    if let Command::Deploy { env, git_ref, .. } = command {
-        let Some(environment) = config.environment(env) else {
-            return Err(Refusal::new(format!("There is no environment `{env}`.")));
-        };
-        if *git_ref != environment.branch && !environment.personal_branches {
-            let previous = previous_environment(config, env);
-            let promote =
-                previous.map(|p| format!(" To ship what is on {p}, use `/promote {p} {env}`.")).unwrap_or_default();
-            return Err(Refusal::new(format!(
-                "{env} only takes its own branch `{}`, not personal branches.{promote}",
-                environment.branch
-            )));
-        }
-        if environment.requires_approval && !person.has(Role::Lead) {
-            let promote = previous_environment(config, env)
-                .map(|p| format!(", or request approval with `/promote {p} {env}`"))
-                .unwrap_or_default();
-            return Err(Refusal::new(format!("Deploying to {env} needs a lead. Ask a lead to deploy{promote}.")));
-        }
-    }
-    Ok(())
-}
 
 /// Environments that need approval deploy only in their calendar slot; outside it a lead may
 /// deploy with an emergency reason (recorded and announced). Environments without a slot, and
@@ -122,16 +59,18 @@ pub fn calendar_time(calendar: &Calendar, at: DateTime<Utc>) -> String {
     at.with_timezone(&calendar.timezone()).format("%a %d %b %H:%M %Z").to_string()
 }
 
-/// The environment before `env` in promotion order.
-pub fn previous_environment<'a>(config: &'a Config, env: &str) -> Option<&'a str> {
-    let index = config.environments.iter().position(|e| e.name == env)?;
-    index.checked_sub(1).and_then(|i| config.environments.get(i)).map(|e| e.name.as_str())
+/// The environment before `env` in promotion order (`environments` are in that order).
+pub fn previous_environment<'a>(environments: &'a [Environment], env: &str) -> Option<&'a str> {
+    let index = environments.iter().position(|e| e.name == env)?;
+    index.checked_sub(1).and_then(|i| environments.get(i)).map(|e| e.name.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::authorize::{Actor, authorize};
     use crate::command::{CommandBook, parse};
+    use crate::config::Config;
     use std::path::Path;
 
     const CONFIG: &str = r#"
@@ -169,7 +108,7 @@ transport = { kind = "local", dir = "/srv/production" }
         let command = parse(&book, &config.environment_names(), line).unwrap();
         let spec = book.get(command.name()).unwrap();
         let actor = Actor { person: config.person(user), platform: "console", user_id: user };
-        authorize(&config, spec, actor, &command)
+        authorize(&config.environments, spec, actor, &command)
     }
 
     #[test]

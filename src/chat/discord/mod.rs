@@ -127,7 +127,7 @@ impl Running {
 }
 
 /// Checks what the adapter needs beyond the config's own validation and says who paces REST
-/// calls. [`crate::app::validate`] runs it for `check-config` and `serve` alike.
+/// calls. [`crate::serve::validate`] runs it for `check-config` and `serve` alike.
 pub fn check(settings: &DiscordConfig) -> Result<Pacing> {
     Pacing::for_settings(settings)
 }

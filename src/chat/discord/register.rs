@@ -2,8 +2,8 @@
 //! was registered before (a bulk overwrite, so removed commands disappear too).
 
 use super::DiscordConfig;
+use crate::chat::manifest;
 use crate::command::CommandBook;
-use crate::manifest;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::time::Duration;

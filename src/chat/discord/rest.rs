@@ -49,7 +49,7 @@ pub enum Pacing {
 
 impl Pacing {
     /// The pacing for a validated `[discord]` section. `check-config` and `serve` both call it
-    /// (through [`crate::app::validate`]), so they agree on what is valid.
+    /// (through [`crate::serve::validate`]), so they agree on what is valid.
     pub fn for_settings(settings: &DiscordConfig) -> Result<Self> {
         let base = settings.api_base_url.as_str();
         if base == DEFAULT_API_BASE_URL {

@@ -249,7 +249,7 @@ mod tests {
     /// plus what the manifest itself declares (slash commands, reaction events).
     #[test]
     fn slack_scopes_are_the_ones_the_code_uses() {
-        let api = include_str!("chat/slack/api.rs");
+        let api = include_str!("slack/api.rs");
         let calls: std::collections::BTreeSet<&str> = api
             .match_indices("session.")
             .map(|(at, _)| {
