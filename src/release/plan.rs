@@ -77,8 +77,13 @@ pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
 /// Wraps a command so it runs in the environment's directory under the host's `timeout`,
 /// which kills the whole process group even if the connection to the bot is gone.
 pub fn host_script(env: &Environment, command: &str, timeout: Duration) -> String {
+    wrapped(env, "", command, timeout)
+}
+
+/// `command` in the environment's directory under the host's `timeout`, behind `prefix`.
+fn wrapped(env: &Environment, prefix: &str, command: &str, timeout: Duration) -> String {
     format!(
-        "cd {} && exec timeout --kill-after={KILL_AFTER_SECS}s {}s sh -c {}",
+        "cd {} && exec {prefix}timeout --kill-after={KILL_AFTER_SECS}s {}s sh -c {}",
         quote(&env.work_dir()),
         timeout.as_secs().max(1),
         quote(command)
@@ -102,12 +107,7 @@ pub const LOCK_BUSY_EXIT: i32 = 75;
 /// what the command leaves running (a daemonized server), so only the step itself holds it.
 /// The lock outlives the connection to the bot: a step a crash left running keeps it.
 pub fn locked_host_script(env: &Environment, command: &str, timeout: Duration) -> String {
-    format!(
-        "cd {} && exec flock -o -w {LOCK_WAIT_SECS} -E {LOCK_BUSY_EXIT} {HOST_LOCK} timeout --kill-after={KILL_AFTER_SECS}s {}s sh -c {}",
-        quote(&env.work_dir()),
-        timeout.as_secs().max(1),
-        quote(command)
-    )
+    wrapped(env, &format!("flock -o -w {LOCK_WAIT_SECS} -E {LOCK_BUSY_EXIT} {HOST_LOCK} "), command, timeout)
 }
 
 /// The script that resolves `git_ref` to a commit on the host, before anything changes.
