@@ -75,26 +75,36 @@ async fn bind(bot: &Bot, id: u64) -> MessageRef {
 async fn request_production(
     bot: &Bot,
 ) -> (broadcast::Receiver<Announcement>, shipday::release::approvals::PromotionRequest, MessageRef) {
-    let mut heard = bot.app.engine.announcements();
-    bot.say("grace", "/promote staging production").await;
-    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let (heard, request) = request_production_unbound(bot).await;
     let message = bind(bot, request.id).await;
     (heard, request, message)
 }
 
+/// Grace asks to promote staging to production; the request, its message not bound yet.
+async fn request_production_unbound(
+    bot: &Bot,
+) -> (broadcast::Receiver<Announcement>, shipday::release::approvals::PromotionRequest) {
+    let mut heard = bot.app.engine.announcements();
+    bot.say("grace", "/promote staging production").await;
+    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    (heard, request)
+}
+
 async fn react(bot: &Bot, platform: &str, user: &str, emoji: &str, message: &MessageRef, added: bool) {
-    bot.app
-        .engine
-        .react(Reaction {
-            platform: platform.into(),
-            user_id: user.into(),
-            platform_roles: vec![],
-            emoji: emoji.into(),
-            message: message.clone(),
-            added,
-            at: Utc::now(),
-        })
-        .await;
+    bot.app.engine.react(reaction(platform, user, emoji, message, added, Utc::now())).await;
+}
+
+/// A reaction as an adapter hands it to the engine.
+fn reaction(platform: &str, user: &str, emoji: &str, message: &MessageRef, added: bool, at: DateTime<Utc>) -> Reaction {
+    Reaction {
+        platform: platform.into(),
+        user_id: user.into(),
+        platform_roles: vec![],
+        emoji: emoji.into(),
+        message: message.clone(),
+        added,
+        at,
+    }
 }
 
 #[bounded::test]
@@ -450,25 +460,11 @@ async fn a_vote_that_arrives_before_its_message_is_bound_still_counts() {
     let bot = Bot::start(&s.config);
     bot.clock.set(outside_the_slot());
     bot.say("ada", "/deploy staging staging").await;
-    let mut heard = bot.app.engine.announcements();
-    bot.say("grace", "/promote staging production").await;
-    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let (_heard, request) = request_production_unbound(&bot).await;
     let message = MessageRef { channel: "C-RELEASES".into(), id: "1700000000.424242".into() };
     let engine = bot.app.engine.clone();
-    let early = message.clone();
-    let voted = tokio::spawn(async move {
-        engine
-            .react(Reaction {
-                platform: "slack".into(),
-                user_id: "UADA".into(),
-                platform_roles: vec![],
-                emoji: "white_check_mark".into(),
-                message: early,
-                added: true,
-                at: Utc::now(),
-            })
-            .await
-    });
+    let early = reaction("slack", "UADA", "white_check_mark", &message, true, Utc::now());
+    let voted = tokio::spawn(async move { engine.react(early).await });
     // The reaction is recorded (and found on no request) before the message is bound.
     common::eventually(Duration::from_secs(10), "the reaction to reach the engine", || {
         bot.app.store.audit_tail(5).unwrap().iter().any(|e| e.text.contains("1700000000.424242"))
@@ -489,23 +485,10 @@ async fn a_vote_kept_until_its_message_is_bound_counts_even_after_a_restart() {
     let bot = Bot::start(&s.config);
     bot.clock.set(outside_the_slot());
     bot.say("ada", "/deploy staging staging").await;
-    let mut heard = bot.app.engine.announcements();
-    bot.say("grace", "/promote staging production").await;
-    let request = promotion_until(&mut heard, |s| *s == RequestState::Pending).await;
+    let (heard, request) = request_production_unbound(&bot).await;
     let message = MessageRef { channel: "C-RELEASES".into(), id: "1700000000.515151".into() };
     // Returns once the reaction is durably recorded: the adapter acknowledges it then.
-    bot.app
-        .engine
-        .react(Reaction {
-            platform: "slack".into(),
-            user_id: "UADA".into(),
-            platform_roles: vec![],
-            emoji: "white_check_mark".into(),
-            message: message.clone(),
-            added: true,
-            at: outside_the_slot(),
-        })
-        .await;
+    bot.app.engine.react(reaction("slack", "UADA", "white_check_mark", &message, true, outside_the_slot())).await;
     assert_eq!(bot.app.store.promotion(request.id).unwrap().unwrap().state, RequestState::Pending);
     drop(heard);
     drop(bot);

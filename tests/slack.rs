@@ -578,6 +578,17 @@ fn urlencode(text: &str) -> String {
     serde_urlencoded::to_string([("x", text)]).unwrap().trim_start_matches("x=").to_owned()
 }
 
+/// Starts the real `shipday serve` on `config` (killed when dropped).
+fn spawn_serve(config: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("SHIPDAY_CONFIG")
+        .env("SHIPDAY_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// `shipday serve` starts the Slack adapter from the config: here in Socket Mode, so the
 /// fake sees the binary connect and answers a command through it.
 #[bounded::test]
@@ -585,13 +596,7 @@ async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
     let world = World::new();
     let fake = FakeSlack::start(TEAM).await;
     let config = write_config(&world, &fake, Mode::Socket);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env_remove("SHIPDAY_CONFIG")
-        .env("SHIPDAY_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&config);
     fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
     let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
     envelope["payload"]["team_id"] = json!(TEAM);
@@ -795,16 +800,7 @@ async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so()
     std::fs::copy(world.config_with_dev_steps(&steps), world.config_path()).unwrap();
     let fake = FakeSlack::start(TEAM).await;
     let config = write_config(&world, &fake, Mode::Socket);
-    let serve = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env_remove("SHIPDAY_CONFIG")
-            .env("SHIPDAY_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
-    let mut child = serve();
+    let mut child = spawn_serve(&config);
     fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
     let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
     envelope["envelope_id"] = json!("crash-deploy-1");
@@ -822,7 +818,7 @@ async fn after_a_crash_the_interrupted_deploys_own_message_is_edited_to_say_so()
     go.open().await;
 
     let connected = fake.connections();
-    let mut child = serve();
+    let mut child = spawn_serve(&config);
     fake.wait_for("the restarted binary to connect", |f| f.connections() > connected).await;
     let said = |f: &FakeSlack| {
         f.messages(CHANNEL)
@@ -861,16 +857,7 @@ async fn after_a_crash_an_announced_deploys_own_message_is_edited_to_say_so() {
     std::fs::write(world.config_path(), text).unwrap();
     let fake = FakeSlack::start(TEAM).await;
     let config = write_config(&world, &fake, Mode::Socket);
-    let serve = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env_remove("SHIPDAY_CONFIG")
-            .env("SHIPDAY_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
-    let mut child = serve();
+    let mut child = spawn_serve(&config);
     fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
     let command = |id: &str, user: &str, name: &str, text: &str| {
         let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
@@ -899,7 +886,7 @@ async fn after_a_crash_an_announced_deploys_own_message_is_edited_to_say_so() {
     go.open().await;
 
     let connected = fake.connections();
-    let mut child = serve();
+    let mut child = spawn_serve(&config);
     fake.wait_for("the restarted binary to connect", |f| f.connections() > connected).await;
     let said = |f: &FakeSlack| {
         f.messages(TEAM_CHANNEL)
