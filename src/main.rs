@@ -1,7 +1,7 @@
 //! The `shipday` binary: a thin CLI over the library.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice, clippy::unwrap_used))]
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use shipday::chat::{console, text};
 use shipday::clock::{Clock, ShiftedClock, SystemClock};
@@ -97,13 +97,48 @@ enum Platform {
     Discord,
 }
 
+/// What `serve` logs when `SHIPDAY_LOG` is not set: one line per decision from Shipday itself,
+/// and only warnings from its libraries.
+const SERVE_LOG: &str = "shipday=info,warn";
+
+/// What the interactive commands log by default: only what needs attention, so log lines do
+/// not interleave with the conversation in the terminal.
+const INTERACTIVE_LOG: &str = "warn";
+
+/// Logs to stderr, secrets redacted: filtered by `SHIPDAY_LOG` (default `default_filter`), as
+/// text, or as one JSON object per line with `SHIPDAY_LOG_FORMAT=json`.
+fn init_logging(default_filter: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHIPDAY_LOG").unwrap_or_else(|_| default_filter.into());
+    let writer = shipday::redact::LogWriter::new(std::io::stderr);
+    match std::env::var("SHIPDAY_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .init(),
+        Ok(other) => bail!("SHIPDAY_LOG_FORMAT={other:?} is not a log format; use `text` (the default) or `json`"),
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHIPDAY_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(shipday::redact::LogWriter::new(std::io::stderr))
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Cmd::Serve { .. } => SERVE_LOG,
+        _ => INTERACTIVE_LOG,
+    };
+    if let Err(error) = init_logging(default_filter) {
+        eprintln!("shipday: {error:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("shipday: {error:#}");

@@ -150,6 +150,21 @@ fn check_config_names_the_bad_key_and_changes_nothing() {
 }
 
 #[bounded::test]
+fn an_unknown_log_format_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shipday::playground::prepare(&dir.path().join("pg")).unwrap();
+    let out = shipday()
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .env("SHIPDAY_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SHIPDAY_LOG_FORMAT=\"xml\"") && err.contains("`json`"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[bounded::test]
 fn manifests_are_printed_from_the_specs() {
     let out = shipday().args(["manifest", "slack"]).output().unwrap();
     let slack: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -609,6 +609,51 @@ async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
     child.kill().await.unwrap();
 }
 
+/// An operator's view: `shipday serve` logs each decision at its default level, and with
+/// `SHIPDAY_LOG_FORMAT=json` every line is one JSON object a log collector can read.
+#[bounded::test]
+async fn shipday_serve_logs_each_decision_as_one_json_object_per_line() {
+    use tokio::io::AsyncBufReadExt;
+    let world = World::new();
+    let fake = FakeSlack::start(TEAM).await;
+    let config = write_config(&world, &fake, Mode::Socket);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("SHIPDAY_CONFIG")
+        .env_remove("SHIPDAY_LOG")
+        .env("SHIPDAY_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["command"] = json!("/lock");
+    envelope["payload"]["text"] = json!("staging QA run");
+    let ack = fake.send_envelope(&envelope).await;
+    // Grace is a developer: the refusal is a decision too, and the operator sees it.
+    assert!(ack.to_string().contains("Only a lead"), "{ack}");
+    let answered = common::bounded(common::PATIENCE, "the decision's log line", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let value: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+            if value["fields"]["message"] == "answered" {
+                return value;
+            }
+        }
+        panic!("shipday serve closed stderr without logging the decision")
+    })
+    .await;
+    assert_eq!(answered["level"], "INFO", "{answered}");
+    assert!(answered["timestamp"].is_string(), "{answered}");
+    let decision = answered["fields"]["decision"].as_str().unwrap();
+    assert!(decision.starts_with("refused") && decision.contains("Only a lead"), "{answered}");
+    child.kill().await.unwrap();
+}
+
 #[bounded::test]
 async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_answering() {
     let s = Setup::start(Mode::Socket).await;
