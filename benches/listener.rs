@@ -13,8 +13,9 @@
 use shipday::chat::slack::SlackAdapter;
 use shipday::chat::slack::verify::sign;
 use shipday::clock::{Clock, SystemClock};
-use shipday::config::{Config, Secret};
+use shipday::config::Secret;
 use shipday::listener::{Limits, Listener, raise_descriptor_limit};
+use shipday::settings::Settings;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,10 +43,10 @@ fn main() {
 
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &fake_web_api().await);
+    let settings = config(dir.path(), &fake_web_api().await);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = shipday::app::start(config, clock.clone()).unwrap();
-    let slack = SlackAdapter::start(&app, clock.clone()).await.unwrap();
+    let app = shipday::app::start(settings.config, clock.clone()).unwrap();
+    let slack = SlackAdapter::start(&app, settings.adapters.slack.as_ref().unwrap(), clock.clone()).await.unwrap();
     let (webhook, forwarding) = shipday::serve::github_webhook(&app, clock).unwrap();
     tokio::spawn(forwarding);
     let routes = slack.routes().unwrap().merge(webhook);
@@ -282,7 +283,7 @@ async fn fake_web_api() -> String {
     url
 }
 
-fn config(dir: &std::path::Path, api: &str) -> Config {
+fn config(dir: &std::path::Path, api: &str) -> Settings {
     let path = shipday::playground::prepare(&dir.join("pg")).unwrap();
     std::fs::write(dir.join("pg/bot"), "xoxb-bench").unwrap();
     std::fs::write(dir.join("pg/secret"), SECRET).unwrap();
@@ -296,5 +297,5 @@ fn config(dir: &std::path::Path, api: &str) -> Config {
          webhook_secret = {{ file = \"webhook-secret\" }}\napi_base_url = \"http://127.0.0.1:9\"\n"
     );
     std::fs::write(&path, format!("{text}{extra}")).unwrap();
-    Config::load(&path).unwrap()
+    Settings::load(&path).unwrap()
 }

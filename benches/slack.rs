@@ -11,8 +11,9 @@ use shipday::app;
 use shipday::chat::slack::SlackAdapter;
 use shipday::chat::slack::verify::sign;
 use shipday::clock::{Clock, SystemClock};
-use shipday::config::{Config, Secret};
+use shipday::config::Secret;
 use shipday::listener::{Limits, Listener};
+use shipday::settings::Settings;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,10 +26,10 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), &fake_web_api().await);
+        let settings = config(dir.path(), &fake_web_api().await);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let app = app::start(config, clock.clone()).unwrap();
-        let adapter = SlackAdapter::start(&app, clock).await.unwrap();
+        let app = app::start(settings.config, clock.clone()).unwrap();
+        let adapter = SlackAdapter::start(&app, settings.adapters.slack.as_ref().unwrap(), clock).await.unwrap();
         let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), Limits::default()).await.unwrap();
         let url = format!("http://{}/slack/commands", listener.local_addr().unwrap());
         tokio::spawn(listener.serve(adapter.routes().unwrap()));
@@ -139,7 +140,7 @@ async fn bare_route() -> String {
     url
 }
 
-fn config(dir: &std::path::Path, api: &str) -> Config {
+fn config(dir: &std::path::Path, api: &str) -> Settings {
     let path = shipday::playground::prepare(&dir.join("pg")).unwrap();
     std::fs::write(dir.join("pg/bot"), "xoxb-bench").unwrap();
     std::fs::write(dir.join("pg/secret"), SECRET).unwrap();
@@ -149,5 +150,5 @@ fn config(dir: &std::path::Path, api: &str) -> Config {
          bot_token = {{ file = \"bot\" }}\nsigning_secret = {{ file = \"secret\" }}\napi_base_url = \"{api}\"\n"
     );
     std::fs::write(&path, format!("{text}{slack}")).unwrap();
-    Config::load(&path).unwrap()
+    Settings::load(&path).unwrap()
 }

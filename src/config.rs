@@ -3,6 +3,11 @@
 //! Secrets never live in the file itself: the file names an environment variable or a file
 //! that holds each one ([`SecretRef`]). Unknown keys are errors, so a typo cannot silently
 //! turn a safety setting off.
+//!
+//! This is the core of the file. The adapters' sections (`[slack]`, `[discord]` and the
+//! listener's `[server]`) live with their adapters, which read them from the same text; only
+//! their names are reserved here, so an unknown top-level key is still an error that names it.
+//! [`crate::settings::Settings`] reads the whole file.
 
 use crate::clients::github::GitHubConfig;
 use crate::clients::jira::JiraConfig;
@@ -14,11 +19,12 @@ use crate::release::gitref::GitRef;
 use crate::release::migrations::MigrationConfig;
 pub use crate::release::parse_duration;
 pub use crate::release::people::{Person, Role};
+pub use crate::secret::{Secret, SecretRef};
 use anyhow::{Context, Result, bail};
 use chrono_tz::Tz;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,10 +45,6 @@ pub struct Config {
     pub calendar: Calendar,
     /// How long a promotion request waits for votes.
     pub approval_ttl: Duration,
-    /// The Discord adapter, when configured.
-    pub discord: Option<crate::chat::discord::DiscordConfig>,
-    /// The Slack adapter, when a `[slack]` section is present.
-    pub slack: Option<crate::chat::slack::SlackConfig>,
     /// The GitHub integration (`[github]`): promotions, the merge webhook, deployments.
     pub github: Option<GitHubConfig>,
     /// Where the config file is, to resolve `[github]`'s secret files.
@@ -51,61 +53,6 @@ pub struct Config {
     pub jira: Option<JiraConfig>,
     /// The Jira API token, loaded at start-up: present exactly when `jira` is.
     pub jira_token: Option<Secret>,
-    /// The one HTTP listener every inbound route shares (`[server]`).
-    pub server: crate::listener::ServerConfig,
-}
-
-/// Where a secret comes from: an environment variable or a file. Never the config itself.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct SecretRef {
-    /// Name of the environment variable that holds it.
-    pub env: Option<String>,
-    /// File that holds it (surrounding whitespace is trimmed).
-    pub file: Option<PathBuf>,
-}
-
-/// A loaded secret. Its `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value (tests and the loader).
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl SecretRef {
-    /// Loads the secret, naming `key` (the config key) when it is missing.
-    pub fn load(&self, key: &str, base: &Path) -> Result<Secret> {
-        let value = match (&self.env, &self.file) {
-            (Some(var), None) => std::env::var(var)
-                .with_context(|| format!("{key}: environment variable {var} is not set (it holds the secret)"))?,
-            (None, Some(file)) => {
-                let path = base.join(file);
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("{key}: cannot read secret file {}", path.display()))?
-            }
-            _ => bail!("{key}: give exactly one of `env` or `file`"),
-        };
-        let value = value.trim().to_owned();
-        if value.is_empty() {
-            bail!("{key}: the secret is empty");
-        }
-        Ok(Secret(value))
-    }
 }
 
 #[derive(Deserialize)]
@@ -125,15 +72,20 @@ struct RawConfig {
     calendar: Option<CalendarConfig>,
     #[serde(default = "default_approval_ttl")]
     approval_ttl: String,
-    discord: Option<crate::chat::discord::config::RawDiscordConfig>,
-    slack: Option<crate::chat::slack::RawSlack>,
+    /// The Discord adapter's section: read by `chat::discord`, reserved here.
+    #[serde(rename = "discord")]
+    _discord: Option<IgnoredAny>,
+    /// The Slack adapter's section: read by `chat::slack`, reserved here.
+    #[serde(rename = "slack")]
+    _slack: Option<IgnoredAny>,
     /// GitHub: promotions merge and deploy through it; its webhook auto-deploys dev.
     github: Option<GitHubConfig>,
     /// Jira: moves tickets with the code, `/ticket`, ticket lists in reminders.
     jira: Option<JiraConfig>,
-    /// The one HTTP listener: Slack's HTTP mode, Discord's endpoint and GitHub's webhook.
-    #[serde(default)]
-    server: crate::listener::RawServer,
+    /// The one HTTP listener (Slack's HTTP mode, Discord's endpoint and GitHub's webhook):
+    /// read by `listener`, reserved here.
+    #[serde(rename = "server")]
+    _server: Option<IgnoredAny>,
 }
 
 fn default_approval_ttl() -> String {
@@ -181,7 +133,9 @@ fn default_step_timeout() -> String {
 }
 
 impl Config {
-    /// Reads and validates the file at `path`; every error names the file and the key.
+    /// Reads and validates the core of the file at `path`; every error names the file and the
+    /// key. The adapters' sections are not read: [`crate::settings::Settings::load`] reads
+    /// the whole file.
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -225,16 +179,9 @@ impl Config {
         };
         let calendar = Calendar::new(&calendar, timezone)?;
         let approval_ttl = parse_duration(&raw.approval_ttl).context("approval_ttl")?;
-        let server = raw.server.validate()?;
         if raw.github.as_ref().is_some_and(|github| github.listen.is_some()) {
-            return Err(crate::listener::moved_listen_key("github.listen"));
+            return Err(moved_listen_key("github.listen"));
         }
-        let discord = raw.discord.map(|d| d.validate(base)).transpose()?;
-        if let Some(discord) = &discord {
-            secret_values.push(discord.bot_token.clone());
-        }
-        let slack = raw.slack.map(|slack| slack.validate(base)).transpose()?;
-        secret_values.extend(slack.iter().flat_map(|s| s.secrets()));
         let jira_token = match &raw.jira {
             Some(jira) => {
                 for env in jira.on_deploy.iter().flat_map(|moves| moves.keys()) {
@@ -257,13 +204,10 @@ impl Config {
             people: raw.people,
             environments,
             secret_values,
-            discord,
-            slack,
             github: raw.github,
             base_dir: base.to_path_buf(),
             jira: raw.jira,
             jira_token,
-            server,
         })
     }
 
@@ -286,6 +230,15 @@ impl Config {
     pub fn person_by_jira(&self, account_id: &str) -> Option<&Person> {
         self.people.iter().find(|p| p.jira.as_deref() == Some(account_id))
     }
+}
+
+/// The refusal for a listening key from before the one listener (`github.listen`,
+/// `slack.listen`, `discord.http_listen`), naming where it went.
+pub fn moved_listen_key(key: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{key}: every route is now served on one listener; remove `{key}` and set the address once, as \
+         `[server]` `listen = \"0.0.0.0:3000\"` (see the README's configuration reference)"
+    )
 }
 
 /// The team's default calendar, keeping only slots (and their reminders) for environments
@@ -494,9 +447,18 @@ projects = ["SHOP"]
     }
 
     #[test]
-    fn secrets_never_show_in_debug() {
-        let secret = Secret::new("hunter2");
-        assert!(!format!("{secret:?}").contains("hunter2"));
+    fn the_adapters_sections_are_reserved_but_left_to_the_adapters() {
+        let text = format!("{MINIMAL}[server]\nanything = 1\n[slack]\nteam = 2\n[discord]\nguild = 3\n");
+        Config::from_toml(&text, Path::new("/")).unwrap();
+    }
+
+    #[test]
+    fn the_old_github_listen_key_is_refused_and_points_to_the_server_section() {
+        let text = format!("{MINIMAL}[github]\nowner = \"o\"\nrepo = \"r\"\ntoken = {{ env = \"T\" }}\n");
+        Config::from_toml(&text, Path::new("/")).unwrap();
+        let old = format!("{text}listen = \"0.0.0.0:3001\"\n");
+        let err = format!("{:#}", Config::from_toml(&old, Path::new("/")).unwrap_err());
+        assert!(err.contains("github.listen") && err.contains("[server]"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,8 @@ mod proptests;
 pub mod redact;
 pub mod release;
 pub mod scheduler;
+pub mod secret;
 pub mod serve;
+pub mod settings;
 pub mod store;
 pub mod webhook;

@@ -103,12 +103,19 @@ impl RawServer {
     }
 }
 
-/// The refusal for a listening key from before the one listener, naming where it went.
-pub fn moved_listen_key(key: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{key}: every route is now served on one listener; remove `{key}` and set the address once, as \
-         `[server]` `listen = \"0.0.0.0:3000\"` (see the README's configuration reference)"
-    )
+impl ServerConfig {
+    /// Reads `[server]` from the config file's text (the defaults when it is absent); errors
+    /// name the key.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        /// The file as this module sees it: only its own section.
+        #[derive(Deserialize)]
+        struct File {
+            #[serde(default)]
+            server: RawServer,
+        }
+        let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        file.server.validate()
+    }
 }
 
 /// Connection-level limits. [`Limits::default`] is what `shipday serve` uses; tests shorten
@@ -283,15 +290,12 @@ mod tests {
     }
 
     #[test]
-    fn the_old_github_listen_key_is_refused_and_points_to_the_server_section() {
-        let text = "state_dir = \"s\"\n[[environments]]\nname = \"dev\"\nbranch = \"dev\"\n\
-                    transport = { kind = \"local\", dir = \"/x\" }\n[server]\nlisten = \"127.0.0.1:3000\"\n\
-                    [github]\nowner = \"o\"\nrepo = \"r\"\ntoken = { env = \"T\" }\n";
-        let config = crate::config::Config::from_toml(text, std::path::Path::new("/")).unwrap();
-        assert_eq!(config.server.listen.port(), 3000);
-        let old = format!("{text}listen = \"0.0.0.0:3001\"\n");
-        let err = format!("{:#}", crate::config::Config::from_toml(&old, std::path::Path::new("/")).unwrap_err());
-        assert!(err.contains("github.listen") && err.contains("[server]"), "{err}");
+    fn the_server_section_is_read_from_the_whole_file() {
+        let text = "state_dir = \"s\"\n[server]\nlisten = \"127.0.0.1:3000\"\n[slack]\nteam_id = \"T1\"\n";
+        assert_eq!(ServerConfig::from_toml(text).unwrap().listen.port(), 3000);
+        assert_eq!(ServerConfig::from_toml("state_dir = \"s\"").unwrap(), ServerConfig::default());
+        let err = format!("{:#}", ServerConfig::from_toml("[server]\nlisten_on = \"x\"").unwrap_err());
+        assert!(err.contains("listen_on"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use shipday::chat::{console, text};
 use shipday::clock::{Clock, ShiftedClock, SystemClock};
 use shipday::command::CommandBook;
-use shipday::config::{Config, TransportConfig};
+use shipday::config::TransportConfig;
 use shipday::scheduler::Scheduler;
+use shipday::settings::Settings;
 use shipday::{app, manifest, playground, serve};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -161,22 +162,22 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Console { config, user, now } => run_console(&config, &user, now),
         Cmd::Serve { config } => {
-            let config = Config::load(&config)?;
-            serve::validate(&config)?;
+            let Settings { config, adapters } = Settings::load(&config)?;
+            serve::validate(&config, &adapters)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(async {
                 let clock: Arc<dyn Clock> = Arc::new(SystemClock);
                 let app = app::start(config, clock.clone())?;
-                serve::run(app, clock).await
+                serve::run(app, &adapters, clock).await
             })
         }
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Manifest { platform, config, request_url } => {
             let book = CommandBook::builtin();
-            let config = config.map(|path| Config::load(&path)).transpose()?;
+            let settings = config.map(|path| Settings::load(&path)).transpose()?;
             let document = match platform {
                 Platform::Slack => {
-                    let names = match config.as_ref().and_then(|c| c.slack.as_ref()) {
+                    let names = match settings.as_ref().and_then(|s| s.adapters.slack.as_ref()) {
                         Some(slack) => slack.commands.clone(),
                         None => shipday::chat::slack::names::names(&book, &Default::default())?,
                     };
@@ -184,11 +185,11 @@ fn run(cli: Cli) -> Result<()> {
                         .context("cannot print a manifest Slack would accept")?
                 }
                 Platform::Discord => {
-                    let environments = match &config {
-                        Some(config) => config.environment_names(),
+                    let environments = match &settings {
+                        Some(settings) => settings.config.environment_names(),
                         None => manifest::DEFAULT_ENVIRONMENTS.map(String::from).to_vec(),
                     };
-                    let names = match config.as_ref().and_then(|c| c.discord.as_ref()) {
+                    let names = match settings.as_ref().and_then(|s| s.adapters.discord.as_ref()) {
                         Some(discord) => discord.commands.clone(),
                         None => shipday::command::CommandNames::canonical(&book),
                     };
@@ -206,8 +207,8 @@ fn run(cli: Cli) -> Result<()> {
 
 fn register_discord(path: &Path, guild: Option<u64>, global: bool) -> Result<()> {
     use shipday::chat::discord::register::{Scope, register};
-    let config = Config::load(path)?;
-    let settings = config.discord.as_ref().context("the config has no [discord] section")?;
+    let Settings { config, adapters } = Settings::load(path)?;
+    let settings = adapters.discord.as_ref().context("the config has no [discord] section")?;
     let scope = match (global, guild) {
         (true, _) => Scope::Global,
         (false, Some(guild)) => Scope::Guild(guild),
@@ -224,7 +225,9 @@ fn register_discord(path: &Path, guild: Option<u64>, global: bool) -> Result<()>
 }
 
 fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
-    let config = Config::load(config_path)?;
+    // The whole file is checked (a bad `[slack]` stops the console as it stops `serve`); the
+    // console itself needs only the core.
+    let config = Settings::load(config_path)?.config;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let clock: Arc<dyn Clock> = match now {
@@ -252,8 +255,8 @@ fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chro
 }
 
 fn check_config(path: &Path) -> Result<()> {
-    let config = Config::load(path)?;
-    serve::validate(&config)?;
+    let Settings { config, adapters } = Settings::load(path)?;
+    serve::validate(&config, &adapters)?;
     let github = config.github.as_ref().map(|github| check_github(github, &config.base_dir)).transpose()?;
     // The folder `serve` will open, as an absolute path: a relative `state_dir` is relative to
     // the config file, and "state" alone says nothing about where that is.
@@ -264,12 +267,12 @@ fn check_config(path: &Path) -> Result<()> {
     println!("  people: {}", config.people.len());
     println!(
         "  listener: {} (every inbound route; at most {} connections)",
-        config.server.listen, config.server.max_connections
+        adapters.server.listen, adapters.server.max_connections
     );
-    if let Some(slack) = &config.slack {
+    if let Some(slack) = &adapters.slack {
         let mode = match &slack.mode {
             shipday::chat::slack::SlackMode::Socket { .. } => "Socket Mode".to_owned(),
-            shipday::chat::slack::SlackMode::Http { .. } => format!("HTTP on {}", config.server.listen),
+            shipday::chat::slack::SlackMode::Http { .. } => format!("HTTP on {}", adapters.server.listen),
         };
         println!("  slack: workspace {}, team channel {}, {mode}", slack.team_id, slack.channel);
     }
@@ -291,10 +294,10 @@ fn check_config(path: &Path) -> Result<()> {
             if env.requires_approval { ", needs a lead" } else { "" }
         );
     }
-    if let Some(discord) = &config.discord {
+    if let Some(discord) = &adapters.discord {
         let lead = discord.lead_role.map(|r| format!(", lead role {r}")).unwrap_or_default();
         let endpoint = match discord.public_key {
-            Some(_) => format!(", HTTP interactions on {}", config.server.listen),
+            Some(_) => format!(", HTTP interactions on {}", adapters.server.listen),
             None => String::new(),
         };
         println!("  discord: server {}, team channel {}{lead}{endpoint}", discord.guild_id, discord.channel);

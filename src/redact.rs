@@ -4,7 +4,7 @@
 //! every formatted event (message and fields) passes the redactor, with the known shapes from
 //! the start and the configured secrets once [`redact_logs_too`] has been told them.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use regex::Regex;
 use std::io::Write;
 use std::sync::{LazyLock, PoisonError, RwLock};

@@ -6,26 +6,27 @@ use crate::app::App;
 use crate::clock::Clock;
 use crate::listener::{Limits, Listener};
 use crate::scheduler::Scheduler;
+use crate::settings::Adapters;
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
-/// Everything `serve` checks about a loaded config before it starts anything: the transports
-/// and each chat adapter's needs. `check-config` runs exactly this, so the two agree on what is
-/// valid.
-pub fn validate(config: &crate::config::Config) -> Result<()> {
+/// Everything `serve` checks about a loaded config file ([`crate::settings::Settings`]) before
+/// it starts anything: the transports and each chat adapter's needs. `check-config` runs
+/// exactly this, so the two agree on what is valid.
+pub fn validate(config: &crate::config::Config, adapters: &Adapters) -> Result<()> {
     crate::app::transports(config)?;
-    if let Some(discord) = &config.discord {
+    if let Some(discord) = &adapters.discord {
         crate::chat::discord::check(discord)?;
     }
     Ok(())
 }
 
 /// Runs the configured adapters until a shutdown signal, or until one of them fails.
-pub async fn run(app: App, clock: Arc<dyn Clock>) -> Result<()> {
-    let started = start(&app, clock, Default::default()).await?;
+pub async fn run(app: App, adapters: &Adapters, clock: Arc<dyn Clock>) -> Result<()> {
+    let started = start(&app, adapters, clock, Default::default()).await?;
     wait(started.tasks).await
 }
 
@@ -37,22 +38,28 @@ pub struct Started {
     pub tasks: JoinSet<Result<()>>,
 }
 
-/// Starts every configured adapter and the scheduler, and serves every inbound route (Slack's
-/// HTTP mode, Discord's interactions endpoint, GitHub's webhook) on the one listener at
-/// `[server] listen`. `discord` is how the Discord adapter paces itself (tests shorten it).
-pub async fn start(app: &App, clock: Arc<dyn Clock>, discord: crate::chat::discord::Tuning) -> Result<Started> {
+/// Starts every configured adapter (each with its own section of the config file) and the
+/// scheduler, and serves every inbound route (Slack's HTTP mode, Discord's interactions
+/// endpoint, GitHub's webhook) on the one listener at `[server] listen`. `discord` is how the
+/// Discord adapter paces itself (tests shorten it).
+pub async fn start(
+    app: &App,
+    adapters: &Adapters,
+    clock: Arc<dyn Clock>,
+    discord: crate::chat::discord::Tuning,
+) -> Result<Started> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     let mut routes: Vec<(&str, Router)> = Vec::new();
     // Each chat adapter that is configured adds its task (and its routes) here.
-    if app.config.discord.is_some() {
-        let mut running = crate::chat::discord::start(app, clock.clone(), discord).await?;
+    if let Some(settings) = &adapters.discord {
+        let mut running = crate::chat::discord::start(app, settings, clock.clone(), discord).await?;
         if let Some(endpoint) = running.endpoint.take() {
             routes.push(("Discord interactions", endpoint));
         }
         tasks.spawn(running.wait());
     }
-    if app.config.slack.is_some() {
-        let slack = crate::chat::slack::SlackAdapter::start(app, clock.clone()).await?;
+    if let Some(settings) = &adapters.slack {
+        let slack = crate::chat::slack::SlackAdapter::start(app, settings, clock.clone()).await?;
         if let Some(slack_routes) = slack.routes() {
             routes.push(("Slack commands, events and interactivity", slack_routes));
         }
@@ -74,7 +81,7 @@ pub async fn start(app: &App, clock: Arc<dyn Clock>, discord: crate::chat::disco
     let listening = if routes.is_empty() {
         None
     } else {
-        let server = &app.config.server;
+        let server = &adapters.server;
         let listener = Listener::bind(server.listen, Limits::for_server(server)).await?;
         let bound = listener.local_addr()?;
         let names: Vec<&str> = routes.iter().map(|(name, _)| *name).collect();

@@ -39,7 +39,14 @@ async fn setup_with(world: World, base: &Path, extra: &str, tuning: Tuning) -> S
     let config = write_config(&world, base, extra, &discord);
     // sled frees its file lock a moment after a test's own handle drops.
     let bot = Bot::restart(&config).await;
-    let running = discord::start(&bot.app, std::sync::Arc::new(bot.clock.clone()), tuning).await.unwrap();
+    let running = discord::start(
+        &bot.app,
+        bot.adapters.discord.as_ref().unwrap(),
+        std::sync::Arc::new(bot.clock.clone()),
+        tuning,
+    )
+    .await
+    .unwrap();
     discord.wait_for_sessions(1).await;
     Setup { world, bot, discord, running, served: None }
 }
@@ -525,7 +532,14 @@ async fn a_gateway_that_never_answers_is_started_over_within_the_bound_and_logge
     let tuning =
         Tuning { gateway_ready: Duration::from_millis(500), gateway_backoff: Duration::from_millis(50), ..tuning() };
     let started = std::time::Instant::now();
-    let _running = discord::start(&bot.app, std::sync::Arc::new(bot.clock.clone()), tuning).await.unwrap();
+    let _running = discord::start(
+        &bot.app,
+        bot.adapters.discord.as_ref().unwrap(),
+        std::sync::Arc::new(bot.clock.clone()),
+        tuning,
+    )
+    .await
+    .unwrap();
     fake.wait_for_sessions(1).await;
     assert_eq!(fake.silent_connections(), 2);
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
@@ -539,7 +553,7 @@ async fn a_gateway_that_never_answers_is_started_over_within_the_bound_and_logge
 async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
     use shipday::chat::discord::register::{Scope, register};
     let t = setup().await;
-    let settings = t.bot.app.config.discord.clone().unwrap();
+    let settings = t.bot.adapters.discord.clone().unwrap();
     let environments = t.bot.app.config.environment_names();
     t.discord.rate_limit_next(1);
     let names = register(&settings, &environments, Scope::Guild(settings.guild_id)).await.unwrap();
@@ -646,7 +660,7 @@ async fn a_rate_limited_interaction_is_answered_after_the_wait_the_server_asks_f
 async fn a_server_that_keeps_rate_limiting_gets_an_error_after_bounded_attempts() {
     use shipday::chat::discord::rest::{Pacing, Rest, RetryPolicy};
     let t = setup().await;
-    let settings = t.bot.app.config.discord.clone().unwrap();
+    let settings = t.bot.adapters.discord.clone().unwrap();
     let pacing = Pacing::for_settings(&settings).unwrap();
     assert!(matches!(pacing, Pacing::Own { .. }), "{pacing:?}");
     let policy = RetryPolicy { attempts: 3, max_wait: Duration::from_secs(5), default_wait: Duration::from_millis(50) };

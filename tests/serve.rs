@@ -68,7 +68,7 @@ async fn slack_discord_and_github_are_all_served_on_the_one_listen_address() {
     );
     let bot = Bot::start(&config(&world, &extra));
     let tuning = Tuning::default();
-    let started = shipday::serve::start(&bot.app, Arc::new(bot.clock.clone()), tuning).await.unwrap();
+    let started = shipday::serve::start(&bot.app, &bot.adapters, Arc::new(bot.clock.clone()), tuning).await.unwrap();
     let addr = started.listening.expect("the routes need the listener");
     let http = reqwest::Client::new();
     let now = bot.clock.now().timestamp().to_string();
@@ -154,7 +154,7 @@ async fn a_slack_that_accepts_connections_and_never_answers_fails_start_up_withi
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(
         Duration::from_secs(20),
-        SlackAdapter::start_with(&bot.app, Arc::new(bot.clock.clone()), &retry),
+        SlackAdapter::start_with(&bot.app, bot.adapters.slack.as_ref().unwrap(), Arc::new(bot.clock.clone()), &retry),
     )
     .await
     .expect("start-up must not hang on a silent Slack");

@@ -53,7 +53,9 @@ impl Setup {
         let config = write_config(&world, &fake, mode);
         std::fs::write(&config, format!("{}{extra}\n", std::fs::read_to_string(&config).unwrap())).unwrap();
         let bot = Bot::start(&config);
-        let adapter = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.unwrap();
+        let adapter = SlackAdapter::start(&bot.app, bot.adapters.slack.as_ref().unwrap(), Arc::new(bot.clock.clone()))
+            .await
+            .unwrap();
         if mode == Mode::Socket {
             fake.wait_for("a Socket Mode connection", |f| f.connections() >= 1).await;
         }
@@ -69,7 +71,9 @@ impl Setup {
         drop(bot);
         let config = world.path().join("slack.toml");
         let bot = Bot::restart(&config).await;
-        let adapter = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.unwrap();
+        let adapter = SlackAdapter::start(&bot.app, bot.adapters.slack.as_ref().unwrap(), Arc::new(bot.clock.clone()))
+            .await
+            .unwrap();
         let served = serve(&adapter).await;
         Self { world, bot, fake, adapter, served, http }
     }
@@ -236,7 +240,10 @@ async fn a_socket_mode_websocket_that_never_answers_is_started_over_within_the_b
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    let adapter = SlackAdapter::start_with(&bot.app, Arc::new(bot.clock.clone()), &retry).await.unwrap();
+    let adapter =
+        SlackAdapter::start_with(&bot.app, bot.adapters.slack.as_ref().unwrap(), Arc::new(bot.clock.clone()), &retry)
+            .await
+            .unwrap();
     fake.wait_for("a Socket Mode connection after two silent ones", |f| f.connections() >= 1).await;
     assert_eq!(fake.silent_connections(), 2);
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
@@ -568,7 +575,10 @@ async fn a_bot_token_for_another_workspace_stops_start_up() {
     let fake = FakeSlack::start("T0OTHER001").await;
     let config = write_config(&world, &fake, Mode::Http);
     let bot = Bot::start(&config);
-    let err = SlackAdapter::start(&bot.app, Arc::new(bot.clock.clone())).await.err().expect("must not start");
+    let err = SlackAdapter::start(&bot.app, bot.adapters.slack.as_ref().unwrap(), Arc::new(bot.clock.clone()))
+        .await
+        .err()
+        .expect("must not start");
     let err = format!("{err:#}");
     assert!(err.contains("T123ABC456") && err.contains("T0OTHER001"), "{err}");
     assert!(!err.contains(fake_slack::BOT_TOKEN), "the token is never shown: {err}");

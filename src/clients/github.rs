@@ -7,8 +7,8 @@
 //! the call, the HTTP status and GitHub's own `message`. The token never appears in errors or
 //! logs: octocrab keeps it in a `SecretString`, and error text is scrubbed of it all the same.
 
-use crate::config::{Secret, SecretRef};
 use crate::release::gitref::{GitRef, Sha};
+use crate::secret::{Secret, SecretRef};
 use anyhow::{Context, Result, anyhow, bail};
 use http::StatusCode;
 use octocrab::Octocrab;

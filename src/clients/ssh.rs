@@ -6,8 +6,8 @@
 //! with several keys presents the pinned one.
 
 use super::exec::{BOT_GRACE, ExecSession, OutputTail, RemoteExec, result_from_exit};
-use crate::config::SshTarget;
 use crate::release::deploy::StepResult;
+use crate::release::environment::SshTarget;
 use anyhow::{Context, Result, anyhow, bail};
 use async_trait::async_trait;
 use russh::client::{self, AuthResult};

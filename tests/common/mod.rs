@@ -21,8 +21,8 @@ pub use wait::{
 
 use shipday::app::{self, App};
 use shipday::clock::{Clock, ManualClock};
-use shipday::config::Config;
 use shipday::engine::{Invocation, ProgressUpdate, Reply, ReplyBody};
+use shipday::settings::{Adapters, Settings};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +111,9 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 pub struct Bot {
     pub app: App,
     pub clock: ManualClock,
+    /// The config file's adapter sections (`[slack]`, `[discord]`, `[server]`), for the tests
+    /// that start an adapter.
+    pub adapters: Adapters,
 }
 
 impl Bot {
@@ -130,8 +133,9 @@ impl Bot {
 
     fn try_start_at(config: &Path, at: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Self> {
         let clock = ManualClock::new(at);
-        let app = app::start(Config::load(config)?, Arc::new(clock.clone()) as Arc<dyn Clock>)?;
-        Ok(Self { app, clock })
+        let Settings { config, adapters } = Settings::load(config)?;
+        let app = app::start(config, Arc::new(clock.clone()) as Arc<dyn Clock>)?;
+        Ok(Self { app, clock, adapters })
     }
 
     /// Starts the bot on a store that a bot this test just dropped may still hold: sled frees

@@ -1,8 +1,9 @@
 //! The `[discord]` config section: ids, the bot token (a secret reference), and the optional
-//! HTTP interactions endpoint. Validated at start-up; every error names its key.
+//! HTTP interactions endpoint. Read from the config file by this adapter
+//! ([`DiscordConfig::from_toml`]) and validated at start-up; every error names its key.
 
 use crate::command::{CommandBook, CommandNames};
-use crate::config::{Secret, SecretRef};
+use crate::secret::{Secret, SecretRef};
 use anyhow::{Result, anyhow, bail};
 use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
@@ -15,7 +16,7 @@ pub const DEFAULT_API_BASE_URL: &str = "https://discord.com/api/v10";
 /// The section as written in the file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDiscordConfig {
+struct RawDiscordConfig {
     application_id: String,
     guild_id: String,
     channel: String,
@@ -68,6 +69,18 @@ pub struct DiscordConfig {
 }
 
 impl DiscordConfig {
+    /// Reads `[discord]` from the config file's text, if the file has one, and loads the bot
+    /// token; `base` (the file's folder) resolves secret files. Errors name the key.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Option<Self>> {
+        /// The file as this adapter sees it: only its own section.
+        #[derive(Deserialize)]
+        struct File {
+            discord: Option<RawDiscordConfig>,
+        }
+        let file: File = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+        file.discord.map(|discord| discord.validate(base)).transpose()
+    }
+
     /// Whether a command from `guild` (`None`: a direct message) is accepted.
     pub fn accepts(&self, guild: Option<u64>) -> bool {
         match guild {
@@ -79,10 +92,10 @@ impl DiscordConfig {
 
 impl RawDiscordConfig {
     /// Validates the section and loads the bot token; `base` resolves secret files.
-    pub fn validate(self, base: &Path) -> Result<DiscordConfig> {
+    fn validate(self, base: &Path) -> Result<DiscordConfig> {
         let public_key = self.public_key.as_deref().map(parse_public_key).transpose()?;
         if self.http_listen.is_some() {
-            return Err(crate::listener::moved_listen_key("discord.http_listen"));
+            return Err(crate::config::moved_listen_key("discord.http_listen"));
         }
         let api_base_url = self.api_base_url.trim_end_matches('/').to_owned();
         let scheme_ok = api_base_url.starts_with("https://") || api_base_url.starts_with("http://");
@@ -146,7 +159,7 @@ fn parse_public_key(hex_key: &str) -> Result<VerifyingKey> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::settings::Settings;
 
     const BASE: &str = r#"
 state_dir = "state"
@@ -156,10 +169,10 @@ branch = "dev"
 transport = { kind = "local", dir = "/srv/dev" }
 "#;
 
-    fn load(section: &str) -> anyhow::Result<Config> {
+    fn load(section: &str) -> anyhow::Result<Settings> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "secret-token\n").unwrap();
-        Config::from_toml(&format!("{BASE}\n[discord]\n{section}"), dir.path())
+        Settings::from_toml(&format!("{BASE}\n[discord]\n{section}"), dir.path())
     }
 
     fn error(section: &str) -> String {
@@ -176,16 +189,17 @@ bot_token = { file = "token" }
     #[test]
     fn a_complete_section_loads_and_its_token_is_redacted_from_step_output() {
         let config = load(GOOD).unwrap();
-        let discord = config.discord.as_ref().unwrap();
+        let discord = config.adapters.discord.as_ref().unwrap();
         assert_eq!(discord.guild_id, 290926798626357999);
         assert_eq!(discord.lead_role, Some(539082325061836999));
         assert_eq!(discord.bot_token.expose(), "secret-token");
         assert_eq!(discord.api_base_url, super::DEFAULT_API_BASE_URL);
         assert!(discord.accepts(Some(290926798626357999)) && !discord.accepts(Some(1)) && !discord.accepts(None));
-        assert!(config.secret_values.iter().any(|s| s.expose() == "secret-token"));
+        assert!(config.config.secret_values.iter().any(|s| s.expose() == "secret-token"));
         assert!(
             load(&format!("{GOOD}allow_direct_messages = true\nother_guilds = [\"7\"]"))
                 .unwrap()
+                .adapters
                 .discord
                 .unwrap()
                 .accepts(Some(7))
@@ -210,9 +224,9 @@ bot_token = { file = "token" }
     #[test]
     fn discord_keeps_the_canonical_names_unless_configured() {
         let config = load(GOOD).unwrap();
-        let names = &config.discord.as_ref().unwrap().commands;
+        let names = &config.adapters.discord.as_ref().unwrap().commands;
         assert_eq!((names.name("status"), names.name("help")), ("status", "help"));
         let config = load(&format!("{GOOD}commands = {{ status = \"ship-status\" }}")).unwrap();
-        assert_eq!(config.discord.unwrap().commands.command("ship-status"), Some("status"));
+        assert_eq!(config.adapters.discord.unwrap().commands.command("ship-status"), Some("status"));
     }
 }

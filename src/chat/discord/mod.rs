@@ -30,7 +30,7 @@ use crate::command::CommandBook;
 use crate::config::Config;
 use crate::engine::EngineHandle;
 use crate::store::Store;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rest::{Pacing, Rest, RetryPolicy};
 use serenity::model::gateway::GatewayIntents;
 use std::collections::HashSet;
@@ -132,13 +132,13 @@ pub fn check(settings: &DiscordConfig) -> Result<Pacing> {
     Pacing::for_settings(settings)
 }
 
-/// Starts the adapter for the `[discord]` section of `app`'s config: the REST client, the
-/// reaction worker, announcements, the optional HTTP endpoint and the gateway connection.
+/// Starts the adapter for `settings` (the config file's `[discord]` section): the REST client,
+/// the reaction worker, announcements, the optional HTTP endpoint and the gateway connection.
 ///
 /// With `discord.api_base_url` pointing anywhere but discord.com, REST and the gateway (whose
 /// URL the server gives) go there, after one loud warning.
-pub async fn start(app: &App, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<Running> {
-    let settings = app.config.discord.clone().context("no [discord] section in the config")?;
+pub async fn start(app: &App, settings: &DiscordConfig, clock: Arc<dyn Clock>, tuning: Tuning) -> Result<Running> {
+    let settings = settings.clone();
     let pacing = check(&settings)?;
     if let Some(warning) = pacing.warning() {
         tracing::warn!("⚠️ {warning}");

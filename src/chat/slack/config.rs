@@ -1,9 +1,10 @@
 //! The `[slack]` config section: which workspace, which channel, which transport, and where
-//! each token comes from. Validated at start-up with the rest of the config, fail closed: a
-//! missing secret for the chosen mode stops start-up and names its key.
+//! each token comes from. Read from the config file by this adapter
+//! ([`SlackConfig::from_toml`]) and validated at start-up with the rest of the config, fail
+//! closed: a missing secret for the chosen mode stops start-up and names its key.
 
 use crate::command::{CommandBook, CommandNames};
-use crate::config::{Secret, SecretRef};
+use crate::secret::{Secret, SecretRef};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -46,6 +47,18 @@ pub enum SlackMode {
 }
 
 impl SlackConfig {
+    /// Reads `[slack]` from the config file's text, if the file has one; `base` (the file's
+    /// folder) resolves secret files. Errors name the key.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Option<Self>> {
+        /// The file as this adapter sees it: only its own section.
+        #[derive(Deserialize)]
+        struct File {
+            slack: Option<RawSlack>,
+        }
+        let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        file.slack.map(|slack| slack.validate(base)).transpose()
+    }
+
     /// Every secret, so the redactor can remove them from step output.
     pub fn secrets(&self) -> Vec<Secret> {
         let mut out = vec![self.bot_token.clone()];
@@ -60,7 +73,7 @@ impl SlackConfig {
 /// `[slack]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSlack {
+struct RawSlack {
     team_id: String,
     channel: String,
     #[serde(default)]
@@ -85,7 +98,7 @@ enum RawMode {
 
 impl RawSlack {
     /// Validates the section; errors name the key (`slack.app_token: …`).
-    pub fn validate(self, base: &Path) -> Result<SlackConfig> {
+    fn validate(self, base: &Path) -> Result<SlackConfig> {
         if !is_slack_id(&self.team_id, 'T') {
             bail!("slack.team_id: `{}` is not a Slack workspace id (it looks like T0123ABCD)", self.team_id);
         }
@@ -99,7 +112,7 @@ impl RawSlack {
         let bot_token = required(self.bot_token.as_ref(), "slack.bot_token", "the bot token (xoxb-…)", base)?;
         check_prefix(&bot_token, "slack.bot_token", "xoxb-")?;
         if self.listen.is_some() {
-            return Err(crate::listener::moved_listen_key("slack.listen"));
+            return Err(crate::config::moved_listen_key("slack.listen"));
         }
         let mode = match self.mode {
             RawMode::Socket => {
@@ -152,9 +165,9 @@ fn api_base_url(url: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::settings::Settings;
 
-    fn config(slack: &str, secrets: &[(&str, &str)]) -> anyhow::Result<Config> {
+    fn config(slack: &str, secrets: &[(&str, &str)]) -> anyhow::Result<Settings> {
         let dir = tempfile::tempdir().unwrap();
         for (file, value) in secrets {
             std::fs::write(dir.path().join(file), value).unwrap();
@@ -163,7 +176,7 @@ mod tests {
             "state_dir = \"s\"\n[[environments]]\nname = \"dev\"\nbranch = \"dev\"\n\
              transport = {{ kind = \"local\", dir = \"/x\" }}\n[slack]\n{slack}"
         );
-        Config::from_toml(&text, dir.path())
+        Settings::from_toml(&text, dir.path())
     }
 
     const IDS: &str = "team_id = \"T0001\"\nchannel = \"C0001\"\nbot_token = { file = \"bot\" }\n";
@@ -174,11 +187,11 @@ mod tests {
         assert!(err.contains("slack.app_token") && err.contains("Socket Mode"), "{err}");
         let text = format!("{IDS}app_token = {{ file = \"app\" }}");
         let ok = config(&text, &[("bot", "xoxb-1"), ("app", "xapp-1")]).unwrap();
-        let slack = ok.slack.unwrap();
+        let slack = ok.adapters.slack.unwrap();
         assert!(matches!(slack.mode, super::SlackMode::Socket { .. }));
         assert_eq!(slack.api_base_url, "https://slack.com/api");
         assert_eq!(slack.commands.name("status"), "ship-status", "Slack keeps /status for itself");
-        assert!(ok.secret_values.iter().any(|s| s.expose() == "xapp-1"), "tokens are redacted from output");
+        assert!(ok.config.secret_values.iter().any(|s| s.expose() == "xapp-1"), "tokens are redacted from output");
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod render;
 mod socket;
 pub mod verify;
 
-pub use config::{DEFAULT_API_BASE_URL, RawSlack, SlackConfig, SlackMode};
+pub use config::{DEFAULT_API_BASE_URL, SlackConfig, SlackMode};
 pub use http::{COMMANDS_PATH, EVENTS_PATH, INTERACTIVITY_PATH};
 
 use crate::app::App;
@@ -41,15 +41,20 @@ pub struct SlackAdapter {
 
 impl SlackAdapter {
     /// Checks the bot token against the configured workspace (`auth.test`), then starts the
-    /// configured transport and the announcement poster.
-    pub async fn start(app: &App, clock: Arc<dyn Clock>) -> Result<Self> {
-        Self::start_with(app, clock, &StartupRetry::default()).await
+    /// transport `settings` (the `[slack]` section) names and the announcement poster.
+    pub async fn start(app: &App, settings: &SlackConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::start_with(app, settings, clock, &StartupRetry::default()).await
     }
 
     /// [`SlackAdapter::start`], with `retry` bounding `auth.test`: a Slack that does not
     /// answer is retried with backoff (logged), then start-up fails instead of hanging.
-    pub async fn start_with(app: &App, clock: Arc<dyn Clock>, retry: &StartupRetry) -> Result<Self> {
-        let settings = app.config.slack.clone().context("the config has no [slack] section")?;
+    pub async fn start_with(
+        app: &App,
+        settings: &SlackConfig,
+        clock: Arc<dyn Clock>,
+        retry: &StartupRetry,
+    ) -> Result<Self> {
+        let settings = settings.clone();
         let api = SlackApi::new(&settings.api_base_url, &settings.bot_token)?.with_names(settings.commands.clone());
         // Slack's own answer (`invalid_auth`) is final; only an unreachable Slack is retried.
         let answered = retry

@@ -1,7 +1,8 @@
 //! The `[jira]` table: where Jira is, who the bot is there, which projects and columns.
 
 use super::{JiraClient, RetryPolicy};
-use crate::config::{SecretRef, parse_duration};
+use crate::release::parse_duration;
+use crate::secret::SecretRef;
 use anyhow::{Context, Result, bail};
 use reqwest::Url;
 use serde::Deserialize;
@@ -222,7 +223,7 @@ impl JiraConfig {
 
     /// A client for this site with an API token already loaded (at start-up, with the rest of
     /// the config's secrets).
-    pub fn client_with_token(&self, token: crate::config::Secret) -> Result<JiraClient> {
+    pub fn client_with_token(&self, token: crate::secret::Secret) -> Result<JiraClient> {
         let retry = RetryPolicy { max_attempts: self.max_attempts, timeout: self.timeout, ..RetryPolicy::default() };
         Ok(JiraClient::new(&self.base_url, &self.email, token)?.with_retry(retry))
     }

@@ -11,7 +11,7 @@ mod wire;
 
 pub use config::{DeployMove, JiraColumns, JiraConfig};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use anyhow::{Context, Result, bail};
 use config::check_base_url;
 use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
