@@ -245,8 +245,7 @@ fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chro
         }
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
         let interactive = std::io::stdin().is_terminal();
-        let scheduler =
-            Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), clock.clone());
+        let scheduler = Scheduler::new(app.config.calendar.clone(), app.engine.clone(), clock.clone());
         let scheduling = tokio::spawn(scheduler.run());
         let result = console::run(app.engine, app.config.clone(), user, clock, stdin, interactive).await;
         scheduling.abort();

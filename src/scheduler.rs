@@ -1,6 +1,6 @@
 //! The scheduler: a loop that only turns the calendar into engine events.
 //!
-//! Each firing `(job, instant)` is claimed in the store with compare-and-swap *before* its
+//! Each firing `(job, instant)` is claimed with the engine (compare-and-swap) *before* its
 //! effect, so however often the bot restarts a reminder is sent at most once. A firing missed
 //! while the bot was down runs once on start if it is still within its grace period; beyond
 //! that it is logged and reported as missed, never mass-fired. The clock is injected, and
@@ -10,7 +10,6 @@ use crate::clock::Clock;
 use crate::engine::{Announcement, EngineHandle};
 use crate::release::calendar::{Calendar, Firing};
 use crate::release::policy::calendar_time;
-use crate::store::Store;
 use anyhow::Result;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +20,6 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// Turns calendar firings into engine events.
 pub struct Scheduler {
     calendar: Calendar,
-    store: Store,
     engine: EngineHandle,
     clock: Arc<dyn Clock>,
 }
@@ -36,24 +34,24 @@ pub struct TickReport {
 }
 
 impl Scheduler {
-    /// A scheduler for `calendar`, recording in `store` and firing into `engine`.
-    pub fn new(calendar: Calendar, store: Store, engine: EngineHandle, clock: Arc<dyn Clock>) -> Self {
-        Self { calendar, store, engine, clock }
+    /// A scheduler for `calendar`, claiming firings with `engine` and firing into it.
+    pub fn new(calendar: Calendar, engine: EngineHandle, clock: Arc<dyn Clock>) -> Self {
+        Self { calendar, engine, clock }
     }
 
     /// Handles everything due since the last tick (or since start-up, the first time ever).
     pub async fn tick(&self) -> Result<TickReport> {
         let now = self.clock.now();
-        let cursor = self.store.scheduler_cursor()?.unwrap_or(now).min(now);
+        let cursor = self.engine.scheduler_cursor()?.unwrap_or(now).min(now);
         let mut report = TickReport::default();
         for firing in self.calendar.events_between(cursor, now) {
             let late = (now - firing.at).to_std().unwrap_or_default();
             if late > firing.grace {
-                if self.store.claim_firing(&firing.job, firing.at, "missed").await? {
+                if self.engine.claim_missed_firing(&firing).await? {
                     tracing::warn!(job = %firing.job, at = %firing.at, "missed while Shipday was down; not sent");
                     report.missed.push(firing);
                 }
-            } else if self.store.claim_firing(&firing.job, firing.at, "sent").await? {
+            } else if self.engine.claim_firing_to_send(&firing).await? {
                 self.engine.fire(firing.clone()).await;
                 report.fired.push(firing);
             }
@@ -71,7 +69,7 @@ impl Scheduler {
                 list.join("; ")
             )));
         }
-        self.store.set_scheduler_cursor(now).await?;
+        self.engine.move_scheduler_cursor(now).await?;
         self.engine.tick().await;
         Ok(report)
     }

@@ -95,7 +95,7 @@ pub async fn start(
         tasks.spawn(async move { listener.serve(merged).await.context("the HTTP listener stopped") });
         Some(bound)
     };
-    let scheduler = Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), clock);
+    let scheduler = Scheduler::new(app.config.calendar.clone(), app.engine.clone(), clock);
     tasks.spawn(scheduler.run());
     Ok(Started { listening, tasks })
 }
@@ -109,7 +109,7 @@ pub fn github_webhook(
     use crate::webhook::github::{WebhookState, routes};
     let github = app.config.github.as_ref().context("no [github] section")?;
     let (events, mut inbox) = tokio::sync::mpsc::unbounded_channel();
-    let state = WebhookState::new(github, &app.config.base_dir, app.store.clone(), clock, events)?;
+    let state = WebhookState::new(github, &app.config.base_dir, app.engine.clone(), clock, events)?;
     let engine = app.engine.clone();
     let forwarding = async move {
         while let Some((event, recorded)) = inbox.recv().await {

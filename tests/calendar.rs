@@ -17,12 +17,7 @@ fn sunday_20_eat() -> DateTime<Utc> {
 }
 
 fn scheduler(bot: &Bot) -> Scheduler {
-    Scheduler::new(
-        bot.app.config.calendar.clone(),
-        bot.app.store.clone(),
-        bot.app.engine.clone(),
-        Arc::new(bot.clock.clone()),
-    )
+    Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()))
 }
 
 fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {

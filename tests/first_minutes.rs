@@ -101,7 +101,6 @@ async fn a_missed_reminder_is_named_in_words_not_by_its_job_id() {
 fn scheduler(bot: &Bot) -> shipday::scheduler::Scheduler {
     shipday::scheduler::Scheduler::new(
         bot.app.config.calendar.clone(),
-        bot.app.store.clone(),
         bot.app.engine.clone(),
         Arc::new(bot.clock.clone()),
     )

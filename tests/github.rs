@@ -4,11 +4,12 @@
 mod common;
 
 use common::fake_github::{FakeGitHub, FakeProtection, TOKEN};
+use shipday::app::App;
 use shipday::clients::github::{
     CommitInfo, DeploymentState, FastForward, GitHubClient, GitHubConfig, MergeOutcome, Protection, PullSummary,
 };
 use shipday::clock::{Clock, ManualClock};
-use shipday::config::{Secret, SecretRef};
+use shipday::config::{Config, Secret, SecretRef};
 use shipday::listener::{BODY_READ_TIMEOUT, Limits};
 use shipday::release::gitref::Sha;
 use shipday::store::Store;
@@ -335,9 +336,23 @@ struct Hook {
     url: String,
     addr: std::net::SocketAddr,
     store: Store,
+    /// The bot whose engine the route asks which deliveries were handled (the test plays the
+    /// engine's side of the event channel itself, through [`Inbox`]).
+    _app: App,
     _dir: tempfile::TempDir,
     /// The route on the one listener, as `shipday serve` serves it.
     _served: common::Served,
+}
+
+/// A bot on `dir/state` with one local environment, to ask about delivery records.
+fn quiet_app(dir: &Path) -> App {
+    let config = Config::from_toml(
+        "state_dir = \"state\"\n[[environments]]\nname = \"dev\"\nbranch = \"main\"\n\
+         transport = { kind = \"local\", dir = \"envs/dev\" }\n",
+        dir,
+    )
+    .unwrap();
+    shipday::app::start(config, Arc::new(ManualClock::new(chrono::Utc::now()))).unwrap()
 }
 
 /// The engine's side of the channel, in the test's hands.
@@ -352,15 +367,19 @@ impl Hook {
     async fn start_with(handoff_timeout: Duration, limits: Limits) -> (Self, Inbox) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
-        let (store, _) = Store::open(&dir.path().join("state")).unwrap();
+        let app = quiet_app(dir.path());
         let (sender, events) = mpsc::unbounded_channel();
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(chrono::Utc::now()));
-        let state = WebhookState::new(&hook_config(Some("webhook-secret")), dir.path(), store.clone(), clock, sender)
-            .unwrap()
-            .with_handoff_timeout(handoff_timeout);
+        let state =
+            WebhookState::new(&hook_config(Some("webhook-secret")), dir.path(), app.engine.clone(), clock, sender)
+                .unwrap()
+                .with_handoff_timeout(handoff_timeout);
         let served = common::Served::with_limits(routes(state), limits).await;
         let url = served.url(WEBHOOK_PATH);
-        (Self { url, addr: served.addr, store, _dir: dir, _served: served }, Inbox(events))
+        (
+            Self { url, addr: served.addr, store: app.store.clone(), _app: app, _dir: dir, _served: served },
+            Inbox(events),
+        )
     }
 
     /// Sends a delivery signed with `secret`; returns the status code.
@@ -538,15 +557,16 @@ async fn an_event_the_engine_does_not_confirm_in_time_gets_202_and_its_redeliver
 #[bounded::test]
 async fn the_route_refuses_to_exist_without_a_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let app = quiet_app(dir.path());
     let (sender, _events) = mpsc::unbounded_channel();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(chrono::Utc::now()));
-    let Err(err) = WebhookState::new(&hook_config(None), Path::new("/"), store.clone(), clock.clone(), sender.clone())
+    let engine = app.engine.clone();
+    let Err(err) = WebhookState::new(&hook_config(None), Path::new("/"), engine.clone(), clock.clone(), sender.clone())
     else {
         panic!("the route must not build without a secret");
     };
     assert!(format!("{err:#}").contains("github.webhook_secret"), "{err:#}");
-    let Err(err) = WebhookState::new(&hook_config(Some("missing-secret-file")), dir.path(), store, clock, sender)
+    let Err(err) = WebhookState::new(&hook_config(Some("missing-secret-file")), dir.path(), engine, clock, sender)
     else {
         panic!("the route must not build with an unreadable secret");
     };
@@ -728,7 +748,7 @@ impl LiveHook {
         let (sender, mut inbox) = mpsc::unbounded_channel::<(GitHubEvent, oneshot::Sender<()>)>();
         let clock: Arc<dyn Clock> = Arc::new(bot.clock.clone());
         let state =
-            WebhookState::new(&hook_config(Some("webhook-secret")), dir.path(), bot.app.store.clone(), clock, sender)
+            WebhookState::new(&hook_config(Some("webhook-secret")), dir.path(), bot.app.engine.clone(), clock, sender)
                 .unwrap()
                 .with_handoff_timeout(Duration::from_secs(60));
         let engine = bot.app.engine.clone();

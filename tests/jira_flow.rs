@@ -433,7 +433,7 @@ async fn without_jira_ticket_says_so_and_changes_nothing() {
 
 fn scheduler(bot: &Bot) -> Scheduler {
     let app = &bot.app;
-    Scheduler::new(app.config.calendar.clone(), app.store.clone(), app.engine.clone(), Arc::new(bot.clock.clone()))
+    Scheduler::new(app.config.calendar.clone(), app.engine.clone(), Arc::new(bot.clock.clone()))
 }
 
 #[bounded::test]

@@ -687,7 +687,6 @@ async fn a_scheduled_reminder_is_posted_in_the_team_channel() {
     let s = Setup::start(Mode::Http).await;
     let scheduler = shipday::scheduler::Scheduler::new(
         s.bot.app.config.calendar.clone(),
-        s.bot.app.store.clone(),
         s.bot.app.engine.clone(),
         Arc::new(s.bot.clock.clone()),
     );

@@ -81,12 +81,8 @@ async fn the_whole_weekly_cycle() {
         ["dev", "staging", "production"].iter().all(|e| bot.app.store.observation(e).unwrap().is_some())
     })
     .await;
-    let scheduler = Scheduler::new(
-        bot.app.config.calendar.clone(),
-        bot.app.store.clone(),
-        bot.app.engine.clone(),
-        Arc::new(bot.clock.clone()),
-    );
+    let scheduler =
+        Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()));
     scheduler.tick().await.unwrap();
     let mut heard = bot.app.engine.announcements();
 

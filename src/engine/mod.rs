@@ -5,9 +5,11 @@
 //! (resolving a ref on a host, running a deploy) runs as tasks that report back as events.
 //! Every decision is written to the store and flushed before the reply goes out.
 
+mod ask;
 mod guard;
 mod outbound;
 pub mod reply;
+pub use ask::TrackedMessage;
 pub use outbound::Announcer;
 mod runner;
 pub(crate) use guard::spawn_guarded;
@@ -224,6 +226,8 @@ pub struct EngineHandle {
     outbox: Option<crate::jira_outbox::OutboxHandle>,
     /// One permit per command queued or being decided: a full queue answers [`BUSY`] at once.
     admitted: Arc<tokio::sync::Semaphore>,
+    /// For the records adapters ask about (`ask.rs`).
+    store: Store,
 }
 
 /// Most commands queued or being decided at once (see [`EngineHandle::with_queue_limit`]).
@@ -340,6 +344,7 @@ impl Engine {
         crate::redact::redact_logs_too(&config.secret_values);
         let announcements = Announcer::new(256, redactor.clone());
         let store = store.with_redactor(redactor.clone());
+        let asked = store.clone();
         // Dropped when the loop ends, which stops the outbox worker with it.
         let (running, stopped) = tokio::sync::watch::channel(());
         let outbox = jira.clone().map(|client| {
@@ -400,7 +405,13 @@ impl Engine {
                 engine.commit().await;
             }
         });
-        EngineHandle { events, announcements, outbox, admitted: Arc::new(tokio::sync::Semaphore::new(QUEUE_LIMIT)) }
+        EngineHandle {
+            events,
+            announcements,
+            outbox,
+            admitted: Arc::new(tokio::sync::Semaphore::new(QUEUE_LIMIT)),
+            store: asked,
+        }
     }
 
     /// Handles one event; a panic while handling it is logged and the loop goes on (the

@@ -3,10 +3,10 @@
 //! 1. The signature is checked on the raw body; a delivery that fails gets 401 and nothing
 //!    else happens.
 //! 2. The payload becomes a [`GitHubEvent`] (or a ping, or is ignored with a reason).
-//! 3. A delivery already handled (`X-GitHub-Delivery`, durable in the store) is answered 200 and
-//!    not handed on again.
+//! 3. A delivery already handled (`X-GitHub-Delivery`, durably marked by the engine) is
+//!    answered 200 and not handed on again.
 //! 4. The event goes to the engine with a oneshot; the engine answers once it has durably
-//!    recorded it. Only then is the delivery recorded and 200 sent. If the engine does not answer
+//!    recorded it. Only then is the delivery marked handled and 200 sent. If the engine does not answer
 //!    within a few seconds the answer is 202 and the delivery is *not* recorded, so a redelivery
 //!    is processed: at least once, never lost. The delivery id is not covered by the signature,
 //!    so the engine also dedupes on content: one deploy per merged commit, never an older one
@@ -20,8 +20,8 @@ pub use event::{Delivery, GitHubEvent};
 use crate::clients::github::GitHubConfig;
 use crate::clock::Clock;
 use crate::config::Secret;
+use crate::engine::EngineHandle;
 use crate::listener::{RouteLimit, guard};
-use crate::store::Store;
 use anyhow::{Result, bail};
 use axum::Router;
 use axum::body::Bytes;
@@ -59,7 +59,8 @@ pub struct WebhookState {
     secret: Secret,
     /// `owner/repo`: deliveries about any other repository are ignored.
     repository: String,
-    store: Store,
+    /// Asked which deliveries were handled, and told when one is.
+    engine: EngineHandle,
     clock: Arc<dyn Clock>,
     events: EventSender,
     handoff_timeout: Duration,
@@ -73,7 +74,7 @@ impl WebhookState {
     pub fn new(
         config: &GitHubConfig,
         base: &Path,
-        store: Store,
+        engine: EngineHandle,
         clock: Arc<dyn Clock>,
         events: EventSender,
     ) -> Result<Self> {
@@ -87,7 +88,7 @@ impl WebhookState {
         Ok(Self {
             secret,
             repository: format!("{}/{}", config.owner, config.repo),
-            store,
+            engine,
             clock,
             events,
             handoff_timeout: HANDOFF_TIMEOUT,
@@ -108,7 +109,7 @@ impl WebhookState {
             return Ok(None);
         }
         let claim = Claim { in_flight: self.in_flight.clone(), key };
-        if self.store.delivery_seen(&claim.key)? {
+        if self.engine.delivery_handled(&claim.key)? {
             return Ok(None);
         }
         Ok(Some(claim))
@@ -206,7 +207,7 @@ async fn hand_on(state: &WebhookState, delivery: &str, event: GitHubEvent) -> Re
     }
     match tokio::time::timeout(state.handoff_timeout, recorded).await {
         Ok(Ok(())) => {
-            if let Err(error) = state.store.record_delivery(&claim.key, state.clock.now()).await {
+            if let Err(error) = state.engine.mark_delivery_handled(&claim.key, state.clock.now()).await {
                 // The engine has recorded the event; only a redelivery of this one could repeat it.
                 tracing::error!(error = format!("{error:#}"), "cannot record the delivery as handled");
             }

@@ -101,11 +101,7 @@ impl Poster {
                 if let Some(posted) = self.post(&message).await {
                     self.deploys.insert(id, posted);
                     let shown = MessageRef { channel: self.channel.to_string(), id: posted.to_string() };
-                    let recorded = match self.shared.store.add_deploy_message(id, super::PLATFORM, &shown) {
-                        Ok(()) => self.shared.store.flush().await,
-                        Err(error) => Err(error),
-                    };
-                    if let Err(error) = recorded {
+                    if let Err(error) = self.shared.engine.remember_deploy_message(id, super::PLATFORM, &shown).await {
                         tracing::warn!(deploy = id, error = format!("{error:#}"), "cannot record a deploy's message");
                     }
                 }
@@ -146,7 +142,7 @@ impl Poster {
 
     /// Edits the messages that showed `record` (a deploy a crash interrupted) to say so.
     async fn mark_interrupted(&self, record: &DeployRecord) {
-        let shown = match self.shared.store.deploy_messages(record.id, super::PLATFORM) {
+        let shown = match self.shared.engine.deploy_messages(record.id, super::PLATFORM) {
             Ok(shown) => shown,
             Err(error) => {
                 tracing::warn!(deploy = record.id, error = format!("{error:#}"), "cannot read a deploy's messages");

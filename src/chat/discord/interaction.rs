@@ -106,7 +106,7 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
     };
     // The engine made its decision durable before answering: from here on a replay of this
     // interaction must not run it again.
-    if let Err(error) = shared.store.record_delivery(&delivery_key(command.id), shared.clock.now()).await {
+    if let Err(error) = shared.engine.mark_delivery_handled(&delivery_key(command.id), shared.clock.now()).await {
         tracing::error!(error = format!("{error:#}"), "cannot record the interaction as handled");
     }
     let topic = options.iter().find(|(n, _)| *n == "command").and_then(|(_, v)| match v {
@@ -123,7 +123,7 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
     }
 }
 
-/// The store key that marks an interaction as handled.
+/// The delivery key that marks an interaction as handled.
 fn delivery_key(id: InteractionId) -> String {
     format!("discord:interaction:{id}")
 }
@@ -138,7 +138,7 @@ impl Claim {
     /// `Ok(None)` for a duplicate; `Err` when the delivery records cannot be read, in which
     /// case the interaction is not handled (fail closed).
     fn take(shared: &Arc<Shared>, id: u64) -> Result<Option<Self>, ()> {
-        let seen = shared.store.delivery_seen(&delivery_key(InteractionId::new(id))).map_err(|error| {
+        let seen = shared.engine.delivery_handled(&delivery_key(InteractionId::new(id))).map_err(|error| {
             tracing::error!(
                 error = format!("{error:#}"),
                 "cannot read delivery records; the interaction is not handled"
@@ -374,14 +374,8 @@ async fn remember_deploy_message(
     };
     let Some((channel, id)) = shown.filter(|s| Some(*s) != *remembered) else { return };
     let message = MessageRef { channel: channel.to_string(), id: id.to_string() };
-    let store = &responder.shared.store;
-    match store.add_deploy_message(deploy_id, super::PLATFORM, &message) {
-        Ok(()) => {
-            if let Err(error) = store.flush().await {
-                tracing::warn!(deploy = deploy_id, error = format!("{error:#}"), "cannot record a deploy's message");
-            }
-            *remembered = Some((channel, id));
-        }
+    match responder.shared.engine.remember_deploy_message(deploy_id, super::PLATFORM, &message).await {
+        Ok(()) => *remembered = Some((channel, id)),
         Err(error) => {
             tracing::warn!(deploy = deploy_id, error = format!("{error:#}"), "cannot record a deploy's message")
         }

@@ -29,8 +29,7 @@ use crate::clock::Clock;
 use crate::command::CommandBook;
 use crate::config::Config;
 use crate::engine::EngineHandle;
-use crate::store::Store;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use rest::{Pacing, Rest, RetryPolicy};
 use serenity::model::gateway::GatewayIntents;
 use std::collections::HashSet;
@@ -88,7 +87,6 @@ impl Default for Tuning {
 pub(crate) struct Shared {
     pub http: Rest,
     pub engine: EngineHandle,
-    pub store: Store,
     pub config: Arc<Config>,
     pub settings: DiscordConfig,
     pub tuning: Tuning,
@@ -98,7 +96,7 @@ pub(crate) struct Shared {
     pub bot_id: AtomicU64,
     /// The serial reaction worker.
     pub reactions: mpsc::UnboundedSender<reactions::Job>,
-    /// Interaction ids being handled now (the store remembers the finished ones).
+    /// Interaction ids being handled now (the engine remembers the finished ones).
     pub in_flight: std::sync::Mutex<HashSet<u64>>,
 }
 
@@ -148,7 +146,6 @@ pub async fn start(app: &App, settings: &DiscordConfig, clock: Arc<dyn Clock>, t
     let shared = Arc::new(Shared {
         http,
         engine: app.engine.clone(),
-        store: app.store.clone(),
         config: app.config.clone(),
         settings: settings.clone(),
         tuning,

@@ -1,6 +1,6 @@
 //! Reactions on the bot's messages, handled one at a time by one worker.
 //!
-//! Live gateway events become engine [`Reaction`]s. The worker also keeps, in the store, the
+//! Live gateway events become engine [`Reaction`]s. The worker also has the engine keep the
 //! bot's recent public messages with the reactions last handed to the engine. A new gateway
 //! session (a restart, or a reconnect that could not resume) may have missed events, so on
 //! every READY the worker re-reads those messages' reactions over REST and hands the engine the
@@ -13,8 +13,7 @@
 
 use super::{PLATFORM, Shared};
 use crate::config::Role;
-use crate::engine::{MessageRef, Reaction};
-use crate::store::TrackedMessage;
+use crate::engine::{MessageRef, Reaction, TrackedMessage};
 use anyhow::{Context, Result};
 use serenity::all::{ChannelId, GuildId, MessageId, ReactionType, UserId};
 use std::collections::{BTreeSet, HashMap};
@@ -82,9 +81,9 @@ struct Worker {
 
 impl Worker {
     fn track(&self, message: MessageRef) -> Result<()> {
-        if self.shared.store.tracked_message(PLATFORM, &message)?.is_none() {
+        if self.shared.engine.tracked_message(PLATFORM, &message)?.is_none() {
             let tracked = TrackedMessage { message, since: self.shared.clock.now(), reactions: BTreeSet::new() };
-            self.shared.store.put_tracked_message(PLATFORM, &tracked, MAX_TRACKED)?;
+            self.shared.engine.track_message(PLATFORM, &tracked, MAX_TRACKED)?;
         }
         Ok(())
     }
@@ -100,7 +99,7 @@ impl Worker {
             return Ok(());
         }
         let message = MessageRef { channel: reaction.channel_id.to_string(), id: reaction.message_id.to_string() };
-        let tracked = self.shared.store.tracked_message(PLATFORM, &message)?;
+        let tracked = self.shared.engine.tracked_message(PLATFORM, &message)?;
         let bots_message = match (&tracked, reaction.message_author_id) {
             (Some(_), _) => true,
             (None, Some(author)) => Some(author.get()) == bot,
@@ -134,7 +133,7 @@ impl Worker {
                 reactions: BTreeSet::new(),
             });
             set(&mut tracked.reactions, key, added);
-            self.shared.store.put_tracked_message(PLATFORM, &tracked, MAX_TRACKED)?;
+            self.shared.engine.track_message(PLATFORM, &tracked, MAX_TRACKED)?;
         }
         Ok(())
     }
@@ -179,7 +178,7 @@ impl Worker {
 
     /// Re-reads the tracked messages' reactions and hands the engine what changed.
     async fn reconcile(&self) -> Result<()> {
-        let tracked = self.shared.store.tracked_messages(PLATFORM)?;
+        let tracked = self.shared.engine.tracked_messages(PLATFORM)?;
         if tracked.is_empty() {
             return Ok(());
         }
@@ -195,7 +194,7 @@ impl Worker {
     }
 
     async fn recheck(&self, message: &MessageRef) -> Result<()> {
-        match self.shared.store.tracked_message(PLATFORM, message)? {
+        match self.shared.engine.tracked_message(PLATFORM, message)? {
             Some(tracked) => self.reconcile_one(tracked, &mut HashMap::new()).await,
             None => Ok(()),
         }
@@ -208,7 +207,7 @@ impl Worker {
             Ok(Some(now)) => now,
             Ok(None) => {
                 tracing::info!(message = %id, "tracked message was deleted; forgetting it");
-                return self.shared.store.forget_tracked_message(PLATFORM, &tracked.message);
+                return self.shared.engine.forget_tracked_message(PLATFORM, &tracked.message);
             }
             Err(error) => return Err(error),
         };
@@ -226,13 +225,13 @@ impl Worker {
             tracing::info!(user = %key.0, emoji = %key.1, message = %id, "found a reaction added during the gap");
             self.hand_over(&tracked.message, &key, user_roles, true).await;
             set(&mut tracked.reactions, key, true);
-            self.shared.store.put_tracked_message(PLATFORM, &tracked, MAX_TRACKED)?;
+            self.shared.engine.track_message(PLATFORM, &tracked, MAX_TRACKED)?;
         }
         for key in removed {
             tracing::info!(user = %key.0, emoji = %key.1, message = %id, "found a reaction removed during the gap");
             self.hand_over(&tracked.message, &key, Vec::new(), false).await;
             set(&mut tracked.reactions, key, false);
-            self.shared.store.put_tracked_message(PLATFORM, &tracked, MAX_TRACKED)?;
+            self.shared.engine.track_message(PLATFORM, &tracked, MAX_TRACKED)?;
         }
         Ok(())
     }

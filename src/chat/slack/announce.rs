@@ -101,11 +101,7 @@ pub(crate) async fn run(
 
 /// Records where announced deploy `deploy` is shown (as a command's deploy message is).
 async fn remember_deploy_message(slack: &Slack, deploy: u64, at: &MessageRef) {
-    let recorded = match slack.store.add_deploy_message(deploy, "slack", at) {
-        Ok(()) => slack.store.flush().await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = recorded {
+    if let Err(error) = slack.engine.remember_deploy_message(deploy, "slack", at).await {
         tracing::warn!(deploy, error = format!("{error:#}"), "cannot record an announced deploy's message");
     }
 }

@@ -241,11 +241,7 @@ impl Slack {
     /// Records where deploy `deploy` is shown, so that after a crash the restarted bot edits
     /// it to say the deploy was interrupted.
     async fn remember_deploy_message(&self, deploy: u64, at: &crate::engine::MessageRef) {
-        let recorded = match self.store.add_deploy_message(deploy, "slack", at) {
-            Ok(()) => self.store.flush().await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = recorded {
+        if let Err(error) = self.engine.remember_deploy_message(deploy, "slack", at).await {
             tracing::warn!(deploy, error = format!("{error:#}"), "cannot record a deploy's message");
         }
     }

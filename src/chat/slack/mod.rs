@@ -26,7 +26,6 @@ use crate::clock::Clock;
 use crate::command::CommandBook;
 use crate::config::Config;
 use crate::engine::EngineHandle;
-use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use api::SlackApi;
 use std::collections::{HashMap, HashSet};
@@ -81,7 +80,6 @@ impl SlackAdapter {
         let slack = Arc::new(Slack {
             config: app.config.clone(),
             engine: app.engine.clone(),
-            store: app.store.clone(),
             clock,
             api,
             bot_user_id: bot.user_id,
@@ -127,7 +125,6 @@ pub(crate) struct Slack {
     settings: SlackConfig,
     config: Arc<Config>,
     engine: EngineHandle,
-    store: Store,
     clock: Arc<dyn Clock>,
     api: SlackApi,
     /// The bot's own member id, from `auth.test`.
@@ -154,7 +151,7 @@ impl Slack {
             return Ok(None);
         }
         let delivery = Delivery { slack: self.clone(), key };
-        if self.store.delivery_seen(&delivery.key)? {
+        if self.engine.delivery_handled(&delivery.key)? {
             return Ok(None);
         }
         Ok(Some(delivery))
@@ -165,7 +162,7 @@ impl Delivery {
     /// Records the delivery as handled: call only once its effect is durable.
     pub(crate) async fn done(self) -> Result<()> {
         let now = self.slack.clock.now();
-        self.slack.store.record_delivery(&self.key, now).await
+        self.slack.engine.mark_delivery_handled(&self.key, now).await
     }
 }
 
@@ -179,7 +176,7 @@ impl Drop for Delivery {
 /// in the team channel comes as well).
 async fn mark_interrupted(slack: Arc<Slack>, interrupted: Vec<crate::release::deploy::DeployRecord>) {
     for record in &interrupted {
-        let shown = match slack.store.deploy_messages(record.id, "slack") {
+        let shown = match slack.engine.deploy_messages(record.id, "slack") {
             Ok(shown) => shown,
             Err(error) => {
                 tracing::warn!(deploy = record.id, error = format!("{error:#}"), "cannot read a deploy's messages");
