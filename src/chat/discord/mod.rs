@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::command::CommandBook;
 use crate::config::Config;
 use crate::engine::EngineHandle;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rest::{Pacing, Rest, RetryPolicy};
 use serenity::model::gateway::GatewayIntents;
 use std::collections::HashSet;
