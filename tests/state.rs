@@ -5,6 +5,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// When the sessions after [`playground_with_history`] run.
+const VIEW: &str = "2026-11-24T10:40:30Z";
+
 fn shipday() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shipday"));
     command.env_remove("SHIPDAY_CONFIG").env("SHIPDAY_LOG", "warn");
@@ -34,12 +37,14 @@ fn console(config: &Path, user: &str, now: &str, session: &str) -> String {
     text(&out.stdout)
 }
 
-/// A playground with some history: a deploy on Tuesday, a lock on Wednesday.
+/// A playground with some history: a deploy, then a lock ten minutes later. Every later
+/// session runs at [`VIEW`], within the claim's 8 hours (nothing expires while a test looks) and
+/// half a minute off any minute boundary of the ages shown.
 fn playground_with_history(dir: &Path) -> PathBuf {
     let config = shipday::playground::prepare(&dir.join("pg")).unwrap();
     let out = console(&config, "ada", "2026-11-24T10:00:00Z", "/deploy dev feature/login\n");
     assert!(out.contains("Deploy #1 of `feature/login` to dev succeeded"), "{out}");
-    let out = console(&config, "ada", "2026-11-25T10:00:00Z", "/lock staging QA run\n");
+    let out = console(&config, "ada", "2026-11-24T10:10:00Z", "/lock staging QA run\n");
     assert!(out.contains("staging is locked by Ada"), "{out}");
     config
 }
@@ -73,23 +78,23 @@ fn a_backup_restored_into_an_empty_state_dir_answers_status_and_history_identica
     assert!(text(&out.stdout).contains("Restored"), "{}", text(&out.stdout));
 
     let views = "/status\n/history\n/history dev 5\n";
-    let original = console(&config, "grace", "2026-11-26T09:00:00Z", views);
-    let copy = console(&restored, "grace", "2026-11-26T09:00:00Z", views);
+    let original = console(&config, "grace", VIEW, views);
+    let copy = console(&restored, "grace", VIEW, views);
     assert!(original.contains("#1 dev `feature/login`"), "{original}");
     assert!(original.contains("staging is locked by Ada") && original.contains("QA run"), "{original}");
     assert_eq!(original, copy, "the restored store answers exactly as the original");
 
     // The restored store keeps counting where the original was: the next deploy is #2.
-    let next = console(&restored, "ada", "2026-11-26T09:05:00Z", "/deploy dev feature/search\n");
-    assert!(next.contains("Deploy #2 of `feature/search` to dev succeeded"), "{next}");
+    let next = console(&restored, "ada", VIEW, "/deploy dev dev\n");
+    assert!(next.contains("Deploy #2 of `dev` to dev succeeded"), "{next}");
 
     // A restore never goes into a state directory that holds something.
     let refused = run(&["restore", backup.to_str().unwrap(), "--config", restored.to_str().unwrap()]);
     assert!(!refused.status.success());
     let err = text(&refused.stderr);
     assert!(err.contains("is not empty") && err.contains("Move it aside"), "{err}");
-    let after = console(&restored, "grace", "2026-11-26T09:10:00Z", "/history dev 1\n");
-    assert!(after.contains("#2 dev `feature/search`"), "the refused restore changed nothing: {after}");
+    let after = console(&restored, "grace", VIEW, "/history dev 1\n");
+    assert!(after.contains("#2 dev `dev`"), "the refused restore changed nothing: {after}");
 }
 
 #[bounded::test]
@@ -116,7 +121,10 @@ fn a_cut_or_altered_backup_is_refused_and_leaves_the_state_dir_empty() {
     let altered = dir.path().join("altered.backup");
     let seq = lines.iter().position(|l| l.contains(&format!("\"key\":\"{}\"", hex_of("deploy_seq")))).unwrap();
     let mut changed: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    changed[seq] = changed[seq].replace("0000000000000001\"", "0000000000000009\"");
+    // Flip the value's last hex digit, whatever the counter is.
+    let last = changed[seq].rfind("\"}}").unwrap() - 1;
+    let flipped = if &changed[seq][last..=last] == "9" { "8" } else { "9" };
+    changed[seq].replace_range(last..=last, flipped);
     assert_ne!(changed[seq], lines[seq]);
     std::fs::write(&altered, format!("{}\n", changed.join("\n"))).unwrap();
     let out = run(&["restore", altered.to_str().unwrap(), "--config", restored.to_str().unwrap()]);
@@ -143,7 +151,7 @@ fn a_cut_or_altered_backup_is_refused_and_leaves_the_state_dir_empty() {
     restore.stdin.take().unwrap().write_all(&piped.stdout).unwrap();
     let out = restore.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let history = console(&restored, "grace", "2026-11-26T09:00:00Z", "/history dev 1\n");
+    let history = console(&restored, "grace", VIEW, "/history dev 1\n");
     assert!(history.contains("#1 dev `feature/login`"), "{history}");
 }
 
@@ -156,7 +164,7 @@ fn backup_explains_why_it_cannot_copy_a_store_a_running_shipday_holds() {
     let dir = tempfile::tempdir().unwrap();
     let config = playground_with_history(dir.path());
     let mut running = shipday()
-        .args(["console", "--config", config.to_str().unwrap(), "--as", "ada"])
+        .args(["console", "--config", config.to_str().unwrap(), "--as", "ada", "--now", VIEW])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -205,14 +213,20 @@ fn audit_prints_who_did_what_and_filters_by_time_and_environment() {
     let all = text(&out.stdout);
     let lines: Vec<&str> = all.lines().collect();
     assert_eq!(lines.len(), 2, "{all}");
-    assert!(lines[0].starts_with("2026-11-24T10:00:00Z  console  ada (ada)  /deploy dev feature/login  → "), "{all}");
-    assert!(lines[1].starts_with("2026-11-25T10:00:00Z  console  ada (ada)  /lock staging QA run  → "), "{all}");
+    // The console's clock starts at `--now` and runs on: the seconds are whenever it decided.
+    let line = regex::Regex::new(r"^2026-11-24T10:(\d\d):\d\dZ  console  ada \(ada\)  (.+)  → (.+)$").unwrap();
+    let first = line.captures(lines[0]).unwrap_or_else(|| panic!("{all}"));
+    assert_eq!((&first[1], &first[2]), ("00", "/deploy dev feature/login"), "{all}");
+    assert!(first[3].starts_with("accepted: deploy #1 of `feature/login` to dev"), "{all}");
+    let second = line.captures(lines[1]).unwrap_or_else(|| panic!("{all}"));
+    assert_eq!((&second[1], &second[2]), ("10", "/lock staging QA run"), "{all}");
 
-    let since = text(&run(&["audit", "--config", config_s, "--since", "2026-11-25"]).stdout);
-    assert_eq!(since.lines().count(), 1, "{since}");
-    assert!(since.contains("/lock staging"), "{since}");
-    let since = text(&run(&["audit", "--config", config_s, "--since", "2026-11-24T10:00:01Z"]).stdout);
+    let since = text(&run(&["audit", "--config", config_s, "--since", "2026-11-24T10:05:00Z"]).stdout);
     assert!(since.lines().count() == 1 && since.contains("/lock staging"), "{since}");
+    let since = text(&run(&["audit", "--config", config_s, "--since", "2026-11-24"]).stdout);
+    assert_eq!(since, all, "a date is its midnight UTC");
+    let since = run(&["audit", "--config", config_s, "--since", "2026-11-25"]);
+    assert!(since.status.success() && since.stdout.is_empty(), "{}", text(&since.stdout));
 
     let dev = text(&run(&["audit", "--config", config_s, "--env", "dev"]).stdout);
     assert!(dev.lines().count() == 1 && dev.contains("/deploy dev feature/login"), "{dev}");
