@@ -4,6 +4,8 @@
 # snapshot). Bump both on purpose, together with `rust-version` in Cargo.toml when it moves.
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
+# Cargo strips the binary (no binutils needed); set before both builds so they share a profile.
+ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 
 # Dependencies first, in their own layer: this layer is rebuilt only when the manifests, the
 # lock file, a workspace member crate or the benches (declared in Cargo.toml) change, so a
@@ -21,7 +23,7 @@ RUN mkdir src \
 # Shipday itself.
 COPY src src
 COPY commands commands
-RUN cargo build --release --locked --bin shipday && strip target/release/shipday
+RUN cargo build --release --locked --bin shipday
 
 FROM debian:bookworm-20260202-slim
 # git: resolving refs for the local transport; openssh-client: ssh-keyscan for pinning host keys.
