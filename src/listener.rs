@@ -1,6 +1,6 @@
 //! The one HTTP listener every inbound route shares: Slack's HTTP mode, Discord's interactions
-//! endpoint, GitHub's webhook (and later the operations endpoints), each on its own path with
-//! its own secret, behind one address (`[server] listen`).
+//! endpoint, GitHub's webhook, each on its own path with its own secret, and the liveness route
+//! `GET /healthz` ([`health`]), behind one address (`[server] listen`).
 //!
 //! Shipday is on the internet and holds SSH keys to production, so the listener is built to
 //! stay up for the requests that matter while strangers try to exhaust it:
@@ -77,6 +77,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The most connections open at once (clamped below the descriptor limit at start-up).
     pub max_connections: usize,
+    /// Whether the config names `listen` (rather than taking [`DEFAULT_LISTEN`]): an address
+    /// asked for must be served, so failing to bind it stops the bot even when only `/healthz`
+    /// is on it.
+    pub listen_set: bool,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            listen_set: false,
         }
     }
 }
@@ -91,6 +96,7 @@ impl Default for ServerConfig {
 impl RawServer {
     /// Validates the section; errors name the key.
     pub fn validate(self) -> Result<ServerConfig> {
+        let listen_set = self.listen.is_some();
         let listen = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen.parse().map_err(|_| {
             anyhow::anyhow!("server.listen: `{listen}` is not an address with a port, like 0.0.0.0:3000")
@@ -99,7 +105,7 @@ impl RawServer {
         if max_connections == 0 {
             bail!("server.max_connections: must be at least 1 (the default is {DEFAULT_MAX_CONNECTIONS})");
         }
-        Ok(ServerConfig { listen, max_connections })
+        Ok(ServerConfig { listen, max_connections, listen_set })
     }
 }
 
@@ -163,6 +169,15 @@ pub fn guard<S: Clone + Send + Sync + 'static>(router: Router<S>, limit: RouteLi
         // Outside the concurrency cap: an oversized `Content-Length` is refused without a slot.
         .layer(RequestBodyLimitLayer::new(limit.max_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+}
+
+/// What `/healthz` accepts: a bodiless GET, from a health checker polling every few seconds.
+const HEALTH_LIMIT: RouteLimit = RouteLimit { max_body: 1024, concurrency: 16 };
+
+/// The liveness route: `GET /healthz` answers 200 `ok` while the process serves HTTP. It says
+/// nothing about the platforms or the store; that is readiness, another question.
+pub fn health() -> Router {
+    guard(Router::new().route("/healthz", axum::routing::get(|| async { "ok" })), HEALTH_LIMIT)
 }
 
 /// Reads the body whole (at most `max_body` bytes, within [`BODY_READ_TIMEOUT`]) and hands the
@@ -282,7 +297,7 @@ mod tests {
         assert_eq!(RawServer::default().validate().unwrap(), ServerConfig::default());
         let raw: RawServer = toml::from_str("listen = \"127.0.0.1:8080\"\nmax_connections = 10").unwrap();
         let server = raw.validate().unwrap();
-        assert_eq!((server.listen.port(), server.max_connections), (8080, 10));
+        assert_eq!((server.listen.port(), server.max_connections, server.listen_set), (8080, 10, true));
         let raw: RawServer = toml::from_str("listen = \"localhost\"").unwrap();
         assert!(format!("{:#}", raw.validate().unwrap_err()).contains("server.listen: `localhost`"));
         let raw: RawServer = toml::from_str("max_connections = 0").unwrap();

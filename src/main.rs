@@ -9,8 +9,9 @@ use shipday::command::CommandBook;
 use shipday::config::TransportConfig;
 use shipday::scheduler::Scheduler;
 use shipday::settings::Settings;
+use shipday::store::Store;
 use shipday::{app, manifest, playground, serve};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -84,6 +85,51 @@ enum Cmd {
         /// Register globally, in every server the bot is in (Discord may take a while to update).
         #[arg(long)]
         global: bool,
+    },
+    /// Copy the state store to FILE, for `shipday restore`. The store can be open in one process
+    /// at a time: stop the bot first (it takes about a second).
+    Backup {
+        /// Where to write the backup (`-` for standard output). An existing file is never overwritten.
+        file: PathBuf,
+        /// Config file (its `state_dir` is backed up).
+        #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
+        config: PathBuf,
+    },
+    /// Restore a backup made by `shipday backup` into the config's state directory, which must
+    /// be empty or not exist.
+    Restore {
+        /// The backup (`-` for standard input).
+        file: PathBuf,
+        /// Config file (the backup is restored into its `state_dir`).
+        #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
+        config: PathBuf,
+    },
+    /// Print the audit log: every command, who sent it and what was decided, oldest first.
+    Audit {
+        /// Config file (its `state_dir` holds the log).
+        #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
+        config: PathBuf,
+        /// Only entries from this time on: RFC 3339 (2026-11-29T17:00:00Z) or a date (2026-11-29,
+        /// from midnight UTC).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only entries whose command or decision names this environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running Shipday's `/healthz` whether it is alive: exit 0 if it answers 200, 1 if
+    /// not (for Docker's HEALTHCHECK; the image has no curl).
+    Healthcheck {
+        /// The URL to ask. Default: `/healthz` on the config's `[server] listen` address (on
+        /// loopback when it listens on every address), or http://127.0.0.1:3000/healthz.
+        #[arg(long, env = "SHIPDAY_HEALTHCHECK_URL")]
+        url: Option<String>,
+        /// Config file, for `[server] listen` (a missing file means the default address).
+        #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
+        config: PathBuf,
     },
 }
 
@@ -202,6 +248,152 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Register { platform: RegisterPlatform::Discord, config, guild, global } => {
             register_discord(&config, guild, global)
         }
+        Cmd::Backup { file, config } => backup(&config, &file),
+        Cmd::Restore { file, config } => restore(&config, &file),
+        Cmd::Audit { config, since, env, json } => audit(&config, since, env.as_deref(), json),
+        Cmd::Healthcheck { url, config } => healthcheck(url, &config),
+    }
+}
+
+fn backup(config: &Path, file: &Path) -> Result<()> {
+    let config = shipday::config::Config::load(config)?;
+    let store = Store::open_existing(&config.state_dir)?;
+    let now = chrono::Utc::now();
+    if file == Path::new("-") {
+        let copied = store.backup(&mut std::io::stdout().lock(), now)?;
+        eprintln!("Backed up {} records of {} to standard output.", copied.records, config.state_dir.display());
+        return Ok(());
+    }
+    let out = std::fs::OpenOptions::new().write(true).create_new(true).open(file).with_context(|| {
+        format!("cannot create the backup {} (an existing backup is never overwritten)", file.display())
+    })?;
+    let mut out = std::io::BufWriter::new(out);
+    let copied = store.backup(&mut out, now).and_then(|copied| {
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(copied)
+    });
+    match copied {
+        Ok(copied) => {
+            println!(
+                "Backed up {} records of {} to {} (restore with `shipday restore {}`).",
+                copied.records,
+                config.state_dir.display(),
+                file.display(),
+                file.display()
+            );
+            Ok(())
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(file);
+            Err(error)
+        }
+    }
+}
+
+fn restore(config: &Path, file: &Path) -> Result<()> {
+    let config = shipday::config::Config::load(config)?;
+    let copied = if file == Path::new("-") {
+        Store::restore(&config.state_dir, std::io::stdin().lock())?
+    } else {
+        let input = std::fs::File::open(file).with_context(|| format!("cannot read the backup {}", file.display()))?;
+        Store::restore(&config.state_dir, std::io::BufReader::new(input))?
+    };
+    println!("Restored {} records into {}.", copied.records, config.state_dir.display());
+    Ok(())
+}
+
+/// `--since`: RFC 3339, or a date meaning its midnight UTC.
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc())
+        .ok_or_else(|| format!("`{text}` is neither a date (2026-11-29) nor a time (2026-11-29T17:00:00Z)"))
+}
+
+fn audit(config: &Path, since: Option<chrono::DateTime<chrono::Utc>>, env: Option<&str>, json: bool) -> Result<()> {
+    let config = shipday::config::Config::load(config)?;
+    if let Some(env) = env
+        && config.environment(env).is_none()
+    {
+        anyhow::bail!("there is no environment `{env}` in the config ({})", config.environment_names().join(", "));
+    }
+    let store = Store::open_existing(&config.state_dir)?;
+    let mut out = std::io::stdout().lock();
+    for entry in store.audit_since(since)? {
+        if env.is_some_and(|env| !entry.names(env)) {
+            continue;
+        }
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&entry)?)?;
+        } else {
+            let who = match &entry.person {
+                Some(person) => format!("{person} ({})", entry.user_id),
+                None => entry.user_id.clone(),
+            };
+            writeln!(
+                out,
+                "{}  {}  {who}  {}  → {}",
+                entry.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                entry.platform,
+                entry.text,
+                entry.decision
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Where `healthcheck` asks by default: `/healthz` on the config's `[server] listen`, on loopback
+/// when that is every address. Reads only that key, so a config whose secrets live elsewhere
+/// (another user's files, the environment of the serving process) still gives the address.
+fn healthz_url(config: &Path) -> Result<String> {
+    let listen = match std::fs::read_to_string(config) {
+        Ok(text) => {
+            let table: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("cannot read [server] listen from {} (or pass --url)", config.display()))?;
+            let listen = table.get("server").and_then(|server| server.get("listen")).and_then(|l| l.as_str());
+            listen.unwrap_or(shipday::listener::DEFAULT_LISTEN).to_owned()
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => shipday::listener::DEFAULT_LISTEN.to_owned(),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {} (or pass --url)", config.display())),
+    };
+    let mut addr: std::net::SocketAddr = listen.parse().with_context(|| {
+        format!("server.listen `{listen}` in {} is not an address (or pass --url)", config.display())
+    })?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(format!("http://{addr}/healthz"))
+}
+
+fn healthcheck(url: Option<String>, config: &Path) -> Result<()> {
+    let url = match url {
+        Some(url) => url,
+        None => healthz_url(config)?,
+    };
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let status = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        anyhow::Ok(client.get(&url).send().await?.status())
+    });
+    match status {
+        Ok(status) if status == reqwest::StatusCode::OK => {
+            println!("ok: {url}");
+            Ok(())
+        }
+        Ok(status) => anyhow::bail!("unhealthy: {url} answered {status}"),
+        Err(error) => anyhow::bail!("unhealthy: no answer from {url}: {error:#}"),
     }
 }
 

@@ -32,7 +32,8 @@ pub async fn run(app: App, adapters: &Adapters, clock: Arc<dyn Clock>) -> Result
 
 /// What [`start`] started: the adapters, the scheduler and the one HTTP listener.
 pub struct Started {
-    /// Where the listener is bound, when any route needs it.
+    /// Where the listener is bound (`None` only when the default address was busy and
+    /// `/healthz` was its only route).
     pub listening: Option<SocketAddr>,
     /// The running tasks; dropping them stops everything.
     pub tasks: JoinSet<Result<()>>,
@@ -40,7 +41,7 @@ pub struct Started {
 
 /// Starts every configured adapter (each with its own section of the config file) and the
 /// scheduler, and serves every inbound route (Slack's HTTP mode, Discord's interactions
-/// endpoint, GitHub's webhook) on the one listener at `[server] listen`. `discord` is how the
+/// endpoint, GitHub's webhook, `/healthz`) on the one listener at `[server] listen`. `discord` is how the
 /// Discord adapter paces itself (tests shorten it).
 pub async fn start(
     app: &App,
@@ -78,22 +79,34 @@ pub async fn start(
         routes.push(("GitHub webhook", webhook));
         tasks.spawn(forwarding);
     }
-    let listening = if routes.is_empty() {
-        None
-    } else {
-        let server = &adapters.server;
-        let listener = Listener::bind(server.listen, Limits::for_server(server)).await?;
-        let bound = listener.local_addr()?;
-        let names: Vec<&str> = routes.iter().map(|(name, _)| *name).collect();
-        let merged = routes.into_iter().fold(Router::new(), |all, (_, routes)| all.merge(routes));
-        tracing::info!(
-            %bound,
-            routes = %names.join("; "),
-            max_connections = listener.limits().max_connections,
-            "listening for every inbound route"
-        );
-        tasks.spawn(async move { listener.serve(merged).await.context("the HTTP listener stopped") });
-        Some(bound)
+    // Liveness is always served, so a health check works in Socket Mode too. With no other
+    // route and no `listen` in the config, a busy default port is logged, not fatal: the chat
+    // still works, and the health check failing says the rest.
+    let health_only = routes.is_empty();
+    routes.push(("health (GET /healthz)", crate::listener::health()));
+    let server = &adapters.server;
+    let listening = match Listener::bind(server.listen, Limits::for_server(server)).await {
+        Err(error) if health_only && !server.listen_set => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "cannot serve /healthz on the default address; set [server] listen to a free address"
+            );
+            None
+        }
+        Err(error) => return Err(error),
+        Ok(listener) => {
+            let bound = listener.local_addr()?;
+            let names: Vec<&str> = routes.iter().map(|(name, _)| *name).collect();
+            let merged = routes.into_iter().fold(Router::new(), |all, (_, routes)| all.merge(routes));
+            tracing::info!(
+                %bound,
+                routes = %names.join("; "),
+                max_connections = listener.limits().max_connections,
+                "listening for every inbound route"
+            );
+            tasks.spawn(async move { listener.serve(merged).await.context("the HTTP listener stopped") });
+            Some(bound)
+        }
     };
     let scheduler = Scheduler::new(app.config.calendar.clone(), app.engine.clone(), clock);
     tasks.spawn(scheduler.run());

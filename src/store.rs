@@ -32,8 +32,19 @@ pub const FIRING_TTL: chrono::Duration = chrono::Duration::days(30);
 /// platform answers its post, so a reaction waiting longer was on some other message.
 pub const EARLY_REACTION_TTL: chrono::Duration = chrono::Duration::hours(1);
 
-/// Version of the on-disk layout, checked at open.
+/// The store format this Shipday reads and writes: the number in the `format` marker every
+/// store records at creation. A store (or a backup) from another format is refused, never
+/// replaced by an empty one.
+pub const STORE_FORMAT: u32 = 1;
+
+/// How the format marker starts; the format number follows.
+const FORMAT_PREFIX: &str = "shipday-store-";
+
+/// The marker of [`STORE_FORMAT`], checked at open.
 const FORMAT: &[u8] = b"shipday-store-1";
+
+/// The database's directory inside the state directory.
+const DB_DIR: &str = "shipday.db";
 
 /// The store and its trees.
 #[derive(Clone)]
@@ -84,6 +95,15 @@ pub struct AuditEntry {
     pub decision: String,
 }
 
+impl AuditEntry {
+    /// Whether the command or the decision names `word` (an environment, a person) as a whole
+    /// word: `staging` matches `/deploy staging main`, not `staging-2`.
+    pub fn names(&self, word: &str) -> bool {
+        let is_word = |c: char| c.is_alphanumeric() || c == '-' || c == '_' || c == '.';
+        [&self.text, &self.decision].iter().any(|text| text.split(|c: char| !is_word(c)).any(|w| w == word))
+    }
+}
+
 /// One of the bot's chat messages whose reactions matter, with the reactions last handed to
 /// the engine. After a gap in a platform's event stream, adapters compare this with what the
 /// platform shows now and hand over the difference.
@@ -129,19 +149,13 @@ pub enum Opened {
 impl Store {
     /// Opens the store in `dir`, creating it on first run only.
     pub fn open(dir: &Path) -> Result<(Self, Opened)> {
-        let path: PathBuf = dir.join("shipday.db");
+        let path: PathBuf = dir.join(DB_DIR);
         let opened = if path.exists() { Opened::Existing } else { Opened::Created };
         if opened == Opened::Created {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
         }
-        let db = sled::Config::new().path(&path).open().with_context(|| {
-            format!(
-                "cannot open the state store at {}. Shipday will not start with an empty store in its place: \
-                 stop any other Shipday using it, or restore it from a backup",
-                path.display()
-            )
-        })?;
+        let db = sled::Config::new().path(&path).open().map_err(|error| open_error(&path, error))?;
         match (opened, db.get("format")?) {
             (Opened::Created, _) => {
                 db.insert("format", FORMAT)?;
@@ -149,13 +163,7 @@ impl Store {
                 db.flush()?;
                 tracing::warn!(path = %path.display(), "created a new, empty state store");
             }
-            (Opened::Existing, Some(format)) if format.as_ref() == FORMAT => {}
-            (Opened::Existing, found) => bail!(
-                "the state store at {} is not a Shipday store or is damaged (format marker {}). \
-                 Shipday will not start with an empty store in its place: restore it from a backup",
-                path.display(),
-                if found.is_some() { "unknown" } else { "missing" }
-            ),
+            (Opened::Existing, found) => check_format(found.as_deref(), &path)?,
         }
         let tree = |name: &str| db.open_tree(name).with_context(|| format!("cannot open store tree {name}"));
         let store = Self {
@@ -935,6 +943,252 @@ impl Store {
     }
 }
 
+/// Why [`Store::open`] could not open the database, in words an operator can act on. sled lets
+/// one process hold a store at a time; a second one gets its lock error.
+fn open_error(path: &Path, error: sled::Error) -> anyhow::Error {
+    if is_locked(&error) {
+        return anyhow::anyhow!(
+            "cannot open the state store at {}: another Shipday process (a running `shipday serve` or \
+             `shipday console`) holds it, and the store can be open in one process at a time. Stop that \
+             process first. To back up a running bot: stop it (`systemctl stop shipday`, `docker stop \
+             shipday`), run `shipday backup FILE` (it takes about a second), and start it again",
+            path.display()
+        );
+    }
+    anyhow::Error::new(error).context(format!(
+        "cannot open the state store at {}. Shipday will not start with an empty store in its place: \
+         stop any other Shipday using it, or restore it from a backup",
+        path.display()
+    ))
+}
+
+/// Whether sled refused because another process holds the store's lock.
+fn is_locked(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// The format number in a marker (`shipday-store-N`), if it is one.
+fn parse_format(marker: &[u8]) -> Option<u32> {
+    std::str::from_utf8(marker).ok()?.strip_prefix(FORMAT_PREFIX)?.parse().ok()
+}
+
+/// Accepts the format marker of [`STORE_FORMAT`] and refuses anything else, saying what to do.
+fn check_format(found: Option<&[u8]>, path: &Path) -> Result<()> {
+    match found.map(|marker| (marker, parse_format(marker))) {
+        Some((_, Some(STORE_FORMAT))) => Ok(()),
+        Some((_, Some(newer))) if newer > STORE_FORMAT => bail!(
+            "the state store at {} was written by a newer Shipday (store format {newer}; this Shipday \
+             reads format {STORE_FORMAT}). Shipday will not start on it, nor with an empty store in its \
+             place: run the newer Shipday, or restore a backup made by this version into an empty \
+             state directory (`shipday restore FILE`)",
+            path.display()
+        ),
+        Some((_, Some(other))) => bail!(
+            "the state store at {} has store format {other}, which this Shipday (format {STORE_FORMAT}) \
+             cannot read. Shipday will not start with an empty store in its place: restore a backup made \
+             by this version (`shipday restore FILE`)",
+            path.display()
+        ),
+        found => bail!(
+            "the state store at {} is not a Shipday store or is damaged (format marker {}). \
+             Shipday will not start with an empty store in its place: restore it from a backup",
+            path.display(),
+            if found.is_some() { "unknown" } else { "missing" }
+        ),
+    }
+}
+
+/// The version of the backup file layout ([`Store::backup`]), independent of sled's on-disk
+/// format: a backup is the way from one sled version to the next.
+pub const BACKUP_VERSION: u32 = 1;
+
+/// One line of a backup file (JSON lines): a header, every key and value of every tree (hex),
+/// then an end line that counts them and hashes every line before it, so a cut or altered
+/// file is refused.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BackupLine {
+    Header { shipday_backup: u32, store_format: u32, shipday_version: String, created_at: DateTime<Utc> },
+    Record { tree: String, key: String, value: String },
+    End { records: u64, sha256: String },
+}
+
+/// What a backup or a restore copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// sled trees (the default one included).
+    pub trees: usize,
+    /// Keys, over every tree.
+    pub records: u64,
+}
+
+/// Writes one backup line and feeds it to the running hash.
+fn write_line(out: &mut impl std::io::Write, hash: &mut sha2::Sha256, line: &BackupLine) -> Result<()> {
+    use sha2::Digest;
+    let mut bytes = serde_json::to_vec(line)?;
+    bytes.push(b'\n');
+    hash.update(&bytes);
+    out.write_all(&bytes).context("cannot write the backup")
+}
+
+impl Store {
+    /// Opens the store in `dir` for a tool (backup, audit): like [`Store::open`], but a missing
+    /// store is an error, never created.
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        let path = dir.join(DB_DIR);
+        if !path.exists() {
+            bail!("there is no state store at {} (check `state_dir` in the config)", path.display());
+        }
+        Ok(Self::open(dir)?.0)
+    }
+
+    /// Writes every tree, key and value to `out` as a backup (see [`BackupLine`]), after a flush.
+    /// Consistent because the store is open in this process only (sled's lock), so nothing
+    /// writes while it is read.
+    pub fn backup(&self, out: &mut impl std::io::Write, now: DateTime<Utc>) -> Result<Copied> {
+        use sha2::Digest;
+        self.db.flush().context("cannot flush the state store before the backup")?;
+        let mut hash = sha2::Sha256::new();
+        let header = BackupLine::Header {
+            shipday_backup: BACKUP_VERSION,
+            store_format: STORE_FORMAT,
+            shipday_version: env!("CARGO_PKG_VERSION").to_owned(),
+            created_at: now,
+        };
+        write_line(out, &mut hash, &header)?;
+        let mut copied = Copied { trees: 0, records: 0 };
+        for name in self.db.tree_names() {
+            let tree_name =
+                String::from_utf8(name.to_vec()).map_err(|_| anyhow::anyhow!("a store tree name is not UTF-8"))?;
+            let tree = self.db.open_tree(&name)?;
+            copied.trees += 1;
+            for entry in tree.iter() {
+                let (key, value) = entry.context("cannot read the state store")?;
+                let record =
+                    BackupLine::Record { tree: tree_name.clone(), key: hex::encode(&key), value: hex::encode(&value) };
+                write_line(out, &mut hash, &record)?;
+                copied.records += 1;
+            }
+        }
+        let end = BackupLine::End { records: copied.records, sha256: hex::encode(hash.clone().finalize()) };
+        write_line(out, &mut hash, &end)?;
+        out.flush().context("cannot write the backup")?;
+        Ok(copied)
+    }
+
+    /// Restores a backup made by [`Store::backup`] into `dir`, which must be empty (or not exist):
+    /// a restore never mixes two stores. The store is built beside its final place and moved
+    /// there only once every line was read and checked, so a failed restore leaves `dir` empty.
+    pub fn restore(dir: &Path, input: impl std::io::BufRead) -> Result<Copied> {
+        if dir.exists() {
+            let mut entries =
+                std::fs::read_dir(dir).with_context(|| format!("cannot read the state directory {}", dir.display()))?;
+            if entries.next().is_some() {
+                bail!(
+                    "the state directory {} is not empty: a restore only fills an empty one, so it never \
+                     mixes two stores or overwrites one. Move it aside (`mv {0} {0}.old`) and run the restore again",
+                    dir.display()
+                );
+            }
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        let staging = dir.join(format!("{DB_DIR}.restoring"));
+        let result = restore_into(&staging, input);
+        match result {
+            Ok(copied) => {
+                std::fs::rename(&staging, dir.join(DB_DIR)).context("cannot move the restored store into place")?;
+                Ok(copied)
+            }
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(error)
+            }
+        }
+    }
+
+    /// The audit log from `since` on (all of it without), oldest first.
+    pub fn audit_since(&self, since: Option<DateTime<Utc>>) -> Result<Vec<AuditEntry>> {
+        let mut entries = Vec::new();
+        for item in self.audit.iter() {
+            let entry: AuditEntry = decode(&item?.1)?;
+            if since.is_none_or(|since| entry.at >= since) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// Reads a backup into a new sled database at `path`, checking the header, the count, the hash
+/// and the restored format marker.
+fn restore_into(path: &Path, input: impl std::io::BufRead) -> Result<Copied> {
+    use sha2::Digest;
+    let db = sled::Config::new().path(path).create_new(true).open().map_err(|error| open_error(path, error))?;
+    let mut hash = sha2::Sha256::new();
+    let mut copied = Copied { trees: 0, records: 0 };
+    let mut trees: std::collections::HashMap<String, sled::Tree> = std::collections::HashMap::new();
+    let mut header_seen = false;
+    for (number, line) in input.lines().enumerate() {
+        let number = number + 1;
+        let line = line.context("cannot read the backup")?;
+        let parsed: BackupLine = serde_json::from_str(&line).map_err(|_| {
+            anyhow::anyhow!("line {number} of the backup is not a Shipday backup line (is this a Shipday backup?)")
+        })?;
+        match parsed {
+            BackupLine::Header { shipday_backup, store_format, shipday_version, .. } => {
+                if header_seen || number != 1 {
+                    bail!("line {number} of the backup is a second header: the file is damaged");
+                }
+                if shipday_backup != BACKUP_VERSION {
+                    bail!(
+                        "the backup has layout version {shipday_backup} (made by Shipday {shipday_version}); this \
+                         Shipday reads version {BACKUP_VERSION}: restore it with that Shipday"
+                    );
+                }
+                if store_format != STORE_FORMAT {
+                    bail!(
+                        "the backup holds store format {store_format} (made by Shipday {shipday_version}); this \
+                         Shipday reads format {STORE_FORMAT}: restore it with a Shipday of that format"
+                    );
+                }
+                header_seen = true;
+            }
+            BackupLine::Record { .. } | BackupLine::End { .. } if !header_seen => {
+                bail!("the backup does not start with its header: is this a Shipday backup?")
+            }
+            BackupLine::Record { tree, key, value } => {
+                let bad = || anyhow::anyhow!("line {number} of the backup is damaged (not hex)");
+                let (key, value) = (hex::decode(key).map_err(|_| bad())?, hex::decode(value).map_err(|_| bad())?);
+                let tree = match trees.entry(tree) {
+                    std::collections::hash_map::Entry::Occupied(open) => open.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        let opened = db.open_tree(slot.key())?;
+                        slot.insert(opened)
+                    }
+                };
+                tree.insert(key, value)?;
+                copied.records += 1;
+            }
+            BackupLine::End { records, sha256 } => {
+                if records != copied.records || sha256 != hex::encode(hash.clone().finalize()) {
+                    bail!(
+                        "the backup is damaged: its end line counts {records} records and a hash the {} lines \
+                         before it do not match",
+                        copied.records
+                    );
+                }
+                copied.trees = trees.len();
+                check_format(db.get("format")?.as_deref(), path)?;
+                db.flush().context("cannot flush the restored store")?;
+                return Ok(copied);
+            }
+        }
+        hash.update(line.as_bytes());
+        hash.update(b"\n");
+    }
+    bail!("the backup is cut short: it has no end line (was it copied whole?)")
+}
+
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).context("cannot encode a store record")
 }
@@ -1007,6 +1261,50 @@ mod tests {
         assert_eq!(store.merge_head("dev").unwrap(), Some("a".repeat(40)), "the merge head never expires");
         assert_eq!(store.firing("reminder", old_firing).unwrap(), None);
         assert_eq!(store.firing("reminder", now).unwrap().as_deref(), Some("sent"));
+    }
+
+    #[test]
+    fn a_backup_restores_every_tree_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("a")).unwrap();
+        store.next_deploy_id().unwrap();
+        let entry = AuditEntry {
+            at: Utc::now(),
+            platform: "console".into(),
+            user_id: "ada".into(),
+            person: Some("ada".into()),
+            text: "/lock staging QA".into(),
+            decision: "locked".into(),
+        };
+        store.audit(&entry).unwrap();
+        store.deliveries.insert(vec![0u8, 255, 10], vec![1u8, 2, 3]).unwrap();
+        let mut backup = Vec::new();
+        let copied = store.backup(&mut backup, Utc::now()).unwrap();
+        assert!(copied.records >= 5, "{copied:?}");
+        let restored_dir = dir.path().join("b");
+        let restored = Store::restore(&restored_dir, backup.as_slice()).unwrap();
+        assert_eq!(restored.records, copied.records);
+        let (copy, opened) = Store::open(&restored_dir).unwrap();
+        assert_eq!(opened, Opened::Existing);
+        assert_eq!(copy.db.checksum().unwrap(), store.db.checksum().unwrap());
+        assert_eq!(copy.audit_since(None).unwrap(), vec![entry.clone()]);
+        assert!(copy.audit_since(Some(entry.at + chrono::Duration::seconds(1))).unwrap().is_empty());
+        assert_eq!(copy.next_deploy_id().unwrap(), 2);
+        assert!(entry.names("staging") && !entry.names("stag") && !entry.names("dev"));
+    }
+
+    #[test]
+    fn the_format_marker_is_read_and_a_newer_or_unknown_one_refused() {
+        assert_eq!(format!("{FORMAT_PREFIX}{STORE_FORMAT}").as_bytes(), FORMAT);
+        assert_eq!(parse_format(FORMAT), Some(STORE_FORMAT));
+        let path = Path::new("/var/lib/shipday/shipday.db");
+        assert!(check_format(Some(FORMAT), path).is_ok());
+        let newer = format!("{:#}", check_format(Some(b"shipday-store-7"), path).unwrap_err());
+        assert!(newer.contains("newer Shipday (store format 7; this Shipday reads format 1)"), "{newer}");
+        let unknown = format!("{:#}", check_format(Some(b"something else"), path).unwrap_err());
+        assert!(unknown.contains("not a Shipday store or is damaged (format marker unknown)"), "{unknown}");
+        let missing = format!("{:#}", check_format(None, path).unwrap_err());
+        assert!(missing.contains("format marker missing"), "{missing}");
     }
 
     #[test]

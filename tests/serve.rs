@@ -123,6 +123,10 @@ async fn slack_discord_and_github_are_all_served_on_the_one_listen_address() {
     assert_eq!(github_answer.status(), 200);
     assert_eq!(github_answer.text().await.unwrap(), "pong");
 
+    // Liveness shares the listener with the platforms' routes.
+    let health = http.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!((health.status().as_u16(), health.text().await.unwrap().as_str()), (200, "ok"));
+
     // Each route keeps its own secret: unsigned requests are refused on every path.
     for path in ["/slack/commands", "/discord/interactions", "/github/webhook"] {
         let unsigned = http.post(format!("http://{addr}{path}")).body("{}").send().await.unwrap();
@@ -169,4 +173,88 @@ async fn a_slack_that_accepts_connections_and_never_answers_fails_start_up_withi
     let retries =
         logged.lines().filter(|l| l.contains("a start-up call failed; retrying") && l.contains("auth.test")).count();
     assert_eq!(retries, 2, "each retry is logged:\n{logged}");
+}
+
+/// `shipday healthcheck` against the real binary, run to completion.
+async fn healthcheck(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .arg("healthcheck")
+        .args(args)
+        .env_remove("SHIPDAY_CONFIG")
+        .env_remove("SHIPDAY_HEALTHCHECK_URL")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// `/healthz` is on the one listener of a real `shipday serve`, also in Socket Mode where no
+/// platform route needs the listener, and `shipday healthcheck` (Docker's HEALTHCHECK) finds it
+/// from the URL or the config's `[server] listen`, and fails once the bot is gone.
+#[bounded::test]
+async fn healthz_is_served_by_a_real_serve_and_healthcheck_follows_it() {
+    use tokio::io::AsyncBufReadExt;
+    let world = World::new();
+    let slack = FakeSlack::start(TEAM).await;
+    std::fs::write(world.path().join("slack-app-token"), fake_slack::APP_TOKEN).unwrap();
+    let socket_mode = format!(
+        "\n[slack]\nteam_id = \"{TEAM}\"\nchannel = \"C0TEAM0001\"\nmode = \"socket\"\n\
+         bot_token = {{ file = \"slack-bot-token\" }}\napp_token = {{ file = \"slack-app-token\" }}\n\
+         api_base_url = \"{}\"\n",
+        slack.api_url()
+    );
+    let config = config(&world, &socket_mode);
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("SHIPDAY_CONFIG")
+        .env("SHIPDAY_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    // `listen = 127.0.0.1:0`: the port is the one the listener logs.
+    let addr: std::net::SocketAddr = common::wait::bounded(common::wait::PATIENCE, "serve to listen", async {
+        let mut seen = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("listening for every inbound route") {
+                assert!(line.contains("GET /healthz"), "{line}");
+                let bound = line.split_once("bound=").unwrap().1.split_whitespace().next().unwrap();
+                return bound.parse().unwrap();
+            }
+        }
+        panic!("serve stopped before it listened:\n{seen}");
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let answer = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "ok");
+
+    let url = format!("http://{addr}/healthz");
+    let ok = healthcheck(&["--url", &url]).await;
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), format!("ok: {url}"));
+
+    // From the config: a listener on every address is asked on loopback.
+    let listen_only = world.path().join("listen-only.toml");
+    std::fs::write(&listen_only, format!("[server]\nlisten = \"0.0.0.0:{}\"\n", addr.port())).unwrap();
+    let ok = healthcheck(&["--config", listen_only.to_str().unwrap()]).await;
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("http://127.0.0.1:{}/healthz", addr.port())));
+
+    let wrong_path = healthcheck(&["--url", &format!("http://{addr}/nothing-here")]).await;
+    assert_eq!(wrong_path.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong_path.stderr).contains("answered 404"), "{wrong_path:?}");
+
+    serve.kill().await.unwrap();
+    serve.wait().await.unwrap();
+    let gone = healthcheck(&["--url", &url]).await;
+    assert_eq!(gone.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(err.contains(&format!("unhealthy: no answer from {url}")), "{err}");
 }
