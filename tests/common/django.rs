@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    super::repo_root().join("tests/fixtures")
 }
 
 /// The virtualenv with Django and gunicorn: `SHIPDAY_DJANGO_VENV`, or `target/django-venv`,
@@ -16,7 +16,7 @@ fn fixtures() -> PathBuf {
 pub fn venv() -> PathBuf {
     let dir = std::env::var_os("SHIPDAY_DJANGO_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/django-venv"));
+        .unwrap_or_else(|| super::repo_root().join("target/django-venv"));
     let ready = |dir: &Path| {
         Command::new(dir.join("bin/python")).args(["-c", "import django, gunicorn"]).status().is_ok_and(|s| s.success())
     };

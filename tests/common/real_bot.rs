@@ -18,10 +18,12 @@ pub struct RealBot {
 }
 
 impl RealBot {
-    /// Starts `shipday console --config CONFIG --as USER`; stderr goes to `log`.
-    pub fn start(config: &Path, user: &str, log: &Path) -> Self {
+    /// Starts `BINARY console --config CONFIG --as USER` (`binary`: the caller's
+    /// `env!("CARGO_BIN_EXE_shipday")`, which Cargo sets only for tests and benches); stderr goes
+    /// to `log`.
+    pub fn start(binary: &Path, config: &Path, user: &str, log: &Path) -> Self {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shipday"))
+        let mut child = Command::new(binary)
             .args(["console", "--config"])
             .arg(config)
             .args(["--as", user])
