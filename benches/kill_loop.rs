@@ -9,7 +9,7 @@ fn main() {
     let kills = std::env::var("KILL_LOOP_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let seed = std::env::var("KILL_LOOP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     let started = std::time::Instant::now();
-    let counts = common::kill_loop::run(env!("CARGO_BIN_EXE_shipday"), kills, seed);
+    let counts = common::kill_loop::run(kills, seed);
     println!("kill loop, deploy path (seed {seed}, {:.0}s):", started.elapsed().as_secs_f64());
     println!("  kills                  {}", counts.kills);
     println!("  kills during a step    {}", counts.kills_during_a_step);

@@ -6,7 +6,7 @@ use testkit as common;
 #[bounded::test]
 fn fifteen_kills_on_the_deploy_path_lose_no_debt_and_run_no_step_twice_or_alongside_another() {
     let seed = std::env::var("KILL_LOOP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    let counts = common::kill_loop::run(env!("CARGO_BIN_EXE_shipday"), 15, seed);
+    let counts = common::kill_loop::run(15, seed);
     println!("kill loop (seed {seed}): {counts:?}");
     assert_eq!(counts.kills, 15);
     assert!(counts.steps_run > 0, "{counts:?}");

@@ -37,10 +37,8 @@ pub struct Counts {
 const PLAN: [&str; 5] = ["undo", "fetch", "checkout", "migrate", "restart gunicorn"];
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Runs the loop on `binary` (the caller's `env!("CARGO_BIN_EXE_shipday")`) with `kills`
-/// SIGKILLs; `seed` picks the kill points.
-pub fn run(binary: &str, kills: usize, seed: u64) -> Counts {
-    let binary = Path::new(binary);
+/// Runs the loop with `kills` SIGKILLs; `seed` picks the kill points.
+pub fn run(kills: usize, seed: u64) -> Counts {
     let world = DjangoWorld::new();
     let sshd = Sshd::start();
     let python = world.venv.join("bin/python").display().to_string();
@@ -71,7 +69,7 @@ pub fn run(binary: &str, kills: usize, seed: u64) -> Counts {
     let mut counts = Counts::default();
 
     for _ in 0..kills {
-        let mut bot = RealBot::start(binary, &config, "grace", &bot_log);
+        let mut bot = RealBot::start(&config, "grace", &bot_log);
         for _ in 0..4 {
             bot.say("/deploy dev feature/discount");
             bot.say("/release dev");
@@ -99,7 +97,7 @@ pub fn run(binary: &str, kills: usize, seed: u64) -> Counts {
     }
 
     // Settle: start once more and release until dev is dev again.
-    let mut bot = RealBot::start(binary, &config, "grace", &bot_log);
+    let mut bot = RealBot::start(&config, "grace", &bot_log);
     bot.say("/release dev");
     bot.say("/deploy dev dev");
     // The console reads a line only once the one before has finished, progress and all.
