@@ -75,6 +75,10 @@ pub struct DjangoWorld {
 }
 
 impl DjangoWorld {
+    #[expect(
+        clippy::new_without_default,
+        reason = "a world is made on disk (a Django project, git, a venv), not a default value"
+    )]
     pub fn new() -> Self {
         let venv = venv();
         let dir = tempfile::tempdir().unwrap();

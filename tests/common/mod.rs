@@ -51,6 +51,10 @@ pub struct World {
 }
 
 impl World {
+    #[expect(
+        clippy::new_without_default,
+        reason = "a world is made on disk (git repositories in a temp dir), not a default value"
+    )]
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         shipday::playground::prepare(dir.path()).unwrap();
