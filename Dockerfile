@@ -2,6 +2,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The workspace members (the test harness and test attribute; cargo loads every member).
+COPY crates crates
 COPY src src
 COPY commands commands
 COPY benches benches
