@@ -3,8 +3,7 @@
 //! Django project, deploying a branch with a migration and releasing it. Prints the counts:
 //! double executions, lost migration debts and overlapping steps must all be 0.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use testkit as common;
 
 fn main() {
     let kills = std::env::var("KILL_LOOP_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);

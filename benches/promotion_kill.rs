@@ -5,9 +5,7 @@
 //! `tests/promotion_kill.rs` runs (`tests/common/promotion_kill.rs`). `SHIPDAY_BENCH_BINARY` names
 //! another `shipday` binary to run instead of this tree's.
 
-#[path = "../tests/common/mod.rs"]
-#[allow(unused_imports, reason = "the bench uses only the kill loop of the test harness")]
-mod common;
+use testkit as common;
 
 use common::promotion_kill::{Counts, Harness, Rng, plan};
 

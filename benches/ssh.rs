@@ -7,8 +7,7 @@
 //!
 //! Medians over several rounds, interleaved so machine noise hits both alike.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use testkit as common;
 
 use common::sshd::Sshd;
 use common::{Bot, World};

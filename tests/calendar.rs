@@ -1,7 +1,7 @@
 //! The release calendar at work, with a controlled clock: reminders, missed jobs, the dev
 //! slot's scheduled deploy, and production's slot. Default calendar, East Africa Time.
 
-mod common;
+use testkit as common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{Bot, World, refused};

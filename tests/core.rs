@@ -1,6 +1,6 @@
 //! The core, end to end through the engine with the local transport and real git.
 
-mod common;
+use testkit as common;
 
 use common::{Bot, Gate, World, refused};
 use shipday::clock::Clock;

@@ -1,7 +1,7 @@
 //! Issue 13, deploy side: what Shipday decided survives a SIGKILL of the real binary, and what
 //! it did on a host happens once. Real sshd, real git, a real Django project.
 
-mod common;
+use testkit as common;
 
 use common::django::DjangoWorld;
 use common::real_bot::{RealBot, host_lock_free, lines, logged_step, until};

@@ -1,7 +1,7 @@
 //! The Discord adapter, end to end: the real serenity client against a local fake Discord
 //! (REST and gateway), the real engine, the local transport and real git repositories.
 
-mod common;
+use testkit as common;
 
 use common::fake_discord::{
     self as fake, APPLICATION_ID, BOT_ID, CHANNEL_ID, FakeDiscord, GUILD_ID, LEAD_ROLE, OTHER_ROLE,

@@ -2,7 +2,7 @@
 //! point 5): what the bot logs at start, what it says when it refuses, and how its replies
 //! read. Wording is snapshotted with insta.
 
-mod common;
+use testkit as common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::fake_github::{FakeGitHub, FakeProtection, OWNER, REPO};

@@ -1,7 +1,7 @@
 //! The GitHub layer: the real octocrab client against a stateful fake GitHub, and the webhook
 //! route over HTTP with GitHub's own payloads and signature scheme.
 
-mod common;
+use testkit as common;
 
 use common::fake_github::{FakeGitHub, FakeProtection, TOKEN};
 use shipday::app::App;

@@ -1,7 +1,7 @@
 //! The Jira client against a stateful fake Jira over HTTP: moving tickets between the team's
 //! columns, comments, search paging, and Jira being busy, conflicting, broken or slow.
 
-mod common;
+use testkit as common;
 
 use common::fake_jira::{EMAIL, FakeJira, Fault, TOKEN, fast_retry};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! they shipped on the stateful fake Jira through the durable outbox, `/ticket` passes, fails
 //! and looks up tickets, and the drag-window reminders list who has what to test.
 
-mod common;
+use testkit as common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::fake_jira::{EMAIL, FakeJira, Fault, TOKEN};

@@ -1,7 +1,7 @@
 //! Issue 13's kill loop on the deploy path, in CI: at least 15 SIGKILLs of the real binary
 //! while it deploys a branch with a migration and releases it (see `common::kill_loop`).
 
-mod common;
+use testkit as common;
 
 #[bounded::test]
 fn fifteen_kills_on_the_deploy_path_lose_no_debt_and_run_no_step_twice_or_alongside_another() {

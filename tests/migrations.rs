@@ -1,7 +1,7 @@
 //! The migration guard with a real Django project served by gunicorn behind a real sshd:
 //! personal branches on dev never leave migrations behind.
 
-mod common;
+use testkit as common;
 
 use common::django::DjangoWorld;
 use common::sshd::Sshd;

@@ -1,7 +1,7 @@
 //! Promotions and lead approvals, with a stateful fake GitHub that follows the real git origin
 //! the environments deploy from: every merge the fake makes is a real merge commit there.
 
-mod common;
+use testkit as common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::fake_github::{FakeGitHub, OWNER, REPO};

@@ -3,7 +3,7 @@
 //! See `common/promotion_kill.rs` for the invariants; `cargo bench --bench promotion_kill` runs 200
 //! rounds.
 
-mod common;
+use testkit as common;
 
 use common::promotion_kill::{Counts, Harness, Kill, Rng, RoundEnd, plan};
 use std::time::Duration;

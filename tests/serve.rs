@@ -1,7 +1,7 @@
 //! `shipday serve` as a whole: every platform's route on the one listener, and start-up that
 //! never hangs on a platform that does not answer.
 
-mod common;
+use testkit as common;
 
 use common::fake_discord::{self, APPLICATION_ID, CHANNEL_ID, FakeDiscord, GUILD_ID};
 use common::fake_github::FakeGitHub;

@@ -1,7 +1,7 @@
 //! The Slack adapter end to end: the real axum routes, signature checks and Socket Mode client
 //! against a local fake Slack, with the real engine, store and local transport.
 
-mod common;
+use testkit as common;
 
 use common::fake_slack::{self, BOT_USER, FakeSlack, NOT_A_MEMBER, contract, contract_text};
 use common::{Bot, Gate, Served, World};

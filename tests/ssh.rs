@@ -1,6 +1,6 @@
 //! Deploys over SSH to a real OpenSSH sshd on 127.0.0.1.
 
-mod common;
+use testkit as common;
 
 use common::sshd::{KeyType, Sshd};
 use common::{Bot, Gate, World, refused};

@@ -4,7 +4,7 @@
 //! leads approve by reacting (one on Slack, one on Discord), production ships exactly the merged
 //! commit, and the tickets are Done.
 
-mod common;
+use testkit as common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::fake_github::{FakeGitHub, OWNER, REPO};

@@ -4,7 +4,7 @@
 //! content and embeds), with what changes from run to run (commit SHAs, step durations)
 //! replaced by placeholders. Review a changed snapshot as you would review the reply itself.
 
-mod common;
+use testkit as common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{Bot, World};

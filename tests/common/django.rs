@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    super::repo_root().join("tests/fixtures")
 }
 
 /// The virtualenv with Django and gunicorn: `SHIPDAY_DJANGO_VENV`, or `target/django-venv`,
@@ -16,7 +16,7 @@ fn fixtures() -> PathBuf {
 pub fn venv() -> PathBuf {
     let dir = std::env::var_os("SHIPDAY_DJANGO_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/django-venv"));
+        .unwrap_or_else(|| super::repo_root().join("target/django-venv"));
     let ready = |dir: &Path| {
         Command::new(dir.join("bin/python")).args(["-c", "import django, gunicorn"]).status().is_ok_and(|s| s.success())
     };
@@ -75,6 +75,10 @@ pub struct DjangoWorld {
 }
 
 impl DjangoWorld {
+    #[expect(
+        clippy::new_without_default,
+        reason = "a world is made on disk (a Django project, git, a venv), not a default value"
+    )]
     pub fn new() -> Self {
         let venv = venv();
         let dir = tempfile::tempdir().unwrap();

@@ -31,8 +31,9 @@ pub const OTHER_ROLE: &str = "539082325061836000";
 
 /// A contract payload from `tests/fixtures/contracts/discord/`.
 pub fn contract(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/contracts/discord/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+    let path = super::fixture(&format!("contracts/discord/{name}"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
 }
 
 /// One REST call as the bot made it.

@@ -20,7 +20,6 @@ use serde_json::{Map, Value, json};
 use shipday::clients::jira::{JiraClient, RetryPolicy};
 use shipday::config::Secret;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -381,7 +380,7 @@ struct Contracts {
 
 impl Contracts {
     fn load() -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contracts/jira");
+        let dir = super::fixture("contracts/jira");
         let read = |name: &str| -> Value {
             let path = dir.join(name);
             let text = std::fs::read_to_string(&path)

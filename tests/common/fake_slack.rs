@@ -72,13 +72,12 @@ pub struct FakeSlack {
 }
 
 pub fn contract(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/contracts/slack/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+    serde_json::from_str(&contract_text(name)).unwrap()
 }
 
 pub fn contract_text(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/contracts/slack/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    let path = super::fixture(&format!("contracts/slack/{name}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 impl FakeSlack {

@@ -1,7 +1,9 @@
 //! Shared test harness: real git repositories (made by the playground code), a real store in a
 //! temp dir, and the engine driven the way an adapter drives it.
-
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+//!
+//! This is the `testkit` crate (`crates/testkit`), a dev-dependency compiled once: each test
+//! binary and bench says `use testkit as common;` and links the parts it uses. Unit tests in
+//! `src/` must not use it (it depends on shipday itself).
 
 pub mod django;
 pub mod fake_discord;
@@ -14,7 +16,6 @@ pub mod real_bot;
 pub mod sshd;
 pub mod wait;
 
-#[allow(unused_imports, reason = "each test binary waits in its own ways")]
 pub use wait::{
     Gate, PATIENCE, bounded, eventually, eventually_async, eventually_blocking, eventually_ok, eventually_some, within,
 };
@@ -28,6 +29,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// The repository's root directory (this crate's manifest is in `crates/testkit`).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("crates/testkit sits two levels below the repository root")
+}
+
+/// A file under `tests/fixtures/` in the repository.
+pub fn fixture(path: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(path)
+}
+
 /// How long [`Bot::say`] waits for a command's reply and all its progress (a whole deploy).
 pub const SAY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -37,6 +51,10 @@ pub struct World {
 }
 
 impl World {
+    #[expect(
+        clippy::new_without_default,
+        reason = "a world is made on disk (git repositories in a temp dir), not a default value"
+    )]
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         shipday::playground::prepare(dir.path()).unwrap();

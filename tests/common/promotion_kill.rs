@@ -100,7 +100,7 @@ impl Rng {
         Self(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -110,7 +110,7 @@ impl Rng {
     }
 
     pub fn millis(&mut self, below: u64) -> Duration {
-        Duration::from_millis(self.next() % below)
+        Duration::from_millis(self.next_u64() % below)
     }
 }
 
@@ -121,7 +121,7 @@ pub fn plan(i: usize, rng: &mut Rng) -> Kill {
         Kill::At(points[(i / 2) % points.len()])
     } else {
         let delay = rng.millis(2500);
-        let again = rng.next().is_multiple_of(2).then(|| rng.millis(1500));
+        let again = rng.next_u64().is_multiple_of(2).then(|| rng.millis(1500));
         Kill::After { delay, again }
     }
 }

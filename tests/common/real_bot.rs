@@ -7,6 +7,27 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The `shipday` binary Cargo built for the running test or bench. Cargo sets
+/// `CARGO_BIN_EXE_shipday` only while compiling the package's own tests and benches (this crate
+/// is neither; newer Cargo also sets it while running them, and that is used when present).
+/// Otherwise it is where Cargo puts it: `target/<profile>/shipday`, beside the `deps/` directory
+/// the running test or bench executable is in.
+pub fn shipday_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_shipday") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the running test's executable");
+    let profile = exe.parent().and_then(Path::parent).expect("the test executable sits in target/<profile>/deps");
+    let binary = profile.join("shipday");
+    assert!(
+        binary.is_file(),
+        "no shipday binary at {} (beside {}): run this through `cargo test` or `cargo bench`",
+        binary.display(),
+        exe.display()
+    );
+    binary
+}
+
 /// A running `shipday console`, with everything it printed so far.
 pub struct RealBot {
     child: Child,
@@ -18,10 +39,11 @@ pub struct RealBot {
 }
 
 impl RealBot {
-    /// Starts `shipday console --config CONFIG --as USER`; stderr goes to `log`.
+    /// Starts `shipday console --config CONFIG --as USER` (the binary [`shipday_binary`]
+    /// finds); stderr goes to `log`.
     pub fn start(config: &Path, user: &str, log: &Path) -> Self {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shipday"))
+        let mut child = Command::new(shipday_binary())
             .args(["console", "--config"])
             .arg(config)
             .args(["--as", user])
