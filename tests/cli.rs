@@ -1,13 +1,10 @@
 //! The `shipday` binary as an operator and a newcomer use it: the playground on stdin,
 //! `check-config`, `manifest`, and what survives a `kill -9`.
 
-#[allow(dead_code, reason = "only the gate of the waiting helpers is used here")]
-#[path = "common/wait.rs"]
-mod wait;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::wait;
 
 fn shipday() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shipday"));

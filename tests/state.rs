@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use testkit::wait;
 
 /// When the sessions after [`playground_with_history`] run.
 const VIEW: &str = "2026-11-24T10:40:30Z";
@@ -287,7 +288,3 @@ fn a_store_from_a_newer_shipday_is_refused_and_never_replaced() {
     assert_eq!(store.get("format").unwrap().as_deref(), Some(b"shipday-store-2".as_slice()), "left as it was");
     assert!(store.open_tree("deploys").unwrap().len() == 1, "its deploys are still there");
 }
-
-#[allow(dead_code, reason = "only the blocking waits are used here")]
-#[path = "common/wait.rs"]
-mod wait;
