@@ -86,6 +86,55 @@ impl Decision {
         let text = text.into();
         Decision { decision: format!("refused: {text}"), reply: Reply::refused(text) }
     }
+
+    /// The one answer to a store failure: the error is logged with what Shipday was doing
+    /// (`doing`: "read the history"), and the user reads [`STORE_TROUBLE`].
+    pub(crate) fn store_trouble(doing: &str, error: &anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "cannot {doing}");
+        Decision::refused(STORE_TROUBLE)
+    }
+}
+
+/// What a command is told when Shipday cannot read or write its store. The error itself goes to
+/// the log, with context, never to chat.
+pub(crate) const STORE_TROUBLE: &str =
+    "Shipday cannot use its store right now, so it did nothing. An operator can check its logs.";
+
+/// Why a command cannot be done, in a sentence the user reads word for word. Anything else
+/// (a store failure, a bug) is logged and answered with one short line instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserError(pub String);
+
+impl UserError {
+    /// A store failure, logged with what Shipday was doing, as the user reads it.
+    pub(crate) fn store(doing: &str, error: &anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "cannot {doing}");
+        UserError(STORE_TROUBLE.to_owned())
+    }
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for UserError {
+    fn from(text: String) -> Self {
+        UserError(text)
+    }
+}
+
+impl From<&str> for UserError {
+    fn from(text: &str) -> Self {
+        UserError(text.to_owned())
+    }
+}
+
+impl From<UserError> for Decision {
+    fn from(error: UserError) -> Self {
+        Decision::refused(error.0)
+    }
 }
 
 /// A command's answer, for the engine to record and then send.

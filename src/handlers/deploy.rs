@@ -105,10 +105,7 @@ fn admit(
 ) -> Result<HoldChange, Refusal> {
     let environment = ctx.config.environment(&request.env).expect("parser checked the environment");
     let person = pending.person.as_ref().expect("policy lets only configured people deploy");
-    let store = |e: anyhow::Error| {
-        tracing::error!(error = format!("{e:#}"), "cannot read the store");
-        Refusal::new("Shipday cannot read its store, so it did nothing. An operator can check its logs.")
-    };
+    let store = |e: anyhow::Error| Refusal::new(UserError::store("read the locks", &e).0);
     let hold = ctx.store.hold(&request.env).map_err(store)?;
     let active = match ctx.starting.get(&request.env) {
         Some(starting) => Some(starting.clone()),
@@ -269,8 +266,7 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
         Ok(debt) => debt,
         Err(error) => {
             session.close().await;
-            tracing::error!(error = format!("{error:#}"), "cannot read a migration debt");
-            return ctx.answer(pending, Decision::refused("Shipday cannot read its store, so it did nothing."));
+            return ctx.answer(pending, Decision::store_trouble("read a migration debt", &error));
         }
     };
     let (plan, pays_debt, new_debt) = plan_with_guard(&environment, &request, &sha, &person, migrations, debt);
@@ -312,8 +308,7 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
         },
         Err(error) => {
             session.close().await;
-            tracing::error!(error = format!("{error:#}"), "cannot allocate a deploy id");
-            return ctx.answer(pending, Decision::refused("Shipday cannot write to its store, so it did nothing."));
+            return ctx.answer(pending, Decision::store_trouble("allocate a deploy id", &error));
         }
     };
     let held_before = ctx.store.hold(&request.env).ok().flatten();

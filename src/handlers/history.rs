@@ -8,9 +8,6 @@ pub(crate) fn command_history(ctx: &Context, env: Option<&str>, limit: usize) ->
             reply: Reply { visibility: Visibility::Ephemeral, body: ReplyBody::History(records) },
             decision: "answered".into(),
         },
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "cannot read history");
-            Decision::refused("Shipday cannot read its store right now. An operator can check its logs.")
-        }
+        Err(error) => Decision::store_trouble("read the history", &error),
     }
 }

@@ -7,7 +7,6 @@
 
 use super::reply::{JiraView, StagingView};
 use super::*;
-use crate::clients::OutputTail;
 use crate::clients::jira::{JiraIssue, jql_quote};
 use crate::config::Config;
 use crate::jira_outbox::assignee_mention;
@@ -95,18 +94,11 @@ fn start_ticket_scan(ctx: &Context, scan: TicketScan) {
     let script = scan.script(environment);
     let redactor = ctx.redactor.clone();
     tokio::spawn(async move {
-        let result = async {
-            let mut session = transport.connect().await.map_err(|e| format!("cannot reach the host: {e:#}"))?;
-            let mut output = OutputTail::new(1 << 20);
-            let run = session.run(&script, Duration::from_secs(60), &mut output).await;
-            session.close().await;
-            match run {
-                Ok(result) if result.is_ok() => Ok(extract_keys(&projects, [output.text().as_str()])),
-                Ok(result) => Err(format!("git log: {}: {}", result.describe(), redactor.redact(output.text().trim()))),
-                Err(error) => Err(format!("{error:#}")),
-            }
-        }
-        .await;
+        let result = match run_script(transport.as_ref(), &scan.env, &script, Duration::from_secs(60), 1 << 20).await {
+            Ok(ran) if ran.result.is_ok() => Ok(extract_keys(&projects, [ran.output.as_str()])),
+            Ok(ran) => Err(format!("git log: {}: {}", ran.result.describe(), redactor.redact(ran.output.trim()))),
+            Err(error) => Err(error),
+        };
         let _ = events.send(Report::TicketsFound { scan, result });
     });
 }

@@ -49,8 +49,7 @@ pub(crate) fn command_unlock(ctx: &Context, env: &str, pending: &WaitingCommand)
 }
 
 fn store_error(error: anyhow::Error) -> Decision {
-    tracing::error!(error = format!("{error:#}"), "store failure");
-    Decision::refused("Shipday cannot use its store right now, so it did nothing. An operator can check its logs.")
+    Decision::store_trouble("read or write a hold", &error)
 }
 
 /// A lead's `/unlock` of an environment a crash left *interrupted* (and not otherwise

@@ -241,17 +241,11 @@ async fn ancestry(transport: &dyn crate::clients::RemoteExec, env: &Environment,
         quote(sha.as_str()),
         quote(base.as_str())
     );
-    let mut session = match transport.connect().await {
-        Ok(session) => session,
-        Err(error) => return Ancestry::Unknown(format!("cannot reach {}'s host: {error:#}", env.name)),
-    };
-    let mut output = OutputTail::default();
-    let result = session.run(&host_script(env, &command, ANCESTRY_TIMEOUT), ANCESTRY_TIMEOUT, &mut output).await;
-    session.close().await;
-    match result {
-        Ok(result) if result.is_ok() => parse_ancestry(&output.text()),
-        Ok(result) => Ancestry::Unknown(format!("the check failed: {}", result.describe())),
-        Err(error) => Ancestry::Unknown(format!("{error:#}")),
+    let script = host_script(env, &command, ANCESTRY_TIMEOUT);
+    match run_script(transport, &env.name, &script, ANCESTRY_TIMEOUT, OutputTail::DEFAULT_CAPACITY).await {
+        Ok(ran) if ran.result.is_ok() => parse_ancestry(&ran.output),
+        Ok(ran) => Ancestry::Unknown(format!("the check failed: {}", ran.result.describe())),
+        Err(error) => Ancestry::Unknown(error),
     }
 }
 

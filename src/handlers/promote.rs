@@ -6,7 +6,6 @@
 //! where it stopped instead of merging or deploying twice.
 
 use super::*;
-use crate::clients::OutputTail;
 use crate::clients::github::{FastForward, GitHubClient, MergeOutcome};
 use crate::config::{Person, PromoteMode};
 use crate::handlers::calendar::scheduler_person;
@@ -16,13 +15,11 @@ use crate::release::deploy::{DeployRecord, Outcome, Trigger};
 use crate::release::forge::GitHubEvent;
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::migrations::Migration;
-use crate::release::plan::head_script;
 use crate::release::policy::{calendar_time, previous_environment};
 use crate::release::tickets::extract_keys;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What long promotion work reports back to the loop.
 pub(crate) enum PromotionEvent {
@@ -61,7 +58,7 @@ pub(crate) fn command_promote(
     // On success the work answers later, through `PromotionEvent::Prepared`.
     prepare_promotion(ctx, from, to, &person, emergency, Some(pending), now).err().map(|failed| {
         let (pending, refusal) = *failed;
-        (pending.expect("given above"), Decision::refused(refusal))
+        (pending.expect("given above"), Decision::from(refusal))
     })
 }
 
@@ -74,7 +71,7 @@ fn prepare_promotion(
     emergency: Option<String>,
     pending: Option<WaitingCommand>,
     now: DateTime<Utc>,
-) -> Result<(), Box<(Option<WaitingCommand>, String)>> {
+) -> Result<(), Box<(Option<WaitingCommand>, UserError)>> {
     match draft_promotion(ctx, from, to, requester, emergency, now) {
         Ok(work) => {
             spawn_preparation(ctx, work, pending);
@@ -92,38 +89,38 @@ fn draft_promotion(
     requester: &Person,
     emergency: Option<String>,
     now: DateTime<Utc>,
-) -> Result<Preparation, String> {
+) -> Result<Preparation, UserError> {
     if previous_environment(&ctx.config.environments, to) != Some(from) {
         let hint = previous_environment(&ctx.config.environments, to)
             .map(|p| format!(" {to} is promoted from {p}: `/promote {p} {to}`."))
             .unwrap_or_else(|| format!(" {to} is the first environment; it is deployed, not promoted."));
-        return Err(format!("Promotions go one step at a time.{hint}"));
+        return Err(UserError(format!("Promotions go one step at a time.{hint}")));
     }
     let Some(github) = ctx.github.clone() else {
-        return Err(format!(
+        return Err(UserError(format!(
             "Promotions need the GitHub integration, which is not configured here. Nothing was changed. A lead can \
              merge {from} into {to}'s branch and run `/deploy {to} BRANCH`."
-        ));
+        )));
     };
-    let live = ctx.store.last_ok(from).map_err(|e| format!("Shipday cannot read its store: {e:#}"))?;
+    let live = ctx.store.last_ok(from).map_err(|e| UserError::store("read the live deploy", &e))?;
     let Some(live) = live else {
-        return Err(format!("{from} has no successful deploy yet, so there is nothing to promote."));
+        return Err(UserError(format!("{from} has no successful deploy yet, so there is nothing to promote.")));
     };
-    let open = ctx.store.open_promotions().map_err(|e| format!("Shipday cannot read its store: {e:#}"))?;
+    let open = ctx.store.open_promotions().map_err(|e| UserError::store("read the open promotions", &e))?;
     if let Some(existing) = open.iter().find(|r| r.from == from && r.to == to && r.sha == live.sha) {
-        return Err(format!(
+        return Err(UserError(format!(
             "Promotion #{} of {} from {from} to {to} is already open ({}). React on its message instead.",
             existing.id,
             live.sha.short(),
             existing.tally(ctx.config.timezone)
-        ));
+        )));
     }
     let target_env = ctx.config.environment(to).expect("checked above").clone();
     let source_env = ctx.config.environment(from).expect("checked above").clone();
     let target_sha = ctx.store.last_ok(to).ok().flatten().map(|d| d.sha);
     let transport = ctx.transports.get(from).cloned().expect("every environment has a transport");
     let projects = ctx.config.jira.as_ref().map(|j| j.projects.clone()).unwrap_or_default();
-    let id = ctx.store.next_promotion_id().map_err(|e| format!("Shipday cannot write to its store: {e:#}"))?;
+    let id = ctx.store.next_promotion_id().map_err(|e| UserError::store("allocate a promotion id", &e))?;
     let draft = PromotionRequest {
         id,
         from: from.to_owned(),
@@ -539,11 +536,11 @@ pub(crate) async fn resume_promotions(ctx: &mut Context, at_start: bool) {
 
 /// The calendar's slot of a later environment: start its promotion (posted for approval
 /// where it needs one), unless one is already open.
-pub(crate) fn scheduled_promotion(ctx: &mut Context, env: &str, now: DateTime<Utc>) -> Result<(), String> {
+pub(crate) fn scheduled_promotion(ctx: &mut Context, env: &str, now: DateTime<Utc>) -> Result<(), UserError> {
     let from = previous_environment(&ctx.config.environments, env).ok_or("no previous environment")?.to_owned();
-    let open = ctx.store.open_promotions().map_err(|e| format!("{e:#}"))?;
+    let open = ctx.store.open_promotions().map_err(|e| UserError::store("read the open promotions", &e))?;
     if let Some(existing) = open.iter().find(|r| r.to == env) {
-        return Err(format!("promotion #{} to {env} is already open", existing.id));
+        return Err(UserError(format!("promotion #{} to {env} is already open", existing.id)));
     }
     prepare_promotion(ctx, &from, env, &scheduler_person(), None, None, now).map_err(|failed| failed.1)
 }
@@ -724,8 +721,7 @@ fn emergency_on_open_request(
         return Some(Decision::refused(why));
     }
     if let Err(error) = ctx.store.put_promotion(&request) {
-        tracing::error!(error = format!("{error:#}"), "cannot record an emergency promotion");
-        return Some(Decision::refused("Shipday cannot write to its store, so it did nothing."));
+        return Some(Decision::store_trouble("record an emergency promotion", &error));
     }
     ctx.announce(Announcement::Text(format!(
         "🚨 Emergency promotion: @{{{}}} is running approved promotion #{} ({} → {} at {}) now, outside {}'s slot. Reason: {reason}",
@@ -758,7 +754,7 @@ pub(crate) fn command_cancel_promotion(
     };
     let open = match ctx.store.open_promotions() {
         Ok(open) => open,
-        Err(e) => return Some((pending, Decision::refused(format!("Shipday cannot read its store: {e:#}")))),
+        Err(error) => return Some((pending, Decision::store_trouble("read the open promotions", &error))),
     };
     let Some(mut request) = open.into_iter().find(|r| r.from == from && r.to == to) else {
         return Some((
@@ -774,8 +770,7 @@ pub(crate) fn command_cancel_promotion(
         return Some((pending, Decision::refused(why)));
     }
     if let Err(error) = ctx.store.put_promotion(&request) {
-        tracing::error!(error = format!("{error:#}"), "cannot record a cancelled promotion");
-        return Some((pending, Decision::refused("Shipday cannot write to its store, so it did nothing.")));
+        return Some((pending, Decision::store_trouble("record a cancelled promotion", &error)));
     }
     let messages = ctx.store.promotion_messages(request.id).unwrap_or_default();
     ctx.announce(Announcement::Promotion(Box::new(super::PromotionView { request: request.clone(), messages })));
@@ -827,24 +822,6 @@ struct Preparation {
     target_env: crate::config::Environment,
     target_sha: Option<Sha>,
     projects: Vec<String>,
-}
-
-/// HEAD of an environment's checkout, read on its host.
-async fn read_head(
-    transport: &dyn crate::clients::RemoteExec,
-    env: &crate::config::Environment,
-) -> Result<Sha, String> {
-    let mut session = transport.connect().await.map_err(|e| format!("cannot reach {}'s host: {e:#}", env.name))?;
-    let mut output = OutputTail::default();
-    let result = session.run(&head_script(env), Duration::from_secs(30), &mut output).await;
-    session.close().await;
-    match result {
-        Ok(r) if r.is_ok() => {
-            Sha::parse(output.text().trim()).map_err(|_| format!("{}'s HEAD is unreadable", env.name))
-        }
-        Ok(r) => Err(format!("cannot read {}'s HEAD: {}", env.name, r.describe())),
-        Err(e) => Err(format!("cannot read {}'s HEAD: {e:#}", env.name)),
-    }
 }
 
 /// Release notes between what the target runs and the promoted commit: merged pull requests

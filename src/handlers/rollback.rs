@@ -19,10 +19,7 @@ pub(crate) fn command_rollback(
 ) -> Option<(WaitingCommand, Decision)> {
     let history = match ctx.store.history(Some(env), LOOK_BACK) {
         Ok(history) => history,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "cannot read history");
-            return Some((pending, Decision::refused("Shipday cannot read its store, so it did nothing.")));
-        }
+        Err(error) => return Some((pending, Decision::store_trouble("read the history", &error))),
     };
     let succeeded: Vec<_> = history.iter().filter(|d| d.outcome == Outcome::Succeeded).collect();
     let sha = if target == "previous" {

@@ -4,9 +4,7 @@ use super::reply::{CalendarView, EnvironmentStatus, StatusReport};
 use super::*;
 use crate::release::deploy::{Drift, Observation};
 use crate::release::gitref::Sha;
-use crate::release::plan::head_script;
 use chrono::{DateTime, Utc};
-use std::time::Duration;
 
 /// How long what GitHub said about branch protection is trusted before it is asked again.
 pub(crate) const PROTECTION_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
@@ -33,10 +31,7 @@ pub(crate) fn command_status(ctx: &mut Context, env: Option<&str>, now: DateTime
             reply: Reply { visibility: Visibility::Ephemeral, body: ReplyBody::Status(report) },
             decision: "answered".into(),
         },
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "cannot read status");
-            Decision::refused("Shipday cannot read its store right now. An operator can check its logs.")
-        }
+        Err(error) => Decision::store_trouble("read the status", &error),
     }
 }
 
@@ -89,28 +84,17 @@ pub(crate) fn read_heads(ctx: &Context, env: Option<String>, pending: Option<Wai
         .environments
         .iter()
         .filter(|e| env.as_ref().is_none_or(|n| *n == e.name))
-        .map(|e| (e.name.clone(), head_script(e), ctx.transports.get(&e.name).cloned()))
+        .map(|e| (e.clone(), ctx.transports.get(&e.name).cloned()))
         .collect();
     let redactor = ctx.redactor.clone();
     tokio::spawn(async move {
         let mut reads = tokio::task::JoinSet::new();
-        for (name, script, transport) in targets {
+        for (environment, transport) in targets {
             let redactor = redactor.clone();
             reads.spawn(async move {
+                let name = environment.name.clone();
                 let Some(transport) = transport else { return (name, Err("no transport".to_owned())) };
-                let head = async {
-                    let mut session = transport.connect().await.map_err(|e| format!("{e:#}"))?;
-                    let mut output = crate::clients::OutputTail::default();
-                    let result = session.run(&script, Duration::from_secs(30), &mut output).await;
-                    session.close().await;
-                    let text = output.text();
-                    match result {
-                        Ok(r) if r.is_ok() => Sha::parse(text.trim()).map_err(|_| format!("unexpected output: {text}")),
-                        Ok(r) => Err(format!("git rev-parse HEAD: {}", r.describe())),
-                        Err(e) => Err(format!("{e:#}")),
-                    }
-                }
-                .await;
+                let head = read_head(transport.as_ref(), &environment).await;
                 // Host output goes into the store and the logs: redacted here, at the source.
                 (name, head.map_err(|e| redactor.redact(&e)))
             });

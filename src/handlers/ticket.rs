@@ -68,10 +68,7 @@ pub(crate) fn command_ticket(
         TicketAction::Status => {
             let places = match ticket_places(ctx) {
                 Ok(places) => places,
-                Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "cannot read deploys");
-                    return Some((pending, Decision::refused("Shipday cannot read its store right now.")));
-                }
+                Err(error) => return Some((pending, Decision::store_trouble("read the deploys", &error))),
             };
             let moving: Vec<TicketMove> =
                 ctx.store.pending_jira_moves().unwrap_or_default().into_iter().filter(|m| m.key == key).collect();
