@@ -22,14 +22,12 @@ use crate::config::Config;
 use crate::handlers::deploy::{AcceptedDeploy, DeployRequest};
 use crate::handlers::jobs::{Jobs, Report, Reporter, catch_unwind, handle_report};
 use crate::handlers::{self, Answer, Context, Decision, WaitingCommand};
-use crate::redact::Redactor;
 use crate::release::calendar::Firing;
 use crate::release::deploy::Trigger;
 use crate::store::{AuditEntry, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::Instrument;
 
 /// Everything the loop handles.
 pub(crate) enum Event {
@@ -194,45 +192,16 @@ impl Engine {
         github: Option<Arc<crate::clients::github::GitHubClient>>,
     ) -> EngineHandle {
         let (events, mut inbox) = mpsc::unbounded_channel();
-        let redactor = Redactor::new(config.secret_values.clone());
-        crate::redact::redact_logs_too(&config.secret_values);
-        let announcements = Announcer::new(256, redactor.clone());
-        let store = store.with_redactor(redactor.clone());
         // Dropped when the loop ends, which stops the outbox worker with it.
         let (running, stopped) = tokio::sync::watch::channel(());
-        let outbox = jira.clone().map(|client| {
-            let outbox = crate::jira_outbox::Outbox {
-                store: store.clone(),
-                client,
-                clock: clock.clone(),
-                config: config.clone(),
-                tell_team: {
-                    let announcements = announcements.clone();
-                    Arc::new(move |text| {
-                        let _ = announcements.send(Announcement::Text(text));
-                    })
-                },
-            };
-            outbox.spawn(stopped)
-        });
         // Jobs hold the inbox only while they run: the loop ends once every adapter handle and
         // running job is gone.
         let weak: mpsc::WeakUnboundedSender<Event> = events.downgrade();
         let jobs = Jobs::new(move || {
             weak.upgrade().map(|events| Reporter::new(move |report| events.send(Event::Report(report)).is_ok()))
         });
-        let ctx = Context::new(
-            config,
-            store,
-            clock,
-            transports,
-            redactor,
-            jobs,
-            announcements.clone(),
-            jira,
-            github,
-            outbox.clone(),
-        );
+        let ctx = Context::new(config, store, clock, transports, jobs, jira, github, stopped);
+        let (announcements, outbox) = (ctx.announcements.clone(), ctx.outbox.clone());
         let mut engine = Engine { ctx, unsent: Vec::new() };
         handlers::resume_ticket_scans(&engine.ctx);
         tokio::spawn(async move {
@@ -268,15 +237,7 @@ impl Engine {
     async fn handle(&mut self, event: Event) {
         let ctx = &mut self.ctx;
         match event {
-            Event::Invocation(invocation, reply) => {
-                let span = tracing::info_span!(
-                    "command",
-                    platform = %invocation.platform,
-                    user = %invocation.user_id,
-                    text = %invocation.text.escape_debug()
-                );
-                self.invocation(invocation, reply).instrument(span).await;
-            }
+            Event::Invocation(invocation, reply) => self.invocation(invocation, reply),
             Event::Reaction(reaction, done) => {
                 handlers::reaction(ctx, reaction).await;
                 let _ = done.send(());
@@ -299,7 +260,9 @@ impl Engine {
         }
     }
 
-    async fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
+    fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
+        let span = tracing::info_span!("command", platform = %invocation.platform, user = %invocation.user_id, text = %invocation.text.escape_debug());
+        let _entered = span.enter();
         let person = self.ctx.person(&invocation.platform, &invocation.user_id, &invocation.platform_roles);
         let waiting = WaitingCommand { invocation, person, reply };
         let answered = match self.decide(&waiting) {

@@ -146,20 +146,39 @@ pub(crate) struct Answer {
 }
 
 impl Context {
-    /// A context with nothing running yet.
+    /// A context with nothing running yet. Everything it sends out (replies, announcements,
+    /// the audit log, logs) is redacted of the config's secrets. With `jira`, the outbox worker
+    /// that delivers ticket moves starts, and stops with `stopped`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         config: Arc<Config>,
         store: Store,
         clock: Arc<dyn Clock>,
         transports: HashMap<String, Arc<dyn RemoteExec>>,
-        redactor: Redactor,
         jobs: Jobs,
-        announcements: Announcer,
         jira: Option<Arc<JiraClient>>,
         github: Option<Arc<GitHubClient>>,
-        outbox: Option<crate::jira_outbox::OutboxHandle>,
+        stopped: tokio::sync::watch::Receiver<()>,
     ) -> Self {
+        let redactor = Redactor::new(config.secret_values.clone());
+        crate::redact::redact_logs_too(&config.secret_values);
+        let announcements = Announcer::new(256, redactor.clone());
+        let store = store.with_redactor(redactor.clone());
+        let outbox = jira.clone().map(|client| {
+            let outbox = crate::jira_outbox::Outbox {
+                store: store.clone(),
+                client,
+                clock: clock.clone(),
+                config: config.clone(),
+                tell_team: {
+                    let announcements = announcements.clone();
+                    Arc::new(move |text| {
+                        let _ = announcements.send(Announcement::Text(text));
+                    })
+                },
+            };
+            outbox.spawn(stopped)
+        });
         Context {
             config,
             book: CommandBook::builtin(),

@@ -46,3 +46,6 @@ pub(crate) use schedule::*;
 pub(crate) use status::*;
 pub(crate) use ticket::*;
 pub(crate) use votes::*;
+
+#[cfg(test)]
+mod tests;
