@@ -44,5 +44,6 @@ pub(crate) async fn read_head(transport: &dyn RemoteExec, env: &Environment) -> 
     if !ran.result.is_ok() {
         return Err(format!("cannot read {}'s HEAD: {}", env.name, ran.result.describe()));
     }
-    Sha::parse(ran.output.trim()).map_err(|_| format!("{}'s HEAD is unreadable", env.name))
+    let text = ran.output.trim();
+    Sha::parse(text).map_err(|_| format!("cannot read {}'s HEAD: unexpected output: {text}", env.name))
 }
