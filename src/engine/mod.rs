@@ -296,30 +296,30 @@ impl Engine {
         let decision = match command {
             Command::Deploy { env, git_ref, dry_run, emergency, force } => {
                 let request = DeployRequest { env, git_ref, dry_run, emergency, force, trigger: Trigger::Command };
-                return handlers::command_deploy(ctx, request, waiting, now);
+                return handlers::deploy(ctx, request, waiting, now);
             }
-            Command::Release { env } => return handlers::command_release(ctx, &env, waiting, now),
+            Command::Release { env } => return handlers::release(ctx, &env, waiting, now),
             Command::Promote { from, to, emergency, cancel: false } => {
-                return handlers::command_promote(ctx, &from, &to, emergency, waiting, now);
+                return handlers::promote(ctx, &from, &to, emergency, waiting, now);
             }
             Command::Promote { from, to, cancel: true, .. } => {
-                return handlers::command_cancel_promotion(ctx, &from, &to, waiting, now);
+                return handlers::cancel_promotion(ctx, &from, &to, waiting, now);
             }
-            Command::Status { env, live: false } => handlers::command_status(ctx, env.as_deref(), now),
+            Command::Status { env, live: false } => handlers::status(ctx, env.as_deref(), now),
             Command::Status { env, live: true } => {
                 handlers::read_heads(ctx, env, Some(waiting));
                 return None;
             }
-            Command::History { env, limit } => handlers::command_history(ctx, env.as_deref(), limit),
-            Command::Lock { env, reason } => handlers::command_lock(ctx, &env, &reason, &waiting, now),
-            Command::Unlock { env } => handlers::command_unlock(ctx, &env, &waiting),
-            Command::Help { topic } => handlers::command_help(ctx, topic.as_deref()),
-            Command::Schedule { days } => handlers::command_schedule(ctx, days, now),
+            Command::History { env, limit } => handlers::history(ctx, env.as_deref(), limit),
+            Command::Lock { env, reason } => handlers::lock(ctx, &env, &reason, &waiting, now),
+            Command::Unlock { env } => handlers::unlock(ctx, &env, &waiting),
+            Command::Help { topic } => handlers::help(ctx, topic.as_deref()),
+            Command::Schedule { days } => handlers::schedule(ctx, days, now),
             Command::Rollback { env, target, emergency } => {
-                return handlers::command_rollback(ctx, &env, &target, emergency, waiting, now);
+                return handlers::rollback(ctx, &env, &target, emergency, waiting, now);
             }
             Command::Ticket { key, action, reason, override_reason } => {
-                return handlers::command_ticket(ctx, &key, action, reason, override_reason, waiting, now);
+                return handlers::ticket(ctx, &key, action, reason, override_reason, waiting, now);
             }
         };
         Some((waiting, decision))

@@ -44,7 +44,7 @@ pub(crate) struct ResolvedRef {
 pub(crate) struct Resolved {
     pub pending: WaitingCommand,
     pub request: DeployRequest,
-    pub result: Result<ResolvedRef, String>,
+    pub result: Result<ResolvedRef, UserError>,
 }
 
 /// A deploy in flight, with what it changes when it ends.
@@ -75,7 +75,7 @@ pub(crate) struct AcceptedDeploy {
 pub(crate) const UNDO_STEP: &str = "undo ";
 
 /// First half of a deploy: check policy and locks, then resolve the ref on the host.
-pub(crate) fn command_deploy(
+pub(crate) fn deploy(
     ctx: &mut Context,
     request: DeployRequest,
     pending: WaitingCommand,
@@ -239,7 +239,11 @@ fn start_resolving(ctx: &mut Context, request: DeployRequest, pending: WaitingCo
             Ok(ResolvedRef { session, sha, migrations })
         }
         .await;
-            let _ = events.send(Report::Resolved(Box::new(Resolved { pending, request, result })));
+            let _ = events.send(Report::Resolved(Box::new(Resolved {
+                pending,
+                request,
+                result: result.map_err(UserError),
+            })));
         },
         on_panic,
     );
@@ -253,7 +257,7 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
     }
     let ResolvedRef { session, sha, migrations } = match result {
         Ok(found) => found,
-        Err(reason) => return ctx.answer(pending, Decision::refused(reason)),
+        Err(reason) => return ctx.answer(pending, Decision::from(reason)),
     };
     let now = ctx.clock.now();
     let environment = ctx.config.environment(&request.env).expect("parser checked the environment").clone();
@@ -595,31 +599,31 @@ pub(crate) struct ShipdayDeploy {
 /// its reply (accepted or refused) arrives.
 pub(crate) async fn deploy_as_shipday(
     ctx: &mut Context,
-    deploy: ShipdayDeploy,
+    shipday: ShipdayDeploy,
 ) -> tokio::sync::oneshot::Receiver<Reply> {
     let (reply, answered) = tokio::sync::oneshot::channel();
-    let invocation = super::Invocation::new("scheduler", "shipday", &deploy.audit_text);
+    let invocation = super::Invocation::new("scheduler", "shipday", &shipday.audit_text);
     let mut person = crate::handlers::calendar::scheduler_person();
-    person.name = format!("Shipday ({})", deploy.why);
+    person.name = format!("Shipday ({})", shipday.why);
     let pending = WaitingCommand { invocation, person: Some(person), reply };
     let request = DeployRequest {
-        env: deploy.env,
-        git_ref: deploy.git_ref,
+        env: shipday.env,
+        git_ref: shipday.git_ref,
         dry_run: false,
-        emergency: deploy.emergency,
+        emergency: shipday.emergency,
         force: false,
-        trigger: deploy.trigger,
+        trigger: shipday.trigger,
     };
     let now = ctx.clock.now();
-    if let Some((pending, handled)) = command_deploy(ctx, request, pending, now) {
+    if let Some((pending, handled)) = deploy(ctx, request, pending, now) {
         ctx.answer(pending, handled);
     }
     answered
 }
 
 /// Starts `deploy` as Shipday and tells the team `if_refused: REASON` should it be refused.
-pub(crate) async fn deploy_as_shipday_or_say_why(ctx: &mut Context, deploy: ShipdayDeploy, if_refused: String) {
-    let answered = deploy_as_shipday(ctx, deploy).await;
+pub(crate) async fn deploy_as_shipday_or_say_why(ctx: &mut Context, shipday: ShipdayDeploy, if_refused: String) {
+    let answered = deploy_as_shipday(ctx, shipday).await;
     let announcements = ctx.announcements.clone();
     tokio::spawn(async move {
         if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {

@@ -3,6 +3,6 @@
 use super::*;
 use crate::command::help;
 
-pub(crate) fn command_help(ctx: &Context, topic: Option<&str>) -> Decision {
+pub(crate) fn help(ctx: &Context, topic: Option<&str>) -> Decision {
     Decision { reply: Reply::text(Visibility::Ephemeral, help::render(&ctx.book, topic)), decision: "answered".into() }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(crate) fn command_history(ctx: &Context, env: Option<&str>, limit: usize) -> Decision {
+pub(crate) fn history(ctx: &Context, env: Option<&str>, limit: usize) -> Decision {
     match ctx.store.history(env, limit) {
         Ok(records) => Decision {
             reply: Reply { visibility: Visibility::Ephemeral, body: ReplyBody::History(records) },

@@ -4,13 +4,7 @@ use super::*;
 use crate::release::locks::{admit_lock, admit_unlock};
 use chrono::{DateTime, Utc};
 
-pub(crate) fn command_lock(
-    ctx: &Context,
-    env: &str,
-    reason: &str,
-    pending: &WaitingCommand,
-    now: DateTime<Utc>,
-) -> Decision {
+pub(crate) fn lock(ctx: &Context, env: &str, reason: &str, pending: &WaitingCommand, now: DateTime<Utc>) -> Decision {
     let environment = ctx.config.environment(env).expect("parser checked the environment");
     let person = pending.person.as_ref().expect("policy lets only configured people lock");
     let result = ctx.store.hold(env).map(|hold| admit_lock(now, environment, person, reason, hold.as_ref()));
@@ -27,7 +21,7 @@ pub(crate) fn command_lock(
     }
 }
 
-pub(crate) fn command_unlock(ctx: &Context, env: &str, pending: &WaitingCommand) -> Decision {
+pub(crate) fn unlock(ctx: &Context, env: &str, pending: &WaitingCommand) -> Decision {
     let environment = ctx.config.environment(env).expect("parser checked the environment");
     let person = pending.person.as_ref().expect("policy lets only configured people unlock");
     if let Some(handled) = force_interrupted(ctx, env, person) {

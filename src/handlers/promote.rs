@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// What long promotion work reports back to the loop.
 pub(crate) enum PromotionEvent {
     /// The request's facts were gathered (or could not be).
-    Prepared { pending: Option<Box<WaitingCommand>>, draft: Box<Result<PromotionRequest, String>> },
+    Prepared { pending: Option<Box<WaitingCommand>>, draft: Box<Result<PromotionRequest, UserError>> },
     /// The source commit was merged into the target branch (or not).
     Merged { id: u64, result: Result<Sha, String> },
     /// The target's deploy was answered (accepted or refused).
@@ -38,7 +38,7 @@ const NOTES_COMMITS: usize = 30;
 
 /// `/promote FROM TO`: gathers the exact commit on FROM (re-read on its host) and the
 /// release notes, then posts the request.
-pub(crate) fn command_promote(
+pub(crate) fn promote(
     ctx: &mut Context,
     from: &str,
     to: &str,
@@ -169,7 +169,8 @@ fn spawn_preparation(ctx: &Context, work: Preparation, pending: Option<WaitingCo
             Ok(PromotionRequest { notes: redactor.redact(&notes), ..draft })
         }
         .await;
-        let prepared = PromotionEvent::Prepared { pending: pending.map(Box::new), draft: Box::new(result) };
+        let prepared =
+            PromotionEvent::Prepared { pending: pending.map(Box::new), draft: Box::new(result.map_err(UserError)) };
         let _ = events.send(Report::Promotion(prepared));
     });
 }
@@ -192,14 +193,14 @@ pub(crate) async fn promotion_event(ctx: &mut Context, event: PromotionEvent) {
 
 async fn promotion_prepared(
     ctx: &mut Context,
-    draft: Result<PromotionRequest, String>,
+    draft: Result<PromotionRequest, UserError>,
     pending: Option<WaitingCommand>,
 ) {
     let request = match draft {
         Ok(request) => request,
         Err(reason) => {
             match pending {
-                Some(pending) => ctx.answer(pending, Decision::refused(reason)),
+                Some(pending) => ctx.answer(pending, Decision::from(reason)),
                 None => ctx.announce(Announcement::Text(format!("⚠️ A scheduled promotion could not start: {reason}"))),
             }
             return;
@@ -742,7 +743,7 @@ fn emergency_on_open_request(
 
 /// `/promote FROM TO --cancel`: its requester or a lead cancels the open request from FROM
 /// to TO before it is carried out.
-pub(crate) fn command_cancel_promotion(
+pub(crate) fn cancel_promotion(
     ctx: &mut Context,
     from: &str,
     to: &str,

@@ -1,13 +1,13 @@
 //! `/release ENV`: the holder gives the environment back.
 
-use super::deploy::{DeployRequest, command_deploy};
+use super::deploy::{DeployRequest, deploy};
 use super::{Context, Decision, WaitingCommand};
 use crate::release::deploy::Trigger;
 use chrono::{DateTime, Utc};
 
 /// `/release ENV`: the holder gives the environment back; its own branch is redeployed,
 /// after the branch's migrations are undone. The claim ends when that succeeds.
-pub(crate) fn command_release(
+pub(crate) fn release(
     ctx: &mut Context,
     env: &str,
     pending: WaitingCommand,
@@ -22,5 +22,5 @@ pub(crate) fn command_release(
         force: false,
         trigger: Trigger::Release,
     };
-    command_deploy(ctx, request, pending, now)
+    deploy(ctx, request, pending, now)
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 /// How far back `/rollback` looks for commits the environment ran.
 const LOOK_BACK: usize = 200;
 
-pub(crate) fn command_rollback(
+pub(crate) fn rollback(
     ctx: &mut Context,
     env: &str,
     target: &str,
@@ -63,5 +63,5 @@ pub(crate) fn command_rollback(
         force: false,
         trigger: Trigger::Rollback,
     };
-    command_deploy(ctx, request, pending, now)
+    deploy(ctx, request, pending, now)
 }

@@ -5,7 +5,7 @@ use super::{Context, Decision, Reply, ReplyBody, Visibility};
 use crate::release::calendar::FiringKind;
 use chrono::{DateTime, Utc};
 
-pub(crate) fn command_schedule(ctx: &Context, days: usize, now: DateTime<Utc>) -> Decision {
+pub(crate) fn schedule(ctx: &Context, days: usize, now: DateTime<Utc>) -> Decision {
     let calendar = &ctx.config.calendar;
     let until = now + chrono::Duration::days(days as i64);
     let entries = calendar

@@ -24,7 +24,7 @@ pub(crate) fn refresh_protection(ctx: &mut Context, now_anyway: bool) {
     }
 }
 
-pub(crate) fn command_status(ctx: &mut Context, env: Option<&str>, now: DateTime<Utc>) -> Decision {
+pub(crate) fn status(ctx: &mut Context, env: Option<&str>, now: DateTime<Utc>) -> Decision {
     refresh_protection(ctx, false);
     match status_report(ctx, env, now) {
         Ok(report) => Decision {
@@ -137,7 +137,7 @@ pub(crate) async fn observed(
         }
     }
     if let Some(pending) = pending {
-        let handled = command_status(ctx, env.as_deref(), now);
+        let handled = status(ctx, env.as_deref(), now);
         ctx.answer(pending, handled);
     } else if let Err(error) = ctx.store.flush().await {
         tracing::error!(error = format!("{error:#}"), "cannot flush observations");

@@ -63,7 +63,7 @@ fn a_lead_locks_an_environment_in_public_and_the_audit_log_says_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path());
     let ada = command(&ctx, "ada", "/lock dev release freeze");
-    let decision = command_lock(&ctx, "dev", "release freeze", &ada, now());
+    let decision = lock(&ctx, "dev", "release freeze", &ada, now());
     assert_eq!(decision.reply.visibility, Visibility::Public);
     assert!(matches!(decision.reply.body, ReplyBody::Text(_)), "{decision:?}");
     assert!(
@@ -79,7 +79,7 @@ fn a_developer_cannot_lock_a_free_environment_and_is_told_who_can() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path());
     let bob = command(&ctx, "bob", "/lock dev mine");
-    let decision = command_lock(&ctx, "dev", "mine", &bob, now());
+    let decision = lock(&ctx, "dev", "mine", &bob, now());
     assert!(matches!(decision.reply.body, ReplyBody::Refused(_)));
     assert_eq!(decision.reply.visibility, Visibility::Ephemeral);
     assert_eq!(
@@ -95,8 +95,8 @@ fn unlocking_names_who_held_it_and_frees_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path());
     let ada = command(&ctx, "ada", "/lock dev freeze");
-    command_lock(&ctx, "dev", "freeze", &ada, now());
-    let decision = command_unlock(&ctx, "dev", &command(&ctx, "ada", "/unlock dev"));
+    lock(&ctx, "dev", "freeze", &ada, now());
+    let decision = unlock(&ctx, "dev", &command(&ctx, "ada", "/unlock dev"));
     assert_eq!(text(&decision), "🔓 Ada unlocked dev (was held by Ada). Anyone may deploy to it again.");
     assert_eq!(decision.decision, format!("accepted: {}", text(&decision)));
     assert!(ctx.store.hold("dev").unwrap().is_none());
@@ -106,7 +106,7 @@ fn unlocking_names_who_held_it_and_frees_the_environment() {
 fn unlocking_what_nobody_holds_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path());
-    let decision = command_unlock(&ctx, "dev", &command(&ctx, "ada", "/unlock dev"));
+    let decision = unlock(&ctx, "dev", &command(&ctx, "ada", "/unlock dev"));
     assert_eq!(text(&decision), "dev is neither locked nor claimed.");
     assert_eq!(decision.decision, "refused: dev is neither locked nor claimed.");
 }
@@ -115,7 +115,7 @@ fn unlocking_what_nobody_holds_is_refused() {
 fn a_deploy_to_an_environment_someone_else_locked_is_refused_before_any_job_starts() {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = context(dir.path());
-    command_lock(&ctx, "dev", "freeze", &command(&ctx, "ada", "/lock dev freeze"), now());
+    lock(&ctx, "dev", "freeze", &command(&ctx, "ada", "/lock dev freeze"), now());
     let request = DeployRequest {
         env: "dev".into(),
         git_ref: GitRef::parse("feature/login").unwrap(),
@@ -125,7 +125,7 @@ fn a_deploy_to_an_environment_someone_else_locked_is_refused_before_any_job_star
         trigger: Trigger::Command,
     };
     let bob = command(&ctx, "bob", "/deploy dev feature/login");
-    let (_, decision) = command_deploy(&mut ctx, request, bob, now()).expect("refused at once");
+    let (_, decision) = deploy(&mut ctx, request, bob, now()).expect("refused at once");
     assert!(matches!(decision.reply.body, ReplyBody::Refused(_)), "{decision:?}");
     assert!(text(&decision).contains("dev"), "{}", text(&decision));
     assert!(decision.decision.starts_with("refused: "));
@@ -136,10 +136,10 @@ fn a_deploy_to_an_environment_someone_else_locked_is_refused_before_any_job_star
 fn history_and_status_of_a_fresh_install_are_private_answers() {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = context(dir.path());
-    let history = command_history(&ctx, Some("dev"), 10);
+    let history = history(&ctx, Some("dev"), 10);
     assert!(matches!(&history.reply.body, ReplyBody::History(records) if records.is_empty()));
     assert_eq!((history.reply.visibility, history.decision.as_str()), (Visibility::Ephemeral, "answered"));
-    let status = command_status(&mut ctx, None, now());
+    let status = status(&mut ctx, None, now());
     let ReplyBody::Status(report) = &status.reply.body else { panic!("{status:?}") };
     assert_eq!(report.environments.len(), 1);
     let dev = report.environments.first().unwrap();
@@ -151,8 +151,8 @@ fn history_and_status_of_a_fresh_install_are_private_answers() {
 fn status_shows_a_lock_once_it_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = context(dir.path());
-    command_lock(&ctx, "dev", "freeze", &command(&ctx, "ada", "/lock dev freeze"), now());
-    let status = command_status(&mut ctx, Some("dev"), now());
+    lock(&ctx, "dev", "freeze", &command(&ctx, "ada", "/lock dev freeze"), now());
+    let status = status(&mut ctx, Some("dev"), now());
     let ReplyBody::Status(report) = &status.reply.body else { panic!("{status:?}") };
     let hold = report.environments.first().and_then(|e| e.hold.as_ref()).expect("the lock shows");
     assert_eq!(hold.holder_name, "Ada");
@@ -162,10 +162,10 @@ fn status_shows_a_lock_once_it_is_recorded() {
 fn help_and_schedule_answer_privately_and_record_answered() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path());
-    let help = command_help(&ctx, None);
+    let help = help(&ctx, None);
     assert!(text(&help).contains("/deploy"), "{}", text(&help));
     assert_eq!((help.reply.visibility, help.decision.as_str()), (Visibility::Ephemeral, "answered"));
-    let schedule = command_schedule(&ctx, 7, now());
+    let schedule = schedule(&ctx, 7, now());
     let ReplyBody::Schedule(view) = &schedule.reply.body else { panic!("{schedule:?}") };
     assert_eq!(view.now, now());
     assert_eq!(schedule.decision, "answered");
@@ -176,7 +176,7 @@ fn a_rollback_before_any_deploy_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = context(dir.path());
     let ada = command(&ctx, "ada", "/rollback dev");
-    let (_, decision) = command_rollback(&mut ctx, "dev", "previous", None, ada, now()).expect("refused at once");
+    let (_, decision) = rollback(&mut ctx, "dev", "previous", None, ada, now()).expect("refused at once");
     assert_eq!(text(&decision), "Shipday has not deployed dev yet: nothing to roll back to.");
     assert!(ctx.starting.is_empty());
 }

@@ -30,7 +30,7 @@ struct Override {
 }
 
 /// `/ticket KEY ACTION`: refused at once, or handed to a Jira task that answers later.
-pub(crate) fn command_ticket(
+pub(crate) fn ticket(
     ctx: &mut Context,
     key: &str,
     action: TicketAction,
