@@ -1,174 +1,55 @@
 //! The engine: one serial loop that decides and records.
 //!
-//! Commands from every adapter, and the progress of long-running work, arrive as [`Event`]s on
-//! one channel and are handled one at a time, so decisions about locks never race. Long work
-//! (resolving a ref on a host, running a deploy) runs as tasks that report back as events.
-//! Every decision is written to the store and flushed before the reply goes out.
+//! Commands from every adapter, and what jobs report, arrive as [`Event`]s on one channel and
+//! are handled one at a time, so decisions about locks never race. The loop dispatches each to
+//! its handler (`crate::handlers`), which decides with the [`Context`] it is lent; jobs (host,
+//! GitHub and Jira work) run outside the loop and report back. Every decision is written to the
+//! store and flushed before its reply goes out, one flush for every reply decided meanwhile
+//! (group commit).
 
 mod ask;
-mod guard;
-mod outbound;
-pub mod reply;
 pub use ask::TrackedMessage;
-pub use outbound::Announcer;
-mod runner;
-pub(crate) use guard::spawn_guarded;
-pub(crate) use runner::spawn_runner;
-
-use crate::clients::jira::JiraClient;
-use crate::clients::{ExecSession, RemoteExec};
-use crate::clock::Clock;
-use crate::command::authorize::{Actor, authorize};
-use crate::command::{Command, CommandBook, parse};
-use crate::config::{Config, Person, Role};
-use crate::redact::Redactor;
-use crate::release::calendar::Firing;
-use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, StepResult, Trigger};
-use crate::release::gitref::{GitRef, Sha};
-use crate::release::locks::ActiveDeploy;
-use crate::release::migrations::MigrationDebt;
-use crate::release::ticket_flow::TicketScan;
-use crate::release::tickets::TicketKey;
-use crate::store::{AuditEntry, Store};
-use chrono::{DateTime, Utc};
+pub use crate::handlers::outbound::Announcer;
+pub use crate::handlers::reply;
 pub use reply::{
     Announcement, Invocation, MessageRef, ProgressUpdate, PromotionView, Reaction, Reply, ReplyBody, Visibility,
 };
+
+use crate::clients::RemoteExec;
+use crate::clients::jira::JiraClient;
+use crate::clock::Clock;
+use crate::command::authorize::{Actor, authorize};
+use crate::command::{Command, parse};
+use crate::config::Config;
+use crate::handlers::deploy::{AcceptedDeploy, DeployRequest};
+use crate::handlers::jobs::{Jobs, Report, Reporter, catch_unwind, handle_report};
+use crate::handlers::{self, Answer, Context, Decision, WaitingCommand};
+use crate::release::calendar::Firing;
+use crate::release::deploy::Trigger;
+use crate::store::{AuditEntry, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::Instrument;
 
 /// Everything the loop handles.
 pub(crate) enum Event {
     /// A command from an adapter.
     Invocation(Invocation, oneshot::Sender<Reply>),
-    /// A ref was resolved on the host (or could not be).
-    Resolved(Box<Resolved>),
-    /// A deploy step started.
-    StepStarted { deploy_id: u64, name: String, at: DateTime<Utc>, durable: oneshot::Sender<bool> },
-    /// A deploy step finished.
-    StepFinished { deploy_id: u64, result: StepResult, tail: String, output_bytes: u64, duration_ms: u64 },
-    /// A deploy ended.
-    DeployFinished { deploy_id: u64, outcome: Outcome },
     /// A reaction on one of the bot's messages.
     Reaction(Reaction, oneshot::Sender<()>),
     /// An adapter posted a promotion request as this message.
     Bind { request: u64, platform: String, message: MessageRef, done: oneshot::Sender<()> },
-    /// Promotion work reported back.
-    Promotion(PromotionEvent),
-    /// What GitHub says about the first environment's branch protection.
-    Protection(String),
     /// A GitHub webhook event, handed on once its delivery is verified.
     GitHub(crate::release::forge::GitHubEvent, oneshot::Sender<()>),
-    /// The host said where a merged commit stands against the merge head.
-    MergeChecked(Box<crate::handlers::merge_stream::MergeCheck>),
     /// A calendar job fires (already claimed in the store).
     Scheduled(Box<Firing>, oneshot::Sender<()>),
     /// The scheduler's periodic tick: waiting slot deploys are retried or skipped.
     Tick(oneshot::Sender<()>),
     /// Read HEAD on every host and log drift (at start-up).
     CheckDrift,
-    /// HEADs were read on the hosts; `pending` waits for a `/status --live` reply.
-    Observed { env: Option<String>, heads: Vec<(String, Result<Sha, String>)>, pending: Option<Box<Pending>> },
-    /// A deploy's commits were read for ticket keys (or could not be).
-    TicketsFound { scan: TicketScan, result: Result<Vec<TicketKey>, String> },
-    /// Long work for a command (a Jira call) is done: record the decision and reply.
-    Answered(Box<TaskAnswer>),
-    /// A task panicked: what it was doing, and the panic's message.
-    Crashed(Crashed, String),
+    /// A job reported back.
+    Report(Report),
 }
-
-/// What long promotion work reports back to the engine loop.
-pub(crate) enum PromotionEvent {
-    /// The request's facts were gathered (or could not be).
-    Prepared { pending: Option<Box<Pending>>, draft: Box<Result<crate::release::approvals::PromotionRequest, String>> },
-    /// The source commit was merged into the target branch (or not).
-    Merged { id: u64, result: Result<Sha, String> },
-    /// The target's deploy was answered (accepted or refused).
-    DeployAnswered { id: u64, reply: Box<Reply> },
-    /// A lead's `--emergency` on an approved request: carry it out now.
-    RunNow { id: u64 },
-}
-
-/// The work a panicked task was doing, so the engine can record it as failed.
-#[derive(Debug)]
-pub(crate) enum Crashed {
-    /// A deploy's steps.
-    Deploy(u64),
-    /// Resolving a deploy's ref (and reading its migrations) on the host.
-    Resolve { env: String, dry_run: bool },
-    /// Reading a merged commit's ancestry (`env\u{1f}sha`).
-    MergeCheck(String),
-    /// A promotion's merge on GitHub.
-    PromotionMerge(u64),
-}
-
-/// What long work for a command decided, for the loop to record and send.
-pub(crate) struct TaskAnswer {
-    /// The command, waiting for its reply.
-    pub pending: Pending,
-    /// The reply and the decision to record.
-    pub handled: Handled,
-    /// News for the team, sent after the reply.
-    pub announcement: Option<Announcement>,
-}
-
-/// A command waiting for its reply while long work runs.
-pub(crate) struct Pending {
-    pub invocation: Invocation,
-    pub person: Option<Person>,
-    pub reply: oneshot::Sender<Reply>,
-}
-
-/// A deploy whose ref is being resolved on the host.
-pub(crate) struct DeployRequest {
-    pub env: String,
-    pub git_ref: GitRef,
-    pub dry_run: bool,
-    /// A lead's reason for deploying outside the environment's slot.
-    pub emergency: Option<String>,
-    /// Deploy despite conflicting or irreversible migrations.
-    pub force: bool,
-    pub trigger: Trigger,
-}
-
-/// An open session, the resolved commit, and what the migration guard found on the branch.
-pub(crate) type ResolvedDeploy = (Box<dyn ExecSession>, Sha, Option<crate::release::migrations::BranchMigrations>);
-
-/// The result of resolving a ref: the open session and the commit, or a reason for the user.
-pub(crate) struct Resolved {
-    pub pending: Pending,
-    pub request: DeployRequest,
-    pub result: Result<ResolvedDeploy, String>,
-}
-
-/// What a handler decided.
-pub(crate) enum Handled {
-    /// Answer now; `decision` goes to the audit log.
-    Reply { reply: Reply, decision: String },
-}
-
-impl Handled {
-    pub(crate) fn refused(text: impl Into<String>) -> Self {
-        let text = text.into();
-        Handled::Reply { decision: format!("refused: {text}"), reply: Reply::refused(text) }
-    }
-}
-
-/// A deploy in flight, with what it changes when it ends.
-pub(crate) struct RunningDeploy {
-    pub record: DeployRecord,
-    /// The command following its progress, if any (otherwise it is announced).
-    pub watcher: Option<mpsc::UnboundedSender<ProgressUpdate>>,
-    /// The migration debt its first steps undo.
-    pub pays_debt: Option<MigrationDebt>,
-    /// The migration debt it leaves once its code is checked out.
-    pub new_debt: Option<MigrationDebt>,
-}
-
-/// How long what GitHub said about branch protection is trusted before it is asked again.
-pub(crate) const PROTECTION_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// Most events handled between two flushes of the store (group commit).
 const GROUP_COMMIT_MAX: usize = 128;
@@ -177,45 +58,20 @@ const GROUP_COMMIT_MAX: usize = 128;
 const STORE_FAILED: &str =
     "Shipday could not record this in its store, so it did nothing. An operator can check its logs.";
 
-/// The engine's state, owned by its loop.
+/// The engine's loop state: the context it lends handlers, and the replies waiting for the
+/// next flush.
 pub struct Engine {
-    pub(crate) config: Arc<Config>,
-    pub(crate) book: CommandBook,
-    pub(crate) store: Store,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) transports: HashMap<String, Arc<dyn RemoteExec>>,
-    pub(crate) redactor: Redactor,
-    /// Outbound HTTP (health checks).
-    pub(crate) http: reqwest::Client,
-    /// Weak, so the loop ends once every adapter handle and running task is gone.
-    pub(crate) events: mpsc::WeakUnboundedSender<Event>,
-    /// Deploys whose ref is being resolved: they hold the environment like a running deploy.
-    pub(crate) starting: HashMap<String, ActiveDeploy>,
-    /// Where announcements go; every adapter subscribes.
-    pub(crate) announcements: Announcer,
-    /// Replies decided but not yet sent: they go out after the next flush.
-    pub(crate) unsent: Vec<(oneshot::Sender<Reply>, Reply, String)>,
-    /// Running deploys and where their progress goes.
-    pub(crate) running: HashMap<u64, RunningDeploy>,
-    /// Jira, when `[jira]` is configured.
-    pub(crate) jira: Option<Arc<JiraClient>>,
-    /// GitHub, for promotions, deployments and branch protection.
-    pub(crate) github: Option<Arc<crate::clients::github::GitHubClient>>,
-    /// What GitHub last said about the first environment's branch protection.
-    pub(crate) protection: Option<String>,
-    /// When Shipday last asked GitHub about it: older than [`PROTECTION_TTL`], it is asked
-    /// again, so a branch protected after start-up shows as protected.
-    pub(crate) protection_asked: Option<DateTime<Utc>>,
-    /// Wakes the worker that delivers ticket moves to Jira (with `jira`).
-    pub(crate) outbox: Option<crate::jira_outbox::OutboxHandle>,
-    /// Merged commits (`env\u{1f}sha`) whose ancestry is being read on the host: a second
-    /// delivery of one meanwhile is a duplicate.
-    pub(crate) merge_checks: std::collections::HashSet<String>,
-    /// When expired dedupe records were last forgotten (see [`Store::prune`]).
-    pub(crate) pruned_at: Option<DateTime<Utc>>,
-    /// Whether promotions a restart interrupted were resumed. That happens on the first tick,
-    /// which `serve` sends only once every adapter listens, so their messages are edited.
-    pub(crate) resumed_at_start: bool,
+    ctx: Context,
+    /// Replies decided and recorded but not yet sent: they go out after the next flush.
+    unsent: Vec<Unsent>,
+}
+
+/// A recorded answer waiting for the flush.
+struct Unsent {
+    sender: oneshot::Sender<Reply>,
+    reply: Reply,
+    decision: String,
+    starts: Option<Box<AcceptedDeploy>>,
 }
 
 /// A handle adapters use to talk to the engine.
@@ -340,56 +196,19 @@ impl Engine {
         github: Option<Arc<crate::clients::github::GitHubClient>>,
     ) -> EngineHandle {
         let (events, mut inbox) = mpsc::unbounded_channel();
-        let redactor = Redactor::new(config.secret_values.clone());
-        crate::redact::redact_logs_too(&config.secret_values);
-        let announcements = Announcer::new(256, redactor.clone());
-        let store = store.with_redactor(redactor.clone());
-        let asked = store.clone();
         // Dropped when the loop ends, which stops the outbox worker with it.
         let (running, stopped) = tokio::sync::watch::channel(());
-        let outbox = jira.clone().map(|client| {
-            let outbox = crate::jira_outbox::Outbox {
-                store: store.clone(),
-                client,
-                clock: clock.clone(),
-                config: config.clone(),
-                tell_team: {
-                    let announcements = announcements.clone();
-                    Arc::new(move |text| {
-                        let _ = announcements.send(Announcement::Text(text));
-                    })
-                },
-            };
-            outbox.spawn(stopped)
+        // Jobs hold the inbox only while they run: the loop ends once every adapter handle and
+        // running job is gone.
+        let weak: mpsc::WeakUnboundedSender<Event> = events.downgrade();
+        let jobs = Jobs::new(move || {
+            weak.upgrade().map(|events| Reporter::new(move |report| events.send(Event::Report(report)).is_ok()))
         });
-        let mut engine = Engine {
-            redactor,
-            book: CommandBook::builtin(),
-            // Health checks: the connect timeout here, each check's total in `health::check`.
-            http: reqwest::Client::builder()
-                .user_agent(concat!("shipday/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(crate::clients::outbound::CONNECT_TIMEOUT)
-                .build()
-                .expect("the HTTP client builds with its defaults"),
-            config,
-            store,
-            clock,
-            transports,
-            events: events.downgrade(),
-            starting: HashMap::new(),
-            unsent: Vec::new(),
-            announcements: announcements.clone(),
-            running: HashMap::new(),
-            jira,
-            github,
-            protection: None,
-            protection_asked: None,
-            outbox: outbox.clone(),
-            merge_checks: Default::default(),
-            pruned_at: None,
-            resumed_at_start: false,
-        };
-        engine.resume_ticket_scans();
+        let ctx = Context::new(config, store, clock, transports, jobs, jira, github, stopped);
+        let (announcements, outbox) = (ctx.announcements.clone(), ctx.outbox.clone());
+        let asked = ctx.store.clone();
+        let mut engine = Engine { ctx, unsent: Vec::new() };
+        handlers::resume_ticket_scans(&engine.ctx);
         tokio::spawn(async move {
             let _running = running;
             while let Some(event) = inbox.recv().await {
@@ -414,258 +233,150 @@ impl Engine {
         }
     }
 
-    /// Handles one event; a panic while handling it is logged and the loop goes on (the
-    /// event's waiting command is told Shipday could not answer), instead of taking every
-    /// adapter down with it.
+    /// Handles one event, then records what it answered; a panic while handling it is logged
+    /// and the loop goes on (the event's waiting command is told Shipday could not answer),
+    /// instead of taking every adapter down with it.
     async fn handle_guarded(&mut self, event: Event) {
-        if let Err(message) = guard::catch_unwind(self.handle(event)).await {
-            tracing::error!(message = %self.redactor.redact(&message), "handling an event panicked; the loop goes on");
+        if let Err(message) = catch_unwind(self.handle(event)).await {
+            let message = self.ctx.redactor.redact(&message);
+            tracing::error!(%message, "handling an event panicked; the loop goes on");
         }
+        self.record_answers().await;
     }
 
+    /// One exhaustive match: every event has its handler.
     async fn handle(&mut self, event: Event) {
+        let ctx = &mut self.ctx;
         match event {
-            Event::Invocation(invocation, reply) => {
-                let span = tracing::info_span!(
-                    "command",
-                    platform = %invocation.platform,
-                    user = %invocation.user_id,
-                    text = %invocation.text.escape_debug()
-                );
-                self.invocation(invocation, reply).instrument(span).await;
-            }
-            Event::Resolved(resolved) => self.resolved(*resolved).await,
-            Event::StepStarted { deploy_id, name, at, durable } => {
-                let recorded = self.step_starting(deploy_id, name, at).await;
-                let _ = durable.send(recorded);
-            }
-            Event::StepFinished { deploy_id, result, tail, output_bytes, duration_ms } => {
-                self.progress(deploy_id, |record| {
-                    let index = record.steps.len().saturating_sub(1);
-                    if let Some(step) = record.steps.last_mut() {
-                        step.result = Some(result);
-                        step.tail = tail;
-                        step.output_bytes = output_bytes;
-                        step.duration_ms = Some(duration_ms);
-                    }
-                    DeployEvent::StepFinished { index }
-                })
-                .await;
-            }
-            Event::DeployFinished { deploy_id, outcome } => self.finished(deploy_id, outcome).await,
-            Event::CheckDrift => {
-                // The start-up checks: drift on the hosts and protection. Promotions resume on
-                // the first tick, once the adapters listen.
-                self.read_heads(None, None);
-                self.refresh_protection(true);
-            }
-            Event::Promotion(event) => self.promotion_event(event).await,
-            Event::Protection(text) => self.protection = Some(text),
-            Event::GitHub(event, done) => self.github_event(event, done).await,
-            Event::MergeChecked(check) => self.merge_checked(*check).await,
-            Event::Scheduled(firing, done) => {
-                self.scheduled(*firing).await;
+            Event::Invocation(invocation, reply) => self.invocation(invocation, reply),
+            Event::Reaction(reaction, done) => {
+                handlers::reaction(ctx, reaction).await;
                 let _ = done.send(());
             }
             Event::Bind { request, platform, message, done } => {
-                if let Err(error) = self.store.bind_promotion_message(&platform, &message, request) {
-                    tracing::error!(error = format!("{error:#}"), "cannot bind a promotion message");
-                }
-                let _ = self.store.flush().await;
-                self.apply_early_reactions(&platform, &message).await;
+                handlers::bind_message(ctx, request, &platform, &message).await;
+                let _ = done.send(());
+            }
+            Event::GitHub(event, done) => handlers::github_event(ctx, event, done).await,
+            Event::Scheduled(firing, done) => {
+                handlers::scheduled(ctx, *firing).await;
                 let _ = done.send(());
             }
             Event::Tick(done) => {
-                if !self.resumed_at_start {
-                    self.resumed_at_start = true;
-                    self.resume_promotions(true).await;
-                }
-                self.refresh_protection(false);
-                self.prune_if_due().await;
-                self.tick().await;
+                handlers::on_tick(ctx).await;
                 let _ = done.send(());
             }
-            Event::Reaction(reaction, done) => {
-                // A vote on a message not bound yet is kept until it is (see `votes.rs`).
-                if self.reaction(reaction.clone()).await {
-                    self.keep_early_reaction(&reaction).await;
-                }
-                let _ = done.send(());
-            }
-            Event::Observed { env, heads, pending } => self.observed(env, heads, pending.map(|p| *p)).await,
-            Event::TicketsFound { scan, result } => self.tickets_found(scan, result).await,
-            Event::Crashed(task, message) => self.crashed(task, message).await,
-            Event::Answered(answer) => {
-                let TaskAnswer { pending, handled, announcement } = *answer;
-                self.answer(pending, handled).await;
-                if let Some(announcement) = announcement {
-                    self.announce(announcement);
-                }
-            }
+            Event::CheckDrift => handlers::check_drift(ctx),
+            Event::Report(report) => handle_report(ctx, report).await,
         }
     }
 
-    /// The configured person behind a platform identity, with the roles the platform vouches
-    /// for added. Never by display name.
-    pub(crate) fn person(&self, platform: &str, user_id: &str, platform_roles: &[Role]) -> Option<Person> {
-        let mut person = self
-            .config
-            .people
-            .iter()
-            .find(|p| match platform {
-                "console" => p.id == user_id,
-                "slack" => p.slack.as_deref() == Some(user_id),
-                "discord" => p.discord.as_deref() == Some(user_id),
-                _ => false,
-            })
-            .cloned()?;
-        for role in platform_roles {
-            if !person.roles.contains(role) {
-                person.roles.push(*role);
-            }
-        }
-        Some(person)
-    }
-
-    /// Records a reaction on one of the bot's messages. Approvals act on these.
-    /// Records a reaction and applies it as a vote; `true` when its message is not bound to a
-    /// request yet (see [`Engine::vote`]).
-    async fn reaction(&mut self, reaction: Reaction) -> bool {
-        let person = self.person(&reaction.platform, &reaction.user_id, &reaction.platform_roles);
-        let entry = AuditEntry {
-            at: reaction.at,
-            platform: reaction.platform.clone(),
-            user_id: reaction.user_id.clone(),
-            person: person.as_ref().map(|p| p.id.clone()),
-            text: format!(
-                "{} :{}: on message {} in {}",
-                if reaction.added { "reacted" } else { "removed reaction" },
-                reaction.emoji,
-                reaction.message.id,
-                reaction.message.channel
-            ),
-            decision: "recorded".into(),
+    fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
+        let span = tracing::info_span!("command", platform = %invocation.platform, user = %invocation.user_id, text = %invocation.text.escape_debug());
+        let _entered = span.enter();
+        let person = self.ctx.person(&invocation.platform, &invocation.user_id, &invocation.platform_roles);
+        let waiting = WaitingCommand { invocation, person, reply };
+        let answered = match self.decide(&waiting) {
+            Ok(command) => self.dispatch(command, waiting),
+            Err(refusal) => Some((waiting, Decision::refused(refusal))),
         };
-        let result = match self.store.audit(&entry) {
-            Ok(()) => self.store.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(error) = result {
-            tracing::error!(error = format!("{error:#}"), "cannot record a reaction");
-        }
-        self.vote(&reaction, person).await
-    }
-
-    async fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
-        let person = self.person(&invocation.platform, &invocation.user_id, &invocation.platform_roles);
-        let pending = Pending { invocation, person, reply };
-        let handled = match self.decide(&pending) {
-            Ok(Some(command)) => self.dispatch(command, pending).await,
-            Ok(None) => return,
-            Err(refusal) => {
-                self.answer(pending, Handled::refused(refusal)).await;
-                return;
-            }
-        };
-        if let Some((pending, handled)) = handled {
-            self.answer(pending, handled).await;
+        if let Some((waiting, decision)) = answered {
+            self.ctx.answer(waiting, decision);
         }
     }
 
     /// Parses and authorizes; the error is a refusal for the user.
-    fn decide(&self, pending: &Pending) -> Result<Option<Command>, String> {
-        let command = parse(&self.book, &self.config.environment_names(), &pending.invocation.text).map_err(|e| e.0)?;
-        let spec = self.book.get(command.name()).expect("parsed commands have specs");
+    fn decide(&self, waiting: &WaitingCommand) -> Result<Command, String> {
+        let (book, config) = (&self.ctx.book, &self.ctx.config);
+        let command = parse(book, &config.environment_names(), &waiting.invocation.text).map_err(|e| e.0)?;
+        let spec = book.get(command.name()).expect("parsed commands have specs");
         let actor = Actor {
-            person: pending.person.as_ref(),
-            platform: &pending.invocation.platform,
-            user_id: &pending.invocation.user_id,
+            person: waiting.person.as_ref(),
+            platform: &waiting.invocation.platform,
+            user_id: &waiting.invocation.user_id,
         };
-        authorize(&self.config.environments, spec, actor, &command).map_err(|r| r.0)?;
-        Ok(Some(command))
+        authorize(&config.environments, spec, actor, &command).map_err(|r| r.0)?;
+        Ok(command)
     }
 
-    /// One exhaustive match: every command has its handler. `None` means long work started
-    /// and the reply will come from a later event.
-    async fn dispatch(&mut self, command: Command, pending: Pending) -> Option<(Pending, Handled)> {
-        let now = self.clock.now();
-        let handled = match command {
+    /// One exhaustive match: every command has its handler. `None` means a job started and
+    /// the reply will come from what it reports.
+    fn dispatch(&mut self, command: Command, waiting: WaitingCommand) -> Option<(WaitingCommand, Decision)> {
+        let ctx = &mut self.ctx;
+        let now = ctx.clock.now();
+        let decision = match command {
             Command::Deploy { env, git_ref, dry_run, emergency, force } => {
                 let request = DeployRequest { env, git_ref, dry_run, emergency, force, trigger: Trigger::Command };
-                return self.command_deploy(request, pending, now);
+                return handlers::deploy(ctx, request, waiting, now);
             }
-            Command::Release { env } => return self.command_release(&env, pending, now),
+            Command::Release { env } => return handlers::release(ctx, &env, waiting, now),
             Command::Promote { from, to, emergency, cancel: false } => {
-                return self.command_promote(&from, &to, emergency, pending, now);
+                return handlers::promote(ctx, &from, &to, emergency, waiting, now);
             }
             Command::Promote { from, to, cancel: true, .. } => {
-                return self.command_cancel_promotion(&from, &to, pending, now);
+                return handlers::cancel_promotion(ctx, &from, &to, waiting, now);
             }
-            Command::Status { env, live: false } => self.command_status(env.as_deref(), now),
+            Command::Status { env, live: false } => handlers::status(ctx, env.as_deref(), now),
             Command::Status { env, live: true } => {
-                self.read_heads(env, Some(pending));
+                handlers::read_heads(ctx, env, Some(waiting));
                 return None;
             }
-            Command::History { env, limit } => self.command_history(env.as_deref(), limit),
-            Command::Lock { env, reason } => self.command_lock(&env, &reason, &pending, now),
-            Command::Unlock { env } => self.command_unlock(&env, &pending),
-            Command::Help { topic } => self.command_help(topic.as_deref()),
-            Command::Schedule { days } => self.command_schedule(days, now),
+            Command::History { env, limit } => handlers::history(ctx, env.as_deref(), limit),
+            Command::Lock { env, reason } => handlers::lock(ctx, &env, &reason, &waiting, now),
+            Command::Unlock { env } => handlers::unlock(ctx, &env, &waiting),
+            Command::Help { topic } => handlers::help(ctx, topic.as_deref()),
+            Command::Schedule { days } => handlers::schedule(ctx, days, now),
             Command::Rollback { env, target, emergency } => {
-                return self.command_rollback(&env, &target, emergency, pending, now);
+                return handlers::rollback(ctx, &env, &target, emergency, waiting, now);
             }
             Command::Ticket { key, action, reason, override_reason } => {
-                return self.command_ticket(&key, action, reason, override_reason, pending, now);
+                return handlers::ticket(ctx, &key, action, reason, override_reason, waiting, now);
             }
         };
-        Some((pending, handled))
+        Some((waiting, decision))
     }
 
-    /// Records the decision, makes it durable, then replies.
-    /// The reply waits in [`Engine::unsent`] until [`Engine::commit`] has flushed the store.
-    pub(crate) async fn answer(&mut self, pending: Pending, handled: Handled) {
-        self.answer_recorded(pending, handled).await;
-    }
-
-    /// [`Engine::answer`], returning whether the decision went into the audit log (if not, the
-    /// command was told that nothing was done).
-    pub(crate) async fn answer_recorded(&mut self, pending: Pending, handled: Handled) -> bool {
-        let Handled::Reply { reply, decision } = handled;
-        let entry = AuditEntry {
-            at: self.clock.now(),
-            platform: pending.invocation.platform.clone(),
-            user_id: pending.invocation.user_id.clone(),
-            person: pending.person.as_ref().map(|p| p.id.clone()),
-            text: pending.invocation.text.clone(),
-            decision: decision.clone(),
-        };
-        match self.store.audit(&entry) {
-            Ok(()) => {
-                self.unsent.push((pending.reply, reply, decision));
-                true
-            }
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "cannot record a decision");
-                let _ = pending.reply.send(Reply::refused(STORE_FAILED));
-                false
+    /// Records every decision answered while handling the last event in the audit log; its
+    /// reply waits in [`Engine::unsent`] until [`Engine::commit`] has flushed the store. A
+    /// decision that cannot be recorded is answered with [`STORE_FAILED`] at once.
+    async fn record_answers(&mut self) {
+        for Answer { waiting, decision, starts } in std::mem::take(&mut self.ctx.answers) {
+            let Decision { reply, decision } = decision;
+            let entry = AuditEntry {
+                at: self.ctx.clock.now(),
+                platform: waiting.invocation.platform.clone(),
+                user_id: waiting.invocation.user_id.clone(),
+                person: waiting.person.as_ref().map(|p| p.id.clone()),
+                text: waiting.invocation.text.clone(),
+                decision: decision.clone(),
+            };
+            match self.ctx.store.audit(&entry) {
+                Ok(()) => self.unsent.push(Unsent { sender: waiting.reply, reply, decision, starts }),
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "cannot record a decision");
+                    let _ = waiting.reply.send(Reply::refused(STORE_FAILED));
+                    if let Some(deploy) = starts {
+                        handlers::deploy::start_accepted(&mut self.ctx, *deploy, false).await;
+                    }
+                }
             }
         }
     }
 
-    /// Flushes the store once for every reply decided since the last commit, then sends them.
-    /// If the flush fails, nothing was made durable, so every one of them is told so instead.
-    /// Returns whether they were made durable.
-    pub(crate) async fn commit(&mut self) -> bool {
+    /// Flushes the store once for every reply decided since the last commit, then sends them,
+    /// then starts the deploys they accepted. If the flush fails, nothing was made durable, so
+    /// every one of them is told so instead, and no deploy starts.
+    async fn commit(&mut self) {
         if self.unsent.is_empty() {
-            return true;
+            return;
         }
-        let durable = self.store.flush().await;
-        let made_durable = durable.is_ok();
-        for (sender, reply, decision) in self.unsent.drain(..) {
+        let durable = self.ctx.store.flush().await;
+        let mut starts = Vec::new();
+        for Unsent { sender, reply, decision, starts: deploy } in std::mem::take(&mut self.unsent) {
             let reply = match &durable {
                 Ok(()) => {
-                    tracing::info!(decision = %self.redactor.redact(&decision), "answered");
-                    outbound::redact_reply(&self.redactor, reply)
+                    tracing::info!(decision = %self.ctx.redactor.redact(&decision), "answered");
+                    handlers::outbound::redact_reply(&self.ctx.redactor, reply)
                 }
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), "cannot record a decision");
@@ -673,116 +384,10 @@ impl Engine {
                 }
             };
             let _ = sender.send(reply);
+            starts.extend(deploy);
         }
-        made_durable
-    }
-
-    /// A task panicked: record its work as failed and free what it held.
-    async fn crashed(&mut self, task: Crashed, message: String) {
-        let message = self.redactor.redact(&message);
-        tracing::error!(?task, %message, "recording a panicked task as failed");
-        match task {
-            Crashed::Deploy(deploy_id) => {
-                let outcome = Outcome::Failed {
-                    step: "shipday".into(),
-                    reason: format!("Shipday hit an internal error and stopped this deploy ({message})"),
-                    state_unknown: true,
-                };
-                self.finished(deploy_id, outcome).await;
-            }
-            Crashed::Resolve { env, dry_run } => {
-                if !dry_run && self.starting.get(&env).is_some_and(|s| s.deploy_id == 0) {
-                    self.starting.remove(&env);
-                }
-                self.announce(Announcement::Text(format!(
-                    "⚠️ Shipday hit an internal error while preparing a deploy to {env}; nothing was changed there. ({message})"
-                )));
-            }
-            Crashed::MergeCheck(key) => {
-                self.merge_checks.remove(&key);
-            }
-            Crashed::PromotionMerge(id) => {
-                self.promotion_event(PromotionEvent::Merged {
-                    id,
-                    result: Err(format!("Shipday hit an internal error during the merge ({message})")),
-                })
-                .await;
-            }
-        }
-    }
-
-    /// Forgets expired dedupe records, at most once an hour (the scheduler ticks every 30 s).
-    async fn prune_if_due(&mut self) {
-        let now = self.clock.now();
-        if self.pruned_at.is_some_and(|at| now - at < chrono::Duration::hours(1) && at <= now) {
-            return;
-        }
-        self.pruned_at = Some(now);
-        match self.store.prune(now) {
-            Ok(0) => {}
-            Ok(removed) => {
-                tracing::info!(removed, "forgot expired dedupe records");
-                let _ = self.store.flush().await;
-            }
-            Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot prune expired dedupe records"),
-        }
-    }
-
-    /// Applies a progress change to a running deploy, records it and forwards it.
-    async fn progress(&mut self, deploy_id: u64, change: impl FnOnce(&mut DeployRecord) -> DeployEvent) {
-        let Some(RunningDeploy { record, watcher, .. }) = self.running.get_mut(&deploy_id) else {
-            return;
-        };
-        let event = change(record);
-        let record = record.clone();
-        let watcher = watcher.clone();
-        self.record(&record).await;
-        self.forward(watcher.as_ref(), ProgressUpdate { event, record });
-    }
-
-    async fn finished(&mut self, deploy_id: u64, outcome: Outcome) {
-        let Some(RunningDeploy { mut record, watcher, pays_debt, new_debt }) = self.running.remove(&deploy_id) else {
-            return;
-        };
-        record.outcome = outcome;
-        record.finished_at = Some(self.clock.now());
-        tracing::info!(deploy = deploy_id, env = %record.env, sha = %record.sha, outcome = ?record.outcome, "deploy finished");
-        if let Err(error) = self.store.set_active(&record.env, None) {
-            tracing::error!(error = format!("{error:#}"), "cannot free the deploy lock");
-        }
-        if let Err(error) = self.settle(&record, pays_debt, new_debt) {
-            tracing::error!(error = format!("{error:#}"), "cannot record what a deploy left behind");
-        }
-        self.promotion_deploy_finished(&record).await;
-        self.report_to_github(&record);
-        self.record(&record).await;
-        self.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::Finished, record });
-    }
-
-    /// Sends progress to the command that follows the deploy, or announces it to the team.
-    pub(crate) fn forward(&self, watcher: Option<&mpsc::UnboundedSender<ProgressUpdate>>, update: ProgressUpdate) {
-        match watcher {
-            Some(watcher) => {
-                let _ = watcher.send(outbound::redact_progress(&self.redactor, update));
-            }
-            None => self.announce(Announcement::Deploy(Box::new(update))),
-        }
-    }
-
-    /// Tells every adapter's team channel.
-    pub(crate) fn announce(&self, announcement: Announcement) {
-        // No subscriber (console, tests) is not an error.
-        let _ = self.announcements.send(announcement);
-    }
-
-    /// Writes a deploy record durably; a store failure is logged (the deploy itself goes on).
-    pub(crate) async fn record(&self, record: &DeployRecord) {
-        let result = match self.store.put_deploy(record) {
-            Ok(()) => self.store.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(error) = result {
-            tracing::error!(deploy = record.id, error = format!("{error:#}"), "cannot record deploy progress");
+        for deploy in starts {
+            handlers::deploy::start_accepted(&mut self.ctx, *deploy, durable.is_ok()).await;
         }
     }
 }

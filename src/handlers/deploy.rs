@@ -1,16 +1,16 @@
-//! `/deploy` and `/release`: resolve the ref on the host (and, with the migration guard, read
-//! what a personal branch would migrate), decide, record, run; and settle what a finished
+//! `/deploy` (and the deploys `/release`, `/rollback` and Shipday start): resolve the ref on the host (and, with the migration guard, read
+//! what a personal branch would migrate), decide, record, run; and record what a finished
 //! deploy leaves behind (claims, migration debts).
 
+use super::runner::spawn_runner;
+use super::*;
+use crate::clients::ExecSession;
 use crate::clients::OutputTail;
 use crate::config::{Environment, Role};
-use crate::engine::{
-    Announcement, Crashed, DeployRequest, Engine, Event, Handled, Pending, ProgressUpdate, Reply, ReplyBody, Resolved,
-    RunningDeploy, Visibility,
-};
 use crate::release::Refusal;
 use crate::release::deploy::StepResult;
 use crate::release::deploy::{DeployEvent, DeployRecord, Outcome, Trigger};
+use crate::release::gitref::{GitRef, Sha};
 use crate::release::locks::{ActiveDeploy, Hold, HoldChange, HoldKind, admit_deploy, admit_release};
 use crate::release::migrations::{BranchMigrations, MigrationDebt};
 use crate::release::plan::{
@@ -18,452 +18,494 @@ use crate::release::plan::{
 };
 use crate::release::policy::check_deploy_slot;
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+/// A deploy whose ref is being resolved on the host.
+pub(crate) struct DeployRequest {
+    pub env: String,
+    pub git_ref: GitRef,
+    pub dry_run: bool,
+    /// A lead's reason for deploying outside the environment's slot.
+    pub emergency: Option<String>,
+    /// Deploy despite conflicting or irreversible migrations.
+    pub force: bool,
+    pub trigger: Trigger,
+}
+
+/// A ref resolved on the host: the deploy's open session, the commit, and what the migration
+/// guard found on the branch.
+pub(crate) struct ResolvedRef {
+    pub session: Box<dyn ExecSession>,
+    pub sha: Sha,
+    pub migrations: Option<BranchMigrations>,
+}
+
+/// The result of resolving a ref: the open session and the commit, or a reason for the user.
+pub(crate) struct Resolved {
+    pub pending: WaitingCommand,
+    pub request: DeployRequest,
+    pub result: Result<ResolvedRef, UserError>,
+}
+
+/// A deploy in flight, with what it changes when it ends.
+pub(crate) struct RunningDeploy {
+    pub record: DeployRecord,
+    /// The command following its progress, if any (otherwise it is announced).
+    pub watcher: Option<mpsc::UnboundedSender<ProgressUpdate>>,
+    /// The migration debt its first steps undo.
+    pub pays_debt: Option<MigrationDebt>,
+    /// The migration debt it leaves once its code is checked out.
+    pub new_debt: Option<MigrationDebt>,
+}
+
+/// A deploy accepted and recorded, waiting for its answer to be durable before it runs.
+pub(crate) struct AcceptedDeploy {
+    /// Behind a lock only so the context stays `Sync`: nothing else touches it.
+    session: std::sync::Mutex<Box<dyn ExecSession>>,
+    plan: DeployPlan,
+    record: DeployRecord,
+    /// The hold before this deploy, restored if it does not start.
+    held_before: Option<Hold>,
+    watcher: Option<mpsc::UnboundedSender<ProgressUpdate>>,
+    pays_debt: Option<MigrationDebt>,
+    new_debt: Option<MigrationDebt>,
+}
 
 /// The prefix of the steps that undo a migration debt.
 pub(crate) const UNDO_STEP: &str = "undo ";
 
-impl Engine {
-    /// First half of a deploy: check policy and locks, then resolve the ref on the host.
-    pub(crate) fn command_deploy(
-        &mut self,
-        request: DeployRequest,
-        pending: Pending,
-        now: DateTime<Utc>,
-    ) -> Option<(Pending, Handled)> {
-        if let Err(refusal) = self.admit(&request, &pending, now) {
-            return Some((pending, Handled::refused(refusal.0)));
-        }
-        if matches!(request.trigger, Trigger::Command | Trigger::Rollback) && !request.dry_run {
-            let environment = self.config.environment(&request.env).expect("parser checked the environment");
-            let person = pending.person.as_ref().expect("policy lets only configured people deploy");
-            let checked =
-                check_deploy_slot(&self.config.calendar, environment, person, request.emergency.as_deref(), now);
-            if let Err(refusal) = checked {
-                return Some((pending, Handled::refused(refusal.0)));
-            }
-        }
-        self.start_resolving(request, pending, now);
-        None
+/// First half of a deploy: check policy and locks, then resolve the ref on the host.
+pub(crate) fn deploy(
+    ctx: &mut Context,
+    request: DeployRequest,
+    pending: WaitingCommand,
+    now: DateTime<Utc>,
+) -> Option<(WaitingCommand, Decision)> {
+    if let Err(refusal) = admit(ctx, &request, &pending, now) {
+        return Some((pending, Decision::refused(refusal.0)));
     }
-
-    /// `/release ENV`: the holder gives the environment back; its own branch is redeployed,
-    /// after the branch's migrations are undone. The claim ends when that succeeds.
-    pub(crate) fn command_release(
-        &mut self,
-        env: &str,
-        pending: Pending,
-        now: DateTime<Utc>,
-    ) -> Option<(Pending, Handled)> {
-        let environment = self.config.environment(env).expect("parser checked the environment");
-        let request = DeployRequest {
-            env: env.to_owned(),
-            git_ref: environment.branch.clone(),
-            dry_run: false,
-            emergency: None,
-            force: false,
-            trigger: Trigger::Release,
-        };
-        self.command_deploy(request, pending, now)
-    }
-
-    /// Whether this deploy may go ahead with the state as it is now.
-    fn admit(&self, request: &DeployRequest, pending: &Pending, now: DateTime<Utc>) -> Result<HoldChange, Refusal> {
-        let environment = self.config.environment(&request.env).expect("parser checked the environment");
+    if matches!(request.trigger, Trigger::Command | Trigger::Rollback) && !request.dry_run {
+        let environment = ctx.config.environment(&request.env).expect("parser checked the environment");
         let person = pending.person.as_ref().expect("policy lets only configured people deploy");
-        let store = |e: anyhow::Error| {
-            tracing::error!(error = format!("{e:#}"), "cannot read the store");
-            Refusal::new("Shipday cannot read its store, so it did nothing. An operator can check its logs.")
-        };
-        let hold = self.store.hold(&request.env).map_err(store)?;
-        let active = match self.starting.get(&request.env) {
-            Some(starting) => Some(starting.clone()),
-            None => self.store.active(&request.env).map_err(store)?,
-        };
-        match request.trigger {
-            // A dry run changes nothing, so holds and running deploys do not stop it; its
-            // reply says whether the real deploy would be refused (see `would_refuse`).
-            Trigger::Command if request.dry_run => {
-                admit_deploy(now, environment, person, &request.git_ref, None, None).map(|_| HoldChange::Keep)
-            }
-            Trigger::Command | Trigger::Scheduled => {
-                admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
-            }
-            // Rollbacks, promotions and merges deploy the environment's own history: never a claim.
-            Trigger::Rollback | Trigger::Promotion | Trigger::Merge => {
-                admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
-                    .map(|_| HoldChange::Keep)
-            }
-            // Shipday itself releases a claim that has expired.
-            Trigger::Release if person.id == crate::handlers::calendar::scheduler_person().id => {
-                match (&hold, &active) {
-                    (Some(h), None) if h.is_expired(now) => Ok(HoldChange::Keep),
-                    _ => Err(Refusal::new(format!("{}'s claim has not expired.", request.env))),
-                }
-            }
-            Trigger::Release => {
-                admit_release(now, environment, person, hold.as_ref(), active.as_ref()).map(|()| HoldChange::Keep)
-            }
+        let checked = check_deploy_slot(&ctx.config.calendar, environment, person, request.emergency.as_deref(), now);
+        if let Err(refusal) = checked {
+            return Some((pending, Decision::refused(refusal.0)));
         }
     }
+    start_resolving(ctx, request, pending, now);
+    None
+}
 
-    /// Why the deploy a dry run shows would be refused if it were real, now.
-    fn would_refuse(&self, request: &DeployRequest, pending: &Pending, now: DateTime<Utc>) -> Option<String> {
-        let real = DeployRequest {
-            env: request.env.clone(),
-            git_ref: request.git_ref.clone(),
-            dry_run: false,
-            emergency: request.emergency.clone(),
-            force: request.force,
-            trigger: request.trigger,
-        };
-        if let Err(refusal) = self.admit(&real, pending, now) {
-            return Some(refusal.0);
+/// Whether this deploy may go ahead with the state as it is now.
+fn admit(
+    ctx: &Context,
+    request: &DeployRequest,
+    pending: &WaitingCommand,
+    now: DateTime<Utc>,
+) -> Result<HoldChange, Refusal> {
+    let environment = ctx.config.environment(&request.env).expect("parser checked the environment");
+    let person = pending.person.as_ref().expect("policy lets only configured people deploy");
+    let store = |e: anyhow::Error| Refusal::new(UserError::store("read the locks", &e).0);
+    let hold = ctx.store.hold(&request.env).map_err(store)?;
+    let active = match ctx.starting.get(&request.env) {
+        Some(starting) => Some(starting.clone()),
+        None => ctx.store.active(&request.env).map_err(store)?,
+    };
+    match request.trigger {
+        // A dry run changes nothing, so holds and running deploys do not stop it; its
+        // reply says whether the real deploy would be refused (see `would_refuse`).
+        Trigger::Command if request.dry_run => {
+            admit_deploy(now, environment, person, &request.git_ref, None, None).map(|_| HoldChange::Keep)
         }
-        let environment = self.config.environment(&request.env)?;
-        let person = pending.person.as_ref()?;
-        check_deploy_slot(&self.config.calendar, environment, person, request.emergency.as_deref(), now)
-            .err()
-            .map(|r| r.0)
+        Trigger::Command | Trigger::Scheduled => {
+            admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
+        }
+        // Rollbacks, promotions and merges deploy the environment's own history: never a claim.
+        Trigger::Rollback | Trigger::Promotion | Trigger::Merge => {
+            admit_deploy(now, environment, person, &request.git_ref, hold.as_ref(), active.as_ref())
+                .map(|_| HoldChange::Keep)
+        }
+        // Shipday itself releases a claim that has expired.
+        Trigger::Release if person.id == crate::handlers::calendar::scheduler_person().id => match (&hold, &active) {
+            (Some(h), None) if h.is_expired(now) => Ok(HoldChange::Keep),
+            _ => Err(Refusal::new(format!("{}'s claim has not expired.", request.env))),
+        },
+        Trigger::Release => {
+            admit_release(now, environment, person, hold.as_ref(), active.as_ref()).map(|()| HoldChange::Keep)
+        }
     }
+}
 
-    fn start_resolving(&mut self, request: DeployRequest, pending: Pending, now: DateTime<Utc>) {
-        let environment = self.config.environment(&request.env).expect("parser checked the environment").clone();
-        let transport = self.transports.get(&request.env).cloned().expect("every environment has a transport");
-        if !request.dry_run {
-            let who_name = pending.person.as_ref().map(|p| p.name.clone()).unwrap_or_default();
-            self.starting.insert(
-                request.env.clone(),
-                ActiveDeploy { deploy_id: 0, who_name, git_ref: request.git_ref.clone(), since: now },
-            );
-        }
-        let Some(events) = self.events.upgrade() else { return };
-        let redactor = self.redactor.clone();
-        let crashed = events.clone();
-        let crash = Crashed::Resolve { env: request.env.clone(), dry_run: request.dry_run };
-        let on_panic = move |message| {
-            let _ = crashed.send(Event::Crashed(crash, message));
-        };
-        crate::engine::spawn_guarded(
-            "resolve",
-            async move {
-                let script = resolve_script(&environment, &request.git_ref);
-                let name = &environment.name;
-                let result = async {
-                let mut session = transport.connect().await.map_err(|e| {
-                    format!("Cannot reach {name}'s host ({}): {e:#}. Nothing was changed.", transport.target())
-                })?;
-                let mut output = OutputTail::new(64 * 1024);
-                let run = session.run(&script, environment.step_timeout, &mut output).await;
-                let text = output.text();
-                let sha = match (run, parse_resolution(&request.git_ref, &text)) {
-                    (Ok(result), Some(sha)) if result.is_ok() => sha,
-                    (Ok(StepResult::Exit { code: LOCK_BUSY_EXIT }), _) => {
-                        session.close().await;
-                        return Err(format!(
-                            "A step of an earlier deploy is still running on {name}'s host (it holds {HOST_LOCK}; Shipday \
-                             waited {LOCK_WAIT_SECS}s). Nothing was changed. Try again once it ends; `/status {name}` says what ran."
-                        ));
-                    }
-                    (Ok(result), _) if text.contains("flock: ") || result == StepResult::Exit { code: 127 } => {
-                        session.close().await;
-                        let said = redactor.redact(text.trim());
-                        return Err(format!(
-                            "Shipday cannot take its deploy lock ({HOST_LOCK}, with `flock` from util-linux) on {name}'s host ({}): {said}. \
-                             Its `dir` must be a git checkout. Nothing was changed.",
-                            result.describe()
-                        ));
-                    }
-                    (Ok(result), _) => {
-                        session.close().await;
-                        tracing::info!(output = %redactor.redact(text.trim()), result = %result.describe(), "ref not resolved");
-                        return Err(format!(
-                            "`{}` is not a branch or tag on {name}'s origin. Check the name, or push it first. Nothing was changed.",
-                            request.git_ref
-                        ));
-                    }
-                    (Err(e), _) => {
-                        session.close().await;
-                        return Err(format!("Could not resolve `{}` on {name}: {e:#}. Nothing was changed.", request.git_ref));
-                    }
-                };
-                let migrations = match &environment.migrations {
-                    Some(config) if request.git_ref != environment.branch => {
-                        match super::migrations::assess_branch(session.as_mut(), &environment, config, &sha)
-                            .await
-                        {
-                            Ok(found) => Some(found),
-                            Err(error) => {
-                                session.close().await;
-                                return Err(format!(
-                                    "Could not check `{}`'s migrations on {name}: {error}. Nothing was changed.",
-                                    request.git_ref
-                                ));
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                Ok((session, sha, migrations))
-            }
-            .await;
-                let _ = events.send(Event::Resolved(Box::new(Resolved { pending, request, result })));
-            },
-            on_panic,
+/// Why the deploy a dry run shows would be refused if it were real, now.
+fn would_refuse(
+    ctx: &Context,
+    request: &DeployRequest,
+    pending: &WaitingCommand,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let real = DeployRequest {
+        env: request.env.clone(),
+        git_ref: request.git_ref.clone(),
+        dry_run: false,
+        emergency: request.emergency.clone(),
+        force: request.force,
+        trigger: request.trigger,
+    };
+    if let Err(refusal) = admit(ctx, &real, pending, now) {
+        return Some(refusal.0);
+    }
+    let environment = ctx.config.environment(&request.env)?;
+    let person = pending.person.as_ref()?;
+    check_deploy_slot(&ctx.config.calendar, environment, person, request.emergency.as_deref(), now).err().map(|r| r.0)
+}
+
+fn start_resolving(ctx: &mut Context, request: DeployRequest, pending: WaitingCommand, now: DateTime<Utc>) {
+    let environment = ctx.config.environment(&request.env).expect("parser checked the environment").clone();
+    let transport = ctx.transports.get(&request.env).cloned().expect("every environment has a transport");
+    if !request.dry_run {
+        let who_name = pending.person.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        ctx.starting.insert(
+            request.env.clone(),
+            ActiveDeploy { deploy_id: 0, who_name, git_ref: request.git_ref.clone(), since: now },
         );
     }
-
-    /// Second half of a deploy: the commit is known; decide again, record, then run.
-    pub(crate) async fn resolved(&mut self, resolved: Resolved) {
-        let Resolved { pending, request, result } = resolved;
-        if !request.dry_run {
-            self.starting.remove(&request.env);
-        }
-        let (session, sha, migrations) = match result {
-            Ok(found) => found,
-            Err(reason) => return self.answer(pending, Handled::refused(reason)).await,
-        };
-        let now = self.clock.now();
-        let environment = self.config.environment(&request.env).expect("parser checked the environment").clone();
-        let person = pending.person.clone().expect("policy lets only configured people deploy");
-        if let Err(refusal) = check_migrations(&request, &person, migrations.as_ref()) {
-            session.close().await;
-            return self.answer(pending, Handled::refused(refusal.0)).await;
-        }
-        let debt = match self.store.migration_debt(&request.env) {
-            Ok(debt) => debt,
-            Err(error) => {
-                session.close().await;
-                tracing::error!(error = format!("{error:#}"), "cannot read a migration debt");
-                return self
-                    .answer(pending, Handled::refused("Shipday cannot read its store, so it did nothing."))
-                    .await;
-            }
-        };
-        let (plan, pays_debt, new_debt) = plan_with_guard(&environment, &request, &sha, &person, migrations, debt);
-        if request.dry_run {
-            session.close().await;
-            let mut plan = plan;
-            plan.would_refuse = self.would_refuse(&request, &pending, now);
-            let decision = format!("dry run of `{}` on {} at {sha}", request.git_ref, request.env);
-            let reply = Reply { visibility: Visibility::Ephemeral, body: ReplyBody::DryRun(plan) };
-            return self.answer(pending, Handled::Reply { reply, decision }).await;
-        }
-        let change = match self.admit(&request, &pending, now) {
-            Ok(change) => change,
-            Err(refusal) => {
-                session.close().await;
-                return self.answer(pending, Handled::refused(refusal.0)).await;
-            }
-        };
-        let record = match self.store.next_deploy_id() {
-            Ok(id) => DeployRecord {
-                id,
-                env: request.env.clone(),
-                git_ref: request.git_ref.clone(),
-                sha: sha.clone(),
-                requested_by: person.id.clone(),
-                requested_by_name: person.name.clone(),
-                trigger: request.trigger,
-                emergency: request.emergency.clone(),
-                migrations: plan.migrations.clone(),
-                started_at: now,
-                finished_at: None,
-                steps: Vec::new(),
-                outcome: Outcome::Running,
-                tickets: Vec::new(),
-                claimed_until: match &change {
-                    HoldChange::Set(Hold { kind: HoldKind::Claim { expires_at, .. }, .. }) => Some(*expires_at),
-                    _ => None,
-                },
-            },
-            Err(error) => {
-                session.close().await;
-                tracing::error!(error = format!("{error:#}"), "cannot allocate a deploy id");
-                return self
-                    .answer(pending, Handled::refused("Shipday cannot write to its store, so it did nothing."))
-                    .await;
-            }
-        };
-        let held_before = self.store.hold(&request.env).ok().flatten();
-        let existing_debt = self.store.migration_debt(&request.env).ok().flatten();
-        let intent = crate::store::DeployIntent {
-            deploy_id: record.id,
-            debt: possible_debt(existing_debt.as_ref(), new_debt.as_ref()),
-        };
-        let written = self.store.put_deploy(&record).and_then(|()| {
-            let active = ActiveDeploy {
-                deploy_id: record.id,
-                who_name: person.name.clone(),
-                git_ref: request.git_ref.clone(),
-                since: now,
+    let Some(events) = ctx.jobs.reporter() else { return };
+    let redactor = ctx.redactor.clone();
+    let crashed = events.clone();
+    let crash = Crashed::Resolve { env: request.env.clone(), dry_run: request.dry_run };
+    let on_panic = move |message| {
+        let _ = crashed.send(Report::Crashed(crash, message));
+    };
+    spawn_guarded(
+        "resolve",
+        async move {
+            let script = resolve_script(&environment, &request.git_ref);
+            let name = &environment.name;
+            let result = async {
+            let mut session = transport.connect().await.map_err(|e| {
+                format!("Cannot reach {name}'s host ({}): {e:#}. Nothing was changed.", transport.target())
+            })?;
+            let mut output = OutputTail::new(64 * 1024);
+            let run = session.run(&script, environment.step_timeout, &mut output).await;
+            let text = output.text();
+            let sha = match (run, parse_resolution(&request.git_ref, &text)) {
+                (Ok(result), Some(sha)) if result.is_ok() => sha,
+                (Ok(StepResult::Exit { code: LOCK_BUSY_EXIT }), _) => {
+                    session.close().await;
+                    return Err(format!(
+                        "A step of an earlier deploy is still running on {name}'s host (it holds {HOST_LOCK}; Shipday \
+                         waited {LOCK_WAIT_SECS}s). Nothing was changed. Try again once it ends; `/status {name}` says what ran."
+                    ));
+                }
+                (Ok(result), _) if text.contains("flock: ") || result == StepResult::Exit { code: 127 } => {
+                    session.close().await;
+                    let said = redactor.redact(text.trim());
+                    return Err(format!(
+                        "Shipday cannot take its deploy lock ({HOST_LOCK}, with `flock` from util-linux) on {name}'s host ({}): {said}. \
+                         Its `dir` must be a git checkout. Nothing was changed.",
+                        result.describe()
+                    ));
+                }
+                (Ok(result), _) => {
+                    session.close().await;
+                    tracing::info!(output = %redactor.redact(text.trim()), result = %result.describe(), "ref not resolved");
+                    return Err(format!(
+                        "`{}` is not a branch or tag on {name}'s origin. Check the name, or push it first. Nothing was changed.",
+                        request.git_ref
+                    ));
+                }
+                (Err(e), _) => {
+                    session.close().await;
+                    return Err(format!("Could not resolve `{}` on {name}: {e:#}. Nothing was changed.", request.git_ref));
+                }
             };
-            // Intent before effect: what this deploy may leave behind is durable before its
-            // first step runs (the flush below comes before the runner starts).
-            self.store.set_deploy_intent(&request.env, Some(&intent))?;
-            self.store.set_active(&request.env, Some(&active))?;
-            // Resolving took the host's deploy lock, so no step of an interrupted deploy runs.
-            self.store.set_interrupted(&request.env, None)?;
-            match &change {
-                HoldChange::Keep => Ok(()),
-                HoldChange::Set(hold) => self.store.set_hold(&request.env, Some(hold)),
-                HoldChange::Clear => self.store.set_hold(&request.env, None),
-            }
-        });
-        let written = match written {
-            Ok(()) => self.store.flush().await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = written {
-            session.close().await;
-            tracing::error!(error = format!("{error:#}"), "cannot record a deploy");
-            self.abandon_start(&record, held_before.as_ref());
-            let text = format!(
-                "Shipday could not record this deploy in its store ({}), so it did not start it. Nothing was changed on {}. An operator can check its logs.",
-                store_problem(&error),
-                request.env
-            );
-            return self.answer(pending, Handled::refused(text)).await;
-        }
-        let mut decision =
-            format!("accepted: deploy #{} of `{}` to {} at {sha}", record.id, request.git_ref, request.env);
-        if let HoldChange::Set(hold) = &change {
-            decision.push_str(&format!("; {}", hold.describe(&request.env, now)));
-        }
-        if let Some(debt) = &pays_debt {
-            decision.push_str(&format!("; first undoes the migrations of `{}`", debt.git_ref));
-        }
-        if request.force {
-            decision.push_str("; --force over the migration guard");
-        }
-        if let Some(reason) = &request.emergency {
-            decision.push_str(&format!("; EMERGENCY outside the slot: {reason}"));
-            self.announce(Announcement::Text(format!(
-                "🚨 Emergency deploy: @{{{}}} is deploying `{}` to {} outside its slot. Reason: {reason}",
-                person.id, request.git_ref, request.env
-            )));
-        }
-        let watcher = pending.invocation.progress.clone();
-        let reply = Reply { visibility: Visibility::Public, body: ReplyBody::Deploy(record.clone()) };
-        // The reply is sent only after the record, lock and audit entry are flushed, and the
-        // steps start only after that.
-        let answered = self.answer_recorded(pending, Handled::Reply { reply, decision }).await;
-        if !self.commit().await || !answered {
-            // The people were told that nothing was done: so nothing is.
-            session.close().await;
-            self.abandon_start(&record, held_before.as_ref());
-            return;
-        }
-        if let Some(watcher) = &watcher {
-            let _ = watcher.send(ProgressUpdate { event: DeployEvent::Accepted, record: record.clone() });
-        }
-        tracing::info!(deploy = record.id, env = %record.env, git_ref = %record.git_ref, sha = %record.sha, "deploy started");
-        self.running.insert(record.id, RunningDeploy { record: record.clone(), watcher, pays_debt, new_debt });
-        crate::engine::spawn_runner(self, record.id, session, plan);
-    }
-
-    /// What a finished deploy leaves behind: migration debts paid or taken on, and the claim
-    /// a release gives back (only once it succeeded).
-    pub(crate) fn settle(
-        &mut self,
-        record: &DeployRecord,
-        pays_debt: Option<MigrationDebt>,
-        new_debt: Option<MigrationDebt>,
-    ) -> anyhow::Result<()> {
-        let env = &record.env;
-        // What follows records what the deploy really left behind: its intent is spent.
-        if self.store.deploy_intent(env)?.is_some_and(|i| i.deploy_id == record.id) {
-            self.store.set_deploy_intent(env, None)?;
-        }
-        let undo_failed = matches!(&record.outcome, Outcome::Failed { step, .. } if step.starts_with(UNDO_STEP));
-        let reached_code = record.steps.iter().any(|s| !s.name.starts_with(UNDO_STEP));
-        if pays_debt.is_some() && !undo_failed && record.steps.iter().any(|s| s.name.starts_with(UNDO_STEP)) {
-            self.store.set_migration_debt(env, None)?;
-        }
-        if let Some(debt) = &new_debt
-            && reached_code
-        {
-            self.store.set_migration_debt(env, Some(debt))?;
-        }
-        let now = self.clock.now();
-        let hold = self.store.hold(env)?;
-        if record.trigger == Trigger::Release {
-            match (&record.outcome, hold) {
-                (Outcome::Succeeded, Some(hold)) if matches!(hold.kind, HoldKind::Claim { .. }) => {
-                    self.store.set_hold(env, None)?;
-                }
-                (Outcome::Succeeded, _) => {}
-                (_, Some(mut hold)) => {
-                    // Keep the claim, and give it a new term so an expired one is not retried
-                    // every tick.
-                    if let HoldKind::Claim { expires_at, .. } = &mut hold.kind {
-                        let ttl = self.config.environment(env).map(|e| e.claim_ttl).unwrap_or_default();
-                        *expires_at = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+            let migrations = match &environment.migrations {
+                Some(config) if request.git_ref != environment.branch => {
+                    match super::migrations::assess_branch(session.as_mut(), &environment, config, &sha)
+                        .await
+                    {
+                        Ok(found) => Some(found),
+                        Err(error) => {
+                            session.close().await;
+                            return Err(format!(
+                                "Could not check `{}`'s migrations on {name}: {error}. Nothing was changed.",
+                                request.git_ref
+                            ));
+                        }
                     }
-                    self.store.set_hold(env, Some(&hold))?;
                 }
-                (_, None) => {}
-            }
+                _ => None,
+            };
+            Ok(ResolvedRef { session, sha, migrations })
         }
-        if undo_failed && let Some(debt) = pays_debt {
-            self.announce_undo_failure(record, &debt);
-        }
-        self.queue_ticket_scan(record);
-        Ok(())
-    }
+        .await;
+            let _ = events.send(Report::Resolved(Box::new(Resolved {
+                pending,
+                request,
+                result: result.map_err(UserError),
+            })));
+        },
+        on_panic,
+    );
+}
 
-    fn announce_undo_failure(&self, record: &DeployRecord, debt: &MigrationDebt) {
-        let env = &record.env;
-        let Some(environment) = self.config.environment(env) else { return };
-        let Outcome::Failed { step, reason, .. } = &record.outcome else { return };
-        let dir = crate::release::plan::quote(&environment.work_dir());
-        // The command that just failed is not offered again: `--fake` only records the
-        // migrations as unapplied, which is the way out when the reverse cannot run.
-        let fake = environment
-            .migrations
-            .as_ref()
-            .map(|config| {
-                debt.migrations
-                    .previous
-                    .iter()
-                    .map(|(app, previous)| {
-                        let target = previous.as_deref().unwrap_or("zero");
-                        let command =
-                            config.manage_command(&["migrate", app, target, "--fake"], crate::release::plan::quote);
-                        format!("`cd {dir} && {command}`")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" then ")
-            })
-            .unwrap_or_default();
-        // What to do afterwards, and who holds the environment, as the store says now.
-        let hold = self.store.hold(env).ok().flatten();
-        let (held, then) = match &hold {
-            Some(Hold { kind: HoldKind::Claim { .. }, holder, .. }) => {
-                (format!(" and @{{{holder}}} still holds {env}"), format!("`/release {env}`"))
-            }
-            Some(Hold { kind: HoldKind::Lock { .. }, holder, .. }) => (
-                format!(" and {env} is locked by @{{{holder}}}"),
-                format!("`/unlock {env}`, then `/deploy {env} {}`", environment.branch),
-            ),
-            None => (String::new(), format!("`/deploy {env} {}`", environment.branch)),
+/// Second half of a deploy: the commit is known; decide again, record, then run.
+pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
+    let Resolved { pending, request, result } = resolved;
+    if !request.dry_run {
+        ctx.starting.remove(&request.env);
+    }
+    let ResolvedRef { session, sha, migrations } = match result {
+        Ok(found) => found,
+        Err(reason) => return ctx.answer(pending, Decision::from(reason)),
+    };
+    let now = ctx.clock.now();
+    let environment = ctx.config.environment(&request.env).expect("parser checked the environment").clone();
+    let person = pending.person.clone().expect("policy lets only configured people deploy");
+    if let Err(refusal) = check_migrations(&request, &person, migrations.as_ref()) {
+        session.close().await;
+        return ctx.answer(pending, Decision::refused(refusal.0));
+    }
+    let debt = match ctx.store.migration_debt(&request.env) {
+        Ok(debt) => debt,
+        Err(error) => {
+            session.close().await;
+            return ctx.answer(pending, Decision::store_trouble("read a migration debt", &error));
+        }
+    };
+    let (plan, pays_debt, new_debt) = plan_with_guard(&environment, &request, &sha, &person, migrations, debt);
+    if request.dry_run {
+        session.close().await;
+        let mut plan = plan;
+        plan.would_refuse = would_refuse(ctx, &request, &pending, now);
+        let decision = format!("dry run of `{}` on {} at {sha}", request.git_ref, request.env);
+        let reply = Reply { visibility: Visibility::Ephemeral, body: ReplyBody::DryRun(plan) };
+        return ctx.answer(pending, Decision { reply, decision });
+    }
+    let change = match admit(ctx, &request, &pending, now) {
+        Ok(change) => change,
+        Err(refusal) => {
+            session.close().await;
+            return ctx.answer(pending, Decision::refused(refusal.0));
+        }
+    };
+    let record = match ctx.store.next_deploy_id() {
+        Ok(id) => DeployRecord {
+            id,
+            env: request.env.clone(),
+            git_ref: request.git_ref.clone(),
+            sha: sha.clone(),
+            requested_by: person.id.clone(),
+            requested_by_name: person.name.clone(),
+            trigger: request.trigger,
+            emergency: request.emergency.clone(),
+            migrations: plan.migrations.clone(),
+            started_at: now,
+            finished_at: None,
+            steps: Vec::new(),
+            outcome: Outcome::Running,
+            tickets: Vec::new(),
+            claimed_until: match &change {
+                HoldChange::Set(Hold { kind: HoldKind::Claim { expires_at, .. }, .. }) => Some(*expires_at),
+                _ => None,
+            },
+        },
+        Err(error) => {
+            session.close().await;
+            return ctx.answer(pending, Decision::store_trouble("allocate a deploy id", &error));
+        }
+    };
+    let held_before = ctx.store.hold(&request.env).ok().flatten();
+    let existing_debt = ctx.store.migration_debt(&request.env).ok().flatten();
+    let intent = crate::store::DeployIntent {
+        deploy_id: record.id,
+        debt: possible_debt(existing_debt.as_ref(), new_debt.as_ref()),
+    };
+    let written = ctx.store.put_deploy(&record).and_then(|()| {
+        let active = ActiveDeploy {
+            deploy_id: record.id,
+            who_name: person.name.clone(),
+            git_ref: request.git_ref.clone(),
+            since: now,
         };
-        let leads: Vec<String> =
-            self.config.people.iter().filter(|p| p.has(Role::Lead)).map(|p| format!("@{{{}}}", p.id)).collect();
-        self.announce(Announcement::Text(format!(
-            "❌ {env} was NOT switched: undoing `{}`'s migrations failed at \"{step}\" ({reason}). `{}` stays checked out{held}. \
-             Running the same undo again will fail the same way. The options, on the host: \
-             (1) give the migration a reverse (e.g. `reverse_code` for RunPython), push it to `{}` and deploy it, then {then}; \
-             (2) undo its changes to the database by hand (or accept them), then mark it unapplied with {fake}: this changes no table, \
-             so whatever the migration created or changed stays in the database, and a later migrate of it can fail or lose data; \
-             (3) restore the database from a backup taken before `{}` was deployed (that undoes the migration and its record). \
-             Then {then}. {}",
-            debt.git_ref,
-            debt.git_ref,
-            debt.git_ref,
-            debt.git_ref,
-            leads.join(" ")
+        // Intent before effect: what this deploy may leave behind is durable before its
+        // first step runs (the flush below comes before the runner starts).
+        ctx.store.set_deploy_intent(&request.env, Some(&intent))?;
+        ctx.store.set_active(&request.env, Some(&active))?;
+        // Resolving took the host's deploy lock, so no step of an interrupted deploy runs.
+        ctx.store.set_interrupted(&request.env, None)?;
+        match &change {
+            HoldChange::Keep => Ok(()),
+            HoldChange::Set(hold) => ctx.store.set_hold(&request.env, Some(hold)),
+            HoldChange::Clear => ctx.store.set_hold(&request.env, None),
+        }
+    });
+    let written = match written {
+        Ok(()) => ctx.store.flush().await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = written {
+        session.close().await;
+        tracing::error!(error = format!("{error:#}"), "cannot record a deploy");
+        abandon_start(ctx, &record, held_before.as_ref());
+        let text = format!(
+            "Shipday could not record this deploy in its store ({}), so it did not start it. Nothing was changed on {}. An operator can check its logs.",
+            store_problem(&error),
+            request.env
+        );
+        return ctx.answer(pending, Decision::refused(text));
+    }
+    let mut decision = format!("accepted: deploy #{} of `{}` to {} at {sha}", record.id, request.git_ref, request.env);
+    if let HoldChange::Set(hold) = &change {
+        decision.push_str(&format!("; {}", hold.describe(&request.env, now)));
+    }
+    if let Some(debt) = &pays_debt {
+        decision.push_str(&format!("; first undoes the migrations of `{}`", debt.git_ref));
+    }
+    if request.force {
+        decision.push_str("; --force over the migration guard");
+    }
+    if let Some(reason) = &request.emergency {
+        decision.push_str(&format!("; EMERGENCY outside the slot: {reason}"));
+        ctx.announce(Announcement::Text(format!(
+            "🚨 Emergency deploy: @{{{}}} is deploying `{}` to {} outside its slot. Reason: {reason}",
+            person.id, request.git_ref, request.env
         )));
     }
+    let watcher = pending.invocation.progress.clone();
+    let reply = Reply { visibility: Visibility::Public, body: ReplyBody::Deploy(record.clone()) };
+    // The reply is sent only after the record, lock and audit entry are flushed, and the
+    // steps start only after that (see `start_accepted`).
+    let session = std::sync::Mutex::new(session);
+    let accepted = AcceptedDeploy { session, plan, record, held_before, watcher, pays_debt, new_debt };
+    ctx.answers.push(Answer {
+        waiting: pending,
+        decision: Decision { reply, decision },
+        starts: Some(Box::new(accepted)),
+    });
+}
+
+/// A deploy whose acceptance was answered: `durable` says whether the answer and everything
+/// recorded with it reached the disk. If so its steps start; if not, the people were told that
+/// nothing was done, so nothing is.
+pub(crate) async fn start_accepted(ctx: &mut Context, accepted: AcceptedDeploy, durable: bool) {
+    let AcceptedDeploy { session, plan, record, held_before, watcher, pays_debt, new_debt } = accepted;
+    let session = session.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !durable {
+        session.close().await;
+        abandon_start(ctx, &record, held_before.as_ref());
+        return;
+    }
+    if let Some(watcher) = &watcher {
+        let _ = watcher.send(ProgressUpdate { event: DeployEvent::Accepted, record: record.clone() });
+    }
+    tracing::info!(deploy = record.id, env = %record.env, git_ref = %record.git_ref, sha = %record.sha, "deploy started");
+    ctx.running.insert(record.id, RunningDeploy { record: record.clone(), watcher, pays_debt, new_debt });
+    spawn_runner(ctx, record.id, session, plan);
+}
+
+/// What a finished deploy leaves behind: migration debts paid or taken on, and the claim
+/// a release gives back (only once it succeeded).
+pub(crate) fn record_what_it_left(
+    ctx: &mut Context,
+    record: &DeployRecord,
+    pays_debt: Option<MigrationDebt>,
+    new_debt: Option<MigrationDebt>,
+) -> anyhow::Result<()> {
+    let env = &record.env;
+    // What follows records what the deploy really left behind: its intent is spent.
+    if ctx.store.deploy_intent(env)?.is_some_and(|i| i.deploy_id == record.id) {
+        ctx.store.set_deploy_intent(env, None)?;
+    }
+    let undo_failed = matches!(&record.outcome, Outcome::Failed { step, .. } if step.starts_with(UNDO_STEP));
+    let reached_code = record.steps.iter().any(|s| !s.name.starts_with(UNDO_STEP));
+    if pays_debt.is_some() && !undo_failed && record.steps.iter().any(|s| s.name.starts_with(UNDO_STEP)) {
+        ctx.store.set_migration_debt(env, None)?;
+    }
+    if let Some(debt) = &new_debt
+        && reached_code
+    {
+        ctx.store.set_migration_debt(env, Some(debt))?;
+    }
+    let now = ctx.clock.now();
+    let hold = ctx.store.hold(env)?;
+    if record.trigger == Trigger::Release {
+        match (&record.outcome, hold) {
+            (Outcome::Succeeded, Some(hold)) if matches!(hold.kind, HoldKind::Claim { .. }) => {
+                ctx.store.set_hold(env, None)?;
+            }
+            (Outcome::Succeeded, _) => {}
+            (_, Some(mut hold)) => {
+                // Keep the claim, and give it a new term so an expired one is not retried
+                // every tick.
+                if let HoldKind::Claim { expires_at, .. } = &mut hold.kind {
+                    let ttl = ctx.config.environment(env).map(|e| e.claim_ttl).unwrap_or_default();
+                    *expires_at = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+                }
+                ctx.store.set_hold(env, Some(&hold))?;
+            }
+            (_, None) => {}
+        }
+    }
+    if undo_failed && let Some(debt) = pays_debt {
+        announce_undo_failure(ctx, record, &debt);
+    }
+    queue_ticket_scan(ctx, record);
+    Ok(())
+}
+
+fn announce_undo_failure(ctx: &Context, record: &DeployRecord, debt: &MigrationDebt) {
+    let env = &record.env;
+    let Some(environment) = ctx.config.environment(env) else { return };
+    let Outcome::Failed { step, reason, .. } = &record.outcome else { return };
+    let dir = crate::release::plan::quote(&environment.work_dir());
+    // The command that just failed is not offered again: `--fake` only records the
+    // migrations as unapplied, which is the way out when the reverse cannot run.
+    let fake = environment
+        .migrations
+        .as_ref()
+        .map(|config| {
+            debt.migrations
+                .previous
+                .iter()
+                .map(|(app, previous)| {
+                    let target = previous.as_deref().unwrap_or("zero");
+                    let command =
+                        config.manage_command(&["migrate", app, target, "--fake"], crate::release::plan::quote);
+                    format!("`cd {dir} && {command}`")
+                })
+                .collect::<Vec<_>>()
+                .join(" then ")
+        })
+        .unwrap_or_default();
+    // What to do afterwards, and who holds the environment, as the store says now.
+    let hold = ctx.store.hold(env).ok().flatten();
+    let (held, then) = match &hold {
+        Some(Hold { kind: HoldKind::Claim { .. }, holder, .. }) => {
+            (format!(" and @{{{holder}}} still holds {env}"), format!("`/release {env}`"))
+        }
+        Some(Hold { kind: HoldKind::Lock { .. }, holder, .. }) => (
+            format!(" and {env} is locked by @{{{holder}}}"),
+            format!("`/unlock {env}`, then `/deploy {env} {}`", environment.branch),
+        ),
+        None => (String::new(), format!("`/deploy {env} {}`", environment.branch)),
+    };
+    let leads: Vec<String> =
+        ctx.config.people.iter().filter(|p| p.has(Role::Lead)).map(|p| format!("@{{{}}}", p.id)).collect();
+    ctx.announce(Announcement::Text(format!(
+        "❌ {env} was NOT switched: undoing `{}`'s migrations failed at \"{step}\" ({reason}). `{}` stays checked out{held}. \
+         Running the same undo again will fail the same way. The options, on the host: \
+         (1) give the migration a reverse (e.g. `reverse_code` for RunPython), push it to `{}` and deploy it, then {then}; \
+         (2) undo its changes to the database by hand (or accept them), then mark it unapplied with {fake}: this changes no table, \
+         so whatever the migration created or changed stays in the database, and a later migrate of it can fail or lose data; \
+         (3) restore the database from a backup taken before `{}` was deployed (that undoes the migration and its record). \
+         Then {then}. {}",
+        debt.git_ref,
+        debt.git_ref,
+        debt.git_ref,
+        debt.git_ref,
+        leads.join(" ")
+    )));
 }
 
 /// The migration guard's refusals: a branch whose migrations conflict with its base's needs
@@ -553,40 +595,41 @@ pub(crate) struct ShipdayDeploy {
     pub why: String,
 }
 
-impl Engine {
-    /// Starts `deploy` through the ordinary deploy path, as Shipday (a lead), and returns where
-    /// its reply (accepted or refused) arrives.
-    pub(crate) async fn deploy_as_shipday(&mut self, deploy: ShipdayDeploy) -> tokio::sync::oneshot::Receiver<Reply> {
-        let (reply, answered) = tokio::sync::oneshot::channel();
-        let invocation = crate::engine::Invocation::new("scheduler", "shipday", &deploy.audit_text);
-        let mut person = crate::handlers::calendar::scheduler_person();
-        person.name = format!("Shipday ({})", deploy.why);
-        let pending = Pending { invocation, person: Some(person), reply };
-        let request = DeployRequest {
-            env: deploy.env,
-            git_ref: deploy.git_ref,
-            dry_run: false,
-            emergency: deploy.emergency,
-            force: false,
-            trigger: deploy.trigger,
-        };
-        let now = self.clock.now();
-        if let Some((pending, handled)) = self.command_deploy(request, pending, now) {
-            self.answer(pending, handled).await;
-        }
-        answered
+/// Starts `deploy` through the ordinary deploy path, as Shipday (a lead), and returns where
+/// its reply (accepted or refused) arrives.
+pub(crate) async fn deploy_as_shipday(
+    ctx: &mut Context,
+    shipday: ShipdayDeploy,
+) -> tokio::sync::oneshot::Receiver<Reply> {
+    let (reply, answered) = tokio::sync::oneshot::channel();
+    let invocation = super::Invocation::new("scheduler", "shipday", &shipday.audit_text);
+    let mut person = crate::handlers::calendar::scheduler_person();
+    person.name = format!("Shipday ({})", shipday.why);
+    let pending = WaitingCommand { invocation, person: Some(person), reply };
+    let request = DeployRequest {
+        env: shipday.env,
+        git_ref: shipday.git_ref,
+        dry_run: false,
+        emergency: shipday.emergency,
+        force: false,
+        trigger: shipday.trigger,
+    };
+    let now = ctx.clock.now();
+    if let Some((pending, handled)) = deploy(ctx, request, pending, now) {
+        ctx.answer(pending, handled);
     }
+    answered
+}
 
-    /// Starts `deploy` as Shipday and tells the team `if_refused: REASON` should it be refused.
-    pub(crate) async fn deploy_as_shipday_or_say_why(&mut self, deploy: ShipdayDeploy, if_refused: String) {
-        let answered = self.deploy_as_shipday(deploy).await;
-        let announcements = self.announcements.clone();
-        tokio::spawn(async move {
-            if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
-                let _ = announcements.send(Announcement::Text(format!("{if_refused}: {reason}")));
-            }
-        });
-    }
+/// Starts `deploy` as Shipday and tells the team `if_refused: REASON` should it be refused.
+pub(crate) async fn deploy_as_shipday_or_say_why(ctx: &mut Context, shipday: ShipdayDeploy, if_refused: String) {
+    let answered = deploy_as_shipday(ctx, shipday).await;
+    let announcements = ctx.announcements.clone();
+    tokio::spawn(async move {
+        if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
+            let _ = announcements.send(Announcement::Text(format!("{if_refused}: {reason}")));
+        }
+    });
 }
 
 // ---- Crash safety (issue 13, deploy side) ----
@@ -624,63 +667,23 @@ fn store_problem(error: &anyhow::Error) -> String {
     if full { "its disk is full".to_owned() } else { "it cannot write".to_owned() }
 }
 
-impl Engine {
-    /// A deploy whose start could not be made durable: it is not started, and what was
-    /// written for it (in memory only) says so, should a later flush make it durable.
-    fn abandon_start(&mut self, record: &DeployRecord, held_before: Option<&Hold>) {
-        let mut record = record.clone();
-        record.outcome = Outcome::Failed {
-            step: "shipday".into(),
-            reason: "not started: Shipday could not record it in its store".into(),
-            state_unknown: false,
-        };
-        record.finished_at = Some(self.clock.now());
-        let undone = self
-            .store
-            .put_deploy(&record)
-            .and_then(|()| self.store.set_active(&record.env, None))
-            .and_then(|()| self.store.set_deploy_intent(&record.env, None))
-            .and_then(|()| self.store.set_hold(&record.env, held_before));
-        if let Err(error) = undone {
-            tracing::error!(
-                error = format!("{error:#}"),
-                deploy = record.id,
-                "cannot undo a deploy that did not start"
-            );
-        }
-    }
-
-    /// A step is about to start: it is recorded durably first. `false`: the store cannot
-    /// record, so the runner stops before the step.
-    pub(crate) async fn step_starting(&mut self, deploy_id: u64, name: String, at: DateTime<Utc>) -> bool {
-        let Some(running) = self.running.get_mut(&deploy_id) else { return false };
-        running.record.steps.push(crate::release::deploy::StepRecord {
-            name,
-            started_at: at,
-            duration_ms: None,
-            result: None,
-            tail: String::new(),
-            output_bytes: 0,
-        });
-        let index = running.record.steps.len() - 1;
-        let record = running.record.clone();
-        let watcher = running.watcher.clone();
-        let durable = match self.store.put_deploy(&record) {
-            Ok(()) => self.store.flush().await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = durable {
-            tracing::error!(
-                deploy = deploy_id,
-                error = format!("{error:#}"),
-                "cannot record a step; the deploy stops before it"
-            );
-            if let Some(running) = self.running.get_mut(&deploy_id) {
-                running.record.steps.pop();
-            }
-            return false;
-        }
-        self.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::StepStarted { index }, record });
-        true
+/// A deploy whose start could not be made durable: it is not started, and what was
+/// written for it (in memory only) says so, should a later flush make it durable.
+fn abandon_start(ctx: &mut Context, record: &DeployRecord, held_before: Option<&Hold>) {
+    let mut record = record.clone();
+    record.outcome = Outcome::Failed {
+        step: "shipday".into(),
+        reason: "not started: Shipday could not record it in its store".into(),
+        state_unknown: false,
+    };
+    record.finished_at = Some(ctx.clock.now());
+    let undone = ctx
+        .store
+        .put_deploy(&record)
+        .and_then(|()| ctx.store.set_active(&record.env, None))
+        .and_then(|()| ctx.store.set_deploy_intent(&record.env, None))
+        .and_then(|()| ctx.store.set_hold(&record.env, held_before));
+    if let Err(error) = undone {
+        tracing::error!(error = format!("{error:#}"), deploy = record.id, "cannot undo a deploy that did not start");
     }
 }

@@ -1,18 +1,13 @@
 //! `/history`: recent deploys, newest first.
 
-use crate::engine::{Engine, Handled, Reply, ReplyBody, Visibility};
+use super::*;
 
-impl Engine {
-    pub(crate) fn command_history(&self, env: Option<&str>, limit: usize) -> Handled {
-        match self.store.history(env, limit) {
-            Ok(records) => Handled::Reply {
-                reply: Reply { visibility: Visibility::Ephemeral, body: ReplyBody::History(records) },
-                decision: "answered".into(),
-            },
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "cannot read history");
-                Handled::refused("Shipday cannot read its store right now. An operator can check its logs.")
-            }
-        }
+pub(crate) fn history(ctx: &Context, env: Option<&str>, limit: usize) -> Decision {
+    match ctx.store.history(env, limit) {
+        Ok(records) => Decision {
+            reply: Reply { visibility: Visibility::Ephemeral, body: ReplyBody::History(records) },
+            decision: "answered".into(),
+        },
+        Err(error) => Decision::store_trouble("read the history", &error),
     }
 }

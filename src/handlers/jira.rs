@@ -5,11 +5,10 @@
 //! Jira itself is only ever called from tasks and from the outbox worker, never from the
 //! engine loop, so a slow or absent Jira delays nothing else.
 
-use crate::clients::OutputTail;
+use super::reply::{JiraView, StagingView};
+use super::*;
 use crate::clients::jira::{JiraIssue, jql_quote};
 use crate::config::Config;
-use crate::engine::reply::{JiraView, StagingView};
-use crate::engine::{Announcement, Engine, Event};
 use crate::jira_outbox::assignee_mention;
 use crate::release::calendar::ReminderEvent;
 use crate::release::deploy::DeployRecord;
@@ -31,245 +30,239 @@ const GIVEN_UP_SHOWN_DAYS: i64 = 7;
 /// shipped it.
 pub(crate) type TicketPlaces = BTreeMap<String, Vec<(String, DeployRecord)>>;
 
-impl Engine {
-    /// Called as a deploy finishes: a successful deploy that is not a personal branch gets its
-    /// commits read for ticket keys. The scan is recorded first (flushed with the deploy), so
-    /// a restart before it is read only delays it.
-    pub(crate) fn queue_ticket_scan(&self, record: &DeployRecord) {
-        if self.jira.is_none() {
-            return;
-        }
-        let Some(environment) = self.config.environment(&record.env) else { return };
-        if !ships_tickets(environment, record) {
-            return;
-        }
-        let found = self.store.history(Some(&record.env), LOOK_BACK).and_then(|history| {
-            let observed = self.store.observation(&record.env)?;
-            Ok(scan_base(environment, record, &history, observed.as_ref()))
-        });
-        let base = match found {
-            Ok(Some(base)) => base,
-            Ok(None) => {
-                tracing::info!(deploy = record.id, env = %record.env, "no earlier commit to compare with: no tickets read");
-                return;
-            }
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "cannot read the deploys before this one");
-                return;
-            }
-        };
-        let scan = TicketScan { deploy_id: record.id, env: record.env.clone(), base, head: record.sha.clone() };
-        if let Err(error) = self.store.put_ticket_scan(&scan) {
-            tracing::error!(error = format!("{error:#}"), "cannot record a ticket scan");
-            return;
-        }
-        self.start_ticket_scan(scan);
+/// Called as a deploy finishes: a successful deploy that is not a personal branch gets its
+/// commits read for ticket keys. The scan is recorded first (flushed with the deploy), so
+/// a restart before it is read only delays it.
+pub(crate) fn queue_ticket_scan(ctx: &Context, record: &DeployRecord) {
+    if ctx.jira.is_none() {
+        return;
     }
-
-    /// At start-up: reads the commits of deploys whose tickets were not read before a restart.
-    pub(crate) fn resume_ticket_scans(&self) {
-        if self.jira.is_none() {
+    let Some(environment) = ctx.config.environment(&record.env) else { return };
+    if !ships_tickets(environment, record) {
+        return;
+    }
+    let found = ctx.store.history(Some(&record.env), LOOK_BACK).and_then(|history| {
+        let observed = ctx.store.observation(&record.env)?;
+        Ok(scan_base(environment, record, &history, observed.as_ref()))
+    });
+    let base = match found {
+        Ok(Some(base)) => base,
+        Ok(None) => {
+            tracing::info!(deploy = record.id, env = %record.env, "no earlier commit to compare with: no tickets read");
             return;
         }
-        let scans = match self.store.ticket_scans() {
-            Ok(scans) => scans,
-            Err(error) => return tracing::error!(error = format!("{error:#}"), "cannot read ticket scans"),
-        };
-        for scan in scans {
-            if self.config.environment(&scan.env).is_some() {
-                self.start_ticket_scan(scan);
-            } else if let Err(error) = self.store.remove_ticket_scan(scan.deploy_id) {
-                // The environment left the config: its commits can no longer be read.
-                tracing::error!(error = format!("{error:#}"), "cannot drop a ticket scan");
-            }
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cannot read the deploys before this one");
+            return;
+        }
+    };
+    let scan = TicketScan { deploy_id: record.id, env: record.env.clone(), base, head: record.sha.clone() };
+    if let Err(error) = ctx.store.put_ticket_scan(&scan) {
+        tracing::error!(error = format!("{error:#}"), "cannot record a ticket scan");
+        return;
+    }
+    start_ticket_scan(ctx, scan);
+}
+
+/// At start-up: reads the commits of deploys whose tickets were not read before a restart.
+pub(crate) fn resume_ticket_scans(ctx: &Context) {
+    if ctx.jira.is_none() {
+        return;
+    }
+    let scans = match ctx.store.ticket_scans() {
+        Ok(scans) => scans,
+        Err(error) => return tracing::error!(error = format!("{error:#}"), "cannot read ticket scans"),
+    };
+    for scan in scans {
+        if ctx.config.environment(&scan.env).is_some() {
+            start_ticket_scan(ctx, scan);
+        } else if let Err(error) = ctx.store.remove_ticket_scan(scan.deploy_id) {
+            // The environment left the config: its commits can no longer be read.
+            tracing::error!(error = format!("{error:#}"), "cannot drop a ticket scan");
         }
     }
+}
 
-    /// Reads `git log base..head` on the environment's host in a task, and reports the keys.
-    fn start_ticket_scan(&self, scan: TicketScan) {
-        let (Some(jira), Some(environment)) = (&self.config.jira, self.config.environment(&scan.env)) else {
-            return;
+/// Reads `git log base..head` on the environment's host in a task, and reports the keys.
+fn start_ticket_scan(ctx: &Context, scan: TicketScan) {
+    let (Some(jira), Some(environment)) = (&ctx.config.jira, ctx.config.environment(&scan.env)) else {
+        return;
+    };
+    let Some(transport) = ctx.transports.get(&scan.env).cloned() else { return };
+    let Some(events) = ctx.jobs.reporter() else { return };
+    let projects = jira.projects.clone();
+    let script = scan.script(environment);
+    let redactor = ctx.redactor.clone();
+    tokio::spawn(async move {
+        let result = match run_script(transport.as_ref(), &scan.env, &script, Duration::from_secs(60), 1 << 20).await {
+            Ok(ran) if ran.result.is_ok() => Ok(extract_keys(&projects, [ran.output.as_str()])),
+            Ok(ran) => Err(format!("git log: {}: {}", ran.result.describe(), redactor.redact(ran.output.trim()))),
+            Err(error) => Err(error),
         };
-        let Some(transport) = self.transports.get(&scan.env).cloned() else { return };
-        let Some(events) = self.events.upgrade() else { return };
-        let projects = jira.projects.clone();
-        let script = scan.script(environment);
-        let redactor = self.redactor.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let mut session = transport.connect().await.map_err(|e| format!("cannot reach the host: {e:#}"))?;
-                let mut output = OutputTail::new(1 << 20);
-                let run = session.run(&script, Duration::from_secs(60), &mut output).await;
-                session.close().await;
-                match run {
-                    Ok(result) if result.is_ok() => Ok(extract_keys(&projects, [output.text().as_str()])),
-                    Ok(result) => {
-                        Err(format!("git log: {}: {}", result.describe(), redactor.redact(output.text().trim())))
-                    }
-                    Err(error) => Err(format!("{error:#}")),
+        let _ = events.send(Report::TicketsFound { scan, result });
+    });
+}
+
+/// A deploy's tickets are known: recorded on the deploy, and the configured move queued for
+/// each, in one flush; then the outbox is woken.
+pub(crate) async fn tickets_found(ctx: &mut Context, scan: TicketScan, result: Result<Vec<TicketKey>, String>) {
+    let keys = match result {
+        Ok(keys) => keys,
+        Err(why) => {
+            tracing::warn!(deploy = scan.deploy_id, env = %scan.env, %why, "cannot read the commits a deploy shipped; retried at the next start");
+            return;
+        }
+    };
+    tracing::info!(deploy = scan.deploy_id, env = %scan.env, tickets = ?keys.iter().map(ToString::to_string).collect::<Vec<_>>(), "tickets shipped");
+    if let Err(error) = queue_moves(ctx, &scan, &keys) {
+        tracing::error!(error = format!("{error:#}"), "cannot queue ticket moves");
+        return;
+    }
+    if let Err(error) = ctx.store.flush().await {
+        tracing::error!(error = format!("{error:#}"), "cannot flush ticket moves");
+        return;
+    }
+    if let Some(outbox) = &ctx.outbox {
+        outbox.wake();
+    }
+}
+
+fn queue_moves(ctx: &Context, scan: &TicketScan, keys: &[TicketKey]) -> anyhow::Result<()> {
+    let tickets: Vec<String> = keys.iter().map(ToString::to_string).collect();
+    ctx.store.set_deploy_tickets(scan.deploy_id, &tickets)?;
+    let rule = ctx
+        .config
+        .jira
+        .as_ref()
+        .and_then(|jira| jira.deploy_moves(&ctx.config.environment_names()).get(&scan.env).cloned());
+    if let Some(rule) = rule {
+        let record = ctx.store.deploy(scan.deploy_id)?;
+        let reason = match &record {
+            Some(record) => format!("deploy #{} of `{}` to {}", record.id, record.git_ref, record.env),
+            None => format!("deploy #{} to {}", scan.deploy_id, scan.env),
+        };
+        // The first environment is where developers test their tickets.
+        let is_dev = ctx.config.environments.first().is_some_and(|e| e.name == scan.env);
+        let now = ctx.clock.now();
+        for key in keys {
+            let id = ctx.store.next_jira_move_id()?;
+            let mut ticket_move =
+                TicketMove::new(id, key.clone(), rule.from.clone(), rule.to.clone(), reason.clone(), now);
+            ticket_move.deploy_id = Some(scan.deploy_id);
+            ticket_move.env = Some(scan.env.clone());
+            ticket_move.mention_assignee = is_dev;
+            ctx.store.put_jira_move(&ticket_move)?;
+        }
+    }
+    ctx.store.remove_ticket_scan(scan.deploy_id)
+}
+
+/// Where Shipday's deploy records say each ticket's code is.
+pub(crate) fn ticket_places(ctx: &Context) -> anyhow::Result<TicketPlaces> {
+    let mut history = Vec::new();
+    for environment in &ctx.config.environments {
+        history.push((environment.name.clone(), ctx.store.history(Some(&environment.name), LOOK_BACK)?));
+    }
+    Ok(where_tickets_are(&history))
+}
+
+/// The drag-window reminders get ticket lists: at (or before) the opening and before the
+/// closing, who has what in Dev Testing; at the closing, what is in Staging and whether its
+/// code is there. Searched in a task and announced when Jira answers.
+pub(crate) fn list_tickets_for_reminder(
+    ctx: &Context,
+    event: &ReminderEvent,
+    offset_minutes: i64,
+    fired: DateTime<Utc>,
+) {
+    if ctx.jira.is_none() {
+        return;
+    }
+    match event {
+        ReminderEvent::WindowOpens => announce_dev_testing(ctx, false),
+        ReminderEvent::WindowCloses if offset_minutes < 0 => announce_dev_testing(ctx, true),
+        ReminderEvent::WindowCloses => announce_staging_check(ctx, fired),
+        ReminderEvent::Slot { .. } => {}
+    }
+}
+
+/// Lists each person's tickets in Dev Testing, mentioning them.
+fn announce_dev_testing(ctx: &Context, closing: bool) {
+    let (Some(jira), Some(client)) = (&ctx.config.jira, ctx.jira.clone()) else { return };
+    let column = jira.columns.dev_testing.clone();
+    let jql = in_column(&jira.projects, &column);
+    let (config, announcements) = (ctx.config.clone(), ctx.announcements.clone());
+    tokio::spawn(async move {
+        let text = match client.search(&jql, &[]).await {
+            Ok(issues) => dev_testing_list(&config, &column, &issues, closing),
+            Err(error) => search_failed(&column, &error),
+        };
+        let _ = announcements.send(Announcement::Text(text));
+    });
+}
+
+/// At the window's close: the tickets in Staging, sorted by where their code is, drift
+/// flagged. The list is kept for `/status`.
+fn announce_staging_check(ctx: &Context, fired: DateTime<Utc>) {
+    let (Some(jira), Some(client)) = (&ctx.config.jira, ctx.jira.clone()) else { return };
+    let (Some(dev), Some(staging)) = (ctx.config.environments.first(), ctx.config.environments.get(1)) else {
+        return;
+    };
+    let (dev, staging) = (dev.name.clone(), staging.name.clone());
+    let places = match ticket_places(ctx) {
+        Ok(places) => places,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cannot read deploys");
+            return;
+        }
+    };
+    let column = jira.columns.staging.clone();
+    let jql = in_column(&jira.projects, &column);
+    let (store, announcements) = (ctx.store.clone(), ctx.announcements.clone());
+    tokio::spawn(async move {
+        let text = match client.search(&jql, &[]).await {
+            Ok(issues) => {
+                let tickets: Vec<String> = issues.into_iter().map(|issue| issue.key).collect();
+                let kept = match store.set_staging_snapshot(fired, &tickets) {
+                    Ok(()) => store.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(error) = kept {
+                    tracing::error!(error = format!("{error:#}"), "cannot keep the Staging tickets for /status");
                 }
+                staging_summary(&column, &tickets, &places, &dev, &staging)
             }
-            .await;
-            let _ = events.send(Event::TicketsFound { scan, result });
-        });
-    }
-
-    /// A deploy's tickets are known: recorded on the deploy, and the configured move queued for
-    /// each, in one flush; then the outbox is woken.
-    pub(crate) async fn tickets_found(&mut self, scan: TicketScan, result: Result<Vec<TicketKey>, String>) {
-        let keys = match result {
-            Ok(keys) => keys,
-            Err(why) => {
-                tracing::warn!(deploy = scan.deploy_id, env = %scan.env, %why, "cannot read the commits a deploy shipped; retried at the next start");
-                return;
-            }
+            Err(error) => search_failed(&column, &error),
         };
-        tracing::info!(deploy = scan.deploy_id, env = %scan.env, tickets = ?keys.iter().map(ToString::to_string).collect::<Vec<_>>(), "tickets shipped");
-        if let Err(error) = self.queue_moves(&scan, &keys) {
-            tracing::error!(error = format!("{error:#}"), "cannot queue ticket moves");
-            return;
-        }
-        if let Err(error) = self.store.flush().await {
-            tracing::error!(error = format!("{error:#}"), "cannot flush ticket moves");
-            return;
-        }
-        if let Some(outbox) = &self.outbox {
-            outbox.wake();
-        }
-    }
+        let _ = announcements.send(Announcement::Text(text));
+    });
+}
 
-    fn queue_moves(&self, scan: &TicketScan, keys: &[TicketKey]) -> anyhow::Result<()> {
-        let tickets: Vec<String> = keys.iter().map(ToString::to_string).collect();
-        self.store.set_deploy_tickets(scan.deploy_id, &tickets)?;
-        let rule = self
-            .config
-            .jira
-            .as_ref()
-            .and_then(|jira| jira.deploy_moves(&self.config.environment_names()).get(&scan.env).cloned());
-        if let Some(rule) = rule {
-            let record = self.store.deploy(scan.deploy_id)?;
-            let reason = match &record {
-                Some(record) => format!("deploy #{} of `{}` to {}", record.id, record.git_ref, record.env),
-                None => format!("deploy #{} to {}", scan.deploy_id, scan.env),
-            };
-            // The first environment is where developers test their tickets.
-            let is_dev = self.config.environments.first().is_some_and(|e| e.name == scan.env);
-            let now = self.clock.now();
-            for key in keys {
-                let id = self.store.next_jira_move_id()?;
-                let mut ticket_move =
-                    TicketMove::new(id, key.clone(), rule.from.clone(), rule.to.clone(), reason.clone(), now);
-                ticket_move.deploy_id = Some(scan.deploy_id);
-                ticket_move.env = Some(scan.env.clone());
-                ticket_move.mention_assignee = is_dev;
-                self.store.put_jira_move(&ticket_move)?;
-            }
-        }
-        self.store.remove_ticket_scan(scan.deploy_id)
+/// What `/status` shows about Jira: moves still to deliver, moves given up lately, and the
+/// Staging tickets of the last window's close checked against the deploys known now.
+pub(crate) fn jira_view(ctx: &Context, now: DateTime<Utc>) -> anyhow::Result<Option<JiraView>> {
+    if ctx.config.jira.is_none() {
+        return Ok(None);
     }
-
-    /// Where Shipday's deploy records say each ticket's code is.
-    pub(crate) fn ticket_places(&self) -> anyhow::Result<TicketPlaces> {
-        let mut history = Vec::new();
-        for environment in &self.config.environments {
-            history.push((environment.name.clone(), self.store.history(Some(&environment.name), LOOK_BACK)?));
-        }
-        Ok(where_tickets_are(&history))
-    }
-
-    /// The drag-window reminders get ticket lists: at (or before) the opening and before the
-    /// closing, who has what in Dev Testing; at the closing, what is in Staging and whether its
-    /// code is there. Searched in a task and announced when Jira answers.
-    pub(crate) fn list_tickets_for_reminder(&self, event: &ReminderEvent, offset_minutes: i64, fired: DateTime<Utc>) {
-        if self.jira.is_none() {
-            return;
-        }
-        match event {
-            ReminderEvent::WindowOpens => self.announce_dev_testing(false),
-            ReminderEvent::WindowCloses if offset_minutes < 0 => self.announce_dev_testing(true),
-            ReminderEvent::WindowCloses => self.announce_staging_check(fired),
-            ReminderEvent::Slot { .. } => {}
-        }
-    }
-
-    /// Lists each person's tickets in Dev Testing, mentioning them.
-    fn announce_dev_testing(&self, closing: bool) {
-        let (Some(jira), Some(client)) = (&self.config.jira, self.jira.clone()) else { return };
-        let column = jira.columns.dev_testing.clone();
-        let jql = in_column(&jira.projects, &column);
-        let (config, announcements) = (self.config.clone(), self.announcements.clone());
-        tokio::spawn(async move {
-            let text = match client.search(&jql, &[]).await {
-                Ok(issues) => dev_testing_list(&config, &column, &issues, closing),
-                Err(error) => search_failed(&column, &error),
-            };
-            let _ = announcements.send(Announcement::Text(text));
-        });
-    }
-
-    /// At the window's close: the tickets in Staging, sorted by where their code is, drift
-    /// flagged. The list is kept for `/status`.
-    fn announce_staging_check(&self, fired: DateTime<Utc>) {
-        let (Some(jira), Some(client)) = (&self.config.jira, self.jira.clone()) else { return };
-        let (Some(dev), Some(staging)) = (self.config.environments.first(), self.config.environments.get(1)) else {
-            return;
-        };
-        let (dev, staging) = (dev.name.clone(), staging.name.clone());
-        let places = match self.ticket_places() {
-            Ok(places) => places,
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "cannot read deploys");
-                return;
-            }
-        };
-        let column = jira.columns.staging.clone();
-        let jql = in_column(&jira.projects, &column);
-        let (store, announcements) = (self.store.clone(), self.announcements.clone());
-        tokio::spawn(async move {
-            let text = match client.search(&jql, &[]).await {
-                Ok(issues) => {
-                    let tickets: Vec<String> = issues.into_iter().map(|issue| issue.key).collect();
-                    let kept = match store.set_staging_snapshot(fired, &tickets) {
-                        Ok(()) => store.flush().await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(error) = kept {
-                        tracing::error!(error = format!("{error:#}"), "cannot keep the Staging tickets for /status");
-                    }
-                    staging_summary(&column, &tickets, &places, &dev, &staging)
-                }
-                Err(error) => search_failed(&column, &error),
-            };
-            let _ = announcements.send(Announcement::Text(text));
-        });
-    }
-
-    /// What `/status` shows about Jira: moves still to deliver, moves given up lately, and the
-    /// Staging tickets of the last window's close checked against the deploys known now.
-    pub(crate) fn jira_view(&self, now: DateTime<Utc>) -> anyhow::Result<Option<JiraView>> {
-        if self.config.jira.is_none() {
-            return Ok(None);
-        }
-        let pending = self.store.pending_jira_moves()?;
-        let since = now - chrono::Duration::days(GIVEN_UP_SHOWN_DAYS);
-        let given_up = self
-            .store
-            .recent_jira_moves(LOOK_BACK)?
-            .into_iter()
-            .filter(|m| matches!(&m.state, MoveState::GivenUp { at, .. } if *at >= since))
-            .collect();
-        let staging =
-            match (self.store.staging_snapshot()?, self.config.environments.first(), self.config.environments.get(1)) {
-                (Some((at, tickets)), Some(dev), Some(staging)) => Some(StagingView {
-                    at,
-                    dev: dev.name.clone(),
-                    staging: staging.name.clone(),
-                    check: check_staging(&tickets, &self.ticket_places()?, &dev.name, &staging.name),
-                }),
-                _ => None,
-            };
-        Ok(Some(JiraView { pending, given_up, staging }))
-    }
+    let pending = ctx.store.pending_jira_moves()?;
+    let since = now - chrono::Duration::days(GIVEN_UP_SHOWN_DAYS);
+    let given_up = ctx
+        .store
+        .recent_jira_moves(LOOK_BACK)?
+        .into_iter()
+        .filter(|m| matches!(&m.state, MoveState::GivenUp { at, .. } if *at >= since))
+        .collect();
+    let staging = match (ctx.store.staging_snapshot()?, ctx.config.environments.first(), ctx.config.environments.get(1))
+    {
+        (Some((at, tickets)), Some(dev), Some(staging)) => Some(StagingView {
+            at,
+            dev: dev.name.clone(),
+            staging: staging.name.clone(),
+            check: check_staging(&tickets, &ticket_places(ctx)?, &dev.name, &staging.name),
+        }),
+        _ => None,
+    };
+    Ok(Some(JiraView { pending, given_up, staging }))
 }
 
 /// The Dev Testing list: each person's tickets on one line, mentioning them.

@@ -17,9 +17,9 @@
 //! Every decision is taken in the engine's serial loop; a commit whose ancestry is being read is
 //! remembered in memory, so a second delivery of it arriving meanwhile is a duplicate.
 
+use super::*;
 use crate::clients::OutputTail;
 use crate::config::Environment;
-use crate::engine::{Announcement, Crashed, Engine, Event};
 use crate::handlers::deploy::ShipdayDeploy;
 use crate::release::deploy::Trigger;
 use crate::release::gitref::{GitRef, Sha};
@@ -54,189 +54,183 @@ pub(crate) struct MergeCheck {
     pub done: oneshot::Sender<()>,
 }
 
-impl Engine {
-    /// A commit announced on the first environment's branch: deploy it once, never backwards.
-    /// `done` is answered once the decision is durable.
-    pub(crate) async fn merge_stream(
-        &mut self,
-        first: &Environment,
-        sha: Sha,
-        what: String,
-        done: oneshot::Sender<()>,
-    ) {
-        let env = first.name.clone();
-        let key = format!("{env}\u{1f}{sha}");
-        match self.store.merge_seen(&env, sha.as_str()) {
-            Ok(false) if !self.merge_checks.contains(&key) => {}
-            Ok(_) => {
-                tracing::info!(%env, %sha, %what, "this commit was already handled by the merge stream; not deployed again");
-                self.audit_merge(&what, &sha, "duplicate: already handled, not deployed again").await;
-                let _ = done.send(());
-                return;
-            }
-            Err(error) => {
-                // Fail closed: without the record there is no telling whether this is a replay.
-                tracing::error!(error = format!("{error:#}"), "cannot read the merge stream's records; not deployed");
-                self.announce(Announcement::Text(format!(
-                    "⏭️ {env} did not auto-deploy {what}: Shipday cannot read its store. Deploy it with `/deploy {env} {sha}`."
-                )));
-                return;
-            }
-        }
-        let now = self.clock.now();
-        if let Some(hold) = self.store.hold(&env).ok().flatten().filter(|h| !h.is_expired(now)) {
-            self.mark_merge_handled(&env, &sha).await;
-            self.announce(Announcement::Text(format!(
-                "🔀 {what} is merged into `{}` ({}); {env} reaches it when @{{{}}} releases it (`/release {env}`).",
-                first.branch,
-                sha.short(),
-                hold.holder,
-            )));
+/// A commit announced on the first environment's branch: deploy it once, never backwards.
+/// `done` is answered once the decision is durable.
+pub(crate) async fn merge_stream(
+    ctx: &mut Context,
+    first: &Environment,
+    sha: Sha,
+    what: String,
+    done: oneshot::Sender<()>,
+) {
+    let env = first.name.clone();
+    let key = format!("{env}\u{1f}{sha}");
+    match ctx.store.merge_seen(&env, sha.as_str()) {
+        Ok(false) if !ctx.merge_checks.contains(&key) => {}
+        Ok(_) => {
+            tracing::info!(%env, %sha, %what, "this commit was already handled by the merge stream; not deployed again");
+            audit_merge(ctx, &what, &sha, "duplicate: already handled, not deployed again").await;
             let _ = done.send(());
             return;
         }
-        let head = match self.store.merge_head(&env) {
-            Ok(head) => head.and_then(|h| Sha::parse(&h).ok()),
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "cannot read the merge head; not deployed");
-                self.announce(Announcement::Text(format!(
-                    "⏭️ {env} did not auto-deploy {what}: Shipday cannot read its store. Deploy it with `/deploy {env} {sha}`."
-                )));
-                return;
-            }
-        };
-        match head {
-            None => {
-                self.deploy_merge(first, sha, what).await;
-                let _ = done.send(());
-            }
-            Some(base) => {
-                self.merge_checks.insert(key);
-                self.check_ancestry(first, base, sha, what, done);
-            }
-        }
-    }
-
-    /// Reads on the host whether `sha` is behind `base`, and reports back as an event.
-    fn check_ancestry(&self, first: &Environment, base: Sha, sha: Sha, what: String, done: oneshot::Sender<()>) {
-        let Some(events) = self.events.upgrade() else { return };
-        let transport = self.transports.get(&first.name).cloned();
-        let env = first.clone();
-        let redactor = self.redactor.clone();
-        let crashed = events.clone();
-        let key = format!("{}\u{1f}{sha}", first.name);
-        let on_panic = move |message| {
-            let _ = crashed.send(Event::Crashed(Crashed::MergeCheck(key), message));
-        };
-        crate::engine::spawn_guarded(
-            "merge check",
-            async move {
-                let verdict = match transport {
-                    Some(transport) => ancestry(transport.as_ref(), &env, &base, &sha).await,
-                    None => Ancestry::Unknown("no transport".into()),
-                };
-                let verdict = match verdict {
-                    Ancestry::Unknown(why) => Ancestry::Unknown(redactor.redact(&why)),
-                    known => known,
-                };
-                let check = MergeCheck { env: env.name.clone(), sha, base, what, verdict, done };
-                let _ = events.send(Event::MergeChecked(Box::new(check)));
-            },
-            on_panic,
-        );
-    }
-
-    /// The host answered: deploy, ignore, or (when it could not say) tell the team.
-    pub(crate) async fn merge_checked(&mut self, check: MergeCheck) {
-        let MergeCheck { env, sha, base, what, verdict, done } = check;
-        let key = format!("{env}\u{1f}{sha}");
-        let Some(first) = self.config.environments.first().filter(|e| e.name == env).cloned() else {
-            self.merge_checks.remove(&key);
-            return;
-        };
-        // Another commit became the head meanwhile: compare with that one instead.
-        let head = self.store.merge_head(&env).ok().flatten().and_then(|h| Sha::parse(&h).ok());
-        if let Some(head) = head.filter(|h| *h != base) {
-            self.check_ancestry(&first, head, sha, what, done);
+        Err(error) => {
+            // Fail closed: without the record there is no telling whether this is a replay.
+            tracing::error!(error = format!("{error:#}"), "cannot read the merge stream's records; not deployed");
+            ctx.announce(Announcement::Text(format!(
+                "⏭️ {env} did not auto-deploy {what}: Shipday cannot read its store. Deploy it with `/deploy {env} {sha}`."
+            )));
             return;
         }
-        self.merge_checks.remove(&key);
-        match verdict {
-            Ancestry::Newer => self.deploy_merge(&first, sha, what).await,
-            Ancestry::Older => {
-                tracing::warn!(
-                    %env, %sha, head = %base, %what,
-                    "a delivery names a commit older than what the merge stream deployed; ignored, not rolled back"
-                );
-                self.mark_merge_handled(&env, &sha).await;
-                self.audit_merge(
-                    &what,
-                    &sha,
-                    &format!("ignored: older than {} which {env} already runs", base.short()),
-                )
-                .await;
-            }
-            Ancestry::Unknown(why) => {
-                tracing::warn!(%env, %sha, %why, "cannot tell whether a merged commit is newer; not deployed");
-                self.announce(Announcement::Text(format!(
-                    "⏭️ {env} did not auto-deploy {what}: Shipday could not check on the host that {} is newer than {} ({why}). \
-                     If it is, deploy it with `/deploy {env} {sha}`.",
-                    sha.short(),
-                    base.short()
-                )));
-            }
-        }
+    }
+    let now = ctx.clock.now();
+    if let Some(hold) = ctx.store.hold(&env).ok().flatten().filter(|h| !h.is_expired(now)) {
+        mark_merge_handled(ctx, &env, &sha).await;
+        ctx.announce(Announcement::Text(format!(
+            "🔀 {what} is merged into `{}` ({}); {env} reaches it when @{{{}}} releases it (`/release {env}`).",
+            first.branch,
+            sha.short(),
+            hold.holder,
+        )));
         let _ = done.send(());
+        return;
     }
-
-    /// Deploys a merged commit to the first environment and makes it the merge head.
-    async fn deploy_merge(&mut self, first: &Environment, sha: Sha, what: String) {
-        if let Err(error) = self.store.set_merge_head(&first.name, sha.as_str()) {
-            tracing::error!(error = format!("{error:#}"), "cannot record the merge head");
+    let head = match ctx.store.merge_head(&env) {
+        Ok(head) => head.and_then(|h| Sha::parse(&h).ok()),
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cannot read the merge head; not deployed");
+            ctx.announce(Announcement::Text(format!(
+                "⏭️ {env} did not auto-deploy {what}: Shipday cannot read its store. Deploy it with `/deploy {env} {sha}`."
+            )));
+            return;
         }
-        self.mark_merge_handled(&first.name, &sha).await;
-        let Ok(git_ref) = GitRef::parse(sha.as_str()) else { return };
-        let deploy = ShipdayDeploy {
-            env: first.name.clone(),
-            git_ref,
-            trigger: Trigger::Merge,
-            emergency: None,
-            audit_text: format!("/deploy {} {sha} (merged {what})", first.name),
-            why: match what.split(' ').next() {
-                Some(number) if number.starts_with('#') => format!("merge of PR {number}"),
-                _ => what.clone(),
-            },
-        };
-        self.deploy_as_shipday_or_say_why(deploy, format!("⏭️ {} did not auto-deploy {what}", first.name)).await;
-    }
-
-    /// Records durably that the merge stream handled `sha`.
-    async fn mark_merge_handled(&mut self, env: &str, sha: &Sha) {
-        let result = match self.store.mark_merge(env, sha.as_str(), self.clock.now()) {
-            Ok(()) => self.store.flush().await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = result {
-            tracing::error!(error = format!("{error:#}"), "cannot record a handled merge");
+    };
+    match head {
+        None => {
+            deploy_merge(ctx, first, sha, what).await;
+            let _ = done.send(());
+        }
+        Some(base) => {
+            ctx.merge_checks.insert(key);
+            check_ancestry(ctx, first, base, sha, what, done);
         }
     }
+}
 
-    async fn audit_merge(&mut self, what: &str, sha: &Sha, decision: &str) {
-        let entry = crate::store::AuditEntry {
-            at: self.clock.now(),
-            platform: "github".into(),
-            user_id: "webhook".into(),
-            person: None,
-            text: format!("{what} at {sha}"),
-            decision: decision.to_owned(),
-        };
-        let result = match self.store.audit(&entry) {
-            Ok(()) => self.store.flush().await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = result {
-            tracing::error!(error = format!("{error:#}"), "cannot record a webhook decision");
+/// Reads on the host whether `sha` is behind `base`, and reports back as an event.
+fn check_ancestry(ctx: &Context, first: &Environment, base: Sha, sha: Sha, what: String, done: oneshot::Sender<()>) {
+    let Some(events) = ctx.jobs.reporter() else { return };
+    let transport = ctx.transports.get(&first.name).cloned();
+    let env = first.clone();
+    let redactor = ctx.redactor.clone();
+    let crashed = events.clone();
+    let key = format!("{}\u{1f}{sha}", first.name);
+    let on_panic = move |message| {
+        let _ = crashed.send(Report::Crashed(Crashed::MergeCheck(key), message));
+    };
+    spawn_guarded(
+        "merge check",
+        async move {
+            let verdict = match transport {
+                Some(transport) => ancestry(transport.as_ref(), &env, &base, &sha).await,
+                None => Ancestry::Unknown("no transport".into()),
+            };
+            let verdict = match verdict {
+                Ancestry::Unknown(why) => Ancestry::Unknown(redactor.redact(&why)),
+                known => known,
+            };
+            let check = MergeCheck { env: env.name.clone(), sha, base, what, verdict, done };
+            let _ = events.send(Report::MergeChecked(Box::new(check)));
+        },
+        on_panic,
+    );
+}
+
+/// The host answered: deploy, ignore, or (when it could not say) tell the team.
+pub(crate) async fn merge_checked(ctx: &mut Context, check: MergeCheck) {
+    let MergeCheck { env, sha, base, what, verdict, done } = check;
+    let key = format!("{env}\u{1f}{sha}");
+    let Some(first) = ctx.config.environments.first().filter(|e| e.name == env).cloned() else {
+        ctx.merge_checks.remove(&key);
+        return;
+    };
+    // Another commit became the head meanwhile: compare with that one instead.
+    let head = ctx.store.merge_head(&env).ok().flatten().and_then(|h| Sha::parse(&h).ok());
+    if let Some(head) = head.filter(|h| *h != base) {
+        check_ancestry(ctx, &first, head, sha, what, done);
+        return;
+    }
+    ctx.merge_checks.remove(&key);
+    match verdict {
+        Ancestry::Newer => deploy_merge(ctx, &first, sha, what).await,
+        Ancestry::Older => {
+            tracing::warn!(
+                %env, %sha, head = %base, %what,
+                "a delivery names a commit older than what the merge stream deployed; ignored, not rolled back"
+            );
+            mark_merge_handled(ctx, &env, &sha).await;
+            audit_merge(ctx, &what, &sha, &format!("ignored: older than {} which {env} already runs", base.short()))
+                .await;
         }
+        Ancestry::Unknown(why) => {
+            tracing::warn!(%env, %sha, %why, "cannot tell whether a merged commit is newer; not deployed");
+            ctx.announce(Announcement::Text(format!(
+                "⏭️ {env} did not auto-deploy {what}: Shipday could not check on the host that {} is newer than {} ({why}). \
+                 If it is, deploy it with `/deploy {env} {sha}`.",
+                sha.short(),
+                base.short()
+            )));
+        }
+    }
+    let _ = done.send(());
+}
+
+/// Deploys a merged commit to the first environment and makes it the merge head.
+async fn deploy_merge(ctx: &mut Context, first: &Environment, sha: Sha, what: String) {
+    if let Err(error) = ctx.store.set_merge_head(&first.name, sha.as_str()) {
+        tracing::error!(error = format!("{error:#}"), "cannot record the merge head");
+    }
+    mark_merge_handled(ctx, &first.name, &sha).await;
+    let Ok(git_ref) = GitRef::parse(sha.as_str()) else { return };
+    let deploy = ShipdayDeploy {
+        env: first.name.clone(),
+        git_ref,
+        trigger: Trigger::Merge,
+        emergency: None,
+        audit_text: format!("/deploy {} {sha} (merged {what})", first.name),
+        why: match what.split(' ').next() {
+            Some(number) if number.starts_with('#') => format!("merge of PR {number}"),
+            _ => what.clone(),
+        },
+    };
+    deploy_as_shipday_or_say_why(ctx, deploy, format!("⏭️ {} did not auto-deploy {what}", first.name)).await;
+}
+
+/// Records durably that the merge stream handled `sha`.
+async fn mark_merge_handled(ctx: &mut Context, env: &str, sha: &Sha) {
+    let result = match ctx.store.mark_merge(env, sha.as_str(), ctx.clock.now()) {
+        Ok(()) => ctx.store.flush().await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
+        tracing::error!(error = format!("{error:#}"), "cannot record a handled merge");
+    }
+}
+
+async fn audit_merge(ctx: &mut Context, what: &str, sha: &Sha, decision: &str) {
+    let entry = crate::store::AuditEntry {
+        at: ctx.clock.now(),
+        platform: "github".into(),
+        user_id: "webhook".into(),
+        person: None,
+        text: format!("{what} at {sha}"),
+        decision: decision.to_owned(),
+    };
+    let result = match ctx.store.audit(&entry) {
+        Ok(()) => ctx.store.flush().await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
+        tracing::error!(error = format!("{error:#}"), "cannot record a webhook decision");
     }
 }
 
@@ -247,17 +241,11 @@ async fn ancestry(transport: &dyn crate::clients::RemoteExec, env: &Environment,
         quote(sha.as_str()),
         quote(base.as_str())
     );
-    let mut session = match transport.connect().await {
-        Ok(session) => session,
-        Err(error) => return Ancestry::Unknown(format!("cannot reach {}'s host: {error:#}", env.name)),
-    };
-    let mut output = OutputTail::default();
-    let result = session.run(&host_script(env, &command, ANCESTRY_TIMEOUT), ANCESTRY_TIMEOUT, &mut output).await;
-    session.close().await;
-    match result {
-        Ok(result) if result.is_ok() => parse_ancestry(&output.text()),
-        Ok(result) => Ancestry::Unknown(format!("the check failed: {}", result.describe())),
-        Err(error) => Ancestry::Unknown(format!("{error:#}")),
+    let script = host_script(env, &command, ANCESTRY_TIMEOUT);
+    match run_script(transport, &env.name, &script, ANCESTRY_TIMEOUT, OutputTail::DEFAULT_CAPACITY).await {
+        Ok(ran) if ran.result.is_ok() => parse_ancestry(&ran.output),
+        Ok(ran) => Ancestry::Unknown(format!("the check failed: {}", ran.result.describe())),
+        Err(error) => Ancestry::Unknown(error),
     }
 }
 

@@ -1,15 +1,51 @@
-//! One file per command; `Engine::dispatch` matches over all of them.
+//! What each command and event does: free functions over a [`Context`] the engine lends them.
+//!
+//! A command's handler is found under its command's name (`/lock` and `/unlock` in `lock.rs`,
+//! `/schedule` in `schedule.rs`, ...); `engine::dispatch` matches over all of them. Host,
+//! GitHub and Jira work runs as jobs (`jobs.rs`) that report back to the loop.
 
 pub mod calendar;
+mod context;
 pub(crate) mod deploy;
 mod help;
 mod history;
-mod holds;
+mod host;
 mod jira;
+pub(crate) mod jobs;
+mod lock;
 pub(crate) mod merge_stream;
 mod migrations;
+pub(crate) mod outbound;
 pub(crate) mod promote;
+mod release;
+pub mod reply;
 mod rollback;
+pub(crate) mod runner;
+mod schedule;
 mod status;
 mod ticket;
 mod votes;
+
+pub(crate) use context::*;
+pub(crate) use reply::*;
+
+// Every handler file sees the others' entry points (`use super::*`).
+pub(crate) use calendar::*;
+pub(crate) use deploy::*;
+pub(crate) use help::*;
+pub(crate) use history::*;
+pub(crate) use host::*;
+pub(crate) use jira::*;
+pub(crate) use jobs::*;
+pub(crate) use lock::*;
+pub(crate) use merge_stream::*;
+pub(crate) use promote::*;
+pub(crate) use release::*;
+pub(crate) use rollback::*;
+pub(crate) use schedule::*;
+pub(crate) use status::*;
+pub(crate) use ticket::*;
+pub(crate) use votes::*;
+
+#[cfg(test)]
+mod tests;

@@ -5,10 +5,9 @@
 //! Every step of execution is recorded in the request *before* its effect, so a restart resumes
 //! where it stopped instead of merging or deploying twice.
 
-use crate::clients::OutputTail;
+use super::*;
 use crate::clients::github::{FastForward, GitHubClient, MergeOutcome};
 use crate::config::{Person, PromoteMode};
-use crate::engine::{Announcement, Engine, Event, Handled, Pending, PromotionEvent, Reply, ReplyBody, Visibility};
 use crate::handlers::calendar::scheduler_person;
 use crate::handlers::deploy::ShipdayDeploy;
 use crate::release::approvals::{PromotionRequest, RequestState, Stage};
@@ -16,783 +15,775 @@ use crate::release::deploy::{DeployRecord, Outcome, Trigger};
 use crate::release::forge::GitHubEvent;
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::migrations::Migration;
-use crate::release::plan::head_script;
 use crate::release::policy::{calendar_time, previous_environment};
 use crate::release::tickets::extract_keys;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+
+/// What long promotion work reports back to the loop.
+pub(crate) enum PromotionEvent {
+    /// The request's facts were gathered (or could not be).
+    Prepared { pending: Option<Box<WaitingCommand>>, draft: Box<Result<PromotionRequest, UserError>> },
+    /// The source commit was merged into the target branch (or not).
+    Merged { id: u64, result: Result<Sha, String> },
+    /// The target's deploy was answered (accepted or refused).
+    DeployAnswered { id: u64, reply: Box<Reply> },
+    /// A lead's `--emergency` on an approved request: carry it out now.
+    RunNow { id: u64 },
+}
 
 /// Commits whose pull requests are looked up for release notes.
 const NOTES_COMMITS: usize = 30;
 
-impl Engine {
-    /// `/promote FROM TO`: gathers the exact commit on FROM (re-read on its host) and the
-    /// release notes, then posts the request.
-    pub(crate) fn command_promote(
-        &mut self,
-        from: &str,
-        to: &str,
-        emergency: Option<String>,
-        pending: Pending,
-        now: DateTime<Utc>,
-    ) -> Option<(Pending, Handled)> {
-        let person = pending.person.clone().expect("policy lets only configured people promote");
-        if emergency.is_some() && !person.has(crate::config::Role::Lead) {
-            return Some((pending, Handled::refused("Only a lead can promote with --emergency.")));
-        }
-        if let Some(reason) = &emergency
-            && let Some(handled) = self.emergency_on_open_request(from, to, &person, reason, now)
-        {
-            return Some((pending, handled));
-        }
-        // On success the work answers later, through `PromotionEvent::Prepared`.
-        self.prepare_promotion(from, to, &person, emergency, Some(pending), now).err().map(|failed| {
-            let (pending, refusal) = *failed;
-            (pending.expect("given above"), Handled::refused(refusal))
-        })
+/// `/promote FROM TO`: gathers the exact commit on FROM (re-read on its host) and the
+/// release notes, then posts the request.
+pub(crate) fn promote(
+    ctx: &mut Context,
+    from: &str,
+    to: &str,
+    emergency: Option<String>,
+    pending: WaitingCommand,
+    now: DateTime<Utc>,
+) -> Option<(WaitingCommand, Decision)> {
+    let person = pending.person.clone().expect("policy lets only configured people promote");
+    if emergency.is_some() && !person.has(crate::config::Role::Lead) {
+        return Some((pending, Decision::refused("Only a lead can promote with --emergency.")));
     }
-
-    /// Checks what can be checked at once and starts gathering the request's facts.
-    fn prepare_promotion(
-        &mut self,
-        from: &str,
-        to: &str,
-        requester: &Person,
-        emergency: Option<String>,
-        pending: Option<Pending>,
-        now: DateTime<Utc>,
-    ) -> Result<(), Box<(Option<Pending>, String)>> {
-        match self.draft_promotion(from, to, requester, emergency, now) {
-            Ok(work) => {
-                self.spawn_preparation(work, pending);
-                Ok(())
-            }
-            Err(refusal) => Err(Box::new((pending, refusal))),
-        }
+    if let Some(reason) = &emergency
+        && let Some(handled) = emergency_on_open_request(ctx, from, to, &person, reason, now)
+    {
+        return Some((pending, handled));
     }
+    // On success the work answers later, through `PromotionEvent::Prepared`.
+    prepare_promotion(ctx, from, to, &person, emergency, Some(pending), now).err().map(|failed| {
+        let (pending, refusal) = *failed;
+        (pending.expect("given above"), Decision::from(refusal))
+    })
+}
 
-    /// The request as far as the store knows it, and what is needed to finish it on the hosts.
-    fn draft_promotion(
-        &mut self,
-        from: &str,
-        to: &str,
-        requester: &Person,
-        emergency: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Preparation, String> {
-        if previous_environment(&self.config.environments, to) != Some(from) {
-            let hint = previous_environment(&self.config.environments, to)
-                .map(|p| format!(" {to} is promoted from {p}: `/promote {p} {to}`."))
-                .unwrap_or_else(|| format!(" {to} is the first environment; it is deployed, not promoted."));
-            return Err(format!("Promotions go one step at a time.{hint}"));
+/// Checks what can be checked at once and starts gathering the request's facts.
+fn prepare_promotion(
+    ctx: &mut Context,
+    from: &str,
+    to: &str,
+    requester: &Person,
+    emergency: Option<String>,
+    pending: Option<WaitingCommand>,
+    now: DateTime<Utc>,
+) -> Result<(), Box<(Option<WaitingCommand>, UserError)>> {
+    match draft_promotion(ctx, from, to, requester, emergency, now) {
+        Ok(work) => {
+            spawn_preparation(ctx, work, pending);
+            Ok(())
         }
-        let Some(github) = self.github.clone() else {
-            return Err(format!(
-                "Promotions need the GitHub integration, which is not configured here. Nothing was changed. A lead can \
-                 merge {from} into {to}'s branch and run `/deploy {to} BRANCH`."
-            ));
-        };
-        let live = self.store.last_ok(from).map_err(|e| format!("Shipday cannot read its store: {e:#}"))?;
-        let Some(live) = live else {
-            return Err(format!("{from} has no successful deploy yet, so there is nothing to promote."));
-        };
-        let open = self.store.open_promotions().map_err(|e| format!("Shipday cannot read its store: {e:#}"))?;
-        if let Some(existing) = open.iter().find(|r| r.from == from && r.to == to && r.sha == live.sha) {
-            return Err(format!(
-                "Promotion #{} of {} from {from} to {to} is already open ({}). React on its message instead.",
-                existing.id,
-                live.sha.short(),
-                existing.tally(self.config.timezone)
-            ));
-        }
-        let target_env = self.config.environment(to).expect("checked above").clone();
-        let source_env = self.config.environment(from).expect("checked above").clone();
-        let target_sha = self.store.last_ok(to).ok().flatten().map(|d| d.sha);
-        let transport = self.transports.get(from).cloned().expect("every environment has a transport");
-        let projects = self.config.jira.as_ref().map(|j| j.projects.clone()).unwrap_or_default();
-        let id = self.store.next_promotion_id().map_err(|e| format!("Shipday cannot write to its store: {e:#}"))?;
-        let draft = PromotionRequest {
-            id,
-            from: from.to_owned(),
-            to: to.to_owned(),
-            sha: live.sha.clone(),
-            target_sha: target_sha.clone(),
-            requester: requester.id.clone(),
-            requester_name: requester.name.clone(),
-            created_at: now,
-            expires_at: now
-                + chrono::Duration::from_std(self.config.approval_ttl).unwrap_or(chrono::Duration::hours(24)),
-            quorum: target_env.approvals,
-            votes: BTreeMap::new(),
-            emergency,
-            notes: String::new(),
-            state: RequestState::Pending,
-        };
-        Ok(Preparation { draft, github, transport, source_env, target_env, target_sha, projects })
-    }
-
-    /// Gathers a drafted request's facts in the background, then hands it to the loop.
-    fn spawn_preparation(&self, work: Preparation, pending: Option<Pending>) {
-        let Some(events) = self.events.upgrade() else { return };
-        let Preparation { draft, github, transport, source_env, target_env, target_sha, projects } = work;
-        let from = draft.from.clone();
-        let redactor = self.redactor.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let head = read_head(transport.as_ref(), &source_env).await?;
-                if head != draft.sha {
-                    return Err(format!(
-                        "{from}'s host runs {}, not {} as Shipday deployed: someone changed it by hand. Redeploy {from} \
-                         first; nothing was changed.",
-                        head.short(),
-                        draft.sha.short()
-                    ));
-                }
-                let base = match &target_sha {
-                    Some(sha) => sha.clone(),
-                    None => github.branch_sha(target_env.branch.as_str()).await.map_err(|e| format!("{e:#}"))?,
-                };
-                // Notes inform the leads; GitHub failing to give them does not block the request.
-                let notes = release_notes(&github, &base, &draft.sha, &projects)
-                    .await
-                    .unwrap_or_else(|e| format!("Release notes unavailable: {e}\n"));
-                // Outside text (titles, errors) is stored and shown: redacted here, at the source.
-                Ok(PromotionRequest { notes: redactor.redact(&notes), ..draft })
-            }
-            .await;
-            let prepared = PromotionEvent::Prepared { pending: pending.map(Box::new), draft: Box::new(result) };
-            let _ = events.send(Event::Promotion(prepared));
-        });
-    }
-
-    /// Handles what promotion work reported.
-    pub(crate) async fn promotion_event(&mut self, event: PromotionEvent) {
-        match event {
-            PromotionEvent::Prepared { draft, pending } => self.promotion_prepared(*draft, pending.map(|p| *p)).await,
-            PromotionEvent::Merged { id, result } => self.promotion_merged(id, result).await,
-            PromotionEvent::DeployAnswered { id, reply } => self.promotion_deploy_answered(id, *reply).await,
-            PromotionEvent::RunNow { id } => {
-                if let Ok(Some(request)) = self.store.promotion(id)
-                    && matches!(request.state, RequestState::Approved { .. })
-                {
-                    self.execute_promotion(request).await;
-                }
-            }
-        }
-    }
-
-    async fn promotion_prepared(&mut self, draft: Result<PromotionRequest, String>, pending: Option<Pending>) {
-        let request = match draft {
-            Ok(request) => request,
-            Err(reason) => {
-                match pending {
-                    Some(pending) => self.answer(pending, Handled::refused(reason)).await,
-                    None => {
-                        self.announce(Announcement::Text(format!("⚠️ A scheduled promotion could not start: {reason}")))
-                    }
-                }
-                return;
-            }
-        };
-        let mut request = request;
-        if request.quorum == 0 {
-            request.state = RequestState::Approved { at: self.clock.now() };
-        }
-        self.save_promotion(&request).await;
-        if let Some(pending) = pending {
-            let text = format!(
-                "Promotion #{} of {} → {} at {} is posted in the team channel. {}",
-                request.id,
-                request.from,
-                request.to,
-                request.sha.short(),
-                if request.quorum > 0 {
-                    "Leads approve by reacting ✅ (❌ rejects)."
-                } else {
-                    "It needs no approval."
-                }
-            );
-            let decision =
-                format!("accepted: promotion #{} of {} to {} at {}", request.id, request.from, request.to, request.sha);
-            self.answer(pending, Handled::Reply { reply: Reply::text(Visibility::Ephemeral, text), decision }).await;
-        }
-        if matches!(request.state, RequestState::Approved { .. }) {
-            self.promotion_approved(request).await;
-        }
-    }
-
-    /// Quorum was reached: carry it out now if the target's slot (or an emergency) allows,
-    /// otherwise it waits for the slot (the tick starts it).
-    pub(crate) async fn promotion_approved(&mut self, request: PromotionRequest) {
-        let now = self.clock.now();
-        if !self.slot_allows(&request, now) {
-            let next = self
-                .config
-                .calendar
-                .next_slot(&request.to, now)
-                .map(|at| calendar_time(&self.config.calendar, at))
-                .unwrap_or_else(|| "its next slot".into());
-            let lapses = match self.config.calendar.next_slot(&request.to, now) {
-                Some(at) if at >= request.expires_at => format!(
-                    " It expires before then ({}), unless it runs sooner.",
-                    calendar_time(&self.config.calendar, request.expires_at)
-                ),
-                _ => String::new(),
-            };
-            self.announce(Announcement::Text(format!(
-                "✅ Promotion #{} is approved. It runs in {}'s slot, {next} (a lead can `/promote {} {} --emergency \"reason\"` to run it now; \
-                 its requester or a lead can `/promote {} {} --cancel`). Until it starts, removing an approval or a lead's ❌ still counts.{lapses}",
-                request.id, request.to, request.from, request.to, request.from, request.to
-            )));
-            return;
-        }
-        self.execute_promotion(request).await;
-    }
-
-    fn slot_allows(&self, request: &PromotionRequest, now: DateTime<Utc>) -> bool {
-        let calendar = &self.config.calendar;
-        let needs_slot = self.config.environment(&request.to).is_some_and(|e| e.requires_approval);
-        !needs_slot
-            || request.emergency.is_some()
-            || !calendar.has_slot(&request.to)
-            || calendar.current_slot(&request.to, now).is_some()
-    }
-
-    /// Re-verifies the source, records the merge stage, then merges on GitHub.
-    async fn execute_promotion(&mut self, mut request: PromotionRequest) {
-        let current = self.store.last_ok(&request.from).ok().flatten().map(|d| d.sha);
-        if !request.check_source(current.as_ref()) {
-            self.save_promotion(&request).await;
-            return;
-        }
-        request.state = RequestState::Executing { stage: Stage::Merging };
-        self.save_promotion(&request).await;
-        crate::crashpoint::hit("promotion-merging");
-        self.merge_on_github(&request);
-    }
-
-    /// Starts the merge of the approved commit into the target's branch.
-    fn merge_on_github(&self, request: &PromotionRequest) {
-        let (Some(github), Some(events)) = (self.github.clone(), self.events.upgrade()) else { return };
-        let Some(source_env) = self.config.environment(&request.from).cloned() else { return };
-        let Some(target_env) = self.config.environment(&request.to).cloned() else { return };
-        let transport = self.transports.get(&request.from).cloned().expect("every environment has a transport");
-        let (id, sha) = (request.id, request.sha.clone());
-        let message = format!("Promote {} to {} ({}), Shipday promotion #{id}", request.from, request.to, sha.short());
-        let crashed = events.clone();
-        let on_panic = move |message| {
-            let _ = crashed.send(Event::Crashed(crate::engine::Crashed::PromotionMerge(id), message));
-        };
-        crate::engine::spawn_guarded(
-            "promotion merge",
-            async move {
-                let result = async {
-                // Right before merging: the source must still run the approved commit.
-                let head = read_head(transport.as_ref(), &source_env).await?;
-                if head != sha {
-                    return Err(format!("{} now runs {}, not the approved {}", source_env.name, head.short(), sha.short()));
-                }
-                let branch = target_env.branch.as_str();
-                match target_env.promote {
-                    PromoteMode::Merge => match github.merge(branch, &sha, &message).await.map_err(|e| format!("{e:#}"))? {
-                        MergeOutcome::Merged(merged) => Ok(merged),
-                        MergeOutcome::NothingToMerge => github.branch_sha(branch).await.map_err(|e| format!("{e:#}")),
-                        MergeOutcome::Conflict(why) => Err(format!(
-                            "GitHub cannot merge {} into `{branch}`: {why}. Resolve it in a pull request; nothing was deployed.",
-                            sha.short()
-                        )),
-                    },
-                    PromoteMode::FastForward => match github.fast_forward(branch, &sha).await.map_err(|e| format!("{e:#}"))? {
-                        FastForward::Moved => Ok(sha.clone()),
-                        FastForward::NotFastForward => Err(format!(
-                            "`{branch}` has commits {} lacks, so it cannot fast-forward; nothing was deployed.",
-                            source_env.name
-                        )),
-                    },
-                }
-            }
-            .await;
-                let _ = events.send(Event::Promotion(PromotionEvent::Merged { id, result }));
-            },
-            on_panic,
-        );
-    }
-
-    async fn promotion_merged(&mut self, id: u64, result: Result<Sha, String>) {
-        crate::crashpoint::hit("promotion-merged");
-        let Ok(Some(mut request)) = self.store.promotion(id) else { return };
-        // Only the request's own merge moves it on: never a second deploy stage.
-        if request.state != (RequestState::Executing { stage: Stage::Merging }) {
-            return;
-        }
-        let merged = match result {
-            Ok(merged) => merged,
-            Err(why) => {
-                request.state = if why.contains("now runs") {
-                    RequestState::Void {
-                        why: format!("{why}; ask again with `/promote {} {}`", request.from, request.to),
-                    }
-                } else {
-                    RequestState::Failed { why }
-                };
-                self.save_promotion(&request).await;
-                return;
-            }
-        };
-        request.state = RequestState::Executing {
-            stage: Stage::Deploying { sha: merged.clone(), deploy_id: None, github_deployment: None },
-        };
-        // Intent before effect: "deploy `merged` for this request" is durable before the deploy
-        // starts. If it cannot be recorded, nothing starts.
-        if !self.save_promotion_durably(&request).await {
-            return;
-        }
-        crate::crashpoint::hit("promotion-deploying");
-        self.deploy_promotion(&request, &merged).await;
-    }
-
-    /// Deploys the merged commit to the target, through the ordinary deploy path.
-    async fn deploy_promotion(&mut self, request: &PromotionRequest, merged: &Sha) {
-        let deploy = ShipdayDeploy {
-            env: request.to.clone(),
-            git_ref: GitRef::parse(merged.as_str()).expect("a SHA is a valid ref"),
-            trigger: Trigger::Promotion,
-            emergency: request.emergency.clone(),
-            audit_text: format!("/deploy {} {} (promotion #{})", request.to, merged, request.id),
-            why: promotion_why(request.id),
-        };
-        let answered = self.deploy_as_shipday(deploy).await;
-        if let Some(events) = self.events.upgrade() {
-            let id = request.id;
-            tokio::spawn(async move {
-                if let Ok(reply) = answered.await {
-                    let _ =
-                        events.send(Event::Promotion(PromotionEvent::DeployAnswered { id, reply: Box::new(reply) }));
-                }
-            });
-        }
-    }
-
-    async fn promotion_deploy_answered(&mut self, id: u64, reply: Reply) {
-        let Ok(Some(mut request)) = self.store.promotion(id) else { return };
-        let RequestState::Executing { stage: Stage::Deploying { sha, deploy_id: None, .. } } = &request.state else {
-            return;
-        };
-        let sha = sha.clone();
-        match reply.body {
-            ReplyBody::Deploy(record) => {
-                crate::crashpoint::hit("promotion-deploy-started");
-                request.state = RequestState::Executing {
-                    stage: Stage::Deploying { sha, deploy_id: Some(record.id), github_deployment: None },
-                };
-                // The deploy may have finished before its answer got here.
-                if let Ok(Some(now)) = self.store.deploy(record.id)
-                    && now.is_finished()
-                {
-                    self.save_promotion(&request).await;
-                    self.promotion_deploy_finished(&now).await;
-                    return;
-                }
-            }
-            ReplyBody::Refused(why) => {
-                request.state =
-                    RequestState::Failed { why: format!("the deploy to {} did not start: {why}", request.to) };
-            }
-            _ => return,
-        }
-        self.save_promotion(&request).await;
-    }
-
-    /// A deploy finished: if it carried out a promotion, the promotion ends with it.
-    pub(crate) async fn promotion_deploy_finished(&mut self, record: &DeployRecord) {
-        if record.outcome == Outcome::Succeeded {
-            self.void_promotions_from(record).await;
-        }
-        if record.trigger != Trigger::Promotion {
-            return;
-        }
-        let Ok(open) = self.store.open_promotions() else { return };
-        // By the id it noted, or (its answer not noted yet) by the deploy naming the request.
-        let Some(mut request) = open.into_iter().find(|r| match &r.state {
-            RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } => *id == record.id,
-            RequestState::Executing { stage: Stage::Deploying { deploy_id: None, .. } } => {
-                is_promotion_deploy(r.id, record)
-            }
-            _ => false,
-        }) else {
-            return;
-        };
-        request.state = match &record.outcome {
-            Outcome::Succeeded => RequestState::Done { deploy_id: record.id },
-            Outcome::Failed { step, reason, .. } => RequestState::Failed {
-                why: format!(
-                    "deploy #{} failed at \"{step}\" ({reason}). {}",
-                    record.id,
-                    next_steps(&request, &self.config)
-                ),
-            },
-            Outcome::Interrupted => RequestState::Failed {
-                why: format!(
-                    "deploy #{} was interrupted by a restart of Shipday{}; {} may run part of it, and nothing was \
-                     retried, so no step ran twice. {}",
-                    record.id,
-                    record.steps.last().map(|s| format!(" during \"{}\"", s.name)).unwrap_or_default(),
-                    request.to,
-                    next_steps(&request, &self.config)
-                ),
-            },
-            Outcome::Running => return,
-        };
-        self.save_promotion(&request).await;
-        let outcome = match &request.state {
-            RequestState::Done { .. } => format!(
-                "✅ Promotion #{} shipped: {} is on {} (deploy #{}).",
-                request.id,
-                record.sha.short(),
-                request.to,
-                record.id
-            ),
-            _ => format!("❌ Promotion #{} did not ship: {}.", request.id, request.tally(self.config.timezone)),
-        };
-        self.announce(Announcement::Text(format!("{outcome}\n{}", request.notes.trim_end())));
-    }
-
-    /// After a restart: requests that were approved or being carried out continue from where
-    /// their record says they stopped. Never twice: the merge is idempotent on GitHub (a second
-    /// merge finds nothing to merge) and a deploy already started is looked up, not repeated.
-    pub(crate) async fn resume_promotions(&mut self, at_start: bool) {
-        if at_start {
-            self.show_recent_promotions_again();
-        }
-        let Ok(open) = self.store.open_promotions() else { return };
-        let now = self.clock.now();
-        for mut request in open {
-            match request.state.clone() {
-                RequestState::Pending | RequestState::Approved { .. } if request.expire(now) => {
-                    self.save_promotion(&request).await
-                }
-                // A new commit deployed on the source voids it (an unknown source does not).
-                RequestState::Pending | RequestState::Approved { .. }
-                    if self
-                        .store
-                        .last_ok(&request.from)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|d| !request.check_source(Some(&d.sha))) =>
-                {
-                    self.save_promotion(&request).await
-                }
-                RequestState::Approved { .. } if self.slot_allows(&request, now) => {
-                    self.execute_promotion(request).await;
-                }
-                // Work in flight is only picked up again after a restart.
-                RequestState::Executing { .. } if !at_start => {}
-                RequestState::Executing { stage: Stage::Merging } => {
-                    tracing::info!(request = request.id, "resuming a promotion at its merge");
-                    self.merge_on_github(&request);
-                }
-                // The deploy may have started before the crash: a deploy recorded for this request
-                // is adopted, never started again. Without such a record no step ran (a deploy
-                // is recorded, durably, before its first step), so it starts now, once.
-                RequestState::Executing { stage: Stage::Deploying { sha, deploy_id: None, .. } } => {
-                    match self.started_promotion_deploy(&request) {
-                        Ok(Some(record)) => {
-                            tracing::info!(request = request.id, deploy = record.id, "adopting a promotion's deploy");
-                            self.adopt_promotion_deploy(request, sha, record).await;
-                        }
-                        Ok(None) => {
-                            tracing::info!(request = request.id, "resuming a promotion at its deploy");
-                            self.deploy_promotion(&request, &sha).await;
-                        }
-                        Err(why) => {
-                            request.state =
-                                RequestState::Failed { why: format!("{why}; {}", next_steps(&request, &self.config)) };
-                            self.save_promotion(&request).await;
-                        }
-                    }
-                }
-                RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } => {
-                    match self.store.deploy(id).ok().flatten() {
-                        Some(record) if record.is_finished() => self.promotion_deploy_finished(&record).await,
-                        Some(_) => {}
-                        None => {
-                            request.state = RequestState::Failed {
-                                why: format!(
-                                    "deploy #{id} is missing from the store. {}",
-                                    next_steps(&request, &self.config)
-                                ),
-                            };
-                            self.save_promotion(&request).await;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// The calendar's slot of a later environment: start its promotion (posted for approval
-    /// where it needs one), unless one is already open.
-    pub(crate) fn scheduled_promotion(&mut self, env: &str, now: DateTime<Utc>) -> Result<(), String> {
-        let from = previous_environment(&self.config.environments, env).ok_or("no previous environment")?.to_owned();
-        let open = self.store.open_promotions().map_err(|e| format!("{e:#}"))?;
-        if let Some(existing) = open.iter().find(|r| r.to == env) {
-            return Err(format!("promotion #{} to {env} is already open", existing.id));
-        }
-        self.prepare_promotion(&from, env, &scheduler_person(), None, None, now).map_err(|failed| failed.1)
-    }
-
-    /// A webhook event from GitHub: a merge (or push) into the first environment's branch
-    /// deploys exactly that commit, once, and never an older one (see `merge_stream.rs`),
-    /// unless someone holds the environment (then their release brings it, since a release
-    /// deploys the branch's tip). `done` is answered once the decision is durable.
-    pub(crate) async fn github_event(&mut self, event: GitHubEvent, done: tokio::sync::oneshot::Sender<()>) {
-        let Some(first) = self.config.environments.first().cloned() else {
-            let _ = done.send(());
-            return;
-        };
-        let (branch, sha, what) = match &event {
-            GitHubEvent::Merged { base, merge_sha, number, title, author, .. } => {
-                (base.clone(), merge_sha.clone(), format!("#{number} {title} by {author}"))
-            }
-            GitHubEvent::Pushed { branch, after, .. } => (branch.clone(), after.clone(), format!("a push to {branch}")),
-        };
-        let entry = crate::store::AuditEntry {
-            at: self.clock.now(),
-            platform: "github".into(),
-            user_id: "webhook".into(),
-            person: None,
-            text: format!("{what} → {branch} at {sha}"),
-            decision: if branch == first.branch.as_str() {
-                format!("merge stream of {}", first.name)
-            } else {
-                "ignored".into()
-            },
-        };
-        if let Err(error) = self.store.audit(&entry).and(Ok(())) {
-            tracing::error!(error = format!("{error:#}"), "cannot record a webhook event");
-        }
-        let _ = self.store.flush().await;
-        if branch != first.branch.as_str() {
-            let _ = done.send(());
-            return;
-        }
-        self.merge_stream(&first, sha, what, done).await;
-    }
-
-    /// Tells GitHub's environment view what Shipday deployed (every finished deploy, when GitHub
-    /// is configured). Best effort: GitHub being down never fails a deploy.
-    pub(crate) fn report_to_github(&self, record: &DeployRecord) {
-        let Some(github) = self.github.clone() else { return };
-        if matches!(record.outcome, Outcome::Running) {
-            return;
-        }
-        let record = record.clone();
-        tokio::spawn(async move {
-            let description = format!("Shipday deploy #{} of {}", record.id, record.git_ref);
-            let state = match record.outcome {
-                Outcome::Succeeded => crate::clients::github::DeploymentState::Success,
-                Outcome::Failed { .. } => crate::clients::github::DeploymentState::Failure,
-                _ => crate::clients::github::DeploymentState::Error,
-            };
-            let result = async {
-                let id = github.create_deployment(&record.sha, &record.env, &description).await?;
-                github.deployment_status(id, state, &description, None).await
-            }
-            .await;
-            if let Err(error) = result {
-                tracing::warn!(deploy = record.id, error = format!("{error:#}"), "cannot report a deploy to GitHub");
-            }
-        });
-    }
-
-    /// Reads whether the first environment's branch is protected on GitHub, for `/status`.
-    pub(crate) fn check_protection(&self) {
-        let (Some(github), Some(events)) = (self.github.clone(), self.events.upgrade()) else { return };
-        let Some(first) = self.config.environments.first().cloned() else { return };
-        tokio::spawn(async move {
-            let branch = first.branch.to_string();
-            let text = match github.branch_protection(&branch).await {
-                Ok(Some(p)) if p.requires_pull_request => {
-                    format!("`{branch}` is protected on GitHub: changes reach it only through pull requests.")
-                }
-                Ok(Some(_)) => format!(
-                    "⚠️ `{branch}` is protected on GitHub but does not require pull requests: the team's rule is that it changes only through PRs."
-                ),
-                Ok(None) => format!(
-                    "⚠️ `{branch}` is NOT protected on GitHub: the team's rule is that it changes only through PRs. Protect it (require pull requests)."
-                ),
-                Err(error) => format!("⚠️ Could not read `{branch}`'s protection on GitHub: {error:#}"),
-            };
-            let _ = events.send(Event::Protection(text));
-        });
+        Err(refusal) => Err(Box::new((pending, refusal))),
     }
 }
 
-// ---- Promotions across crashes, cancelling and emergencies (issue 13) ----
-
-impl Engine {
-    /// After a restart, the newest requests are shown again as recorded: a crash can come after
-    /// a request's change (a vote, its end) was recorded but before its message was edited, and
-    /// chat catches up here (an edit to the same text changes nothing). What resumes after this
-    /// edits them again.
-    fn show_recent_promotions_again(&self) {
-        let Ok(recent) = self.store.recent_promotions(RESHOWN_AFTER_RESTART) else { return };
-        for request in recent {
-            let messages = self.store.promotion_messages(request.id).unwrap_or_default();
-            if !messages.is_empty() {
-                self.announce(Announcement::Promotion(Box::new(crate::engine::PromotionView { request, messages })));
-            }
-        }
+/// The request as far as the store knows it, and what is needed to finish it on the hosts.
+fn draft_promotion(
+    ctx: &mut Context,
+    from: &str,
+    to: &str,
+    requester: &Person,
+    emergency: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Preparation, UserError> {
+    if previous_environment(&ctx.config.environments, to) != Some(from) {
+        let hint = previous_environment(&ctx.config.environments, to)
+            .map(|p| format!(" {to} is promoted from {p}: `/promote {p} {to}`."))
+            .unwrap_or_else(|| format!(" {to} is the first environment; it is deployed, not promoted."));
+        return Err(UserError(format!("Promotions go one step at a time.{hint}")));
     }
-
-    /// A new commit on `record.env`: requests from it that still wait (pending or approved)
-    /// are void, and their messages say so.
-    async fn void_promotions_from(&mut self, record: &DeployRecord) {
-        let Ok(open) = self.store.open_promotions() else { return };
-        for mut request in open.into_iter().filter(|r| r.from == record.env && r.is_live()) {
-            if !request.check_source(Some(&record.sha)) {
-                self.save_promotion(&request).await;
-            }
-        }
+    let Some(github) = ctx.github.clone() else {
+        return Err(UserError(format!(
+            "Promotions need the GitHub integration, which is not configured here. Nothing was changed. A lead can \
+             merge {from} into {to}'s branch and run `/deploy {to} BRANCH`."
+        )));
+    };
+    let live = ctx.store.last_ok(from).map_err(|e| UserError::store("read the live deploy", &e))?;
+    let Some(live) = live else {
+        return Err(UserError(format!("{from} has no successful deploy yet, so there is nothing to promote.")));
+    };
+    let open = ctx.store.open_promotions().map_err(|e| UserError::store("read the open promotions", &e))?;
+    if let Some(existing) = open.iter().find(|r| r.from == from && r.to == to && r.sha == live.sha) {
+        return Err(UserError(format!(
+            "Promotion #{} of {} from {from} to {to} is already open ({}). React on its message instead.",
+            existing.id,
+            live.sha.short(),
+            existing.tally(ctx.config.timezone)
+        )));
     }
+    let target_env = ctx.config.environment(to).expect("checked above").clone();
+    let source_env = ctx.config.environment(from).expect("checked above").clone();
+    let target_sha = ctx.store.last_ok(to).ok().flatten().map(|d| d.sha);
+    let transport = ctx.transports.get(from).cloned().expect("every environment has a transport");
+    let projects = ctx.config.jira.as_ref().map(|j| j.projects.clone()).unwrap_or_default();
+    let id = ctx.store.next_promotion_id().map_err(|e| UserError::store("allocate a promotion id", &e))?;
+    let draft = PromotionRequest {
+        id,
+        from: from.to_owned(),
+        to: to.to_owned(),
+        sha: live.sha.clone(),
+        target_sha: target_sha.clone(),
+        requester: requester.id.clone(),
+        requester_name: requester.name.clone(),
+        created_at: now,
+        expires_at: now + chrono::Duration::from_std(ctx.config.approval_ttl).unwrap_or(chrono::Duration::hours(24)),
+        quorum: target_env.approvals,
+        votes: BTreeMap::new(),
+        emergency,
+        notes: String::new(),
+        state: RequestState::Pending,
+    };
+    Ok(Preparation { draft, github, transport, source_env, target_env, target_sha, projects })
+}
 
-    /// Records a request and flushes it; `false` (and the request's message says why, when it
-    /// can) if the store cannot make it durable, so its next effect must not start.
-    pub(crate) async fn save_promotion_durably(&mut self, request: &PromotionRequest) -> bool {
-        let written = match self.store.put_promotion(request) {
-            Ok(()) => self.store.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(error) = written {
-            tracing::error!(error = format!("{error:#}"), request = request.id, "cannot record a promotion request");
-            let mut failed = request.clone();
-            failed.state = RequestState::Failed {
-                why: format!(
-                    "Shipday could not record its next step, so it stopped before it. {}",
-                    next_steps(request, &self.config)
-                ),
+/// Gathers a drafted request's facts in the background, then hands it to the loop.
+fn spawn_preparation(ctx: &Context, work: Preparation, pending: Option<WaitingCommand>) {
+    let Some(events) = ctx.jobs.reporter() else { return };
+    let Preparation { draft, github, transport, source_env, target_env, target_sha, projects } = work;
+    let from = draft.from.clone();
+    let redactor = ctx.redactor.clone();
+    tokio::spawn(async move {
+        let result = async {
+            let head = read_head(transport.as_ref(), &source_env).await?;
+            if head != draft.sha {
+                return Err(format!(
+                    "{from}'s host runs {}, not {} as Shipday deployed: someone changed it by hand. Redeploy {from} \
+                     first; nothing was changed.",
+                    head.short(),
+                    draft.sha.short()
+                ));
+            }
+            let base = match &target_sha {
+                Some(sha) => sha.clone(),
+                None => github.branch_sha(target_env.branch.as_str()).await.map_err(|e| format!("{e:#}"))?,
             };
-            self.save_promotion(&failed).await;
-            return false;
+            // Notes inform the leads; GitHub failing to give them does not block the request.
+            let notes = release_notes(&github, &base, &draft.sha, &projects)
+                .await
+                .unwrap_or_else(|e| format!("Release notes unavailable: {e}\n"));
+            // Outside text (titles, errors) is stored and shown: redacted here, at the source.
+            Ok(PromotionRequest { notes: redactor.redact(&notes), ..draft })
         }
-        let messages = self.store.promotion_messages(request.id).unwrap_or_default();
-        self.announce(Announcement::Promotion(Box::new(crate::engine::PromotionView {
-            request: request.clone(),
-            messages,
-        })));
-        true
-    }
+        .await;
+        let prepared =
+            PromotionEvent::Prepared { pending: pending.map(Box::new), draft: Box::new(result.map_err(UserError)) };
+        let _ = events.send(Report::Promotion(prepared));
+    });
+}
 
-    /// The deploy recorded for this request, if one was started (its record names the request).
-    fn started_promotion_deploy(&self, request: &PromotionRequest) -> Result<Option<DeployRecord>, String> {
-        let history = self
-            .store
-            .history(Some(&request.to), PROMOTION_DEPLOY_LOOKBACK)
-            .map_err(|e| format!("Shipday cannot read its deploy history ({e:#}), so it did not deploy again"))?;
-        Ok(history.into_iter().find(|d| is_promotion_deploy(request.id, d)))
-    }
-
-    /// Notes the deploy a request started before a crash, and finishes the request if the
-    /// deploy has ended (an interrupted one says what to do next).
-    async fn adopt_promotion_deploy(&mut self, mut request: PromotionRequest, sha: Sha, record: DeployRecord) {
-        request.state = RequestState::Executing {
-            stage: Stage::Deploying { sha, deploy_id: Some(record.id), github_deployment: None },
-        };
-        self.save_promotion(&request).await;
-        if record.is_finished() {
-            self.promotion_deploy_finished(&record).await;
+/// Handles what promotion work reported.
+pub(crate) async fn promotion_event(ctx: &mut Context, event: PromotionEvent) {
+    match event {
+        PromotionEvent::Prepared { draft, pending } => promotion_prepared(ctx, *draft, pending.map(|p| *p)).await,
+        PromotionEvent::Merged { id, result } => promotion_merged(ctx, id, result).await,
+        PromotionEvent::DeployAnswered { id, reply } => promotion_deploy_answered(ctx, id, *reply).await,
+        PromotionEvent::RunNow { id } => {
+            if let Ok(Some(request)) = ctx.store.promotion(id)
+                && matches!(request.state, RequestState::Approved { .. })
+            {
+                execute_promotion(ctx, request).await;
+            }
         }
     }
+}
 
-    /// `/promote FROM TO --emergency REASON` while a request from FROM to TO for what FROM runs
-    /// is open: a lead runs it now if it is approved, as its message promises. `None` when no
-    /// such request is open (a new request is made).
-    fn emergency_on_open_request(
-        &mut self,
-        from: &str,
-        to: &str,
-        person: &Person,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Option<Handled> {
-        let live = self.store.last_ok(from).ok().flatten()?;
-        let open = self.store.open_promotions().ok()?;
-        let mut request = open.into_iter().find(|r| r.from == from && r.to == to && r.sha == live.sha)?;
-        if let Err(why) = request.run_now(person, reason.to_owned(), now) {
-            return Some(Handled::refused(why));
+async fn promotion_prepared(
+    ctx: &mut Context,
+    draft: Result<PromotionRequest, UserError>,
+    pending: Option<WaitingCommand>,
+) {
+    let request = match draft {
+        Ok(request) => request,
+        Err(reason) => {
+            match pending {
+                Some(pending) => ctx.answer(pending, Decision::from(reason)),
+                None => ctx.announce(Announcement::Text(format!("⚠️ A scheduled promotion could not start: {reason}"))),
+            }
+            return;
         }
-        if let Err(error) = self.store.put_promotion(&request) {
-            tracing::error!(error = format!("{error:#}"), "cannot record an emergency promotion");
-            return Some(Handled::refused("Shipday cannot write to its store, so it did nothing."));
-        }
-        self.announce(Announcement::Text(format!(
-            "🚨 Emergency promotion: @{{{}}} is running approved promotion #{} ({} → {} at {}) now, outside {}'s slot. Reason: {reason}",
-            person.id,
+    };
+    let mut request = request;
+    if request.quorum == 0 {
+        request.state = RequestState::Approved { at: ctx.clock.now() };
+    }
+    save_promotion(ctx, &request).await;
+    if let Some(pending) = pending {
+        let text = format!(
+            "Promotion #{} of {} → {} at {} is posted in the team channel. {}",
             request.id,
             request.from,
             request.to,
             request.sha.short(),
-            request.to
-        )));
-        if let Some(events) = self.events.upgrade() {
-            let _ = events.send(Event::Promotion(PromotionEvent::RunNow { id: request.id }));
-        }
-        let text = format!("Approved promotion #{} of {} → {} runs now (emergency: {reason}).", request.id, from, to);
-        let decision = format!("accepted: emergency run of promotion #{}: {reason}", request.id);
-        Some(Handled::Reply { reply: Reply::text(Visibility::Ephemeral, text), decision })
-    }
-
-    /// `/promote FROM TO --cancel`: its requester or a lead cancels the open request from FROM
-    /// to TO before it is carried out.
-    pub(crate) fn command_cancel_promotion(
-        &mut self,
-        from: &str,
-        to: &str,
-        pending: Pending,
-        now: DateTime<Utc>,
-    ) -> Option<(Pending, Handled)> {
-        let Some(person) = pending.person.clone() else {
-            return Some((pending, Handled::refused("Only configured people can cancel a promotion.")));
-        };
-        let open = match self.store.open_promotions() {
-            Ok(open) => open,
-            Err(e) => return Some((pending, Handled::refused(format!("Shipday cannot read its store: {e:#}")))),
-        };
-        let Some(mut request) = open.into_iter().find(|r| r.from == from && r.to == to) else {
-            return Some((
-                pending,
-                Handled::refused(format!("No promotion from {from} to {to} is open, so there is nothing to cancel.")),
-            ));
-        };
-        if let Err(why) = request.cancel(&person, now) {
-            // It may have expired just now: record that, and say so.
-            if request.state == RequestState::Expired {
-                let _ = self.store.put_promotion(&request);
-            }
-            return Some((pending, Handled::refused(why)));
-        }
-        if let Err(error) = self.store.put_promotion(&request) {
-            tracing::error!(error = format!("{error:#}"), "cannot record a cancelled promotion");
-            return Some((pending, Handled::refused("Shipday cannot write to its store, so it did nothing.")));
-        }
-        let messages = self.store.promotion_messages(request.id).unwrap_or_default();
-        self.announce(Announcement::Promotion(Box::new(crate::engine::PromotionView {
-            request: request.clone(),
-            messages,
-        })));
-        let text = format!(
-            "Promotion #{} of {} → {} at {} is cancelled; nothing was merged or deployed.",
-            request.id,
-            from,
-            to,
-            request.sha.short()
+            if request.quorum > 0 { "Leads approve by reacting ✅ (❌ rejects)." } else { "It needs no approval." }
         );
-        let decision = format!("accepted: cancelled promotion #{}", request.id);
-        Some((pending, Handled::Reply { reply: Reply::text(Visibility::Public, text), decision }))
+        let decision =
+            format!("accepted: promotion #{} of {} to {} at {}", request.id, request.from, request.to, request.sha);
+        ctx.answer(pending, Decision { reply: Reply::text(Visibility::Ephemeral, text), decision });
     }
+    if matches!(request.state, RequestState::Approved { .. }) {
+        promotion_approved(ctx, request).await;
+    }
+}
+
+/// Quorum was reached: carry it out now if the target's slot (or an emergency) allows,
+/// otherwise it waits for the slot (the tick starts it).
+pub(crate) async fn promotion_approved(ctx: &mut Context, request: PromotionRequest) {
+    let now = ctx.clock.now();
+    if !slot_allows(ctx, &request, now) {
+        let next = ctx
+            .config
+            .calendar
+            .next_slot(&request.to, now)
+            .map(|at| calendar_time(&ctx.config.calendar, at))
+            .unwrap_or_else(|| "its next slot".into());
+        let lapses = match ctx.config.calendar.next_slot(&request.to, now) {
+            Some(at) if at >= request.expires_at => format!(
+                " It expires before then ({}), unless it runs sooner.",
+                calendar_time(&ctx.config.calendar, request.expires_at)
+            ),
+            _ => String::new(),
+        };
+        ctx.announce(Announcement::Text(format!(
+            "✅ Promotion #{} is approved. It runs in {}'s slot, {next} (a lead can `/promote {} {} --emergency \"reason\"` to run it now; \
+             its requester or a lead can `/promote {} {} --cancel`). Until it starts, removing an approval or a lead's ❌ still counts.{lapses}",
+            request.id, request.to, request.from, request.to, request.from, request.to
+        )));
+        return;
+    }
+    execute_promotion(ctx, request).await;
+}
+
+fn slot_allows(ctx: &Context, request: &PromotionRequest, now: DateTime<Utc>) -> bool {
+    let calendar = &ctx.config.calendar;
+    let needs_slot = ctx.config.environment(&request.to).is_some_and(|e| e.requires_approval);
+    !needs_slot
+        || request.emergency.is_some()
+        || !calendar.has_slot(&request.to)
+        || calendar.current_slot(&request.to, now).is_some()
+}
+
+/// Re-verifies the source, records the merge stage, then merges on GitHub.
+async fn execute_promotion(ctx: &mut Context, mut request: PromotionRequest) {
+    let current = ctx.store.last_ok(&request.from).ok().flatten().map(|d| d.sha);
+    if !request.check_source(current.as_ref()) {
+        save_promotion(ctx, &request).await;
+        return;
+    }
+    request.state = RequestState::Executing { stage: Stage::Merging };
+    save_promotion(ctx, &request).await;
+    crate::crashpoint::hit("promotion-merging");
+    merge_on_github(ctx, &request);
+}
+
+/// Starts the merge of the approved commit into the target's branch.
+fn merge_on_github(ctx: &Context, request: &PromotionRequest) {
+    let (Some(github), Some(events)) = (ctx.github.clone(), ctx.jobs.reporter()) else { return };
+    let Some(source_env) = ctx.config.environment(&request.from).cloned() else { return };
+    let Some(target_env) = ctx.config.environment(&request.to).cloned() else { return };
+    let transport = ctx.transports.get(&request.from).cloned().expect("every environment has a transport");
+    let (id, sha) = (request.id, request.sha.clone());
+    let message = format!("Promote {} to {} ({}), Shipday promotion #{id}", request.from, request.to, sha.short());
+    let crashed = events.clone();
+    let on_panic = move |message| {
+        let _ = crashed.send(Report::Crashed(super::Crashed::PromotionMerge(id), message));
+    };
+    spawn_guarded(
+        "promotion merge",
+        async move {
+            let result = async {
+            // Right before merging: the source must still run the approved commit.
+            let head = read_head(transport.as_ref(), &source_env).await?;
+            if head != sha {
+                return Err(format!("{} now runs {}, not the approved {}", source_env.name, head.short(), sha.short()));
+            }
+            let branch = target_env.branch.as_str();
+            match target_env.promote {
+                PromoteMode::Merge => match github.merge(branch, &sha, &message).await.map_err(|e| format!("{e:#}"))? {
+                    MergeOutcome::Merged(merged) => Ok(merged),
+                    MergeOutcome::NothingToMerge => github.branch_sha(branch).await.map_err(|e| format!("{e:#}")),
+                    MergeOutcome::Conflict(why) => Err(format!(
+                        "GitHub cannot merge {} into `{branch}`: {why}. Resolve it in a pull request; nothing was deployed.",
+                        sha.short()
+                    )),
+                },
+                PromoteMode::FastForward => match github.fast_forward(branch, &sha).await.map_err(|e| format!("{e:#}"))? {
+                    FastForward::Moved => Ok(sha.clone()),
+                    FastForward::NotFastForward => Err(format!(
+                        "`{branch}` has commits {} lacks, so it cannot fast-forward; nothing was deployed.",
+                        source_env.name
+                    )),
+                },
+            }
+        }
+        .await;
+            let _ = events.send(Report::Promotion(PromotionEvent::Merged { id, result }));
+        },
+        on_panic,
+    );
+}
+
+async fn promotion_merged(ctx: &mut Context, id: u64, result: Result<Sha, String>) {
+    crate::crashpoint::hit("promotion-merged");
+    let Ok(Some(mut request)) = ctx.store.promotion(id) else { return };
+    // Only the request's own merge moves it on: never a second deploy stage.
+    if request.state != (RequestState::Executing { stage: Stage::Merging }) {
+        return;
+    }
+    let merged = match result {
+        Ok(merged) => merged,
+        Err(why) => {
+            request.state = if why.contains("now runs") {
+                RequestState::Void { why: format!("{why}; ask again with `/promote {} {}`", request.from, request.to) }
+            } else {
+                RequestState::Failed { why }
+            };
+            save_promotion(ctx, &request).await;
+            return;
+        }
+    };
+    request.state = RequestState::Executing {
+        stage: Stage::Deploying { sha: merged.clone(), deploy_id: None, github_deployment: None },
+    };
+    // Intent before effect: "deploy `merged` for this request" is durable before the deploy
+    // starts. If it cannot be recorded, nothing starts.
+    if !save_promotion_durably(ctx, &request).await {
+        return;
+    }
+    crate::crashpoint::hit("promotion-deploying");
+    deploy_promotion(ctx, &request, &merged).await;
+}
+
+/// Deploys the merged commit to the target, through the ordinary deploy path.
+async fn deploy_promotion(ctx: &mut Context, request: &PromotionRequest, merged: &Sha) {
+    let deploy = ShipdayDeploy {
+        env: request.to.clone(),
+        git_ref: GitRef::parse(merged.as_str()).expect("a SHA is a valid ref"),
+        trigger: Trigger::Promotion,
+        emergency: request.emergency.clone(),
+        audit_text: format!("/deploy {} {} (promotion #{})", request.to, merged, request.id),
+        why: promotion_why(request.id),
+    };
+    let answered = deploy_as_shipday(ctx, deploy).await;
+    if let Some(events) = ctx.jobs.reporter() {
+        let id = request.id;
+        tokio::spawn(async move {
+            if let Ok(reply) = answered.await {
+                let _ = events.send(Report::Promotion(PromotionEvent::DeployAnswered { id, reply: Box::new(reply) }));
+            }
+        });
+    }
+}
+
+async fn promotion_deploy_answered(ctx: &mut Context, id: u64, reply: Reply) {
+    let Ok(Some(mut request)) = ctx.store.promotion(id) else { return };
+    let RequestState::Executing { stage: Stage::Deploying { sha, deploy_id: None, .. } } = &request.state else {
+        return;
+    };
+    let sha = sha.clone();
+    match reply.body {
+        ReplyBody::Deploy(record) => {
+            crate::crashpoint::hit("promotion-deploy-started");
+            request.state = RequestState::Executing {
+                stage: Stage::Deploying { sha, deploy_id: Some(record.id), github_deployment: None },
+            };
+            // The deploy may have finished before its answer got here.
+            if let Ok(Some(now)) = ctx.store.deploy(record.id)
+                && now.is_finished()
+            {
+                save_promotion(ctx, &request).await;
+                promotion_deploy_finished(ctx, &now).await;
+                return;
+            }
+        }
+        ReplyBody::Refused(why) => {
+            request.state = RequestState::Failed { why: format!("the deploy to {} did not start: {why}", request.to) };
+        }
+        _ => return,
+    }
+    save_promotion(ctx, &request).await;
+}
+
+/// A deploy finished: if it carried out a promotion, the promotion ends with it.
+pub(crate) async fn promotion_deploy_finished(ctx: &mut Context, record: &DeployRecord) {
+    if record.outcome == Outcome::Succeeded {
+        void_promotions_from(ctx, record).await;
+    }
+    if record.trigger != Trigger::Promotion {
+        return;
+    }
+    let Ok(open) = ctx.store.open_promotions() else { return };
+    // By the id it noted, or (its answer not noted yet) by the deploy naming the request.
+    let Some(mut request) = open.into_iter().find(|r| match &r.state {
+        RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } => *id == record.id,
+        RequestState::Executing { stage: Stage::Deploying { deploy_id: None, .. } } => {
+            is_promotion_deploy(r.id, record)
+        }
+        _ => false,
+    }) else {
+        return;
+    };
+    request.state = match &record.outcome {
+        Outcome::Succeeded => RequestState::Done { deploy_id: record.id },
+        Outcome::Failed { step, reason, .. } => RequestState::Failed {
+            why: format!(
+                "deploy #{} failed at \"{step}\" ({reason}). {}",
+                record.id,
+                next_steps(&request, &ctx.config)
+            ),
+        },
+        Outcome::Interrupted => RequestState::Failed {
+            why: format!(
+                "deploy #{} was interrupted by a restart of Shipday{}; {} may run part of it, and nothing was \
+                 retried, so no step ran twice. {}",
+                record.id,
+                record.steps.last().map(|s| format!(" during \"{}\"", s.name)).unwrap_or_default(),
+                request.to,
+                next_steps(&request, &ctx.config)
+            ),
+        },
+        Outcome::Running => return,
+    };
+    save_promotion(ctx, &request).await;
+    let outcome = match &request.state {
+        RequestState::Done { .. } => format!(
+            "✅ Promotion #{} shipped: {} is on {} (deploy #{}).",
+            request.id,
+            record.sha.short(),
+            request.to,
+            record.id
+        ),
+        _ => format!("❌ Promotion #{} did not ship: {}.", request.id, request.tally(ctx.config.timezone)),
+    };
+    ctx.announce(Announcement::Text(format!("{outcome}\n{}", request.notes.trim_end())));
+}
+
+/// After a restart: requests that were approved or being carried out continue from where
+/// their record says they stopped. Never twice: the merge is idempotent on GitHub (a second
+/// merge finds nothing to merge) and a deploy already started is looked up, not repeated.
+pub(crate) async fn resume_promotions(ctx: &mut Context, at_start: bool) {
+    if at_start {
+        show_recent_promotions_again(ctx);
+    }
+    let Ok(open) = ctx.store.open_promotions() else { return };
+    let now = ctx.clock.now();
+    for mut request in open {
+        match request.state.clone() {
+            RequestState::Pending | RequestState::Approved { .. } if request.expire(now) => {
+                save_promotion(ctx, &request).await
+            }
+            // A new commit deployed on the source voids it (an unknown source does not).
+            RequestState::Pending | RequestState::Approved { .. }
+                if ctx
+                    .store
+                    .last_ok(&request.from)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|d| !request.check_source(Some(&d.sha))) =>
+            {
+                save_promotion(ctx, &request).await
+            }
+            RequestState::Approved { .. } if slot_allows(ctx, &request, now) => {
+                execute_promotion(ctx, request).await;
+            }
+            // Work in flight is only picked up again after a restart.
+            RequestState::Executing { .. } if !at_start => {}
+            RequestState::Executing { stage: Stage::Merging } => {
+                tracing::info!(request = request.id, "resuming a promotion at its merge");
+                merge_on_github(ctx, &request);
+            }
+            // The deploy may have started before the crash: a deploy recorded for this request
+            // is adopted, never started again. Without such a record no step ran (a deploy
+            // is recorded, durably, before its first step), so it starts now, once.
+            RequestState::Executing { stage: Stage::Deploying { sha, deploy_id: None, .. } } => {
+                match started_promotion_deploy(ctx, &request) {
+                    Ok(Some(record)) => {
+                        tracing::info!(request = request.id, deploy = record.id, "adopting a promotion's deploy");
+                        adopt_promotion_deploy(ctx, request, sha, record).await;
+                    }
+                    Ok(None) => {
+                        tracing::info!(request = request.id, "resuming a promotion at its deploy");
+                        deploy_promotion(ctx, &request, &sha).await;
+                    }
+                    Err(why) => {
+                        request.state =
+                            RequestState::Failed { why: format!("{why}; {}", next_steps(&request, &ctx.config)) };
+                        save_promotion(ctx, &request).await;
+                    }
+                }
+            }
+            RequestState::Executing { stage: Stage::Deploying { deploy_id: Some(id), .. } } => {
+                match ctx.store.deploy(id).ok().flatten() {
+                    Some(record) if record.is_finished() => promotion_deploy_finished(ctx, &record).await,
+                    Some(_) => {}
+                    None => {
+                        request.state = RequestState::Failed {
+                            why: format!(
+                                "deploy #{id} is missing from the store. {}",
+                                next_steps(&request, &ctx.config)
+                            ),
+                        };
+                        save_promotion(ctx, &request).await;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The calendar's slot of a later environment: start its promotion (posted for approval
+/// where it needs one), unless one is already open.
+pub(crate) fn scheduled_promotion(ctx: &mut Context, env: &str, now: DateTime<Utc>) -> Result<(), UserError> {
+    let from = previous_environment(&ctx.config.environments, env).ok_or("no previous environment")?.to_owned();
+    let open = ctx.store.open_promotions().map_err(|e| UserError::store("read the open promotions", &e))?;
+    if let Some(existing) = open.iter().find(|r| r.to == env) {
+        return Err(UserError(format!("promotion #{} to {env} is already open", existing.id)));
+    }
+    prepare_promotion(ctx, &from, env, &scheduler_person(), None, None, now).map_err(|failed| failed.1)
+}
+
+/// A webhook event from GitHub: a merge (or push) into the first environment's branch
+/// deploys exactly that commit, once, and never an older one (see `merge_stream.rs`),
+/// unless someone holds the environment (then their release brings it, since a release
+/// deploys the branch's tip). `done` is answered once the decision is durable.
+pub(crate) async fn github_event(ctx: &mut Context, event: GitHubEvent, done: tokio::sync::oneshot::Sender<()>) {
+    let Some(first) = ctx.config.environments.first().cloned() else {
+        let _ = done.send(());
+        return;
+    };
+    let (branch, sha, what) = match &event {
+        GitHubEvent::Merged { base, merge_sha, number, title, author, .. } => {
+            (base.clone(), merge_sha.clone(), format!("#{number} {title} by {author}"))
+        }
+        GitHubEvent::Pushed { branch, after, .. } => (branch.clone(), after.clone(), format!("a push to {branch}")),
+    };
+    let entry = crate::store::AuditEntry {
+        at: ctx.clock.now(),
+        platform: "github".into(),
+        user_id: "webhook".into(),
+        person: None,
+        text: format!("{what} → {branch} at {sha}"),
+        decision: if branch == first.branch.as_str() {
+            format!("merge stream of {}", first.name)
+        } else {
+            "ignored".into()
+        },
+    };
+    if let Err(error) = ctx.store.audit(&entry).and(Ok(())) {
+        tracing::error!(error = format!("{error:#}"), "cannot record a webhook event");
+    }
+    let _ = ctx.store.flush().await;
+    if branch != first.branch.as_str() {
+        let _ = done.send(());
+        return;
+    }
+    merge_stream(ctx, &first, sha, what, done).await;
+}
+
+/// Tells GitHub's environment view what Shipday deployed (every finished deploy, when GitHub
+/// is configured). Best effort: GitHub being down never fails a deploy.
+pub(crate) fn report_to_github(ctx: &Context, record: &DeployRecord) {
+    let Some(github) = ctx.github.clone() else { return };
+    if matches!(record.outcome, Outcome::Running) {
+        return;
+    }
+    let record = record.clone();
+    tokio::spawn(async move {
+        let description = format!("Shipday deploy #{} of {}", record.id, record.git_ref);
+        let state = match record.outcome {
+            Outcome::Succeeded => crate::clients::github::DeploymentState::Success,
+            Outcome::Failed { .. } => crate::clients::github::DeploymentState::Failure,
+            _ => crate::clients::github::DeploymentState::Error,
+        };
+        let result = async {
+            let id = github.create_deployment(&record.sha, &record.env, &description).await?;
+            github.deployment_status(id, state, &description, None).await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(deploy = record.id, error = format!("{error:#}"), "cannot report a deploy to GitHub");
+        }
+    });
+}
+
+/// Reads whether the first environment's branch is protected on GitHub, for `/status`.
+pub(crate) fn check_protection(ctx: &Context) {
+    let (Some(github), Some(events)) = (ctx.github.clone(), ctx.jobs.reporter()) else { return };
+    let Some(first) = ctx.config.environments.first().cloned() else { return };
+    tokio::spawn(async move {
+        let branch = first.branch.to_string();
+        let text = match github.branch_protection(&branch).await {
+            Ok(Some(p)) if p.requires_pull_request => {
+                format!("`{branch}` is protected on GitHub: changes reach it only through pull requests.")
+            }
+            Ok(Some(_)) => format!(
+                "⚠️ `{branch}` is protected on GitHub but does not require pull requests: the team's rule is that it changes only through PRs."
+            ),
+            Ok(None) => format!(
+                "⚠️ `{branch}` is NOT protected on GitHub: the team's rule is that it changes only through PRs. Protect it (require pull requests)."
+            ),
+            Err(error) => format!("⚠️ Could not read `{branch}`'s protection on GitHub: {error:#}"),
+        };
+        let _ = events.send(Report::Protection(text));
+    });
+}
+
+// ---- Promotions across crashes, cancelling and emergencies (issue 13) ----
+
+/// After a restart, the newest requests are shown again as recorded: a crash can come after
+/// a request's change (a vote, its end) was recorded but before its message was edited, and
+/// chat catches up here (an edit to the same text changes nothing). What resumes after this
+/// edits them again.
+fn show_recent_promotions_again(ctx: &Context) {
+    let Ok(recent) = ctx.store.recent_promotions(RESHOWN_AFTER_RESTART) else { return };
+    for request in recent {
+        let messages = ctx.store.promotion_messages(request.id).unwrap_or_default();
+        if !messages.is_empty() {
+            ctx.announce(Announcement::Promotion(Box::new(super::PromotionView { request, messages })));
+        }
+    }
+}
+
+/// A new commit on `record.env`: requests from it that still wait (pending or approved)
+/// are void, and their messages say so.
+async fn void_promotions_from(ctx: &mut Context, record: &DeployRecord) {
+    let Ok(open) = ctx.store.open_promotions() else { return };
+    for mut request in open.into_iter().filter(|r| r.from == record.env && r.is_live()) {
+        if !request.check_source(Some(&record.sha)) {
+            save_promotion(ctx, &request).await;
+        }
+    }
+}
+
+/// Records a request and flushes it; `false` (and the request's message says why, when it
+/// can) if the store cannot make it durable, so its next effect must not start.
+pub(crate) async fn save_promotion_durably(ctx: &mut Context, request: &PromotionRequest) -> bool {
+    let written = match ctx.store.put_promotion(request) {
+        Ok(()) => ctx.store.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(error) = written {
+        tracing::error!(error = format!("{error:#}"), request = request.id, "cannot record a promotion request");
+        let mut failed = request.clone();
+        failed.state = RequestState::Failed {
+            why: format!(
+                "Shipday could not record its next step, so it stopped before it. {}",
+                next_steps(request, &ctx.config)
+            ),
+        };
+        save_promotion(ctx, &failed).await;
+        return false;
+    }
+    let messages = ctx.store.promotion_messages(request.id).unwrap_or_default();
+    ctx.announce(Announcement::Promotion(Box::new(super::PromotionView { request: request.clone(), messages })));
+    true
+}
+
+/// The deploy recorded for this request, if one was started (its record names the request).
+fn started_promotion_deploy(ctx: &Context, request: &PromotionRequest) -> Result<Option<DeployRecord>, String> {
+    let history = ctx
+        .store
+        .history(Some(&request.to), PROMOTION_DEPLOY_LOOKBACK)
+        .map_err(|e| format!("Shipday cannot read its deploy history ({e:#}), so it did not deploy again"))?;
+    Ok(history.into_iter().find(|d| is_promotion_deploy(request.id, d)))
+}
+
+/// Notes the deploy a request started before a crash, and finishes the request if the
+/// deploy has ended (an interrupted one says what to do next).
+async fn adopt_promotion_deploy(ctx: &mut Context, mut request: PromotionRequest, sha: Sha, record: DeployRecord) {
+    request.state = RequestState::Executing {
+        stage: Stage::Deploying { sha, deploy_id: Some(record.id), github_deployment: None },
+    };
+    save_promotion(ctx, &request).await;
+    if record.is_finished() {
+        promotion_deploy_finished(ctx, &record).await;
+    }
+}
+
+/// `/promote FROM TO --emergency REASON` while a request from FROM to TO for what FROM runs
+/// is open: a lead runs it now if it is approved, as its message promises. `None` when no
+/// such request is open (a new request is made).
+fn emergency_on_open_request(
+    ctx: &mut Context,
+    from: &str,
+    to: &str,
+    person: &Person,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Option<Decision> {
+    let live = ctx.store.last_ok(from).ok().flatten()?;
+    let open = ctx.store.open_promotions().ok()?;
+    let mut request = open.into_iter().find(|r| r.from == from && r.to == to && r.sha == live.sha)?;
+    if let Err(why) = request.run_now(person, reason.to_owned(), now) {
+        return Some(Decision::refused(why));
+    }
+    if let Err(error) = ctx.store.put_promotion(&request) {
+        return Some(Decision::store_trouble("record an emergency promotion", &error));
+    }
+    ctx.announce(Announcement::Text(format!(
+        "🚨 Emergency promotion: @{{{}}} is running approved promotion #{} ({} → {} at {}) now, outside {}'s slot. Reason: {reason}",
+        person.id,
+        request.id,
+        request.from,
+        request.to,
+        request.sha.short(),
+        request.to
+    )));
+    if let Some(events) = ctx.jobs.reporter() {
+        let _ = events.send(Report::Promotion(PromotionEvent::RunNow { id: request.id }));
+    }
+    let text = format!("Approved promotion #{} of {} → {} runs now (emergency: {reason}).", request.id, from, to);
+    let decision = format!("accepted: emergency run of promotion #{}: {reason}", request.id);
+    Some(Decision { reply: Reply::text(Visibility::Ephemeral, text), decision })
+}
+
+/// `/promote FROM TO --cancel`: its requester or a lead cancels the open request from FROM
+/// to TO before it is carried out.
+pub(crate) fn cancel_promotion(
+    ctx: &mut Context,
+    from: &str,
+    to: &str,
+    pending: WaitingCommand,
+    now: DateTime<Utc>,
+) -> Option<(WaitingCommand, Decision)> {
+    let Some(person) = pending.person.clone() else {
+        return Some((pending, Decision::refused("Only configured people can cancel a promotion.")));
+    };
+    let open = match ctx.store.open_promotions() {
+        Ok(open) => open,
+        Err(error) => return Some((pending, Decision::store_trouble("read the open promotions", &error))),
+    };
+    let Some(mut request) = open.into_iter().find(|r| r.from == from && r.to == to) else {
+        return Some((
+            pending,
+            Decision::refused(format!("No promotion from {from} to {to} is open, so there is nothing to cancel.")),
+        ));
+    };
+    if let Err(why) = request.cancel(&person, now) {
+        // It may have expired just now: record that, and say so.
+        if request.state == RequestState::Expired {
+            let _ = ctx.store.put_promotion(&request);
+        }
+        return Some((pending, Decision::refused(why)));
+    }
+    if let Err(error) = ctx.store.put_promotion(&request) {
+        return Some((pending, Decision::store_trouble("record a cancelled promotion", &error)));
+    }
+    let messages = ctx.store.promotion_messages(request.id).unwrap_or_default();
+    ctx.announce(Announcement::Promotion(Box::new(super::PromotionView { request: request.clone(), messages })));
+    let text = format!(
+        "Promotion #{} of {} → {} at {} is cancelled; nothing was merged or deployed.",
+        request.id,
+        from,
+        to,
+        request.sha.short()
+    );
+    let decision = format!("accepted: cancelled promotion #{}", request.id);
+    Some((pending, Decision { reply: Reply::text(Visibility::Public, text), decision }))
 }
 
 /// How many of the newest ended requests a restart shows again.
@@ -832,24 +823,6 @@ struct Preparation {
     target_env: crate::config::Environment,
     target_sha: Option<Sha>,
     projects: Vec<String>,
-}
-
-/// HEAD of an environment's checkout, read on its host.
-async fn read_head(
-    transport: &dyn crate::clients::RemoteExec,
-    env: &crate::config::Environment,
-) -> Result<Sha, String> {
-    let mut session = transport.connect().await.map_err(|e| format!("cannot reach {}'s host: {e:#}", env.name))?;
-    let mut output = OutputTail::default();
-    let result = session.run(&head_script(env), Duration::from_secs(30), &mut output).await;
-    session.close().await;
-    match result {
-        Ok(r) if r.is_ok() => {
-            Sha::parse(output.text().trim()).map_err(|_| format!("{}'s HEAD is unreadable", env.name))
-        }
-        Ok(r) => Err(format!("cannot read {}'s HEAD: {}", env.name, r.describe())),
-        Err(e) => Err(format!("cannot read {}'s HEAD: {e:#}", env.name)),
-    }
 }
 
 /// Release notes between what the target runs and the promoted commit: merged pull requests

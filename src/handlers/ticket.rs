@@ -6,10 +6,10 @@
 //! whose answer comes back as an event, so the engine loop never waits for Jira.
 
 use super::jira::TicketPlaces;
+use super::*;
 use crate::clients::jira::{JiraClient, JiraError, MoveOutcome};
 use crate::command::TicketAction;
 use crate::config::{Config, Person, Role};
-use crate::engine::{Announcement, Engine, Event, Handled, Pending, Reply, TaskAnswer, Visibility};
 use crate::release::calendar::WindowState;
 use crate::release::policy::{calendar_time, check_drag_window};
 use crate::release::ticket_flow::{TicketMove, check_pass};
@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 /// What a Jira task decided: the reply (with its audit decision) and, maybe, news for the team.
-type Decided = (Handled, Option<Announcement>);
+type Decided = (Decision, Option<Announcement>);
 
 /// A lead passing a ticket outside the drag window.
 struct Override {
@@ -29,92 +29,88 @@ struct Override {
     opens: String,
 }
 
-impl Engine {
-    /// `/ticket KEY ACTION`: refused at once, or handed to a Jira task that answers later.
-    pub(crate) fn command_ticket(
-        &mut self,
-        key: &str,
-        action: TicketAction,
-        reason: Option<String>,
-        override_reason: Option<String>,
-        pending: Pending,
-        now: DateTime<Utc>,
-    ) -> Option<(Pending, Handled)> {
-        let (Some(jira), Some(client)) = (&self.config.jira, self.jira.clone()) else {
-            return Some((
-                pending,
-                Handled::refused(
-                    "Jira is not configured in this installation, so /ticket cannot do anything. Nothing was changed.",
-                ),
-            ));
-        };
-        let key = match TicketKey::parse(&jira.projects, key) {
-            Ok(key) => key,
-            Err(error) => return Some((pending, Handled::refused(format!("{error}. Nothing was changed.")))),
-        };
-        let person = pending.person.clone().expect("policy lets only configured people use /ticket");
-        let config = self.config.clone();
-        match action {
-            TicketAction::Pass => {
-                let overriding = match self.pass_window(&person, override_reason, now) {
-                    Ok(overriding) => overriding,
-                    Err(refusal) => return Some((pending, Handled::refused(refusal))),
-                };
-                self.in_task(pending, pass(client, config, key, person, overriding));
-            }
-            TicketAction::Fail => {
-                let reason = reason.unwrap_or_default();
-                self.in_task(pending, fail(client, config, key, person, reason));
-            }
-            TicketAction::Status => {
-                let places = match self.ticket_places() {
-                    Ok(places) => places,
-                    Err(error) => {
-                        tracing::error!(error = format!("{error:#}"), "cannot read deploys");
-                        return Some((pending, Handled::refused("Shipday cannot read its store right now.")));
-                    }
-                };
-                let moving: Vec<TicketMove> =
-                    self.store.pending_jira_moves().unwrap_or_default().into_iter().filter(|m| m.key == key).collect();
-                self.in_task(pending, status(client, config, key, places, moving));
-            }
+/// `/ticket KEY ACTION`: refused at once, or handed to a Jira task that answers later.
+pub(crate) fn ticket(
+    ctx: &mut Context,
+    key: &str,
+    action: TicketAction,
+    reason: Option<String>,
+    override_reason: Option<String>,
+    pending: WaitingCommand,
+    now: DateTime<Utc>,
+) -> Option<(WaitingCommand, Decision)> {
+    let (Some(jira), Some(client)) = (&ctx.config.jira, ctx.jira.clone()) else {
+        return Some((
+            pending,
+            Decision::refused(
+                "Jira is not configured in this installation, so /ticket cannot do anything. Nothing was changed.",
+            ),
+        ));
+    };
+    let key = match TicketKey::parse(&jira.projects, key) {
+        Ok(key) => key,
+        Err(error) => return Some((pending, Decision::refused(format!("{error}. Nothing was changed.")))),
+    };
+    let person = pending.person.clone().expect("policy lets only configured people use /ticket");
+    let config = ctx.config.clone();
+    match action {
+        TicketAction::Pass => {
+            let overriding = match pass_window(ctx, &person, override_reason, now) {
+                Ok(overriding) => overriding,
+                Err(refusal) => return Some((pending, Decision::refused(refusal))),
+            };
+            in_task(ctx, pending, pass(client, config, key, person, overriding));
         }
-        None
+        TicketAction::Fail => {
+            let reason = reason.unwrap_or_default();
+            in_task(ctx, pending, fail(client, config, key, person, reason));
+        }
+        TicketAction::Status => {
+            let places = match ticket_places(ctx) {
+                Ok(places) => places,
+                Err(error) => return Some((pending, Decision::store_trouble("read the deploys", &error))),
+            };
+            let moving: Vec<TicketMove> =
+                ctx.store.pending_jira_moves().unwrap_or_default().into_iter().filter(|m| m.key == key).collect();
+            in_task(ctx, pending, status(client, config, key, places, moving));
+        }
     }
+    None
+}
 
-    /// Whether a pass may happen now: inside the drag window, or outside it with a lead's
-    /// override, returned to record and announce.
-    fn pass_window(
-        &self,
-        person: &Person,
-        override_reason: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Override>, String> {
-        if override_reason.is_some() && !person.has(Role::Lead) {
-            return Err("Only a lead can use --override.".into());
-        }
-        let calendar = &self.config.calendar;
-        match (check_drag_window(calendar, now), override_reason, calendar.window(now)) {
-            (Ok(()), _, _) => Ok(None),
-            (Err(_), Some(reason), WindowState::Closed { opens_at, .. }) => {
-                Ok(Some(Override { reason, opens: calendar_time(calendar, opens_at) }))
-            }
-            (Err(_), Some(reason), WindowState::Open { .. }) => Ok(Some(Override { reason, opens: String::new() })),
-            (Err(refusal), None, _) => Err(format!(
-                "{} A lead can pass it now with `--override \"reason\"`; the reason is recorded and announced.",
-                refusal.0
-            )),
-        }
+/// Whether a pass may happen now: inside the drag window, or outside it with a lead's
+/// override, returned to record and announce.
+fn pass_window(
+    ctx: &Context,
+    person: &Person,
+    override_reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Option<Override>, String> {
+    if override_reason.is_some() && !person.has(Role::Lead) {
+        return Err("Only a lead can use --override.".into());
     }
+    let calendar = &ctx.config.calendar;
+    match (check_drag_window(calendar, now), override_reason, calendar.window(now)) {
+        (Ok(()), _, _) => Ok(None),
+        (Err(_), Some(reason), WindowState::Closed { opens_at, .. }) => {
+            Ok(Some(Override { reason, opens: calendar_time(calendar, opens_at) }))
+        }
+        (Err(_), Some(reason), WindowState::Open { .. }) => Ok(Some(Override { reason, opens: String::new() })),
+        (Err(refusal), None, _) => Err(format!(
+            "{} A lead can pass it now with `--override \"reason\"`; the reason is recorded and announced.",
+            refusal.0
+        )),
+    }
+}
 
-    /// Runs Jira work in a task; its answer is recorded and sent by the engine loop.
-    fn in_task(&self, pending: Pending, work: impl Future<Output = Decided> + Send + 'static) {
-        let Some(events) = self.events.upgrade() else { return };
-        tokio::spawn(async move {
-            let (handled, announcement) = work.await;
-            let _ = events.send(Event::Answered(Box::new(TaskAnswer { pending, handled, announcement })));
-        });
-    }
+/// Runs Jira work in a task; its answer is recorded and sent by the engine loop.
+fn in_task(ctx: &Context, pending: WaitingCommand, work: impl Future<Output = Decided> + Send + 'static) {
+    let Some(events) = ctx.jobs.reporter() else { return };
+    tokio::spawn(async move {
+        let (handled, announcement) = work.await;
+        let _ =
+            events.send(Report::Answered(Box::new(TaskAnswer { waiting: pending, decision: handled, announcement })));
+    });
 }
 
 /// Dev Testing → Staging, if the ticket is there and `person` is its assignee or a lead.
@@ -136,12 +132,12 @@ async fn pass(
     });
     let assignee = assignee.as_ref().map(|(id, name)| (id.as_str(), name.as_str()));
     if let Err(refusal) = check_pass(&key, &issue.status, assignee, &person, &columns.dev_testing) {
-        return (Handled::refused(refusal.0), None);
+        return (Decision::refused(refusal.0), None);
     }
     match client.move_if_in(&key.to_string(), &columns.dev_testing, &columns.staging).await {
         Ok(MoveOutcome::Moved { .. } | MoveOutcome::AlreadyThere) => {}
         Ok(MoveOutcome::LeftAlone { status }) => {
-            return (Handled::refused(format!("{key} moved to {status} meanwhile, so Shipday left it there.")), None);
+            return (Decision::refused(format!("{key} moved to {status} meanwhile, so Shipday left it there.")), None);
         }
         Err(error) => return (jira_trouble(&key, &error), None),
     }
@@ -158,7 +154,7 @@ async fn pass(
             person.id, columns.staging
         ))
     });
-    (Handled::Reply { reply: Reply::text(Visibility::Public, text), decision }, announcement)
+    (Decision { reply: Reply::text(Visibility::Public, text), decision }, announcement)
 }
 
 /// A comment with who failed it and why; then back to `fail_to`, if configured, when it is in
@@ -184,7 +180,7 @@ async fn fail(client: Arc<JiraClient>, config: Arc<Config>, key: TicketKey, pers
     };
     let text = format!("❌ {key} failed dev testing ({}): {reason}. The comment is on the ticket.{moved}", person.name);
     let decision = format!("accepted: commented on {key} (failed: {reason}).{moved}");
-    (Handled::Reply { reply: Reply::text(Visibility::Public, text), decision }, None)
+    (Decision { reply: Reply::text(Visibility::Public, text), decision }, None)
 }
 
 /// The column, the assignee, where its code is, and any move on its way.
@@ -233,12 +229,12 @@ async fn status(
         ));
     }
     let reply = Reply::text(Visibility::Ephemeral, lines.join("\n"));
-    (Handled::Reply { reply, decision: "answered".into() }, None)
+    (Decision { reply, decision: "answered".into() }, None)
 }
 
 /// A Jira failure as a reply: its words for the refusals a person can act on, a plain
 /// "try again" when Jira is down, the logs for the rest.
-fn jira_trouble(key: &TicketKey, error: &anyhow::Error) -> Handled {
+fn jira_trouble(key: &TicketKey, error: &anyhow::Error) -> Decision {
     tracing::warn!(error = format!("{error:#}"), %key, "Jira call for /ticket failed");
     let text = match error.downcast_ref::<JiraError>() {
         Some(JiraError::NotFound { .. }) => {
@@ -256,5 +252,5 @@ fn jira_trouble(key: &TicketKey, error: &anyhow::Error) -> Handled {
         }
         None => "Shipday could not talk to Jira. Nothing was changed; an operator can check its logs.".to_owned(),
     };
-    Handled::refused(text)
+    Decision::refused(text)
 }

@@ -1,7 +1,7 @@
 //! The redaction choke points: everything the engine sends out of the process passes here.
 //!
-//! - Replies: [`redact_reply`] runs in [`super::Engine::commit`], the one place replies are sent.
-//! - Progress of a followed deploy: in [`super::Engine::forward`].
+//! - Replies: [`redact_reply`] runs in `engine::Engine::commit`, the one place replies are sent.
+//! - Progress of a followed deploy: in [`super::Context::forward`].
 //! - Announcements: every sender holds an [`Announcer`], which redacts in [`Announcer::send`];
 //!   there is no other way to announce.
 //! - The audit log: [`crate::store::Store::audit`] redacts with the store's redactor.

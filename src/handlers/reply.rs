@@ -151,7 +151,7 @@ pub enum Announcement {
     /// adapters post one message per deploy id and edit it as updates arrive.
     Deploy(Box<ProgressUpdate>),
     /// A promotion request, new or changed: adapters post it once (then report the message
-    /// with [`crate::engine::EngineHandle::bind_message`]) and edit that message on every change.
+    /// with `EngineHandle::bind_message`) and edit that message on every change.
     Promotion(Box<PromotionView>),
 }
 

@@ -1,23 +1,28 @@
-//! The deploy task: runs a plan's steps on one session and reports each as an event.
+//! A deploy's steps: the job that runs a plan on one session and reports each step, and the
+//! loop's side that records each step before it runs and each result after.
 
-use super::{Crashed, Engine, Event};
+use super::jobs::{Crashed, Report};
+use super::reply::ProgressUpdate;
+use super::{Context, RunningDeploy};
 use crate::clients::{ExecSession, OutputTail, health};
+use crate::release::deploy::DeployEvent;
 use crate::release::deploy::{Outcome, StepResult};
 use crate::release::gitref::Sha;
 use crate::release::plan::DeployPlan;
+use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 
 /// Starts the task that runs `plan` for deploy `deploy_id` on `session`.
-pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn ExecSession>, plan: DeployPlan) {
-    let Some(events) = engine.events.upgrade() else { return };
-    let clock = engine.clock.clone();
-    let redactor = engine.redactor.clone();
-    let http = engine.http.clone();
+pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecSession>, plan: DeployPlan) {
+    let Some(events) = ctx.jobs.reporter() else { return };
+    let clock = ctx.clock.clone();
+    let redactor = ctx.redactor.clone();
+    let http = ctx.http.clone();
     let crashed = events.clone();
     let on_panic = move |message| {
-        let _ = crashed.send(Event::Crashed(Crashed::Deploy(deploy_id), message));
+        let _ = crashed.send(Report::Crashed(Crashed::Deploy(deploy_id), message));
     };
-    super::spawn_guarded(
+    super::jobs::spawn_guarded(
         "deploy",
         async move {
             let mut session = session;
@@ -25,7 +30,7 @@ pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn Exe
             // store can no longer record, the deploy stops here, at a step boundary.
             let started = async |name: &str| {
                 let (durable, recorded) = tokio::sync::oneshot::channel();
-                let _ = events.send(Event::StepStarted { deploy_id, name: name.to_owned(), at: clock.now(), durable });
+                let _ = events.send(Report::StepStarted { deploy_id, name: name.to_owned(), at: clock.now(), durable });
                 recorded.await.unwrap_or(false).then(Instant::now)
             };
             let unrecorded = |step: &str| Outcome::Failed {
@@ -37,7 +42,7 @@ pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn Exe
             };
             let finished = |result: &StepResult, output: &OutputTail, since: Instant| {
                 let tail = redactor.redact(&output.text());
-                let _ = events.send(Event::StepFinished {
+                let _ = events.send(Report::StepFinished {
                     deploy_id,
                     result: result.clone(),
                     tail: tail.clone(),
@@ -82,7 +87,7 @@ pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn Exe
                 let Some(result) = result else {
                     session.close().await;
                     let outcome = unrecorded("verify HEAD");
-                    let _ = events.send(Event::DeployFinished { deploy_id, outcome });
+                    let _ = events.send(Report::DeployFinished { deploy_id, outcome });
                     return;
                 };
                 let head = tail.lines().rev().find_map(|line| Sha::parse(line.trim()).ok());
@@ -108,13 +113,13 @@ pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn Exe
                     Err(error) => Err(redactor.redact(&format!("{error:#}"))),
                 };
                 let _ =
-                    events.send(Event::Observed { env: None, heads: vec![(plan.env.clone(), head)], pending: None });
+                    events.send(Report::Observed { env: None, heads: vec![(plan.env.clone(), head)], waiting: None });
             }
             session.close().await;
             if let (None, Some((url, budget))) = (&outcome, &plan.health) {
                 let Some(since) = started("health check").await else {
                     let outcome = unrecorded("health check");
-                    let _ = events.send(Event::DeployFinished { deploy_id, outcome });
+                    let _ = events.send(Report::DeployFinished { deploy_id, outcome });
                     return;
                 };
                 let mut output = OutputTail::default();
@@ -130,15 +135,96 @@ pub(crate) fn spawn_runner(engine: &Engine, deploy_id: u64, session: Box<dyn Exe
                     outcome = Some(failed("health check", &result));
                     // HEAD was verified just before: the failed deploy's commit runs.
                     let head = Ok(plan.sha.clone());
-                    let _ = events.send(Event::Observed {
+                    let _ = events.send(Report::Observed {
                         env: None,
                         heads: vec![(plan.env.clone(), head)],
-                        pending: None,
+                        waiting: None,
                     });
                 }
             }
-            let _ = events.send(Event::DeployFinished { deploy_id, outcome: outcome.unwrap_or(Outcome::Succeeded) });
+            let _ = events.send(Report::DeployFinished { deploy_id, outcome: outcome.unwrap_or(Outcome::Succeeded) });
         },
         on_panic,
     );
+}
+
+/// A step is about to start: it is recorded durably first. `false`: the store cannot
+/// record, so the runner stops before the step.
+pub(crate) async fn step_starting(ctx: &mut Context, deploy_id: u64, name: String, at: DateTime<Utc>) -> bool {
+    let Some(running) = ctx.running.get_mut(&deploy_id) else { return false };
+    running.record.steps.push(crate::release::deploy::StepRecord {
+        name,
+        started_at: at,
+        duration_ms: None,
+        result: None,
+        tail: String::new(),
+        output_bytes: 0,
+    });
+    let index = running.record.steps.len() - 1;
+    let record = running.record.clone();
+    let watcher = running.watcher.clone();
+    let durable = match ctx.store.put_deploy(&record) {
+        Ok(()) => ctx.store.flush().await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = durable {
+        tracing::error!(
+            deploy = deploy_id,
+            error = format!("{error:#}"),
+            "cannot record a step; the deploy stops before it"
+        );
+        if let Some(running) = ctx.running.get_mut(&deploy_id) {
+            running.record.steps.pop();
+        }
+        return false;
+    }
+    ctx.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::StepStarted { index }, record });
+    true
+}
+
+/// A step finished: its result is recorded and forwarded.
+pub(crate) async fn step_finished(
+    ctx: &mut Context,
+    deploy_id: u64,
+    result: crate::release::deploy::StepResult,
+    tail: String,
+    output_bytes: u64,
+    duration_ms: u64,
+) {
+    let Some(RunningDeploy { record, watcher, .. }) = ctx.running.get_mut(&deploy_id) else {
+        return;
+    };
+    let index = record.steps.len().saturating_sub(1);
+    if let Some(step) = record.steps.last_mut() {
+        step.result = Some(result);
+        step.tail = tail;
+        step.output_bytes = output_bytes;
+        step.duration_ms = Some(duration_ms);
+    }
+    let record = record.clone();
+    let watcher = watcher.clone();
+    ctx.record(&record).await;
+    ctx.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::StepFinished { index }, record });
+}
+
+/// A deploy ended: the deploy lock is freed, what it leaves behind is recorded (migration
+/// debts, the claim a release gives back), a promotion it carried out ends, GitHub is told,
+/// and the final record is stored and forwarded.
+pub(crate) async fn finished(ctx: &mut Context, deploy_id: u64, outcome: crate::release::deploy::Outcome) {
+    let Some(RunningDeploy { mut record, watcher, pays_debt, new_debt }) = ctx.running.remove(&deploy_id) else {
+        return;
+    };
+    record.outcome = outcome;
+    record.finished_at = Some(ctx.clock.now());
+    tracing::info!(deploy = deploy_id, env = %record.env, sha = %record.sha, outcome = ?record.outcome, "deploy finished");
+    if let Err(error) = ctx.store.set_active(&record.env, None) {
+        tracing::error!(error = format!("{error:#}"), "cannot free the deploy lock");
+    }
+    if let Err(error) = super::deploy::record_what_it_left(ctx, &record, pays_debt, new_debt) {
+        tracing::error!(error = format!("{error:#}"), "cannot record what a deploy left behind");
+    }
+    super::promote::promotion_deploy_finished(ctx, &record).await;
+    super::promote::report_to_github(ctx, &record);
+    ctx.record(&record).await;
+    ctx.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::Finished, record });
 }
