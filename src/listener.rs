@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The most connections open at once (clamped below the descriptor limit at start-up).
     pub max_connections: usize,
+    /// Whether `listen` was written in the config: then the listener runs even when no chat
+    /// route needs it (Socket Mode, the gateway), for `/metrics`.
+    pub explicit: bool,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            explicit: false,
         }
     }
 }
@@ -99,7 +103,7 @@ impl RawServer {
         if max_connections == 0 {
             bail!("server.max_connections: must be at least 1 (the default is {DEFAULT_MAX_CONNECTIONS})");
         }
-        Ok(ServerConfig { listen, max_connections })
+        Ok(ServerConfig { listen, max_connections, explicit: self.listen.is_some() })
     }
 }
 

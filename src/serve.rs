@@ -71,9 +71,12 @@ pub async fn start(app: &App, clock: Arc<dyn Clock>, discord: crate::chat::disco
         routes.push(("GitHub webhook", webhook));
         tasks.spawn(forwarding);
     }
-    let listening = if routes.is_empty() {
+    // The listener runs when a platform's route needs it, or when `[server] listen` is set
+    // (for `/metrics` alone, with Socket Mode and the gateway).
+    let listening = if routes.is_empty() && !app.config.server.explicit {
         None
     } else {
+        routes.push(("metrics", crate::operations::routes(Arc::new(app.clone()), clock.clone())));
         let server = &app.config.server;
         let listener = Listener::bind(server.listen, Limits::for_server(server)).await?;
         let bound = listener.local_addr()?;
