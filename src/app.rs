@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A started bot.
+#[derive(Clone)]
 pub struct App {
     /// The validated config.
     pub config: Arc<Config>,
@@ -69,4 +70,21 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
     let engine = Engine::spawn(config.clone(), store.clone(), clock, transports, jira, github);
     engine.check_drift();
     Ok(App { config, engine, interrupted, store })
+}
+
+/// How far back the delivery figures on `/metrics` look.
+pub const DELIVERY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// The most deploy records the delivery figures read (far more than a team makes in
+/// [`DELIVERY_WINDOW`]).
+const DELIVERY_RECORDS: usize = 10_000;
+
+impl App {
+    /// Deploy frequency, change failure rate, time to restore and lead time over
+    /// [`DELIVERY_WINDOW`] ending at `now`, from the deploy records in the store.
+    pub fn delivery_figures(&self, now: chrono::DateTime<chrono::Utc>) -> Result<crate::release::delivery::DeliveryFigures> {
+        let records = self.store.history(None, DELIVERY_RECORDS)?;
+        let environments: Vec<&str> = self.config.environments.iter().map(|e| e.name.as_str()).collect();
+        Ok(crate::release::delivery::figures(&records, &environments, now, DELIVERY_WINDOW))
+    }
 }

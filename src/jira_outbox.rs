@@ -77,6 +77,7 @@ impl Outbox {
                 return;
             }
         };
+        crate::metrics::jira_outbox_depth(pending.len());
         let mut waiting: HashSet<String> = HashSet::new();
         // Deploys whose moves settled this round, and settled moves no deploy queued.
         let mut settled: BTreeSet<u64> = BTreeSet::new();
@@ -89,6 +90,9 @@ impl Outbox {
             }
             let span = tracing::info_span!("ticket move", id = ticket_move.id, key = %key, to = %ticket_move.to);
             self.attempt(&mut ticket_move).instrument(span).await;
+            if matches!(ticket_move.state, crate::release::ticket_flow::MoveState::GivenUp { .. }) {
+                crate::metrics::jira_gave_up();
+            }
             if ticket_move.is_pending() {
                 waiting.insert(key);
             }

@@ -19,6 +19,8 @@ pub mod engine;
 mod handlers;
 pub mod jira_outbox;
 pub mod listener;
+pub mod metrics;
+pub mod operations;
 /// The Slack app manifest and Discord's command registrations (they live with the chat adapters).
 pub use chat::manifest;
 pub mod playground;

@@ -84,6 +84,7 @@ pub async fn start(
     // still works, and the health check failing says the rest.
     let health_only = routes.is_empty();
     routes.push(("health (GET /healthz)", crate::listener::health()));
+    routes.push(("metrics (GET /metrics)", crate::operations::routes(Arc::new(app.clone()), clock.clone())));
     let server = &adapters.server;
     let listening = match Listener::bind(server.listen, Limits::for_server(server)).await {
         Err(error) if health_only && !server.listen_set => {

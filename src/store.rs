@@ -203,10 +203,12 @@ impl Store {
     pub async fn flush(&self) -> Result<()> {
         self.check_fault()?;
         let db = self.db.clone();
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .context("the flush task stopped")?
             .context("cannot flush the state store")?;
+        crate::metrics::store_flushed(started.elapsed());
         Ok(())
     }
 

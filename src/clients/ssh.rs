@@ -186,22 +186,35 @@ impl RemoteExec for SshExec {
             Ok(Ok(handle)) => handle,
             Ok(Err(error)) => {
                 if let Some(refusal) = refusal.lock().expect("refusal lock").take() {
+                    crate::metrics::ssh_failure("host_key");
                     bail!(refusal);
                 }
                 if matches!(error, russh::Error::NoCommonAlgo { .. }) {
+                    crate::metrics::ssh_failure("host_key");
                     match offered_key(target).await {
                         Some(key) => bail!(other_type(&name, &key, &self.pinned)),
                         None => bail!("{name} offers no host key of the pinned type ({})", pinned_types(&self.pinned)),
                     }
                 }
+                crate::metrics::ssh_failure("unreachable");
                 bail!("cannot connect to {name}: {error}");
             }
-            Err(_) => bail!("connecting to {name} took longer than {}s", CONNECT_TIMEOUT.as_secs()),
+            Err(_) => {
+                crate::metrics::ssh_failure("timeout");
+                bail!("connecting to {name} took longer than {}s", CONNECT_TIMEOUT.as_secs())
+            }
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, authenticate(&mut handle, target))
-            .await
-            .map_err(|_| anyhow!("logging in to {name} took longer than {}s", CONNECT_TIMEOUT.as_secs()))??;
-        Ok(Box::new(SshSession { handle }))
+        match tokio::time::timeout(CONNECT_TIMEOUT, authenticate(&mut handle, target)).await {
+            Ok(Ok(())) => Ok(Box::new(SshSession { handle })),
+            Ok(Err(error)) => {
+                crate::metrics::ssh_failure("auth");
+                Err(error)
+            }
+            Err(_) => {
+                crate::metrics::ssh_failure("timeout");
+                bail!("logging in to {name} took longer than {}s", CONNECT_TIMEOUT.as_secs())
+            }
+        }
     }
 
     fn target(&self) -> String {

@@ -350,9 +350,15 @@ impl Engine {
                 text: waiting.invocation.text.clone(),
                 decision: decision.clone(),
             };
+            let command = command_name(&self.ctx.book, &waiting.invocation.text);
             match self.ctx.store.audit(&entry) {
-                Ok(()) => self.unsent.push(Unsent { sender: waiting.reply, reply, decision, starts }),
+                Ok(()) => {
+                    let outcome = if decision.starts_with("refused") { "refused" } else { "accepted" };
+                    crate::metrics::command_answered(command, outcome);
+                    self.unsent.push(Unsent { sender: waiting.reply, reply, decision, starts });
+                }
                 Err(error) => {
+                    crate::metrics::command_answered(command, "failed");
                     tracing::error!(error = format!("{error:#}"), "cannot record a decision");
                     let _ = waiting.reply.send(Reply::refused(STORE_FAILED));
                     if let Some(deploy) = starts {
@@ -390,4 +396,11 @@ impl Engine {
             handlers::deploy::start_accepted(&mut self.ctx, *deploy, durable.is_ok()).await;
         }
     }
+}
+
+/// The command's name for metrics: a name from the command book, or `unknown` (chat text never
+/// becomes a label).
+fn command_name<'a>(book: &'a crate::command::CommandBook, text: &str) -> &'a str {
+    let word = text.split_whitespace().next().unwrap_or_default().trim_start_matches('/');
+    book.get(word).map_or("unknown", |spec| spec.name.as_str())
 }

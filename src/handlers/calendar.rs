@@ -36,6 +36,7 @@ pub(crate) async fn scheduled(ctx: &mut Context, firing: Firing) {
         FiringKind::Reminder { event, offset_minutes } => {
             let text = reminder_text(ctx, event, *offset_minutes, firing.at, now);
             ctx.announce(Announcement::Text(text));
+            crate::metrics::reminder_sent();
             list_tickets_for_reminder(ctx, event, *offset_minutes, firing.at);
         }
         FiringKind::Slot { env } => slot(ctx, env, firing.at, now).await,

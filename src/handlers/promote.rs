@@ -473,6 +473,7 @@ pub(crate) async fn resume_promotions(ctx: &mut Context, at_start: bool) {
     for mut request in open {
         match request.state.clone() {
             RequestState::Pending | RequestState::Approved { .. } if request.expire(now) => {
+                crate::metrics::approval("expired");
                 save_promotion(ctx, &request).await
             }
             // A new commit deployed on the source voids it (an unknown source does not).
@@ -654,6 +655,7 @@ async fn void_promotions_from(ctx: &mut Context, record: &DeployRecord) {
     let Ok(open) = ctx.store.open_promotions() else { return };
     for mut request in open.into_iter().filter(|r| r.from == record.env && r.is_live()) {
         if !request.check_source(Some(&record.sha)) {
+            crate::metrics::approval("void");
             save_promotion(ctx, &request).await;
         }
     }
@@ -770,6 +772,7 @@ pub(crate) fn cancel_promotion(
         }
         return Some((pending, Decision::refused(why)));
     }
+    crate::metrics::approval("cancelled");
     if let Err(error) = ctx.store.put_promotion(&request) {
         return Some((pending, Decision::store_trouble("record a cancelled promotion", &error)));
     }

@@ -196,6 +196,7 @@ pub(crate) async fn step_finished(
     };
     let index = record.steps.len().saturating_sub(1);
     if let Some(step) = record.steps.last_mut() {
+        crate::metrics::step_finished(&record.env, &step.name, std::time::Duration::from_millis(duration_ms));
         step.result = Some(result);
         step.tail = tail;
         step.output_bytes = output_bytes;
@@ -215,7 +216,14 @@ pub(crate) async fn finished(ctx: &mut Context, deploy_id: u64, outcome: crate::
         return;
     };
     record.outcome = outcome;
-    record.finished_at = Some(ctx.clock.now());
+    let now = ctx.clock.now();
+    record.finished_at = Some(now);
+    let outcome = match record.outcome {
+        crate::release::deploy::Outcome::Succeeded => "succeeded",
+        crate::release::deploy::Outcome::Interrupted => "interrupted",
+        crate::release::deploy::Outcome::Failed { .. } | crate::release::deploy::Outcome::Running => "failed",
+    };
+    crate::metrics::deploy_finished(&record.env, outcome, (now - record.started_at).to_std().unwrap_or_default());
     tracing::info!(deploy = deploy_id, env = %record.env, sha = %record.sha, outcome = ?record.outcome, "deploy finished");
     if let Err(error) = ctx.store.set_active(&record.env, None) {
         tracing::error!(error = format!("{error:#}"), "cannot free the deploy lock");

@@ -67,6 +67,12 @@ pub(crate) async fn vote(ctx: &mut Context, reaction: &Reaction, person: Option<
         return false;
     }
     save_promotion(ctx, &request).await;
+    match outcome {
+        VoteOutcome::Approved => crate::metrics::approval("approved"),
+        VoteOutcome::Rejected => crate::metrics::approval("rejected"),
+        VoteOutcome::Withdrawn => crate::metrics::approval("withdrawn"),
+        _ => {}
+    }
     if outcome == VoteOutcome::Approved {
         crate::crashpoint::hit("promotion-approved");
         promotion_approved(ctx, request).await;

@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod calendar;
+pub mod delivery;
 pub mod deploy;
 pub mod environment;
 pub mod forge;

@@ -144,23 +144,31 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
     async move {
         if let Err(rejected) = signature::verify(&state.secret, signature.as_deref(), &body) {
             tracing::warn!(reason = %rejected, "rejected a delivery that is not verifiably from GitHub");
+            crate::metrics::webhook_delivery("rejected");
             return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
         }
         if delivery.is_empty() || delivery.len() > 100 || event.is_empty() {
+            crate::metrics::webhook_delivery("rejected");
             return (StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery or X-GitHub-Event").into_response();
         }
         let Some(payload) = json_payload(&content_type, &body) else {
+            crate::metrics::webhook_delivery("rejected");
             return (StatusCode::BAD_REQUEST, "no payload").into_response();
         };
         match event::parse(&event, &payload, &state.repository) {
-            Ok(Delivery::Ping) => (StatusCode::OK, "pong").into_response(),
+            Ok(Delivery::Ping) => {
+                crate::metrics::webhook_delivery("ignored");
+                (StatusCode::OK, "pong").into_response()
+            }
             Ok(Delivery::Ignored(why)) => {
+                crate::metrics::webhook_delivery("ignored");
                 tracing::debug!(why, "delivery ignored");
                 (StatusCode::OK, format!("ignored: {why}")).into_response()
             }
             Ok(Delivery::Event(event)) => hand_on(&state, &delivery, event).await,
             Err(error) => {
                 tracing::warn!(%error, "a signed delivery could not be read");
+                crate::metrics::webhook_delivery("rejected");
                 (StatusCode::BAD_REQUEST, error.to_string()).into_response()
             }
         }
@@ -185,10 +193,12 @@ async fn hand_on(state: &WebhookState, delivery: &str, event: GitHubEvent) -> Re
         Ok(Some(claim)) => claim,
         Ok(None) => {
             tracing::info!("duplicate delivery; not handed on again");
+            crate::metrics::webhook_delivery("duplicate");
             return (StatusCode::OK, "already handled").into_response();
         }
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "cannot read delivery records");
+            crate::metrics::webhook_delivery("failed");
             return (StatusCode::INTERNAL_SERVER_ERROR, "cannot check this delivery; redeliver it").into_response();
         }
     };
@@ -203,6 +213,7 @@ async fn hand_on(state: &WebhookState, delivery: &str, event: GitHubEvent) -> Re
     let (done, recorded) = oneshot::channel();
     if state.events.send((event, done)).is_err() {
         tracing::error!("the engine is not running; delivery not handled");
+        crate::metrics::webhook_delivery("failed");
         return (StatusCode::SERVICE_UNAVAILABLE, "Shipday is shutting down; redeliver later").into_response();
     }
     match tokio::time::timeout(state.handoff_timeout, recorded).await {
@@ -211,14 +222,17 @@ async fn hand_on(state: &WebhookState, delivery: &str, event: GitHubEvent) -> Re
                 // The engine has recorded the event; only a redelivery of this one could repeat it.
                 tracing::error!(error = format!("{error:#}"), "cannot record the delivery as handled");
             }
+            crate::metrics::webhook_delivery("accepted");
             (StatusCode::OK, "handled").into_response()
         }
         Ok(Err(_)) => {
             tracing::error!("the engine dropped the event without recording it");
+            crate::metrics::webhook_delivery("failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "not recorded; redeliver it").into_response()
         }
         Err(_) => {
             tracing::warn!(timeout = ?state.handoff_timeout, "the engine has not confirmed the event yet");
+            crate::metrics::webhook_delivery("unconfirmed");
             (StatusCode::ACCEPTED, "accepted, not yet confirmed; redeliver if nothing happens").into_response()
         }
     }

@@ -217,7 +217,9 @@ struct Responder {
 impl Responder {
     /// Sends the initial response (exactly once per interaction).
     async fn initial(&mut self, body: Value) -> Result<()> {
-        match self.first.take().context("the interaction was already answered")? {
+        let first = self.first.take().context("the interaction was already answered")?;
+        crate::metrics::acknowledged("discord", self.started.elapsed());
+        match first {
             FirstResponse::Callback => {
                 self.shared.http.create_interaction_response(self.id, &self.token, &body).await?;
             }

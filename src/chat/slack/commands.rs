@@ -87,7 +87,9 @@ impl Slack {
             channel = %command.channel_id,
             text = %format!("{} {}", command.command, command.text).escape_debug()
         );
+        let arrived = std::time::Instant::now();
         let ack = self.clone().acknowledge(command).instrument(span).await;
+        crate::metrics::acknowledged("slack", arrived.elapsed());
         render::localize(&ack, &self.settings.commands)
     }
 
