@@ -82,7 +82,10 @@ const DELIVERY_RECORDS: usize = 10_000;
 impl App {
     /// Deploy frequency, change failure rate, time to restore and lead time over
     /// [`DELIVERY_WINDOW`] ending at `now`, from the deploy records in the store.
-    pub fn delivery_figures(&self, now: chrono::DateTime<chrono::Utc>) -> Result<crate::release::delivery::DeliveryFigures> {
+    pub fn delivery_figures(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::release::delivery::DeliveryFigures> {
         let records = self.store.history(None, DELIVERY_RECORDS)?;
         let environments: Vec<&str> = self.config.environments.iter().map(|e| e.name.as_str()).collect();
         Ok(crate::release::delivery::figures(&records, &environments, now, DELIVERY_WINDOW))

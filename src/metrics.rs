@@ -55,11 +55,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let deploy_seconds: Histograms<1> = Family::new_with_constructor(long_buckets);
     registry.register("deploy_duration_seconds", "How long deploys took, by environment", deploy_seconds.clone());
     let step_seconds: Histograms<2> = Family::new_with_constructor(long_buckets);
-    registry.register("step_duration_seconds", "How long deploy steps took, by environment and step", step_seconds.clone());
+    registry.register(
+        "step_duration_seconds",
+        "How long deploy steps took, by environment and step",
+        step_seconds.clone(),
+    );
     let commands = Family::default();
     registry.register("commands", "Commands answered, by command and outcome", Clone::clone(&commands));
     let ack_seconds: Histograms<1> = Family::new_with_constructor(short_buckets);
-    registry.register("ack_latency_seconds", "From a command's arrival to its acknowledgement, by platform", ack_seconds.clone());
+    registry.register(
+        "ack_latency_seconds",
+        "From a command's arrival to its acknowledgement, by platform",
+        ack_seconds.clone(),
+    );
     let webhook_deliveries = Family::default();
     registry.register("webhook_deliveries", "GitHub webhook deliveries, by result", Clone::clone(&webhook_deliveries));
     let jira_outbox_depth = Gauge::default();
@@ -100,7 +108,10 @@ pub fn deploy_finished(env: &str, outcome: &'static str, took: Duration) {
 
 /// A deploy step ended.
 pub fn step_finished(env: &str, step: &str, took: Duration) {
-    METRICS.step_seconds.get_or_create(&[("env", env.to_owned()), ("step", step.to_owned())]).observe(took.as_secs_f64());
+    METRICS
+        .step_seconds
+        .get_or_create(&[("env", env.to_owned()), ("step", step.to_owned())])
+        .observe(took.as_secs_f64());
 }
 
 /// A command was answered: `command` is a name from the command book or `unknown`; `outcome`

@@ -664,6 +664,74 @@ async fn shipday_serve_logs_each_decision_as_one_json_object_per_line() {
     child.kill().await.unwrap();
 }
 
+/// The operator's Prometheus scrape: a real `shipday serve` (Socket Mode, `[server] listen`
+/// set), a deploy from Slack, and `/metrics` counts the command, the deploy and its steps, and
+/// shows the delivery figures.
+#[bounded::test]
+async fn metrics_count_a_deploy_made_through_a_real_serve() {
+    use tokio::io::AsyncBufReadExt;
+    let world = World::new();
+    let fake = FakeSlack::start(TEAM).await;
+    let config = write_config(&world, &fake, Mode::Socket);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[server]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("SHIPDAY_CONFIG")
+        .env("SHIPDAY_LOG", "info")
+        .env_remove("SHIPDAY_LOG_FORMAT")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = common::bounded(common::PATIENCE, "serve to listen", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("listening for every inbound route") {
+                assert!(line.contains("GET /metrics"), "{line}");
+                return line.split_once("bound=").unwrap().1.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("serve stopped before it listened")
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    let scrape = || async move {
+        let answer = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(answer.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+        answer.text().await.unwrap()
+    };
+    let before = scrape().await;
+    assert!(!before.contains("shipday_deploys_total{"), "{before}");
+    assert!(before.ends_with("# EOF\n"), "{before}");
+
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["envelope_id"] = json!("metrics-deploy-1");
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["command"] = json!("/deploy");
+    envelope["payload"]["text"] = json!("dev feature/login");
+    let ack = fake.send_envelope(&envelope).await;
+    assert!(ack.to_string().contains("feature/login"), "{ack}");
+
+    let deployed = r#"shipday_deploys_total{env="dev",outcome="succeeded"} 1"#;
+    let seen = common::eventually_async(common::PATIENCE, "the deploy to be counted on /metrics", || async move {
+        let text = scrape().await;
+        text.contains(deployed).then_some(text)
+    })
+    .await;
+    assert!(seen.contains(r#"shipday_commands_total{command="deploy",outcome="accepted"} 1"#), "{seen}");
+    assert!(seen.contains(r#"shipday_deploy_duration_seconds_count{env="dev"} 1"#), "{seen}");
+    assert!(seen.contains(r#"shipday_step_duration_seconds_count{env="dev",step="#), "{seen}");
+    assert!(seen.contains(r#"shipday_ack_latency_seconds_count{platform="slack"} 1"#), "{seen}");
+    assert!(seen.contains("shipday_store_flush_seconds_count "), "{seen}");
+    assert!(seen.contains(r#"shipday_delivery_deploys_per_day{env="dev"} "#), "{seen}");
+    assert!(seen.contains(r#"shipday_delivery_change_failure_ratio{env="dev"} 0.0"#), "{seen}");
+    child.kill().await.unwrap();
+}
+
 #[bounded::test]
 async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_answering() {
     let s = Setup::start(Mode::Socket).await;

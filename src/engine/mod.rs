@@ -8,9 +8,9 @@
 //! (group commit).
 
 mod ask;
-pub use ask::TrackedMessage;
 pub use crate::handlers::outbound::Announcer;
 pub use crate::handlers::reply;
+pub use ask::TrackedMessage;
 pub use reply::{
     Announcement, Invocation, MessageRef, ProgressUpdate, PromotionView, Reaction, Reply, ReplyBody, Visibility,
 };

@@ -77,9 +77,8 @@ pub fn figures(
                 .iter()
                 .filter(|r| failed(r))
                 .filter_map(|failure| {
-                    let restored = own
-                        .iter()
-                        .find(|r| r.outcome == Outcome::Succeeded && r.finished_at > failure.finished_at)?;
+                    let restored =
+                        own.iter().find(|r| r.outcome == Outcome::Succeeded && r.finished_at > failure.finished_at)?;
                     Some(seconds(restored.finished_at? - failure.finished_at?))
                 })
                 .collect();
