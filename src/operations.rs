@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::clock::Clock;
+use crate::listener::{RouteLimit, guard};
 use crate::metrics::{Figure, render};
 use crate::release::delivery::DeliveryFigures;
 use axum::Router;
@@ -24,8 +25,13 @@ struct Operations {
 }
 
 /// `GET /metrics`.
+/// `/metrics` reads no body and is scraped every few seconds by one or two Prometheus servers;
+/// each scrape reads the deploy records, so only a few run at once.
+const METRICS_LIMIT: RouteLimit = RouteLimit { max_body: 1024, concurrency: 4 };
+
+/// `GET /metrics`, behind its limits.
 pub fn routes(app: Arc<App>, clock: Arc<dyn Clock>) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(Operations { app, clock })
+    guard(Router::new().route("/metrics", get(metrics)).with_state(Operations { app, clock }), METRICS_LIMIT)
 }
 
 async fn metrics(State(ops): State<Operations>) -> Response {
