@@ -439,7 +439,10 @@ transport = { kind = "local", dir = "/srv/dev" }
     fn shutdown_grace_is_a_duration() {
         let config = Config::from_toml(&format!("shutdown_grace = \"5m\"\n{MINIMAL}"), Path::new(".")).unwrap();
         assert_eq!(config.shutdown_grace, Duration::from_secs(300));
-        let err = format!("{:#}", Config::from_toml(&format!("shutdown_grace = \"soon\"\n{MINIMAL}"), Path::new(".")).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&format!("shutdown_grace = \"soon\"\n{MINIMAL}"), Path::new(".")).unwrap_err()
+        );
         assert!(err.contains("shutdown_grace"), "{err}");
     }
 

@@ -140,11 +140,7 @@ async fn wait(app: &App, started: Started) -> Result<()> {
     tracing::info!(signal, grace = ?grace, "shutting down: new commands are refused, running deploys may finish");
     scheduler.abort();
     let report = app.engine.shut_down(grace, signal).await;
-    tracing::info!(
-        stopped_deploys = report.stopped_deploys,
-        messages_edited = report.messages_edited,
-        "shut down"
-    );
+    tracing::info!(stopped_deploys = report.stopped_deploys, messages_edited = report.messages_edited, "shut down");
     tasks.shutdown().await;
     Ok(())
 }

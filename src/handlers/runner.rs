@@ -43,7 +43,8 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
             if plan.health.is_some() {
                 names.push("health check".into());
             }
-            let halted = |step: &str, halt: StepGo| match halt {
+            let halted = |step: &str, halt: StepGo| {
+                match halt {
                 StepGo::Stop(why) => {
                     let rest = names.iter().skip_while(|n| n.as_str() != step).cloned().collect::<Vec<_>>();
                     Outcome::Failed {
@@ -59,6 +60,7 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
                             .into(),
                     state_unknown: false,
                 },
+            }
             };
             let finished = |result: &StepResult, output: &OutputTail, since: Instant| {
                 let tail = redactor.redact(&output.text());
