@@ -194,3 +194,22 @@ async fn sigterm_with_a_short_grace_stops_the_ssh_deploy_at_a_step_boundary_and_
     let message = s.deploy_message();
     assert!(message.contains("SIGTERM"), "the deploy message says it was stopped: {message}");
 }
+
+/// In process: with nothing running, a shutdown returns at once (nothing stopped, no message
+/// to wait for), and from then on every command is answered "restarting" and runs nothing.
+#[bounded::test]
+async fn an_idle_engine_shuts_down_at_once_and_then_answers_restarting() {
+    let world = World::new();
+    let bot = common::Bot::start(&world.config_path());
+    let report = bounded(
+        Duration::from_secs(5),
+        "an idle shutdown",
+        bot.app.engine.shut_down(Duration::from_secs(600), "SIGTERM"),
+    )
+    .await;
+    assert_eq!(report, shipday::engine::ShutdownReport { stopped_deploys: false, messages_edited: true });
+    let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
+    assert_eq!(common::refused(&reply), shipday::engine::RESTARTING);
+    assert!(progress.is_empty());
+    assert!(bot.app.store.history(Some("dev"), 10).unwrap().is_empty());
+}
