@@ -45,6 +45,10 @@ pub struct Config {
     pub calendar: Calendar,
     /// How long a promotion request waits for votes.
     pub approval_ttl: Duration,
+    /// How long `serve`, on SIGTERM or SIGINT, lets running deploys finish before it stops
+    /// each at its next step boundary (default 120s, systemd's `TimeoutStopSec` in
+    /// `contrib/systemd`).
+    pub shutdown_grace: Duration,
     /// The GitHub integration (`[github]`): promotions, the merge webhook, deployments.
     pub github: Option<GitHubConfig>,
     /// Where the config file is, to resolve `[github]`'s secret files.
@@ -72,6 +76,8 @@ struct RawConfig {
     calendar: Option<CalendarConfig>,
     #[serde(default = "default_approval_ttl")]
     approval_ttl: String,
+    #[serde(default = "default_shutdown_grace")]
+    shutdown_grace: String,
     /// The Discord adapter's section: read by `chat::discord`, reserved here.
     #[serde(rename = "discord")]
     _discord: Option<IgnoredAny>,
@@ -90,6 +96,10 @@ struct RawConfig {
 
 fn default_approval_ttl() -> String {
     "24h".into()
+}
+
+fn default_shutdown_grace() -> String {
+    "120s".into()
 }
 
 fn default_timezone() -> String {
@@ -179,6 +189,7 @@ impl Config {
         };
         let calendar = Calendar::new(&calendar, timezone)?;
         let approval_ttl = parse_duration(&raw.approval_ttl).context("approval_ttl")?;
+        let shutdown_grace = parse_duration(&raw.shutdown_grace).context("shutdown_grace")?;
         if raw.github.as_ref().is_some_and(|github| github.listen.is_some()) {
             return Err(moved_listen_key("github.listen"));
         }
@@ -200,6 +211,7 @@ impl Config {
             timezone,
             calendar,
             approval_ttl,
+            shutdown_grace,
             state_dir: base.join(raw.state_dir),
             people: raw.people,
             environments,
@@ -373,6 +385,18 @@ transport = { kind = "local", dir = "/srv/dev" }
         let dev = config.environment("dev").unwrap();
         assert_eq!(dev.claim_ttl, Duration::from_secs(8 * 3600));
         assert_eq!(dev.steps, default_steps());
+        assert_eq!(config.shutdown_grace, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn shutdown_grace_is_a_duration() {
+        let config = Config::from_toml(&format!("shutdown_grace = \"5m\"\n{MINIMAL}"), Path::new(".")).unwrap();
+        assert_eq!(config.shutdown_grace, Duration::from_secs(300));
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&format!("shutdown_grace = \"soon\"\n{MINIMAL}"), Path::new(".")).unwrap_err()
+        );
+        assert!(err.contains("shutdown_grace"), "{err}");
     }
 
     #[test]

@@ -24,10 +24,11 @@ pub fn validate(config: &crate::config::Config, adapters: &Adapters) -> Result<(
     Ok(())
 }
 
-/// Runs the configured adapters until a shutdown signal, or until one of them fails.
+/// Runs the configured adapters until a shutdown signal, or until one of them fails. On
+/// SIGTERM or SIGINT it shuts down gracefully (see [`wait`]) and returns `Ok`.
 pub async fn run(app: App, adapters: &Adapters, clock: Arc<dyn Clock>) -> Result<()> {
     let started = start(&app, adapters, clock, Default::default()).await?;
-    wait(started.tasks).await
+    wait(&app, started).await
 }
 
 /// What [`start`] started: the adapters, the scheduler and the one HTTP listener.
@@ -37,6 +38,9 @@ pub struct Started {
     pub listening: Option<SocketAddr>,
     /// The running tasks; dropping them stops everything.
     pub tasks: JoinSet<Result<()>>,
+    /// The scheduler's task (one of `tasks`): a shutdown stops it first, so no slot deploy
+    /// starts while running deploys drain.
+    pub scheduler: tokio::task::AbortHandle,
 }
 
 /// Starts every configured adapter (each with its own section of the config file) and the
@@ -110,8 +114,8 @@ pub async fn start(
         }
     };
     let scheduler = Scheduler::new(app.config.calendar.clone(), app.engine.clone(), clock);
-    tasks.spawn(scheduler.run());
-    Ok(Started { listening, tasks })
+    let scheduler = tasks.spawn(scheduler.run());
+    Ok(Started { listening, tasks, scheduler })
 }
 
 /// GitHub's webhook route, and the task that hands each verified event to the engine. The
@@ -135,12 +139,16 @@ pub fn github_webhook(
     Ok((routes(state), forwarding))
 }
 
-/// Waits for a shutdown signal or the first adapter to stop.
-async fn wait(mut tasks: JoinSet<Result<()>>) -> Result<()> {
+/// Waits for a shutdown signal or the first adapter to stop. On SIGTERM or SIGINT: the
+/// scheduler stops, commands are answered "Shipday is restarting" at once (the adapters and the
+/// listener keep running for that), running deploys may finish within `shutdown_grace`, after
+/// which each stops before its next step; once their messages are edited, everything stops.
+async fn wait(app: &App, started: Started) -> Result<()> {
+    let Started { mut tasks, scheduler, .. } = started;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-        _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+    let signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
         Some(result) = tasks.join_next() => {
             return match result {
                 Ok(Ok(())) => bail!("a chat adapter stopped unexpectedly"),
@@ -148,7 +156,12 @@ async fn wait(mut tasks: JoinSet<Result<()>>) -> Result<()> {
                 Err(panic) => bail!("a chat adapter crashed: {panic}"),
             };
         }
-    }
+    };
+    let grace = app.config.shutdown_grace;
+    tracing::info!(signal, grace = ?grace, "shutting down: new commands are refused, running deploys may finish");
+    scheduler.abort();
+    let report = app.engine.shut_down(grace, signal).await;
+    tracing::info!(stopped_deploys = report.stopped_deploys, messages_edited = report.messages_edited, "shut down");
     tasks.shutdown().await;
     Ok(())
 }

@@ -49,6 +49,11 @@ pub(crate) enum Event {
     CheckDrift,
     /// A job reported back.
     Report(Report),
+    /// `serve` is shutting down: start nothing new, and tell `done` once no deploy runs.
+    Drain(oneshot::Sender<handlers::Drained>),
+    /// The shutdown grace ran out: running deploys stop before their next step (why, as a
+    /// sentence's start).
+    StopDeploys(String),
 }
 
 /// Most events handled between two flushes of the store (group commit).
@@ -84,6 +89,8 @@ pub struct EngineHandle {
     admitted: Arc<tokio::sync::Semaphore>,
     /// For the records adapters ask about (`ask.rs`).
     store: Store,
+    /// Set when a graceful shutdown starts: commands are answered [`RESTARTING`] at once.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Most commands queued or being decided at once (see [`EngineHandle::with_queue_limit`]).
@@ -93,7 +100,55 @@ pub const QUEUE_LIMIT: usize = 1024;
 /// limit, and nothing was done.
 pub const BUSY: &str = "Shipday is busy, try again in a moment. Nothing was done.";
 
+/// What a command is told while Shipday shuts down: at once, and nothing was done.
+pub const RESTARTING: &str = "Shipday is restarting, try again in a minute. Nothing was done.";
+
+/// The longest wait, after the deploys ended, for the adapters' last edits of their messages.
+const LAST_EDITS: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How a graceful shutdown went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether the grace ran out with deploys still running (they were stopped before their
+    /// next step).
+    pub stopped_deploys: bool,
+    /// Whether every deploy message's last edit was made (within [`LAST_EDITS`]).
+    pub messages_edited: bool,
+}
+
 impl EngineHandle {
+    /// Graceful shutdown: from now on commands are answered [`RESTARTING`] and nothing new
+    /// starts; running deploys may finish within `grace`. After it, each stops before its next
+    /// step (the step running then is not killed) and is recorded as stopped, `why` saying by
+    /// what ("SIGTERM"). Returns once no deploy runs and their chat messages are edited.
+    pub async fn shut_down(&self, grace: std::time::Duration, why: &str) -> ShutdownReport {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (done, mut drained) = oneshot::channel();
+        if self.events.send(Event::Drain(done)).is_err() {
+            return ShutdownReport { stopped_deploys: false, messages_edited: true };
+        }
+        let (drained, stopped_deploys) = match tokio::time::timeout(grace, &mut drained).await {
+            Ok(drained) => (drained, false),
+            Err(_) => {
+                tracing::warn!(?grace, "the shutdown grace ran out; running deploys stop before their next step");
+                let why = format!("Shipday was stopped ({why}) and its shutdown grace ({}s) ran out", grace.as_secs());
+                let _ = self.events.send(Event::StopDeploys(why));
+                (drained.await, true)
+            }
+        };
+        let watchers = drained.map(|d| d.watchers).unwrap_or_default();
+        let edited = async {
+            for watcher in &watchers {
+                watcher.closed().await;
+            }
+        };
+        let messages_edited = tokio::time::timeout(LAST_EDITS, edited).await.is_ok();
+        if !messages_edited {
+            tracing::warn!("a deploy message was not edited before exit");
+        }
+        ShutdownReport { stopped_deploys, messages_edited }
+    }
+
     /// Hands a reaction on one of the bot's messages to the engine, and waits until it is
     /// durably recorded (adapters ack or dedupe deliveries only after that).
     pub async fn react(&self, reaction: Reaction) {
@@ -171,6 +226,10 @@ impl EngineHandle {
     /// When [`QUEUE_LIMIT`] commands are already queued or being decided, answers [`BUSY`] at
     /// once instead of queueing without bound.
     pub async fn submit(&self, invocation: Invocation) -> Reply {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!(platform = %invocation.platform, "shutting down; answered restarting");
+            return Reply::refused(RESTARTING);
+        }
         let Ok(_admitted) = self.admitted.clone().try_acquire_owned() else {
             tracing::warn!(platform = %invocation.platform, "the engine's queue is full; answered busy");
             return Reply::refused(BUSY);
@@ -222,6 +281,7 @@ impl Engine {
                     }
                 }
                 engine.commit().await;
+                engine.tell_when_drained();
             }
         });
         EngineHandle {
@@ -230,6 +290,18 @@ impl Engine {
             outbox,
             admitted: Arc::new(tokio::sync::Semaphore::new(QUEUE_LIMIT)),
             store: asked,
+            draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// While shutting down: once no deploy runs or is being prepared, tells the waiter.
+    fn tell_when_drained(&mut self) {
+        let shutdown = &mut self.ctx.shutdown;
+        if shutdown.waiter.is_some() && self.ctx.running.is_empty() && self.ctx.starting.is_empty() {
+            let watchers = std::mem::take(&mut shutdown.watchers);
+            if let Some(waiter) = shutdown.waiter.take() {
+                let _ = waiter.send(handlers::Drained { watchers });
+            }
         }
     }
 
@@ -257,6 +329,9 @@ impl Engine {
                 handlers::bind_message(ctx, request, &platform, &message).await;
                 let _ = done.send(());
             }
+            // Shutting down: a merge starts nothing now; the webhook answers "not recorded;
+            // redeliver it" once `done` is dropped.
+            Event::GitHub(_, done) if ctx.shutdown.draining() => drop(done),
             Event::GitHub(event, done) => handlers::github_event(ctx, event, done).await,
             Event::Scheduled(firing, done) => {
                 handlers::scheduled(ctx, *firing).await;
@@ -268,6 +343,12 @@ impl Engine {
             }
             Event::CheckDrift => handlers::check_drift(ctx),
             Event::Report(report) => handle_report(ctx, report).await,
+            Event::Drain(done) => {
+                tracing::info!(running = ctx.running.len(), "shutting down: waiting for running deploys");
+                ctx.shutdown.started = true;
+                ctx.shutdown.waiter = Some(done);
+            }
+            Event::StopDeploys(why) => ctx.shutdown.stop = Some(why),
         }
     }
 

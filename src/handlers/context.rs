@@ -63,6 +63,37 @@ pub(crate) struct Context {
     /// Commands answered while handling the current event. The engine records each decision,
     /// flushes the store, and only then sends the replies.
     pub answers: Vec<Answer>,
+    /// Where a graceful shutdown stands (`serve` on SIGTERM or SIGINT).
+    pub shutdown: Shutdown,
+}
+
+/// A graceful shutdown: nothing new starts, running deploys may finish within the grace, and
+/// after it each stops before its next step.
+#[derive(Default)]
+pub(crate) struct Shutdown {
+    /// Told once no deploy runs or is being prepared any more; set while draining.
+    pub waiter: Option<oneshot::Sender<Drained>>,
+    /// Whether draining started (it never ends: the process exits).
+    pub started: bool,
+    /// Set once the grace ran out: why the deploys stop, as a sentence's start.
+    pub stop: Option<String>,
+    /// Progress channels of deploys that ended while draining, kept until their adapter made
+    /// its last edit (it drops its end then).
+    pub watchers: Vec<mpsc::UnboundedSender<ProgressUpdate>>,
+}
+
+impl Shutdown {
+    /// Whether Shipday is shutting down.
+    pub(crate) fn draining(&self) -> bool {
+        self.started
+    }
+}
+
+/// What the engine hands back once it drained.
+pub(crate) struct Drained {
+    /// Progress channels of the deploys that ended meanwhile: each closes once its adapter
+    /// made its last edit.
+    pub watchers: Vec<mpsc::UnboundedSender<ProgressUpdate>>,
 }
 
 /// A command waiting for its reply.
@@ -205,6 +236,7 @@ impl Context {
             pruned_at: None,
             resumed_at_start: false,
             answers: Vec::new(),
+            shutdown: Shutdown::default(),
         }
     }
 

@@ -26,8 +26,8 @@ use tokio::sync::oneshot;
 pub(crate) enum Report {
     /// A ref was resolved on the host (or could not be).
     Resolved(Box<super::deploy::Resolved>),
-    /// A deploy step is about to start; `durable` says whether it was recorded (it runs only then).
-    StepStarted { deploy_id: u64, name: String, at: DateTime<Utc>, durable: oneshot::Sender<bool> },
+    /// A deploy step is about to start; `go` says whether it runs (only once it is recorded).
+    StepStarted { deploy_id: u64, name: String, at: DateTime<Utc>, go: oneshot::Sender<StepGo> },
     /// A deploy step finished.
     StepFinished { deploy_id: u64, result: StepResult, tail: String, output_bytes: u64, duration_ms: u64 },
     /// A deploy ended.
@@ -46,6 +46,18 @@ pub(crate) enum Report {
     Answered(Box<TaskAnswer>),
     /// A job panicked: what it was doing, and the panic's message.
     Crashed(Crashed, String),
+}
+
+/// Whether a deploy's next step may start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StepGo {
+    /// It is durably recorded: run it.
+    Run,
+    /// The store cannot record it: the deploy stops before it.
+    Unrecorded,
+    /// Shipday is shutting down and its grace ran out: the deploy stops before it. Why, as a
+    /// sentence's start ("Shipday was stopped (SIGTERM) …").
+    Stop(String),
 }
 
 /// The work a panicked job was doing, so it is recorded as failed.
@@ -109,9 +121,9 @@ impl Reporter {
 pub(crate) async fn handle_report(ctx: &mut Context, report: Report) {
     match report {
         Report::Resolved(resolved) => super::deploy::resolved(ctx, *resolved).await,
-        Report::StepStarted { deploy_id, name, at, durable } => {
-            let recorded = super::runner::step_starting(ctx, deploy_id, name, at).await;
-            let _ = durable.send(recorded);
+        Report::StepStarted { deploy_id, name, at, go } => {
+            let answer = super::runner::step_starting(ctx, deploy_id, name, at).await;
+            let _ = go.send(answer);
         }
         Report::StepFinished { deploy_id, result, tail, output_bytes, duration_ms } => {
             super::runner::step_finished(ctx, deploy_id, result, tail, output_bytes, duration_ms).await;

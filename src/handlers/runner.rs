@@ -1,7 +1,7 @@
 //! A deploy's steps: the job that runs a plan on one session and reports each step, and the
 //! loop's side that records each step before it runs and each result after.
 
-use super::jobs::{Crashed, Report};
+use super::jobs::{Crashed, Report, StepGo};
 use super::reply::ProgressUpdate;
 use super::{Context, RunningDeploy};
 use crate::clients::{ExecSession, OutputTail, health};
@@ -29,16 +29,38 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
             // A step starts only once the engine has durably recorded that it may run; if the
             // store can no longer record, the deploy stops here, at a step boundary.
             let started = async |name: &str| {
-                let (durable, recorded) = tokio::sync::oneshot::channel();
-                let _ = events.send(Report::StepStarted { deploy_id, name: name.to_owned(), at: clock.now(), durable });
-                recorded.await.unwrap_or(false).then(Instant::now)
+                let (go, answered) = tokio::sync::oneshot::channel();
+                let _ = events.send(Report::StepStarted { deploy_id, name: name.to_owned(), at: clock.now(), go });
+                match answered.await.unwrap_or(StepGo::Unrecorded) {
+                    StepGo::Run => Ok(Instant::now()),
+                    halt => Err(halt),
+                }
             };
-            let unrecorded = |step: &str| Outcome::Failed {
-                step: step.to_owned(),
-                reason:
-                    "not started: Shipday can no longer write to its store, so it stopped the deploy before this step"
-                        .into(),
-                state_unknown: false,
+            // Every step the plan would still run from `step` on (it included), for a deploy
+            // stopped before it.
+            let mut names: Vec<String> = plan.steps.iter().map(|s| s.name.clone()).collect();
+            names.push("verify HEAD".into());
+            if plan.health.is_some() {
+                names.push("health check".into());
+            }
+            let halted = |step: &str, halt: StepGo| {
+                match halt {
+                StepGo::Stop(why) => {
+                    let rest = names.iter().skip_while(|n| n.as_str() != step).cloned().collect::<Vec<_>>();
+                    Outcome::Failed {
+                        step: step.to_owned(),
+                        reason: format!("not started: {why}, so it ended the deploy before this step; {} did not run", rest.join(", ")),
+                        state_unknown: false,
+                    }
+                }
+                StepGo::Run | StepGo::Unrecorded => Outcome::Failed {
+                    step: step.to_owned(),
+                    reason:
+                        "not started: Shipday can no longer write to its store, so it stopped the deploy before this step"
+                            .into(),
+                    state_unknown: false,
+                },
+            }
             };
             let finished = |result: &StepResult, output: &OutputTail, since: Instant| {
                 let tail = redactor.redact(&output.text());
@@ -52,8 +74,9 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
                 tail
             };
             let mut run_step = async |name: &str, script: &str, timeout: Duration| {
-                let Some(since) = started(name).await else {
-                    return (None, String::new());
+                let since = match started(name).await {
+                    Ok(since) => since,
+                    Err(halt) => return (Err(halt), String::new()),
                 };
                 let mut output = OutputTail::default();
                 let result = session
@@ -61,7 +84,7 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
                     .await
                     .unwrap_or_else(|e| StepResult::Error { message: format!("{e:#}") });
                 let tail = finished(&result, &output, since);
-                (Some(result), tail)
+                (Ok(result), tail)
             };
             let failed = |step: &str, result: &StepResult| Outcome::Failed {
                 step: step.to_owned(),
@@ -71,24 +94,27 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
             let mut outcome = None;
             for step in &plan.steps {
                 match run_step(&step.name, &step.script, step.timeout).await {
-                    (None, _) => {
-                        outcome = Some(unrecorded(&step.name));
+                    (Err(halt), _) => {
+                        outcome = Some(halted(&step.name, halt));
                         break;
                     }
-                    (Some(result), _) if !result.is_ok() => {
+                    (Ok(result), _) if !result.is_ok() => {
                         outcome = Some(failed(&step.name, &result));
                         break;
                     }
-                    (Some(_), _) => {}
+                    (Ok(_), _) => {}
                 }
             }
             if outcome.is_none() {
                 let (result, tail) = run_step("verify HEAD", &plan.verify, Duration::from_secs(30)).await;
-                let Some(result) = result else {
-                    session.close().await;
-                    let outcome = unrecorded("verify HEAD");
-                    let _ = events.send(Report::DeployFinished { deploy_id, outcome });
-                    return;
+                let result = match result {
+                    Ok(result) => result,
+                    Err(halt) => {
+                        session.close().await;
+                        let outcome = halted("verify HEAD", halt);
+                        let _ = events.send(Report::DeployFinished { deploy_id, outcome });
+                        return;
+                    }
                 };
                 let head = tail.lines().rev().find_map(|line| Sha::parse(line.trim()).ok());
                 outcome = match (result.is_ok(), head) {
@@ -117,10 +143,13 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
             }
             session.close().await;
             if let (None, Some((url, budget))) = (&outcome, &plan.health) {
-                let Some(since) = started("health check").await else {
-                    let outcome = unrecorded("health check");
-                    let _ = events.send(Report::DeployFinished { deploy_id, outcome });
-                    return;
+                let since = match started("health check").await {
+                    Ok(since) => since,
+                    Err(halt) => {
+                        let outcome = halted("health check", halt);
+                        let _ = events.send(Report::DeployFinished { deploy_id, outcome });
+                        return;
+                    }
                 };
                 let mut output = OutputTail::default();
                 let result = match health::check(&http, url, *budget).await {
@@ -148,10 +177,15 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
     );
 }
 
-/// A step is about to start: it is recorded durably first. `false`: the store cannot
-/// record, so the runner stops before the step.
-pub(crate) async fn step_starting(ctx: &mut Context, deploy_id: u64, name: String, at: DateTime<Utc>) -> bool {
-    let Some(running) = ctx.running.get_mut(&deploy_id) else { return false };
+/// A step is about to start: it is recorded durably first, and runs only then. Otherwise the
+/// runner stops before it: when the store cannot record it ([`StepGo::Unrecorded`]), or when
+/// Shipday is shutting down and its grace ran out ([`StepGo::Stop`]).
+pub(crate) async fn step_starting(ctx: &mut Context, deploy_id: u64, name: String, at: DateTime<Utc>) -> StepGo {
+    if let Some(why) = &ctx.shutdown.stop {
+        tracing::warn!(deploy = deploy_id, step = %name, "shutting down: the deploy stops before this step");
+        return StepGo::Stop(why.clone());
+    }
+    let Some(running) = ctx.running.get_mut(&deploy_id) else { return StepGo::Unrecorded };
     running.record.steps.push(crate::release::deploy::StepRecord {
         name,
         started_at: at,
@@ -176,10 +210,10 @@ pub(crate) async fn step_starting(ctx: &mut Context, deploy_id: u64, name: Strin
         if let Some(running) = ctx.running.get_mut(&deploy_id) {
             running.record.steps.pop();
         }
-        return false;
+        return StepGo::Unrecorded;
     }
     ctx.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::StepStarted { index }, record });
-    true
+    StepGo::Run
 }
 
 /// A step finished: its result is recorded and forwarded.
@@ -235,4 +269,9 @@ pub(crate) async fn finished(ctx: &mut Context, deploy_id: u64, outcome: crate::
     super::promote::report_to_github(ctx, &record);
     ctx.record(&record).await;
     ctx.forward(watcher.as_ref(), ProgressUpdate { event: DeployEvent::Finished, record });
+    if ctx.shutdown.draining() {
+        // Kept until the adapter made its last edit (it lets go of the channel then), so
+        // Shipday exits only once the chat message says how the deploy ended.
+        ctx.shutdown.watchers.extend(watcher);
+    }
 }

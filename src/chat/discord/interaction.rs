@@ -359,6 +359,11 @@ async fn follow(responder: &mut Responder, mut target: Target, mut updates: mpsc
             ),
         }
         last_edit = Some(Instant::now());
+        // The last update: letting go of the channel now tells a shutting-down engine that the
+        // message is final.
+        if matches!(update.event, crate::release::deploy::DeployEvent::Finished) {
+            break;
+        }
     }
 }
 

@@ -237,6 +237,11 @@ impl Slack {
                     posted
                 }
             };
+            // The last update: letting go of the channel now tells a shutting-down engine that
+            // the message is final.
+            if matches!(update.event, crate::release::deploy::DeployEvent::Finished) {
+                break;
+            }
         }
     }
 
