@@ -161,6 +161,21 @@ pub fn store_flushed(took: Duration) {
     METRICS.store_flush_seconds.observe(took.as_secs_f64());
 }
 
+/// When the scheduler last ticked without error (for `/readyz`).
+static SCHEDULER_TICKED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// The scheduler ticked (it does at least every 30 s).
+pub fn scheduler_ticked() {
+    if let Ok(mut last) = SCHEDULER_TICKED.lock() {
+        *last = Some(std::time::Instant::now());
+    }
+}
+
+/// How long ago the scheduler last ticked; `None` before its first tick.
+pub fn since_scheduler_ticked() -> Option<Duration> {
+    SCHEDULER_TICKED.lock().ok().and_then(|last| last.map(|at| at.elapsed()))
+}
+
 /// A figure computed at scrape time, labelled by environment (or by nothing).
 pub struct Figure {
     /// The metric's name after `shipday_`.

@@ -77,8 +77,9 @@ impl Scheduler {
     /// Ticks forever, sleeping until the next firing (at most [`MAX_SLEEP`]).
     pub async fn run(self) -> Result<()> {
         loop {
-            if let Err(error) = self.tick().await {
-                tracing::error!(error = format!("{error:#}"), "scheduler tick failed");
+            match self.tick().await {
+                Ok(_) => crate::metrics::scheduler_ticked(),
+                Err(error) => tracing::error!(error = format!("{error:#}"), "scheduler tick failed"),
             }
             let now = self.clock.now();
             let next = self.calendar.events_between(now, now + chrono::Duration::days(1)).first().map(|f| f.at);

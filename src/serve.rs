@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::clock::Clock;
 use crate::listener::{Limits, Listener};
+use crate::operations::Check;
 use crate::scheduler::Scheduler;
 use crate::settings::Adapters;
 use anyhow::{Context, Result, bail};
@@ -55,12 +56,24 @@ pub async fn start(
 ) -> Result<Started> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     let mut routes: Vec<(&str, Router)> = Vec::new();
-    // Each chat adapter that is configured adds its task (and its routes) here.
+    // Each chat adapter that is configured adds its task (and its routes) here, and how
+    // `/readyz` asks whether it is connected.
+    let mut checks: Vec<(&'static str, Check)> = Vec::new();
     if let Some(settings) = &adapters.discord {
         let mut running = crate::chat::discord::start(app, settings, clock.clone(), discord).await?;
         if let Some(endpoint) = running.endpoint.take() {
             routes.push(("Discord interactions", endpoint));
         }
+        let up = running.gateway_up.clone();
+        checks.push((
+            "discord",
+            Arc::new(move || {
+                let up = up.load(std::sync::atomic::Ordering::Relaxed);
+                Box::pin(
+                    async move { up.then_some(()).ok_or_else(|| "the gateway session is not connected".to_owned()) },
+                )
+            }),
+        ));
         tasks.spawn(running.wait());
     }
     if let Some(settings) = &adapters.slack {
@@ -68,6 +81,14 @@ pub async fn start(
         if let Some(slack_routes) = slack.routes() {
             routes.push(("Slack commands, events and interactivity", slack_routes));
         }
+        let readiness = slack.readiness();
+        checks.push((
+            "slack",
+            Arc::new(move || {
+                let readiness = readiness.clone();
+                Box::pin(async move { readiness.check().await })
+            }),
+        ));
         tasks.spawn(slack.run());
     }
     if tasks.is_empty() {
@@ -88,7 +109,10 @@ pub async fn start(
     // still works, and the health check failing says the rest.
     let health_only = routes.is_empty();
     routes.push(("health (GET /healthz)", crate::listener::health()));
-    routes.push(("metrics (GET /metrics)", crate::operations::routes(Arc::new(app.clone()), clock.clone())));
+    routes.push((
+        "metrics and readiness (GET /metrics, GET /readyz)",
+        crate::operations::routes(Arc::new(app.clone()), clock.clone(), checks),
+    ));
     let server = &adapters.server;
     let listening = match Listener::bind(server.listen, Limits::for_server(server)).await {
         Err(error) if health_only && !server.listen_set => {

@@ -212,6 +212,13 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the store takes a write and makes it durable now (for `/readyz`): one small
+    /// key, overwritten each time, then a flush.
+    pub async fn check_writable(&self, now: DateTime<Utc>) -> Result<()> {
+        self.db.insert("readyz", now.to_rfc3339().as_bytes()).context("cannot write to the state store")?;
+        self.flush().await
+    }
+
     /// Flushes from synchronous code (tools and benchmarks).
     pub fn flush_blocking(&self) {
         if let Err(error) = self.check_fault().and_then(|()| Ok(self.db.flush()?)) {

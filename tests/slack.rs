@@ -732,6 +732,75 @@ async fn metrics_count_a_deploy_made_through_a_real_serve() {
     child.kill().await.unwrap();
 }
 
+/// `/readyz` on a real `shipday serve`: ready while Slack answers, the store takes writes and
+/// the scheduler ticks; once Slack goes away it answers 503 and names Slack, while `/healthz`
+/// (liveness) stays 200.
+#[bounded::test]
+async fn readyz_names_slack_once_the_fake_slack_goes_away() {
+    use tokio::io::AsyncBufReadExt;
+    // The fake runs on a runtime of its own, so the test can take it away: dropping that
+    // runtime closes its listeners and every connection.
+    let (fake_tx, fake_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let fake_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        fake_tx.send(runtime.block_on(FakeSlack::start(TEAM))).unwrap();
+        let _ = stop_rx.recv();
+        drop(runtime);
+    });
+    let fake = tokio::task::spawn_blocking(move || fake_rx.recv().unwrap()).await.unwrap();
+    let world = World::new();
+    let config = write_config(&world, &fake, Mode::Socket);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[server]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("SHIPDAY_CONFIG")
+        .env("SHIPDAY_LOG", "info")
+        .env_remove("SHIPDAY_LOG_FORMAT")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = common::bounded(common::PATIENCE, "serve to listen", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("listening for every inbound route") {
+                assert!(line.contains("GET /readyz"), "{line}");
+                return line.split_once("bound=").unwrap().1.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("serve stopped before it listened")
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let readyz = || async move {
+        let answer = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    };
+    let (status, body) = common::eventually_async(common::PATIENCE, "/readyz to say ready", || async move {
+        let (status, body) = readyz().await;
+        (status == 200).then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "ready\nstore: ok\nscheduler: ok\nslack: ok\n");
+
+    stop_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || fake_thread.join().unwrap()).await.unwrap();
+    let (status, body) = common::eventually_async(common::PATIENCE, "/readyz to name Slack", || async move {
+        let (status, body) = readyz().await;
+        (status == 503).then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 503);
+    assert!(body.starts_with("not ready: slack\n"), "{body}");
+    assert!(body.contains("store: ok\n") && body.contains("slack: Slack's auth.test"), "{body}");
+    let live = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(live.status(), 200, "liveness is another question");
+    child.kill().await.unwrap();
+}
+
 #[bounded::test]
 async fn when_slack_asks_the_bot_to_reconnect_it_opens_a_new_socket_and_keeps_answering() {
     let s = Setup::start(Mode::Socket).await;

@@ -24,6 +24,8 @@ enum GatewayEvent {
 
 struct Handler {
     events: mpsc::UnboundedSender<GatewayEvent>,
+    /// Whether the gateway session is up now (for `/readyz`).
+    up: Arc<std::sync::atomic::AtomicBool>,
     /// Told when READY arrives: the gateway is up.
     greeted: Greeted,
 }
@@ -32,7 +34,16 @@ struct Handler {
 impl EventHandler for Handler {
     async fn ready(&self, _: Context, ready: Ready) {
         self.greeted.greeted();
+        self.up.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.events.send(GatewayEvent::Ready { bot_id: ready.user.id.get(), session: ready.session_id });
+    }
+
+    async fn shard_stage_update(&self, _: Context, stage: serenity::all::ShardStageUpdateEvent) {
+        let up = stage.new == serenity::all::ConnectionStage::Connected;
+        if !up {
+            tracing::info!(stage = %stage.new, "the Discord gateway session is not connected");
+        }
+        self.up.store(up, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn resume(&self, _: Context, _: ResumedEvent) {
@@ -62,7 +73,7 @@ impl EventHandler for Handler {
 pub(super) async fn run(shared: Arc<Shared>, http: Http, greeted: Greeted) -> Result<()> {
     let (events, mut inbox) = mpsc::unbounded_channel();
     let mut client = ClientBuilder::new_with_http(http, super::intents())
-        .event_handler(Handler { events, greeted })
+        .event_handler(Handler { events, greeted, up: shared.gateway_up.clone() })
         .await
         .context("cannot set up the Discord gateway client")?;
     let dispatch = tokio::spawn(async move {

@@ -34,7 +34,7 @@ use rest::{Pacing, Rest, RetryPolicy};
 use serenity::model::gateway::GatewayIntents;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -85,6 +85,8 @@ impl Default for Tuning {
 
 /// What the adapter's parts share.
 pub(crate) struct Shared {
+    /// Whether the gateway session is up now (for `/readyz`).
+    pub gateway_up: Arc<AtomicBool>,
     pub http: Rest,
     pub engine: EngineHandle,
     pub config: Arc<Config>,
@@ -108,6 +110,8 @@ impl Shared {
 
 /// A started Discord adapter.
 pub struct Running {
+    /// Whether the gateway session is up now (for `/readyz`).
+    pub gateway_up: Arc<AtomicBool>,
     /// The HTTP interactions endpoint's route (with `public_key`), for the one listener.
     pub endpoint: Option<axum::Router>,
     gateway: JoinHandle<Result<()>>,
@@ -143,7 +147,9 @@ pub async fn start(app: &App, settings: &DiscordConfig, clock: Arc<dyn Clock>, t
     }
     let http = Rest::new(&settings, &pacing, tuning.retry)?;
     let (reactions_tx, reactions_rx) = mpsc::unbounded_channel();
+    let gateway_up = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
+        gateway_up: gateway_up.clone(),
         http,
         engine: app.engine.clone(),
         config: app.config.clone(),
@@ -167,5 +173,5 @@ pub async fn start(app: &App, settings: &DiscordConfig, clock: Arc<dyn Clock>, t
         })
         .await
     });
-    Ok(Running { endpoint, gateway })
+    Ok(Running { endpoint, gateway, gateway_up })
 }

@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 
 /// A running Slack adapter: its tasks stop when it is dropped.
 pub struct SlackAdapter {
+    api: SlackApi,
     routes: Option<axum::Router>,
     tasks: JoinSet<Result<()>>,
 }
@@ -100,7 +101,12 @@ impl SlackAdapter {
                 None
             }
         };
-        Ok(Self { routes, tasks })
+        Ok(Self { api: slack.api.clone(), routes, tasks })
+    }
+
+    /// What `/readyz` asks: whether Slack's Web API answers the bot token now (`auth.test`).
+    pub fn readiness(&self) -> SlackReadiness {
+        SlackReadiness { api: self.api.clone() }
     }
 
     /// HTTP mode's routes (commands, events, interactivity), each behind its limits, for the
@@ -188,6 +194,23 @@ async fn mark_interrupted(slack: Arc<Slack>, interrupted: Vec<crate::release::de
             if let Err(error) = slack.api.update(&at, &content).await {
                 tracing::warn!(deploy = record.id, %error, "cannot mark a deploy's message interrupted");
             }
+        }
+    }
+}
+
+/// The Slack adapter's readiness check (see [`SlackAdapter::readiness`]).
+#[derive(Clone)]
+pub struct SlackReadiness {
+    api: SlackApi,
+}
+
+impl SlackReadiness {
+    /// `Ok` when `auth.test` answers within a few seconds; otherwise what went wrong.
+    pub async fn check(&self) -> Result<(), String> {
+        match tokio::time::timeout(std::time::Duration::from_secs(3), self.api.auth_test()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(format!("Slack's auth.test failed: {error}")),
+            Err(_) => Err("Slack's auth.test did not answer within 3s".into()),
         }
     }
 }
