@@ -192,10 +192,18 @@ pub fn render(figures: &[Figure]) -> String {
     let mut out = String::new();
     let mut scraped = Registry::with_prefix("shipday");
     for figure in figures {
-        let family = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
-        for (env, value) in &figure.values {
-            let labels = if env.is_empty() { Vec::new() } else { vec![("env", env.clone())] };
-            family.get_or_create(&labels).set(*value);
+        if let [(env, value)] = figure.values.as_slice()
+            && env.is_empty()
+        {
+            // A figure of the whole pipeline: no labels at all.
+            let gauge = Gauge::<f64, AtomicU64>::default();
+            gauge.set(*value);
+            scraped.register(figure.name, figure.help, gauge);
+            continue;
+        }
+        let family = Family::<Labels<1>, Gauge<f64, AtomicU64>>::default();
+        for (env, value) in figure.values.iter().filter(|(env, _)| !env.is_empty()) {
+            family.get_or_create(&[("env", env.clone())]).set(*value);
         }
         scraped.register(figure.name, figure.help, family);
     }
@@ -213,15 +221,18 @@ mod tests {
     #[test]
     fn a_deploy_is_counted_by_environment_and_outcome_with_its_duration() {
         deploy_finished("metrics-test-env", "succeeded", Duration::from_secs(3));
-        let text = render(&[Figure {
-            name: "test_figure",
-            help: "A figure for the test",
-            values: vec![("metrics-test-env".into(), 0.5), (String::new(), 2.0)],
-        }]);
+        let text = render(&[
+            Figure {
+                name: "test_figure",
+                help: "A figure for the test",
+                values: vec![("metrics-test-env".into(), 0.5)],
+            },
+            Figure { name: "test_total_figure", help: "A figure of the pipeline", values: vec![(String::new(), 2.0)] },
+        ]);
         assert!(text.contains(r#"shipday_deploys_total{env="metrics-test-env",outcome="succeeded"} 1"#), "{text}");
         assert!(text.contains(r#"shipday_deploy_duration_seconds_count{env="metrics-test-env"} 1"#), "{text}");
         assert!(text.contains(r#"shipday_test_figure{env="metrics-test-env"} 0.5"#), "{text}");
-        assert!(text.contains("shipday_test_figure 2.0"), "{text}");
+        assert!(text.contains("shipday_test_total_figure 2.0"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }
