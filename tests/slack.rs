@@ -664,17 +664,12 @@ async fn shipday_serve_logs_each_decision_as_one_json_object_per_line() {
     child.kill().await.unwrap();
 }
 
-/// The operator's Prometheus scrape: a real `shipday serve` (Socket Mode, `[server] listen`
-/// set), a deploy from Slack, and `/metrics` counts the command, the deploy and its steps, and
-/// shows the delivery figures.
-#[bounded::test]
-async fn metrics_count_a_deploy_made_through_a_real_serve() {
+/// `shipday serve` with `config` plus `[server] listen` on a free port: the process, and the
+/// address its listener logs once it serves `/metrics` and `/readyz`.
+async fn serve_on_a_free_port(config: &std::path::Path) -> (tokio::process::Child, std::net::SocketAddr) {
     use tokio::io::AsyncBufReadExt;
-    let world = World::new();
-    let fake = FakeSlack::start(TEAM).await;
-    let config = write_config(&world, &fake, Mode::Socket);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{text}\n[server]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, format!("{text}\n[server]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env_remove("SHIPDAY_CONFIG")
@@ -685,10 +680,10 @@ async fn metrics_count_a_deploy_made_through_a_real_serve() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = common::bounded(common::PATIENCE, "serve to listen", async {
+    let addr = common::bounded(common::PATIENCE, "serve to listen", async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.contains("listening for every inbound route") {
-                assert!(line.contains("GET /metrics"), "{line}");
+                assert!(line.contains("GET /metrics, GET /readyz"), "{line}");
                 return line.split_once("bound=").unwrap().1.split_whitespace().next().unwrap().parse().unwrap();
             }
         }
@@ -696,6 +691,18 @@ async fn metrics_count_a_deploy_made_through_a_real_serve() {
     })
     .await;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+/// The operator's Prometheus scrape: a real `shipday serve` (Socket Mode, `[server] listen`
+/// set), a deploy from Slack, and `/metrics` counts the command, the deploy and its steps, and
+/// shows the delivery figures.
+#[bounded::test]
+async fn metrics_count_a_deploy_made_through_a_real_serve() {
+    let world = World::new();
+    let fake = FakeSlack::start(TEAM).await;
+    let config = write_config(&world, &fake, Mode::Socket);
+    let (mut child, addr) = serve_on_a_free_port(&config).await;
     fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
     let scrape = || async move {
         let answer = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
@@ -737,7 +744,6 @@ async fn metrics_count_a_deploy_made_through_a_real_serve() {
 /// (liveness) stays 200.
 #[bounded::test]
 async fn readyz_names_slack_once_the_fake_slack_goes_away() {
-    use tokio::io::AsyncBufReadExt;
     // The fake runs on a runtime of its own, so the test can take it away: dropping that
     // runtime closes its listeners and every connection.
     let (fake_tx, fake_rx) = std::sync::mpsc::channel();
@@ -751,29 +757,7 @@ async fn readyz_names_slack_once_the_fake_slack_goes_away() {
     let fake = tokio::task::spawn_blocking(move || fake_rx.recv().unwrap()).await.unwrap();
     let world = World::new();
     let config = write_config(&world, &fake, Mode::Socket);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{text}\n[server]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env_remove("SHIPDAY_CONFIG")
-        .env("SHIPDAY_LOG", "info")
-        .env_remove("SHIPDAY_LOG_FORMAT")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = common::bounded(common::PATIENCE, "serve to listen", async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("listening for every inbound route") {
-                assert!(line.contains("GET /readyz"), "{line}");
-                return line.split_once("bound=").unwrap().1.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("serve stopped before it listened")
-    })
-    .await;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut child, addr) = serve_on_a_free_port(&config).await;
     let readyz = || async move {
         let answer = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
         (answer.status().as_u16(), answer.text().await.unwrap())
