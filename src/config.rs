@@ -138,6 +138,14 @@ fn default_claim_ttl() -> String {
     "8h".into()
 }
 
+/// Reads the config file at `path` and parses it with `parse` (relative paths resolve against
+/// the file's folder); every error names the file.
+pub fn load_file<T>(path: &Path, parse: impl FnOnce(&str, &Path) -> Result<T>) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base).with_context(|| format!("invalid config {}", path.display()))
+}
+
 fn default_step_timeout() -> String {
     "10m".into()
 }
@@ -147,10 +155,7 @@ impl Config {
     /// key. The adapters' sections are not read: [`crate::settings::Settings::load`] reads
     /// the whole file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, base).with_context(|| format!("invalid config {}", path.display()))
+        load_file(path, Self::from_toml)
     }
 
     /// Parses and validates config text; relative paths resolve against `base`.

@@ -351,19 +351,15 @@ fn audit(config: &Path, since: Option<chrono::DateTime<chrono::Utc>>, env: Optio
 /// when that is every address. Reads only that key, so a config whose secrets live elsewhere
 /// (another user's files, the environment of the serving process) still gives the address.
 fn healthz_url(config: &Path) -> Result<String> {
-    let listen = match std::fs::read_to_string(config) {
+    let mut addr = match std::fs::read_to_string(config) {
         Ok(text) => {
-            let table: toml::Table = toml::from_str(&text)
-                .with_context(|| format!("cannot read [server] listen from {} (or pass --url)", config.display()))?;
-            let listen = table.get("server").and_then(|server| server.get("listen")).and_then(|l| l.as_str());
-            listen.unwrap_or(shipday::listener::DEFAULT_LISTEN).to_owned()
+            shipday::listener::ServerConfig::from_toml(&text)
+                .with_context(|| format!("cannot read [server] listen from {} (or pass --url)", config.display()))?
+                .listen
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => shipday::listener::DEFAULT_LISTEN.to_owned(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => shipday::listener::ServerConfig::default().listen,
         Err(error) => return Err(error).with_context(|| format!("cannot read {} (or pass --url)", config.display())),
     };
-    let mut addr: std::net::SocketAddr = listen.parse().with_context(|| {
-        format!("server.listen `{listen}` in {} is not an address (or pass --url)", config.display())
-    })?;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
             std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),

@@ -10,7 +10,7 @@ use crate::chat::discord::DiscordConfig;
 use crate::chat::slack::SlackConfig;
 use crate::config::Config;
 use crate::listener::ServerConfig;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
 
 /// The validated config file.
@@ -37,10 +37,7 @@ pub struct Adapters {
 impl Settings {
     /// Reads and validates the file at `path`; every error names the file and the key.
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, base).with_context(|| format!("invalid config {}", path.display()))
+        crate::config::load_file(path, Self::from_toml)
     }
 
     /// Parses and validates config text; relative paths resolve against `base`.
