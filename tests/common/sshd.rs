@@ -53,13 +53,18 @@ impl Sshd {
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
         let port = free_port();
         let user = whoami();
+        // `SetEnv SHLVL=1`: bash sources the login user's ~/.bashrc when sshd starts it (Debian
+        // builds bash with SSH_SOURCE_BASHRC) unless it is a nested shell; on CI machines that
+        // file runs `pyenv init`, about 90 ms per exec channel, which is this machine's login
+        // environment, not what a deploy over SSH costs. A droplet's own deploy user pays for its
+        // own ~/.bashrc (see the README's SSH set-up).
         std::fs::write(
             d.join("sshd_config"),
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {pid}\n\
                  AuthorizedKeysFile {auth}\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin yes\n\
-                 AllowUsers {user}\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 100\n",
+                 AllowUsers {user}\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 100\nSetEnv SHLVL=1\n",
                 host_key = d.join("host_key").display(),
                 pid = d.join("sshd.pid").display(),
                 auth = d.join("authorized_keys").display(),
