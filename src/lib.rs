@@ -24,6 +24,7 @@ pub mod operations;
 /// The Slack app manifest and Discord's command registrations (they live with the chat adapters).
 pub use chat::manifest;
 pub mod playground;
+pub mod preflight;
 #[cfg(test)]
 mod proptests;
 pub mod redact;

@@ -54,11 +54,20 @@ enum Cmd {
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
     },
-    /// Validate the config and exit, starting nothing.
+    /// Validate the config and exit, starting nothing. With --online, also ask Slack, Discord,
+    /// GitHub, Jira and every host whether the config works (one line per check; exit 1 if any
+    /// fails).
     CheckConfig {
         /// Config file.
         #[arg(long, env = "SHIPDAY_CONFIG", default_value = "shipday.toml")]
         config: PathBuf,
+        /// Also check the credentials, the channel, the repository, the Jira statuses and the hosts
+        /// over the network.
+        #[arg(long)]
+        online: bool,
+        /// With --online: the most seconds one check may take.
+        #[arg(long, default_value_t = shipday::preflight::DEFAULT_TIMEOUT.as_secs(), requires = "online")]
+        timeout: u64,
     },
     /// Print a platform set-up document made from the command specs.
     Manifest {
@@ -217,7 +226,9 @@ fn run(cli: Cli) -> Result<()> {
                 serve::run(app, &adapters, clock).await
             })
         }
-        Cmd::CheckConfig { config } => check_config(&config),
+        Cmd::CheckConfig { config, online, timeout } => {
+            check_config(&config, online.then(|| std::time::Duration::from_secs(timeout.max(1))))
+        }
         Cmd::Manifest { platform, config, request_url } => {
             let book = CommandBook::builtin();
             let settings = config.map(|path| Settings::load(&path)).transpose()?;
@@ -441,9 +452,30 @@ fn run_console(config_path: &Path, user: &str, now: Option<chrono::DateTime<chro
     })
 }
 
-fn check_config(path: &Path) -> Result<()> {
-    let Settings { config, adapters } = Settings::load(path)?;
-    serve::validate(&config, &adapters)?;
+/// Validates the config and describes it; with `online` (each check's time limit), then asks
+/// every configured integration and host whether it works ([`shipday::preflight`]).
+fn check_config(path: &Path, online: Option<std::time::Duration>) -> Result<()> {
+    let settings = Settings::load(path)?;
+    describe_config(path, &settings)?;
+    let Some(timeout) = online else { return Ok(()) };
+    println!();
+    println!("Online checks (each at most {}s):", timeout.as_secs());
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let checks = runtime.block_on(shipday::preflight::run(&settings, timeout));
+    let failed = checks.iter().filter(|check| check.verdict == shipday::preflight::Verdict::Fail).count();
+    for check in &checks {
+        println!("{check}");
+    }
+    if failed > 0 {
+        bail!("{failed} of {} online checks failed: do what each FAIL line says, then run this again", checks.len());
+    }
+    println!("Every configured integration and host answered as the config expects.");
+    Ok(())
+}
+
+fn describe_config(path: &Path, settings: &Settings) -> Result<()> {
+    let Settings { config, adapters } = settings;
+    serve::validate(config, adapters)?;
     let github = config.github.as_ref().map(|github| check_github(github, &config.base_dir)).transpose()?;
     // The folder `serve` will open, as an absolute path: a relative `state_dir` is relative to
     // the config file, and "state" alone says nothing about where that is.

@@ -74,11 +74,15 @@ pub fn slack(book: &CommandBook, names: &CommandNames, request_url: Option<&str>
 /// - `chat:write`: `chat.postMessage`, `chat.update` and `chat.postEphemeral`;
 /// - `chat:write.public`: posting a command's deploy in the public channel it came from without
 ///   being invited there first;
-/// - `reactions:read`: the `reaction_added` / `reaction_removed` events leads approve with.
+/// - `reactions:read`: the `reaction_added` / `reaction_removed` events leads approve with;
+/// - `channels:read` and `groups:read`: `conversations.info`, which `check-config --online`
+///   asks whether the bot is in the team channel (public, or private) — Slack sends reaction
+///   events only from channels the bot is in.
 ///
 /// (`auth.test` and `response_url` need no scope; Socket Mode's `connections:write` belongs to
 /// the app-level token, which is not part of the manifest.)
-pub const SLACK_BOT_SCOPES: [&str; 4] = ["commands", "chat:write", "chat:write.public", "reactions:read"];
+pub const SLACK_BOT_SCOPES: [&str; 6] =
+    ["commands", "chat:write", "chat:write.public", "reactions:read", "channels:read", "groups:read"];
 
 /// Slack's longest slash command description.
 const SLACK_DESCRIPTION_MAX: usize = 2000;
@@ -267,6 +271,8 @@ mod tests {
                 "chat_update" | "chat_post_ephemeral" => {
                     needed.insert("chat:write");
                 }
+                // Whether the bot is in a public or a private channel.
+                "conversations_info" => needed.extend(["channels:read", "groups:read"]),
                 other => panic!("the adapter calls `{other}`: add its scope to SLACK_BOT_SCOPES and here"),
             }
         }

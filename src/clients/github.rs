@@ -164,6 +164,28 @@ pub struct Protection {
     pub enforce_admins: bool,
 }
 
+/// The parts of `GET /repos/{owner}/{repo}` `check-config --online` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Repository {
+    /// `owner/repo`, as GitHub spells it.
+    pub full_name: String,
+    /// The default branch.
+    pub default_branch: String,
+    /// Whether the repository is private.
+    #[serde(default)]
+    pub private: bool,
+    /// What the token's user may do there (absent without authentication).
+    pub permissions: Option<RepositoryPermissions>,
+}
+
+/// `permissions` of a repository, for the authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RepositoryPermissions {
+    /// May merge and push (promotions fast-forward and merge branches).
+    #[serde(default)]
+    pub push: bool,
+}
+
 /// A deployment status, as GitHub's environment view shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeploymentState {
@@ -391,6 +413,27 @@ impl GitHubClient {
             }
             Err(failed) => Err(self.error(failed)),
         }
+    }
+
+    /// The repository as the token sees it (`GET /repos/{owner}/{repo}`); `None` when GitHub
+    /// answers 404 (no such repository, or the token may not see it).
+    pub async fn repository(&self) -> Result<Option<Repository>> {
+        let call = format!("read the repository {}/{}", self.owner, self.repo);
+        let route = format!("/repos/{}/{}", self.owner, self.repo);
+        let route = route.as_str();
+        // Our own type: only what `check-config --online` shows.
+        let read =
+            self.call(&call, move || async move { self.octocrab.get::<Repository, _, ()>(route, None).await }).await;
+        match read {
+            Ok(repository) => Ok(Some(repository)),
+            Err(failed) if failed.status == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(failed) => Err(self.error(failed)),
+        }
+    }
+
+    /// `owner/repo` as configured.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.repo)
     }
 
     /// The branch's protection; `None` when GitHub answers 404 (not protected, or the token

@@ -387,6 +387,12 @@ impl FakeDiscord {
                     .unwrap_or_default();
                 (StatusCode::OK, Value::Array(users.iter().map(|u| user_json(u)).collect()))
             }
+            ("GET", ["users", "@me"]) => (StatusCode::OK, user_json(BOT_ID)),
+            ("GET", ["guilds", guild]) if *guild == GUILD_ID => (StatusCode::OK, guild_json()),
+            // Discord's JSON error for a server id it does not know (code 10004, Unknown Guild).
+            ("GET", ["guilds", _guild]) => {
+                (StatusCode::NOT_FOUND, json!({ "message": "Unknown Guild", "code": 10004 }))
+            }
             ("GET", ["guilds", _guild, "members", user]) => {
                 let roles = self.rest.lock().unwrap().members.get(*user).cloned().unwrap_or_default();
                 (StatusCode::OK, member_json(user, &roles.iter().map(String::as_str).collect::<Vec<_>>()))
@@ -544,6 +550,50 @@ pub fn user_json(id: &str) -> Value {
     user["flags"] = json!(0);
     user["public_flags"] = json!(0);
     user
+}
+
+/// The fake's server, shaped like the "Example Guild" of Discord's guild resource docs
+/// (developers/resources/guild.mdx), with the fake's ids.
+pub fn guild_json() -> Value {
+    json!({
+        "id": GUILD_ID,
+        "name": "Shipday Test",
+        "icon": null,
+        "icon_hash": null,
+        "splash": null,
+        "discovery_splash": null,
+        "owner_id": "73193882359173120",
+        "afk_channel_id": null,
+        "afk_timeout": 300,
+        "widget_enabled": false,
+        "verification_level": 1,
+        "default_message_notifications": 1,
+        "explicit_content_filter": 0,
+        "roles": [],
+        "emojis": [],
+        "features": [],
+        "mfa_level": 0,
+        "application_id": null,
+        "system_channel_id": CHANNEL_ID,
+        "system_channel_flags": 0,
+        "rules_channel_id": null,
+        "max_presences": null,
+        "max_members": 500000,
+        "vanity_url_code": null,
+        "description": null,
+        "banner": null,
+        "premium_tier": 0,
+        "premium_subscription_count": 0,
+        "preferred_locale": "en-US",
+        "public_updates_channel_id": null,
+        "max_video_channel_users": 25,
+        "approximate_member_count": null,
+        "approximate_presence_count": null,
+        "nsfw_level": 0,
+        "stickers": [],
+        "premium_progress_bar_enabled": false,
+        "safety_alerts_channel_id": null
+    })
 }
 
 pub fn member_json(user: &str, roles: &[&str]) -> Value {

@@ -424,6 +424,13 @@ async fn handle(
     if let Some((status, message)) = repo.failures.pop_front() {
         return error(status, &message);
     }
+    if method == Method::GET && uri.path() == format!("/repos/{OWNER}/{REPO}") {
+        // `GET /repos/{owner}/{repo}` (a full repository), with the authenticated user's
+        // `permissions`, as GitHub adds them.
+        let mut full = repository_json(&repo);
+        full["permissions"] = json!({ "admin": false, "maintain": true, "push": true, "triage": true, "pull": true });
+        return (StatusCode::OK, axum::Json(full)).into_response();
+    }
     let prefix = format!("/repos/{OWNER}/{REPO}/");
     let Some(rest) = uri.path().strip_prefix(&prefix) else {
         return error(StatusCode::NOT_FOUND, "Not Found");

@@ -523,6 +523,12 @@ fn route(
         ("POST", ["rest", "api", "3", "issue", key, "transitions"]) => post_transition(state, key, &body),
         ("POST", ["rest", "api", "3", "issue", key, "comment"]) => post_comment(state, key, body),
         ("POST", ["rest", "api", "3", "search", "jql"]) => search(state, &body),
+        ("GET", ["rest", "api", "3", "myself"]) => {
+            let mut me = state.user_json(BOT_ACCOUNT, "Shipday Bot");
+            me["emailAddress"] = json!(EMAIL);
+            json_response(StatusCode::OK, &me)
+        }
+        ("GET", ["rest", "api", "3", "project", key, "statuses"]) => project_statuses(state, key),
         (_, ["rest", "api", "3", "search"]) => contract_error(state, StatusCode::GONE, "search_removed_410_observed"),
         _ => error_response(StatusCode::NOT_FOUND, "No such endpoint in the fake Jira."),
     }
@@ -543,6 +549,27 @@ fn get_issue(state: &Board, key: &str, query: Option<&str>) -> Response {
                 .collect()
         });
     json_response(StatusCode::OK, &state.issue_json(issue, fields.as_deref()))
+}
+
+/// `GET /rest/api/3/project/{key}/statuses`: the project's issue types (`IssueTypeWithStatus`:
+/// `self`, `id`, `name`, `subtask`, `statuses`), each with every status of the fake's
+/// workflow as a full status object (`StatusDetails`). Only the project `SHOP` exists.
+fn project_statuses(state: &Board, key: &str) -> Response {
+    if key != "SHOP" {
+        let message = format!("No project could be found with key '{key}'.");
+        return error_response(StatusCode::NOT_FOUND, &message);
+    }
+    let statuses: Vec<Value> = state.statuses.iter().map(|(name, _, _)| state.status_json(name)).collect();
+    let issue_type = |id: &str, name: &str, subtask: bool| {
+        json!({
+            "self": format!("{}/rest/api/3/issueType/{id}", state.url),
+            "id": id,
+            "name": name,
+            "subtask": subtask,
+            "statuses": statuses,
+        })
+    };
+    json_response(StatusCode::OK, &json!([issue_type("10001", "Task", false), issue_type("10003", "Subtask", true)]))
 }
 
 fn get_transitions(state: &Board, key: &str) -> Response {

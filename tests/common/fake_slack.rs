@@ -23,6 +23,8 @@ pub const APP_TOKEN: &str = "xapp-test-app-token";
 pub const BOT_USER: &str = "U222222222";
 /// A channel the bot is not a member of.
 pub const NOT_A_MEMBER: &str = "C0NOTMEMBER";
+/// A channel id the workspace does not have (`conversations.info` answers `channel_not_found`).
+pub const NO_SUCH_CHANNEL: &str = "C0NOSUCHCHANNEL";
 
 /// One recorded call.
 #[derive(Debug, Clone)]
@@ -60,6 +62,23 @@ struct Recorded {
     silent: usize,
     /// Connections accepted silently so far, held open.
     held: Vec<tokio::net::TcpStream>,
+}
+
+/// What `conversations.info` says about `channel`: the contract's conversation object with
+/// its id and name, and `is_member` true except for [`NOT_A_MEMBER`].
+fn conversation(channel: &str) -> Value {
+    if channel == NO_SUCH_CHANNEL {
+        return json!({"ok": false, "error": "channel_not_found"});
+    }
+    let mut answer = contract("conversations.info.response.json");
+    let name =
+        if channel == NOT_A_MEMBER { "not-a-member".to_owned() } else { format!("team-{}", channel.to_lowercase()) };
+    answer["channel"]["id"] = json!(channel);
+    answer["channel"]["name"] = json!(name);
+    answer["channel"]["name_normalized"] = json!(name);
+    answer["channel"]["is_general"] = json!(false);
+    answer["channel"]["is_member"] = json!(channel != NOT_A_MEMBER);
+    answer
 }
 
 /// The fake. Dropping it stops nothing: its tasks end with the test's runtime.
@@ -232,8 +251,21 @@ fn reply(status: StatusCode, body: Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body.to_string()).into_response()
 }
 
-async fn api(State(fake): State<FakeSlack>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let body = parse_body(&headers, &body);
+async fn api(
+    State(fake): State<FakeSlack>,
+    Path(method): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut body = parse_body(&headers, &body);
+    // Read methods (`conversations.info`) are GETs with their arguments in the query string.
+    if body.is_null()
+        && let Some(query) = uri.query()
+    {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+        body = Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
+    }
     let limited = fake.state.lock().unwrap().rate_limited.get_mut(&method).and_then(|q| q.pop_front());
     if let Some(secs) = limited {
         fake.record(&method, body, 429);
@@ -292,6 +324,7 @@ async fn api(State(fake): State<FakeSlack>, Path(method): Path<String>, headers:
             }
         }
         "chat.postEphemeral" => json!({"ok": true, "message_ts": "1700000000.999999"}),
+        "conversations.info" => conversation(body["channel"].as_str().unwrap_or_default()),
         _ => json!({"ok": false, "error": "unknown_method"}),
     };
     fake.record(&method, body, 200);

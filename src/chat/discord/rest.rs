@@ -209,6 +209,17 @@ impl Rest {
         self.fire(Request::new(route, LightMethod::Get).params(Some(params))).await
     }
 
+    /// The bot's own user (`GET /users/@me`), for `check-config --online`.
+    pub async fn current_user(&self) -> Result<BotUser> {
+        self.fire(Request::new(Route::UserMe, LightMethod::Get)).await
+    }
+
+    /// A server's name (`GET /guilds/{id}`), for `check-config --online`: Discord answers only
+    /// when the bot is in it.
+    pub async fn guild(&self, guild: GuildId) -> Result<GuildName> {
+        self.fire(Request::new(Route::Guild { guild_id: guild }, LightMethod::Get)).await
+    }
+
     /// A guild member, for their roles.
     pub async fn get_member(&self, guild: GuildId, user: UserId) -> Result<Member> {
         let route = Route::GuildMember { guild_id: guild, user_id: user };
@@ -218,6 +229,35 @@ impl Rest {
             map.insert("guild_id".into(), guild.get().into());
         }
         Ok(serde_json::from_value(member)?)
+    }
+}
+
+/// The parts of Discord's user object `check-config --online` shows.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BotUser {
+    /// The user's snowflake, as Discord sends it (a string).
+    pub id: String,
+    /// The user name.
+    pub username: String,
+}
+
+/// The parts of Discord's guild object `check-config --online` shows.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct GuildName {
+    /// The guild's snowflake.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// Discord's answer to a refused call: its HTTP status and its own message and JSON error code
+/// (`404`, `Unknown Guild`, `10004`), when `error` is one.
+pub fn refusal(error: &anyhow::Error) -> Option<(u16, String, isize)> {
+    match error.downcast_ref::<serenity::Error>() {
+        Some(serenity::Error::Http(HttpError::UnsuccessfulRequest(response))) => {
+            Some((response.status_code.as_u16(), response.error.message.clone(), response.error.code))
+        }
+        _ => None,
     }
 }
 

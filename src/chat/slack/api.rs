@@ -80,6 +80,19 @@ pub struct BotIdentity {
     pub team_id: String,
     /// The bot user's member id: reactions by it are ignored, reactions on its messages count.
     pub user_id: String,
+    /// The bot user's name (`shipday`), when Slack gives it.
+    pub user_name: Option<String>,
+}
+
+/// What `conversations.info` says about a channel, as far as the bot's membership goes.
+#[derive(Debug, Clone)]
+pub struct ChannelMembership {
+    /// The channel's name, without `#`, when Slack gives it.
+    pub name: Option<String>,
+    /// Whether the bot is a member (it receives the channel's reaction events only then).
+    pub is_member: bool,
+    /// Whether the channel is archived (nothing can be posted there).
+    pub is_archived: bool,
 }
 
 impl SlackApi {
@@ -129,7 +142,21 @@ impl SlackApi {
     pub async fn auth_test(&self) -> Result<BotIdentity, ApiError> {
         let session = self.client.open_session(&self.token);
         let found = retrying("auth.test", || session.auth_test()).await?;
-        Ok(BotIdentity { team_id: found.team_id.0, user_id: found.user_id.0 })
+        Ok(BotIdentity { team_id: found.team_id.0, user_id: found.user_id.0, user_name: found.user })
+    }
+
+    /// `conversations.info`: whether the bot is in `channel` (needs `channels:read`, and
+    /// `groups:read` for a private channel). Used by `check-config --online`.
+    pub async fn channel_membership(&self, channel: &str) -> Result<ChannelMembership, ApiError> {
+        let session = self.client.open_session(&self.token);
+        let request = SlackApiConversationsInfoRequest::new(channel.into());
+        let found = retrying("conversations.info", || session.conversations_info(&request)).await?;
+        let flags = found.channel.flags;
+        Ok(ChannelMembership {
+            name: found.channel.name,
+            is_member: flags.is_member.unwrap_or(false),
+            is_archived: flags.is_archived.unwrap_or(false),
+        })
     }
 
     /// `chat.postMessage`: returns where the message is, to edit it later.

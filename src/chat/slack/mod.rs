@@ -17,6 +17,7 @@ pub mod render;
 mod socket;
 pub mod verify;
 
+pub use api::{ApiError, BotIdentity, ChannelMembership, SlackApi};
 pub use config::{DEFAULT_API_BASE_URL, SlackConfig, SlackMode};
 pub use http::{COMMANDS_PATH, EVENTS_PATH, INTERACTIVITY_PATH};
 
@@ -27,7 +28,6 @@ use crate::command::CommandBook;
 use crate::config::Config;
 use crate::engine::EngineHandle;
 use anyhow::{Context, Result, bail};
-use api::SlackApi;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;

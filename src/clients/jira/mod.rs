@@ -167,6 +167,15 @@ pub struct Assignee {
     pub display_name: String,
 }
 
+/// The Jira account the bot works as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JiraAccount {
+    /// Its account id.
+    pub account_id: String,
+    /// Its display name.
+    pub display_name: String,
+}
+
 /// A transition the workflow offers from an issue's current status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
@@ -285,6 +294,53 @@ impl JiraClient {
         };
         let issue: WireIssue = self.fetch(call).await?;
         Ok(issue.into_issue())
+    }
+
+    /// The account the bot works as (`GET /rest/api/3/myself`).
+    pub async fn myself(&self) -> Result<JiraAccount> {
+        let call = Call {
+            method: Method::GET,
+            path: "/rest/api/3/myself".into(),
+            query: &[],
+            body: None,
+            what: "read the bot's own account".into(),
+            replay: Replay::Safe,
+        };
+        let account: wire::WireAccount = self.fetch(call).await?;
+        Ok(JiraAccount { account_id: account.account_id, display_name: account.display_name })
+    }
+
+    /// The statuses a project's workflows have, across its issue types, without repeats
+    /// (`GET /rest/api/3/project/{key}/statuses`). A transition is chosen by the status it
+    /// leads to, so a column the config names must be one of these.
+    pub async fn project_statuses(&self, project: &str) -> Result<Vec<String>> {
+        let plain = !project.is_empty()
+            && project.len() <= 64
+            && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            bail!("`{}` is not a Jira project key", project.escape_debug());
+        }
+        let call = Call {
+            method: Method::GET,
+            path: format!("/rest/api/3/project/{project}/statuses"),
+            query: &[],
+            body: None,
+            what: format!("read the statuses of project {project}"),
+            replay: Replay::Safe,
+        };
+        let types: Vec<wire::WireIssueTypeStatuses> = self.fetch(call).await?;
+        let mut names: Vec<String> = Vec::new();
+        for status in types.into_iter().flat_map(|t| t.statuses) {
+            if !names.iter().any(|known| same_status(known, &status.name)) {
+                names.push(status.name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Whether `status` is one of `statuses`, as a transition's destination is matched.
+    pub fn has_status(statuses: &[String], status: &str) -> bool {
+        statuses.iter().any(|known| same_status(known, status))
     }
 
     /// The transitions the workflow offers from the issue's current status.

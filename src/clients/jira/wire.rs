@@ -56,6 +56,28 @@ pub(super) fn adf_document(text: &str) -> Result<Value> {
     Ok(json!({ "type": "doc", "version": 1, "content": paragraphs }))
 }
 
+/// `GET /rest/api/3/myself`: a user object.
+#[derive(Deserialize)]
+pub(super) struct WireAccount {
+    #[serde(rename = "accountId")]
+    pub account_id: String,
+    #[serde(rename = "displayName", default)]
+    pub display_name: String,
+}
+
+/// One issue type of `GET /rest/api/3/project/{key}/statuses` (`IssueTypeWithStatus`).
+#[derive(Deserialize)]
+pub(super) struct WireIssueTypeStatuses {
+    #[serde(default)]
+    pub statuses: Vec<WireStatusName>,
+}
+
+/// A status (`StatusDetails`), by name.
+#[derive(Deserialize)]
+pub(super) struct WireStatusName {
+    pub name: String,
+}
+
 #[derive(Deserialize)]
 pub(super) struct WireIssue {
     key: String,
