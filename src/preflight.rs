@@ -457,7 +457,7 @@ async fn host(env: &Environment, transport: Arc<dyn RemoteExec>, timeout: Durati
         TransportConfig::Ssh(_) => format!("{place} answers with the pinned host key; "),
         TransportConfig::Local { .. } => String::new(),
     };
-    let key = format!("environments `{}` transport dir", env.name);
+    let key = format!("`dir` of environment {}'s transport", env.name);
     match ran {
         Ok(result) if result.is_ok() => Check::ok(&subject, format!("{connected}{dir} is a git checkout")),
         Ok(crate::release::deploy::StepResult::Exit { code: NO_DIRECTORY }) => Check::fail(
