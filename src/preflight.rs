@@ -482,3 +482,44 @@ async fn host(env: &Environment, transport: Arc<dyn RemoteExec>, timeout: Durati
         Err(error) => Check::fail(&subject, format!("{connected}but `git rev-parse` in {dir} failed: {error:#}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_line_starts_with_a_four_letter_verdict() {
+        assert_eq!(Check::ok("slack", "fine").to_string(), "ok   slack: fine");
+        assert_eq!(Check::fail("ssh dev", "broken").to_string(), "FAIL ssh dev: broken");
+        assert_eq!(Check::skip("jira", "not configured").to_string(), "skip jira: not configured");
+    }
+
+    fn jira(extra: &str) -> JiraConfig {
+        toml::from_str(&format!(
+            "base_url = \"https://team.atlassian.net\"\nemail = \"bot@team.example\"\ntoken = {{ env = \"T\" }}\n\
+             projects = [\"SHOP\"]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_status_the_config_names_is_checked_once_under_the_key_that_names_it_first() {
+        let envs = ["dev".to_owned(), "staging".to_owned(), "production".to_owned()];
+        let named = named_statuses(&jira("columns = { fail_to = \"pull request\" }"), &envs);
+        let keys: Vec<(&str, &str)> = named.iter().map(|(k, s)| (k.as_str(), s.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                ("jira.columns.pull_request", "Pull Request"),
+                ("jira.columns.dev_testing", "Dev Testing"),
+                ("jira.columns.staging", "Staging"),
+                ("jira.columns.done", "Done"),
+            ],
+            "fail_to names Pull Request again (case aside)"
+        );
+        let configured = "[on_deploy.dev]\nfrom = \"Review\"\nto = \"QA\"\n";
+        let named = named_statuses(&jira(configured), &envs);
+        assert!(named.contains(&("jira.on_deploy.dev.to".to_owned(), "QA".to_owned())), "{named:?}");
+        assert!(named.contains(&("jira.on_deploy.dev.from".to_owned(), "Review".to_owned())), "{named:?}");
+    }
+}
