@@ -137,6 +137,8 @@ pub async fn start(
             Some(bound)
         }
     };
+    // `shipday backup` asks the running bot through this socket: the store is locked to it.
+    tasks.spawn(app.engine.control_socket(&app.config.state_dir)?);
     let scheduler = Scheduler::new(app.config.calendar.clone(), app.engine.clone(), clock);
     let scheduler = tasks.spawn(scheduler.run());
     Ok(Started { listening, tasks, scheduler })

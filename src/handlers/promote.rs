@@ -233,6 +233,18 @@ async fn promotion_prepared(
 /// otherwise it waits for the slot (the tick starts it).
 pub(crate) async fn promotion_approved(ctx: &mut Context, request: PromotionRequest) {
     let now = ctx.clock.now();
+    // Shutting down: the approval is recorded, but nothing new starts (no merge, no deploy)
+    // while running deploys drain; an approved request is carried out after the restart.
+    if ctx.shutdown.draining() {
+        tracing::info!(request = request.id, "promotion approved while shutting down; it runs after the restart");
+        ctx.announce(Announcement::Text(format!(
+            "✅ Promotion #{} is approved. Shipday is restarting, so it starts nothing now: the promotion runs \
+             once Shipday is back (in {}'s slot, or at once if it is an emergency or the slot is open). Until \
+             it starts, removing an approval or a lead's ❌ still counts.",
+            request.id, request.to
+        )));
+        return;
+    }
     if !slot_allows(ctx, &request, now) {
         let next = ctx
             .config
