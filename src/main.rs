@@ -166,7 +166,7 @@ fn init_logging(default_filter: &str) -> Result<()> {
         Ok("json") => tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
-            .with_span_list(true)
+            .with_span_list(false)
             .with_env_filter(filter)
             .with_writer(writer)
             .init(),

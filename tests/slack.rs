@@ -712,6 +712,14 @@ async fn every_log_line_of_a_deploy_carries_its_deploy_id_env_user_and_platform(
         }
     });
     fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    // Idle first: the start-up check of every host's HEAD (its own work, no command's) is done.
+    let heads_read = |lines: &[Value]| {
+        lines
+            .iter()
+            .filter(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("host HEAD read")))
+            .count()
+    };
+    common::eventually(common::PATIENCE, "the start-up HEAD check", || heads_read(&logged.lock().unwrap()) == 3).await;
     let before = logged.lock().unwrap().len();
     let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
     envelope["payload"]["team_id"] = json!(TEAM);
@@ -742,7 +750,9 @@ async fn every_log_line_of_a_deploy_carries_its_deploy_id_env_user_and_platform(
     }
     let failed = lines.iter().find(|l| l["fields"]["message"] == "deploy step failed").unwrap();
     assert_eq!(failed["fields"]["step"], "migrate", "{failed}");
-    println!("{}", serde_json::to_string(failed).unwrap());
+    for line in &lines {
+        println!("{}", serde_json::to_string(line).unwrap());
+    }
 }
 
 /// `shipday serve` with `config` plus `[server] listen` on a free port: the process, and the

@@ -171,7 +171,8 @@ impl Engine {
         match event {
             Event::Invocation(invocation, reply) => self.invocation(invocation, reply),
             Event::Reaction(reaction, done) => {
-                handlers::reaction(ctx, reaction).await;
+                let span = tracing::error_span!("reaction", platform = %reaction.platform, user = %reaction.user_id);
+                handlers::reaction(ctx, reaction).instrument(span).await;
                 let _ = done.send(());
             }
             Event::Bind { request, platform, message, done } => {

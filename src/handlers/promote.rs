@@ -286,6 +286,7 @@ async fn execute_promotion(ctx: &mut Context, mut request: PromotionRequest) {
         return;
     }
     request.state = RequestState::Executing { stage: Stage::Merging };
+    tracing::info!(request = request.id, from = %request.from, to = %request.to, sha = %request.sha, "promotion carried out: merging");
     save_promotion(ctx, &request).await;
     crate::crashpoint::hit("promotion-merging");
     merge_on_github(ctx, &request);
@@ -459,6 +460,7 @@ pub(crate) async fn promotion_deploy_finished(ctx: &mut Context, record: &Deploy
         },
         Outcome::Running => return,
     };
+    tracing::info!(request = request.id, deploy = record.id, state = ?request.state, "promotion ended");
     save_promotion(ctx, &request).await;
     let outcome = match &request.state {
         RequestState::Done { .. } => format!(
