@@ -259,7 +259,7 @@ fn run(cli: Cli) -> Result<()> {
 /// it answers with a snapshot its engine makes), or the store itself when no Shipday runs.
 enum BackupSource {
     Running(Vec<u8>),
-    Store(Store),
+    Store(Box<Store>),
 }
 
 impl BackupSource {
@@ -275,7 +275,7 @@ impl BackupSource {
         }
     }
 
-    fn from_whom(&self) -> &'static str {
+    fn described(&self) -> &'static str {
         match self {
             BackupSource::Running(_) => " (a snapshot from the running Shipday)",
             BackupSource::Store(_) => "",
@@ -287,9 +287,9 @@ fn backup(config: &Path, file: &Path) -> Result<()> {
     let config = shipday::config::Config::load(config)?;
     let source = match shipday::engine::control::request_backup(&config.state_dir)? {
         Some(bytes) => BackupSource::Running(bytes),
-        None => BackupSource::Store(Store::open_existing(&config.state_dir)?),
+        None => BackupSource::Store(Box::new(Store::open_existing(&config.state_dir)?)),
     };
-    let from = source.from_whom();
+    let from = source.described();
     if file == Path::new("-") {
         let records = source.write(&mut std::io::stdout().lock())?;
         eprintln!("Backed up {records} records of {} to standard output{from}.", config.state_dir.display());

@@ -60,16 +60,29 @@ impl EngineHandle {
         let engine = self.clone();
         Ok(async move {
             let _removed = RemoveOnDrop(path);
-            loop {
-                let (stream, _) = listener.accept().await.context("the control socket stopped")?;
-                let engine = engine.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = answer(engine, stream, owner).await {
-                        tracing::warn!(error = format!("{error:#}"), "a control socket request failed");
-                    }
-                });
-            }
+            accept_forever(listener, engine, owner).await
         })
+    }
+}
+
+/// Answers each connection on its own task, until the process exits.
+async fn accept_forever(listener: tokio::net::UnixListener, engine: EngineHandle, owner: u32) -> Result<()> {
+    loop {
+        // A failed accept (out of file descriptors) is no reason to stop the bot.
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "the control socket could not accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if let Err(error) = answer(engine, stream, owner).await {
+                tracing::warn!(error = format!("{error:#}"), "a control socket request failed");
+            }
+        });
     }
 }
 
