@@ -88,7 +88,20 @@ impl Outbox {
                 waiting.insert(key);
                 continue;
             }
-            let span = tracing::info_span!("ticket move", id = ticket_move.id, key = %key, to = %ticket_move.to);
+            // A move a deploy queued is logged with that deploy (and who asked for it).
+            let user = ticket_move
+                .deploy_id
+                .and_then(|id| self.store.deploy(id).ok().flatten())
+                .map(|deploy| deploy.requested_by);
+            let span = tracing::error_span!(
+                "ticket move",
+                id = ticket_move.id,
+                key = %key,
+                to = %ticket_move.to,
+                deploy_id = ticket_move.deploy_id,
+                env = ticket_move.env.as_deref().map(tracing::field::display),
+                person = user.as_deref().map(tracing::field::display),
+            );
             self.attempt(&mut ticket_move).instrument(span).await;
             if matches!(ticket_move.state, crate::release::ticket_flow::MoveState::GivenUp { .. }) {
                 crate::metrics::jira_gave_up();

@@ -266,28 +266,58 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Where a backup comes from: the running `shipday serve` (through its control socket, which
+/// it answers with a snapshot its engine makes), or the store itself when no Shipday runs.
+enum BackupSource {
+    Running(Vec<u8>),
+    Store(Box<Store>),
+}
+
+impl BackupSource {
+    fn write(&self, out: &mut impl Write) -> Result<u64> {
+        match self {
+            BackupSource::Running(bytes) => {
+                let records = shipday::store::backup_records(bytes)?;
+                out.write_all(bytes).context("cannot write the backup")?;
+                out.flush().context("cannot write the backup")?;
+                Ok(records)
+            }
+            BackupSource::Store(store) => Ok(store.backup(out, chrono::Utc::now())?.records),
+        }
+    }
+
+    fn described(&self) -> &'static str {
+        match self {
+            BackupSource::Running(_) => " (a snapshot from the running Shipday)",
+            BackupSource::Store(_) => "",
+        }
+    }
+}
+
 fn backup(config: &Path, file: &Path) -> Result<()> {
     let config = shipday::config::Config::load(config)?;
-    let store = Store::open_existing(&config.state_dir)?;
-    let now = chrono::Utc::now();
+    let source = match shipday::engine::control::request_backup(&config.state_dir)? {
+        Some(bytes) => BackupSource::Running(bytes),
+        None => BackupSource::Store(Box::new(Store::open_existing(&config.state_dir)?)),
+    };
+    let from = source.described();
     if file == Path::new("-") {
-        let copied = store.backup(&mut std::io::stdout().lock(), now)?;
-        eprintln!("Backed up {} records of {} to standard output.", copied.records, config.state_dir.display());
+        let records = source.write(&mut std::io::stdout().lock())?;
+        eprintln!("Backed up {records} records of {} to standard output{from}.", config.state_dir.display());
         return Ok(());
     }
     let out = std::fs::OpenOptions::new().write(true).create_new(true).open(file).with_context(|| {
         format!("cannot create the backup {} (an existing backup is never overwritten)", file.display())
     })?;
     let mut out = std::io::BufWriter::new(out);
-    let copied = store.backup(&mut out, now).and_then(|copied| {
+    let copied = source.write(&mut out).and_then(|records| {
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        Ok(copied)
+        Ok(records)
     });
     match copied {
-        Ok(copied) => {
+        Ok(records) => {
             println!(
-                "Backed up {} records of {} to {} (restore with `shipday restore {}`).",
-                copied.records,
+                "Backed up {records} records of {} to {}{from} (restore with `shipday restore {}`).",
                 config.state_dir.display(),
                 file.display(),
                 file.display()

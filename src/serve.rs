@@ -137,6 +137,15 @@ pub async fn start(
             Some(bound)
         }
     };
+    // `shipday backup` asks the running bot through this socket: the store is locked to it.
+    // Without it the bot still serves; only a backup then needs the bot stopped.
+    match app.engine.control_socket(&app.config.state_dir) {
+        Ok(control) => drop(tasks.spawn(control)),
+        Err(error) => tracing::warn!(
+            error = format!("{error:#}"),
+            "no control socket: `shipday backup` works only with the bot stopped"
+        ),
+    }
     let scheduler = Scheduler::new(app.config.calendar.clone(), app.engine.clone(), clock);
     let scheduler = tasks.spawn(scheduler.run());
     Ok(Started { listening, tasks, scheduler })

@@ -959,8 +959,9 @@ fn open_error(path: &Path, error: sled::Error) -> anyhow::Error {
         return anyhow::anyhow!(
             "cannot open the state store at {}: another Shipday process (a running `shipday serve` or \
              `shipday console`) holds it, and the store can be open in one process at a time. Stop that \
-             process first. To back up a running bot: stop it (`systemctl stop shipday`, `docker stop \
-             shipday`), run `shipday backup FILE` (it takes about a second), and start it again",
+             process first. (`shipday backup FILE` copies the store of a running `shipday serve` through \
+             the control socket it keeps in the state directory, control.sock; none answers there, so the \
+             process holding the store is a `shipday console`, or a `shipday serve` still starting)",
             path.display()
         );
     }
@@ -1038,6 +1039,16 @@ fn write_line(out: &mut impl std::io::Write, hash: &mut sha2::Sha256, line: &Bac
     bytes.push(b'\n');
     hash.update(&bytes);
     out.write_all(&bytes).context("cannot write the backup")
+}
+
+/// The record count a whole backup ends with; an error when its end line is missing (a
+/// snapshot cut short on its way).
+pub fn backup_records(backup: &[u8]) -> Result<u64> {
+    let last = backup.trim_ascii_end().rsplit(|b| *b == b'\n').next().unwrap_or_default();
+    match serde_json::from_slice(last) {
+        Ok(BackupLine::End { records, .. }) => Ok(records),
+        _ => bail!("the backup is cut short: it has no end line"),
+    }
 }
 
 impl Store {

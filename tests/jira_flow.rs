@@ -125,6 +125,37 @@ async fn a_dev_deploy_of_dev_moves_its_ticket_to_dev_testing_and_mentions_the_as
     assert!(moves[0].reason.contains(&format!("deploy #{} of `dev` to dev", record.id)), "{:?}", moves[0]);
 }
 
+/// The operator's log of a deploy's ticket moves: the outbox delivers them later, on its own
+/// task, and each line about one (here "ticket move delivered") still names the deploy that
+/// queued it, its environment and who asked for it; the deploy's own lines carry the command's
+/// platform and user.
+#[bounded::test]
+async fn a_deploys_ticket_moves_are_logged_with_its_deploy_id_env_and_person() {
+    let logs = common::captured_logs();
+    let world = World::new();
+    runs(&world, "dev", "staging");
+    let jira = board().await;
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    let record = deploy(&bot, "linus", "/deploy dev dev").await;
+    moves_settled(&bot).await;
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let id = record.id;
+    let delivered = text
+        .lines()
+        .find(|l| {
+            l.contains("ticket move delivered")
+                && l.contains("key=SHOP-2")
+                && l.contains(&format!("deploy_id={id} env=dev person=linus"))
+        })
+        .unwrap_or_else(|| panic!("no ticket move line with deploy #{id}:\n{text}"));
+    assert!(delivered.contains("ticket move{"), "{delivered}");
+    let finished = format!("platform=console user=linus person=linus text=/deploy dev dev env=dev deploy_id={id}}}");
+    assert!(
+        text.lines().any(|l| l.contains(&finished) && l.contains("deploy finished")),
+        "the deploy's end in its command's span:\n{text}"
+    );
+}
+
 #[bounded::test]
 async fn a_personal_branch_deploy_moves_nothing() {
     let world = World::new();

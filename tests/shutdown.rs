@@ -18,6 +18,7 @@ const TEAM: &str = "T123ABC456";
 const TEAM_CHANNEL: &str = "C0TEAM0001";
 const CHANNEL: &str = "C0DEPLOYS1";
 const GRACE: &str = "U0GRACE001";
+const ADA: &str = "U0ADA00001";
 
 /// The test sshd, a world whose dev deploys over SSH with a gated step, and the bot's config.
 struct Setup {
@@ -49,11 +50,10 @@ impl Setup {
         let ssh = world.ssh_config(&sshd, &sshd.pin(), &steps, "");
         std::fs::write(world.path().join("bot-token"), fake_slack::BOT_TOKEN).unwrap();
         std::fs::write(world.path().join("app-token"), fake_slack::APP_TOKEN).unwrap();
-        let text = std::fs::read_to_string(&ssh).unwrap().replacen(
-            "name = \"Grace\"",
-            &format!("name = \"Grace\"\nslack = \"{GRACE}\""),
-            1,
-        );
+        let text = std::fs::read_to_string(&ssh)
+            .unwrap()
+            .replacen("name = \"Grace\"", &format!("name = \"Grace\"\nslack = \"{GRACE}\""), 1)
+            .replacen("name = \"Ada\"", &format!("name = \"Ada\"\nslack = \"{ADA}\""), 1);
         let slack = format!(
             "\n[slack]\nteam_id = \"{TEAM}\"\nchannel = \"{TEAM_CHANNEL}\"\nbot_token = {{ file = \"bot-token\" }}\nmode = \"socket\"\napp_token = {{ file = \"app-token\" }}\napi_base_url = \"{}\"\n",
             fake.api_url()
@@ -70,7 +70,7 @@ impl Setup {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env_remove("SHIPDAY_CONFIG")
-            .env("SHIPDAY_LOG", "warn,shipday::serve=info,shipday::engine=info")
+            .env("SHIPDAY_LOG", "warn,shipday=info")
             .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
@@ -212,4 +212,82 @@ async fn an_idle_engine_shuts_down_at_once_and_then_answers_restarting() {
     assert_eq!(common::refused(&reply), shipday::engine::RESTARTING);
     assert!(progress.is_empty());
     assert!(bot.app.store.history(Some("dev"), 10).unwrap().is_empty());
+}
+
+/// A lead's reaction on the bot's promotion message while the engine drains after SIGTERM is
+/// still handled: acked once recorded, counted as a vote, and the message edited to say so,
+/// while commands are answered "restarting". The approval reaches quorum, but starts nothing
+/// while Shipday drains (no merge, no deploy): the request stays approved, the team is told it
+/// runs once Shipday is back, and the process exits 0 once the running deploy ends.
+#[bounded::test]
+async fn reactions_on_the_bots_messages_are_still_votes_while_it_drains_after_sigterm() {
+    use shipday::release::approvals::RequestState;
+    let s = Setup::start("2m").await;
+    {
+        let (store, _) = shipday::store::Store::open(&s.world.path().join("state")).unwrap();
+        let mut request = common::pending_request(7, &s.world.tip("staging"), chrono::Utc::now());
+        request.quorum = 1;
+        // An emergency: once approved it would run at once, whatever the calendar says.
+        request.emergency = Some("hotfix for the checkout".into());
+        store.put_promotion(&request).unwrap();
+        // Posted in the team channel by the bot's previous run.
+        let message = shipday::engine::MessageRef { channel: TEAM_CHANNEL.into(), id: "1700000000.000007".into() };
+        store.bind_promotion_message("slack", &message, 7).unwrap();
+        store.flush().await.unwrap();
+        s.fake.seed_message(TEAM_CHANNEL, &message.id, "Promotion #7 (posted before the restart)");
+    }
+    let ts = "1700000000.000007";
+    let mut child = s.deploy_until_held().await;
+    // The open request's message is shown again (edited) once the bot started.
+    s.fake
+        .wait_for("the open promotion shown again in the team channel", |f| {
+            f.messages(TEAM_CHANNEL).iter().any(|m| m.edits > 0 && m.text.contains("Promotion #7"))
+        })
+        .await;
+    sigterm(&child);
+    eventually(PATIENCE, "the bot to start shutting down", || s.log().contains("waiting for running deploys")).await;
+    let ack = s.command("/deploy", "dev dev", "during-drain").await;
+    assert!(ack.contains("Shipday is restarting"), "{ack}");
+
+    // Ada (a lead) approves on the bot's message while it drains: recorded before the ack, and
+    // the message is edited with her approval.
+    let react = |id: &str| {
+        let mut envelope = contract("socket-mode-envelope.json")["events_api"].clone();
+        let mut event = contract("event-reaction_added.json");
+        event["team_id"] = json!(TEAM);
+        event["event_id"] = json!(format!("Ev0DRAIN{id}"));
+        event["event"]["user"] = json!(ADA);
+        event["event"]["reaction"] = json!("white_check_mark");
+        event["event"]["item"]["channel"] = json!(TEAM_CHANNEL);
+        event["event"]["item"]["ts"] = json!(ts);
+        event["event"]["item_user"] = json!(fake_slack::BOT_USER);
+        envelope["envelope_id"] = json!(format!("drain-envelope-{id}"));
+        envelope["payload"] = event;
+        envelope
+    };
+    let envelope = react("1");
+    let ack = bounded(Duration::from_secs(10), "the reaction's ack", s.fake.send_envelope(&envelope)).await;
+    assert_eq!(ack, json!({ "envelope_id": envelope["envelope_id"] }), "log:\n{}", s.log());
+    s.fake
+        .wait_for("the request edited with Ada's approval while draining", |f| {
+            f.messages(TEAM_CHANNEL)
+                .iter()
+                .any(|m| m.text.contains("Promotion #7") && m.text.contains("approved by Ada"))
+        })
+        .await;
+    s.fake
+        .wait_for("the team told it runs after the restart", |f| {
+            f.messages(TEAM_CHANNEL).iter().any(|m| m.text.contains("#7") && m.text.contains("once Shipday is back"))
+        })
+        .await;
+    assert!(child.try_wait().unwrap().is_none(), "exited before the running deploy ended; log:\n{}", s.log());
+    s.gate.open().await;
+    let status = bounded(Duration::from_secs(60), "the bot to exit", child.wait()).await.unwrap();
+    assert!(status.success(), "exit status {status:?}; log:\n{}", s.log());
+
+    let (store, _) = shipday::store::Store::open(&s.world.path().join("state")).unwrap();
+    let request = store.promotion(7).unwrap().unwrap();
+    assert_eq!(request.approvals(), 1, "{request:?}");
+    assert!(matches!(request.state, RequestState::Approved { .. }), "approved, not started: {:?}", request.state);
+    assert_eq!(store.history(Some("dev"), 10).unwrap().len(), 1, "nothing else ran");
 }

@@ -664,6 +664,97 @@ async fn shipday_serve_logs_each_decision_as_one_json_object_per_line() {
     child.kill().await.unwrap();
 }
 
+/// The fields of a JSON log line's spans (every span it was logged in, outermost first).
+fn span_fields(line: &Value) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    for span in line["spans"].as_array().into_iter().flatten().chain(line.get("span")) {
+        if let Some(span) = span.as_object() {
+            fields.extend(span.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    fields
+}
+
+/// An operator follows one deploy in the logs: a real `shipday serve` at its default level with
+/// `SHIPDAY_LOG_FORMAT=json`, a `/deploy` from Slack (Socket Mode) run over SSH on the test sshd,
+/// one of its steps failing. Every line logged from the command on (the answer, the deploy's
+/// start, the failed step, its end: lines the engine logs and lines its jobs log) carries the
+/// deploy's `deploy_id`, `env`, `user` and `platform`.
+#[bounded::test]
+async fn every_log_line_of_a_deploy_carries_its_deploy_id_env_user_and_platform() {
+    use tokio::io::AsyncBufReadExt;
+    let world = World::new();
+    let sshd = common::sshd::Sshd::start();
+    let fake = FakeSlack::start(TEAM).await;
+    let steps = r#"
+  { name = "fetch", run = "git fetch --all --prune --quiet" },
+  { name = "checkout", run = "git checkout --quiet --detach {{sha}}" },
+  { name = "migrate", run = "echo no database here >&2; exit 3" },"#;
+    let ssh = world.ssh_config(&sshd, &sshd.pin(), steps, "");
+    std::fs::copy(&ssh, world.config_path()).unwrap();
+    let config = write_config(&world, &fake, Mode::Socket);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("SHIPDAY_CONFIG")
+        .env_remove("SHIPDAY_LOG")
+        .env("SHIPDAY_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let logged = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let collect = logged.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+            collect.lock().unwrap().push(value);
+        }
+    });
+    fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    // Idle first: the start-up check of every host's HEAD (its own work, no command's) is done.
+    let heads_read = |lines: &[Value]| {
+        lines
+            .iter()
+            .filter(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("host HEAD read")))
+            .count()
+    };
+    common::eventually(common::PATIENCE, "the start-up HEAD check", || heads_read(&logged.lock().unwrap()) == 3).await;
+    let before = logged.lock().unwrap().len();
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["payload"]["team_id"] = json!(TEAM);
+    envelope["payload"]["channel_id"] = json!(CHANNEL);
+    envelope["payload"]["user_id"] = json!(GRACE);
+    envelope["payload"]["command"] = json!("/deploy");
+    envelope["payload"]["text"] = json!("dev feature/login");
+    let ack = fake.send_envelope(&envelope).await;
+    assert!(ack.to_string().contains("Accepted"), "{ack}");
+    let finished = |lines: &[Value]| lines.iter().any(|l| l["fields"]["message"] == "deploy finished");
+    common::eventually(common::PATIENCE, "the deploy's end in the log", || finished(&logged.lock().unwrap())).await;
+    child.kill().await.unwrap();
+
+    let lines = logged.lock().unwrap()[before..].to_vec();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
+    for expected in ["answered", "deploy started", "deploy step failed", "deploy finished"] {
+        assert!(messages.contains(&expected), "no `{expected}` line: {messages:?}");
+    }
+    let started = lines.iter().find(|l| l["fields"]["message"] == "deploy started").unwrap();
+    let deploy_id = span_fields(started)["deploy_id"].clone();
+    assert_eq!(deploy_id, json!(1), "{started}");
+    for line in &lines {
+        let fields = span_fields(line);
+        assert_eq!(fields.get("deploy_id"), Some(&deploy_id), "no deploy_id: {line}");
+        assert_eq!(fields.get("env"), Some(&json!("dev")), "no env: {line}");
+        assert_eq!(fields.get("user"), Some(&json!(GRACE)), "no user: {line}");
+        assert_eq!(fields.get("platform"), Some(&json!("slack")), "no platform: {line}");
+    }
+    let failed = lines.iter().find(|l| l["fields"]["message"] == "deploy step failed").unwrap();
+    assert_eq!(failed["fields"]["step"], "migrate", "{failed}");
+    for line in &lines {
+        println!("{}", serde_json::to_string(line).unwrap());
+    }
+}
+
 /// `shipday serve` with `config` plus `[server] listen` on a free port: the process, and the
 /// address its listener logs once it serves `/metrics` and `/readyz`.
 async fn serve_on_a_free_port(config: &std::path::Path) -> (tokio::process::Child, std::net::SocketAddr) {

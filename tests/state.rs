@@ -192,7 +192,8 @@ fn backup_explains_why_it_cannot_copy_a_store_a_running_shipday_holds() {
     assert!(
         err.contains("another Shipday process")
             && err.contains("Stop that process first")
-            && err.contains("shipday backup FILE"),
+            && err.contains("shipday backup FILE")
+            && err.contains("control.sock"),
         "{err}"
     );
     assert!(!backup.exists(), "no partial backup is left behind");
@@ -287,4 +288,77 @@ fn a_store_from_a_newer_shipday_is_refused_and_never_replaced() {
     let store = sled::open(&db).unwrap();
     assert_eq!(store.get("format").unwrap().as_deref(), Some(b"shipday-store-2".as_slice()), "left as it was");
     assert!(store.open_tree("deploys").unwrap().len() == 1, "its deploys are still there");
+}
+
+/// `shipday backup` while the real `shipday serve` runs: the running bot holds the store (sled's
+/// lock), so backup asks it through its control socket (mode 0600 in the state directory) and
+/// its engine writes the snapshot. The snapshot has what the running bot decided (a command it
+/// answered through Slack a moment before), restores into an empty state directory, and the
+/// socket is gone once the bot exited.
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_serve_runs_is_a_snapshot_from_the_running_bot_through_its_control_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    use testkit::fake_slack::{self, FakeSlack, contract};
+    const TEAM: &str = "T123ABC456";
+    let dir = tempfile::tempdir().unwrap();
+    let config = playground_with_history(dir.path());
+    let fake = FakeSlack::start(TEAM).await;
+    let base = config.parent().unwrap();
+    std::fs::write(base.join("bot-token"), fake_slack::BOT_TOKEN).unwrap();
+    std::fs::write(base.join("app-token"), fake_slack::APP_TOKEN).unwrap();
+    let slack = format!(
+        "\n[slack]\nteam_id = \"{TEAM}\"\nchannel = \"C0TEAM0001\"\nbot_token = {{ file = \"bot-token\" }}\nmode = \"socket\"\napp_token = {{ file = \"app-token\" }}\napi_base_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n",
+        fake.api_url()
+    );
+    let serving = base.join("serve.toml");
+    std::fs::write(&serving, format!("{}{slack}", std::fs::read_to_string(&config).unwrap())).unwrap();
+    let mut bot = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
+        .args(["serve", "--config", serving.to_str().unwrap()])
+        .env_remove("SHIPDAY_CONFIG")
+        .env("SHIPDAY_LOG", "warn")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
+    let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
+    envelope["payload"]["team_id"] = serde_json::json!(TEAM);
+    envelope["payload"]["command"] = serde_json::json!("/status");
+    envelope["payload"]["text"] = serde_json::json!("staging");
+    let ack = fake.send_envelope(&envelope).await;
+    assert!(ack.to_string().contains("staging"), "{ack}");
+    let socket = base.join("state/control.sock");
+    wait::eventually(wait::PATIENCE, "the control socket", || socket.exists()).await;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only the bot's user may use it: {mode:o}");
+
+    let backup = dir.path().join("live.backup");
+    let args = ["backup", backup.to_str().unwrap(), "--config", serving.to_str().unwrap()].map(String::from);
+    let out =
+        tokio::task::spawn_blocking(move || shipday().args(args).stdin(Stdio::null()).output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("Backed up") && said.contains("a snapshot from the running Shipday"), "{said}");
+    // The bot goes on serving after the snapshot.
+    envelope["envelope_id"] = serde_json::json!("after-the-backup");
+    envelope["payload"]["trigger_id"] = serde_json::json!("after-the-backup");
+    let ack = fake.send_envelope(&envelope).await;
+    assert!(ack.to_string().contains("staging"), "{ack}");
+
+    let pid = bot.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = wait::bounded(wait::PATIENCE, "serve to exit", bot.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the control socket goes with the bot");
+
+    let restored = config_with_state(&config, "restored");
+    let out = run(&["restore", backup.to_str().unwrap(), "--config", restored.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let audit = text(&run(&["audit", "--config", restored.to_str().unwrap()]).stdout);
+    assert!(
+        audit.contains("slack") && audit.contains("/status staging"),
+        "the running bot's decision is in it: {audit}"
+    );
+    let history = console(&restored, "grace", VIEW, "/history dev 5\n");
+    assert!(history.contains("#1 dev `feature/login`"), "{history}");
 }

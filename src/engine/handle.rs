@@ -156,11 +156,11 @@ impl EngineHandle {
     /// once instead of queueing without bound.
     pub async fn submit(&self, invocation: Invocation) -> Reply {
         if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
-            tracing::info!(platform = %invocation.platform, "shutting down; answered restarting");
+            tracing::info!(platform = %invocation.platform, user = %invocation.user_id, "shutting down; answered restarting");
             return Reply::refused(RESTARTING);
         }
         let Ok(_admitted) = self.admitted.clone().try_acquire_owned() else {
-            tracing::warn!(platform = %invocation.platform, "the engine's queue is full; answered busy");
+            tracing::warn!(platform = %invocation.platform, user = %invocation.user_id, "the engine's queue is full; answered busy");
             return Reply::refused(BUSY);
         };
         let (tx, rx) = oneshot::channel();

@@ -8,6 +8,7 @@
 //! (group commit).
 
 mod ask;
+pub mod control;
 mod handle;
 pub use crate::handlers::outbound::Announcer;
 pub use crate::handlers::reply;
@@ -32,6 +33,7 @@ use crate::store::{AuditEntry, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 /// Everything the loop handles.
 pub(crate) enum Event {
@@ -49,13 +51,17 @@ pub(crate) enum Event {
     Tick(oneshot::Sender<()>),
     /// Read HEAD on every host and log drift (at start-up).
     CheckDrift,
-    /// A job reported back.
-    Report(Report),
+    /// A job reported back, from within the span it ran in (the command's or deploy's), which
+    /// the loop enters while it handles the report.
+    Report(Report, tracing::Span),
     /// `serve` is shutting down: start nothing new, and tell `done` once no deploy runs.
     Drain(oneshot::Sender<handlers::Drained>),
     /// The shutdown grace ran out: running deploys stop before their next step (why, as a
     /// sentence's start).
     StopDeploys(String),
+    /// The operator asked for a backup through the control socket: the whole store, made
+    /// between two decisions.
+    Snapshot(oneshot::Sender<anyhow::Result<Vec<u8>>>),
 }
 
 /// Most events handled between two flushes of the store (group commit).
@@ -76,6 +82,8 @@ pub struct Engine {
 /// A recorded answer waiting for the flush.
 struct Unsent {
     sender: oneshot::Sender<Reply>,
+    /// The command's span, entered to log what was answered.
+    span: tracing::Span,
     reply: Reply,
     decision: String,
     starts: Option<Box<AcceptedDeploy>>,
@@ -100,7 +108,9 @@ impl Engine {
         // running job is gone.
         let weak: mpsc::WeakUnboundedSender<Event> = events.downgrade();
         let jobs = Jobs::new(move || {
-            weak.upgrade().map(|events| Reporter::new(move |report| events.send(Event::Report(report)).is_ok()))
+            weak.upgrade().map(|events| {
+                Reporter::new(move |report| events.send(Event::Report(report, tracing::Span::current())).is_ok())
+            })
         });
         let ctx = Context::new(config, store, clock, transports, jobs, jira, github, stopped);
         let (announcements, outbox) = (ctx.announcements.clone(), ctx.outbox.clone());
@@ -161,7 +171,8 @@ impl Engine {
         match event {
             Event::Invocation(invocation, reply) => self.invocation(invocation, reply),
             Event::Reaction(reaction, done) => {
-                handlers::reaction(ctx, reaction).await;
+                let span = tracing::error_span!("reaction", platform = %reaction.platform, user = %reaction.user_id);
+                handlers::reaction(ctx, reaction).instrument(span).await;
                 let _ = done.send(());
             }
             Event::Bind { request, platform, message, done } => {
@@ -181,23 +192,30 @@ impl Engine {
                 let _ = done.send(());
             }
             Event::CheckDrift => handlers::check_drift(ctx),
-            Event::Report(report) => handle_report(ctx, report).await,
+            Event::Report(report, span) => handle_report(ctx, report).instrument(span).await,
             Event::Drain(done) => {
                 tracing::info!(running = ctx.running.len(), "shutting down: waiting for running deploys");
                 ctx.shutdown.started = true;
                 ctx.shutdown.waiter = Some(done);
             }
             Event::StopDeploys(why) => ctx.shutdown.stop = Some(why),
+            Event::Snapshot(done) => {
+                let _ = done.send(control::snapshot(&ctx.store, ctx.clock.now()));
+            }
         }
     }
 
     fn invocation(&mut self, invocation: Invocation, reply: oneshot::Sender<Reply>) {
-        let span = tracing::info_span!("command", platform = %invocation.platform, user = %invocation.user_id, text = %invocation.text.escape_debug());
-        let _entered = span.enter();
         let person = self.ctx.person(&invocation.platform, &invocation.user_id, &invocation.platform_roles);
-        let waiting = WaitingCommand { invocation, person, reply };
+        let waiting = WaitingCommand::new(invocation, person, reply);
+        let _entered = waiting.span.clone().entered();
         let answered = match self.decide(&waiting) {
-            Ok(command) => self.dispatch(command, waiting),
+            Ok(command) => {
+                if let Some(env) = command.env() {
+                    waiting.record_env(env);
+                }
+                self.dispatch(command, waiting)
+            }
             Err(refusal) => Some((waiting, Decision::refused(refusal))),
         };
         if let Some((waiting, decision)) = answered {
@@ -262,6 +280,7 @@ impl Engine {
     async fn record_answers(&mut self) {
         for Answer { waiting, decision, starts } in std::mem::take(&mut self.ctx.answers) {
             let Decision { reply, decision } = decision;
+            let span = waiting.span.clone();
             let entry = AuditEntry {
                 at: self.ctx.clock.now(),
                 platform: waiting.invocation.platform.clone(),
@@ -275,14 +294,14 @@ impl Engine {
                 Ok(()) => {
                     let outcome = if decision.starts_with("refused") { "refused" } else { "accepted" };
                     crate::metrics::command_answered(command, outcome);
-                    self.unsent.push(Unsent { sender: waiting.reply, reply, decision, starts });
+                    self.unsent.push(Unsent { sender: waiting.reply, span, reply, decision, starts });
                 }
                 Err(error) => {
                     crate::metrics::command_answered(command, "failed");
-                    tracing::error!(error = format!("{error:#}"), "cannot record a decision");
+                    span.in_scope(|| tracing::error!(error = format!("{error:#}"), "cannot record a decision"));
                     let _ = waiting.reply.send(Reply::refused(STORE_FAILED));
                     if let Some(deploy) = starts {
-                        handlers::deploy::start_accepted(&mut self.ctx, *deploy, false).await;
+                        handlers::deploy::start_accepted(&mut self.ctx, *deploy, false).instrument(span).await;
                     }
                 }
             }
@@ -298,7 +317,8 @@ impl Engine {
         }
         let durable = self.ctx.store.flush().await;
         let mut starts = Vec::new();
-        for Unsent { sender, reply, decision, starts: deploy } in std::mem::take(&mut self.unsent) {
+        for Unsent { sender, span, reply, decision, starts: deploy } in std::mem::take(&mut self.unsent) {
+            let _entered = span.enter();
             let reply = match &durable {
                 Ok(()) => {
                     tracing::info!(decision = %self.ctx.redactor.redact(&decision), "answered");
@@ -313,7 +333,8 @@ impl Engine {
             starts.extend(deploy);
         }
         for deploy in starts {
-            handlers::deploy::start_accepted(&mut self.ctx, *deploy, durable.is_ok()).await;
+            let span = deploy.span.clone();
+            handlers::deploy::start_accepted(&mut self.ctx, *deploy, durable.is_ok()).instrument(span).await;
         }
     }
 }

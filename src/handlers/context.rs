@@ -101,6 +101,38 @@ pub(crate) struct WaitingCommand {
     pub invocation: Invocation,
     pub person: Option<Person>,
     pub reply: oneshot::Sender<Reply>,
+    /// The command's span: every line logged about it, and about the deploy it starts (in
+    /// the loop and in its jobs), carries `platform`, `user`, `env` and `deploy_id`.
+    pub span: tracing::Span,
+}
+
+impl WaitingCommand {
+    /// A command from `invocation`, with its span (`env` and `deploy_id` are recorded on it
+    /// once known: [`WaitingCommand::record_env`], [`WaitingCommand::record_deploy`]).
+    pub(crate) fn new(invocation: Invocation, person: Option<Person>, reply: oneshot::Sender<Reply>) -> Self {
+        // At ERROR level, so the span is on whenever anything is logged: a warning or an error
+        // about the command carries its fields too, whatever `SHIPDAY_LOG` filters out.
+        let span = tracing::error_span!(
+            "command",
+            platform = %invocation.platform,
+            user = %invocation.user_id,
+            person = person.as_ref().map(|p| tracing::field::display(&p.id)),
+            text = %invocation.text.escape_debug(),
+            env = tracing::field::Empty,
+            deploy_id = tracing::field::Empty,
+        );
+        WaitingCommand { invocation, person, reply, span }
+    }
+
+    /// The environment the command acts on, on its span.
+    pub(crate) fn record_env(&self, env: &str) {
+        self.span.record("env", tracing::field::display(env));
+    }
+
+    /// The deploy the command started, on its span.
+    pub(crate) fn record_deploy(&self, deploy_id: u64) {
+        self.span.record("deploy_id", deploy_id);
+    }
 }
 
 /// What a handler decided for a command: the reply, and what the audit log records.

@@ -60,6 +60,9 @@ pub(crate) struct RunningDeploy {
 
 /// A deploy accepted and recorded, waiting for its answer to be durable before it runs.
 pub(crate) struct AcceptedDeploy {
+    /// The span of the command that asked for it (with its `deploy_id`): the deploy's steps
+    /// and everything logged about them run in it.
+    pub span: tracing::Span,
     /// Behind a lock only so the context stays `Sync`: nothing else touches it.
     session: std::sync::Mutex<Box<dyn ExecSession>>,
     plan: DeployPlan,
@@ -81,6 +84,8 @@ pub(crate) fn deploy(
     pending: WaitingCommand,
     now: DateTime<Utc>,
 ) -> Option<(WaitingCommand, Decision)> {
+    // Whoever asked (a command, or Shipday itself), its resolve job runs in this span.
+    let _entered = pending.span.clone().entered();
     if let Err(refusal) = admit(ctx, &request, &pending, now) {
         return Some((pending, Decision::refused(refusal.0)));
     }
@@ -315,6 +320,7 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
             return ctx.answer(pending, Decision::store_trouble("allocate a deploy id", &error));
         }
     };
+    pending.record_deploy(record.id);
     let held_before = ctx.store.hold(&request.env).ok().flatten();
     let existing_debt = ctx.store.migration_debt(&request.env).ok().flatten();
     let intent = crate::store::DeployIntent {
@@ -377,7 +383,8 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
     // The reply is sent only after the record, lock and audit entry are flushed, and the
     // steps start only after that (see `start_accepted`).
     let session = std::sync::Mutex::new(session);
-    let accepted = AcceptedDeploy { session, plan, record, held_before, watcher, pays_debt, new_debt };
+    let span = pending.span.clone();
+    let accepted = AcceptedDeploy { span, session, plan, record, held_before, watcher, pays_debt, new_debt };
     ctx.answers.push(Answer {
         waiting: pending,
         decision: Decision { reply, decision },
@@ -389,7 +396,7 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
 /// recorded with it reached the disk. If so its steps start; if not, the people were told that
 /// nothing was done, so nothing is.
 pub(crate) async fn start_accepted(ctx: &mut Context, accepted: AcceptedDeploy, durable: bool) {
-    let AcceptedDeploy { session, plan, record, held_before, watcher, pays_debt, new_debt } = accepted;
+    let AcceptedDeploy { span: _, session, plan, record, held_before, watcher, pays_debt, new_debt } = accepted;
     let session = session.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !durable {
         session.close().await;
@@ -605,7 +612,8 @@ pub(crate) async fn deploy_as_shipday(
     let invocation = super::Invocation::new("scheduler", "shipday", &shipday.audit_text);
     let mut person = crate::handlers::calendar::scheduler_person();
     person.name = format!("Shipday ({})", shipday.why);
-    let pending = WaitingCommand { invocation, person: Some(person), reply };
+    let pending = WaitingCommand::new(invocation, Some(person), reply);
+    pending.record_env(&shipday.env);
     let request = DeployRequest {
         env: shipday.env,
         git_ref: shipday.git_ref,

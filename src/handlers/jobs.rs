@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// What a job reports back to the loop.
 pub(crate) enum Report {
@@ -218,12 +219,18 @@ pub(crate) fn spawn_guarded<F>(task: &'static str, future: F, on_panic: impl FnO
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    tokio::spawn(async move {
-        if let Err(message) = catch_unwind(future).await {
-            tracing::error!(task, %message, "a task panicked; recorded as a failure");
-            on_panic(message);
+    // The job runs in the span it was started from (a command's, a deploy's), across the
+    // spawn: what it logs, and what it reports, carries that span's fields.
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            if let Err(message) = catch_unwind(future).await {
+                tracing::error!(task, %message, "a task panicked; recorded as a failure");
+                on_panic(message);
+            }
         }
-    });
+        .instrument(span),
+    );
 }
 
 #[cfg(test)]

@@ -233,6 +233,18 @@ async fn promotion_prepared(
 /// otherwise it waits for the slot (the tick starts it).
 pub(crate) async fn promotion_approved(ctx: &mut Context, request: PromotionRequest) {
     let now = ctx.clock.now();
+    // Shutting down: the approval is recorded, but nothing new starts (no merge, no deploy)
+    // while running deploys drain; an approved request is carried out after the restart.
+    if ctx.shutdown.draining() {
+        tracing::info!(request = request.id, "promotion approved while shutting down; it runs after the restart");
+        ctx.announce(Announcement::Text(format!(
+            "✅ Promotion #{} is approved. Shipday is restarting, so it starts nothing now: the promotion runs \
+             once Shipday is back (in {}'s slot, or at once if it is an emergency or the slot is open). Until \
+             it starts, removing an approval or a lead's ❌ still counts.",
+            request.id, request.to
+        )));
+        return;
+    }
     if !slot_allows(ctx, &request, now) {
         let next = ctx
             .config
@@ -274,6 +286,7 @@ async fn execute_promotion(ctx: &mut Context, mut request: PromotionRequest) {
         return;
     }
     request.state = RequestState::Executing { stage: Stage::Merging };
+    tracing::info!(request = request.id, from = %request.from, to = %request.to, sha = %request.sha, "promotion carried out: merging");
     save_promotion(ctx, &request).await;
     crate::crashpoint::hit("promotion-merging");
     merge_on_github(ctx, &request);
@@ -447,6 +460,7 @@ pub(crate) async fn promotion_deploy_finished(ctx: &mut Context, record: &Deploy
         },
         Outcome::Running => return,
     };
+    tracing::info!(request = request.id, deploy = record.id, state = ?request.state, "promotion ended");
     save_promotion(ctx, &request).await;
     let outcome = match &request.state {
         RequestState::Done { .. } => format!(

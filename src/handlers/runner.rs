@@ -231,6 +231,9 @@ pub(crate) async fn step_finished(
     let index = record.steps.len().saturating_sub(1);
     if let Some(step) = record.steps.last_mut() {
         crate::metrics::step_finished(&record.env, &step.name, std::time::Duration::from_millis(duration_ms));
+        if !result.is_ok() {
+            tracing::warn!(step = %step.name, result = %result.describe(), duration_ms, "deploy step failed");
+        }
         step.result = Some(result);
         step.tail = tail;
         step.output_bytes = output_bytes;

@@ -48,7 +48,7 @@ fn context(dir: &Path) -> Context {
 /// `who` typing `text` on the console.
 fn command(ctx: &Context, who: &str, text: &str) -> WaitingCommand {
     let (reply, _) = oneshot::channel();
-    WaitingCommand { invocation: Invocation::new("console", who, text), person: ctx.person("console", who, &[]), reply }
+    WaitingCommand::new(Invocation::new("console", who, text), ctx.person("console", who, &[]), reply)
 }
 
 fn text(decision: &Decision) -> &str {

@@ -156,6 +156,14 @@ impl FakeSlack {
         self.state.lock().unwrap().messages.iter().filter(|m| m.channel == channel).cloned().collect()
     }
 
+    /// A message the bot posted before this fake started (in an earlier run of the bot), so a
+    /// restarted bot can edit it and people can react to it.
+    pub fn seed_message(&self, channel: &str, ts: &str, text: &str) {
+        let posted =
+            Posted { channel: channel.into(), ts: ts.into(), text: text.into(), blocks: Value::Null, edits: 0 };
+        self.state.lock().unwrap().messages.push(posted);
+    }
+
     /// The next call to `method` gets 429 with `Retry-After: secs`.
     pub fn rate_limit_once(&self, method: &str, secs: u64) {
         self.state.lock().unwrap().rate_limited.entry(method.into()).or_default().push_back(secs);
