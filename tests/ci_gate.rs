@@ -8,6 +8,7 @@ use common::fake_github::{FakeGitHub, OWNER, REPO};
 use common::sshd::Sshd;
 use common::{Bot, World, refused};
 use shipday::engine::{Announcement, ReplyBody};
+use shipday::release::approvals::RequestState;
 use shipday::release::deploy::Outcome;
 use shipday::release::gitref::Sha;
 use shipday::webhook::github::GitHubEvent;
@@ -210,4 +211,58 @@ async fn the_merge_auto_deploy_obeys_the_gate() {
     assert!(said.contains("`lint` timed_out") && said.contains(&format!("/runs/")), "{said}");
     assert_eq!(s.world.head("dev"), before, "the merge was not deployed");
     assert!(s.bot.app.store.history(Some("dev"), 10).unwrap().is_empty());
+}
+
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_refuses_a_promotion_and_a_leads_force_promotes_it_audited_and_announced() {
+    let world = World::new();
+    let github = FakeGitHub::start().await;
+    common::mirror_origin(&world, &github);
+    std::fs::write(world.path().join("github-token"), common::fake_github::TOKEN).unwrap();
+    let config = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace("name = \"staging\"\n", "name = \"staging\"\nrequired_checks = \"all\"\nci_poll = \"1s\"\n");
+    let config = format!(
+        "{config}\n[github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"github-token\" }}\n",
+        github.url
+    );
+    let path = world.path().join("gated.toml");
+    std::fs::write(&path, config).unwrap();
+    let bot = Bot::start(&path);
+    let (reply, _) = bot.say("grace", "/deploy dev dev").await;
+    let ReplyBody::Deploy(live) = &reply.body else { panic!("{}", bot.show(&reply)) };
+    let sha = live.sha.as_str().to_owned();
+    github.set_status(&sha, "ci/test", "success", Some(BUILD));
+    github.add_check_run(&sha, "e2e", "completed", Some("failure"));
+    let staging_before = world.head("staging");
+
+    let (reply, _) = bot.say("ada", "/promote dev staging").await;
+    let text = refused(&reply);
+    assert!(text.contains("`e2e` failure") && text.contains("/runs/") && text.contains("staging"), "{text}");
+    let (reply, _) = bot.say("grace", "/promote dev staging --force \"trust me\"").await;
+    assert!(refused(&reply).contains("Only a lead can promote over the CI gate"), "{reply:?}");
+    assert!(bot.app.store.open_promotions().unwrap().is_empty());
+    assert_eq!(world.head("staging"), staging_before, "nothing was promoted");
+
+    let mut rx = bot.app.engine.announcements();
+    let (reply, _) = bot.say("ada", "/promote dev staging --force \"e2e is broken on main, fixed next\"").await;
+    assert!(!matches!(reply.body, ReplyBody::Refused(_)), "{}", bot.show(&reply));
+    let announced = heard(&mut rx, "the override announcement", text_with("CI gate overridden")).await;
+    assert!(announced.contains("@{ada}") && announced.contains("e2e is broken on main, fixed next"), "{announced}");
+    let done = heard(&mut rx, "the promotion to end", |a| match a {
+        Announcement::Promotion(v)
+            if matches!(v.request.state, RequestState::Done { .. } | RequestState::Failed { .. }) =>
+        {
+            Some(v.request.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(matches!(done.state, RequestState::Done { .. }), "{:?}", done.state);
+    assert_eq!(world.head("staging"), github.branch("staging").unwrap().as_str());
+    let audit = bot.app.store.audit_tail(50).unwrap();
+    assert!(
+        audit.iter().any(|e| e.decision.contains("--force over the CI gate: e2e is broken on main, fixed next")),
+        "{audit:#?}"
+    );
 }

@@ -241,8 +241,19 @@ async fn promotion_prepared(
             request.sha.short(),
             if request.quorum > 0 { "Leads approve by reacting ✅ (❌ rejects)." } else { "It needs no approval." }
         );
-        let decision =
+        let mut decision =
             format!("accepted: promotion #{} of {} to {} at {}", request.id, request.from, request.to, request.sha);
+        let gated = ctx.config.environment(&request.to).is_some_and(|e| e.ci.is_some());
+        if let Some(reason) = request.ci_override.as_ref().filter(|_| gated) {
+            decision.push_str(&format!("; --force over the CI gate: {reason}"));
+            ctx.announce(Announcement::Text(format!(
+                "⚠️ CI gate overridden: @{{{}}} is promoting {} ({}) to {} without its required checks. Reason: {reason}",
+                request.requester,
+                request.from,
+                request.sha.short(),
+                request.to
+            )));
+        }
         ctx.answer(pending, Decision { reply: Reply::text(Visibility::Ephemeral, text), decision });
     }
     if matches!(request.state, RequestState::Approved { .. }) {
