@@ -344,6 +344,25 @@ fn shown(text: &str) -> String {
 mod tests {
     use super::*;
 
+    #[bounded::test]
+    fn a_reason_follows_force_only_once_the_positionals_are_given() {
+        let book = CommandBook::builtin();
+        let parsed = parse(&book, &envs(), "/deploy dev --force feature/login").unwrap();
+        assert!(
+            matches!(&parsed, Command::Deploy { git_ref, force: true, force_reason: None, .. } if git_ref.as_str() == "feature/login"),
+            "{parsed:?}"
+        );
+        let parsed = parse(&book, &envs(), "/deploy dev main --force \"CI is down\" --dry-run").unwrap();
+        assert!(
+            matches!(&parsed, Command::Deploy { force: true, force_reason: Some(r), dry_run: true, .. } if r == "CI is down"),
+            "{parsed:?}"
+        );
+        let parsed = parse(&book, &envs(), "/deploy dev main --force").unwrap();
+        assert!(matches!(&parsed, Command::Deploy { force: true, force_reason: None, .. }), "{parsed:?}");
+        let long = format!("/deploy dev main --force \"{}\"", "x".repeat(MAX_TEXT + 1));
+        assert!(parse(&book, &envs(), &long).unwrap_err().0.contains("reason after `--force`"));
+    }
+
     fn envs() -> Vec<String> {
         ["dev", "staging", "production"].map(String::from).to_vec()
     }
