@@ -208,7 +208,7 @@ async fn the_merge_auto_deploy_obeys_the_gate() {
         })
         .await;
     let said = heard(&mut rx, "the refused auto-deploy", text_with("did not auto-deploy")).await;
-    assert!(said.contains("`lint` timed_out") && said.contains(&format!("/runs/")), "{said}");
+    assert!(said.contains("`lint` timed_out") && said.contains("/runs/"), "{said}");
     assert_eq!(s.world.head("dev"), before, "the merge was not deployed");
     assert!(s.bot.app.store.history(Some("dev"), 10).unwrap().is_empty());
 }
@@ -265,4 +265,31 @@ async fn a_failed_check_refuses_a_promotion_and_a_leads_force_promotes_it_audite
         audit.iter().any(|e| e.decision.contains("--force over the CI gate: e2e is broken on main, fixed next")),
         "{audit:#?}"
     );
+}
+
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_deploy_obeys_the_gate() {
+    let s = Setup::start().await;
+    let dev = s.world.tip("dev");
+    s.github.set_status(&dev, "ci/test", "error", Some(BUILD));
+    s.github.add_check_run(&dev, "lint", "completed", Some("success"));
+    let before = s.world.head("dev");
+    let mut rx = s.bot.app.engine.announcements();
+    // Sunday 29 Nov 2026, 20:00 EAT: dev's slot.
+    let slot = chrono::TimeZone::with_ymd_and_hms(&chrono_tz::Africa::Nairobi, 2026, 11, 29, 20, 0, 0)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    s.bot.clock.set(slot - chrono::Duration::minutes(1));
+    let scheduler = shipday::scheduler::Scheduler::new(
+        s.bot.app.config.calendar.clone(),
+        s.bot.app.engine.clone(),
+        std::sync::Arc::new(s.bot.clock.clone()),
+    );
+    scheduler.tick().await.unwrap();
+    s.bot.clock.set(slot);
+    scheduler.tick().await.unwrap();
+    let said = heard(&mut rx, "the refused slot deploy", text_with("scheduled deploy did not run")).await;
+    assert!(said.contains("`ci/test` error") && said.contains(BUILD), "{said}");
+    assert_eq!(s.world.head("dev"), before);
+    assert!(s.world.restarts().is_empty());
 }

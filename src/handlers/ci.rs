@@ -167,9 +167,7 @@ pub(crate) fn refusal_words(
 ) -> Option<String> {
     match verdict {
         Ok(Verdict::Pass) => None,
-        Ok(Verdict::Failed { name, detail, url }) => {
-            Some(failed_words(env, &sha.short(), name, detail, url.as_deref()))
-        }
+        Ok(Verdict::Failed { name, detail, url }) => Some(failed_words(env, sha.short(), name, detail, url.as_deref())),
         Ok(still @ (Verdict::Pending { .. } | Verdict::Missing { .. })) => Some(format!(
             "CI on {} is still not done after {}: waiting for {}. It does not go to {env}; nothing was changed. Try \
              again once the checks pass; a lead can override with --force \"reason\".",

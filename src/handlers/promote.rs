@@ -63,7 +63,7 @@ pub(crate) fn promote(
         return Some((pending, handled));
     }
     // On success the work answers later, through `PromotionEvent::Prepared`.
-    prepare_promotion(ctx, from, to, &person, emergency, force, Some(pending), now).err().map(|failed| {
+    prepare_promotion(ctx, from, to, &person, (emergency, force), Some(pending), now).err().map(|failed| {
         let (pending, refusal) = *failed;
         (pending.expect("given above"), Decision::from(refusal))
     })
@@ -75,8 +75,7 @@ fn prepare_promotion(
     from: &str,
     to: &str,
     requester: &Person,
-    emergency: Option<String>,
-    ci_override: Option<String>,
+    (emergency, ci_override): (Option<String>, Option<String>),
     pending: Option<WaitingCommand>,
     now: DateTime<Utc>,
 ) -> Result<(), Box<(Option<WaitingCommand>, UserError)>> {
@@ -586,7 +585,7 @@ pub(crate) fn scheduled_promotion(ctx: &mut Context, env: &str, now: DateTime<Ut
     if let Some(existing) = open.iter().find(|r| r.to == env) {
         return Err(UserError(format!("promotion #{} to {env} is already open", existing.id)));
     }
-    prepare_promotion(ctx, &from, env, &scheduler_person(), None, None, None, now).map_err(|failed| failed.1)
+    prepare_promotion(ctx, &from, env, &scheduler_person(), (None, None), None, now).map_err(|failed| failed.1)
 }
 
 /// A webhook event from GitHub: a merge (or push) into the first environment's branch
