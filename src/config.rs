@@ -128,6 +128,20 @@ struct RawEnvironment {
     approvals: Option<usize>,
     #[serde(default)]
     promote: PromoteMode,
+    /// The CI gate: a list of check names, or `"all"`.
+    required_checks: Option<RawRequiredChecks>,
+    /// How long a deploy waits for pending checks (default 15m).
+    ci_wait: Option<String>,
+    /// How often GitHub is asked again while waiting (default 10s).
+    ci_poll: Option<String>,
+}
+
+/// `required_checks = ["ci/test", "lint"]` or `required_checks = "all"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRequiredChecks {
+    Named(Vec<String>),
+    Word(String),
 }
 
 fn default_health_timeout() -> String {
@@ -195,6 +209,14 @@ impl Config {
         let calendar = Calendar::new(&calendar, timezone)?;
         let approval_ttl = parse_duration(&raw.approval_ttl).context("approval_ttl")?;
         let shutdown_grace = parse_duration(&raw.shutdown_grace).context("shutdown_grace")?;
+        if raw.github.is_none()
+            && let Some(env) = environments.iter().find(|e| e.ci.is_some())
+        {
+            bail!(
+                "environments.{}.required_checks: the CI gate reads GitHub's checks, so it needs a [github] section",
+                env.name
+            );
+        }
         if raw.github.as_ref().is_some_and(|github| github.listen.is_some()) {
             return Err(moved_listen_key("github.listen"));
         }
@@ -343,7 +365,52 @@ fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment>
         requires_approval: raw.requires_approval,
         claim_ttl: parse_duration(&raw.claim_ttl).context("claim_ttl")?,
         step_timeout: parse_duration(&raw.step_timeout).context("step_timeout")?,
+        ci: ci_gate(raw.required_checks, raw.ci_wait, raw.ci_poll)?,
     })
+}
+
+/// The CI gate from `required_checks`, `ci_wait` and `ci_poll`.
+fn ci_gate(
+    required: Option<RawRequiredChecks>,
+    wait: Option<String>,
+    poll: Option<String>,
+) -> Result<Option<crate::release::ci_gate::CiGate>> {
+    use crate::release::ci_gate::{CiGate, RequiredChecks};
+    let Some(required) = required else {
+        if wait.is_some() || poll.is_some() {
+            bail!(
+                "ci_wait and ci_poll only apply with required_checks; set required_checks = [\"ci/test\"] or \"all\""
+            );
+        }
+        return Ok(None);
+    };
+    let required = match required {
+        RawRequiredChecks::Word(word) if word == "all" => RequiredChecks::All,
+        RawRequiredChecks::Word(word) => {
+            bail!("required_checks: `{word}` is neither \"all\" nor a list; write [\"{word}\"] for one check")
+        }
+        RawRequiredChecks::Named(names) if names.is_empty() => {
+            bail!("required_checks: the list is empty; name the checks, use \"all\", or leave the key out")
+        }
+        RawRequiredChecks::Named(names) => {
+            let mut seen = HashSet::new();
+            for (i, name) in names.iter().enumerate() {
+                if name.trim().is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+                    bail!("required_checks[{i}]: `{}` is not a check name", name.escape_debug());
+                }
+                if !seen.insert(name.as_str()) {
+                    bail!("required_checks[{i}]: `{name}` is named twice");
+                }
+            }
+            RequiredChecks::Named(names)
+        }
+    };
+    let wait = parse_duration(wait.as_deref().unwrap_or("15m")).context("ci_wait")?;
+    let poll = parse_duration(poll.as_deref().unwrap_or("10s")).context("ci_poll")?;
+    if poll > wait {
+        bail!("ci_poll: it is longer than ci_wait, so Shipday would never ask GitHub again while it waits");
+    }
+    Ok(Some(CiGate { required, wait, poll }))
 }
 
 /// Checks that a template only uses known `{{placeholders}}`.
@@ -488,6 +555,39 @@ projects = ["SHOP"]
         let old = format!("{text}listen = \"0.0.0.0:3001\"\n");
         let err = format!("{:#}", Config::from_toml(&old, Path::new("/")).unwrap_err());
         assert!(err.contains("github.listen") && err.contains("[server]"), "{err}");
+    }
+
+    #[bounded::test]
+    fn required_checks_name_checks_or_all_and_need_github() {
+        use crate::release::ci_gate::RequiredChecks;
+        let github = "[github]\nowner = \"o\"\nrepo = \"r\"\ntoken = { env = \"T\" }\n";
+        let with = |gate: &str| {
+            let text = MINIMAL.replace("personal_branches = true", &format!("personal_branches = true\n{gate}"));
+            Config::from_toml(&format!("{text}{github}"), Path::new("/"))
+        };
+        let config = with("required_checks = [\"ci/test\", \"lint\"]\nci_wait = \"5m\"").unwrap();
+        let gate = config.environment("dev").unwrap().ci.clone().unwrap();
+        assert_eq!(gate.required, RequiredChecks::Named(vec!["ci/test".into(), "lint".into()]));
+        assert_eq!((gate.wait, gate.poll), (Duration::from_secs(300), Duration::from_secs(10)));
+        let all = with("required_checks = \"all\"").unwrap();
+        assert_eq!(all.environment("dev").unwrap().ci.as_ref().unwrap().required, RequiredChecks::All);
+        assert_eq!(all.environment("dev").unwrap().ci.as_ref().unwrap().wait, Duration::from_secs(900));
+        assert!(Config::from_toml(MINIMAL, Path::new("/")).unwrap().environment("dev").unwrap().ci.is_none());
+        for (bad, named) in [
+            ("required_checks = \"every\"", "required_checks"),
+            ("required_checks = []", "required_checks"),
+            ("required_checks = [\"a\", \"a\"]", "required_checks[1]"),
+            ("required_checks = [\" \"]", "required_checks[0]"),
+            ("ci_wait = \"5m\"", "ci_wait"),
+            ("required_checks = \"all\"\nci_wait = \"soon\"", "ci_wait"),
+            ("required_checks = \"all\"\nci_wait = \"1m\"\nci_poll = \"2m\"", "ci_poll"),
+        ] {
+            let err = format!("{:#}", with(bad).unwrap_err());
+            assert!(err.contains(named), "{bad}: {err}");
+        }
+        let text = MINIMAL.replace("personal_branches = true", "personal_branches = true\nrequired_checks = \"all\"");
+        let err = format!("{:#}", Config::from_toml(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("[github]") && err.contains("environments.dev.required_checks"), "{err}");
     }
 
     #[test]

@@ -147,4 +147,47 @@ proptest! {
         let _ = crate::chat::discord::commands::command_line(book, "deploy", &options);
         let _ = crate::chat::discord::commands::ack_plan(&name, &options);
     }
+
+    #[test]
+    fn github_checks_never_panic_and_a_failure_is_never_a_pass(
+        body in prop::collection::vec(any::<u8>(), 0..200),
+        names in prop::collection::vec(prop_oneof![hostile(), prop::sample::select(vec!["ci/test".to_owned(), "lint".to_owned()])], 0..6),
+        states in prop::collection::vec(prop::sample::select(vec!["success", "failure", "error", "pending", "weird"]), 0..6),
+        runs in prop::collection::vec(
+            (prop::sample::select(vec!["queued", "in_progress", "completed", "waiting"]),
+             prop::option::of(prop::sample::select(vec!["success", "failure", "neutral", "skipped", "timed_out", "cancelled", "stale"])),
+             0u64..1000),
+            0..6),
+    ) {
+        use crate::release::ci_gate::{CheckState, RequiredChecks, Verdict, decide, parse_check_runs, parse_combined_status};
+        let text = String::from_utf8_lossy(&body);
+        let _ = parse_combined_status(&text);
+        let _ = parse_check_runs(&text);
+        let statuses: Vec<serde_json::Value> = names.iter().zip(&states)
+            .map(|(name, state)| serde_json::json!({ "context": name, "state": state, "target_url": null }))
+            .collect();
+        let mut checks = parse_combined_status(&serde_json::json!({ "statuses": statuses }).to_string()).unwrap();
+        let runs: Vec<serde_json::Value> = names.iter().zip(&runs)
+            .map(|(name, (status, conclusion, id))| serde_json::json!({
+                "id": id, "name": name, "status": status, "conclusion": conclusion, "html_url": "https://x", "details_url": null }))
+            .collect();
+        let (total, found) =
+            parse_check_runs(&serde_json::json!({ "total_count": 0, "check_runs": runs }).to_string()).unwrap();
+        prop_assert!(total as usize >= found.len());
+        checks.extend(found);
+        for required in [RequiredChecks::All, RequiredChecks::Named(names.clone())] {
+            let verdict = decide(&required, &checks);
+            let any_failed = checks.iter().any(|c| c.state == CheckState::Failed
+                && match &required { RequiredChecks::All => true, RequiredChecks::Named(n) => n.contains(&c.name) });
+            // A failed required check is never a pass, and a pass means nothing required waits.
+            if any_failed {
+                prop_assert!(matches!(verdict, Verdict::Failed { .. }), "{verdict:?}");
+            }
+            if verdict == Verdict::Pass {
+                prop_assert!(!checks.is_empty() || matches!(&required, RequiredChecks::Named(n) if n.is_empty()));
+                prop_assert!(checks.iter().all(|c| c.state == CheckState::Passed
+                    || matches!(&required, RequiredChecks::Named(n) if !n.contains(&c.name))));
+            }
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! dev, its ticket moves to Dev Testing, the drag window opens and the developer passes it, the
 //! staging slot promotes dev to staging by itself, the production slot asks for approval, two
 //! leads approve by reacting (one on Slack, one on Discord), production ships exactly the merged
-//! commit, and the tickets are Done.
+//! commit, and the tickets are Done. Staging requires the `ci/test` check: the merged commit
+//! passed it, so its promotion went through; the next week's merge failed it, so a lead's
+//! request to promote it to staging is refused, naming the check and its link.
 
 use testkit as common;
 
@@ -65,7 +67,11 @@ async fn the_whole_weekly_cycle() {
         .unwrap()
         .replace("name = \"Ada\"\nroles = [\"lead\"]", "name = \"Ada\"\nroles = [\"lead\"]\nslack = \"UADA\"")
         .replace("name = \"Grace\"\n", "name = \"Grace\"\njira = \"acc-grace\"\n")
-        .replace("requires_approval = true", "requires_approval = true\napprovals = 2");
+        .replace("requires_approval = true", "requires_approval = true\napprovals = 2")
+        .replace(
+            "name = \"staging\"\n",
+            "name = \"staging\"\nrequired_checks = [\"ci/test\"]\nci_wait = \"30m\"\nci_poll = \"1s\"\n",
+        );
     let config = format!(
         "{config}\n[[people]]\nid = \"bob\"\nname = \"Bob\"\nroles = [\"lead\"]\ndiscord = \"4242\"\n\n\
          [github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"github-token\" }}\n\n\
@@ -95,6 +101,7 @@ async fn the_whole_weekly_cycle() {
     );
     let merged = Sha::parse(&merged).unwrap();
     github.add_commit_with_sha("dev", &merged, "Merge pull request #3", "grace-gh", &["login.py"]);
+    github.set_status(merged.as_str(), "ci/test", "success", Some("https://ci.example.com/builds/3"));
     bot.app
         .engine
         .github_event(GitHubEvent::Merged {
@@ -200,4 +207,41 @@ async fn the_whole_weekly_cycle() {
     assert_eq!(world.head("production"), production.sha.as_str());
     settle_moves(&bot).await;
     assert_eq!(jira.status("SHOP-3"), "Done");
+
+    // Thursday: the next pull request reaches dev, but its commit failed `ci/test`: a lead's
+    // request to promote it to staging is refused, naming the check and its link.
+    bot.clock.set(eat(12, 3, 10, 0));
+    let next = real_merge(
+        world.path(),
+        &world.tip("dev"),
+        &world.tip("feature/search"),
+        "Merge pull request #4 from grace/feature/search",
+    );
+    let next = Sha::parse(&next).unwrap();
+    github.add_commit_with_sha("dev", &next, "Merge pull request #4", "grace-gh", &["search.py"]);
+    github.set_status(next.as_str(), "ci/test", "failure", Some("https://ci.example.com/builds/4"));
+    bot.app
+        .engine
+        .github_event(GitHubEvent::Merged {
+            base: "dev".into(),
+            merge_sha: next.clone(),
+            number: 4,
+            title: "Search the catalogue".into(),
+            body: String::new(),
+            author: "grace-gh".into(),
+            head_ref: "feature/search".into(),
+        })
+        .await;
+    let dev = until(&mut heard, "dev's second merge deploy", |a| match a {
+        Announcement::Deploy(u) if u.record.is_finished() && u.record.sha == next => Some(u.record.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(dev.outcome, Outcome::Succeeded, "dev has no gate");
+    let staging_before = world.head("staging");
+    let (reply, _) = bot.say("ada", "/promote dev staging").await;
+    let refusal = common::refused(&reply);
+    assert!(refusal.contains("`ci/test` failure") && refusal.contains("https://ci.example.com/builds/4"), "{refusal}");
+    assert_eq!(world.head("staging"), staging_before, "nothing was promoted");
+    assert!(bot.app.store.open_promotions().unwrap().is_empty());
 }

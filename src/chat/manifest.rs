@@ -230,7 +230,7 @@ mod tests {
         for kept in ["/deploy", "/promote", "/ship-status", "/shipday"] {
             assert!(names.contains(&kept), "{kept} missing from {names:?}");
         }
-        assert_eq!(commands[0]["usage_hint"], "ENV REF [--dry-run] [--force] [--emergency REASON]");
+        assert_eq!(commands[0]["usage_hint"], "ENV REF [--dry-run] [--force [REASON]] [--emergency REASON]");
         let shipday = commands.iter().find(|c| c["command"] == "/shipday").unwrap();
         assert_eq!(shipday["usage_hint"], "COMMAND [ARGUMENTS]");
     }

@@ -7,6 +7,7 @@
 //! the call, the HTTP status and GitHub's own `message`. The token never appears in errors or
 //! logs: octocrab keeps it in a `SecretString`, and error text is scrubbed of it all the same.
 
+use crate::release::ci_gate::{Check, parse_check_runs, parse_combined_status};
 use crate::release::gitref::{GitRef, Sha};
 use crate::secret::{Secret, SecretRef};
 use anyhow::{Context, Result, anyhow, bail};
@@ -42,6 +43,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Commits per compare page (GitHub's maximum), and how many pages a release note may read.
 const COMPARE_PAGE: u8 = 100;
 const COMPARE_MAX_PAGES: u32 = 10;
+
+/// Pages of check runs (100 each) read for one commit.
+const CHECK_RUN_MAX_PAGES: u32 = 5;
 
 /// GitHub refuses deployment status descriptions longer than this.
 const STATUS_DESCRIPTION_MAX: usize = 140;
@@ -500,6 +504,44 @@ impl GitHubClient {
         .await
         .map_err(|failed| self.error(failed))?;
         Ok(())
+    }
+
+    /// Every check GitHub knows on exactly `sha`: its combined status (one per context) and its
+    /// check runs (all pages, up to [`CHECK_RUN_MAX_PAGES`]), for the CI gate.
+    pub async fn commit_checks(&self, sha: &Sha) -> Result<Vec<Check>> {
+        let call = format!("read the checks of {}", sha.short());
+        let status_route = format!("/repos/{}/{}/commits/{}/status", self.owner, self.repo, sha.as_str());
+        let status_route = status_route.as_str();
+        let status = self
+            .call(&call, move || async move {
+                self.octocrab.get::<serde_json::Value, _, _>(status_route, Some(&[("per_page", "100")])).await
+            })
+            .await
+            .map_err(|failed| self.error(failed))?;
+        let mut checks = parse_combined_status(&status.to_string()).map_err(|e| anyhow!("GitHub {call}: {e}"))?;
+        let runs_route = format!("/repos/{}/{}/commits/{}/check-runs", self.owner, self.repo, sha.as_str());
+        let runs_route = runs_route.as_str();
+        let mut listed = 0u64;
+        for page in 1..=CHECK_RUN_MAX_PAGES {
+            let page_text = page.to_string();
+            let page_text = page_text.as_str();
+            let body = self
+                .call(&call, move || async move {
+                    self.octocrab
+                        .get::<serde_json::Value, _, _>(runs_route, Some(&[("per_page", "100"), ("page", page_text)]))
+                        .await
+                })
+                .await
+                .map_err(|failed| self.error(failed))?;
+            let on_page = body.get("check_runs").and_then(|runs| runs.as_array()).map_or(0, Vec::len) as u64;
+            let (total, found) = parse_check_runs(&body.to_string()).map_err(|e| anyhow!("GitHub {call}: {e}"))?;
+            checks.extend(found);
+            listed += on_page;
+            if on_page == 0 || listed >= total {
+                break;
+            }
+        }
+        Ok(checks)
     }
 
     /// Runs one call, retrying transient failures a bounded number of times.

@@ -32,6 +32,9 @@ pub enum Command {
         /// Deploy despite conflicting or irreversible migrations.
         #[serde(default)]
         force: bool,
+        /// A lead's reason to deploy over the CI gate (`--force "reason"`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        force_reason: Option<String>,
     },
     /// Promote what runs on `from` to `to`.
     Promote {
@@ -45,6 +48,9 @@ pub enum Command {
         /// Cancel the open request from `from` to `to` instead.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         cancel: bool,
+        /// A lead's reason to promote over the CI gate (`--force "reason"`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        force: Option<String>,
     },
     /// Show the state of one or all environments.
     Status {

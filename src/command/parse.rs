@@ -99,6 +99,8 @@ struct Context<'a> {
 enum Value {
     Text(String),
     Flag,
+    /// A flag with its reason (`--force "why"`).
+    FlagWith(String),
 }
 
 impl Context<'_> {
@@ -117,7 +119,19 @@ impl Context<'_> {
                 let Some(option) = self.spec.options.iter().find(|o| o.is_named() && o.name == flag) else {
                     return Err(self.usage_error(format!("Unknown option `{}`.", shown(token))));
                 };
-                if option.kind == OptionKind::Flag {
+                let positionals_done = positional.iter().skip(next).all(|o| !o.required);
+                if option.kind == OptionKind::Flag
+                    && option.reason
+                    && positionals_done
+                    && let Some(reason) = tokens.get(i).filter(|v| !v.starts_with("--"))
+                {
+                    i += 1;
+                    if reason.trim().is_empty() || reason.chars().count() > MAX_TEXT {
+                        return Err(self
+                            .usage_error(format!("The reason after `--{flag}` must be 1 to {MAX_TEXT} characters.")));
+                    }
+                    values.insert(option.name.clone(), Value::FlagWith(reason.clone()));
+                } else if option.kind == OptionKind::Flag {
                     values.insert(option.name.clone(), Value::Flag);
                 } else {
                     let Some(value) = tokens.get(i).filter(|v| !v.starts_with("--")) else {
@@ -207,7 +221,11 @@ impl Context<'_> {
 
     /// Turns validated values into the typed command. Exhaustive over spec names.
     fn build(&self, mut values: HashMap<String, Value>) -> Result<Command, ParseError> {
-        let flag = |name: &str| matches!(values.get(name), Some(Value::Flag));
+        let flag = |name: &str| matches!(values.get(name), Some(Value::Flag | Value::FlagWith(_)));
+        let force_reason = match values.get("force") {
+            Some(Value::FlagWith(reason)) => Some(reason.clone()),
+            _ => None,
+        };
         let (dry_run, live, force, cancel) = (flag("dry-run"), flag("live"), flag("force"), flag("cancel"));
         let mut text = |name: &str| match values.remove(name) {
             Some(Value::Text(t)) => Some(t),
@@ -226,6 +244,7 @@ impl Context<'_> {
                     dry_run,
                     emergency: text("emergency"),
                     force,
+                    force_reason,
                 }
             }
             "promote" => Command::Promote {
@@ -233,6 +252,7 @@ impl Context<'_> {
                 to: required(text("to"), "to")?,
                 emergency: text("emergency"),
                 cancel,
+                force: text("force"),
             },
             "status" => Command::Status { env: text("env"), live },
             "release" => Command::Release { env: required(text("env"), "env")? },
@@ -323,6 +343,25 @@ fn shown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[bounded::test]
+    fn a_reason_follows_force_only_once_the_positionals_are_given() {
+        let book = CommandBook::builtin();
+        let parsed = parse(&book, &envs(), "/deploy dev --force feature/login").unwrap();
+        assert!(
+            matches!(&parsed, Command::Deploy { git_ref, force: true, force_reason: None, .. } if git_ref.as_str() == "feature/login"),
+            "{parsed:?}"
+        );
+        let parsed = parse(&book, &envs(), "/deploy dev main --force \"CI is down\" --dry-run").unwrap();
+        assert!(
+            matches!(&parsed, Command::Deploy { force: true, force_reason: Some(r), dry_run: true, .. } if r == "CI is down"),
+            "{parsed:?}"
+        );
+        let parsed = parse(&book, &envs(), "/deploy dev main --force").unwrap();
+        assert!(matches!(&parsed, Command::Deploy { force: true, force_reason: None, .. }), "{parsed:?}");
+        let long = format!("/deploy dev main --force \"{}\"", "x".repeat(MAX_TEXT + 1));
+        assert!(parse(&book, &envs(), &long).unwrap_err().0.contains("reason after `--force`"));
+    }
 
     fn envs() -> Vec<String> {
         ["dev", "staging", "production"].map(String::from).to_vec()

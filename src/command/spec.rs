@@ -73,6 +73,10 @@ pub struct OptionSpec {
     /// A named option written `--name VALUE` rather than by position.
     #[serde(default)]
     pub long: bool,
+    /// A flag that may carry a reason right after it (`--force "why"`): the next word is taken
+    /// as the reason only once every required positional option has its value.
+    #[serde(default)]
+    pub reason: bool,
     /// Shown in help and registration.
     pub description: String,
     /// The only values a text option takes, for platforms that offer a pick list (Discord

@@ -243,13 +243,22 @@ impl Engine {
         let ctx = &mut self.ctx;
         let now = ctx.clock.now();
         let decision = match command {
-            Command::Deploy { env, git_ref, dry_run, emergency, force } => {
-                let request = DeployRequest { env, git_ref, dry_run, emergency, force, trigger: Trigger::Command };
+            Command::Deploy { env, git_ref, dry_run, emergency, force, force_reason } => {
+                let request = DeployRequest {
+                    env,
+                    git_ref,
+                    dry_run,
+                    emergency,
+                    force,
+                    trigger: Trigger::Command,
+                    ci_override: force_reason,
+                    ci_passed: false,
+                };
                 return handlers::deploy(ctx, request, waiting, now);
             }
             Command::Release { env } => return handlers::release(ctx, &env, waiting, now),
-            Command::Promote { from, to, emergency, cancel: false } => {
-                return handlers::promote(ctx, &from, &to, emergency, waiting, now);
+            Command::Promote { from, to, emergency, cancel: false, force } => {
+                return handlers::promote(ctx, &from, &to, emergency, force, waiting, now);
             }
             Command::Promote { from, to, cancel: true, .. } => {
                 return handlers::cancel_promotion(ctx, &from, &to, waiting, now);

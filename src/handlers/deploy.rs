@@ -30,6 +30,10 @@ pub(crate) struct DeployRequest {
     /// Deploy despite conflicting or irreversible migrations.
     pub force: bool,
     pub trigger: Trigger,
+    /// A lead's reason to deploy over the CI gate (`--force "reason"`).
+    pub ci_override: Option<String>,
+    /// The CI gate already passed this commit (set by `ci::checked`).
+    pub ci_passed: bool,
 }
 
 /// A ref resolved on the host: the deploy's open session, the commit, and what the migration
@@ -86,6 +90,11 @@ pub(crate) fn deploy(
 ) -> Option<(WaitingCommand, Decision)> {
     // Whoever asked (a command, or Shipday itself), its resolve job runs in this span.
     let _entered = pending.span.clone().entered();
+    if let Some(person) = &pending.person
+        && let Some(refusal) = super::ci::check_override(&request, person)
+    {
+        return Some((pending, Decision::refused(refusal)));
+    }
     if let Err(refusal) = admit(ctx, &request, &pending, now) {
         return Some((pending, Decision::refused(refusal.0)));
     }
@@ -155,6 +164,8 @@ fn would_refuse(
         emergency: request.emergency.clone(),
         force: request.force,
         trigger: request.trigger,
+        ci_override: request.ci_override.clone(),
+        ci_passed: request.ci_passed,
     };
     if let Err(refusal) = admit(ctx, &real, pending, now) {
         return Some(refusal.0);
@@ -271,6 +282,12 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
         session.close().await;
         return ctx.answer(pending, Decision::refused(refusal.0));
     }
+    // The CI gate reads GitHub's checks on exactly this commit, waiting outside the loop while
+    // they run; `ci::checked` comes back here once they passed.
+    if let Some(gate) = super::ci::gate_for(ctx, &request) {
+        let found = ResolvedRef { session, sha, migrations };
+        return super::ci::spawn_gate(ctx, Resolved { pending, request, result: Ok(found) }, gate);
+    }
     let debt = match ctx.store.migration_debt(&request.env) {
         Ok(debt) => debt,
         Err(error) => {
@@ -370,6 +387,17 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
     }
     if request.force {
         decision.push_str("; --force over the migration guard");
+    }
+    if let Some(reason) = request.ci_override.as_ref().filter(|_| environment.ci.is_some()) {
+        decision.push_str(&format!("; --force over the CI gate: {reason}"));
+        ctx.announce(Announcement::Text(format!(
+            "⚠️ CI gate overridden: @{{{}}} is deploying `{}` ({}) to {} without waiting for its required checks. \
+             Reason: {reason}",
+            person.id,
+            request.git_ref,
+            sha.short(),
+            request.env
+        )));
     }
     if let Some(reason) = &request.emergency {
         decision.push_str(&format!("; EMERGENCY outside the slot: {reason}"));
@@ -621,6 +649,8 @@ pub(crate) async fn deploy_as_shipday(
         emergency: shipday.emergency,
         force: false,
         trigger: shipday.trigger,
+        ci_override: None,
+        ci_passed: false,
     };
     let now = ctx.clock.now();
     if let Some((pending, handled)) = deploy(ctx, request, pending, now) {

@@ -45,6 +45,19 @@ pub(crate) enum Report {
     TicketsFound { scan: TicketScan, result: Result<Vec<TicketKey>, String> },
     /// Long work for a command (a Jira call) is done: record the decision and reply.
     Answered(Box<TaskAnswer>),
+    /// A deploy waits for its CI checks: `waiting_for` (the first time) is told to the team;
+    /// `go` says whether to keep waiting.
+    CiWaiting {
+        env: String,
+        git_ref: String,
+        sha: Sha,
+        who: Option<String>,
+        waiting_for: Option<String>,
+        wait: std::time::Duration,
+        go: oneshot::Sender<bool>,
+    },
+    /// The CI gate's verdict on a resolved deploy.
+    CiChecked(Box<super::ci::CiChecked>),
     /// A job panicked: what it was doing, and the panic's message.
     Crashed(Crashed, String),
 }
@@ -144,6 +157,10 @@ pub(crate) async fn handle_report(ctx: &mut Context, report: Report) {
                 ctx.announce(announcement);
             }
         }
+        Report::CiWaiting { env, git_ref, sha, who, waiting_for, wait, go } => {
+            let _ = go.send(super::ci::waiting(ctx, &env, &git_ref, &sha, who.as_deref(), waiting_for, wait));
+        }
+        Report::CiChecked(checked) => super::ci::checked(ctx, *checked).await,
         Report::Crashed(job, message) => crashed(ctx, job, message).await,
     }
 }

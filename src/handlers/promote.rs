@@ -43,6 +43,7 @@ pub(crate) fn promote(
     from: &str,
     to: &str,
     emergency: Option<String>,
+    force: Option<String>,
     pending: WaitingCommand,
     now: DateTime<Utc>,
 ) -> Option<(WaitingCommand, Decision)> {
@@ -50,13 +51,19 @@ pub(crate) fn promote(
     if emergency.is_some() && !person.has(crate::config::Role::Lead) {
         return Some((pending, Decision::refused("Only a lead can promote with --emergency.")));
     }
+    if force.is_some() && !person.has(crate::config::Role::Lead) {
+        return Some((
+            pending,
+            Decision::refused("Only a lead can promote over the CI gate with --force \"reason\". Nothing was changed."),
+        ));
+    }
     if let Some(reason) = &emergency
         && let Some(handled) = emergency_on_open_request(ctx, from, to, &person, reason, now)
     {
         return Some((pending, handled));
     }
     // On success the work answers later, through `PromotionEvent::Prepared`.
-    prepare_promotion(ctx, from, to, &person, emergency, Some(pending), now).err().map(|failed| {
+    prepare_promotion(ctx, from, to, &person, (emergency, force), Some(pending), now).err().map(|failed| {
         let (pending, refusal) = *failed;
         (pending.expect("given above"), Decision::from(refusal))
     })
@@ -68,11 +75,11 @@ fn prepare_promotion(
     from: &str,
     to: &str,
     requester: &Person,
-    emergency: Option<String>,
+    (emergency, ci_override): (Option<String>, Option<String>),
     pending: Option<WaitingCommand>,
     now: DateTime<Utc>,
 ) -> Result<(), Box<(Option<WaitingCommand>, UserError)>> {
-    match draft_promotion(ctx, from, to, requester, emergency, now) {
+    match draft_promotion(ctx, from, to, requester, emergency, ci_override, now) {
         Ok(work) => {
             spawn_preparation(ctx, work, pending);
             Ok(())
@@ -88,6 +95,7 @@ fn draft_promotion(
     to: &str,
     requester: &Person,
     emergency: Option<String>,
+    ci_override: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Preparation, UserError> {
     if previous_environment(&ctx.config.environments, to) != Some(from) {
@@ -136,6 +144,7 @@ fn draft_promotion(
         emergency,
         notes: String::new(),
         state: RequestState::Pending,
+        ci_override,
     };
     Ok(Preparation { draft, github, transport, source_env, target_env, target_sha, projects })
 }
@@ -146,6 +155,7 @@ fn spawn_preparation(ctx: &Context, work: Preparation, pending: Option<WaitingCo
     let Preparation { draft, github, transport, source_env, target_env, target_sha, projects } = work;
     let from = draft.from.clone();
     let redactor = ctx.redactor.clone();
+    let clock = ctx.clock.clone();
     tokio::spawn(async move {
         let result = async {
             let head = read_head(transport.as_ref(), &source_env).await?;
@@ -156,6 +166,16 @@ fn spawn_preparation(ctx: &Context, work: Preparation, pending: Option<WaitingCo
                     head.short(),
                     draft.sha.short()
                 ));
+            }
+            // The CI gate, read once: a failed check refuses the request now; checks still
+            // running are waited for when it is carried out.
+            if let Some(gate) = target_env.ci.as_ref().filter(|_| draft.ci_override.is_none()) {
+                let verdict = super::ci::poll_checks(&github, gate, &draft.sha, &clock, true).await;
+                if matches!(verdict, Ok(crate::release::ci_gate::Verdict::Failed { .. }) | Err(_))
+                    && let Some(refusal) = super::ci::refusal_words(&draft.to, &draft.sha, &verdict, gate.wait)
+                {
+                    return Err(refusal);
+                }
             }
             let base = match &target_sha {
                 Some(sha) => sha.clone(),
@@ -220,8 +240,19 @@ async fn promotion_prepared(
             request.sha.short(),
             if request.quorum > 0 { "Leads approve by reacting ✅ (❌ rejects)." } else { "It needs no approval." }
         );
-        let decision =
+        let mut decision =
             format!("accepted: promotion #{} of {} to {} at {}", request.id, request.from, request.to, request.sha);
+        let gated = ctx.config.environment(&request.to).is_some_and(|e| e.ci.is_some());
+        if let Some(reason) = request.ci_override.as_ref().filter(|_| gated) {
+            decision.push_str(&format!("; --force over the CI gate: {reason}"));
+            ctx.announce(Announcement::Text(format!(
+                "⚠️ CI gate overridden: @{{{}}} is promoting {} ({}) to {} without its required checks. Reason: {reason}",
+                request.requester,
+                request.from,
+                request.sha.short(),
+                request.to
+            )));
+        }
         ctx.answer(pending, Decision { reply: Reply::text(Visibility::Ephemeral, text), decision });
     }
     if matches!(request.state, RequestState::Approved { .. }) {
@@ -299,6 +330,8 @@ fn merge_on_github(ctx: &Context, request: &PromotionRequest) {
     let Some(target_env) = ctx.config.environment(&request.to).cloned() else { return };
     let transport = ctx.transports.get(&request.from).cloned().expect("every environment has a transport");
     let (id, sha) = (request.id, request.sha.clone());
+    let gate = target_env.ci.clone().filter(|_| request.ci_override.is_none());
+    let clock = ctx.clock.clone();
     let message = format!("Promote {} to {} ({}), Shipday promotion #{id}", request.from, request.to, sha.short());
     let crashed = events.clone();
     let on_panic = move |message| {
@@ -312,6 +345,14 @@ fn merge_on_github(ctx: &Context, request: &PromotionRequest) {
             let head = read_head(transport.as_ref(), &source_env).await?;
             if head != sha {
                 return Err(format!("{} now runs {}, not the approved {}", source_env.name, head.short(), sha.short()));
+            }
+            // The CI gate on the exact commit, waiting while its checks run: nothing is merged
+            // unless they passed.
+            if let Some(gate) = &gate {
+                let verdict = super::ci::poll_checks(&github, gate, &sha, &clock, false).await;
+                if let Some(refusal) = super::ci::refusal_words(&target_env.name, &sha, &verdict, gate.wait) {
+                    return Err(refusal);
+                }
             }
             let branch = target_env.branch.as_str();
             match target_env.promote {
@@ -558,7 +599,7 @@ pub(crate) fn scheduled_promotion(ctx: &mut Context, env: &str, now: DateTime<Ut
     if let Some(existing) = open.iter().find(|r| r.to == env) {
         return Err(UserError(format!("promotion #{} to {env} is already open", existing.id)));
     }
-    prepare_promotion(ctx, &from, env, &scheduler_person(), None, None, now).map_err(|failed| failed.1)
+    prepare_promotion(ctx, &from, env, &scheduler_person(), (None, None), None, now).map_err(|failed| failed.1)
 }
 
 /// A webhook event from GitHub: a merge (or push) into the first environment's branch

@@ -21,6 +21,8 @@ pub(crate) fn release(
         emergency: None,
         force: false,
         trigger: Trigger::Release,
+        ci_override: None,
+        ci_passed: false,
     };
     deploy(ctx, request, pending, now)
 }

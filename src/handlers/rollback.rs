@@ -62,6 +62,8 @@ pub(crate) fn rollback(
         emergency,
         force: false,
         trigger: Trigger::Rollback,
+        ci_override: None,
+        ci_passed: false,
     };
     deploy(ctx, request, pending, now)
 }

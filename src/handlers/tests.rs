@@ -123,6 +123,8 @@ fn a_deploy_to_an_environment_someone_else_locked_is_refused_before_any_job_star
         emergency: None,
         force: false,
         trigger: Trigger::Command,
+        ci_override: None,
+        ci_passed: false,
     };
     let bob = command(&ctx, "bob", "/deploy dev feature/login");
     let (_, decision) = deploy(&mut ctx, request, bob, now()).expect("refused at once");

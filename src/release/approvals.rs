@@ -156,6 +156,9 @@ pub struct PromotionRequest {
     pub notes: String,
     /// Where it stands.
     pub state: RequestState,
+    /// A lead's reason to carry it out over the target's CI gate (`--force "reason"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_override: Option<String>,
 }
 
 /// What a reaction did to a request.
@@ -389,6 +392,7 @@ mod tests {
             emergency: None,
             notes: String::new(),
             state: RequestState::Pending,
+            ci_override: None,
         }
     }
 

@@ -37,6 +37,9 @@ pub struct Environment {
     pub claim_ttl: Duration,
     /// Default per-step time limit.
     pub step_timeout: Duration,
+    /// The CI gate (`required_checks`): GitHub's checks that must pass on a commit before it
+    /// is deployed or promoted here; `None`: no gate.
+    pub ci: Option<crate::release::ci_gate::CiGate>,
 }
 
 impl Environment {

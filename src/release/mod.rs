@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod calendar;
+pub mod ci_gate;
 pub mod delivery;
 pub mod deploy;
 pub mod environment;

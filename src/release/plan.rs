@@ -213,6 +213,7 @@ mod tests {
             requires_approval: false,
             claim_ttl: Duration::from_secs(3600),
             step_timeout: Duration::from_secs(60),
+            ci: None,
         }
     }
 

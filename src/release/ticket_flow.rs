@@ -351,6 +351,7 @@ mod tests {
             requires_approval: false,
             claim_ttl: std::time::Duration::from_secs(3600),
             step_timeout: std::time::Duration::from_secs(60),
+            ci: None,
         }
     }
 

@@ -147,6 +147,35 @@ struct Repo {
     merge_hook: Option<MergeHook>,
     seq: u64,
     base_url: String,
+    /// Commit statuses by commit, oldest first (the combined status shows each context's latest).
+    statuses: HashMap<String, Vec<FakeCommitStatus>>,
+    /// Check runs by commit, in creation order (ids grow).
+    check_runs: HashMap<String, Vec<FakeCheckRun>>,
+    next_check_id: u64,
+}
+
+/// A commit status (`POST /repos/{o}/{r}/statuses/{sha}`), as CI services set them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeCommitStatus {
+    /// `error`, `failure`, `pending` or `success`.
+    pub state: String,
+    /// The label, e.g. `ci/test`.
+    pub context: String,
+    /// Where the build is.
+    pub target_url: Option<String>,
+}
+
+/// A check run (GitHub Actions and apps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeCheckRun {
+    /// Its id: a re-run has a higher one.
+    pub id: u64,
+    /// Its name, e.g. `lint`.
+    pub name: String,
+    /// `queued`, `in_progress` or `completed`.
+    pub status: String,
+    /// Once completed: `success`, `failure`, `neutral`, `cancelled`, `skipped`, `timed_out`…
+    pub conclusion: Option<String>,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -303,6 +332,43 @@ impl FakeGitHub {
         self.lock().failures.extend(std::iter::repeat_n((status, message.to_owned()), count));
     }
 
+    /// Sets a commit status on `sha` (a later one of the same context replaces it in the
+    /// combined status), as a CI service does.
+    pub fn set_status(&self, sha: &str, context: &str, state: &str, target_url: Option<&str>) {
+        let status =
+            FakeCommitStatus { state: state.into(), context: context.into(), target_url: target_url.map(Into::into) };
+        self.lock().statuses.entry(sha.to_owned()).or_default().push(status);
+    }
+
+    /// Adds a check run on `sha` (a new id, so it is the newest of its name); returns its id.
+    pub fn add_check_run(&self, sha: &str, name: &str, status: &str, conclusion: Option<&str>) -> u64 {
+        let mut repo = self.lock();
+        repo.next_check_id += 1;
+        let id = repo.next_check_id;
+        let run = FakeCheckRun { id, name: name.into(), status: status.into(), conclusion: conclusion.map(Into::into) };
+        repo.check_runs.entry(sha.to_owned()).or_default().push(run);
+        id
+    }
+
+    /// Completes check run `id` with `conclusion`, as the check's app does.
+    pub fn complete_check_run(&self, id: u64, conclusion: &str) {
+        let mut repo = self.lock();
+        for run in repo.check_runs.values_mut().flatten().filter(|r| r.id == id) {
+            run.status = "completed".into();
+            run.conclusion = Some(conclusion.into());
+        }
+    }
+
+    /// How many times the checks of `sha` were read (both endpoints count).
+    pub fn check_reads(&self, sha: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains(&format!("/commits/{sha}/")))
+            .filter(|r| r.path.ends_with("/status") || r.path.ends_with("/check-runs"))
+            .count()
+    }
+
     /// Deployments created so far, with their statuses.
     pub fn deployments(&self) -> Vec<FakeDeployment> {
         self.lock().deployments.clone()
@@ -443,12 +509,104 @@ async fn handle(
         (&Method::PATCH, ["git", "refs", "heads", branch @ ..]) => update_ref(&mut repo, &branch.join("/"), &body),
         (&Method::GET, ["compare", basehead @ ..]) => compare(&repo, &basehead.join("/"), &query),
         (&Method::GET, ["commits", sha, "pulls"]) => pulls(&repo, sha),
+        (&Method::GET, ["commits", sha, "status"]) => combined_status(&repo, sha),
+        (&Method::GET, ["commits", sha, "check-runs"]) => check_runs(&repo, sha, &query),
         (&Method::POST, ["merges"]) => merge(&mut repo, &body),
         (&Method::GET, ["branches", branch @ .., "protection"]) => protection(&repo, &branch.join("/")),
         (&Method::POST, ["deployments"]) => create_deployment(&mut repo, body),
         (&Method::POST, ["deployments", id, "statuses"]) => create_status(&mut repo, id, &body),
         _ => error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// `GET /repos/{o}/{r}/commits/{ref}/status`, shaped as GitHub's documented example
+/// (tests/fixtures/contracts/github/commit.combined-status.response.json): each context's
+/// latest status, and the combined `state` (failure if any failed or errored, pending if any is
+/// pending or there is none, else success).
+fn combined_status(repo: &Repo, sha: &str) -> Response {
+    let mut latest: Vec<(usize, &FakeCommitStatus)> = Vec::new();
+    for (id, status) in repo.statuses.get(sha).into_iter().flatten().enumerate() {
+        latest.retain(|(_, s)| s.context != status.context);
+        latest.push((id + 1, status));
+    }
+    // GitHub lists the newest first.
+    latest.reverse();
+    let state = if latest.iter().any(|(_, s)| s.state == "failure" || s.state == "error") {
+        "failure"
+    } else if latest.is_empty() || latest.iter().any(|(_, s)| s.state == "pending") {
+        "pending"
+    } else {
+        "success"
+    };
+    let statuses: Vec<Value> = latest
+        .iter()
+        .map(|(id, s)| {
+            json!({
+                "url": repo.api(&format!("/statuses/{sha}")),
+                "avatar_url": "https://github.com/images/error/hubot_happy.gif",
+                "id": id,
+                "node_id": format!("MDY6U3RhdHVz{id}"),
+                "state": s.state,
+                "description": format!("{} is {}", s.context, s.state),
+                "target_url": s.target_url,
+                "context": s.context,
+                "created_at": now(),
+                "updated_at": now(),
+            })
+        })
+        .collect();
+    ok(
+        StatusCode::OK,
+        json!({
+            "state": state,
+            "statuses": statuses,
+            "sha": sha,
+            "total_count": latest.len(),
+            "repository": repository_json(repo),
+            "commit_url": repo.api(&format!("/commits/{sha}")),
+            "url": repo.api(&format!("/commits/{sha}/status")),
+        }),
+    )
+}
+
+/// `GET /repos/{o}/{r}/commits/{ref}/check-runs`, paginated by `per_page` and `page`, shaped as
+/// GitHub's documented example (tests/fixtures/contracts/github/commit.check-runs.response.json).
+fn check_runs(repo: &Repo, sha: &str, query: &HashMap<String, String>) -> Response {
+    let per_page: usize = query.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30).clamp(1, 100);
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+    let all = repo.check_runs.get(sha).cloned().unwrap_or_default();
+    let runs: Vec<Value> = all
+        .iter()
+        .rev()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|run| {
+            let html_url = format!("https://github.com/{OWNER}/{REPO}/runs/{}", run.id);
+            json!({
+                "id": run.id,
+                "head_sha": sha,
+                "node_id": format!("MDg6Q2hlY2tSdW4{}", run.id),
+                "external_id": "",
+                "url": repo.api(&format!("/check-runs/{}", run.id)),
+                "html_url": html_url,
+                "details_url": html_url,
+                "status": run.status,
+                "conclusion": run.conclusion,
+                "started_at": now(),
+                "completed_at": if run.status == "completed" { Value::from(now()) } else { Value::Null },
+                "output": { "title": null, "summary": null, "text": null, "annotations_count": 0,
+                    "annotations_url": repo.api(&format!("/check-runs/{}/annotations", run.id)) },
+                "name": run.name,
+                "check_suite": { "id": 5 },
+                "app": { "id": 1, "slug": "octoapp", "node_id": "MDExOkludGVncmF0aW9uMQ==", "name": "Octocat App",
+                    "description": "", "external_url": "https://example.com", "html_url": "https://github.com/apps/octoapp",
+                    "created_at": "2017-07-08T16:18:44-04:00", "updated_at": "2017-07-08T16:18:44-04:00",
+                    "events": ["push", "pull_request"] },
+                "pull_requests": [],
+            })
+        })
+        .collect();
+    ok(StatusCode::OK, json!({ "total_count": all.len(), "check_runs": runs }))
 }
 
 fn parse_query(query: &str) -> HashMap<String, String> {

@@ -336,6 +336,7 @@ pub fn pending_request(
         emergency: None,
         notes: "Changes: 1 commit(s), 0 pull request(s).".into(),
         state: shipday::release::approvals::RequestState::Pending,
+        ci_override: None,
     }
 }
 
