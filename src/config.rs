@@ -182,10 +182,23 @@ impl Config {
             secret_values.push(secret.load(&format!("redact[{i}]"), base)?);
         }
         let calendar = match raw.calendar {
-            Some(calendar) => {
+            Some(mut calendar) => {
+                // A `[calendar]` that only adds freezes keeps the team's default slots, trimmed
+                // to the environments that exist like a config without `[calendar]`.
+                let defaults = CalendarConfig::default();
+                if calendar.slots == defaults.slots && calendar.reminders == defaults.reminders {
+                    let trimmed = default_calendar_for(&names);
+                    calendar.slots = trimmed.slots;
+                    calendar.reminders = trimmed.reminders;
+                }
                 for (i, slot) in calendar.slots.iter().enumerate() {
                     if !names.contains(&slot.env) {
                         bail!("calendar.slots[{i}].env: there is no environment `{}`", slot.env);
+                    }
+                }
+                for (i, freeze) in calendar.freezes.iter().enumerate() {
+                    if let Some(env) = freeze.envs.iter().find(|env| !names.contains(*env)) {
+                        bail!("calendar.freezes[{i}].envs: there is no environment `{env}`");
                     }
                 }
                 calendar
