@@ -406,6 +406,32 @@ transport = { kind = "local", dir = "/srv/dev" }
         assert_eq!(config.shutdown_grace, Duration::from_secs(120));
     }
 
+    /// `[[calendar.freezes]]` alone keeps the default slots (trimmed to the environments that
+    /// exist); its environments, dates and reason are checked and errors name the key.
+    #[test]
+    fn calendar_freezes_are_read_and_checked() {
+        let freeze =
+            "[[calendar.freezes]]\nfrom = 2026-12-24\nto = 2027-01-02\nreason = \"holidays\"\nenvs = [\"dev\"]\n";
+        let config = Config::from_toml(&format!("{MINIMAL}\n{freeze}"), Path::new(".")).unwrap();
+        let range = &config.calendar.freezes()[0];
+        assert_eq!((range.from.to_string(), range.to.to_string()), ("2026-12-24".into(), "2027-01-02".into()));
+        assert_eq!((range.reason.as_str(), range.envs.clone()), ("holidays", vec!["dev".to_owned()]));
+        assert!(config.calendar.has_slot("dev"), "the default slots stay");
+        let err = |text: String| {
+            format!("{:#}", Config::from_toml(&format!("{MINIMAL}\n{text}"), Path::new(".")).unwrap_err())
+        };
+        assert!(
+            err(freeze.replace("[\"dev\"]", "[\"qa\"]"))
+                .contains("calendar.freezes[0].envs: there is no environment `qa`")
+        );
+        assert!(
+            err(freeze.replace("2027-01-02", "2026-12-01"))
+                .contains("calendar.freezes[0]: `to` (2026-12-01) is before")
+        );
+        assert!(err(freeze.replace("\"holidays\"", "\" \"")).contains("calendar.freezes[0].reason"));
+        assert!(err(freeze.replace("2026-12-24", "\"Christmas\"")).contains("is not a date like 2026-11-04"));
+    }
+
     #[test]
     fn shutdown_grace_is_a_duration() {
         let config = Config::from_toml(&format!("shutdown_grace = \"5m\"\n{MINIMAL}"), Path::new(".")).unwrap();

@@ -165,7 +165,8 @@ async fn a_freeze_of_all_ends_by_itself_at_its_until_time() {
 async fn a_calendar_freeze_stops_the_slot_deploy_and_shows_in_schedule() {
     let world = World::new();
     let sshd = Sshd::start();
-    let holidays = "[[calendar.freezes]]\nfrom = 2026-12-06\nto = 2026-12-07\nreason = \"team offsite\"\nenvs = [\"dev\"]\n";
+    let holidays =
+        "[[calendar.freezes]]\nfrom = 2026-12-06\nto = 2026-12-07\nreason = \"team offsite\"\nenvs = [\"dev\"]\n";
     let bot = Bot::start_at(&config(&world, &sshd, holidays), eat(5, 10, 0));
     let scheduler =
         Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()));
@@ -182,7 +183,10 @@ async fn a_calendar_freeze_stops_the_slot_deploy_and_shows_in_schedule() {
     bot.clock.set(eat(6, 20, 0));
     scheduler.tick().await.unwrap();
     let said = heard(&mut announced, "the frozen slot", text_containing("slot at")).await;
-    assert!(said.contains("🧊 dev's slot at Sun 06 Dec 20:00 EAT did not run: dev is frozen by the calendar"), "{said}");
+    assert!(
+        said.contains("🧊 dev's slot at Sun 06 Dec 20:00 EAT did not run: dev is frozen by the calendar"),
+        "{said}"
+    );
     assert!(said.contains("team offsite"), "{said}");
     assert_eq!(world.head("dev"), before, "nothing ran on the host");
     assert!(world.restarts().is_empty());

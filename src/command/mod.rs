@@ -140,8 +140,8 @@ impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/` (where
     /// the umbrella `shipday` has no variant: it parses to the command it runs).
     pub const NAMES: [&'static str; 14] = [
-        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback", "ticket",
-        "freeze", "unfreeze", "skip",
+        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback",
+        "ticket", "freeze", "unfreeze", "skip",
     ];
 
     /// The spec name of this command.

@@ -45,7 +45,8 @@ pub(crate) fn freeze(
         Some(until) => format!("until {} (in {})", local(tz, until), crate::release::age(until, now)),
         None => format!("until a lead runs `/unfreeze {scope}`"),
     };
-    let replaced = before.map(|b| format!(" (This replaces {}'s freeze: {}.)", b.by_name, b.reason)).unwrap_or_default();
+    let replaced =
+        before.map(|b| format!(" (This replaces {}'s freeze: {}.)", b.by_name, b.reason)).unwrap_or_default();
     let text = format!(
         "🧊 {} froze {what} {ends}: {reason}. Nothing deploys there meanwhile: no /deploy, /rollback or /promote, no \
          slot deploy and no merge auto-deploy. A lead can still deploy with `--emergency \"reason\"` (recorded and \
@@ -65,7 +66,8 @@ pub(crate) fn unfreeze(ctx: &Context, scope: &str, pending: &WaitingCommand, now
         Ok(freezes) => freezes,
         Err(error) => return Decision::store_trouble("read the freezes", &error),
     };
-    let lifted: Vec<&Freeze> = freezes.iter().filter(|f| (scope == ALL || f.scope == scope) && f.is_active(now)).collect();
+    let lifted: Vec<&Freeze> =
+        freezes.iter().filter(|f| (scope == ALL || f.scope == scope) && f.is_active(now)).collect();
     for freeze in freezes.iter().filter(|f| scope == ALL || f.scope == scope) {
         if let Err(error) = ctx.store.set_freeze(&freeze.scope, None) {
             return Decision::store_trouble("lift a freeze", &error);
@@ -91,12 +93,22 @@ pub(crate) fn unfreeze(ctx: &Context, scope: &str, pending: &WaitingCommand, now
         format!(" Still frozen: {}.{config}", remaining.join("; "))
     };
     if lifted.is_empty() {
-        let what = if scope == ALL { "Nothing is frozen by a lead".to_owned() } else { format!("{scope} is not frozen by a lead") };
-        return Decision { decision: format!("answered: {what}"), reply: Reply::text(Visibility::Ephemeral, format!("{what}.{remaining}")) };
+        let what = if scope == ALL {
+            "Nothing is frozen by a lead".to_owned()
+        } else {
+            format!("{scope} is not frozen by a lead")
+        };
+        return Decision {
+            decision: format!("answered: {what}"),
+            reply: Reply::text(Visibility::Ephemeral, format!("{what}.{remaining}")),
+        };
     }
-    let names: Vec<String> =
-        lifted.iter().map(|f| format!("{} ({} by {})", if f.scope == ALL { "all" } else { &f.scope }, f.reason, f.by_name)).collect();
-    let text = format!("☀️ {} lifted the freeze of {}. Deploys may go ahead again.{remaining}", person.name, names.join(", "));
+    let names: Vec<String> = lifted
+        .iter()
+        .map(|f| format!("{} ({} by {})", if f.scope == ALL { "all" } else { &f.scope }, f.reason, f.by_name))
+        .collect();
+    let text =
+        format!("☀️ {} lifted the freeze of {}. Deploys may go ahead again.{remaining}", person.name, names.join(", "));
     Decision { decision: format!("accepted: {text}"), reply: Reply::text(Visibility::Public, text) }
 }
 
@@ -186,7 +198,10 @@ pub(crate) fn freeze_lines(ctx: &Context, now: DateTime<Utc>) -> Vec<String> {
     ctx.config
         .environments
         .iter()
-        .filter_map(|e| active_freeze(&manual, ctx.config.calendar.freezes(), tz, &e.name, now).map(|f| f.describe(&e.name, tz, now)))
+        .filter_map(|e| {
+            active_freeze(&manual, ctx.config.calendar.freezes(), tz, &e.name, now)
+                .map(|f| f.describe(&e.name, tz, now))
+        })
         .map(|line| format!("🧊 {line}"))
         .collect()
 }

@@ -284,7 +284,8 @@ fn check_promotion_freeze(
     emergency: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), crate::release::Refusal> {
-    let manual = ctx.store.freezes().map_err(|e| crate::release::Refusal::new(UserError::store("read the freezes", &e).0))?;
+    let manual =
+        ctx.store.freezes().map_err(|e| crate::release::Refusal::new(UserError::store("read the freezes", &e).0))?;
     let (calendar, tz) = (ctx.config.calendar.freezes(), ctx.config.calendar.timezone());
     crate::release::freeze::check_freeze(&manual, calendar, tz, to, who, emergency, false, now).map(|_| ())
 }

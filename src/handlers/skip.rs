@@ -50,7 +50,9 @@ pub(crate) fn skip(ctx: &Context, env: &str, pending: &WaitingCommand, now: Date
         return Decision::store_trouble("record a skip", &error);
     }
     let next = match (calendar.next_slot(env, now), auto_deploys) {
-        (Some(at), true) => format!("its slot {} or the next merge's auto-deploy, whichever comes first", when(calendar, at, now)),
+        (Some(at), true) => {
+            format!("its slot {} or the next merge's auto-deploy, whichever comes first", when(calendar, at, now))
+        }
         (Some(at), false) => format!("its slot {}", when(calendar, at, now)),
         (None, _) => "the next merge's auto-deploy".to_owned(),
     };

@@ -128,12 +128,7 @@ impl ActiveFreeze {
         match self {
             ActiveFreeze::Manual(f) => {
                 let scope = if f.scope == ALL { " (all environments)" } else { "" };
-                format!(
-                    "{env} is frozen{scope} by {} since {}: {}, {until}",
-                    f.by_name,
-                    local(tz, f.since),
-                    f.reason
-                )
+                format!("{env} is frozen{scope} by {} since {}: {}, {until}", f.by_name, local(tz, f.since), f.reason)
             }
             ActiveFreeze::Calendar(f) => {
                 format!("{env} is frozen by the calendar ({} to {}): {}, {until}", f.from, f.to, f.reason)
