@@ -188,6 +188,12 @@ async fn a_calendar_freeze_stops_the_slot_deploy_and_shows_in_schedule() {
         "{said}"
     );
     assert!(said.contains("team offsite"), "{said}");
+    // The window's reminder at the same time carries the freeze.
+    let reminder = heard(&mut announced, "the window reminder", text_containing("ticket-drag window is open")).await;
+    assert!(
+        reminder.contains("🧊 dev is frozen by the calendar (2026-12-06 to 2026-12-07): team offsite"),
+        "{reminder}"
+    );
     assert_eq!(world.head("dev"), before, "nothing ran on the host");
     assert!(world.restarts().is_empty());
     assert!(bot.app.store.history(Some("dev"), 5).unwrap().is_empty(), "no deploy was recorded");

@@ -62,7 +62,7 @@ pub(crate) fn redact_reply(redactor: &Redactor, reply: Reply) -> Reply {
             ReplyBody::DryRun(plan)
         }
         ReplyBody::Schedule(mut view) => {
-            view.notices = view.notices.into_iter().map(|line| r(line)).collect();
+            view.notices = view.notices.into_iter().map(&r).collect();
             view.marks = view.marks.into_iter().map(|(i, line)| (i, r(line))).collect();
             ReplyBody::Schedule(view)
         }
