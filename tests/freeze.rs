@@ -6,6 +6,7 @@
 use testkit as common;
 
 use chrono::{DateTime, TimeZone, Utc};
+use common::fake_github::{FakeGitHub, OWNER, REPO};
 use common::sshd::Sshd;
 use common::{Bot, World, refused};
 use shipday::engine::{Announcement, ReplyBody};
@@ -249,4 +250,56 @@ async fn skip_skips_the_next_slot_and_schedule_shows_it() {
     .await;
     assert_eq!(deployed.outcome, Outcome::Succeeded);
     assert_eq!(world.head("dev"), world.tip("dev"));
+}
+
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_skips_a_merges_auto_deploy_and_a_freeze_refuses_the_next() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let github = FakeGitHub::start().await;
+    common::mirror_origin(&world, &github);
+    std::fs::write(world.path().join("github-token"), common::fake_github::TOKEN).unwrap();
+    let section = format!(
+        "[github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"github-token\" }}\n",
+        github.url
+    );
+    let bot = Bot::start_at(&config(&world, &sshd, &section), eat(2, 16, 0));
+    let mut announced = bot.app.engine.announcements();
+    let before = world.head("dev");
+    let merge = |number: u64, branch: &str, title: &str| {
+        let sha = common::real_merge(
+            world.path(),
+            &world.tip("dev"),
+            &world.tip(branch),
+            &format!("Merge pull request #{number} from grace/{branch}"),
+        );
+        let sha = shipday::release::gitref::Sha::parse(&sha).unwrap();
+        github.add_commit_with_sha("dev", &sha, title, "grace-gh", &["login.py"]);
+        shipday::webhook::github::GitHubEvent::Merged {
+            base: "dev".into(),
+            merge_sha: sha,
+            number,
+            title: title.into(),
+            body: String::new(),
+            author: "grace-gh".into(),
+            head_ref: branch.into(),
+        }
+    };
+
+    let (reply, _) = bot.say("ada", "/skip dev").await;
+    assert!(reply_text(&bot, &reply).contains("or the next merge's auto-deploy"), "{reply:?}");
+    bot.app.engine.github_event(merge(7, "feature/login", "Log in with email")).await;
+    let said = heard(&mut announced, "the skipped auto-deploy", text_containing("did not auto-deploy")).await;
+    assert!(said.contains("skipped by Ada") && said.contains("#7"), "{said}");
+    assert_eq!(world.head("dev"), before, "nothing ran on the host");
+    assert!(bot.app.store.skip("dev").unwrap().is_none(), "used once");
+
+    // A freeze refuses the next merge's auto-deploy, and says so.
+    let (reply, _) = bot.say("ada", "/freeze dev incident 42").await;
+    assert!(matches!(reply.body, ReplyBody::Text(_)), "{reply:?}");
+    bot.app.engine.github_event(merge(8, "feature/search", "Search")).await;
+    let said = heard(&mut announced, "the frozen auto-deploy", text_containing("did not auto-deploy")).await;
+    assert!(said.contains("🧊 dev is frozen by Ada") && said.contains("#8"), "{said}");
+    assert_eq!(world.head("dev"), before, "nothing ran on the host");
+    assert!(world.restarts().is_empty());
 }
