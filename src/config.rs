@@ -196,10 +196,23 @@ impl Config {
             secret_values.push(secret.load(&format!("redact[{i}]"), base)?);
         }
         let calendar = match raw.calendar {
-            Some(calendar) => {
+            Some(mut calendar) => {
+                // A `[calendar]` that only adds freezes keeps the team's default slots, trimmed
+                // to the environments that exist like a config without `[calendar]`.
+                let defaults = CalendarConfig::default();
+                if calendar.slots == defaults.slots && calendar.reminders == defaults.reminders {
+                    let trimmed = default_calendar_for(&names);
+                    calendar.slots = trimmed.slots;
+                    calendar.reminders = trimmed.reminders;
+                }
                 for (i, slot) in calendar.slots.iter().enumerate() {
                     if !names.contains(&slot.env) {
                         bail!("calendar.slots[{i}].env: there is no environment `{}`", slot.env);
+                    }
+                }
+                for (i, freeze) in calendar.freezes.iter().enumerate() {
+                    if let Some(env) = freeze.envs.iter().find(|env| !names.contains(*env)) {
+                        bail!("calendar.freezes[{i}].envs: there is no environment `{env}`");
                     }
                 }
                 calendar
@@ -458,6 +471,32 @@ transport = { kind = "local", dir = "/srv/dev" }
         assert_eq!(dev.claim_ttl, Duration::from_secs(8 * 3600));
         assert_eq!(dev.steps, default_steps());
         assert_eq!(config.shutdown_grace, Duration::from_secs(120));
+    }
+
+    /// `[[calendar.freezes]]` alone keeps the default slots (trimmed to the environments that
+    /// exist); its environments, dates and reason are checked and errors name the key.
+    #[test]
+    fn calendar_freezes_are_read_and_checked() {
+        let freeze =
+            "[[calendar.freezes]]\nfrom = 2026-12-24\nto = 2027-01-02\nreason = \"holidays\"\nenvs = [\"dev\"]\n";
+        let config = Config::from_toml(&format!("{MINIMAL}\n{freeze}"), Path::new(".")).unwrap();
+        let range = &config.calendar.freezes()[0];
+        assert_eq!((range.from.to_string(), range.to.to_string()), ("2026-12-24".into(), "2027-01-02".into()));
+        assert_eq!((range.reason.as_str(), range.envs.clone()), ("holidays", vec!["dev".to_owned()]));
+        assert!(config.calendar.has_slot("dev"), "the default slots stay");
+        let err = |text: String| {
+            format!("{:#}", Config::from_toml(&format!("{MINIMAL}\n{text}"), Path::new(".")).unwrap_err())
+        };
+        assert!(
+            err(freeze.replace("[\"dev\"]", "[\"qa\"]"))
+                .contains("calendar.freezes[0].envs: there is no environment `qa`")
+        );
+        assert!(
+            err(freeze.replace("2027-01-02", "2026-12-01"))
+                .contains("calendar.freezes[0]: `to` (2026-12-01) is before")
+        );
+        assert!(err(freeze.replace("\"holidays\"", "\" \"")).contains("calendar.freezes[0].reason"));
+        assert!(err(freeze.replace("2026-12-24", "\"Christmas\"")).contains("is not a date like 2026-11-04"));
     }
 
     #[test]

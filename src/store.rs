@@ -6,6 +6,7 @@
 
 use crate::release::approvals::{PromotionRequest, RequestState};
 use crate::release::deploy::{DeployRecord, Observation, Outcome};
+use crate::release::freeze::{Freeze, Skip};
 use crate::release::locks::{ActiveDeploy, Hold};
 use crate::release::message::MessageRef;
 use crate::release::migrations::MigrationDebt;
@@ -72,6 +73,10 @@ pub struct Store {
     ticket_scans: sled::Tree,
     /// Reactions on messages not bound to a request yet, by message (see [`EarlyReaction`]).
     early_reactions: sled::Tree,
+    /// Leads' freezes, by environment name or `all` (see [`Freeze`]).
+    freezes: sled::Tree,
+    /// Leads' `/skip`s of the next automatic deploy, by environment (see [`Skip`]).
+    skips: sled::Tree,
     /// Applied to every audit entry: the audit log is one of the ways text leaves the process.
     redactor: crate::redact::Redactor,
     /// The fault seam: while set, every flush fails as a full disk would (see [`Store::fail_flushes`]).
@@ -188,6 +193,8 @@ impl Store {
             jira_pending: tree("jira_pending")?,
             ticket_scans: tree("ticket_scans")?,
             early_reactions: tree("early_reactions")?,
+            freezes: tree("freezes")?,
+            skips: tree("skips")?,
             redactor: crate::redact::Redactor::default(),
             failing: Default::default(),
             db,
@@ -339,6 +346,34 @@ impl Store {
         match hold {
             Some(hold) => self.holds.insert(env, encode(hold)?)?,
             None => self.holds.remove(env)?,
+        };
+        Ok(())
+    }
+
+    /// Every lead's freeze, expired or not (see [`crate::release::freeze::active_freeze`]).
+    pub fn freezes(&self) -> Result<Vec<Freeze>> {
+        self.freezes.iter().map(|entry| decode(&entry?.1)).collect()
+    }
+
+    /// Sets or lifts the freeze of `scope` (an environment or `all`).
+    pub fn set_freeze(&self, scope: &str, freeze: Option<&Freeze>) -> Result<()> {
+        match freeze {
+            Some(freeze) => self.freezes.insert(scope, encode(freeze)?)?,
+            None => self.freezes.remove(scope)?,
+        };
+        Ok(())
+    }
+
+    /// The lead's `/skip` waiting for `env`'s next automatic deploy.
+    pub fn skip(&self, env: &str) -> Result<Option<Skip>> {
+        self.skips.get(env)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Records or clears (once used) a `/skip` of `env`.
+    pub fn set_skip(&self, env: &str, skip: Option<&Skip>) -> Result<()> {
+        match skip {
+            Some(skip) => self.skips.insert(env, encode(skip)?)?,
+            None => self.skips.remove(env)?,
         };
         Ok(())
     }

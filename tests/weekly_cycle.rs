@@ -244,4 +244,35 @@ async fn the_whole_weekly_cycle() {
     assert!(refusal.contains("`ci/test` failure") && refusal.contains("https://ci.example.com/builds/4"), "{refusal}");
     assert_eq!(world.head("staging"), staging_before, "nothing was promoted");
     assert!(bot.app.store.open_promotions().unwrap().is_empty());
+
+    // ---- Freeze and skip (issue 17) ----
+    // After the release, Ada skips next Sunday's dev slot and freezes staging for the retro.
+    let (reply, _) = bot.say("ada", "/skip dev").await;
+    assert!(bot.show(&reply).contains("Ada skipped dev's next automatic deploy"), "{}", bot.show(&reply));
+    let (reply, _) = bot.say("ada", "/freeze staging release retro --until 2026-12-08 09:00").await;
+    assert!(bot.show(&reply).contains("Ada froze staging until Tue 08 Dec 09:00 EAT"), "{}", bot.show(&reply));
+    let (reply, _) = bot.say("grace", "/schedule 7").await;
+    let schedule = bot.show(&reply);
+    assert!(schedule.contains("🧊 staging is frozen by Ada") && schedule.contains("⏭️ skipped by Ada"), "{schedule}");
+    let (dev_before, staging_before) = (world.head("dev"), world.head("staging"));
+    // Sunday 20:00: dev's slot is skipped.
+    bot.clock.set(eat(12, 6, 20, 0));
+    scheduler.tick().await.unwrap();
+    until(&mut heard, "the skipped dev slot", |a| match a {
+        Announcement::Text(t) if t.starts_with("⏭️ dev's slot") && t.contains("skipped by Ada") => Some(()),
+        _ => None,
+    })
+    .await;
+    // Monday 08:30: staging's slot meets the freeze; nothing is promoted.
+    bot.clock.set(eat(12, 7, 8, 30));
+    scheduler.tick().await.unwrap();
+    until(&mut heard, "the frozen staging slot", |a| match a {
+        Announcement::Text(t) if t.starts_with("🧊 staging's slot") && t.contains("release retro") => Some(()),
+        _ => None,
+    })
+    .await;
+    let (reply, _) = bot.say("ada", "/deploy staging staging").await;
+    assert!(common::refused(&reply).contains("staging is frozen by Ada"), "{reply:?}");
+    assert_eq!((world.head("dev"), world.head("staging")), (dev_before, staging_before), "nothing ran");
+    // ---- end of freeze and skip ----
 }

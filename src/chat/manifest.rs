@@ -146,6 +146,11 @@ fn discord_options(
                     json!({ "type": 4, "min_value": 1, "max_value": crate::command::parse::MAX_HISTORY })
                 }
                 OptionKind::Environment => json!({ "type": 3, "choices": choices(environments.to_vec()) }),
+                OptionKind::EnvironmentOrAll => {
+                    let mut names = environments.to_vec();
+                    names.push(crate::release::freeze::ALL.to_owned());
+                    json!({ "type": 3, "choices": choices(names) })
+                }
                 OptionKind::Command | OptionKind::Subcommand => {
                     json!({ "type": 3, "choices": choices(book.runnable().map(|s| s.name.clone()).collect()) })
                 }

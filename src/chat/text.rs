@@ -30,12 +30,15 @@ pub fn reply(reply: &Reply, tz: Tz) -> String {
 }
 
 fn schedule(view: &ScheduleView) -> String {
+    let mut out: String = view.notices.iter().map(|line| format!("{line}\n")).collect();
     if view.entries.is_empty() {
-        return "Nothing is scheduled in that time.".into();
+        out.push_str("Nothing is scheduled in that time.");
+        return out;
     }
-    let mut out = format!("Coming up (times in {}):\n", view.timezone);
-    for firing in &view.entries {
-        out.push_str(&format!("  {}  {}\n", when(firing.at, view.timezone), firing_words(firing)));
+    out.push_str(&format!("Coming up (times in {}):\n", view.timezone));
+    for (i, firing) in view.entries.iter().enumerate() {
+        let mark = view.marks.get(&i).map(|m| format!("  ({m})")).unwrap_or_default();
+        out.push_str(&format!("  {}  {}{mark}\n", when(firing.at, view.timezone), firing_words(firing)));
     }
     out.trim_end().to_owned()
 }
@@ -273,6 +276,12 @@ fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> St
     }
     if let Some(line) = interrupted_line(env) {
         out.push_str(&format!("  {line}\n"));
+    }
+    if let Some(freeze) = &env.freeze {
+        out.push_str(&format!("  🧊 {freeze}\n"));
+    }
+    if let Some(skip) = &env.skip {
+        out.push_str(&format!("  ⏭️ {skip}\n"));
     }
     match &env.hold {
         Some(hold) => out.push_str(&format!("  hold: {}\n", hold.describe(&env.name, now))),

@@ -114,6 +114,26 @@ pub enum Command {
         #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
         override_reason: Option<String>,
     },
+    /// Stop every deploy to an environment, or to all of them.
+    Freeze {
+        /// The environment, or `all`.
+        env: String,
+        /// Why.
+        reason: String,
+        /// When it ends, as typed (read in the team's zone by the handler).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+    },
+    /// Lift a freeze.
+    Unfreeze {
+        /// The environment, or `all`.
+        env: String,
+    },
+    /// Skip the next automatic deploy of an environment.
+    Skip {
+        /// The environment.
+        env: String,
+    },
     /// Explain the commands.
     Help {
         /// One command to explain.
@@ -125,8 +145,9 @@ pub enum Command {
 impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/` (where
     /// the umbrella `shipday` has no variant: it parses to the command it runs).
-    pub const NAMES: [&'static str; 11] = [
-        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback", "ticket",
+    pub const NAMES: [&'static str; 14] = [
+        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback",
+        "ticket", "freeze", "unfreeze", "skip",
     ];
 
     /// The spec name of this command.
@@ -143,6 +164,9 @@ impl Command {
             Command::Schedule { .. } => "schedule",
             Command::Rollback { .. } => "rollback",
             Command::Ticket { .. } => "ticket",
+            Command::Freeze { .. } => "freeze",
+            Command::Unfreeze { .. } => "unfreeze",
+            Command::Skip { .. } => "skip",
         }
     }
 
@@ -153,7 +177,11 @@ impl Command {
             | Command::Release { env }
             | Command::Lock { env, .. }
             | Command::Unlock { env }
-            | Command::Rollback { env, .. } => Some(env),
+            | Command::Rollback { env, .. }
+            | Command::Skip { env } => Some(env),
+            Command::Freeze { env, .. } | Command::Unfreeze { env } => {
+                (env != crate::release::freeze::ALL).then_some(env.as_str())
+            }
             Command::Promote { to, .. } => Some(to),
             Command::Status { env, .. } | Command::History { env, .. } => env.as_deref(),
             Command::Help { .. } | Command::Schedule { .. } | Command::Ticket { .. } => None,

@@ -138,8 +138,14 @@ impl Context<'_> {
                         return Err(self.usage_error(format!("`--{flag}` needs a value.")));
                     };
                     i += 1;
-                    self.check(option, value).map_err(|e| self.usage_error(e))?;
-                    values.insert(option.name.clone(), Value::Text(value.clone()));
+                    let mut value = value.clone();
+                    // A `rest` option (`--until tomorrow 09:00`) takes the words up to the next option.
+                    while let Some(word) = tokens.get(i).filter(|t| option.rest && !t.starts_with("--")) {
+                        value = format!("{value} {word}");
+                        i += 1;
+                    }
+                    self.check(option, &value).map_err(|e| self.usage_error(e))?;
+                    values.insert(option.name.clone(), Value::Text(value));
                 }
                 continue;
             }
@@ -184,7 +190,8 @@ impl Context<'_> {
     /// Validates one value for one option.
     fn check(&self, option: &OptionSpec, value: &str) -> Result<(), String> {
         match option.kind {
-            OptionKind::Environment => {
+            OptionKind::EnvironmentOrAll if value == crate::release::freeze::ALL => Ok(()),
+            OptionKind::Environment | OptionKind::EnvironmentOrAll => {
                 if self.environments.iter().any(|e| e == value) {
                     return Ok(());
                 }
@@ -269,6 +276,13 @@ impl Context<'_> {
             },
             "schedule" => Command::Schedule { days: text("days").and_then(|n| n.parse().ok()).unwrap_or(14) },
             "help" => Command::Help { topic: text("command").map(|c| c.trim_start_matches('/').to_owned()) },
+            "freeze" => Command::Freeze {
+                env: required(text("env"), "env")?,
+                reason: required(text("reason"), "reason")?,
+                until: text("until"),
+            },
+            "unfreeze" => Command::Unfreeze { env: required(text("env"), "env")? },
+            "skip" => Command::Skip { env: required(text("env"), "env")? },
             "ticket" => {
                 let key = required(text("key"), "key")?;
                 let action = required(text("action"), "action")?;

@@ -18,6 +18,9 @@ pub const SPEC_FILES: &[(&str, &str)] = &[
     ("schedule", include_str!("../../commands/schedule.toml")),
     ("rollback", include_str!("../../commands/rollback.toml")),
     ("ticket", include_str!("../../commands/ticket.toml")),
+    ("freeze", include_str!("../../commands/freeze.toml")),
+    ("unfreeze", include_str!("../../commands/unfreeze.toml")),
+    ("skip", include_str!("../../commands/skip.toml")),
     ("shipday", include_str!("../../commands/shipday.toml")),
 ];
 
@@ -67,7 +70,7 @@ pub struct OptionSpec {
     /// Whether it must be given.
     #[serde(default)]
     pub required: bool,
-    /// A text option that takes the rest of the line.
+    /// A text option that takes the rest of the line (a named one: up to the next `--option`).
     #[serde(default)]
     pub rest: bool,
     /// A named option written `--name VALUE` rather than by position.
@@ -130,6 +133,9 @@ impl OptionSpec {
 pub enum OptionKind {
     /// One of the configured environment names.
     Environment,
+    /// One of the configured environment names, or `all` (`/freeze all`).
+    #[serde(rename = "environment_or_all")]
+    EnvironmentOrAll,
     /// A git ref that passes the allowlist.
     Ref,
     /// Free text (only ever stored and shown, never run).

@@ -276,6 +276,11 @@ impl Engine {
             Command::Rollback { env, target, emergency } => {
                 return handlers::rollback(ctx, &env, &target, emergency, waiting, now);
             }
+            Command::Freeze { env, reason, until } => {
+                handlers::freeze(ctx, &env, &reason, until.as_deref(), &waiting, now)
+            }
+            Command::Unfreeze { env } => handlers::unfreeze(ctx, &env, &waiting, now),
+            Command::Skip { env } => handlers::skip(ctx, &env, &waiting, now),
             Command::Ticket { key, action, reason, override_reason } => {
                 return handlers::ticket(ctx, &key, action, reason, override_reason, waiting, now);
             }

@@ -34,7 +34,12 @@ pub(crate) async fn scheduled(ctx: &mut Context, firing: Firing) {
     tracing::info!(job = %firing.job, at = %firing.at, "scheduled job fires");
     match &firing.kind {
         FiringKind::Reminder { event, offset_minutes } => {
-            let text = reminder_text(ctx, event, *offset_minutes, firing.at, now);
+            let mut text = reminder_text(ctx, event, *offset_minutes, firing.at, now);
+            // Reminders carry what is frozen, so nobody plans a deploy that will be refused.
+            for line in freeze_lines(ctx, now) {
+                text.push('\n');
+                text.push_str(&line);
+            }
             ctx.announce(Announcement::Text(text));
             crate::metrics::reminder_sent();
             list_tickets_for_reminder(ctx, event, *offset_minutes, firing.at);
@@ -113,8 +118,36 @@ fn reminder_text(
     }
 }
 
-/// What an environment's slot does.
+/// What an environment's slot does: nothing when a lead skipped it or the environment is
+/// frozen (the team is told which); otherwise its deploy or promotion.
 async fn slot(ctx: &mut Context, env: &str, slot: DateTime<Utc>, now: DateTime<Utc>) {
+    let at = calendar_time(&ctx.config.calendar, slot);
+    if let Some(skip) = take_skip(ctx, env).await {
+        let tz = ctx.config.calendar.timezone();
+        ctx.announce(Announcement::Text(format!(
+            "⏭️ {env}'s slot at {at} was skipped: {} with `/skip {env}`. Nothing was deployed; the next slot runs as usual.",
+            skip.describe(tz)
+        )));
+        return;
+    }
+    match frozen(ctx, env, now) {
+        Ok(None) => {}
+        Ok(Some(freeze)) => {
+            let tz = ctx.config.calendar.timezone();
+            ctx.announce(Announcement::Text(format!(
+                "🧊 {env}'s slot at {at} did not run: {}. Nothing was deployed.",
+                freeze.describe(env, tz, now)
+            )));
+            return;
+        }
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cannot read the freezes");
+            ctx.announce(Announcement::Text(format!(
+                "⏭️ {env}'s slot at {at} did not run: Shipday cannot read its freezes. An operator can check its logs."
+            )));
+            return;
+        }
+    }
     match previous_environment(&ctx.config.environments, env) {
         None => try_slot_deploy(ctx, env, slot, now, true).await,
         Some(_) if ctx.github.is_some() => {
@@ -238,6 +271,7 @@ async fn prune_if_due(ctx: &mut Context) {
 /// slot deploys that wait for a hold, and skips those whose slot has ended.
 pub(crate) async fn tick(ctx: &mut Context) {
     let now = ctx.clock.now();
+    end_expired_freezes(ctx, now).await;
     release_expired_claims(ctx, now).await;
     resume_promotions(ctx, false).await;
     let waits = match ctx.store.slot_waits() {

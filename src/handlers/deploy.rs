@@ -98,6 +98,15 @@ pub(crate) fn deploy(
     if let Err(refusal) = admit(ctx, &request, &pending, now) {
         return Some((pending, Decision::refused(refusal.0)));
     }
+    // A freeze stops every deploy but giving back a claim (which puts the environment's own
+    // branch back); a lead's --emergency goes through, audited and announced.
+    if request.trigger != Trigger::Release && !request.dry_run {
+        let automatic = matches!(request.trigger, Trigger::Scheduled | Trigger::Merge);
+        let emergency = request.emergency.as_deref();
+        if let Err(refusal) = check_deploy_freeze(ctx, &request.env, &pending, emergency, automatic, now) {
+            return Some((pending, Decision::refused(refusal.0)));
+        }
+    }
     if matches!(request.trigger, Trigger::Command | Trigger::Rollback) && !request.dry_run {
         let environment = ctx.config.environment(&request.env).expect("parser checked the environment");
         let person = pending.person.as_ref().expect("policy lets only configured people deploy");
@@ -172,6 +181,16 @@ fn would_refuse(
     }
     let environment = ctx.config.environment(&request.env)?;
     let person = pending.person.as_ref()?;
+    if request.trigger != Trigger::Release {
+        let manual = ctx.store.freezes().unwrap_or_default();
+        let (calendar, tz) = (ctx.config.calendar.freezes(), ctx.config.calendar.timezone());
+        let emergency = request.emergency.as_deref();
+        let checked =
+            crate::release::freeze::check_freeze(&manual, calendar, tz, &request.env, person, emergency, false, now);
+        if let Err(refusal) = checked {
+            return Some(refusal.0);
+        }
+    }
     check_deploy_slot(&ctx.config.calendar, environment, person, request.emergency.as_deref(), now).err().map(|r| r.0)
 }
 

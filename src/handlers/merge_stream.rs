@@ -190,6 +190,15 @@ async fn deploy_merge(ctx: &mut Context, first: &Environment, sha: Sha, what: St
         tracing::error!(error = format!("{error:#}"), "cannot record the merge head");
     }
     mark_merge_handled(ctx, &first.name, &sha).await;
+    if let Some(skip) = take_skip(ctx, &first.name).await {
+        let skipped = skip.describe(ctx.config.calendar.timezone());
+        ctx.announce(Announcement::Text(format!(
+            "⏭️ {} did not auto-deploy {what}: {skipped} with `/skip {}`. Deploy it with `/deploy {} {sha}` if you want it.",
+            first.name, first.name, first.name
+        )));
+        audit_merge(ctx, &what, &sha, &format!("skipped: {skipped}")).await;
+        return;
+    }
     let Ok(git_ref) = GitRef::parse(sha.as_str()) else { return };
     let deploy = ShipdayDeploy {
         env: first.name.clone(),

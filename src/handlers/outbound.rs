@@ -61,12 +61,17 @@ pub(crate) fn redact_reply(redactor: &Redactor, reply: Reply) -> Reply {
             }
             ReplyBody::DryRun(plan)
         }
-        body @ ReplyBody::Schedule(_) => body,
+        ReplyBody::Schedule(mut view) => {
+            view.notices = view.notices.into_iter().map(&r).collect();
+            view.marks = view.marks.into_iter().map(|(i, line)| (i, r(line))).collect();
+            ReplyBody::Schedule(view)
+        }
     };
     Reply { visibility: reply.visibility, body }
 }
 
 fn redact_environment(redactor: &Redactor, mut env: EnvironmentStatus) -> EnvironmentStatus {
+    env.freeze = env.freeze.map(|line| redactor.redact(&line));
     env.live = env.live.map(|d| redact_record(redactor, d));
     env.latest = env.latest.map(|d| redact_record(redactor, d));
     env.last_failure = env.last_failure.map(|d| redact_record(redactor, d));

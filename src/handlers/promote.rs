@@ -57,6 +57,11 @@ pub(crate) fn promote(
             Decision::refused("Only a lead can promote over the CI gate with --force \"reason\". Nothing was changed."),
         ));
     }
+    // A frozen target refuses the request at once (a lead's --emergency goes on; its deploy
+    // is audited and announced when it starts).
+    if let Err(refusal) = check_promotion_freeze(ctx, to, &person, emergency.as_deref(), now) {
+        return Some((pending, Decision::refused(refusal.0)));
+    }
     if let Some(reason) = &emergency
         && let Some(handled) = emergency_on_open_request(ctx, from, to, &person, reason, now)
     {
@@ -276,6 +281,20 @@ pub(crate) async fn promotion_approved(ctx: &mut Context, request: PromotionRequ
         )));
         return;
     }
+    if request.emergency.is_none()
+        && let Ok(Some(freeze)) = frozen(ctx, &request.to, now)
+    {
+        let tz = ctx.config.calendar.timezone();
+        ctx.announce(Announcement::Text(format!(
+            "✅ Promotion #{} is approved, but {}. It runs once the freeze ends, in {}'s slot (a lead can `/promote {} {} --emergency \"reason\"` to run it now).",
+            request.id,
+            freeze.describe(&request.to, tz, now),
+            request.to,
+            request.from,
+            request.to
+        )));
+        return;
+    }
     if !slot_allows(ctx, &request, now) {
         let next = ctx
             .config
@@ -300,7 +319,32 @@ pub(crate) async fn promotion_approved(ctx: &mut Context, request: PromotionRequ
     execute_promotion(ctx, request).await;
 }
 
+/// Whether `who` may promote to `to` with the freezes as they are (see [`check_deploy_freeze`]).
+fn check_promotion_freeze(
+    ctx: &Context,
+    to: &str,
+    who: &Person,
+    emergency: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), crate::release::Refusal> {
+    let manual =
+        ctx.store.freezes().map_err(|e| crate::release::Refusal::new(UserError::store("read the freezes", &e).0))?;
+    let (calendar, tz) = (ctx.config.calendar.freezes(), ctx.config.calendar.timezone());
+    crate::release::freeze::check_freeze(&manual, calendar, tz, to, who, emergency, false, now).map(|_| ())
+}
+
 fn slot_allows(ctx: &Context, request: &PromotionRequest, now: DateTime<Utc>) -> bool {
+    // An approved request waits out a freeze of its target (unless a lead's emergency).
+    if request.emergency.is_none() {
+        match frozen(ctx, &request.to, now) {
+            Ok(None) => {}
+            Ok(Some(_)) => return false,
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "cannot read the freezes");
+                return false;
+            }
+        }
+    }
     let calendar = &ctx.config.calendar;
     let needs_slot = ctx.config.environment(&request.to).is_some_and(|e| e.requires_approval);
     !needs_slot

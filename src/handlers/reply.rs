@@ -106,6 +106,10 @@ pub struct ScheduleView {
     pub timezone: chrono_tz::Tz,
     /// Slots and window openings/closings, in order.
     pub entries: Vec<Firing>,
+    /// What stands over the whole view: freezes, skipped auto-deploys (one line each).
+    pub notices: Vec<String>,
+    /// A note on one entry (by its index in `entries`): a skipped or frozen slot.
+    pub marks: std::collections::BTreeMap<usize, String>,
 }
 
 /// The calendar as `/status` shows it.
@@ -228,4 +232,8 @@ pub struct EnvironmentStatus {
     /// A deploy a crash interrupted here, while Shipday has not yet made sure on the host that
     /// none of its steps still runs.
     pub interrupted: Option<ActiveDeploy>,
+    /// The freeze standing now, in words (who, why, until when).
+    pub freeze: Option<String>,
+    /// A lead's `/skip` of its next automatic deploy, in words.
+    pub skip: Option<String>,
 }

@@ -54,6 +54,10 @@ pub(crate) fn status_report(ctx: &Context, env: Option<&str>, now: DateTime<Utc>
             observed: ctx.store.observation(name)?,
             migration_debt: ctx.store.migration_debt(name)?,
             interrupted: ctx.store.interrupted(name)?,
+            freeze: frozen(ctx, name, now)?.map(|f| f.describe(name, ctx.config.calendar.timezone(), now)),
+            skip: ctx.store.skip(name)?.map(|s| {
+                format!("next automatic deploy {} (`/skip {name}`)", s.describe(ctx.config.calendar.timezone()))
+            }),
         });
     }
     let calendar = &ctx.config.calendar;

@@ -4,6 +4,7 @@
 //! Cron expressions are evaluated with croner in the calendar's [`Tz`], never in the host's
 //! zone, so the bot schedules the same UTC instants wherever it runs.
 
+use crate::release::freeze::CalendarFreeze;
 use crate::release::parse_duration;
 use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeDelta, TimeZone, Utc};
@@ -47,6 +48,35 @@ pub struct CalendarConfig {
     pub drag_window: WindowConfig,
     /// Reminders at offsets from calendar events.
     pub reminders: Vec<ReminderConfig>,
+    /// Ranges of days when deploys are frozen (none by default).
+    pub freezes: Vec<FreezeConfig>,
+}
+
+/// A range of frozen days (`[[calendar.freezes]]`): no deploy, slot, auto-deploy or promotion
+/// runs on its environments from 00:00 on `from` to the end of `to`, in the calendar's zone,
+/// unless a lead deploys with `--emergency`.
+///
+/// ```toml
+/// [[calendar.freezes]]
+/// from = 2026-12-24
+/// to = 2027-01-02
+/// reason = "holidays"
+/// envs = ["production"]   # leave out for every environment
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeConfig {
+    /// First frozen day.
+    #[serde(deserialize_with = "deserialize_date")]
+    pub from: Option<NaiveDate>,
+    /// Last frozen day (inclusive).
+    #[serde(deserialize_with = "deserialize_date")]
+    pub to: Option<NaiveDate>,
+    /// Why, shown to anyone whose deploy it refuses.
+    pub reason: String,
+    /// The environments it covers; empty or left out: all of them.
+    #[serde(default)]
+    pub envs: Vec<String>,
 }
 
 impl Default for CalendarConfig {
@@ -72,6 +102,7 @@ impl Default for CalendarConfig {
                 slot_reminder("staging"),
                 slot_reminder("production"),
             ],
+            freezes: Vec::new(),
         }
     }
 }
@@ -253,6 +284,7 @@ pub struct Calendar {
     opens: Cron,
     closes: Cron,
     reminders: Vec<Reminder>,
+    freezes: Vec<CalendarFreeze>,
 }
 
 #[derive(Debug, Clone)]
@@ -375,7 +407,26 @@ impl Calendar {
             }
             reminders.push(reminder);
         }
-        Ok(Self { tz, slots, opens, closes, reminders })
+        let mut freezes = Vec::new();
+        for (i, raw) in config.freezes.iter().enumerate() {
+            let key = format!("calendar.freezes[{i}]");
+            let (Some(from), Some(to)) = (raw.from, raw.to) else {
+                bail!("{key}: give both `from` and `to`, as dates like 2026-12-24");
+            };
+            if to < from {
+                bail!("{key}: `to` ({to}) is before `from` ({from})");
+            }
+            if raw.reason.trim().is_empty() {
+                bail!("{key}.reason: say why deploys are frozen; it is shown to whoever is refused");
+            }
+            freezes.push(CalendarFreeze { from, to, reason: raw.reason.trim().to_owned(), envs: raw.envs.clone() });
+        }
+        Ok(Self { tz, slots, opens, closes, reminders, freezes })
+    }
+
+    /// The configured freeze ranges.
+    pub fn freezes(&self) -> &[CalendarFreeze] {
+        &self.freezes
     }
 
     /// The zone the crons are evaluated in.

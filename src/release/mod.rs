@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod deploy;
 pub mod environment;
 pub mod forge;
+pub mod freeze;
 pub mod gitref;
 pub mod locks;
 pub mod message;

@@ -57,7 +57,13 @@ pub fn command_line(book: &CommandBook, name: &str, options: &[(&str, OptionValu
     for option in spec.options.iter().filter(|o| o.kind != OptionKind::Flag) {
         match value(&option.name) {
             None => {}
-            Some(OptionValue::Text(text)) => words.push(quote(text)?),
+            Some(OptionValue::Text(text)) => {
+                // A named option (`--emergency`, `--until`) is written with its name.
+                if option.long {
+                    words.push(format!("--{}", option.name));
+                }
+                words.push(quote(text)?);
+            }
             Some(OptionValue::Integer(n)) => words.push(n.to_string()),
             Some(OptionValue::Flag(_) | OptionValue::Unsupported) => return Err(OUT_OF_DATE.into()),
         }
@@ -108,7 +114,7 @@ pub fn ack_plan(name: &str, options: &[(&str, OptionValue)]) -> AckPlan {
         "promote" => (true, true),
         "status" => (flag("live"), false),
         "ticket" => (true, false),
-        "lock" | "unlock" => (false, true),
+        "lock" | "unlock" | "freeze" | "unfreeze" | "skip" => (false, true),
         _ => (false, false),
     };
     AckPlan { long_running, likely: if public { Visibility::Public } else { Visibility::Ephemeral } }
@@ -134,6 +140,27 @@ mod tests {
         );
         assert_eq!(line("history", &[("limit", Integer(5))]).unwrap(), "/history 5");
         assert_eq!(line("status", &[]).unwrap(), "/status");
+    }
+
+    /// A named option is written with its name, so the engine's parser reads it as that option.
+    #[test]
+    fn named_options_keep_their_names() {
+        let book = CommandBook::builtin();
+        let envs = vec!["production".to_owned()];
+        let options = [("env", Text("production")), ("reason", Text("incident")), ("until", Text("tomorrow 09:00"))];
+        let text = line("freeze", &options).unwrap();
+        assert_eq!(text, "/freeze production incident --until 'tomorrow 09:00'");
+        let parsed = parse(&book, &envs, &text).unwrap();
+        assert_eq!(
+            parsed,
+            crate::command::Command::Freeze {
+                env: "production".into(),
+                reason: "incident".into(),
+                until: Some("tomorrow 09:00".into())
+            }
+        );
+        let options = [("env", Text("production")), ("ref", Text("master")), ("emergency", Text("down"))];
+        assert_eq!(line("deploy", &options).unwrap(), "/deploy production master --emergency down");
     }
 
     #[test]

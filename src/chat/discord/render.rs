@@ -276,6 +276,12 @@ fn environment(env: &EnvironmentStatus, now: DateTime<Utc>) -> String {
     if let Some(line) = text::interrupted_line(env) {
         lines.push(line);
     }
+    if let Some(freeze) = &env.freeze {
+        lines.push(format!("**Frozen:** 🧊 {freeze}"));
+    }
+    if let Some(skip) = &env.skip {
+        lines.push(format!("**Skipped:** ⏭️ {skip}"));
+    }
     if let Some(debt) = &env.migration_debt {
         lines.push(format!("**Branch migrations:** {}", text::migration_debt_line(debt, &env.name)));
     }

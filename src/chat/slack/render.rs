@@ -270,6 +270,12 @@ fn attention(env: &EnvironmentStatus, now: DateTime<Utc>) -> Vec<String> {
     if let Some(line) = text::interrupted_line(env) {
         notes.push(escape(&line));
     }
+    if let Some(freeze) = &env.freeze {
+        notes.push(format!("🧊 {}", escape(freeze)));
+    }
+    if let Some(skip) = &env.skip {
+        notes.push(format!("⏭️ {}", escape(skip)));
+    }
     if let Some(debt) = &env.migration_debt {
         notes.push(format!("branch-only migrations applied: {}", escape(&text::migration_debt_line(debt, &env.name))));
     }
