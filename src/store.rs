@@ -6,7 +6,7 @@
 
 use crate::release::approvals::{PromotionRequest, RequestState};
 use crate::release::deploy::{DeployRecord, Observation, Outcome};
-use crate::release::locks::{ActiveDeploy, Hold};
+use crate::release::locks::{ActiveDeploy, Hold, Waiter};
 use crate::release::message::MessageRef;
 use crate::release::migrations::MigrationDebt;
 use crate::release::ticket_flow::{TicketMove, TicketScan};
@@ -72,6 +72,8 @@ pub struct Store {
     ticket_scans: sled::Tree,
     /// Reactions on messages not bound to a request yet, by message (see [`EarlyReaction`]).
     early_reactions: sled::Tree,
+    /// Who waits for each environment to be free, in order (see [`Waiter`]).
+    waiters: sled::Tree,
     /// Applied to every audit entry: the audit log is one of the ways text leaves the process.
     redactor: crate::redact::Redactor,
     /// The fault seam: while set, every flush fails as a full disk would (see [`Store::fail_flushes`]).
@@ -188,6 +190,7 @@ impl Store {
             jira_pending: tree("jira_pending")?,
             ticket_scans: tree("ticket_scans")?,
             early_reactions: tree("early_reactions")?,
+            waiters: tree("waiters")?,
             redactor: crate::redact::Redactor::default(),
             failing: Default::default(),
             db,
@@ -249,7 +252,7 @@ impl Store {
                 self.running.remove(id)?;
                 self.last_ok.insert(record.env.as_bytes(), &id)?;
             }
-            Outcome::Failed { .. } | Outcome::Interrupted => {
+            Outcome::Failed { .. } | Outcome::Interrupted | Outcome::Cancelled { .. } => {
                 self.running.remove(id)?;
                 self.last_failure.insert(record.env.as_bytes(), &id)?;
             }
@@ -341,6 +344,30 @@ impl Store {
             None => self.holds.remove(env)?,
         };
         Ok(())
+    }
+
+    /// Who waits for `env` to be free, first come first.
+    pub fn waiters(&self, env: &str) -> Result<Vec<Waiter>> {
+        Ok(self.waiters.get(env)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+    }
+
+    /// Sets who waits for `env` (none: the list is removed).
+    pub fn set_waiters(&self, env: &str, waiters: &[Waiter]) -> Result<()> {
+        match waiters {
+            [] => self.waiters.remove(env)?,
+            some => self.waiters.insert(env, encode(&some)?)?,
+        };
+        Ok(())
+    }
+
+    /// The environments someone waits for.
+    pub fn waited_for(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in self.waiters.iter() {
+            let (key, _) = entry?;
+            out.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        Ok(out)
     }
 
     /// The deploy running on `env` (its deploy lock).

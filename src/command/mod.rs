@@ -32,6 +32,12 @@ pub enum Command {
         /// Deploy despite conflicting or irreversible migrations.
         #[serde(default)]
         force: bool,
+        /// If the environment is held or deploying: tell me once it is free.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        notify: bool,
+        /// If the environment is held or deploying: deploy it once it is free.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        when_free: bool,
     },
     /// Promote what runs on `from` to `to`.
     Promote {
@@ -69,6 +75,11 @@ pub enum Command {
     },
     /// Remove a lock or claim.
     Unlock {
+        /// The environment.
+        env: String,
+    },
+    /// Stop the running deploy to `env`.
+    Cancel {
         /// The environment.
         env: String,
     },
@@ -119,8 +130,9 @@ pub enum Command {
 impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/` (where
     /// the umbrella `shipday` has no variant: it parses to the command it runs).
-    pub const NAMES: [&'static str; 11] = [
-        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback", "ticket",
+    pub const NAMES: [&'static str; 12] = [
+        "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback",
+        "ticket", "cancel",
     ];
 
     /// The spec name of this command.
@@ -137,6 +149,7 @@ impl Command {
             Command::Schedule { .. } => "schedule",
             Command::Rollback { .. } => "rollback",
             Command::Ticket { .. } => "ticket",
+            Command::Cancel { .. } => "cancel",
         }
     }
 
@@ -147,6 +160,7 @@ impl Command {
             | Command::Release { env }
             | Command::Lock { env, .. }
             | Command::Unlock { env }
+            | Command::Cancel { env }
             | Command::Rollback { env, .. } => Some(env),
             Command::Promote { to, .. } => Some(to),
             Command::Status { env, .. } | Command::History { env, .. } => env.as_deref(),

@@ -209,6 +209,7 @@ impl Context<'_> {
     fn build(&self, mut values: HashMap<String, Value>) -> Result<Command, ParseError> {
         let flag = |name: &str| matches!(values.get(name), Some(Value::Flag));
         let (dry_run, live, force, cancel) = (flag("dry-run"), flag("live"), flag("force"), flag("cancel"));
+        let (notify, when_free) = (flag("notify"), flag("when-free"));
         let mut text = |name: &str| match values.remove(name) {
             Some(Value::Text(t)) => Some(t),
             _ => None,
@@ -226,6 +227,8 @@ impl Context<'_> {
                     dry_run,
                     emergency: text("emergency"),
                     force,
+                    notify,
+                    when_free,
                 }
             }
             "promote" => Command::Promote {
@@ -238,6 +241,7 @@ impl Context<'_> {
             "release" => Command::Release { env: required(text("env"), "env")? },
             "lock" => Command::Lock { env: required(text("env"), "env")?, reason: required(text("reason"), "reason")? },
             "unlock" => Command::Unlock { env: required(text("env"), "env")? },
+            "cancel" => Command::Cancel { env: required(text("env"), "env")? },
             "history" => Command::History {
                 env: text("env"),
                 limit: text("limit").and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_HISTORY),

@@ -5,6 +5,7 @@
 //! GitHub and Jira work runs as jobs (`jobs.rs`) that report back to the loop.
 
 pub mod calendar;
+mod cancel;
 mod context;
 pub(crate) mod deploy;
 mod help;
@@ -25,12 +26,14 @@ mod schedule;
 mod status;
 mod ticket;
 mod votes;
+mod waiting;
 
 pub(crate) use context::*;
 pub(crate) use reply::*;
 
 // Every handler file sees the others' entry points (`use super::*`).
 pub(crate) use calendar::*;
+pub(crate) use cancel::*;
 pub(crate) use deploy::*;
 pub(crate) use help::*;
 pub(crate) use history::*;
@@ -46,6 +49,7 @@ pub(crate) use schedule::*;
 pub(crate) use status::*;
 pub(crate) use ticket::*;
 pub(crate) use votes::*;
+pub(crate) use waiting::*;
 
 #[cfg(test)]
 mod tests;

@@ -228,4 +228,6 @@ pub struct EnvironmentStatus {
     /// A deploy a crash interrupted here, while Shipday has not yet made sure on the host that
     /// none of its steps still runs.
     pub interrupted: Option<ActiveDeploy>,
+    /// Who waits for it to be free (`/deploy … --notify` or `--when-free`), first come first.
+    pub waiting: Vec<crate::release::locks::Waiter>,
 }

@@ -54,6 +54,7 @@ pub(crate) fn status_report(ctx: &Context, env: Option<&str>, now: DateTime<Utc>
             observed: ctx.store.observation(name)?,
             migration_debt: ctx.store.migration_debt(name)?,
             interrupted: ctx.store.interrupted(name)?,
+            waiting: ctx.store.waiters(name)?,
         });
     }
     let calendar = &ctx.config.calendar;
