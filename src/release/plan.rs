@@ -146,11 +146,11 @@ pub fn cancel_script(env: &Environment) -> String {
         "p=$(cat {STEP_PID} 2>/dev/null); \
          case \"$p\" in ''|*[!0-9]*) echo '{CANCEL_NONE}'; exit 0;; esac; \
          alive() {{ [ \"$(ps -o pgid= -p \"$p\" 2>/dev/null | tr -d ' ')\" = \"$p\" ] && [ \"$(ps -o comm= -p \"$p\" 2>/dev/null)\" = timeout ]; }}; \
-         gone() {{ ! kill -0 -- \"-$p\" 2>/dev/null; }}; \
+         gone() {{ ! kill -0 \"-$p\" 2>/dev/null; }}; \
          alive || {{ echo '{CANCEL_NONE}'; exit 0; }}; \
-         kill -TERM -- \"-$p\" 2>/dev/null; \
+         kill -TERM \"-$p\" 2>/dev/null; \
          i=0; while [ $i -lt {tries} ]; do gone && {{ echo '{CANCEL_STOPPED}'; exit 0; }}; sleep 0.1; i=$((i+1)); done; \
-         kill -KILL -- \"-$p\" 2>/dev/null; \
+         kill -KILL \"-$p\" 2>/dev/null; \
          i=0; while [ $i -lt 50 ]; do gone && {{ echo '{CANCEL_KILLED}'; exit 0; }}; sleep 0.1; i=$((i+1)); done; \
          echo 'shipday-cancel: still running'; exit 1"
     );
@@ -280,6 +280,39 @@ mod tests {
         assert!(plan.steps[4].script.starts_with(
             "cd '/srv/my app' && exec flock -o -w 10 -E 75 .git/shipday.lock sh -c 'echo $$ > .git/shipday-step.pid && exec \"$@\"' shipday-step timeout --kill-after=5s 5s sh -c "
         ));
+    }
+
+    /// The real scripts, on this machine: a step run as a deploy runs it writes its pid file,
+    /// and the cancel script stops its whole process group (a background grandchild too), then
+    /// finds nothing to stop once the step is gone.
+    #[bounded::test]
+    fn the_cancel_script_stops_the_whole_process_group_of_the_running_step() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        let mut env = env();
+        env.transport = TransportConfig::Local { dir: dir.path().to_path_buf() };
+        let script = locked_host_script(&env, "sleep 5017 & sleep 5016", Duration::from_secs(600));
+        let mut step = std::process::Command::new("sh").arg("-c").arg(&script).spawn().unwrap();
+        let pgrep = |pattern: &str| {
+            let out = std::process::Command::new("pgrep").args(["-f", pattern]).output().unwrap();
+            !out.stdout.is_empty()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !(pgrep("sleep 5017") && pgrep("sleep 5016")) {
+            assert!(std::time::Instant::now() < deadline, "the step never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let cancel = |script: &str| {
+            let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let said = cancel(&cancel_script(&env));
+        assert!(said.contains(CANCEL_STOPPED), "{said}");
+        let status = step.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+        assert!(!pgrep("sleep 5017") && !pgrep("sleep 5016"), "nothing of the step is left");
+        let said = cancel(&cancel_script(&env));
+        assert!(said.contains(CANCEL_NONE), "a finished step's pid is not signalled: {said}");
     }
 
     #[test]
