@@ -186,6 +186,11 @@ pub fn outcome_line(record: &DeployRecord, now: DateTime<Utc>) -> String {
     }
 }
 
+/// The first 7 characters of a commit id.
+fn short(sha: &str) -> String {
+    sha.chars().take(7).collect()
+}
+
 /// What a cancelled deploy left on the host: who cancelled it, the step it stopped (or kept
 /// from starting), the steps that ran, and HEAD as read at its end.
 pub fn cancelled_words(record: &DeployRecord) -> String {
@@ -203,9 +208,9 @@ pub fn cancelled_words(record: &DeployRecord) -> String {
     };
     let head = match head {
         Some(Ok(sha)) if *sha == record.sha.as_str() => {
-            format!("host HEAD now: {} (this deploy's commit, not verified)", &sha[..sha.len().min(7)])
+            format!("host HEAD now: {} (this deploy's commit, not verified)", short(sha))
         }
-        Some(Ok(sha)) => format!("host HEAD now: {} (not this deploy's commit)", &sha[..sha.len().min(7)]),
+        Some(Ok(sha)) => format!("host HEAD now: {} (not this deploy's commit)", short(sha)),
         Some(Err(error)) => format!("host HEAD could not be read: {error}"),
         None => "host HEAD was not read: `/status ENV --live` reads it".to_owned(),
     };
