@@ -186,9 +186,9 @@ pub fn outcome_line(record: &DeployRecord, now: DateTime<Utc>) -> String {
     }
 }
 
-/// The first 7 characters of a commit id.
+/// A commit id as [`crate::release::gitref::Sha::short`] shows it (8 characters).
 fn short(sha: &str) -> String {
-    sha.chars().take(7).collect()
+    sha.chars().take(8).collect()
 }
 
 /// What a cancelled deploy left on the host: who cancelled it, the step it stopped (or kept
