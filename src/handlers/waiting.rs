@@ -139,7 +139,10 @@ pub(crate) async fn wake_waiters(ctx: &mut Context) {
     let now = ctx.clock.now();
     for env in envs {
         let Ok(mut waiters) = ctx.store.waiters(&env) else { continue };
+        let before = waiters.clone();
         let mut served = false;
+        // Mentions go out once the wait's end is durable, so nobody is told twice.
+        let mut told = Vec::new();
         while let Some(first) = waiters.first().cloned() {
             match busy_for(ctx, &env, &first, now) {
                 Ok(false) => {}
@@ -155,13 +158,21 @@ pub(crate) async fn wake_waiters(ctx: &mut Context) {
                 deploy_for(ctx, &env, first).await;
                 break;
             }
-            ctx.announce(Announcement::Text(format!(
+            told.push(Announcement::Text(format!(
                 "🔔 @{{{}}} {env} is free now (you asked to be told): `/deploy {env} {}`.",
                 first.person, first.git_ref
             )));
         }
         if served && let Err(error) = ctx.store.flush().await {
-            tracing::error!(error = format!("{error:#}"), "cannot flush who waits");
+            // Not told: they stay waiting, and are told at the next chance.
+            tracing::error!(error = format!("{error:#}"), "cannot flush who waits; they are told at the next chance");
+            if let Err(error) = ctx.store.set_waiters(&env, &before) {
+                tracing::error!(error = format!("{error:#}"), "cannot record who waits");
+            }
+            continue;
+        }
+        for announcement in told {
+            ctx.announce(announcement);
         }
     }
 }
