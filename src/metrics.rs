@@ -99,7 +99,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// A deploy ended: `outcome` is `succeeded`, `failed` or `interrupted`.
+/// A deploy ended: `outcome` is `succeeded`, `failed`, `interrupted` or `cancelled`.
 pub fn deploy_finished(env: &str, outcome: &'static str, took: Duration) {
     let m = &*METRICS;
     m.deploys.get_or_create(&[("env", env.to_owned()), ("outcome", outcome.to_owned())]).inc();

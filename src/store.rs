@@ -7,7 +7,7 @@
 use crate::release::approvals::{PromotionRequest, RequestState};
 use crate::release::deploy::{DeployRecord, Observation, Outcome};
 use crate::release::freeze::{Freeze, Skip};
-use crate::release::locks::{ActiveDeploy, Hold};
+use crate::release::locks::{ActiveDeploy, Hold, Waiter};
 use crate::release::message::MessageRef;
 use crate::release::migrations::MigrationDebt;
 use crate::release::ticket_flow::{TicketMove, TicketScan};
@@ -77,6 +77,8 @@ pub struct Store {
     freezes: sled::Tree,
     /// Leads' `/skip`s of the next automatic deploy, by environment (see [`Skip`]).
     skips: sled::Tree,
+    /// Who waits for each environment to be free, in order (see [`Waiter`]).
+    waiters: sled::Tree,
     /// Applied to every audit entry: the audit log is one of the ways text leaves the process.
     redactor: crate::redact::Redactor,
     /// The fault seam: while set, every flush fails as a full disk would (see [`Store::fail_flushes`]).
@@ -195,6 +197,7 @@ impl Store {
             early_reactions: tree("early_reactions")?,
             freezes: tree("freezes")?,
             skips: tree("skips")?,
+            waiters: tree("waiters")?,
             redactor: crate::redact::Redactor::default(),
             failing: Default::default(),
             db,
@@ -256,7 +259,7 @@ impl Store {
                 self.running.remove(id)?;
                 self.last_ok.insert(record.env.as_bytes(), &id)?;
             }
-            Outcome::Failed { .. } | Outcome::Interrupted => {
+            Outcome::Failed { .. } | Outcome::Interrupted | Outcome::Cancelled { .. } => {
                 self.running.remove(id)?;
                 self.last_failure.insert(record.env.as_bytes(), &id)?;
             }
@@ -364,6 +367,20 @@ impl Store {
         Ok(())
     }
 
+    /// Who waits for `env` to be free, first come first.
+    pub fn waiters(&self, env: &str) -> Result<Vec<Waiter>> {
+        Ok(self.waiters.get(env)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+    }
+
+    /// Sets who waits for `env` (none: the list is removed).
+    pub fn set_waiters(&self, env: &str, waiters: &[Waiter]) -> Result<()> {
+        match waiters {
+            [] => self.waiters.remove(env)?,
+            some => self.waiters.insert(env, encode(&some)?)?,
+        };
+        Ok(())
+    }
+
     /// The lead's `/skip` waiting for `env`'s next automatic deploy.
     pub fn skip(&self, env: &str) -> Result<Option<Skip>> {
         self.skips.get(env)?.map(|v| decode(&v)).transpose()
@@ -376,6 +393,16 @@ impl Store {
             None => self.skips.remove(env)?,
         };
         Ok(())
+    }
+
+    /// The environments someone waits for.
+    pub fn waited_for(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in self.waiters.iter() {
+            let (key, _) = entry?;
+            out.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        Ok(out)
     }
 
     /// The deploy running on `env` (its deploy lock).

@@ -1305,3 +1305,31 @@ async fn after_a_restart_a_promotions_recorded_end_reaches_its_own_message() {
         s.fake.calls("chat.postMessage").into_iter().filter(|c| c.body.to_string().contains("Promotion #5")).count();
     assert_eq!(posts, 1, "edited, not posted again");
 }
+
+/// Waiting for a free environment on Slack: `--notify` is answered privately, and once the
+/// lock is lifted the waiter is mentioned (a real `<@U…>` mention) once in the team channel.
+#[bounded::test]
+async fn a_waiter_is_mentioned_once_in_the_team_channel_when_dev_is_free() {
+    let s = Setup::start(Mode::Http).await;
+    s.command(ADA, "/lock", "dev testing the release", "900.1.lock").await;
+    s.fake.wait_for("the lock message", |f| f.messages(CHANNEL).len() == 1).await;
+    let ack = s.command(GRACE, "/deploy", "dev dev --notify", "900.2.notify").await;
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert!(text_of(&ack).contains("I'll tell you when dev is free"), "{ack}");
+    s.command(ADA, "/unlock", "dev", "900.3.unlock").await;
+    let mentioned = |f: &FakeSlack| {
+        f.messages(TEAM_CHANNEL)
+            .into_iter()
+            .filter(|m| m.text.contains(&format!("<@{GRACE}>")) && m.text.contains("dev is free now"))
+            .count()
+    };
+    s.fake.wait_for("Grace to be mentioned", |f| mentioned(f) == 1).await;
+    s.command(ADA, "/lock", "dev again", "900.4.lock").await;
+    s.command(ADA, "/unlock", "dev", "900.5.unlock").await;
+    s.fake
+        .wait_for("the second unlock message", |f| {
+            f.messages(CHANNEL).iter().filter(|m| m.text.contains("unlocked dev")).count() == 2
+        })
+        .await;
+    assert_eq!(mentioned(&s.fake), 1, "told once");
+}

@@ -178,3 +178,36 @@ async fn schedule_promote_rollback_ticket_and_the_umbrella() {
     snapshot(&bot, "ticket", "grace", "/ticket SHOP-3 pass").await;
     snapshot(&bot, "shipday_umbrella", "grace", "/shipday status dev").await;
 }
+
+#[bounded::test]
+async fn cancel_and_waiting_for_a_free_environment() {
+    let world = World::new();
+    let go = common::Gate::new(world.path(), "go");
+    let steps = format!(
+        "  {{ name = \"checkout\", run = \"git checkout --quiet --detach {{{{sha}}}}\" }},\n  \
+         {{ name = \"migrate\", run = \"{}\" }},\n  \
+         {{ name = \"restart app\", run = \"true\" }},",
+        go.shell()
+    );
+    let config = world.config_with_dev_steps(&steps);
+    let bot = Bot::start_at(&config, wednesday() - chrono::Duration::minutes(1));
+    common::eventually(common::PATIENCE, "the start-up reading of every host's HEAD", || {
+        ["dev", "staging", "production"].iter().all(|env| bot.app.store.observation(env).unwrap().is_some())
+    })
+    .await;
+    bot.clock.set(wednesday());
+    let (_, mut updates) = bot.send("grace", "/deploy dev feature/login").await;
+    go.reached().await;
+    snapshot(&bot, "cancel_not_the_requester", "linus", "/cancel dev").await;
+    snapshot(&bot, "cancel", "grace", "/cancel dev").await;
+    let mut progress = Vec::new();
+    while let Some(update) = updates.recv().await {
+        progress.push(update);
+    }
+    snapshot_finished(&bot, "deploy_cancelled", &progress);
+
+    bot.say("ada", "/lock staging QA for release 42").await;
+    snapshot(&bot, "deploy_when_free", "grace", "/deploy staging staging --when-free").await;
+    snapshot(&bot, "deploy_notify", "linus", "/deploy staging staging --notify").await;
+    snapshot(&bot, "status_waiting", "linus", "/status staging").await;
+}

@@ -235,7 +235,10 @@ mod tests {
         for kept in ["/deploy", "/promote", "/ship-status", "/shipday"] {
             assert!(names.contains(&kept), "{kept} missing from {names:?}");
         }
-        assert_eq!(commands[0]["usage_hint"], "ENV REF [--dry-run] [--force [REASON]] [--emergency REASON]");
+        assert_eq!(
+            commands[0]["usage_hint"],
+            "ENV REF [--dry-run] [--force [REASON]] [--emergency REASON] [--notify | --when-free]"
+        );
         let shipday = commands.iter().find(|c| c["command"] == "/shipday").unwrap();
         assert_eq!(shipday["usage_hint"], "COMMAND [ARGUMENTS]");
     }

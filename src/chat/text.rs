@@ -183,7 +183,46 @@ pub fn outcome_line(record: &DeployRecord, now: DateTime<Utc>) -> String {
             "⚠️ {head} was interrupted when Shipday stopped, {} ago. The host's state is unknown: redeploy.",
             age(now, record.started_at)
         ),
+        Outcome::Cancelled { .. } => {
+            format!("🛑 {head} was cancelled, {} ago. {}", age(now, record.started_at), cancelled_words(record))
+        }
     }
+}
+
+/// A commit id as [`crate::release::gitref::Sha::short`] shows it (8 characters).
+fn short(sha: &str) -> String {
+    sha.chars().take(8).collect()
+}
+
+/// What a cancelled deploy left on the host: who cancelled it, the step it stopped (or kept
+/// from starting), the steps that ran, and HEAD as read at its end.
+pub fn cancelled_words(record: &DeployRecord) -> String {
+    let Outcome::Cancelled { by, step, stopped_running, head } = &record.outcome else { return String::new() };
+    let stopped = if *stopped_running {
+        format!("stopped \"{step}\" on the host (its whole process group)")
+    } else {
+        format!("stopped it before \"{step}\" started")
+    };
+    let ran = record.completed_steps();
+    let ran = if ran.is_empty() {
+        "no step ran to the end".to_owned()
+    } else {
+        format!("steps that ran: {}", ran.join(", "))
+    };
+    let head = match head {
+        Some(Ok(sha)) if *sha == record.sha.as_str() => {
+            format!("host HEAD now: {} (this deploy's commit, not verified)", short(sha))
+        }
+        Some(Ok(sha)) => format!("host HEAD now: {} (not this deploy's commit)", short(sha)),
+        Some(Err(error)) => format!("host HEAD could not be read: {error}"),
+        None => "host HEAD was not read: `/status ENV --live` reads it".to_owned(),
+    };
+    let undo = if step.starts_with("undo ") || ran.contains("undo ") {
+        " Migrations this deploy was undoing stay recorded as applied: the next deploy undoes them first."
+    } else {
+        ""
+    };
+    format!("{by} {stopped}; {ran}; {head}. No later step ran: redeploy to settle what runs.{undo}")
 }
 
 fn status(report: &StatusReport, tz: Tz) -> String {
@@ -283,6 +322,9 @@ fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> St
     if let Some(skip) = &env.skip {
         out.push_str(&format!("  ⏭️ {skip}\n"));
     }
+    if let Some(line) = waiting_line(env, now) {
+        out.push_str(&format!("  {line}\n"));
+    }
     match &env.hold {
         Some(hold) => out.push_str(&format!("  hold: {}\n", hold.describe(&env.name, now))),
         None => out.push_str("  hold: free\n"),
@@ -295,9 +337,10 @@ fn environment_status(env: &EnvironmentStatus, now: DateTime<Utc>, tz: Tz) -> St
 /// reading of the host's HEAD was taken at its end (or after it).
 fn unsuccessful_latest(env: &EnvironmentStatus) -> Option<&DeployRecord> {
     let observed = env.observed.as_ref()?;
-    env.latest
-        .as_ref()
-        .filter(|l| matches!(l.outcome, Outcome::Failed { .. } | Outcome::Interrupted) && observed.at >= l.started_at)
+    env.latest.as_ref().filter(|l| {
+        matches!(l.outcome, Outcome::Failed { .. } | Outcome::Interrupted | Outcome::Cancelled { .. })
+            && observed.at >= l.started_at
+    })
 }
 
 /// Whether the host may run something else than the last successful deploy: a later deploy
@@ -320,6 +363,7 @@ pub fn host_line(env: &EnvironmentStatus, now: DateTime<Utc>) -> Option<String> 
     };
     let what = match latest.outcome {
         Outcome::Interrupted => "interrupted",
+        Outcome::Cancelled { .. } => "cancelled",
         _ => "failed",
     };
     let when =
@@ -335,6 +379,15 @@ pub fn host_line(env: &EnvironmentStatus, now: DateTime<Utc>) -> Option<String> 
         Ok(head) => format!("⚠️ host runs: {} ({when}); the last successful deploy is not what runs", head.short()),
         Err(error) => format!("⚠️ host HEAD could not be read ({when}): {error}"),
     })
+}
+
+/// `/status`'s line of who waits for the environment to be free, if anyone does.
+pub fn waiting_line(env: &EnvironmentStatus, now: DateTime<Utc>) -> Option<String> {
+    if env.waiting.is_empty() {
+        return None;
+    }
+    let who: Vec<String> = env.waiting.iter().map(|w| w.describe(now)).collect();
+    Some(format!("⏳ waiting for {} to be free: {}", env.name, who.join("; ")))
 }
 
 /// `/status`'s one line about an interrupted environment, if it is one.
@@ -376,6 +429,7 @@ fn history(records: &[DeployRecord], tz: Tz) -> String {
                 }
                 Outcome::Failed { step, reason, .. } => format!("failed at \"{step}\" ({reason})"),
                 Outcome::Interrupted => "interrupted".to_owned(),
+                Outcome::Cancelled { by, step, .. } => format!("cancelled by {by} at \"{step}\""),
             };
             let shipped =
                 if r.tickets.is_empty() { String::new() } else { format!("; shipped {}", r.tickets.join(", ")) };

@@ -35,6 +35,12 @@ pub enum Command {
         /// A lead's reason to deploy over the CI gate (`--force "reason"`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         force_reason: Option<String>,
+        /// If the environment is held or deploying: tell me once it is free.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        notify: bool,
+        /// If the environment is held or deploying: deploy it once it is free.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        when_free: bool,
     },
     /// Promote what runs on `from` to `to`.
     Promote {
@@ -75,6 +81,11 @@ pub enum Command {
     },
     /// Remove a lock or claim.
     Unlock {
+        /// The environment.
+        env: String,
+    },
+    /// Stop the running deploy to `env`.
+    Cancel {
         /// The environment.
         env: String,
     },
@@ -145,9 +156,9 @@ pub enum Command {
 impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/` (where
     /// the umbrella `shipday` has no variant: it parses to the command it runs).
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 15] = [
         "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback",
-        "ticket", "freeze", "unfreeze", "skip",
+        "ticket", "freeze", "unfreeze", "skip", "cancel",
     ];
 
     /// The spec name of this command.
@@ -167,6 +178,7 @@ impl Command {
             Command::Freeze { .. } => "freeze",
             Command::Unfreeze { .. } => "unfreeze",
             Command::Skip { .. } => "skip",
+            Command::Cancel { .. } => "cancel",
         }
     }
 
@@ -178,6 +190,7 @@ impl Command {
             | Command::Lock { env, .. }
             | Command::Unlock { env }
             | Command::Rollback { env, .. }
+            | Command::Cancel { env }
             | Command::Skip { env } => Some(env),
             Command::Freeze { env, .. } | Command::Unfreeze { env } => {
                 (env != crate::release::freeze::ALL).then_some(env.as_str())

@@ -234,6 +234,7 @@ impl Context<'_> {
             _ => None,
         };
         let (dry_run, live, force, cancel) = (flag("dry-run"), flag("live"), flag("force"), flag("cancel"));
+        let (notify, when_free) = (flag("notify"), flag("when-free"));
         let mut text = |name: &str| match values.remove(name) {
             Some(Value::Text(t)) => Some(t),
             _ => None,
@@ -252,6 +253,8 @@ impl Context<'_> {
                     emergency: text("emergency"),
                     force,
                     force_reason,
+                    notify,
+                    when_free,
                 }
             }
             "promote" => Command::Promote {
@@ -265,6 +268,7 @@ impl Context<'_> {
             "release" => Command::Release { env: required(text("env"), "env")? },
             "lock" => Command::Lock { env: required(text("env"), "env")?, reason: required(text("reason"), "reason")? },
             "unlock" => Command::Unlock { env: required(text("env"), "env")? },
+            "cancel" => Command::Cancel { env: required(text("env"), "env")? },
             "history" => Command::History {
                 env: text("env"),
                 limit: text("limit").and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_HISTORY),

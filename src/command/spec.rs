@@ -13,6 +13,7 @@ pub const SPEC_FILES: &[(&str, &str)] = &[
     ("release", include_str!("../../commands/release.toml")),
     ("lock", include_str!("../../commands/lock.toml")),
     ("unlock", include_str!("../../commands/unlock.toml")),
+    ("cancel", include_str!("../../commands/cancel.toml")),
     ("history", include_str!("../../commands/history.toml")),
     ("help", include_str!("../../commands/help.toml")),
     ("schedule", include_str!("../../commands/schedule.toml")),

@@ -162,6 +162,11 @@ impl Engine {
             let message = self.ctx.redactor.redact(&message);
             tracing::error!(%message, "handling an event panicked; the loop goes on");
         }
+        // Whatever the event freed (a deploy ended, an unlock, a release), those waiting for
+        // it are told, or their deploy starts.
+        if let Err(message) = catch_unwind(handlers::wake_waiters(&mut self.ctx)).await {
+            tracing::error!(%message, "waking those who wait panicked; the loop goes on");
+        }
         self.record_answers().await;
     }
 
@@ -243,7 +248,7 @@ impl Engine {
         let ctx = &mut self.ctx;
         let now = ctx.clock.now();
         let decision = match command {
-            Command::Deploy { env, git_ref, dry_run, emergency, force, force_reason } => {
+            Command::Deploy { env, git_ref, dry_run, emergency, force, force_reason, notify, when_free } => {
                 let request = DeployRequest {
                     env,
                     git_ref,
@@ -254,7 +259,12 @@ impl Engine {
                     ci_override: force_reason,
                     ci_passed: false,
                 };
-                return handlers::deploy(ctx, request, waiting, now);
+                let wait = match (when_free, notify) {
+                    (true, _) => handlers::Wait::Deploy,
+                    (false, true) => handlers::Wait::Notify,
+                    (false, false) => handlers::Wait::No,
+                };
+                return handlers::deploy_or_wait(ctx, request, wait, waiting, now);
             }
             Command::Release { env } => return handlers::release(ctx, &env, waiting, now),
             Command::Promote { from, to, emergency, cancel: false, force } => {
@@ -271,6 +281,7 @@ impl Engine {
             Command::History { env, limit } => handlers::history(ctx, env.as_deref(), limit),
             Command::Lock { env, reason } => handlers::lock(ctx, &env, &reason, &waiting, now),
             Command::Unlock { env } => handlers::unlock(ctx, &env, &waiting),
+            Command::Cancel { env } => handlers::cancel(ctx, &env, &waiting),
             Command::Help { topic } => handlers::help(ctx, topic.as_deref()),
             Command::Schedule { days } => handlers::schedule(ctx, days, now),
             Command::Rollback { env, target, emergency } => {

@@ -60,6 +60,8 @@ pub(crate) struct RunningDeploy {
     pub pays_debt: Option<MigrationDebt>,
     /// The migration debt it leaves once its code is checked out.
     pub new_debt: Option<MigrationDebt>,
+    /// Someone cancelled it (`/cancel`): no further step starts.
+    pub cancel: Option<super::cancel::CancelRequest>,
 }
 
 /// A deploy accepted and recorded, waiting for its answer to be durable before it runs.
@@ -454,7 +456,7 @@ pub(crate) async fn start_accepted(ctx: &mut Context, accepted: AcceptedDeploy, 
         let _ = watcher.send(ProgressUpdate { event: DeployEvent::Accepted, record: record.clone() });
     }
     tracing::info!(deploy = record.id, env = %record.env, git_ref = %record.git_ref, sha = %record.sha, "deploy started");
-    ctx.running.insert(record.id, RunningDeploy { record: record.clone(), watcher, pays_debt, new_debt });
+    ctx.running.insert(record.id, RunningDeploy { record: record.clone(), watcher, pays_debt, new_debt, cancel: None });
     spawn_runner(ctx, record.id, session, plan);
 }
 
@@ -471,7 +473,9 @@ pub(crate) fn record_what_it_left(
     if ctx.store.deploy_intent(env)?.is_some_and(|i| i.deploy_id == record.id) {
         ctx.store.set_deploy_intent(env, None)?;
     }
-    let undo_failed = matches!(&record.outcome, Outcome::Failed { step, .. } if step.starts_with(UNDO_STEP));
+    // A cancel that stopped an undo step (or kept one from starting) leaves the debt unpaid,
+    // like an undo that failed: the next deploy undoes it first.
+    let undo_failed = matches!(&record.outcome, Outcome::Failed { step, .. } | Outcome::Cancelled { step, .. } if step.starts_with(UNDO_STEP));
     let reached_code = record.steps.iter().any(|s| !s.name.starts_with(UNDO_STEP));
     if pays_debt.is_some() && !undo_failed && record.steps.iter().any(|s| s.name.starts_with(UNDO_STEP)) {
         ctx.store.set_migration_debt(env, None)?;

@@ -33,6 +33,8 @@ pub(crate) enum Report {
     StepFinished { deploy_id: u64, result: StepResult, tail: String, output_bytes: u64, duration_ms: u64 },
     /// A deploy ended.
     DeployFinished { deploy_id: u64, outcome: Outcome },
+    /// `/cancel` tried to stop a deploy's running step on the host: what the host said.
+    CancelSent { deploy_id: u64, said: super::cancel::HostStop },
     /// Promotion work reported back.
     Promotion(PromotionEvent),
     /// What GitHub says about the first environment's branch protection.
@@ -72,6 +74,8 @@ pub(crate) enum StepGo {
     /// Shipday is shutting down and its grace ran out: the deploy stops before it. Why, as a
     /// sentence's start ("Shipday was stopped (SIGTERM) …").
     Stop(String),
+    /// Someone cancelled the deploy (`/cancel`): it stops before this step.
+    Cancelled,
 }
 
 /// The work a panicked job was doing, so it is recorded as failed.
@@ -143,6 +147,7 @@ pub(crate) async fn handle_report(ctx: &mut Context, report: Report) {
             super::runner::step_finished(ctx, deploy_id, result, tail, output_bytes, duration_ms).await;
         }
         Report::DeployFinished { deploy_id, outcome } => super::runner::finished(ctx, deploy_id, outcome).await,
+        Report::CancelSent { deploy_id, said } => super::cancel::cancel_sent(ctx, deploy_id, said),
         Report::Promotion(event) => super::promote::promotion_event(ctx, event).await,
         Report::Protection(text) => ctx.protection = Some(text),
         Report::MergeChecked(check) => super::merge_stream::merge_checked(ctx, *check).await,

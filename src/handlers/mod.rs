@@ -6,6 +6,7 @@
 
 pub mod calendar;
 pub(crate) mod ci;
+mod cancel;
 mod context;
 pub(crate) mod deploy;
 mod freeze;
@@ -28,12 +29,14 @@ mod skip;
 mod status;
 mod ticket;
 mod votes;
+mod waiting;
 
 pub(crate) use context::*;
 pub(crate) use reply::*;
 
 // Every handler file sees the others' entry points (`use super::*`).
 pub(crate) use calendar::*;
+pub(crate) use cancel::*;
 pub(crate) use deploy::*;
 pub(crate) use freeze::*;
 pub(crate) use help::*;
@@ -51,6 +54,7 @@ pub(crate) use skip::*;
 pub(crate) use status::*;
 pub(crate) use ticket::*;
 pub(crate) use votes::*;
+pub(crate) use waiting::*;
 
 #[cfg(test)]
 mod tests;

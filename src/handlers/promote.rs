@@ -533,6 +533,14 @@ pub(crate) async fn promotion_deploy_finished(ctx: &mut Context, record: &Deploy
                 next_steps(&request, &ctx.config)
             ),
         },
+        Outcome::Cancelled { by, step, .. } => RequestState::Failed {
+            why: format!(
+                "deploy #{} was cancelled by {by} at \"{step}\"; {} may run part of it. {}",
+                record.id,
+                request.to,
+                next_steps(&request, &ctx.config)
+            ),
+        },
         Outcome::Interrupted => RequestState::Failed {
             why: format!(
                 "deploy #{} was interrupted by a restart of Shipday{}; {} may run part of it, and nothing was \

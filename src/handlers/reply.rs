@@ -236,4 +236,6 @@ pub struct EnvironmentStatus {
     pub freeze: Option<String>,
     /// A lead's `/skip` of its next automatic deploy, in words.
     pub skip: Option<String>,
+    /// Who waits for it to be free (`/deploy … --notify` or `--when-free`), first come first.
+    pub waiting: Vec<crate::release::locks::Waiter>,
 }

@@ -53,6 +53,13 @@ pub(crate) fn spawn_runner(ctx: &Context, deploy_id: u64, session: Box<dyn ExecS
                         state_unknown: false,
                     }
                 }
+                // Who cancelled and what HEAD is are filled in by `finished`.
+                StepGo::Cancelled => Outcome::Cancelled {
+                    by: String::new(),
+                    step: step.to_owned(),
+                    stopped_running: false,
+                    head: None,
+                },
                 StepGo::Run | StepGo::Unrecorded => Outcome::Failed {
                     step: step.to_owned(),
                     reason:
@@ -186,6 +193,10 @@ pub(crate) async fn step_starting(ctx: &mut Context, deploy_id: u64, name: Strin
         return StepGo::Stop(why.clone());
     }
     let Some(running) = ctx.running.get_mut(&deploy_id) else { return StepGo::Unrecorded };
+    if running.cancel.is_some() {
+        tracing::info!(deploy = deploy_id, step = %name, "cancelled: the deploy stops before this step");
+        return StepGo::Cancelled;
+    }
     running.record.steps.push(crate::release::deploy::StepRecord {
         name,
         started_at: at,
@@ -249,15 +260,20 @@ pub(crate) async fn step_finished(
 /// debts, the claim a release gives back), a promotion it carried out ends, GitHub is told,
 /// and the final record is stored and forwarded.
 pub(crate) async fn finished(ctx: &mut Context, deploy_id: u64, outcome: crate::release::deploy::Outcome) {
-    let Some(RunningDeploy { mut record, watcher, pays_debt, new_debt }) = ctx.running.remove(&deploy_id) else {
+    let Some(RunningDeploy { mut record, watcher, pays_debt, new_debt, cancel }) = ctx.running.remove(&deploy_id)
+    else {
         return;
     };
-    record.outcome = outcome;
+    record.outcome = match cancel {
+        Some(cancel) => super::cancel::cancelled_outcome(ctx, &record, outcome, cancel.by),
+        None => outcome,
+    };
     let now = ctx.clock.now();
     record.finished_at = Some(now);
     let outcome = match record.outcome {
         crate::release::deploy::Outcome::Succeeded => "succeeded",
         crate::release::deploy::Outcome::Interrupted => "interrupted",
+        crate::release::deploy::Outcome::Cancelled { .. } => "cancelled",
         crate::release::deploy::Outcome::Failed { .. } | crate::release::deploy::Outcome::Running => "failed",
     };
     crate::metrics::deploy_finished(&record.env, outcome, (now - record.started_at).to_std().unwrap_or_default());

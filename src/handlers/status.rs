@@ -58,6 +58,7 @@ pub(crate) fn status_report(ctx: &Context, env: Option<&str>, now: DateTime<Utc>
             skip: ctx.store.skip(name)?.map(|s| {
                 format!("next automatic deploy {} (`/skip {name}`)", s.describe(ctx.config.calendar.timezone()))
             }),
+            waiting: ctx.store.waiters(name)?,
         });
     }
     let calendar = &ctx.config.calendar;

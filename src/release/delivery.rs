@@ -49,7 +49,7 @@ fn seconds(delta: TimeDelta) -> f64 {
 }
 
 fn failed(record: &DeployRecord) -> bool {
-    matches!(record.outcome, Outcome::Failed { .. } | Outcome::Interrupted)
+    matches!(record.outcome, Outcome::Failed { .. } | Outcome::Interrupted | Outcome::Cancelled { .. })
 }
 
 /// The figures over `window` ending at `now`. `environments` are in pipeline order (dev first,

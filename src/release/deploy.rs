@@ -156,9 +156,30 @@ pub enum Outcome {
     },
     /// The bot stopped while it ran; the host's state is unknown.
     Interrupted,
+    /// Someone cancelled it (`/cancel`): the step that ran was stopped on the host (its whole
+    /// process group), and no later step ran.
+    Cancelled {
+        /// Who cancelled it (display name).
+        by: String,
+        /// The step it stopped, or the first step it kept from starting.
+        step: String,
+        /// Whether `step` was running (stopped on the host) or had not started.
+        stopped_running: bool,
+        /// HEAD on the host once it stopped, or why it could not be read.
+        head: Option<Result<String, String>>,
+    },
 }
 
 impl DeployRecord {
+    /// The steps that ran to the end, in order.
+    pub fn completed_steps(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|s| s.result.as_ref().is_some_and(StepResult::is_ok))
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
     /// Whether the deploy is over.
     pub fn is_finished(&self) -> bool {
         !matches!(self.outcome, Outcome::Running)

@@ -338,3 +338,38 @@ mod tests {
         assert!(err.0.contains("locked by ADA") && err.0.contains("qa"), "{}", err.0);
     }
 }
+
+/// Someone waiting for an environment to be free, after a `/deploy` refused because it was
+/// held or deploying: with `--notify` they are told once when it is free; with `--when-free`
+/// their deploy starts then (their permissions and the slot checked again at that time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiter {
+    /// Person id.
+    pub person: String,
+    /// Their display name when they asked.
+    pub name: String,
+    /// The platform they asked on, and their id there (the deploy runs as them).
+    pub platform: String,
+    /// See `platform`.
+    pub user_id: String,
+    /// What they want deployed.
+    pub git_ref: GitRef,
+    /// Deploy it when free (`--when-free`), or only tell them (`--notify`).
+    pub deploy: bool,
+    /// Since when they wait.
+    pub since: DateTime<Utc>,
+}
+
+impl Waiter {
+    /// One line for `/status`: who waits for what, since when.
+    pub fn describe(&self, now: DateTime<Utc>) -> String {
+        let what = if self.deploy { "deploys `{}` when free" } else { "to be told (for `{}`)" };
+        format!("{} {}, for {}", self.name, what.replace("{}", self.git_ref.as_str()), age(now, self.since))
+    }
+}
+
+/// Whether `env` is free for a waiter: no deploy runs or is starting, and no live hold of
+/// someone else's.
+pub fn is_free_for(waiter: &Waiter, hold: Option<&Hold>, active: Option<&ActiveDeploy>, now: DateTime<Utc>) -> bool {
+    active.is_none() && live(hold, now).is_none_or(|h| h.holder == waiter.person)
+}

@@ -106,8 +106,55 @@ pub const LOCK_BUSY_EXIT: i32 = 75;
 /// `flock` holds it (and waits at most [`LOCK_WAIT_SECS`] for it); `-o` keeps it out of
 /// what the command leaves running (a daemonized server), so only the step itself holds it.
 /// The lock outlives the connection to the bot: a step a crash left running keeps it.
+///
+/// Before `timeout` starts, the step's process id goes to [`STEP_PID`]: `timeout` makes
+/// itself the leader of a new process group, so that id is the step's process group, which
+/// `/cancel` stops ([`cancel_script`]).
 pub fn locked_host_script(env: &Environment, command: &str, timeout: Duration) -> String {
-    wrapped(env, &format!("flock -o -w {LOCK_WAIT_SECS} -E {LOCK_BUSY_EXIT} {HOST_LOCK} "), command, timeout)
+    wrapped(
+        env,
+        &format!(
+            "flock -o -w {LOCK_WAIT_SECS} -E {LOCK_BUSY_EXIT} {HOST_LOCK} sh -c 'echo $$ > {STEP_PID} && exec \"$@\"' shipday-step "
+        ),
+        command,
+        timeout,
+    )
+}
+
+/// Where the step that holds the host's deploy lock writes its process id (which `timeout`
+/// turns into its process group id), in the checkout's git directory.
+pub const STEP_PID: &str = ".git/shipday-step.pid";
+
+/// Seconds `/cancel` waits after TERM for the step's process group to end before it sends KILL.
+pub const CANCEL_GRACE_SECS: u64 = 5;
+
+/// What [`cancel_script`] prints last: the step was stopped by TERM, had to be killed, or no
+/// step ran.
+pub const CANCEL_STOPPED: &str = "shipday-cancel: stopped";
+/// See [`CANCEL_STOPPED`].
+pub const CANCEL_KILLED: &str = "shipday-cancel: killed";
+/// See [`CANCEL_STOPPED`].
+pub const CANCEL_NONE: &str = "shipday-cancel: no step runs";
+
+/// The script `/cancel` runs on a second connection: it reads [`STEP_PID`], checks that it
+/// names a live process group led by `timeout` (a step of a deploy, not a reused id), sends
+/// the whole group TERM, and KILL if it is still there after [`CANCEL_GRACE_SECS`]. It does not
+/// take the host's deploy lock (the step holds it), and nothing in it comes from chat.
+pub fn cancel_script(env: &Environment) -> String {
+    let tries = CANCEL_GRACE_SECS * 10;
+    let command = format!(
+        "p=$(cat {STEP_PID} 2>/dev/null); \
+         case \"$p\" in ''|*[!0-9]*) echo '{CANCEL_NONE}'; exit 0;; esac; \
+         alive() {{ [ \"$(ps -o pgid= -p \"$p\" 2>/dev/null | tr -d ' ')\" = \"$p\" ] && [ \"$(ps -o comm= -p \"$p\" 2>/dev/null)\" = timeout ]; }}; \
+         gone() {{ ! kill -0 \"-$p\" 2>/dev/null; }}; \
+         alive || {{ echo '{CANCEL_NONE}'; exit 0; }}; \
+         kill -TERM \"-$p\" 2>/dev/null; \
+         i=0; while [ $i -lt {tries} ]; do gone && {{ echo '{CANCEL_STOPPED}'; exit 0; }}; sleep 0.1; i=$((i+1)); done; \
+         kill -KILL \"-$p\" 2>/dev/null; \
+         i=0; while [ $i -lt 50 ]; do gone && {{ echo '{CANCEL_KILLED}'; exit 0; }}; sleep 0.1; i=$((i+1)); done; \
+         echo 'shipday-cancel: still running'; exit 1"
+    );
+    host_script(env, &command, Duration::from_secs(CANCEL_GRACE_SECS + 15))
 }
 
 /// The script that resolves `git_ref` to a commit on the host, before anything changes.
@@ -232,8 +279,41 @@ mod tests {
         assert_eq!(plan.steps[4].command, format!("echo deployed feature/a at {SHA} > /tmp/x"));
         assert_eq!(plan.steps[4].timeout, Duration::from_secs(5));
         assert!(plan.steps[4].script.starts_with(
-            "cd '/srv/my app' && exec flock -o -w 10 -E 75 .git/shipday.lock timeout --kill-after=5s 5s sh -c "
+            "cd '/srv/my app' && exec flock -o -w 10 -E 75 .git/shipday.lock sh -c 'echo $$ > .git/shipday-step.pid && exec \"$@\"' shipday-step timeout --kill-after=5s 5s sh -c "
         ));
+    }
+
+    /// The real scripts, on this machine: a step run as a deploy runs it writes its pid file,
+    /// and the cancel script stops its whole process group (a background grandchild too), then
+    /// finds nothing to stop once the step is gone.
+    #[bounded::test]
+    fn the_cancel_script_stops_the_whole_process_group_of_the_running_step() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        let mut env = env();
+        env.transport = TransportConfig::Local { dir: dir.path().to_path_buf() };
+        let script = locked_host_script(&env, "sleep 5017 & sleep 5016", Duration::from_secs(600));
+        let mut step = std::process::Command::new("sh").arg("-c").arg(&script).spawn().unwrap();
+        let pgrep = |pattern: &str| {
+            let out = std::process::Command::new("pgrep").args(["-f", pattern]).output().unwrap();
+            !out.stdout.is_empty()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !(pgrep("sleep 5017") && pgrep("sleep 5016")) {
+            assert!(std::time::Instant::now() < deadline, "the step never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let cancel = |script: &str| {
+            let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let said = cancel(&cancel_script(&env));
+        assert!(said.contains(CANCEL_STOPPED), "{said}");
+        let status = step.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+        assert!(!pgrep("sleep 5017") && !pgrep("sleep 5016"), "nothing of the step is left");
+        let said = cancel(&cancel_script(&env));
+        assert!(said.contains(CANCEL_NONE), "a finished step's pid is not signalled: {said}");
     }
 
     #[test]

@@ -136,6 +136,7 @@ fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> Value {
         (Outcome::Succeeded, _) => (format!("✅ Deployed {what}"), GREEN),
         (Outcome::Failed { .. }, _) => (format!("❌ Deploy of {what} failed"), RED),
         (Outcome::Interrupted, _) => (format!("⚠️ Deploy of {what} was interrupted"), ORANGE),
+        (Outcome::Cancelled { .. }, _) => (format!("🛑 Deploy of {what} was cancelled"), ORANGE),
     };
     let mut description: Vec<String> = record.steps.iter().map(step_line).collect();
     match &record.outcome {
@@ -154,6 +155,7 @@ fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> Value {
         Outcome::Interrupted => {
             description.push("\nShipday stopped while this ran; the host's state is unknown. Redeploy.".into())
         }
+        Outcome::Cancelled { .. } => description.push(format!("\n{}", text::cancelled_words(record))),
         _ => {}
     }
     let elapsed = format!("{:.1}s", record.elapsed_ms(now) as f64 / 1000.0);
@@ -215,8 +217,9 @@ fn dry_run(plan: &DeployPlan) -> Value {
 
 fn status(report: &StatusReport) -> Value {
     let troubled = report.environments.iter().any(|e| {
-        e.latest.as_ref().is_some_and(|l| matches!(l.outcome, Outcome::Failed { .. } | Outcome::Interrupted))
-            || e.observed.as_ref().is_some_and(|o| !matches!(o.drift(e.live.as_ref()), Drift::None))
+        e.latest.as_ref().is_some_and(|l| {
+            matches!(l.outcome, Outcome::Failed { .. } | Outcome::Interrupted | Outcome::Cancelled { .. })
+        }) || e.observed.as_ref().is_some_and(|o| !matches!(o.drift(e.live.as_ref()), Drift::None))
     });
     let mut fields: Vec<Value> = report
         .environments
@@ -282,6 +285,9 @@ fn environment(env: &EnvironmentStatus, now: DateTime<Utc>) -> String {
     if let Some(skip) = &env.skip {
         lines.push(format!("**Skipped:** ⏭️ {skip}"));
     }
+    if let Some(line) = text::waiting_line(env, now) {
+        lines.push(line);
+    }
     if let Some(debt) = &env.migration_debt {
         lines.push(format!("**Branch migrations:** {}", text::migration_debt_line(debt, &env.name)));
     }
@@ -304,6 +310,7 @@ fn history(records: &[DeployRecord]) -> Value {
                     Outcome::Succeeded => ("✅", format!("{:.1}s", r.elapsed_ms(r.started_at) as f64 / 1000.0)),
                     Outcome::Failed { step, reason, .. } => ("❌", format!("failed at \"{step}\" ({reason})")),
                     Outcome::Interrupted => ("⚠️", "interrupted".to_owned()),
+                    Outcome::Cancelled { by, step, .. } => ("🛑", format!("cancelled by {by} at \"{step}\"")),
                 };
                 format!(
                     "{mark} **#{}** {} `{}` at `{}` by {}, {} · {result}",

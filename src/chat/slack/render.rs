@@ -166,6 +166,7 @@ fn outcome_emoji(outcome: &Outcome) -> &'static str {
         Outcome::Succeeded => "✅",
         Outcome::Failed { .. } => "❌",
         Outcome::Interrupted => "⚠️",
+        Outcome::Cancelled { .. } => "🛑",
     }
 }
 
@@ -276,6 +277,9 @@ fn attention(env: &EnvironmentStatus, now: DateTime<Utc>) -> Vec<String> {
     if let Some(skip) = &env.skip {
         notes.push(format!("⏭️ {}", escape(skip)));
     }
+    if let Some(line) = text::waiting_line(env, now) {
+        notes.push(escape(&line));
+    }
     if let Some(debt) = &env.migration_debt {
         notes.push(format!("branch-only migrations applied: {}", escape(&text::migration_debt_line(debt, &env.name))));
     }
@@ -296,6 +300,9 @@ fn history(records: &[DeployRecord], tz: Tz) -> Vec<SlackBlock> {
                 Outcome::Succeeded => format!("✅ in {}", seconds(r.elapsed_ms(r.started_at))),
                 Outcome::Failed { step, reason, .. } => format!("❌ at \"{}\" ({})", escape(step), escape(reason)),
                 Outcome::Interrupted => "⚠️ interrupted".to_owned(),
+                Outcome::Cancelled { by, step, .. } => {
+                    format!("🛑 cancelled by {} at \"{}\"", escape(by), escape(step))
+                }
             };
             format!(
                 "*#{}* {} `{}` `{}` by {}, {}: {result}",
