@@ -46,6 +46,10 @@ fn main() {
     let branches = ["feature/login", "feature/search"];
 
     let (mut shipday, mut manual, mut direct, mut in_steps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The production SSH transport of dev, as `serve` builds it: its connect-and-log-in alone.
+    let transports = shipday::app::transports(&shipday::config::Config::load(&config).unwrap()).unwrap();
+    let dev = transports.get("dev").unwrap().clone();
+    let mut handshakes = Vec::new();
     for round in 0..ROUNDS {
         let branch = branches[round % 2];
         // Shipday: one command in chat.
@@ -57,6 +61,12 @@ fn main() {
         in_steps.push(Duration::from_millis(record.steps.iter().filter_map(|s| s.duration_ms).sum()));
         runtime.block_on(bot.say("ada", "/unlock dev"));
         shipday.push(took);
+
+        // One connection and login (TCP, key exchange, the pinned host key, public-key auth).
+        let started = Instant::now();
+        let session = runtime.block_on(dev.connect()).unwrap();
+        handshakes.push(started.elapsed());
+        runtime.block_on(session.close());
 
         // By hand: one ssh per step.
         let commands: Vec<String> = STEPS
@@ -82,6 +92,7 @@ fn main() {
         direct.push(started.elapsed());
     }
     let (shipday, manual, direct, in_steps) = (median(shipday), median(manual), median(direct), median(in_steps));
+    let handshake = median(handshakes);
     println!("five-step deploy over SSH, median of {ROUNDS} rounds:");
     println!("  Shipday (one connection, resolve + 5 steps + verify):   {:>8.1} ms", ms(shipday));
     println!("  by hand (one ssh invocation per step, 5 steps):       {:>8.1} ms", ms(manual));
@@ -98,5 +109,10 @@ fn main() {
     println!(
         "    of which connect, resolve, engine and store:            {:>5.1} ms",
         ms(shipday.saturating_sub(in_steps))
+    );
+    println!("      of which one SSH connect and login (measured alone):   {:>5.1} ms", ms(handshake));
+    println!(
+        "  Shipday's overhead beyond the commands and the one SSH login: {:>5.1} ms",
+        ms(shipday.saturating_sub(direct).saturating_sub(handshake))
     );
 }
