@@ -48,10 +48,16 @@ impl Setup {
 
     /// Starts with `extra` lines in the `[slack]` section (such as `commands = { … }`).
     async fn start_with(mode: Mode, extra: &str) -> Self {
+        Self::start_edited(mode, extra, |text| text).await
+    }
+
+    /// Starts with `extra` lines in the `[slack]` section, on the config text `edit` returns.
+    async fn start_edited(mode: Mode, extra: &str, edit: impl FnOnce(String) -> String) -> Self {
         let world = World::new();
         let fake = FakeSlack::start(TEAM).await;
         let config = write_config(&world, &fake, mode);
-        std::fs::write(&config, format!("{}{extra}\n", std::fs::read_to_string(&config).unwrap())).unwrap();
+        let text = edit(std::fs::read_to_string(&config).unwrap());
+        std::fs::write(&config, format!("{text}{extra}\n")).unwrap();
         let bot = Bot::start(&config);
         let adapter = SlackAdapter::start(&bot.app, bot.adapters.slack.as_ref().unwrap(), Arc::new(bot.clock.clone()))
             .await
@@ -501,6 +507,39 @@ async fn an_error_the_user_can_fix_is_ephemeral_and_posts_nothing_in_the_channel
     assert!(ack["blocks"].to_string().contains("✋"), "{ack}");
     assert!(s.fake.calls("chat.postMessage").is_empty());
     assert!(s.fake.calls("chat.postEphemeral").is_empty() && s.fake.calls("response_url").is_empty());
+}
+
+/// An environment's alias works wherever an environment is named, the deploy carries the
+/// environment's own name, `/help` lists the aliases, and a typo of an alias gets a suggestion.
+#[bounded::test]
+async fn an_alias_names_its_environment_in_every_command_and_help_lists_it() {
+    let s = Setup::start_edited(Mode::Http, "", |text| {
+        text.replacen("name = \"dev\"\n", "name = \"dev\"\naliases = [\"sandbox\", \"dv\"]\n", 1)
+    })
+    .await;
+    let ack = s.command(GRACE, "/deploy", "sandbox feature/login", "650.1.alias").await;
+    assert!(text_of(&ack).contains("Accepted: `/deploy sandbox feature/login`"), "{ack}");
+    s.finished_message(CHANNEL).await;
+    let deploys = s.bot.app.store.history(None, 10).unwrap();
+    assert_eq!(deploys.len(), 1);
+    assert_eq!(deploys[0].env, "dev", "recorded under the environment's own name");
+    assert_eq!(deploys[0].outcome, Outcome::Succeeded);
+    assert_eq!(s.world.head("dev"), s.world.tip("feature/login"));
+
+    let status = s.command("U0ANYONE01", "/ship-status", "dv", "650.2.status").await;
+    assert!(status["blocks"].to_string().contains("feature/login"), "{status}");
+    let release = s.command(GRACE, "/release", "sandbox", "650.3.release").await;
+    assert!(!release["blocks"].to_string().contains("✋"), "{release}");
+
+    let typo = s.command(GRACE, "/deploy", "sandbx feature/login", "650.4.typo").await;
+    assert_eq!(typo["response_type"], "ephemeral");
+    let typo = text_of(&typo);
+    assert!(typo.contains("Did you mean `sandbox`?"), "{typo}");
+    assert!(typo.contains("Environments: dev (sandbox, dv), staging, production."), "{typo}");
+
+    let help = s.command("U0ANYONE01", "/ship-help", "", "650.5.help").await;
+    let blocks = help["blocks"].to_string();
+    assert!(blocks.contains("Environments: dev (also sandbox, dv), staging, production."), "{blocks}");
 }
 
 #[bounded::test]

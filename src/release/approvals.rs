@@ -366,6 +366,7 @@ mod tests {
             discord: None,
             github: None,
             jira: None,
+            dm: true,
         }
     }
 

@@ -339,6 +339,8 @@ mod tests {
     fn dev() -> Environment {
         Environment {
             name: "dev".into(),
+            aliases: Vec::new(),
+            url: None,
             branch: GitRef::parse("dev").unwrap(),
             transport: TransportConfig::Local { dir: "/srv/dev app".into() },
             steps: default_steps(),
@@ -383,6 +385,7 @@ mod tests {
             discord: None,
             github: None,
             jira: jira.map(String::from),
+            dm: true,
         }
     }
 

@@ -113,7 +113,8 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
         OptionValue::Text(t) => Some(*t),
         _ => None,
     });
-    let asked = Asked { command: &name, topic };
+    let environments = crate::command::help::environments_line(&shared.config.environments);
+    let asked = Asked { command: &name, topic, environments: &environments };
     let message = render::reply(&reply, asked, &shared.book, shared.clock.now()).localized(&shared.settings.commands);
     let target = responder.answer(&message).await;
     if let ReplyBody::Deploy(record) = &reply.body {

@@ -102,6 +102,9 @@ pub struct Asked<'a> {
     pub command: &'a str,
     /// `/help`'s topic, if any.
     pub topic: Option<&'a str>,
+    /// The line naming the environments and their aliases, for `/help`
+    /// ([`crate::command::help::environments_line`]).
+    pub environments: &'a str,
 }
 
 /// An engine reply as a Discord message.
@@ -109,7 +112,9 @@ pub fn reply(reply: &Reply, asked: Asked, book: &CommandBook, now: DateTime<Utc>
     let ephemeral = reply.visibility == Visibility::Ephemeral;
     match &reply.body {
         ReplyBody::Refused(text) => Message::text(format!("✋ {text}"), ephemeral),
-        ReplyBody::Text(_) if asked.command == "help" => Message::embed(help(book, asked.topic), ephemeral),
+        ReplyBody::Text(_) if asked.command == "help" => {
+            Message::embed(help(book, asked.topic, asked.environments), ephemeral)
+        }
         ReplyBody::Text(text) => Message::text(text.clone(), ephemeral),
         ReplyBody::Deploy(record) => Message::embed(deploy(record, now), ephemeral),
         ReplyBody::DryRun(plan) => Message::embed(dry_run(plan), ephemeral),
@@ -316,14 +321,14 @@ fn history(records: &[DeployRecord]) -> Value {
 }
 
 /// `/help` from the specs: every command, or one explained.
-fn help(book: &CommandBook, topic: Option<&str>) -> Value {
+fn help(book: &CommandBook, topic: Option<&str>, environments: &str) -> Value {
     match topic.and_then(|t| book.get(t.trim_start_matches('/'))) {
         None => {
             let fields: Vec<Value> =
                 book.specs().iter().take(FIELDS_MAX).map(|s| field(&s.usage, &s.summary, false)).collect();
             json!({
                 "title": "Shipday commands",
-                "description": "Type `/help COMMAND` for details.",
+                "description": format!("{environments}\nType `/help COMMAND` for details."),
                 "color": BLURPLE,
                 "fields": fields,
             })
@@ -481,10 +486,11 @@ mod tests {
     #[test]
     fn help_is_laid_out_from_the_specs() {
         let book = CommandBook::builtin();
-        let all = help(&book, None);
+        let all = help(&book, None, "Environments: dev, production (also prod).");
+        assert!(all["description"].as_str().unwrap().starts_with("Environments: dev, production (also prod).\n"));
         assert_eq!(all["fields"].as_array().unwrap().len(), book.specs().len());
         assert_eq!(all["fields"][0]["name"], book.specs()[0].usage.as_str());
-        let one = help(&book, Some("deploy"));
+        let one = help(&book, Some("deploy"), "");
         assert!(one["fields"][0]["value"].as_str().unwrap().contains("`--dry-run`"));
     }
 

@@ -194,9 +194,15 @@ impl Slack {
         // `/help`, or `/shipday` alone: the same specs as blocks (named as registered on the way out).
         if matches!(reply.body, ReplyBody::Text(_))
             && let Ok(Command::Help { topic }) =
-                parse(&self.book, &self.config.environment_names(), &self.canonical_line(command))
+                parse(&self.book, &self.config.environments, &self.canonical_line(command))
         {
-            return render::help(&self.book, topic.as_deref(), &text::reply(reply, self.config.timezone));
+            let environments = crate::command::help::environments_line(&self.config.environments);
+            return render::help(
+                &self.book,
+                topic.as_deref(),
+                &environments,
+                &text::reply(reply, self.config.timezone),
+            );
         }
         render::reply(reply, self.config.timezone, now)
     }

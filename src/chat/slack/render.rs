@@ -49,7 +49,9 @@ pub fn note(mrkdwn: &str) -> SlackMessageContent {
 }
 
 /// `/help` as blocks, built from the same specs the engine's plain-text help uses.
-pub fn help(book: &CommandBook, topic: Option<&str>, fallback: &str) -> SlackMessageContent {
+/// `environments` is the line naming the environments and their aliases
+/// ([`crate::command::help::environments_line`]).
+pub fn help(book: &CommandBook, topic: Option<&str>, environments: &str, fallback: &str) -> SlackMessageContent {
     let mut blocks = Vec::new();
     match topic.and_then(|t| book.get(t)) {
         None => {
@@ -57,7 +59,7 @@ pub fn help(book: &CommandBook, topic: Option<&str>, fallback: &str) -> SlackMes
             let lines: Vec<String> =
                 book.specs().iter().map(|s| format!("`{}`\n{}", escape(&s.usage), escape(&s.summary))).collect();
             blocks.push(section(&lines.join("\n")));
-            blocks.push(context("Type `/help COMMAND` for details."));
+            blocks.push(context(&format!("{} Type `/help COMMAND` for details.", escape(environments))));
         }
         Some(spec) => {
             blocks.push(header(&format!("/{}", spec.name)));
