@@ -375,6 +375,7 @@ async fn deploys_a_crash_interrupted_are_announced_in_the_team_channel() {
             migrations: None,
             tickets: Vec::new(),
             claimed_until: None,
+            links: Default::default(),
             started_at: chrono::Utc::now(),
             finished_at: None,
             steps: Vec::new(),

@@ -78,7 +78,7 @@ pub fn slack(book: &CommandBook, names: &CommandNames, request_url: Option<&str>
 ///
 /// (`auth.test` and `response_url` need no scope; Socket Mode's `connections:write` belongs to
 /// the app-level token, which is not part of the manifest.)
-pub const SLACK_BOT_SCOPES: [&str; 4] = ["commands", "chat:write", "chat:write.public", "reactions:read"];
+pub const SLACK_BOT_SCOPES: [&str; 5] = ["commands", "chat:write", "chat:write.public", "im:write", "reactions:read"];
 
 /// Slack's longest slash command description.
 const SLACK_DESCRIPTION_MAX: usize = 2000;
@@ -266,6 +266,10 @@ mod tests {
                 "chat_post_message" => needed.extend(["chat:write", "chat:write.public"]),
                 "chat_update" | "chat_post_ephemeral" => {
                     needed.insert("chat:write");
+                }
+                // Opening the direct message to a deploy's requester.
+                "conversations_open" => {
+                    needed.insert("im:write");
                 }
                 other => panic!("the adapter calls `{other}`: add its scope to SLACK_BOT_SCOPES and here"),
             }

@@ -167,6 +167,9 @@ fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> Value {
         field("Requested by", &record.requested_by_name, true),
         field("Deploy", &format!("#{} · {elapsed}", record.id), true),
     ];
+    if let Some(links) = links(&record.links) {
+        fields.push(field("Links", &links, false));
+    }
     if let Some(until) = record.claimed_until {
         // Discord shows a timestamp tag in each reader's own zone (the team's, for the team).
         let env = &record.env;
@@ -320,6 +323,22 @@ fn history(records: &[DeployRecord]) -> Value {
     json!({ "title": "Recent deploys", "description": clip(&description, DESCRIPTION_MAX), "color": BLURPLE })
 }
 
+/// A deploy's links in Discord's markdown, `[text](url)`: `None` when there are none.
+pub fn links(links: &crate::release::deploy::DeployLinks) -> Option<String> {
+    let labelled = links.labelled();
+    (!labelled.is_empty()).then(|| {
+        labelled
+            .iter()
+            .map(|(label, link)| {
+                let text = link.text.replace(['[', ']'], "");
+                let url = link.url.replace('(', "%28").replace(')', "%29").replace(' ', "%20");
+                format!("{label} [{text}]({url})")
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    })
+}
+
 /// `/help` from the specs: every command, or one explained.
 fn help(book: &CommandBook, topic: Option<&str>, environments: &str) -> Value {
     match topic.and_then(|t| book.get(t.trim_start_matches('/'))) {
@@ -423,6 +442,7 @@ mod tests {
             migrations: None,
             tickets: Vec::new(),
             claimed_until: None,
+            links: Default::default(),
             started_at: at,
             finished_at: None,
             steps,

@@ -246,8 +246,22 @@ impl Slack {
             // The last update: letting go of the channel now tells a shutting-down engine that
             // the message is final.
             if matches!(update.event, crate::release::deploy::DeployEvent::Finished) {
+                self.tell_requester(&command, &update.record).await;
                 break;
             }
+        }
+    }
+
+    /// A direct message to whoever asked for the deploy, once it ended, with its outcome and
+    /// links, unless their config says `dm = false`. Best effort: a failure is logged.
+    async fn tell_requester(&self, command: &SlashCommand, record: &crate::release::deploy::DeployRecord) {
+        let wants = self.config.people.iter().any(|p| p.slack.as_deref() == Some(command.user_id.as_str()) && p.dm);
+        if !wants || !record.is_finished() {
+            return;
+        }
+        let content = render::deploy(record, self.clock.now(), self.config.timezone);
+        if let Err(error) = self.api.direct_message(&command.user_id, &content).await {
+            tracing::warn!(%error, deploy = record.id, "cannot send the requester a direct message");
         }
     }
 

@@ -124,6 +124,9 @@ pub fn deploy(record: &DeployRecord, now: DateTime<Utc>, tz: Tz) -> SlackMessage
     if !steps.is_empty() {
         blocks.push(section(&steps.join("\n")));
     }
+    if let Some(links) = links(&record.links) {
+        blocks.push(context(&links));
+    }
     if let Some(failed) = record.steps.iter().find(|s| s.result.as_ref().is_some_and(|r| !r.is_ok())) {
         let lines: Vec<&str> = failed.tail.lines().collect();
         let tail = lines.iter().skip(lines.len().saturating_sub(TAIL_LINES)).copied().collect::<Vec<_>>().join("\n");
@@ -169,6 +172,23 @@ fn outcome_emoji(outcome: &Outcome) -> &'static str {
         Outcome::Failed { .. } => "❌",
         Outcome::Interrupted => "⚠️",
     }
+}
+
+/// A deploy's links in Slack's syntax, `<url|text>`: `None` when there are none.
+pub fn links(links: &crate::release::deploy::DeployLinks) -> Option<String> {
+    let labelled = links.labelled();
+    (!labelled.is_empty()).then(|| {
+        labelled
+            .iter()
+            .map(|(label, link)| format!("{label} <{}|{}>", slack_url(&link.url), escape(&link.text).replace('|', "¦")))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    })
+}
+
+/// A URL made safe inside `<…|…>`: Slack ends the link at `|` or `>`.
+fn slack_url(url: &str) -> String {
+    url.replace('&', "&amp;").replace('<', "%3C").replace('>', "%3E").replace('|', "%7C")
 }
 
 fn step_line(step: &crate::release::deploy::StepRecord) -> String {
