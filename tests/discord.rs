@@ -148,6 +148,39 @@ async fn a_developer_deploys_from_discord_and_one_message_follows_it_to_success(
     assert_eq!((entry.platform.as_str(), entry.person.as_deref()), ("discord", Some("grace")));
 }
 
+/// The requester hears how the deploy ended in a direct message (`POST /users/@me/channels`,
+/// then a message there) with links in Discord's markdown; `dm = false` opts a person out.
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requester_gets_a_direct_message_with_links_unless_they_opted_out() {
+    let world = World::new();
+    let base = world.path().join("dm.toml");
+    let text = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replacen("name = \"Ada\"\n", "name = \"Ada\"\ndm = false\n", 1)
+        .replacen("name = \"dev\"\n", "name = \"dev\"\nurl = \"https://dev.shop.example\"\n", 1);
+    std::fs::write(&base, text).unwrap();
+    let t = setup_with(world, &base, "", tuning()).await;
+
+    let token =
+        t.discord.command(ADA, &[LEAD_ROLE], "deploy", options(&[("env", json!("dev")), ("ref", json!("dev"))]));
+    wait_for_title(&t.discord, &token, "✅ Deployed `dev` to dev").await;
+    let opts = options(&[("env", json!("dev")), ("ref", json!("feature/login"))]);
+    let token = t.discord.command(GRACE, &[], "deploy", opts);
+    let done = wait_for_title(&t.discord, &token, "✅ Deployed `feature/login` to dev").await;
+    let channel = t.discord.wait_for("Grace's DM channel", |f| f.dm_channel_of(GRACE)).await;
+    let dm =
+        t.discord.wait_for("Grace's direct message", |f| f.messages_in(&channel.to_string()).into_iter().next()).await;
+    assert!(title(&dm.body).starts_with("✅ Deployed `feature/login` to dev"), "{:?}", dm.body);
+    let opened = t.discord.calls_to("POST", "/users/@me/channels");
+    assert_eq!(opened.len(), 1, "Ada opted out: {opened:#?}");
+    assert_eq!(opened[0].body, json!({ "recipient_id": GRACE }));
+    assert_eq!(t.discord.dm_channel_of(ADA), None);
+    for embed in [&dm.body["embeds"][0], &done.body["embeds"][0]] {
+        let links = embed["fields"].as_array().unwrap().iter().find(|f| f["name"] == "Links").expect("a Links field");
+        assert_eq!(links["value"], "open [dev](https://dev.shop.example)", "{embed}");
+    }
+}
+
 #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_an_ephemeral_embed_with_a_field_per_environment() {
     let t = setup().await;
