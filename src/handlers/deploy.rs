@@ -310,7 +310,7 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
                 HoldChange::Set(Hold { kind: HoldKind::Claim { expires_at, .. }, .. }) => Some(*expires_at),
                 _ => None,
             },
-            links,
+            links: Box::new(links),
         },
         Err(error) => {
             session.close().await;

@@ -45,8 +45,13 @@ pub struct DeployRecord {
     pub claimed_until: Option<DateTime<Utc>>,
     /// Where to look: the commit, the compare with what was live, the pull requests, the
     /// environment's URL (each platform writes them in its own link syntax).
-    #[serde(default, skip_serializing_if = "DeployLinks::is_empty")]
-    pub links: DeployLinks,
+    /// Boxed: most records are read for other things, and replies carry records by value.
+    #[serde(default, skip_serializing_if = "no_links")]
+    pub links: Box<DeployLinks>,
+}
+
+fn no_links(links: &DeployLinks) -> bool {
+    links.is_empty()
 }
 
 /// One link: what it says and where it goes.

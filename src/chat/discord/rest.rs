@@ -187,7 +187,7 @@ impl Rest {
         let route = Route::UserMeDmChannels;
         let channel: Value =
             self.fire(Request::new(route, LightMethod::Post).body(Some(serde_json::to_vec(&body)?))).await?;
-        let id = channel["id"].as_str().and_then(|id| id.parse::<u64>().ok()).filter(|id| *id != 0);
+        let id = channel.get("id").and_then(Value::as_str).and_then(|id| id.parse::<u64>().ok()).filter(|id| *id != 0);
         id.map(ChannelId::new).context("Discord's DM channel has no id")
     }
 
