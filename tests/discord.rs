@@ -466,6 +466,63 @@ mod http_endpoint {
         (t, url)
     }
 
+    /// Discord's autocomplete interaction (type 4) for `/command`, with `focused` the option
+    /// being typed and `others` already filled in.
+    fn autocomplete(command: &str, others: &[(&str, &str)], focused: (&str, &str)) -> String {
+        let mut options: Vec<Value> =
+            others.iter().map(|(name, value)| json!({ "type": 3, "name": name, "value": value })).collect();
+        options.push(json!({ "type": 3, "name": focused.0, "value": focused.1, "focused": true }));
+        let mut body = fake::interaction(900, "token-autocomplete", GRACE, &[], command, Value::Array(options));
+        body["type"] = json!(4);
+        body.to_string()
+    }
+
+    fn choice_values(answer: &Value) -> Vec<String> {
+        answer["data"]["choices"].as_array().unwrap().iter().map(|c| c["value"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Typing an environment suggests names and aliases; typing a ref suggests the origin's
+    /// branches that match, read once and cached; the answer is type 8 with at most 25 choices.
+    #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn environments_and_branches_are_suggested_while_typing() {
+        let world = World::new();
+        let base = world.path().join("aliases.toml");
+        let text = std::fs::read_to_string(world.config_path()).unwrap().replacen(
+            "name = \"production\"\n",
+            "name = \"production\"\naliases = [\"prod\"]\n",
+            1,
+        );
+        std::fs::write(&base, text).unwrap();
+        let public = fake::contract("ed25519-test-vector.json")["rfc8032_test_1"]["public_key"].clone();
+        let mut t = setup_with(world, &base, &format!("public_key = {public}"), tuning()).await;
+        let served = common::Served::start(t.running.endpoint.take().expect("the endpoint")).await;
+        let url = served.url("/discord/interactions");
+        let key = signing_key();
+        let now = shipday::clock::Clock::now(&t.bot.clock).timestamp();
+
+        let response = post(&url, &autocomplete("deploy", &[], ("env", "pro")), now, &key).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["type"], 8);
+        assert_eq!(choice_values(&answer), ["production", "prod"]);
+        assert_eq!(answer["data"]["choices"][1], json!({ "name": "prod", "value": "prod" }));
+
+        let body = autocomplete("deploy", &[("env", "dev")], ("ref", "LOG"));
+        let answer: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        assert_eq!(choice_values(&answer), ["feature/login"]);
+        // A branch pushed now is not suggested until the cache expires: the list is cached.
+        common::git(&t.world.path().join("origin.git"), &["branch", "feature/logout", "dev"]);
+        let answer: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        assert_eq!(choice_values(&answer), ["feature/login"], "served from the cache");
+        let everything: Value =
+            post(&url, &autocomplete("deploy", &[], ("ref", "")), now, &key).await.json().await.unwrap();
+        let all = choice_values(&everything);
+        assert!(all.len() <= 25 && all.contains(&"dev".to_owned()) && all.contains(&"master".to_owned()), "{all:?}");
+        // Nothing reached Discord's REST API: the answer is the HTTP response itself.
+        assert!(t.discord.calls().iter().all(|c| !c.path.contains("/callback")));
+        t.served = Some(served);
+    }
+
     #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_signed_fresh_requests_are_answered() {
         let (t, url) = start().await;
@@ -595,15 +652,8 @@ async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
     let puts: Vec<_> = t.discord.calls().into_iter().filter(|c| c.method == "PUT").collect();
     assert_eq!(puts.len(), 2, "one 429, then the registration");
     assert_eq!(puts[1].path, format!("/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands"));
-    let env_choices = &puts[1].body[0]["options"][0]["choices"];
-    assert_eq!(
-        env_choices,
-        &json!([
-            { "name": "dev", "value": "dev" },
-            { "name": "staging", "value": "staging" },
-            { "name": "production", "value": "production" }
-        ])
-    );
+    let env = &puts[1].body[0]["options"][0];
+    assert_eq!((env["name"].clone(), env["autocomplete"].clone()), (json!("env"), json!(true)), "{env}");
 
     // /ticket's action is a pick list, from commands/ticket.toml.
     let ticket = puts[1].body.as_array().unwrap().iter().find(|c| c["name"] == "ticket").unwrap();
