@@ -98,6 +98,7 @@ fn main() {
                 },
                 tickets: Vec::new(),
                 claimed_until: None,
+                links: Default::default(),
             };
             store.put_deploy(&record).unwrap();
         }

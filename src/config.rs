@@ -110,6 +110,9 @@ fn default_timezone() -> String {
 #[serde(deny_unknown_fields)]
 struct RawEnvironment {
     name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    url: Option<String>,
     branch: String,
     transport: TransportConfig,
     steps: Option<Vec<StepTemplate>>,
@@ -191,6 +194,7 @@ impl Config {
             }
             environments.push(env);
         }
+        check_aliases(&environments)?;
         let mut secret_values = Vec::new();
         for (i, secret) in raw.redact.iter().enumerate() {
             secret_values.push(secret.load(&format!("redact[{i}]"), base)?);
@@ -263,7 +267,7 @@ impl Config {
         })
     }
 
-    /// The environment called `name`.
+    /// The environment called `name` (its canonical name: the parser has resolved aliases).
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.name == name)
     }
@@ -323,12 +327,45 @@ fn validate_people(people: &[Person]) -> Result<()> {
     Ok(())
 }
 
+/// Whether `name` can name an environment in a command on every platform: 1 to 32 lowercase
+/// letters, digits or `-` (Slack's and Discord's option values, typed without quoting).
+fn valid_environment_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Every alias names one environment: none is another environment's name, another alias, or
+/// its own environment's name.
+fn check_aliases(environments: &[Environment]) -> Result<()> {
+    let mut taken: std::collections::HashMap<&str, &str> =
+        environments.iter().map(|e| (e.name.as_str(), e.name.as_str())).collect();
+    for (i, env) in environments.iter().enumerate() {
+        for (j, alias) in env.aliases.iter().enumerate() {
+            if let Some(owner) = taken.insert(alias, &env.name) {
+                if owner == alias {
+                    bail!("environments[{i}].aliases[{j}]: `{alias}` is already the name of an environment");
+                }
+                bail!("environments[{i}].aliases[{j}]: `{alias}` is already an alias of `{owner}`");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment> {
-    let valid_name = !raw.name.is_empty()
-        && raw.name.len() <= 32
-        && raw.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid_name {
+    if !valid_environment_name(&raw.name) {
         bail!("name: `{}` must be 1 to 32 lowercase letters, digits or `-`", raw.name);
+    }
+    for (j, alias) in raw.aliases.iter().enumerate() {
+        if !valid_environment_name(alias) {
+            bail!("aliases[{j}]: `{alias}` must be 1 to 32 lowercase letters, digits or `-`, like a name");
+        }
+    }
+    if let Some(url) = &raw.url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        bail!("url: `{url}` must start with http:// or https://");
     }
     let branch = GitRef::parse(&raw.branch).map_err(|e| anyhow::anyhow!("branch: {e}"))?;
     let transport = match raw.transport {
@@ -361,6 +398,8 @@ fn validate_environment(raw: RawEnvironment, base: &Path) -> Result<Environment>
     }
     Ok(Environment {
         name: raw.name,
+        aliases: raw.aliases,
+        url: raw.url,
         branch,
         transport,
         steps,
@@ -627,6 +666,31 @@ projects = ["SHOP"]
         let text = MINIMAL.replace("personal_branches = true", "personal_branches = true\nrequired_checks = \"all\"");
         let err = format!("{:#}", Config::from_toml(&text, Path::new("/")).unwrap_err());
         assert!(err.contains("[github]") && err.contains("environments.dev.required_checks"), "{err}");
+    }
+
+    #[test]
+    fn aliases_are_names_that_clash_with_nothing() {
+        let with = |aliases: &str| {
+            let text = format!(
+                "{MINIMAL}[[environments]]\nname = \"production\"\nbranch = \"master\"\n{aliases}\n\
+                 transport = {{ kind = \"local\", dir = \"/srv/prod\" }}\n"
+            );
+            Config::from_toml(&text, Path::new("/")).map_err(|e| format!("{e:#}"))
+        };
+        let config = with("aliases = [\"prod\", \"live\"]\nurl = \"https://shop.example\"").unwrap();
+        assert!(config.environment("prod").is_none(), "aliases are resolved by the parser, once");
+        assert_eq!(config.environment("production").unwrap().aliases, ["prod", "live"]);
+        assert_eq!(config.environment("production").unwrap().url.as_deref(), Some("https://shop.example"));
+        let err = with("aliases = [\"dev\"]").unwrap_err();
+        assert!(err.contains("environments[1].aliases[0]") && err.contains("already the name"), "{err}");
+        let err = with("aliases = [\"prod\", \"prod\"]").unwrap_err();
+        assert!(err.contains("aliases[1]") && err.contains("already an alias of `production`"), "{err}");
+        let err = with("aliases = [\"production\"]").unwrap_err();
+        assert!(err.contains("already the name"), "{err}");
+        let err = with("aliases = [\"Prod Env\"]").unwrap_err();
+        assert!(err.contains("aliases[0]") && err.contains("lowercase"), "{err}");
+        let err = with("url = \"shop.example\"").unwrap_err();
+        assert!(err.contains("url") && err.contains("https://"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::release::locks::{ActiveDeploy, Hold, Waiter};
 use crate::release::message::MessageRef;
 use crate::release::migrations::MigrationDebt;
 use crate::release::ticket_flow::{TicketMove, TicketScan};
+use crate::release::tickets::MergedPull;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -32,6 +33,11 @@ pub const FIRING_TTL: chrono::Duration = chrono::Duration::days(30);
 /// binding (see [`Store::keep_early_reaction`]). A request's message is bound as soon as the
 /// platform answers its post, so a reaction waiting longer was on some other message.
 pub const EARLY_REACTION_TTL: chrono::Duration = chrono::Duration::hours(1);
+
+/// How long a merged pull request's branch name and title are kept for the ticket scans of
+/// the deploys and promotions that ship its commits (a release reaches production within
+/// weeks).
+pub const PULL_TTL: chrono::Duration = chrono::Duration::days(90);
 
 /// The store format this Shipday reads and writes: the number in the `format` marker every
 /// store records at creation. A store (or a backup) from another format is refused, never
@@ -475,6 +481,29 @@ impl Store {
         Ok(())
     }
 
+    /// Remembers a merged pull request (by its merge commit) until [`PULL_TTL`], so the deploys
+    /// that ship that commit read tickets from its branch name and title too (made durable by
+    /// the next flush).
+    pub fn put_merged_pull(&self, pull: &MergedPull) -> Result<()> {
+        self.db.insert(merged_pull_key(&pull.merge_sha), encode(pull)?)?;
+        Ok(())
+    }
+
+    /// Every merged pull request remembered (unreadable records are skipped and logged).
+    pub fn merged_pulls(&self) -> Result<Vec<MergedPull>> {
+        let mut pulls = Vec::new();
+        for entry in self.db.scan_prefix(MERGED_PULL_PREFIX) {
+            let (key, value) = entry?;
+            match decode::<MergedPull>(&value) {
+                Ok(pull) => pulls.push(pull),
+                Err(error) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&key), error = format!("{error:#}"), "skipping an unreadable merged pull request")
+                }
+            }
+        }
+        Ok(pulls)
+    }
+
     /// Forgets dedupe records older than their documented lifetimes ([`DELIVERY_TTL`],
     /// [`MERGE_TTL`], [`FIRING_TTL`]), so those trees stay bounded. Run at start and
     /// periodically; returns how many records were removed (durable at the next flush).
@@ -490,6 +519,14 @@ impl Store {
                     tree.remove(key)?;
                     removed += 1;
                 }
+            }
+        }
+        let cutoff = now - PULL_TTL;
+        for entry in self.db.scan_prefix(MERGED_PULL_PREFIX) {
+            let (key, value) = entry?;
+            if decode::<MergedPull>(&value).is_ok_and(|pull| pull.merged_at < cutoff) {
+                self.db.remove(key)?;
+                removed += 1;
             }
         }
         let cutoff = now - EARLY_REACTION_TTL;
@@ -962,6 +999,15 @@ fn interrupted_key(env: &str) -> Vec<u8> {
 fn merge_key(env: &str, sha: &str) -> Vec<u8> {
     let mut key = env_prefix(env);
     key.extend_from_slice(sha.as_bytes());
+    key
+}
+
+/// Where merged pull requests live in the default tree, by merge commit.
+const MERGED_PULL_PREFIX: &[u8] = b"merged_pull\0";
+
+fn merged_pull_key(sha: &str) -> Vec<u8> {
+    let mut key = MERGED_PULL_PREFIX.to_vec();
+    key.extend_from_slice(sha.to_ascii_lowercase().as_bytes());
     key
 }
 

@@ -148,6 +148,39 @@ async fn a_developer_deploys_from_discord_and_one_message_follows_it_to_success(
     assert_eq!((entry.platform.as_str(), entry.person.as_deref()), ("discord", Some("grace")));
 }
 
+/// The requester hears how the deploy ended in a direct message (`POST /users/@me/channels`,
+/// then a message there) with links in Discord's markdown; `dm = false` opts a person out.
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requester_gets_a_direct_message_with_links_unless_they_opted_out() {
+    let world = World::new();
+    let base = world.path().join("dm.toml");
+    let text = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replacen("name = \"Ada\"\n", "name = \"Ada\"\ndm = false\n", 1)
+        .replacen("name = \"dev\"\n", "name = \"dev\"\nurl = \"https://dev.shop.example\"\n", 1);
+    std::fs::write(&base, text).unwrap();
+    let t = setup_with(world, &base, "", tuning()).await;
+
+    let token =
+        t.discord.command(ADA, &[LEAD_ROLE], "deploy", options(&[("env", json!("dev")), ("ref", json!("dev"))]));
+    wait_for_title(&t.discord, &token, "✅ Deployed `dev` to dev").await;
+    let opts = options(&[("env", json!("dev")), ("ref", json!("feature/login"))]);
+    let token = t.discord.command(GRACE, &[], "deploy", opts);
+    let done = wait_for_title(&t.discord, &token, "✅ Deployed `feature/login` to dev").await;
+    let channel = t.discord.wait_for("Grace's DM channel", |f| f.dm_channel_of(GRACE)).await;
+    let dm =
+        t.discord.wait_for("Grace's direct message", |f| f.messages_in(&channel.to_string()).into_iter().next()).await;
+    assert!(title(&dm.body).starts_with("✅ Deployed `feature/login` to dev"), "{:?}", dm.body);
+    let opened = t.discord.calls_to("POST", "/users/@me/channels");
+    assert_eq!(opened.len(), 1, "Ada opted out: {opened:#?}");
+    assert_eq!(opened[0].body, json!({ "recipient_id": GRACE }));
+    assert_eq!(t.discord.dm_channel_of(ADA), None);
+    for embed in [&dm.body["embeds"][0], &done.body["embeds"][0]] {
+        let links = embed["fields"].as_array().unwrap().iter().find(|f| f["name"] == "Links").expect("a Links field");
+        assert_eq!(links["value"], "open [dev](https://dev.shop.example)", "{embed}");
+    }
+}
+
 #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_an_ephemeral_embed_with_a_field_per_environment() {
     let t = setup().await;
@@ -375,6 +408,7 @@ async fn deploys_a_crash_interrupted_are_announced_in_the_team_channel() {
             migrations: None,
             tickets: Vec::new(),
             claimed_until: None,
+            links: Default::default(),
             started_at: chrono::Utc::now(),
             finished_at: None,
             steps: Vec::new(),
@@ -430,6 +464,63 @@ mod http_endpoint {
         let url = served.url("/discord/interactions");
         t.served = Some(served);
         (t, url)
+    }
+
+    /// Discord's autocomplete interaction (type 4) for `/command`, with `focused` the option
+    /// being typed and `others` already filled in.
+    fn autocomplete(command: &str, others: &[(&str, &str)], focused: (&str, &str)) -> String {
+        let mut options: Vec<Value> =
+            others.iter().map(|(name, value)| json!({ "type": 3, "name": name, "value": value })).collect();
+        options.push(json!({ "type": 3, "name": focused.0, "value": focused.1, "focused": true }));
+        let mut body = fake::interaction(900, "token-autocomplete", GRACE, &[], command, Value::Array(options));
+        body["type"] = json!(4);
+        body.to_string()
+    }
+
+    fn choice_values(answer: &Value) -> Vec<String> {
+        answer["data"]["choices"].as_array().unwrap().iter().map(|c| c["value"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Typing an environment suggests names and aliases; typing a ref suggests the origin's
+    /// branches that match, read once and cached; the answer is type 8 with at most 25 choices.
+    #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn environments_and_branches_are_suggested_while_typing() {
+        let world = World::new();
+        let base = world.path().join("aliases.toml");
+        let text = std::fs::read_to_string(world.config_path()).unwrap().replacen(
+            "name = \"production\"\n",
+            "name = \"production\"\naliases = [\"prod\"]\n",
+            1,
+        );
+        std::fs::write(&base, text).unwrap();
+        let public = fake::contract("ed25519-test-vector.json")["rfc8032_test_1"]["public_key"].clone();
+        let mut t = setup_with(world, &base, &format!("public_key = {public}"), tuning()).await;
+        let served = common::Served::start(t.running.endpoint.take().expect("the endpoint")).await;
+        let url = served.url("/discord/interactions");
+        let key = signing_key();
+        let now = shipday::clock::Clock::now(&t.bot.clock).timestamp();
+
+        let response = post(&url, &autocomplete("deploy", &[], ("env", "pro")), now, &key).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["type"], 8);
+        assert_eq!(choice_values(&answer), ["production", "prod"]);
+        assert_eq!(answer["data"]["choices"][1], json!({ "name": "prod", "value": "prod" }));
+
+        let body = autocomplete("deploy", &[("env", "dev")], ("ref", "LOG"));
+        let answer: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        assert_eq!(choice_values(&answer), ["feature/login"]);
+        // A branch pushed now is not suggested until the cache expires: the list is cached.
+        common::git(&t.world.path().join("origin.git"), &["branch", "feature/logout", "dev"]);
+        let answer: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        assert_eq!(choice_values(&answer), ["feature/login"], "served from the cache");
+        let everything: Value =
+            post(&url, &autocomplete("deploy", &[], ("ref", "")), now, &key).await.json().await.unwrap();
+        let all = choice_values(&everything);
+        assert!(all.len() <= 25 && all.contains(&"dev".to_owned()) && all.contains(&"master".to_owned()), "{all:?}");
+        // Nothing reached Discord's REST API: the answer is the HTTP response itself.
+        assert!(t.discord.calls().iter().all(|c| !c.path.contains("/callback")));
+        t.served = Some(served);
     }
 
     #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,15 +652,8 @@ async fn register_puts_the_commands_in_the_guild_and_waits_out_a_rate_limit() {
     let puts: Vec<_> = t.discord.calls().into_iter().filter(|c| c.method == "PUT").collect();
     assert_eq!(puts.len(), 2, "one 429, then the registration");
     assert_eq!(puts[1].path, format!("/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands"));
-    let env_choices = &puts[1].body[0]["options"][0]["choices"];
-    assert_eq!(
-        env_choices,
-        &json!([
-            { "name": "dev", "value": "dev" },
-            { "name": "staging", "value": "staging" },
-            { "name": "production", "value": "production" }
-        ])
-    );
+    let env = &puts[1].body[0]["options"][0];
+    assert_eq!((env["name"].clone(), env["autocomplete"].clone()), (json!("env"), json!(true)), "{env}");
 
     // /ticket's action is a pick list, from commands/ticket.toml.
     let ticket = puts[1].body.as_array().unwrap().iter().find(|c| c["name"] == "ticket").unwrap();

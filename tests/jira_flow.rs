@@ -517,3 +517,109 @@ async fn the_window_reminders_list_each_persons_tickets_and_the_close_flags_drif
         bot.show(&status)
     );
 }
+
+/// GitHub's `pull_request` delivery (the contract sample) of PR `number`, merged into dev as
+/// `merge_sha`, from branch `head_ref`, titled `title`.
+fn merged_pull(number: u64, merge_sha: &str, head_ref: &str, title: &str) -> Vec<u8> {
+    let path = common::fixture("contracts/github/pull_request.closed.merged.json");
+    let mut payload: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    payload["number"] = number.into();
+    payload["pull_request"]["number"] = number.into();
+    payload["pull_request"]["merge_commit_sha"] = merge_sha.into();
+    payload["pull_request"]["base"]["ref"] = "dev".into();
+    payload["pull_request"]["head"]["ref"] = head_ref.into();
+    payload["pull_request"]["title"] = title.into();
+    payload["pull_request"]["body"] = "No ticket named here.".into();
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// The GitHub webhook route wired to `bot`'s engine, the way `serve` wires it; returns its URL.
+async fn webhook(bot: &Bot, dir: &Path) -> String {
+    use shipday::webhook::github::{GitHubEvent, WEBHOOK_PATH, WebhookState, routes};
+    std::fs::write(dir.join("webhook-secret"), HOOK_SECRET).unwrap();
+    let config = shipday::clients::github::GitHubConfig {
+        api_base_url: "https://api.github.com".into(),
+        owner: "Codertocat".into(),
+        repo: "Hello-World".into(),
+        token: shipday::config::SecretRef { env: Some("GITHUB_TOKEN".into()), file: None },
+        webhook_secret: Some(shipday::config::SecretRef { env: None, file: Some("webhook-secret".into()) }),
+        listen: None,
+    };
+    let (sender, mut inbox) = tokio::sync::mpsc::unbounded_channel::<(GitHubEvent, tokio::sync::oneshot::Sender<()>)>();
+    let clock: Arc<dyn shipday::clock::Clock> = Arc::new(bot.clock.clone());
+    let state = WebhookState::new(&config, dir, bot.app.engine.clone(), clock, sender)
+        .unwrap()
+        .with_handoff_timeout(Duration::from_secs(60));
+    let engine = bot.app.engine.clone();
+    tokio::spawn(async move {
+        while let Some((event, recorded)) = inbox.recv().await {
+            engine.github_event(event).await;
+            let _ = recorded.send(());
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, routes(state)).await.unwrap() });
+    url
+}
+
+const HOOK_SECRET: &str = "It's a Secret to Everybody";
+
+async fn deliver(url: &str, delivery: &str, body: &[u8]) {
+    let signature = shipday::webhook::github::signature::sign(&shipday::config::Secret::new(HOOK_SECRET), body);
+    let status = reqwest::Client::new()
+        .post(url)
+        .header("X-GitHub-Event", "pull_request")
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-Hub-Signature-256", signature)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// Squash-merged pull requests whose ticket is named only in the branch name, or only in the
+/// title (never in a commit message): the merge auto-deploys dev and each ticket moves, once.
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merged_pull_request_moves_the_ticket_named_only_in_its_branch_or_only_in_its_title() {
+    let world = World::new();
+    let jira = board().await;
+    jira.add_issue("SHOP-8", "Discount codes", "Pull Request", Some(("acc-grace", "Grace Hopper")));
+    jira.add_issue("SHOP-9", "Gift cards", "Pull Request", Some(("acc-linus", "Linus Torvalds")));
+    let bot = start(&jira_config(&world, &jira, "")).await;
+    let hook = tempfile::tempdir().unwrap();
+    let url = webhook(&bot, hook.path()).await;
+
+    commit_on(&world, "dev", "Discount codes at checkout (#8)");
+    let first = world.tip("dev");
+    deliver(&url, "guid-8", &merged_pull(8, &first, "feature/SHOP-8-discount", "Discount codes at checkout")).await;
+    let shipped = eventually("the first merge's deploy and its tickets", || {
+        let latest = bot.app.store.latest_deploy("dev").unwrap()?;
+        (latest.sha.as_str() == first && !latest.tickets.is_empty()).then_some(latest)
+    })
+    .await;
+    moves_settled(&bot).await;
+    assert_eq!(shipped.outcome, Outcome::Succeeded);
+    assert_eq!(shipped.tickets, ["SHOP-8"], "named only in the branch");
+    assert_eq!(jira.status("SHOP-8"), "Dev Testing");
+    assert_eq!(jira.status("SHOP-9"), "Pull Request");
+
+    commit_on(&world, "dev", "Gift cards (#9)");
+    let second = world.tip("dev");
+    deliver(&url, "guid-9", &merged_pull(9, &second, "gift-cards", "SHOP-9: Gift cards")).await;
+    let shipped = eventually("the second merge's deploy and its tickets", || {
+        let latest = bot.app.store.latest_deploy("dev").unwrap()?;
+        (latest.sha.as_str() == second && !latest.tickets.is_empty()).then_some(latest)
+    })
+    .await;
+    moves_settled(&bot).await;
+    assert_eq!(shipped.tickets, ["SHOP-9"], "named only in the title; SHOP-8 shipped before");
+    assert_eq!(jira.status("SHOP-9"), "Dev Testing");
+    let moves = bot.app.store.recent_jira_moves(10).unwrap();
+    for key in ["SHOP-8", "SHOP-9"] {
+        assert_eq!(moves.iter().filter(|m| m.key.to_string() == key).count(), 1, "{key} moved once: {moves:#?}");
+    }
+}

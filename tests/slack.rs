@@ -23,6 +23,8 @@ const CHANNEL: &str = "C0DEPLOYS1";
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const GRACE: &str = "U0GRACE001";
 const ADA: &str = "U0ADA00001";
+/// The direct-message channel the fake opens for Grace.
+const GRACE_DM: &str = "D0GRACE001";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -48,10 +50,16 @@ impl Setup {
 
     /// Starts with `extra` lines in the `[slack]` section (such as `commands = { … }`).
     async fn start_with(mode: Mode, extra: &str) -> Self {
+        Self::start_edited(mode, extra, |text| text).await
+    }
+
+    /// Starts with `extra` lines in the `[slack]` section, on the config text `edit` returns.
+    async fn start_edited(mode: Mode, extra: &str, edit: impl FnOnce(String) -> String) -> Self {
         let world = World::new();
         let fake = FakeSlack::start(TEAM).await;
         let config = write_config(&world, &fake, mode);
-        std::fs::write(&config, format!("{}{extra}\n", std::fs::read_to_string(&config).unwrap())).unwrap();
+        let text = edit(std::fs::read_to_string(&config).unwrap());
+        std::fs::write(&config, format!("{text}{extra}\n")).unwrap();
         let bot = Bot::start(&config);
         let adapter = SlackAdapter::start(&bot.app, bot.adapters.slack.as_ref().unwrap(), Arc::new(bot.clock.clone()))
             .await
@@ -218,7 +226,14 @@ async fn a_slash_command_over_http_is_acked_then_one_message_is_edited_to_succes
     // Every edit went to the one message.
     let updates = s.fake.calls("chat.update");
     assert!(updates.iter().all(|u| u.body["ts"] == message.ts.as_str() && u.body["channel"] == CHANNEL));
-    assert_eq!(s.fake.calls("chat.postMessage").len(), 1);
+    assert_eq!(s.fake.messages(CHANNEL).len(), 1);
+    // Grace hears how her deploy ended in a direct message, with the outcome.
+    s.fake.wait_for("Grace's direct message", |f| !f.messages(GRACE_DM).is_empty()).await;
+    let opened = s.fake.calls("conversations.open");
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].body["users"], json!([GRACE]));
+    let dm = &s.fake.messages(GRACE_DM)[0];
+    assert!(dm.blocks.to_string().contains("Succeeded") && dm.text.contains(&sha[..8]), "{dm:?}");
     assert_eq!(s.world.head("dev"), sha);
     let record = &s.bot.app.store.history(Some("dev"), 1).unwrap()[0];
     assert_eq!(record.outcome, Outcome::Succeeded);
@@ -503,6 +518,79 @@ async fn an_error_the_user_can_fix_is_ephemeral_and_posts_nothing_in_the_channel
     assert!(s.fake.calls("chat.postEphemeral").is_empty() && s.fake.calls("response_url").is_empty());
 }
 
+/// An environment's alias works wherever an environment is named, the deploy carries the
+/// environment's own name, `/help` lists the aliases, and a typo of an alias gets a suggestion.
+#[bounded::test]
+async fn an_alias_names_its_environment_in_every_command_and_help_lists_it() {
+    let s = Setup::start_edited(Mode::Http, "", |text| {
+        text.replacen("name = \"dev\"\n", "name = \"dev\"\naliases = [\"sandbox\", \"dv\"]\n", 1)
+    })
+    .await;
+    let ack = s.command(GRACE, "/deploy", "sandbox feature/login", "650.1.alias").await;
+    assert!(text_of(&ack).contains("Accepted: `/deploy sandbox feature/login`"), "{ack}");
+    s.finished_message(CHANNEL).await;
+    let deploys = s.bot.app.store.history(None, 10).unwrap();
+    assert_eq!(deploys.len(), 1);
+    assert_eq!(deploys[0].env, "dev", "recorded under the environment's own name");
+    assert_eq!(deploys[0].outcome, Outcome::Succeeded);
+    assert_eq!(s.world.head("dev"), s.world.tip("feature/login"));
+
+    let status = s.command("U0ANYONE01", "/ship-status", "dv", "650.2.status").await;
+    assert!(status["blocks"].to_string().contains("feature/login"), "{status}");
+    let release = s.command(GRACE, "/release", "sandbox", "650.3.release").await;
+    assert!(!release["blocks"].to_string().contains("✋"), "{release}");
+
+    let typo = s.command(GRACE, "/deploy", "sandbx feature/login", "650.4.typo").await;
+    assert_eq!(typo["response_type"], "ephemeral");
+    let typo = text_of(&typo);
+    assert!(typo.contains("Did you mean `sandbox`?"), "{typo}");
+    assert!(typo.contains("Environments: dev (sandbox, dv), staging, production."), "{typo}");
+
+    let help = s.command("U0ANYONE01", "/ship-help", "", "650.5.help").await;
+    let blocks = help["blocks"].to_string();
+    assert!(blocks.contains("Environments: dev (also sandbox, dv), staging, production."), "{blocks}");
+}
+
+/// `dm = false` opts a person out: Ada's deploy ends without a direct message, Grace's (who
+/// did not opt out) with one, linking the commit, the compare and the environment in Slack's
+/// link syntax.
+#[bounded::test]
+async fn a_person_who_opted_out_gets_no_direct_message_and_deploy_messages_link_in_slack_syntax() {
+    let s = Setup::start_edited(Mode::Http, "", |text| {
+        text.replacen(&format!("slack = \"{ADA}\""), &format!("slack = \"{ADA}\"\ndm = false"), 1)
+            .replacen("name = \"dev\"\n", "name = \"dev\"\nurl = \"https://dev.shop.example\"\n", 1)
+            // GitHub at a closed local port: links only (reports to it fail, logged).
+            .replacen(
+                "[slack]",
+                "[github]\napi_base_url = \"http://127.0.0.1:9\"\nowner = \"acme\"\nrepo = \"shop\"\n\
+                 token = { file = \"bot-token\" }\n\n[slack]",
+                1,
+            )
+    })
+    .await;
+    let ack = s.command(ADA, "/deploy", "dev dev", "660.1.ada").await;
+    assert!(text_of(&ack).contains("Accepted"), "{ack}");
+    s.finished_message(CHANNEL).await;
+    let live = s.world.head("dev");
+    let ack = s.command(GRACE, "/deploy", "dev feature/login", "660.2.grace").await;
+    assert!(text_of(&ack).contains("Accepted"), "{ack}");
+    s.fake.wait_for("Grace's direct message", |f| !f.messages(GRACE_DM).is_empty()).await;
+    let opened: Vec<Value> = s.fake.calls("conversations.open").into_iter().map(|c| c.body["users"].clone()).collect();
+    assert_eq!(opened, [json!([GRACE])], "Ada opted out");
+    let sha = s.world.tip("feature/login");
+    let dm = s.fake.messages(GRACE_DM)[0].blocks.to_string();
+    for link in [
+        format!("commit <http://127.0.0.1:9/acme/shop/commit/{sha}|{}>", &sha[..8]),
+        format!("changes <http://127.0.0.1:9/acme/shop/compare/{live}...{sha}|{}...{}>", &live[..8], &sha[..8]),
+        "open <https://dev.shop.example|dev>".to_owned(),
+    ] {
+        assert!(dm.contains(&link), "{link} missing from {dm}");
+    }
+    let channel = s.fake.messages(CHANNEL);
+    let grace = channel.iter().find(|m| m.text.contains(&sha[..8])).expect("Grace's deploy message");
+    assert!(grace.blocks.to_string().contains("open <https://dev.shop.example|dev>"), "{:?}", grace.blocks);
+}
+
 #[bounded::test]
 async fn status_history_and_help_are_block_kit_answers_for_the_requester() {
     let s = Setup::start(Mode::Http).await;
@@ -530,7 +618,8 @@ async fn status_history_and_help_are_block_kit_answers_for_the_requester() {
     }
     let deploy_help = s.command("U0ANYONE01", "/ship-help", "deploy", "700.5.help").await;
     assert!(deploy_help["blocks"].to_string().contains("--dry-run"), "{deploy_help}");
-    assert_eq!(s.fake.calls("chat.postMessage").len(), 1, "only the deploy was public");
+    let public = s.fake.calls("chat.postMessage").into_iter().filter(|c| c.body["channel"] != GRACE_DM).count();
+    assert_eq!(public, 1, "only the deploy was public");
 }
 
 #[bounded::test]

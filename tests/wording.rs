@@ -77,6 +77,7 @@ fn rendered(bot: &Bot, text: &str, reply: &Reply) -> (String, String, String) {
     let now = wednesday();
     let book = CommandBook::builtin();
     let visibility = format!("[{:?}]\n", reply.visibility);
+    let environments = shipday::command::help::environments_line(&bot.app.config.environments);
 
     let console = format!("{visibility}{}", bot.show(reply));
 
@@ -85,7 +86,7 @@ fn rendered(bot: &Bot, text: &str, reply: &Reply) -> (String, String, String) {
     let line = text.trim_start_matches('/');
     let (command, topic) = line.split_once(' ').map_or((line, None), |(c, t)| (c, Some(t.trim())));
     let blocks = if command == "help" && matches!(reply.body, ReplyBody::Text(_)) {
-        slack::help(&book, topic, &shipday::chat::text::reply(reply, tz))
+        slack::help(&book, topic, &environments, &shipday::chat::text::reply(reply, tz))
     } else {
         slack::reply(reply, tz, now)
     };
@@ -95,7 +96,8 @@ fn rendered(bot: &Bot, text: &str, reply: &Reply) -> (String, String, String) {
 
     // As the Discord adapter answers an interaction.
     let discord_names = CommandNames::new(&book, &[], &BTreeMap::new(), "discord.commands").unwrap();
-    let message = discord::reply(reply, Asked { command, topic }, &book, now).localized(&discord_names);
+    let message = discord::reply(reply, Asked { command, topic, environments: &environments }, &book, now)
+        .localized(&discord_names);
     let discord = format!("{visibility}{}", words(&message.body()));
 
     (stable(&console), stable(&slack), stable(&discord))

@@ -81,16 +81,18 @@ pub fn slack(book: &CommandBook, names: &CommandNames, request_url: Option<&str>
 ///
 /// (`auth.test` and `response_url` need no scope; Socket Mode's `connections:write` belongs to
 /// the app-level token, which is not part of the manifest.)
-pub const SLACK_BOT_SCOPES: [&str; 6] =
-    ["commands", "chat:write", "chat:write.public", "reactions:read", "channels:read", "groups:read"];
+pub const SLACK_BOT_SCOPES: [&str; 7] =
+    ["commands", "chat:write", "chat:write.public", "im:write", "reactions:read", "channels:read", "groups:read"];
 
 /// Slack's longest slash command description.
 const SLACK_DESCRIPTION_MAX: usize = 2000;
 
 /// Discord application commands (the body of `PUT /applications/{id}/commands`), each under its
 /// name in `names`. The umbrella (`/shipday`) carries every other command as a subcommand, with
-/// the same options, so `/shipday deploy env:dev ref:x` works like `/deploy`.
-pub fn discord(book: &CommandBook, names: &CommandNames, environments: &[String]) -> Value {
+/// the same options, so `/shipday deploy env:dev ref:x` works like `/deploy`. Environment and
+/// ref options are autocompleted (`chat::discord::autocomplete`), so the registration no longer
+/// lists `_environments`: a renamed or added environment needs no new registration.
+pub fn discord(book: &CommandBook, names: &CommandNames, _environments: &[String]) -> Value {
     Value::Array(
         book.specs()
             .iter()
@@ -102,12 +104,12 @@ pub fn discord(book: &CommandBook, names: &CommandNames, environments: &[String]
                                 "type": 1,
                                 "name": inner.name,
                                 "description": truncate(&names.localize(&inner.summary), 100),
-                                "options": discord_options(book, names, inner, environments),
+                                "options": discord_options(book, names, inner),
                             })
                         })
                         .collect()
                 } else {
-                    discord_options(book, names, spec, environments)
+                    discord_options(book, names, spec)
                 };
                 json!({
                     "name": names.name(&spec.name),
@@ -121,12 +123,7 @@ pub fn discord(book: &CommandBook, names: &CommandNames, environments: &[String]
     )
 }
 
-fn discord_options(
-    book: &CommandBook,
-    names: &CommandNames,
-    spec: &CommandSpec,
-    environments: &[String],
-) -> Vec<Value> {
+fn discord_options(book: &CommandBook, names: &CommandNames, spec: &CommandSpec) -> Vec<Value> {
     let mut options: Vec<&OptionSpec> = spec.options.iter().collect();
     // Discord wants required options first.
     options.sort_by_key(|o| !o.required);
@@ -145,21 +142,17 @@ fn discord_options(
                 OptionKind::Number => {
                     json!({ "type": 4, "min_value": 1, "max_value": crate::command::parse::MAX_HISTORY })
                 }
-                OptionKind::Environment => json!({ "type": 3, "choices": choices(environments.to_vec()) }),
-                OptionKind::EnvironmentOrAll => {
-                    let mut names = environments.to_vec();
-                    names.push(crate::release::freeze::ALL.to_owned());
-                    json!({ "type": 3, "choices": choices(names) })
-                }
+                // Suggested while typing (chat::discord::autocomplete), aliases included; Discord
+                // allows no fixed choices on an autocomplete option (`/freeze` also suggests `all`).
+                OptionKind::Environment | OptionKind::EnvironmentOrAll => json!({ "type": 3, "autocomplete": true }),
                 OptionKind::Command | OptionKind::Subcommand => {
                     json!({ "type": 3, "choices": choices(book.runnable().map(|s| s.name.clone()).collect()) })
                 }
                 OptionKind::Text if !option.choices.is_empty() => {
                     json!({ "type": 3, "choices": choices(option.choices.clone()) })
                 }
-                OptionKind::Ref | OptionKind::Text => {
-                    json!({ "type": 3, "max_length": if option.kind == OptionKind::Ref { 200 } else { 300 } })
-                }
+                OptionKind::Ref => json!({ "type": 3, "max_length": 200, "autocomplete": true }),
+                OptionKind::Text => json!({ "type": 3, "max_length": 300 }),
             };
             if let (Some(fields), Value::Object(kind)) = (value.as_object_mut(), kind) {
                 fields.extend(kind);
@@ -281,6 +274,10 @@ mod tests {
                 }
                 // Whether the bot is in a public or a private channel.
                 "conversations_info" => needed.extend(["channels:read", "groups:read"]),
+                // Opening the direct message to a deploy's requester.
+                "conversations_open" => {
+                    needed.insert("im:write");
+                }
                 other => panic!("the adapter calls `{other}`: add its scope to SLACK_BOT_SCOPES and here"),
             }
         }
@@ -331,7 +328,12 @@ mod tests {
         let commands = discord(&book, &CommandNames::canonical(&book), &envs);
         let deploy = &commands[0];
         assert_eq!(deploy["name"], "deploy");
-        assert_eq!(deploy["options"][0]["choices"][2]["value"], "production");
+        assert_eq!(deploy["options"][0]["autocomplete"], true, "environments are suggested while typing");
+        assert!(deploy["options"][0].get("choices").is_none(), "Discord allows no choices with autocomplete");
+        assert_eq!(
+            (deploy["options"][1]["name"].clone(), deploy["options"][1]["autocomplete"].clone()),
+            (json!("ref"), json!(true))
+        );
         assert_eq!(deploy["options"][2]["type"], 5);
         let ticket = commands.as_array().unwrap().iter().find(|c| c["name"] == "ticket").unwrap();
         let action = ticket["options"].as_array().unwrap().iter().find(|o| o["name"] == "action").unwrap();

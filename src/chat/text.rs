@@ -86,7 +86,22 @@ fn deploy_started(record: &DeployRecord, tz: Tz) -> String {
         out.push(' ');
         out.push_str(&migrations.summary(&record.env));
     }
+    if let Some(links) = links_line(record) {
+        out.push('\n');
+        out.push_str(&links);
+    }
     out
+}
+
+/// A deploy's links as plain text (`commit a1b2c3d4 https://…`), for terminals: `None` when
+/// there are none.
+pub fn links_line(record: &DeployRecord) -> Option<String> {
+    let links = record.links.labelled();
+    (!links.is_empty()).then(|| {
+        let parts: Vec<String> =
+            links.iter().map(|(label, link)| format!("{label} {} {}", link.text, link.url)).collect();
+        format!("Links: {}", parts.join(" · "))
+    })
 }
 
 /// "dev is now yours until `/release dev` or 17:30 EAT", when the deploy claimed its
@@ -487,6 +502,10 @@ pub fn progress(update: &ProgressUpdate, now: DateTime<Utc>) -> Option<String> {
                 seconds(record.elapsed_ms(now))
             ),
             _ => format!("Deploy {}", outcome_line(record, now)),
+        })
+        .map(|line| match links_line(record) {
+            Some(links) => format!("{line}\n{links}"),
+            None => line,
         }),
     }
 }

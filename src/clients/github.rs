@@ -74,6 +74,21 @@ fn default_api_base_url() -> String {
     DEFAULT_API_BASE_URL.into()
 }
 
+impl GitHubConfig {
+    /// The repository's web address, for links people open: `https://github.com/owner/repo`
+    /// for GitHub.com, the server's own host for GitHub Enterprise (`…/api/v3` dropped), and
+    /// the API root itself for anything else (a test fake).
+    pub fn web_url(&self) -> String {
+        let api = self.api_base_url.trim_end_matches('/');
+        let host = if api == DEFAULT_API_BASE_URL.trim_end_matches('/') {
+            "https://github.com"
+        } else {
+            api.strip_suffix("/api/v3").unwrap_or(api)
+        };
+        format!("{host}/{}/{}", self.owner, self.repo)
+    }
+}
+
 /// The app's repository on GitHub, with bounded retries and named errors.
 #[derive(Clone)]
 pub struct GitHubClient {

@@ -1,12 +1,28 @@
 //! `/help`, rendered from the specs.
 
+use super::parse::EnvironmentNames;
 use super::spec::{CommandBook, MinRole};
 
 /// Width of the usage column in the command list: every short usage fits; longer ones wrap.
 const USAGE_COLUMN: usize = 24;
 
+/// The environments a command may name, each with its aliases:
+/// `Environments: dev, staging, production (also prod)`.
+pub fn environments_line(environments: &(impl EnvironmentNames + ?Sized)) -> String {
+    let aliases = environments.aliases();
+    let names: Vec<String> = environments
+        .names()
+        .into_iter()
+        .map(|name| {
+            let own: Vec<&str> = aliases.iter().filter(|(_, n)| *n == name).map(|(a, _)| a.as_str()).collect();
+            if own.is_empty() { name } else { format!("{name} (also {})", own.join(", ")) }
+        })
+        .collect();
+    format!("Environments: {}.", names.join(", "))
+}
+
 /// The command list, or one command explained.
-pub fn render(book: &CommandBook, topic: Option<&str>) -> String {
+pub fn render(book: &CommandBook, environments: &(impl EnvironmentNames + ?Sized), topic: Option<&str>) -> String {
     match topic.and_then(|t| book.get(t)) {
         None => {
             let mut out = String::from("Shipday commands:\n");
@@ -19,7 +35,8 @@ pub fn render(book: &CommandBook, topic: Option<&str>) -> String {
                     out.push_str(&format!("  {}\n  {:<USAGE_COLUMN$}  {}\n", spec.usage, "", spec.summary));
                 }
             }
-            out.push_str("Type `/help COMMAND` for details.");
+            out.push_str(&environments_line(environments));
+            out.push_str("\nType `/help COMMAND` for details.");
             out
         }
         Some(spec) => {
@@ -60,14 +77,28 @@ mod tests {
     #[test]
     fn help_lists_every_command_and_explains_one() {
         let book = CommandBook::builtin();
-        let list = render(&book, None);
+        let envs = ["dev".to_owned(), "staging".to_owned()];
+        let list = render(&book, envs.as_slice(), None);
+        assert!(list.contains("\nEnvironments: dev, staging.\n"), "{list}");
         for name in book.names() {
             assert!(list.contains(&format!("/{name}")), "{name} missing from help");
         }
-        let deploy = render(&book, Some("deploy"));
+        let deploy = render(&book, envs.as_slice(), Some("deploy"));
         assert!(deploy.contains("--dry-run") && deploy.contains("/deploy dev feature/login"));
-        let ticket = render(&book, Some("ticket"));
+        let ticket = render(&book, envs.as_slice(), Some("ticket"));
         assert!(ticket.contains("ACTION             What to do with the ticket: pass, fail, status\n"), "{ticket}");
+    }
+
+    #[test]
+    fn the_environment_line_names_each_alias_with_its_environment() {
+        let config = crate::config::Config::from_toml(
+            "state_dir = \"s\"\n[[environments]]\nname = \"dev\"\nbranch = \"dev\"\n\
+             transport = { kind = \"local\", dir = \"/d\" }\n[[environments]]\nname = \"production\"\n\
+             branch = \"master\"\naliases = [\"prod\", \"live\"]\ntransport = { kind = \"local\", dir = \"/p\" }\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(environments_line(&config.environments), "Environments: dev, production (also prod, live).");
     }
 
     #[test]

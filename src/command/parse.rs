@@ -3,6 +3,7 @@
 
 use super::spec::{CommandBook, CommandSpec, OptionKind, OptionSpec};
 use super::{Command, TicketAction};
+use crate::release::environment::Environment;
 use crate::release::gitref::GitRef;
 use crate::release::tickets::{TicketKey, TicketKeyError};
 use std::collections::HashMap;
@@ -19,9 +20,95 @@ pub const DEFAULT_HISTORY: usize = 10;
 /// Longest free-text value (lock reasons).
 pub const MAX_TEXT: usize = 300;
 
+/// The environments a command may name: canonical names in configured order, and aliases.
+/// The configured environments (`&config.environments`) give both; a bare list of names
+/// (`&["dev".to_owned()]`) has no aliases.
+pub trait EnvironmentNames {
+    /// Canonical names, in configured order.
+    fn names(&self) -> Vec<String>;
+    /// `(alias, canonical name)` pairs.
+    fn aliases(&self) -> Vec<(String, String)>;
+}
+
+impl EnvironmentNames for [String] {
+    fn names(&self) -> Vec<String> {
+        self.to_vec()
+    }
+    fn aliases(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+impl EnvironmentNames for Vec<String> {
+    fn names(&self) -> Vec<String> {
+        self.clone()
+    }
+    fn aliases(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+impl EnvironmentNames for [Environment] {
+    fn names(&self) -> Vec<String> {
+        self.iter().map(|e| e.name.clone()).collect()
+    }
+    fn aliases(&self) -> Vec<(String, String)> {
+        self.iter().flat_map(|e| e.aliases.iter().map(|a| (a.clone(), e.name.clone()))).collect()
+    }
+}
+
+impl EnvironmentNames for Vec<Environment> {
+    fn names(&self) -> Vec<String> {
+        self.as_slice().names()
+    }
+    fn aliases(&self) -> Vec<(String, String)> {
+        self.as_slice().aliases()
+    }
+}
+
+/// Names and aliases, resolved once per parse.
+struct Names {
+    names: Vec<String>,
+    aliases: Vec<(String, String)>,
+}
+
+impl Names {
+    fn of(environments: &(impl EnvironmentNames + ?Sized)) -> Self {
+        Self { names: environments.names(), aliases: environments.aliases() }
+    }
+
+    /// The canonical name `value` stands for: a name, or an alias of one.
+    fn resolve(&self, value: &str) -> Option<&str> {
+        self.names
+            .iter()
+            .find(|n| *n == value)
+            .map(String::as_str)
+            .or_else(|| self.aliases.iter().find(|(alias, _)| alias == value).map(|(_, name)| name.as_str()))
+    }
+
+    /// Names, each followed by its aliases: `dev, staging, production (prod)`.
+    fn listed(&self) -> String {
+        self.names
+            .iter()
+            .map(|name| {
+                let aliases: Vec<&str> =
+                    self.aliases.iter().filter(|(_, n)| n == name).map(|(a, _)| a.as_str()).collect();
+                if aliases.is_empty() { name.clone() } else { format!("{name} ({})", aliases.join(", ")) }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Parses a command line such as `/deploy dev feature/login` into a typed command.
-/// `environments` are the configured names, which the environment options must match.
-pub fn parse(book: &CommandBook, environments: &[String], text: &str) -> Result<Command, ParseError> {
+/// `environments` are the configured environments, whose names or aliases the environment
+/// options must match; the command carries the canonical name.
+pub fn parse(
+    book: &CommandBook,
+    environments: &(impl EnvironmentNames + ?Sized),
+    text: &str,
+) -> Result<Command, ParseError> {
+    let environments = &Names::of(environments);
     let tokens = tokenize(text)?;
     let Some((first, rest)) = tokens.split_first() else {
         return Err(ParseError("Type a command, for example `/status` or `/help`.".into()));
@@ -39,12 +126,7 @@ pub fn parse(book: &CommandBook, environments: &[String], text: &str) -> Result<
 }
 
 /// Parses the arguments of one (non-dispatching) command.
-fn run(
-    book: &CommandBook,
-    environments: &[String],
-    spec: &CommandSpec,
-    tokens: &[String],
-) -> Result<Command, ParseError> {
+fn run(book: &CommandBook, environments: &Names, spec: &CommandSpec, tokens: &[String]) -> Result<Command, ParseError> {
     let context = Context { book, environments, spec };
     let values = context.match_options(tokens)?;
     context.build(values)
@@ -54,7 +136,7 @@ fn run(
 /// rest are that command's arguments. With no argument it runs `help`.
 fn dispatch(
     book: &CommandBook,
-    environments: &[String],
+    environments: &Names,
     umbrella: &CommandSpec,
     tokens: &[String],
 ) -> Result<Command, ParseError> {
@@ -92,7 +174,7 @@ fn tokenize(text: &str) -> Result<Vec<String>, ParseError> {
 
 struct Context<'a> {
     book: &'a CommandBook,
-    environments: &'a [String],
+    environments: &'a Names,
     spec: &'a CommandSpec,
 }
 
@@ -145,7 +227,7 @@ impl Context<'_> {
                         i += 1;
                     }
                     self.check(option, &value).map_err(|e| self.usage_error(e))?;
-                    values.insert(option.name.clone(), Value::Text(value));
+                    values.insert(option.name.clone(), Value::Text(self.canonical(option, &value)));
                 }
                 continue;
             }
@@ -171,7 +253,7 @@ impl Context<'_> {
             } else {
                 // Check as we go, so the first bad value is the one named.
                 self.check(option, token).map_err(|e| self.usage_error(e))?;
-                values.insert(option.name.clone(), Value::Text(token.clone()));
+                values.insert(option.name.clone(), Value::Text(self.canonical(option, token)));
             }
         }
         for option in &positional {
@@ -187,21 +269,32 @@ impl Context<'_> {
         Ok(values)
     }
 
+    /// A checked value as the command carries it: an environment's alias becomes its name.
+    fn canonical(&self, option: &OptionSpec, value: &str) -> String {
+        match option.kind {
+            OptionKind::Environment | OptionKind::EnvironmentOrAll => {
+                self.environments.resolve(value).unwrap_or(value).to_owned()
+            }
+            _ => value.to_owned(),
+        }
+    }
+
     /// Validates one value for one option.
     fn check(&self, option: &OptionSpec, value: &str) -> Result<(), String> {
         match option.kind {
             OptionKind::EnvironmentOrAll if value == crate::release::freeze::ALL => Ok(()),
             OptionKind::Environment | OptionKind::EnvironmentOrAll => {
-                if self.environments.iter().any(|e| e == value) {
+                if self.environments.resolve(value).is_some() {
                     return Ok(());
                 }
-                let hint = suggest(value, self.environments.iter().map(String::as_str))
+                let candidates = self.environments.names.iter().chain(self.environments.aliases.iter().map(|(a, _)| a));
+                let hint = suggest(value, candidates.map(String::as_str))
                     .map(|s| format!(" Did you mean `{s}`?"))
                     .unwrap_or_default();
                 Err(format!(
                     "Unknown environment `{}`.{hint} Environments: {}.",
                     shown(value),
-                    self.environments.join(", ")
+                    self.environments.listed()
                 ))
             }
             OptionKind::Ref => GitRef::parse(value).map(|_| ()).map_err(|e| format!("{e}.")),
@@ -509,6 +602,72 @@ mod tests {
             let line = format!("/ticket SHOP-12 {choice}{reason}");
             assert!(parse(&book, &envs(), &line).is_ok(), "{line}");
         }
+    }
+
+    fn environments() -> Vec<Environment> {
+        let config = crate::config::Config::from_toml(
+            r#"
+state_dir = "s"
+[[environments]]
+name = "dev"
+branch = "dev"
+transport = { kind = "local", dir = "/d" }
+[[environments]]
+name = "production"
+branch = "master"
+aliases = ["prod", "live"]
+transport = { kind = "local", dir = "/p" }
+"#,
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        config.environments
+    }
+
+    /// Every command taking an environment takes its alias, and carries the canonical name.
+    #[test]
+    fn aliases_name_their_environment_in_every_command() {
+        let envs = environments();
+        let book = book();
+        let cases = [
+            ("/deploy prod master", "/deploy production master"),
+            ("/promote dev live", "/promote dev production"),
+            ("/promote dev prod --cancel", "/promote dev production --cancel"),
+            ("/status prod --live", "/status production --live"),
+            ("/history prod 5", "/history production 5"),
+            ("/lock prod release day", "/lock production release day"),
+            ("/unlock live", "/unlock production"),
+            ("/release prod", "/release production"),
+            ("/rollback prod previous", "/rollback production previous"),
+            ("/shipday deploy prod master", "/deploy production master"),
+            ("/cancel prod", "/cancel production"),
+            ("/skip live", "/skip production"),
+            ("/freeze prod incident 42", "/freeze production incident 42"),
+            ("/unfreeze live", "/unfreeze production"),
+        ];
+        for (alias, canonical) in cases {
+            assert_eq!(parse(&book, &envs, alias), parse(&book, &envs, canonical), "{alias}");
+            assert!(parse(&book, &envs, alias).is_ok(), "{alias}");
+        }
+        for spec in book.runnable() {
+            for option in
+                spec.options.iter().filter(|o| matches!(o.kind, OptionKind::Environment | OptionKind::EnvironmentOrAll))
+            {
+                assert!(
+                    cases.iter().any(|(alias, _)| alias.starts_with(&format!("/{}", spec.name))),
+                    "/{} takes {} but no alias case covers it",
+                    spec.name,
+                    option.name
+                );
+            }
+        }
+        let err = parse(&book, &envs, "/deploy prd master").unwrap_err().0;
+        assert!(err.contains("Did you mean `prod`?"), "{err}");
+        assert!(err.contains("Environments: dev, production (prod, live)."), "{err}");
+        let err = parse(&book, &envs, "/deploy produciton master").unwrap_err().0;
+        assert!(err.contains("Did you mean `production`?"), "{err}");
+        let err = parse(&book, &envs, "/deploy qa master").unwrap_err().0;
+        assert!(err.contains("Unknown environment `qa`.") && !err.contains("Did you mean"), "{err}");
     }
 
     #[test]

@@ -231,7 +231,7 @@ impl Engine {
     /// Parses and authorizes; the error is a refusal for the user.
     fn decide(&self, waiting: &WaitingCommand) -> Result<Command, String> {
         let (book, config) = (&self.ctx.book, &self.ctx.config);
-        let command = parse(book, &config.environment_names(), &waiting.invocation.text).map_err(|e| e.0)?;
+        let command = parse(book, &config.environments, &waiting.invocation.text).map_err(|e| e.0)?;
         let spec = book.get(command.name()).expect("parsed commands have specs");
         let actor = Actor {
             person: waiting.person.as_ref(),

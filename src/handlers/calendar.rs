@@ -25,6 +25,7 @@ pub fn scheduler_person() -> Person {
         discord: None,
         github: None,
         jira: None,
+        dm: true,
     }
 }
 

@@ -332,6 +332,7 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
             return ctx.answer(pending, Decision::refused(refusal.0));
         }
     };
+    let links = deploy_links(ctx, &request.env, &sha);
     let record = match ctx.store.next_deploy_id() {
         Ok(id) => DeployRecord {
             id,
@@ -352,6 +353,7 @@ pub(crate) async fn resolved(ctx: &mut Context, resolved: Resolved) {
                 HoldChange::Set(Hold { kind: HoldKind::Claim { expires_at, .. }, .. }) => Some(*expires_at),
                 _ => None,
             },
+            links: Box::new(links),
         },
         Err(error) => {
             session.close().await;
@@ -747,4 +749,29 @@ fn abandon_start(ctx: &mut Context, record: &DeployRecord, held_before: Option<&
     if let Err(error) = undone {
         tracing::error!(error = format!("{error:#}"), deploy = record.id, "cannot undo a deploy that did not start");
     }
+}
+
+/// The links of a deploy of `sha` to `env`: on GitHub (when configured) the commit, the compare
+/// with what `env` ran last and the pull requests merged as this commit (heard from the merge
+/// webhook); the environment's configured `url`.
+fn deploy_links(ctx: &Context, env: &str, sha: &Sha) -> crate::release::deploy::DeployLinks {
+    let repository = ctx.config.github.as_ref().map(|github| github.web_url());
+    let live = ctx.store.last_ok(env).ok().flatten().map(|record| record.sha);
+    let pulls: Vec<u64> = ctx
+        .store
+        .merged_pulls()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|pull| pull.merge_sha.eq_ignore_ascii_case(sha.as_str()))
+        .map(|pull| pull.number)
+        .collect();
+    let environment = ctx.config.environment(env);
+    crate::release::deploy::DeployLinks::new(
+        repository.as_deref(),
+        sha,
+        live.as_ref(),
+        &pulls,
+        env,
+        environment.and_then(|e| e.url.as_deref()),
+    )
 }

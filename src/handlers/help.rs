@@ -4,5 +4,8 @@ use super::*;
 use crate::command::help;
 
 pub(crate) fn help(ctx: &Context, topic: Option<&str>) -> Decision {
-    Decision { reply: Reply::text(Visibility::Ephemeral, help::render(&ctx.book, topic)), decision: "answered".into() }
+    Decision {
+        reply: Reply::text(Visibility::Ephemeral, help::render(&ctx.book, &ctx.config.environments, topic)),
+        decision: "answered".into(),
+    }
 }

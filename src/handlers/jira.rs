@@ -13,9 +13,9 @@ use crate::jira_outbox::assignee_mention;
 use crate::release::calendar::ReminderEvent;
 use crate::release::deploy::DeployRecord;
 use crate::release::ticket_flow::{
-    MoveState, TicketMove, TicketScan, check_staging, scan_base, ships_tickets, where_tickets_are,
+    MoveState, TicketMove, TicketScan, check_staging, parse_scan, scan_base, ships_tickets, where_tickets_are,
 };
-use crate::release::tickets::{TicketKey, extract_keys};
+use crate::release::tickets::{TicketKey, shipped_keys};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -93,9 +93,14 @@ fn start_ticket_scan(ctx: &Context, scan: TicketScan) {
     let projects = jira.projects.clone();
     let script = scan.script(environment);
     let redactor = ctx.redactor.clone();
+    // Merged pull requests' branch names and titles count for the commits they merged.
+    let pulls = ctx.store.merged_pulls().unwrap_or_else(|error| {
+        tracing::error!(error = format!("{error:#}"), "cannot read merged pull requests; reading commit messages only");
+        Vec::new()
+    });
     tokio::spawn(async move {
         let result = match run_script(transport.as_ref(), &scan.env, &script, Duration::from_secs(60), 1 << 20).await {
-            Ok(ran) if ran.result.is_ok() => Ok(extract_keys(&projects, [ran.output.as_str()])),
+            Ok(ran) if ran.result.is_ok() => Ok(shipped_keys(&projects, &parse_scan(&ran.output), &pulls)),
             Ok(ran) => Err(format!("git log: {}: {}", ran.result.describe(), redactor.redact(ran.output.trim()))),
             Err(error) => Err(error),
         };

@@ -5,8 +5,8 @@
 //! GitHub and Jira work runs as jobs (`jobs.rs`) that report back to the loop.
 
 pub mod calendar;
-pub(crate) mod ci;
 mod cancel;
+pub(crate) mod ci;
 mod context;
 pub(crate) mod deploy;
 mod freeze;

@@ -16,7 +16,7 @@ use crate::release::forge::GitHubEvent;
 use crate::release::gitref::{GitRef, Sha};
 use crate::release::migrations::Migration;
 use crate::release::policy::{calendar_time, previous_environment};
-use crate::release::tickets::extract_keys;
+use crate::release::tickets::{MergedPull, extract_keys};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -684,6 +684,20 @@ pub(crate) async fn github_event(ctx: &mut Context, event: GitHubEvent, done: to
     if let Err(error) = ctx.store.audit(&entry).and(Ok(())) {
         tracing::error!(error = format!("{error:#}"), "cannot record a webhook event");
     }
+    // The branch name and title, for the tickets of whichever deploy ships this commit (on
+    // any environment, whatever the base branch).
+    if let GitHubEvent::Merged { merge_sha, number, title, head_ref, .. } = &event {
+        let pull = MergedPull {
+            number: *number,
+            title: title.clone(),
+            head_ref: head_ref.clone(),
+            merge_sha: merge_sha.to_string(),
+            merged_at: ctx.clock.now(),
+        };
+        if let Err(error) = ctx.store.put_merged_pull(&pull) {
+            tracing::error!(error = format!("{error:#}"), "cannot record a merged pull request");
+        }
+    }
     let _ = ctx.store.flush().await;
     if branch != first.branch.as_str() {
         let _ = done.send(());
@@ -960,12 +974,15 @@ async fn release_notes(
         };
         out.push_str(&format!("• #{} {}{tickets} by @{}\n", pull.number, pull.title, pull.author));
     }
-    let loose: Vec<String> = extract_keys(projects, comparison.commits.iter().map(|c| c.message.as_str()))
-        .into_iter()
-        .map(|k| k.to_string())
-        .collect();
-    if !loose.is_empty() {
-        out.push_str(&format!("Tickets: {}\n", loose.join(", ")));
+    // Every ticket once: from the pull requests' branch names, titles and descriptions, and
+    // from the commit messages.
+    let texts = pulls
+        .values()
+        .flat_map(|p| [p.head_ref.as_str(), p.title.as_str(), p.body.as_str()])
+        .chain(comparison.commits.iter().map(|c| c.message.as_str()));
+    let all: Vec<String> = extract_keys(projects, texts).into_iter().map(|k| k.to_string()).collect();
+    if !all.is_empty() {
+        out.push_str(&format!("Tickets: {}\n", all.join(", ")));
     }
     let migrations: Vec<String> =
         comparison.files.iter().filter_map(|f| Migration::from_path(f)).map(|m| m.to_string()).collect();

@@ -369,6 +369,7 @@ mod tests {
             discord: None,
             github: None,
             jira: None,
+            dm: true,
         }
     }
 

@@ -147,6 +147,7 @@ mod tests {
             outcome,
             tickets: Vec::new(),
             claimed_until: None,
+            links: Default::default(),
         }
     }
 

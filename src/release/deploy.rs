@@ -43,6 +43,92 @@ pub struct DeployRecord {
     /// personal branch): the reply tells them so, with the way out (`/release ENV`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_until: Option<DateTime<Utc>>,
+    /// Where to look: the commit, the compare with what was live, the pull requests, the
+    /// environment's URL (each platform writes them in its own link syntax).
+    /// Boxed: most records are read for other things, and replies carry records by value.
+    #[serde(default, skip_serializing_if = "no_links")]
+    pub links: Box<DeployLinks>,
+}
+
+fn no_links(links: &DeployLinks) -> bool {
+    links.is_empty()
+}
+
+/// One link: what it says and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The words shown (`a1b2c3d`, `#12`, `compare`).
+    pub text: String,
+    /// The address.
+    pub url: String,
+}
+
+/// The links of a deploy's message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployLinks {
+    /// The deployed commit on GitHub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<Link>,
+    /// GitHub's compare of what was live with the deployed commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Link>,
+    /// The pull requests merged as this commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pulls: Vec<Link>,
+    /// Where people open the environment (its configured `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Link>,
+}
+
+impl DeployLinks {
+    /// The links of a deploy of `sha` to `env` (named `env_name`, opened at `env_url`), on the
+    /// GitHub repository at `repository` (`https://github.com/owner/repo`), where `live` ran
+    /// before and `pulls` (number, whether it merged as `sha`) were merged.
+    pub fn new(
+        repository: Option<&str>,
+        sha: &Sha,
+        live: Option<&Sha>,
+        pulls: &[u64],
+        env_name: &str,
+        env_url: Option<&str>,
+    ) -> Self {
+        let repository = repository.map(|r| r.trim_end_matches('/'));
+        Self {
+            commit: repository.map(|r| Link { text: sha.short().to_owned(), url: format!("{r}/commit/{sha}") }),
+            compare: repository.zip(live.filter(|live| *live != sha)).map(|(r, live)| Link {
+                text: format!("{}...{}", live.short(), sha.short()),
+                url: format!("{r}/compare/{live}...{sha}"),
+            }),
+            pulls: repository
+                .map(|r| pulls.iter().map(|n| Link { text: format!("#{n}"), url: format!("{r}/pull/{n}") }).collect())
+                .unwrap_or_default(),
+            environment: env_url.map(|url| Link { text: env_name.to_owned(), url: url.to_owned() }),
+        }
+    }
+
+    /// Whether there is nothing to link.
+    pub fn is_empty(&self) -> bool {
+        self.commit.is_none() && self.compare.is_none() && self.pulls.is_empty() && self.environment.is_none()
+    }
+
+    /// Every link, labelled, in the order messages show them: commit, compare, pull requests,
+    /// environment.
+    pub fn labelled(&self) -> Vec<(&'static str, &Link)> {
+        let mut out = Vec::new();
+        if let Some(link) = &self.commit {
+            out.push(("commit", link));
+        }
+        if let Some(link) = &self.compare {
+            out.push(("changes", link));
+        }
+        for link in &self.pulls {
+            out.push(("pull request", link));
+        }
+        if let Some(link) = &self.environment {
+            out.push(("open", link));
+        }
+        out
+    }
 }
 
 /// What started a deploy.
@@ -247,4 +333,31 @@ pub enum DeployEvent {
     },
     /// The deploy ended.
     Finished,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deploy_links_its_commit_the_compare_its_pulls_and_the_environment() {
+        let (old, new) = (Sha::parse(&"a".repeat(40)).unwrap(), Sha::parse(&"b".repeat(40)).unwrap());
+        let links = DeployLinks::new(
+            Some("https://github.com/acme/shop/"),
+            &new,
+            Some(&old),
+            &[12],
+            "staging",
+            Some("https://staging.shop.example"),
+        );
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        assert_eq!(links.commit.as_ref().unwrap().url, format!("https://github.com/acme/shop/commit/{b}"));
+        assert_eq!(links.commit.as_ref().unwrap().text, "bbbbbbbb");
+        assert_eq!(links.compare.as_ref().unwrap().url, format!("https://github.com/acme/shop/compare/{a}...{b}"));
+        assert_eq!(links.pulls[0].url, "https://github.com/acme/shop/pull/12");
+        assert_eq!(links.labelled().len(), 4);
+        let same = DeployLinks::new(Some("https://github.com/acme/shop"), &new, Some(&new), &[], "dev", None);
+        assert!(same.compare.is_none(), "nothing to compare with itself");
+        assert!(DeployLinks::new(None, &new, Some(&old), &[3], "dev", None).is_empty());
+    }
 }

@@ -12,6 +12,12 @@ use std::time::Duration;
 pub struct Environment {
     /// Short name used in commands (`dev`).
     pub name: String,
+    /// Other names every command taking an environment accepts (`prod` for `production`):
+    /// validated like names, unique across names and aliases.
+    pub aliases: Vec<String>,
+    /// Where people open the running app (`https://staging.shop.example`), linked from deploy
+    /// and promotion messages.
+    pub url: Option<String>,
     /// The git branch that feeds it (`dev`, `staging`, `master`).
     pub branch: GitRef,
     /// How the steps reach the machine.

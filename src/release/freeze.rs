@@ -330,6 +330,7 @@ mod tests {
             discord: None,
             github: None,
             jira: None,
+            dm: true,
         }
     }
 

@@ -233,6 +233,8 @@ mod tests {
     fn env() -> Environment {
         Environment {
             name: "dev".into(),
+            aliases: Vec::new(),
+            url: None,
             branch: GitRef::parse("dev").unwrap(),
             transport: TransportConfig::Local { dir: "/tmp".into() },
             steps: default_steps(),
@@ -258,6 +260,7 @@ mod tests {
             discord: None,
             github: None,
             jira: None,
+            dm: true,
         }
     }
 

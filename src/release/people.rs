@@ -22,6 +22,14 @@ pub struct Person {
     pub github: Option<String>,
     /// Jira account id.
     pub jira: Option<String>,
+    /// Whether Shipday sends this person a direct message when a deploy they asked for ends
+    /// (`dm = false` opts out).
+    #[serde(default = "default_dm")]
+    pub dm: bool,
+}
+
+fn default_dm() -> bool {
+    true
 }
 
 impl Person {

@@ -248,6 +248,8 @@ mod tests {
     fn env() -> Environment {
         Environment {
             name: "dev".into(),
+            aliases: Vec::new(),
+            url: None,
             branch: GitRef::parse("dev").unwrap(),
             transport: TransportConfig::Local { dir: "/srv/my app".into() },
             steps: default_steps(),

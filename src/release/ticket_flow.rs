@@ -201,13 +201,36 @@ pub struct TicketScan {
     pub head: Sha,
 }
 
+/// What starts each commit in a scan's output: a record separator (no commit message holds
+/// one in practice, and if one does its commit is merely split, never mixed with another).
+const COMMIT_START: char = '\u{1e}';
+
 impl TicketScan {
-    /// The read-only script that prints the commit messages of `base..head` on the host.
+    /// The read-only script that prints each commit of `base..head` on the host: its SHA on
+    /// one line, then its message, each commit starting with [`COMMIT_START`]
+    /// (read back by [`parse_scan`]).
     pub fn script(&self, env: &Environment) -> String {
         let range = format!("{}..{}", self.base, self.head);
-        let command = format!("git log --format=%B -n {SCAN_MAX_COMMITS} {}", quote(&range));
+        let command = format!("git log --format=%x1e%H%n%B -n {SCAN_MAX_COMMITS} {}", quote(&range));
         host_script(env, &command, std::time::Duration::from_secs(60))
     }
+}
+
+/// A scan's output as `(sha, message)` pairs. Text before the first commit, or a commit whose
+/// first line is not a SHA, keeps its words as a message with no SHA (its keys still count;
+/// it just matches no pull request).
+pub fn parse_scan(output: &str) -> Vec<(String, String)> {
+    output
+        .split(COMMIT_START)
+        .filter(|chunk| !chunk.trim().is_empty())
+        .map(|chunk| {
+            let (first, rest) = chunk.split_once('\n').unwrap_or((chunk, ""));
+            match Sha::parse(first.trim()) {
+                Ok(sha) => (sha.as_str().to_owned(), rest.to_owned()),
+                Err(_) => (String::new(), chunk.to_owned()),
+            }
+        })
+        .collect()
 }
 
 /// Whether a finished deploy ships tickets: it succeeded, and it is not a personal branch
@@ -339,6 +362,8 @@ mod tests {
     fn dev() -> Environment {
         Environment {
             name: "dev".into(),
+            aliases: Vec::new(),
+            url: None,
             branch: GitRef::parse("dev").unwrap(),
             transport: TransportConfig::Local { dir: "/srv/dev app".into() },
             steps: default_steps(),
@@ -372,6 +397,7 @@ mod tests {
             outcome,
             tickets: Vec::new(),
             claimed_until: None,
+            links: Default::default(),
         }
     }
 
@@ -384,6 +410,37 @@ mod tests {
             discord: None,
             github: None,
             jira: jira.map(String::from),
+            dm: true,
+        }
+    }
+
+    #[test]
+    fn a_scan_reads_each_commit_with_its_sha() {
+        let output = format!(
+            "\u{1e}{}\nSHOP-1 one\n\nbody\n\n\u{1e}{}\nMerge pull request #2\n",
+            "a".repeat(40),
+            "b".repeat(40)
+        );
+        let commits = parse_scan(&output);
+        assert_eq!(commits.len(), 2);
+        assert_eq!(commits[0], ("a".repeat(40), "SHOP-1 one\n\nbody\n\n".to_owned()));
+        assert_eq!(commits[1].0, "b".repeat(40));
+        assert_eq!(parse_scan("SHOP-4 stray words"), [(String::new(), "SHOP-4 stray words".to_owned())]);
+        assert!(parse_scan("").is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { failure_persistence: None, ..proptest::prelude::ProptestConfig::with_cases(2_000) })]
+
+        /// Whatever the host prints, reading it answers without panicking, and every word of a
+        /// message is kept.
+        #[test]
+        fn any_scan_output_is_read_without_losing_words(output in "\\PC{0,200}") {
+            let commits = parse_scan(&output);
+            for (sha, message) in &commits {
+                proptest::prop_assert!(sha.is_empty() || Sha::parse(sha).is_ok());
+                proptest::prop_assert!(output.contains(message.as_str()));
+            }
         }
     }
 
@@ -489,7 +546,7 @@ mod tests {
         let script = scan.script(&dev());
         let range = format!("{}..{}", sha('a'), sha('b'));
         assert!(script.starts_with("cd '/srv/dev app' && exec timeout"), "{script}");
-        assert!(script.contains(&format!("git log --format=%B -n 2000 {range}")), "{script}");
+        assert!(script.contains(&format!("git log --format=%x1e%H%n%B -n 2000 {range}")), "{script}");
     }
 
     #[test]

@@ -158,9 +158,124 @@ pub fn extract_keys<'a>(projects: &[String], texts: impl IntoIterator<Item = &'a
     keys
 }
 
+/// A pull request as GitHub's merge webhook announced it: the texts where teams put ticket
+/// keys besides commit messages (its head branch, `feature/SHOP-123-discount`, and its title,
+/// `SHOP-123: …`), and the commit its merge put on the base branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedPull {
+    /// The PR number.
+    pub number: u64,
+    /// Its title.
+    pub title: String,
+    /// The branch it came from.
+    pub head_ref: String,
+    /// The commit the merge made (a merge, squash or the last rebased commit), 40 hex.
+    pub merge_sha: String,
+    /// When Shipday heard of it (records are forgotten after a while).
+    pub merged_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every key of `projects` that a range of commits ships, sorted and each once: from the
+/// commit messages, and from the head branch and title of each pull request whose merge commit
+/// is one of the range's commits. `commits` are `(sha, message)` pairs.
+pub fn shipped_keys(projects: &[String], commits: &[(String, String)], pulls: &[MergedPull]) -> Vec<TicketKey> {
+    let in_range = |pull: &&MergedPull| commits.iter().any(|(sha, _)| sha.eq_ignore_ascii_case(&pull.merge_sha));
+    let pulls: Vec<&MergedPull> = pulls.iter().filter(in_range).collect();
+    let texts = commits
+        .iter()
+        .map(|(_, message)| message.as_str())
+        .chain(pulls.iter().flat_map(|pull| [pull.head_ref.as_str(), pull.title.as_str()]));
+    extract_keys(projects, texts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn pull(number: u64, title: &str, head_ref: &str, merge_sha: &str) -> MergedPull {
+        MergedPull {
+            number,
+            title: title.into(),
+            head_ref: head_ref.into(),
+            merge_sha: merge_sha.into(),
+            merged_at: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_range_ships_the_keys_of_its_commits_and_of_the_pull_requests_merged_in_it() {
+        let (a, b, c) = ("a".repeat(40), "b".repeat(40), "c".repeat(40));
+        let commits = vec![(a.clone(), "Squashed: discount codes".to_owned()), (b.clone(), "SHOP-3 tidy".to_owned())];
+        let pulls = [
+            pull(1, "Discount codes", "feature/SHOP-123-discount", &a),
+            pull(2, "SHOP-9: Gift cards", "gift-cards", &b.to_uppercase()),
+            pull(3, "SHOP-77: not in this range", "feature/SHOP-78", &c),
+        ];
+        let keys: Vec<String> = shipped_keys(&shop(), &commits, &pulls).iter().map(ToString::to_string).collect();
+        assert_eq!(keys, ["SHOP-3", "SHOP-9", "SHOP-123"]);
+        let same = [pull(4, "SHOP-3: tidy", "feature/SHOP-3-tidy", &b)];
+        let keys: Vec<String> = shipped_keys(&shop(), &commits, &same).iter().map(ToString::to_string).collect();
+        assert_eq!(keys, ["SHOP-3"], "one key named in the title, the branch and a commit is shipped once");
+    }
+
+    fn slug() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9]{0,8}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(300) })]
+
+        /// A key in a branch name as teams write them, or at the head of a title, is found,
+        /// whatever the prefix, slug and case.
+        #[test]
+        fn keys_in_branch_names_and_titles_are_found(
+            number in 1u32..999_999_999,
+            prefix in prop::sample::select(vec!["", "feature/", "bugfix/", "hotfix/", "team/ada/"]),
+            slug in slug(),
+            lower in any::<bool>(),
+            separator in prop::sample::select(vec!["-", "_", "/"]),
+            title_separator in prop::sample::select(vec![": ", " ", " - ", "] "]),
+        ) {
+            let key = if lower { format!("shop-{number}") } else { format!("SHOP-{number}") };
+            let branch = format!("{prefix}{key}{separator}{slug}");
+            let opening = if title_separator == "] " { "[" } else { "" };
+            let title = format!("{opening}{key}{title_separator}{slug}");
+            let expected = vec![format!("SHOP-{number}")];
+            let sha = "d".repeat(40);
+            let commits = vec![(sha.clone(), slug.clone())];
+            let found = |p: MergedPull| -> Vec<String> {
+                shipped_keys(&shop(), &commits, &[p]).iter().map(ToString::to_string).collect()
+            };
+            prop_assert_eq!(found(pull(1, &slug, &branch, &sha)), expected.clone());
+            prop_assert_eq!(found(pull(1, &title, "work", &sha)), expected);
+        }
+
+        /// The keys shipped are exactly the union of what each source names, each once, in
+        /// order: no source hides or duplicates another's key, and pulls merged elsewhere count
+        /// for nothing.
+        #[test]
+        fn shipped_keys_are_the_deduplicated_union_of_the_three_sources(
+            branch in "[a-zA-Z0-9/_-]{0,20}(SHOP-[1-9][0-9]{0,3})?[a-z_/-]{0,5}",
+            title in "(SHOP-[1-9][0-9]{0,3}: )?[ a-zA-Z0-9]{0,20}",
+            message in "[ a-zA-Z0-9]{0,10}(SHOP-[1-9][0-9]{0,3})?[ .a-z]{0,10}",
+            merged_here in any::<bool>(),
+        ) {
+            let sha = "e".repeat(40);
+            let merge_sha = if merged_here { sha.clone() } else { "f".repeat(40) };
+            let commits = vec![(sha, message.clone())];
+            let pulls = [pull(1, &title, &branch, &merge_sha)];
+            let shipped = shipped_keys(&shop(), &commits, &pulls);
+            let mut expected = extract_keys(&shop(), [message.as_str()]);
+            if merged_here {
+                expected.extend(extract_keys(&shop(), [branch.as_str()]));
+                expected.extend(extract_keys(&shop(), [title.as_str()]));
+            }
+            expected.sort();
+            expected.dedup();
+            prop_assert_eq!(shipped, expected);
+        }
+    }
 
     fn shop() -> Vec<String> {
         vec!["SHOP".into()]

@@ -74,6 +74,8 @@ pub struct StoredMessage {
 #[derive(Default)]
 struct Rest {
     calls: Vec<Call>,
+    /// User id → the DM channel opened with them.
+    dm_channels: BTreeMap<String, u64>,
     messages: BTreeMap<u64, StoredMessage>,
     /// Interaction token → its `@original` message.
     originals: HashMap<String, u64>,
@@ -293,6 +295,29 @@ impl FakeDiscord {
         rest.originals.insert(token.to_string(), id);
     }
 
+    /// The DM channel id of `user`, opened on first use.
+    fn dm_channel(&self, user: &str) -> u64 {
+        if let Some(id) = self.rest.lock().unwrap().dm_channels.get(user) {
+            return *id;
+        }
+        let id = self.next_id();
+        self.rest.lock().unwrap().dm_channels.insert(user.to_owned(), id);
+        id
+    }
+
+    /// The DM channel opened with `user`, if any.
+    pub fn dm_channel_of(&self, user: &str) -> Option<u64> {
+        self.rest.lock().unwrap().dm_channels.get(user).copied()
+    }
+
+    /// The messages posted in channel `channel`, oldest first.
+    pub fn messages_in(&self, channel: &str) -> Vec<StoredMessage> {
+        let rest = self.rest.lock().unwrap();
+        let mut found: Vec<StoredMessage> = rest.messages.values().filter(|m| m.channel == channel).cloned().collect();
+        found.sort_by_key(|m| m.id);
+        found
+    }
+
     fn next_id(&self) -> u64 {
         let mut rest = self.rest.lock().unwrap();
         rest.next_id += 1;
@@ -365,6 +390,17 @@ impl FakeDiscord {
                 message.via_interaction = true;
                 (StatusCode::OK, message_json(message))
             }
+            // Discord's DM channel object (type 1) with the one recipient; one channel per user.
+            ("POST", ["users", "@me", "channels"]) => match body["recipient_id"].as_str() {
+                Some(user) if user.parse::<u64>().is_ok() => {
+                    let id = self.dm_channel(user);
+                    (
+                        StatusCode::OK,
+                        json!({ "id": id.to_string(), "type": 1, "last_message_id": null, "flags": 0, "recipients": [user_json(user)] }),
+                    )
+                }
+                _ => (StatusCode::BAD_REQUEST, json!({ "code": 50035, "message": "Invalid Form Body" })),
+            },
             ("POST", ["channels", channel, "messages"]) => {
                 let id = self.next_id();
                 (StatusCode::OK, self.store_message(id, channel, BOT_ID, body, 0))

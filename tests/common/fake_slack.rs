@@ -333,6 +333,22 @@ async fn api(
         }
         "chat.postEphemeral" => json!({"ok": true, "message_ts": "1700000000.999999"}),
         "conversations.info" => conversation(body["channel"].as_str().unwrap_or_default()),
+        // A DM channel per user, as Slack answers `users` naming one user (a 1:1 DM): the docs
+        // give a comma-separated string; JSON clients (slack-morphism) send an array.
+        "conversations.open" => match match &body["users"] {
+            Value::String(users) => Some(users.clone()),
+            Value::Array(users) if users.len() == 1 => users[0].as_str().map(String::from),
+            _ => None,
+        }
+        .filter(|u| u.starts_with('U') && !u.contains(','))
+        {
+            Some(user) => {
+                let mut answer = contract("conversations.open.response.json");
+                answer["channel"]["id"] = json!(format!("D{}", &user[1..]));
+                answer
+            }
+            None => json!({"ok": false, "error": "user_not_found"}),
+        },
         _ => json!({"ok": false, "error": "unknown_method"}),
     };
     fake.record(&method, body, 200);

@@ -39,7 +39,15 @@ async fn interactions(State(shared): State<Arc<Shared>>, headers: HeaderMap, bod
     match kind {
         Some(1) => axum::Json(json!({ "type": 1 })).into_response(),
         Some(2) => command(shared, &body).await,
-        _ => (StatusCode::BAD_REQUEST, "Shipday only takes pings and application commands").into_response(),
+        Some(4) => match serde_json::from_slice::<Interaction>(&body) {
+            Ok(Interaction::Autocomplete(asked)) => {
+                axum::Json(super::autocomplete::answer(&shared, &asked).await).into_response()
+            }
+            Ok(_) | Err(_) => (StatusCode::BAD_REQUEST, "malformed autocomplete interaction").into_response(),
+        },
+        _ => {
+            (StatusCode::BAD_REQUEST, "Shipday only takes pings, application commands and autocomplete").into_response()
+        }
     }
 }
 

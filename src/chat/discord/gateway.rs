@@ -20,6 +20,8 @@ enum GatewayEvent {
     Command(Box<serenity::all::CommandInteraction>),
     /// A reaction added or removed.
     Reaction { reaction: Box<Reaction>, added: bool },
+    /// Someone is typing an option registered with autocomplete.
+    Autocomplete(Box<serenity::all::CommandInteraction>),
 }
 
 struct Handler {
@@ -55,6 +57,9 @@ impl EventHandler for Handler {
         match interaction {
             Interaction::Command(command) => {
                 let _ = self.events.send(GatewayEvent::Command(Box::new(command)));
+            }
+            Interaction::Autocomplete(command) => {
+                let _ = self.events.send(GatewayEvent::Autocomplete(Box::new(command)));
             }
             other => tracing::debug!(kind = ?other.kind(), "ignored an interaction Shipday does not register"),
         }
@@ -100,6 +105,15 @@ fn dispatch(shared: &Arc<Shared>, event: GatewayEvent) {
         }
         GatewayEvent::Reaction { reaction, added } => {
             let _ = shared.reactions.send(reactions::Job::Live { reaction, added });
+        }
+        GatewayEvent::Autocomplete(command) => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let body = super::autocomplete::answer(&shared, &command).await;
+                if let Err(error) = shared.http.create_interaction_response(command.id, &command.token, &body).await {
+                    tracing::warn!(error = format!("{error:#}"), "cannot answer an autocomplete interaction");
+                }
+            });
         }
     }
 }

@@ -113,13 +113,36 @@ async fn run(shared: Arc<Shared>, command: CommandInteraction, first: FirstRespo
         OptionValue::Text(t) => Some(*t),
         _ => None,
     });
-    let asked = Asked { command: &name, topic };
+    let environments = crate::command::help::environments_line(&shared.config.environments);
+    let asked = Asked { command: &name, topic, environments: &environments };
     let message = render::reply(&reply, asked, &shared.book, shared.clock.now()).localized(&shared.settings.commands);
     let target = responder.answer(&message).await;
     if let ReplyBody::Deploy(record) = &reply.body {
         // Where the deploy is shown is recorded before its progress is followed.
         remember_deploy_message(&responder, record.id, target, &mut None).await;
-        follow(&mut responder, target, updates).await;
+        if let Some(last) = follow(&mut responder, target, updates).await {
+            tell_requester(&shared, command.user.id, &last).await;
+        }
+    }
+}
+
+/// A direct message to whoever asked for the deploy, once it ended, with its outcome and
+/// links, unless their config says `dm = false`. Best effort: a failure is logged.
+async fn tell_requester(shared: &Shared, user: serenity::all::UserId, record: &crate::release::deploy::DeployRecord) {
+    let id = user.to_string();
+    let wants = shared.config.people.iter().any(|p| p.discord.as_deref() == Some(id.as_str()) && p.dm);
+    if !wants || !record.is_finished() {
+        return;
+    }
+    let update = ProgressUpdate { record: record.clone(), event: crate::release::deploy::DeployEvent::Finished };
+    let message = render::progress(&update, shared.clock.now()).localized(&shared.settings.commands);
+    let sent = async {
+        let channel = shared.http.create_dm_channel(user).await?;
+        shared.http.send_message(channel, &message.body()).await
+    }
+    .await;
+    if let Err(error) = sent {
+        tracing::warn!(deploy = record.id, error = format!("{error:#}"), "cannot send the requester a direct message");
     }
 }
 
@@ -334,7 +357,12 @@ impl Responder {
 
 /// Edits the deploy's message as progress arrives, at most once per `min_edit_interval`, always
 /// showing the newest state and always the final one.
-async fn follow(responder: &mut Responder, mut target: Target, mut updates: mpsc::UnboundedReceiver<ProgressUpdate>) {
+/// Returns the deploy's last record once it finished (`None` if the updates stopped first).
+async fn follow(
+    responder: &mut Responder,
+    mut target: Target,
+    mut updates: mpsc::UnboundedReceiver<ProgressUpdate>,
+) -> Option<crate::release::deploy::DeployRecord> {
     let pace = responder.shared.tuning.min_edit_interval;
     let mut last_edit: Option<Instant> = None;
     let mut remembered = None;
@@ -362,9 +390,10 @@ async fn follow(responder: &mut Responder, mut target: Target, mut updates: mpsc
         // The last update: letting go of the channel now tells a shutting-down engine that the
         // message is final.
         if matches!(update.event, crate::release::deploy::DeployEvent::Finished) {
-            break;
+            return Some(update.record);
         }
     }
+    None
 }
 
 /// Records (once per message) where deploy `deploy_id` is shown, so that after a crash the

@@ -9,6 +9,7 @@
 //! long deploys to a channel message before the 15-minute interaction token expires, and
 //! re-reading reactions over REST after a gateway session could not be resumed (`reactions.rs`).
 
+pub mod autocomplete;
 pub mod commands;
 pub mod config;
 pub mod register;
@@ -100,6 +101,8 @@ pub(crate) struct Shared {
     pub reactions: mpsc::UnboundedSender<reactions::Job>,
     /// Interaction ids being handled now (the engine remembers the finished ones).
     pub in_flight: std::sync::Mutex<HashSet<u64>>,
+    /// The origin's branches for ref autocomplete, briefly cached.
+    pub branches: autocomplete::BranchCache,
 }
 
 impl Shared {
@@ -160,6 +163,7 @@ pub async fn start(app: &App, settings: &DiscordConfig, clock: Arc<dyn Clock>, t
         bot_id: AtomicU64::new(0),
         reactions: reactions_tx,
         in_flight: std::sync::Mutex::new(HashSet::new()),
+        branches: Default::default(),
     });
     tokio::spawn(reactions::run(shared.clone(), reactions_rx));
     tokio::spawn(announce::run(shared.clone(), app.engine.announcements(), app.interrupted.clone()));

@@ -102,6 +102,9 @@ pub struct Asked<'a> {
     pub command: &'a str,
     /// `/help`'s topic, if any.
     pub topic: Option<&'a str>,
+    /// The line naming the environments and their aliases, for `/help`
+    /// ([`crate::command::help::environments_line`]).
+    pub environments: &'a str,
 }
 
 /// An engine reply as a Discord message.
@@ -109,7 +112,9 @@ pub fn reply(reply: &Reply, asked: Asked, book: &CommandBook, now: DateTime<Utc>
     let ephemeral = reply.visibility == Visibility::Ephemeral;
     match &reply.body {
         ReplyBody::Refused(text) => Message::text(format!("✋ {text}"), ephemeral),
-        ReplyBody::Text(_) if asked.command == "help" => Message::embed(help(book, asked.topic), ephemeral),
+        ReplyBody::Text(_) if asked.command == "help" => {
+            Message::embed(help(book, asked.topic, asked.environments), ephemeral)
+        }
         ReplyBody::Text(text) => Message::text(text.clone(), ephemeral),
         ReplyBody::Deploy(record) => Message::embed(deploy(record, now), ephemeral),
         ReplyBody::DryRun(plan) => Message::embed(dry_run(plan), ephemeral),
@@ -164,6 +169,9 @@ fn deploy(record: &DeployRecord, now: DateTime<Utc>) -> Value {
         field("Requested by", &record.requested_by_name, true),
         field("Deploy", &format!("#{} · {elapsed}", record.id), true),
     ];
+    if let Some(links) = links(&record.links) {
+        fields.push(field("Links", &links, false));
+    }
     if let Some(until) = record.claimed_until {
         // Discord shows a timestamp tag in each reader's own zone (the team's, for the team).
         let env = &record.env;
@@ -328,15 +336,31 @@ fn history(records: &[DeployRecord]) -> Value {
     json!({ "title": "Recent deploys", "description": clip(&description, DESCRIPTION_MAX), "color": BLURPLE })
 }
 
+/// A deploy's links in Discord's markdown, `[text](url)`: `None` when there are none.
+pub fn links(links: &crate::release::deploy::DeployLinks) -> Option<String> {
+    let labelled = links.labelled();
+    (!labelled.is_empty()).then(|| {
+        labelled
+            .iter()
+            .map(|(label, link)| {
+                let text = link.text.replace(['[', ']'], "");
+                let url = link.url.replace('(', "%28").replace(')', "%29").replace(' ', "%20");
+                format!("{label} [{text}]({url})")
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    })
+}
+
 /// `/help` from the specs: every command, or one explained.
-fn help(book: &CommandBook, topic: Option<&str>) -> Value {
+fn help(book: &CommandBook, topic: Option<&str>, environments: &str) -> Value {
     match topic.and_then(|t| book.get(t.trim_start_matches('/'))) {
         None => {
             let fields: Vec<Value> =
                 book.specs().iter().take(FIELDS_MAX).map(|s| field(&s.usage, &s.summary, false)).collect();
             json!({
                 "title": "Shipday commands",
-                "description": "Type `/help COMMAND` for details.",
+                "description": format!("{environments}\nType `/help COMMAND` for details."),
                 "color": BLURPLE,
                 "fields": fields,
             })
@@ -431,6 +455,7 @@ mod tests {
             migrations: None,
             tickets: Vec::new(),
             claimed_until: None,
+            links: Default::default(),
             started_at: at,
             finished_at: None,
             steps,
@@ -494,10 +519,11 @@ mod tests {
     #[test]
     fn help_is_laid_out_from_the_specs() {
         let book = CommandBook::builtin();
-        let all = help(&book, None);
+        let all = help(&book, None, "Environments: dev, production (also prod).");
+        assert!(all["description"].as_str().unwrap().starts_with("Environments: dev, production (also prod).\n"));
         assert_eq!(all["fields"].as_array().unwrap().len(), book.specs().len());
         assert_eq!(all["fields"][0]["name"], book.specs()[0].usage.as_str());
-        let one = help(&book, Some("deploy"));
+        let one = help(&book, Some("deploy"), "");
         assert!(one["fields"][0]["value"].as_str().unwrap().contains("`--dry-run`"));
     }
 

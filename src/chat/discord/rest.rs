@@ -180,6 +180,17 @@ impl Rest {
         self.fire(Request::new(route, LightMethod::Post).body(Some(serde_json::to_vec(body)?))).await
     }
 
+    /// Opens (or finds) the direct-message channel with `user` (`POST /users/@me/channels`
+    /// with `recipient_id`), for a message only they see.
+    pub async fn create_dm_channel(&self, user: UserId) -> Result<ChannelId> {
+        let body = serde_json::json!({ "recipient_id": user.to_string() });
+        let route = Route::UserMeDmChannels;
+        let channel: Value =
+            self.fire(Request::new(route, LightMethod::Post).body(Some(serde_json::to_vec(&body)?))).await?;
+        let id = channel.get("id").and_then(Value::as_str).and_then(|id| id.parse::<u64>().ok()).filter(|id| *id != 0);
+        id.map(ChannelId::new).context("Discord's DM channel has no id")
+    }
+
     /// Edits a channel message.
     pub async fn edit_message(&self, channel: ChannelId, id: MessageId, body: &Value) -> Result<Message> {
         let route = Route::ChannelMessage { channel_id: channel, message_id: id };

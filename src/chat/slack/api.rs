@@ -167,6 +167,15 @@ impl SlackApi {
         Ok(MessageRef { channel: posted.channel.0, id: posted.ts.0 })
     }
 
+    /// `conversations.open` with one user, then `chat.postMessage` there: a direct message
+    /// from the bot (needs the `im:write` scope).
+    pub async fn direct_message(&self, user: &str, content: &SlackMessageContent) -> Result<MessageRef, ApiError> {
+        let session = self.client.open_session(&self.token);
+        let request = SlackApiConversationsOpenRequest::new().with_users(vec![user.into()]);
+        let opened = retrying("conversations.open", || session.conversations_open(&request)).await?;
+        self.post_message(&opened.channel.id.0, content).await
+    }
+
     /// `chat.update`: replaces the message's text and blocks.
     pub async fn update(&self, message: &MessageRef, content: &SlackMessageContent) -> Result<(), ApiError> {
         let session = self.client.open_session(&self.token);

@@ -194,9 +194,15 @@ impl Slack {
         // `/help`, or `/shipday` alone: the same specs as blocks (named as registered on the way out).
         if matches!(reply.body, ReplyBody::Text(_))
             && let Ok(Command::Help { topic }) =
-                parse(&self.book, &self.config.environment_names(), &self.canonical_line(command))
+                parse(&self.book, &self.config.environments, &self.canonical_line(command))
         {
-            return render::help(&self.book, topic.as_deref(), &text::reply(reply, self.config.timezone));
+            let environments = crate::command::help::environments_line(&self.config.environments);
+            return render::help(
+                &self.book,
+                topic.as_deref(),
+                &environments,
+                &text::reply(reply, self.config.timezone),
+            );
         }
         render::reply(reply, self.config.timezone, now)
     }
@@ -240,8 +246,22 @@ impl Slack {
             // The last update: letting go of the channel now tells a shutting-down engine that
             // the message is final.
             if matches!(update.event, crate::release::deploy::DeployEvent::Finished) {
+                self.tell_requester(&command, &update.record).await;
                 break;
             }
+        }
+    }
+
+    /// A direct message to whoever asked for the deploy, once it ended, with its outcome and
+    /// links, unless their config says `dm = false`. Best effort: a failure is logged.
+    async fn tell_requester(&self, command: &SlashCommand, record: &crate::release::deploy::DeployRecord) {
+        let wants = self.config.people.iter().any(|p| p.slack.as_deref() == Some(command.user_id.as_str()) && p.dm);
+        if !wants || !record.is_finished() {
+            return;
+        }
+        let content = render::deploy(record, self.clock.now(), self.config.timezone);
+        if let Err(error) = self.api.direct_message(&command.user_id, &content).await {
+            tracing::warn!(%error, deploy = record.id, "cannot send the requester a direct message");
         }
     }
 

@@ -49,7 +49,9 @@ pub fn note(mrkdwn: &str) -> SlackMessageContent {
 }
 
 /// `/help` as blocks, built from the same specs the engine's plain-text help uses.
-pub fn help(book: &CommandBook, topic: Option<&str>, fallback: &str) -> SlackMessageContent {
+/// `environments` is the line naming the environments and their aliases
+/// ([`crate::command::help::environments_line`]).
+pub fn help(book: &CommandBook, topic: Option<&str>, environments: &str, fallback: &str) -> SlackMessageContent {
     let mut blocks = Vec::new();
     match topic.and_then(|t| book.get(t)) {
         None => {
@@ -57,7 +59,7 @@ pub fn help(book: &CommandBook, topic: Option<&str>, fallback: &str) -> SlackMes
             let lines: Vec<String> =
                 book.specs().iter().map(|s| format!("`{}`\n{}", escape(&s.usage), escape(&s.summary))).collect();
             blocks.push(section(&lines.join("\n")));
-            blocks.push(context("Type `/help COMMAND` for details."));
+            blocks.push(context(&format!("{} Type `/help COMMAND` for details.", escape(environments))));
         }
         Some(spec) => {
             blocks.push(header(&format!("/{}", spec.name)));
@@ -122,6 +124,9 @@ pub fn deploy(record: &DeployRecord, now: DateTime<Utc>, tz: Tz) -> SlackMessage
     if !steps.is_empty() {
         blocks.push(section(&steps.join("\n")));
     }
+    if let Some(links) = links(&record.links) {
+        blocks.push(context(&links));
+    }
     if let Some(failed) = record.steps.iter().find(|s| s.result.as_ref().is_some_and(|r| !r.is_ok())) {
         let lines: Vec<&str> = failed.tail.lines().collect();
         let tail = lines.iter().skip(lines.len().saturating_sub(TAIL_LINES)).copied().collect::<Vec<_>>().join("\n");
@@ -168,6 +173,23 @@ fn outcome_emoji(outcome: &Outcome) -> &'static str {
         Outcome::Interrupted => "⚠️",
         Outcome::Cancelled { .. } => "🛑",
     }
+}
+
+/// A deploy's links in Slack's syntax, `<url|text>`: `None` when there are none.
+pub fn links(links: &crate::release::deploy::DeployLinks) -> Option<String> {
+    let labelled = links.labelled();
+    (!labelled.is_empty()).then(|| {
+        labelled
+            .iter()
+            .map(|(label, link)| format!("{label} <{}|{}>", slack_url(&link.url), escape(&link.text).replace('|', "¦")))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    })
+}
+
+/// A URL made safe inside `<…|…>`: Slack ends the link at `|` or `>`.
+fn slack_url(url: &str) -> String {
+    url.replace('&', "&amp;").replace('<', "%3C").replace('>', "%3E").replace('|', "%7C")
 }
 
 fn step_line(step: &crate::release::deploy::StepRecord) -> String {
