@@ -29,6 +29,15 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The store's flushes so far (count, seconds), from the process's own `/metrics` text.
+fn flushes() -> (f64, f64) {
+    let text = shipday::metrics::render(&[]);
+    let read = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    (read("shipday_store_flush_seconds_count "), read("shipday_store_flush_seconds_sum "))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -50,12 +59,16 @@ fn main() {
     let transports = shipday::app::transports(&shipday::config::Config::load(&config).unwrap()).unwrap();
     let dev = transports.get("dev").unwrap().clone();
     let mut handshakes = Vec::new();
+    let mut flushed = Vec::new();
     for round in 0..ROUNDS {
         let branch = branches[round % 2];
         // Shipday: one command in chat.
+        let (count_before, secs_before) = flushes();
         let started = Instant::now();
         let (_, progress) = runtime.block_on(bot.say("ada", &format!("/deploy dev {branch}")));
         let took = started.elapsed();
+        let (count_after, secs_after) = flushes();
+        flushed.push((count_after - count_before, Duration::from_secs_f64(secs_after - secs_before)));
         let record = &progress.last().unwrap().record;
         assert_eq!(record.outcome, Outcome::Succeeded);
         in_steps.push(Duration::from_millis(record.steps.iter().filter_map(|s| s.duration_ms).sum()));
@@ -93,6 +106,8 @@ fn main() {
     }
     let (shipday, manual, direct, in_steps) = (median(shipday), median(manual), median(direct), median(in_steps));
     let handshake = median(handshakes);
+    let flush_count = flushed.iter().map(|(n, _)| *n).sum::<f64>() / flushed.len() as f64;
+    let flush_time = median(flushed.iter().map(|(_, t)| *t).collect());
     println!("five-step deploy over SSH, median of {ROUNDS} rounds:");
     println!("  Shipday (one connection, resolve + 5 steps + verify):   {:>8.1} ms", ms(shipday));
     println!("  by hand (one ssh invocation per step, 5 steps):       {:>8.1} ms", ms(manual));
@@ -111,6 +126,10 @@ fn main() {
         ms(shipday.saturating_sub(in_steps))
     );
     println!("      of which one SSH connect and login (measured alone):   {:>5.1} ms", ms(handshake));
+    println!(
+        "      of which making the store durable ({flush_count:.1} flushes a deploy):  {:>5.1} ms",
+        ms(flush_time)
+    );
     println!(
         "  Shipday's overhead beyond the commands and the one SSH login: {:>5.1} ms",
         ms(shipday.saturating_sub(direct).saturating_sub(handshake))
