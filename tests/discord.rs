@@ -523,6 +523,83 @@ mod http_endpoint {
         t.served = Some(served);
     }
 
+    /// On Discord `--force` is a yes/no option, so a lead gives the CI-gate override's reason in
+    /// `force_reason`: it reaches the engine as `--force "reason"` and deploys over a failed
+    /// check, audited; a developer's is refused like on Slack.
+    #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leads_force_reason_deploys_over_a_failed_check() {
+        use common::fake_github::{FakeGitHub, OWNER, REPO};
+        let world = World::new();
+        let github = FakeGitHub::start().await;
+        std::fs::write(world.path().join("github-token"), common::fake_github::TOKEN).unwrap();
+        let base = world.path().join("gated.toml");
+        let text = std::fs::read_to_string(world.config_path()).unwrap().replacen(
+            "name = \"dev\"\n",
+            "name = \"dev\"\nrequired_checks = [\"ci/test\"]\n",
+            1,
+        );
+        let text = format!(
+            "{text}\n[github]\napi_base_url = \"{}\"\nowner = \"{OWNER}\"\nrepo = \"{REPO}\"\ntoken = {{ file = \"github-token\" }}\n",
+            github.url
+        );
+        std::fs::write(&base, text).unwrap();
+        let public = fake::contract("ed25519-test-vector.json")["rfc8032_test_1"]["public_key"].clone();
+        let mut t = setup_with(world, &base, &format!("public_key = {public}"), tuning()).await;
+        let served = common::Served::start(t.running.endpoint.take().expect("the endpoint")).await;
+        let url = served.url("/discord/interactions");
+        let key = signing_key();
+        let now = shipday::clock::Clock::now(&t.bot.clock).timestamp();
+        let sha = t.world.tip("feature/login");
+        github.set_status(&sha, "ci/test", "failure", Some("https://ci.example.com/builds/7"));
+        let before = t.world.head("dev");
+        let opts = || {
+            options(&[
+                ("env", json!("dev")),
+                ("ref", json!("feature/login")),
+                ("force", json!(true)),
+                ("force_reason", json!("CI runner is down, tested by hand")),
+            ])
+        };
+
+        // A developer's reason is refused, and nothing runs.
+        let body = fake::interaction(910, "force-dev", GRACE, &[], "deploy", opts()).to_string();
+        let response: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        t.discord.answered_over_http("force-dev", &response);
+        let refusal = response["data"]["content"].as_str().map(str::to_owned);
+        let refusal = match refusal {
+            Some(text) => text,
+            None => {
+                t.discord
+                    .wait_for("the refusal", |f| {
+                        f.interaction_calls("force-dev")
+                            .into_iter()
+                            .find_map(|c| c.body["content"].as_str().map(str::to_owned))
+                    })
+                    .await
+            }
+        };
+        assert!(refusal.contains("Only a lead can deploy over the CI gate"), "{refusal}");
+        assert_eq!(t.world.head("dev"), before);
+
+        // A lead's deploys over the failed check, audited with the reason.
+        let body = fake::interaction(911, "force-lead", GRACE, &[LEAD_ROLE], "deploy", opts()).to_string();
+        let response: Value = post(&url, &body, now, &key).await.json().await.unwrap();
+        t.discord.answered_over_http("force-lead", &response);
+        wait_for_title(&t.discord, "force-lead", "✅ Deployed `feature/login` to dev").await;
+        assert_eq!(t.world.head("dev"), sha);
+        let entry = t
+            .discord
+            .wait_for("the override in the audit log", |_| {
+                let audit = t.bot.app.store.audit_tail(50).unwrap();
+                audit
+                    .into_iter()
+                    .find(|e| e.decision.contains("--force over the CI gate: CI runner is down, tested by hand"))
+            })
+            .await;
+        assert_eq!(entry.text, "/deploy dev feature/login --force 'CI runner is down, tested by hand'");
+        t.served = Some(served);
+    }
+
     #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_signed_fresh_requests_are_answered() {
         let (t, url) = start().await;
@@ -884,10 +961,29 @@ async fn a_leads_reaction_on_the_posted_promotion_request_is_a_vote() {
     use shipday::engine::{Announcement, PromotionView};
     let t = setup().await;
     let now = shipday::clock::Clock::now(&t.bot.clock);
-    let request = common::pending_request(9, &t.world.tip("staging"), now);
+    let mut request = common::pending_request(9, &t.world.tip("staging"), now);
+    // The links `/promote` gives a request where [github] is configured and production has a url.
+    let (sha, live) = (request.sha.clone(), shipday::release::gitref::Sha::parse(&"a".repeat(40)).unwrap());
+    request.links = Box::new(shipday::release::deploy::DeployLinks::new(
+        Some("https://github.com/acme/shop"),
+        &sha,
+        Some(&live),
+        &[],
+        "production",
+        Some("https://shop.example"),
+    ));
     t.bot.app.store.put_promotion(&request).unwrap();
     t.bot.app.engine.announce(Announcement::Promotion(Box::new(PromotionView { request, messages: vec![] })));
     let posted = t.discord.wait_for("the request in the team channel", |f| f.find_message("Promotion #9")).await;
+    let content = posted.body["content"].as_str().unwrap();
+    let compare =
+        format!("changes [{}...{}](https://github.com/acme/shop/compare/{live}...{sha})", live.short(), sha.short());
+    assert!(content.contains(&compare), "the compare in Discord's link syntax: {content}");
+    assert!(
+        content.contains(&format!("commit [{}](https://github.com/acme/shop/commit/{sha})", sha.short())),
+        "{content}"
+    );
+    assert!(content.contains("open [production](https://shop.example)"), "{content}");
     // Wait until the adapter has bound the message, so reactions on it vote.
     let bound = shipday::engine::MessageRef { channel: CHANNEL_ID.into(), id: posted.id.to_string() };
     common::eventually(common::PATIENCE, "the adapter to bind the posted request", || {

@@ -267,7 +267,7 @@ async fn with_github(world: &World) -> (FakeGitHub, std::path::PathBuf) {
 #[bounded::test]
 async fn a_promotion_shows_approval_times_in_the_teams_zone_and_its_deploy_names_the_request() {
     let world = World::new();
-    let (_github, config) = with_github(&world).await;
+    let (github, config) = with_github(&world).await;
     let bot = Bot::start(&config);
     // Wednesday 2 Dec 2026, 07:40 EAT: production's slot.
     bot.clock.set(Utc.with_ymd_and_hms(2026, 12, 2, 4, 40, 0).unwrap());
@@ -298,7 +298,9 @@ async fn a_promotion_shows_approval_times_in_the_teams_zone_and_its_deploy_names
     assert_eq!(record.requested_by_name, format!("Shipday (promotion request #{})", request.id));
     insta::assert_snapshot!(
         "promotion_done",
-        shas().replace_all(&shipday::chat::text::promotion(&done, bot.app.config.timezone), "SHA")
+        shas()
+            .replace_all(&shipday::chat::text::promotion(&done, bot.app.config.timezone), "SHA")
+            .replace(github.url.as_str(), "http://fake-github")
     );
 }
 

@@ -129,7 +129,7 @@ fn discord_options(book: &CommandBook, names: &CommandNames, spec: &CommandSpec)
     options.sort_by_key(|o| !o.required);
     options
         .into_iter()
-        .map(|option| {
+        .flat_map(|option| {
             let choices =
                 |names: Vec<String>| -> Value { names.into_iter().map(|n| json!({ "name": n, "value": n })).collect() };
             let mut value = json!({
@@ -157,7 +157,21 @@ fn discord_options(book: &CommandBook, names: &CommandNames, spec: &CommandSpec)
             if let (Some(fields), Value::Object(kind)) = (value.as_object_mut(), kind) {
                 fields.extend(kind);
             }
-            value
+            // A flag that may carry a reason (`--force "why"`) is a yes/no option on Discord, so
+            // its reason is a text option of its own (`force_reason`), turned back into
+            // `--force "why"` by `chat::discord::commands::command_line`.
+            let reason = option.reason_option().map(|name| {
+                let description =
+                    option.reason_description.clone().unwrap_or_else(|| format!("A reason for --{}", option.name));
+                json!({
+                    "name": name,
+                    "description": truncate(&names.localize(&description), 100),
+                    "required": false,
+                    "type": 3,
+                    "max_length": 300,
+                })
+            });
+            std::iter::once(value).chain(reason)
         })
         .collect()
 }
@@ -335,6 +349,16 @@ mod tests {
             (json!("ref"), json!(true))
         );
         assert_eq!(deploy["options"][2]["type"], 5);
+        let deploy_options = deploy["options"].as_array().unwrap();
+        let force = deploy_options.iter().position(|o| o["name"] == "force").unwrap();
+        assert_eq!(deploy_options[force]["type"], 5, "plain --force (the migration guard) stays yes/no");
+        let reason = &deploy_options[force + 1];
+        assert_eq!(
+            (reason["name"].clone(), reason["type"].clone(), reason["required"].clone()),
+            (json!("force_reason"), json!(3), json!(false)),
+            "--force's reason is a text option of its own"
+        );
+        assert!(reason["description"].as_str().unwrap().contains("CI gate"), "{reason}");
         let ticket = commands.as_array().unwrap().iter().find(|c| c["name"] == "ticket").unwrap();
         let action = ticket["options"].as_array().unwrap().iter().find(|o| o["name"] == "action").unwrap();
         assert_eq!(

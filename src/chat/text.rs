@@ -96,7 +96,12 @@ fn deploy_started(record: &DeployRecord, tz: Tz) -> String {
 /// A deploy's links as plain text (`commit a1b2c3d4 https://…`), for terminals: `None` when
 /// there are none.
 pub fn links_line(record: &DeployRecord) -> Option<String> {
-    let links = record.links.labelled();
+    plain_links(&record.links)
+}
+
+/// Links as plain text (`commit a1b2c3d4 https://…`): `None` when there are none.
+pub fn plain_links(links: &crate::release::deploy::DeployLinks) -> Option<String> {
+    let links = links.labelled();
     (!links.is_empty()).then(|| {
         let parts: Vec<String> =
             links.iter().map(|(label, link)| format!("{label} {} {}", link.text, link.url)).collect();
@@ -530,6 +535,29 @@ pub fn interrupted_notice(records: &[DeployRecord]) -> Option<String> {
 
 /// A promotion request as the team sees it: what, which commit, the notes, and the votes.
 pub fn promotion(request: &PromotionRequest, tz: Tz) -> String {
+    promotion_linked(request, tz, plain_links(&request.links).as_deref(), &|text: &str| text.to_owned())
+}
+
+/// A promotion request with `links` (already in the platform's link syntax) on the line after
+/// its headline, before the notes, so a long message's clipping never drops them; `escape`
+/// applies the platform's escaping to everything else.
+pub fn promotion_linked(
+    request: &PromotionRequest,
+    tz: Tz,
+    links: Option<&str>,
+    escape: &dyn Fn(&str) -> String,
+) -> String {
+    let plain = promotion_text(request, tz);
+    match (links, plain.split_once('\n')) {
+        (Some(links), Some((headline, rest))) => {
+            format!("{}\n{links}\n{}", escape(headline), escape(rest))
+        }
+        (Some(links), None) => format!("{}\n{links}", escape(&plain)),
+        (None, _) => escape(&plain),
+    }
+}
+
+fn promotion_text(request: &PromotionRequest, tz: Tz) -> String {
     let target =
         request.target_sha.as_ref().map(|s| format!(" ({} runs {})", request.to, s.short())).unwrap_or_default();
     let mut out = format!(

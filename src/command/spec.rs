@@ -81,6 +81,10 @@ pub struct OptionSpec {
     /// as the reason only once every required positional option has its value.
     #[serde(default)]
     pub reason: bool,
+    /// For a flag with `reason`: what the reason is for, on platforms that take it as an option
+    /// of its own (Discord registers `{name}_reason`, a text option; see [`Self::reason_option`]).
+    #[serde(default)]
+    pub reason_description: Option<String>,
     /// Shown in help and registration.
     pub description: String,
     /// The only values a text option takes, for platforms that offer a pick list (Discord
@@ -114,6 +118,12 @@ impl CommandSpec {
 }
 
 impl OptionSpec {
+    /// The name of the text option that carries a reason flag's reason where options are typed
+    /// one by one (Discord: `force_reason`), or `None` for an option without `reason`.
+    pub fn reason_option(&self) -> Option<String> {
+        (self.kind == OptionKind::Flag && self.reason).then(|| format!("{}_reason", self.name.replace('-', "_")))
+    }
+
     /// Whether the option is written by name (`--dry-run`, `--emergency "why"`).
     pub fn is_named(&self) -> bool {
         self.long || self.kind == OptionKind::Flag

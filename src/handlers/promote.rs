@@ -134,6 +134,15 @@ fn draft_promotion(
     let transport = ctx.transports.get(from).cloned().expect("every environment has a transport");
     let projects = ctx.config.jira.as_ref().map(|j| j.projects.clone()).unwrap_or_default();
     let id = ctx.store.next_promotion_id().map_err(|e| UserError::store("allocate a promotion id", &e))?;
+    // The commit being promoted, the compare with what `to` runs now (on GitHub) and `to`'s URL.
+    let links = crate::release::deploy::DeployLinks::new(
+        Some(github_web_url(ctx).as_str()).filter(|url| !url.is_empty()),
+        &live.sha,
+        target_sha.as_ref(),
+        &[],
+        to,
+        target_env.url.as_deref(),
+    );
     let draft = PromotionRequest {
         id,
         from: from.to_owned(),
@@ -150,6 +159,7 @@ fn draft_promotion(
         notes: String::new(),
         state: RequestState::Pending,
         ci_override,
+        links: Box::new(links),
     };
     Ok(Preparation { draft, github, transport, source_env, target_env, target_sha, projects })
 }
@@ -990,4 +1000,9 @@ async fn release_notes(
         out.push_str(&format!("Migrations added: {}\n", migrations.join(", ")));
     }
     Ok(out)
+}
+
+/// The GitHub repository's web address, or nothing when `[github]` is not configured.
+fn github_web_url(ctx: &Context) -> String {
+    ctx.config.github.as_ref().map(|github| github.web_url()).unwrap_or_default()
 }

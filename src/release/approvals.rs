@@ -159,6 +159,14 @@ pub struct PromotionRequest {
     /// A lead's reason to carry it out over the target's CI gate (`--force "reason"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci_override: Option<String>,
+    /// Where leads look before they vote: the commit, the compare with what the target runs
+    /// now, the target's URL (each platform writes them in its own link syntax).
+    #[serde(default, skip_serializing_if = "no_links")]
+    pub links: Box<crate::release::deploy::DeployLinks>,
+}
+
+fn no_links(links: &crate::release::deploy::DeployLinks) -> bool {
+    links.is_empty()
 }
 
 /// What a reaction did to a request.
@@ -394,6 +402,7 @@ mod tests {
             notes: String::new(),
             state: RequestState::Pending,
             ci_override: None,
+            links: Default::default(),
         }
     }
 

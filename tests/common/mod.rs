@@ -337,6 +337,7 @@ pub fn pending_request(
         notes: "Changes: 1 commit(s), 0 pull request(s).".into(),
         state: shipday::release::approvals::RequestState::Pending,
         ci_override: None,
+        links: Default::default(),
     }
 }
 

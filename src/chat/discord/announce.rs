@@ -115,7 +115,12 @@ impl Poster {
     /// Posts a promotion request once (binding the message so reactions vote), then edits it.
     /// Shows a promotion request: edits its message, or posts it and returns the new message.
     async fn promotion(&self, view: &PromotionView) -> Option<MessageRef> {
-        let message = Message::text(text::promotion(&view.request, self.shared.config.timezone), false);
+        let links = render::links(&view.request.links).map(|links| format!("Links: {links}"));
+        let content =
+            text::promotion_linked(&view.request, self.shared.config.timezone, links.as_deref(), &|t: &str| {
+                t.to_owned()
+            });
+        let message = Message::text(content, false);
         match view.messages.iter().find(|(platform, _)| platform == super::PLATFORM) {
             Some((_, posted)) => match posted.id.parse::<u64>() {
                 Ok(id) => {

@@ -49,7 +49,10 @@ pub fn invoked<'a>(
 /// Rebuilds `/name option…` from a command's name and options; the error is for the user.
 pub fn command_line(book: &CommandBook, name: &str, options: &[(&str, OptionValue)]) -> Result<String, String> {
     let spec = book.get(name).ok_or(OUT_OF_DATE)?;
-    if options.iter().any(|(given, _)| !spec.options.iter().any(|o| o.name == *given)) {
+    let known = |given: &str| {
+        spec.options.iter().any(|o| o.name == given || o.reason_option().is_some_and(|reason| reason == given))
+    };
+    if options.iter().any(|(given, _)| !known(given)) {
         return Err(OUT_OF_DATE.into());
     }
     let value = |name: &str| options.iter().find(|(given, _)| *given == name).map(|(_, v)| *v);
@@ -69,10 +72,22 @@ pub fn command_line(book: &CommandBook, name: &str, options: &[(&str, OptionValu
         }
     }
     for option in spec.options.iter().filter(|o| o.kind == OptionKind::Flag) {
-        match value(&option.name) {
-            None | Some(OptionValue::Flag(false)) => {}
-            Some(OptionValue::Flag(true)) => words.push(format!("--{}", option.name)),
+        // A flag's reason (`force_reason`) is written right after the flag, `--force "why"`,
+        // which is where the engine's parser reads it; giving the reason implies the flag.
+        let reason = match option.reason_option().and_then(|name| value(&name)) {
+            None => None,
+            Some(OptionValue::Text(text)) if text.trim().is_empty() => None,
+            Some(OptionValue::Text(text)) if text.trim_start().starts_with("--") => {
+                return Err(format!("The reason for `--{}` cannot start with `--`. Write it in words.", option.name));
+            }
+            Some(OptionValue::Text(text)) => Some(quote(text)?),
             Some(_) => return Err(OUT_OF_DATE.into()),
+        };
+        match (value(&option.name), reason) {
+            (_, Some(reason)) => words.extend([format!("--{}", option.name), reason]),
+            (None | Some(OptionValue::Flag(false)), None) => {}
+            (Some(OptionValue::Flag(true)), None) => words.push(format!("--{}", option.name)),
+            (Some(_), None) => return Err(OUT_OF_DATE.into()),
         }
     }
     Ok(words.join(" "))
@@ -175,6 +190,42 @@ mod tests {
             // The engine's rest-of-line option joins words; one token means nothing was split.
             assert_eq!(got, expected, "{text}");
         }
+    }
+
+    /// Discord carries `--force`'s reason in `force_reason`; it comes back as `--force "why"`,
+    /// quoted, so the engine's parser reads it as the CI-gate override's reason.
+    #[test]
+    fn a_flags_reason_option_is_written_right_after_the_flag() {
+        let book = CommandBook::builtin();
+        let envs = vec!["dev".to_owned()];
+        let deploy = |extra: &[(&str, OptionValue)]| {
+            let mut options = vec![("env", Text("dev")), ("ref", Text("feature/x"))];
+            options.extend_from_slice(extra);
+            line("deploy", &options)
+        };
+        let reason = "CI is down; tested by hand, it's \"fine\" $(id)";
+        for extra in [vec![("force", Flag(true)), ("force_reason", Text(reason))], vec![("force_reason", Text(reason))]]
+        {
+            let text = deploy(&extra).unwrap();
+            assert!(text.starts_with("/deploy dev feature/x --force "), "{text}");
+            let parsed = parse(&book, &envs, &text).unwrap();
+            assert!(
+                matches!(&parsed, crate::command::Command::Deploy { force: true, force_reason: Some(r), .. } if r == reason),
+                "{text}: {parsed:?}"
+            );
+        }
+        // Plain --force (the migration guard's) stays a bare flag; an empty reason is none.
+        for extra in [vec![("force", Flag(true))], vec![("force", Flag(true)), ("force_reason", Text("  "))]] {
+            let text = deploy(&extra).unwrap();
+            assert_eq!(text, "/deploy dev feature/x --force");
+            let parsed = parse(&book, &envs, &text).unwrap();
+            assert!(matches!(parsed, crate::command::Command::Deploy { force: true, force_reason: None, .. }));
+        }
+        let text = deploy(&[("dry-run", Flag(true)), ("force_reason", Text("flaky"))]).unwrap();
+        assert_eq!(text, "/deploy dev feature/x --dry-run --force flaky");
+        assert!(deploy(&[("force_reason", Text("--emergency x"))]).unwrap_err().contains("cannot start with `--`"));
+        assert!(deploy(&[("force_reason", Flag(true))]).unwrap_err().contains("out of date"));
+        assert!(line("lock", &[("force_reason", Text("x"))]).unwrap_err().contains("out of date"));
     }
 
     #[test]

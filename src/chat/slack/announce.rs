@@ -46,7 +46,13 @@ pub(crate) async fn run(
                 }
             }
             Announcement::Promotion(view) => {
-                let content = render::note(&render::escape(&text::promotion(&view.request, slack.config.timezone)));
+                let links = render::links(&view.request.links).map(|links| format!("Links: {links}"));
+                let content = render::note(&text::promotion_linked(
+                    &view.request,
+                    slack.config.timezone,
+                    links.as_deref(),
+                    &render::escape,
+                ));
                 let shown = view
                     .messages
                     .iter()
