@@ -1396,9 +1396,10 @@ async fn after_a_restart_a_promotions_recorded_end_reaches_its_own_message() {
 }
 
 /// Waiting for a free environment on Slack: `--notify` is answered privately, and once the
-/// lock is lifted the waiter is mentioned (a real `<@U…>` mention) once in the team channel.
+/// lock is lifted the waiter is told once, by a direct message (`conversations.open`, then
+/// `chat.postMessage` to the D… channel), with no mention in the team channel.
 #[bounded::test]
-async fn a_waiter_is_mentioned_once_in_the_team_channel_when_dev_is_free() {
+async fn a_waiter_is_told_once_by_direct_message_when_dev_is_free() {
     let s = Setup::start(Mode::Http).await;
     s.command(ADA, "/lock", "dev testing the release", "900.1.lock").await;
     s.fake.wait_for("the lock message", |f| f.messages(CHANNEL).len() == 1).await;
@@ -1406,13 +1407,12 @@ async fn a_waiter_is_mentioned_once_in_the_team_channel_when_dev_is_free() {
     assert_eq!(ack["response_type"], "ephemeral");
     assert!(text_of(&ack).contains("I'll tell you when dev is free"), "{ack}");
     s.command(ADA, "/unlock", "dev", "900.3.unlock").await;
-    let mentioned = |f: &FakeSlack| {
-        f.messages(TEAM_CHANNEL)
-            .into_iter()
-            .filter(|m| m.text.contains(&format!("<@{GRACE}>")) && m.text.contains("dev is free now"))
-            .count()
-    };
-    s.fake.wait_for("Grace to be mentioned", |f| mentioned(f) == 1).await;
+    let told = |f: &FakeSlack| f.messages(GRACE_DM).into_iter().filter(|m| m.text.contains("dev is free now")).count();
+    s.fake.wait_for("Grace's direct message", |f| told(f) == 1).await;
+    let dm = &s.fake.messages(GRACE_DM)[0];
+    assert!(dm.text.contains("`/deploy dev dev`") && !dm.text.contains("<@"), "{dm:?}");
+    let opened: Vec<Value> = s.fake.calls("conversations.open").into_iter().map(|c| c.body["users"].clone()).collect();
+    assert_eq!(opened, [json!([GRACE])]);
     s.command(ADA, "/lock", "dev again", "900.4.lock").await;
     s.command(ADA, "/unlock", "dev", "900.5.unlock").await;
     s.fake
@@ -1420,5 +1420,46 @@ async fn a_waiter_is_mentioned_once_in_the_team_channel_when_dev_is_free() {
             f.messages(CHANNEL).iter().filter(|m| m.text.contains("unlocked dev")).count() == 2
         })
         .await;
+    assert_eq!(told(&s.fake), 1, "told once");
+    let mentions: Vec<String> = s
+        .fake
+        .calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["channel"] != GRACE_DM)
+        .map(|c| c.body.to_string())
+        .filter(|body| body.contains(&format!("<@{GRACE}>")) || body.contains("is free now"))
+        .collect();
+    assert!(mentions.is_empty(), "no channel mention: {mentions:?}");
+}
+
+/// With `dm = false`, a waiter is mentioned (a real `<@U…>` mention) once in the team
+/// channel instead, and no direct message is opened.
+#[bounded::test]
+async fn a_waiter_who_opted_out_of_direct_messages_is_mentioned_once_in_the_team_channel() {
+    let s = Setup::start_edited(Mode::Http, "", |text| {
+        text.replacen(&format!("slack = \"{GRACE}\""), &format!("slack = \"{GRACE}\"\ndm = false"), 1)
+    })
+    .await;
+    s.command(ADA, "/lock", "dev testing the release", "901.1.lock").await;
+    s.fake.wait_for("the lock message", |f| f.messages(CHANNEL).len() == 1).await;
+    let ack = s.command(GRACE, "/deploy", "dev dev --notify", "901.2.notify").await;
+    assert!(text_of(&ack).contains("I'll tell you when dev is free"), "{ack}");
+    s.command(ADA, "/unlock", "dev", "901.3.unlock").await;
+    let mentioned = |f: &FakeSlack| {
+        f.messages(TEAM_CHANNEL)
+            .into_iter()
+            .filter(|m| m.text.contains(&format!("<@{GRACE}>")) && m.text.contains("dev is free now"))
+            .count()
+    };
+    s.fake.wait_for("Grace to be mentioned", |f| mentioned(f) == 1).await;
+    s.command(ADA, "/lock", "dev again", "901.4.lock").await;
+    s.command(ADA, "/unlock", "dev", "901.5.unlock").await;
+    s.fake
+        .wait_for("the second unlock message", |f| {
+            f.messages(CHANNEL).iter().filter(|m| m.text.contains("unlocked dev")).count() == 2
+        })
+        .await;
     assert_eq!(mentioned(&s.fake), 1, "told once");
+    assert!(s.fake.calls("conversations.open").is_empty(), "Grace opted out of direct messages");
+    assert!(s.fake.messages(GRACE_DM).is_empty());
 }

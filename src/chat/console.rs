@@ -117,6 +117,8 @@ async fn print_announcements(
                     println!("📣 {line}");
                 }
             }
+            // The console has no direct messages: the engine mentions console users instead.
+            Ok(Announcement::Direct(_)) => {}
             Ok(Announcement::Promotion(view)) => {
                 let request = &view.request;
                 if view.messages.iter().any(|(platform, _)| platform == "console") {

@@ -15,7 +15,8 @@ pub use crate::handlers::reply;
 pub use ask::TrackedMessage;
 pub use handle::{BUSY, EngineHandle, QUEUE_LIMIT, RESTARTING, ShutdownReport};
 pub use reply::{
-    Announcement, Invocation, MessageRef, ProgressUpdate, PromotionView, Reaction, Reply, ReplyBody, Visibility,
+    Announcement, DirectNotice, Invocation, MessageRef, ProgressUpdate, PromotionView, Reaction, Reply, ReplyBody,
+    Visibility,
 };
 
 use crate::clients::RemoteExec;

@@ -9,7 +9,7 @@
 //! Redacting at these few places, rather than where text is built, means no new path can
 //! forget it.
 
-use super::reply::{Announcement, EnvironmentStatus, ProgressUpdate, PromotionView, Reply, ReplyBody};
+use super::reply::{Announcement, DirectNotice, EnvironmentStatus, ProgressUpdate, PromotionView, Reply, ReplyBody};
 use crate::redact::Redactor;
 use crate::release::approvals::RequestState;
 use crate::release::deploy::{DeployRecord, Outcome};
@@ -111,6 +111,11 @@ fn redact_announcement(redactor: &Redactor, announcement: Announcement) -> Annou
                 _ => {}
             }
             Announcement::Promotion(Box::new(PromotionView { request, messages }))
+        }
+        Announcement::Direct(notice) => {
+            let DirectNotice { platform, user_id, text, fallback } = *notice;
+            let (text, fallback) = (redactor.redact(&text), redactor.redact(&fallback));
+            Announcement::Direct(Box::new(DirectNotice { platform, user_id, text, fallback }))
         }
     }
 }

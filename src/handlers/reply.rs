@@ -145,7 +145,8 @@ pub struct ProgressUpdate {
 }
 
 /// Something the bot says without being asked: reminders, scheduled deploys, warnings.
-/// Every adapter posts announcements to its configured team channel.
+/// Every adapter posts announcements to its configured team channel, except a
+/// [`Announcement::Direct`] notice, which only the adapter of its platform delivers.
 #[derive(Debug, Clone)]
 pub enum Announcement {
     /// Words for the team. `@{id}` marks a mention of the configured person `id`; each
@@ -157,6 +158,23 @@ pub enum Announcement {
     /// A promotion request, new or changed: adapters post it once (then report the message
     /// with `EngineHandle::bind_message`) and edit that message on every change.
     Promotion(Box<PromotionView>),
+    /// Words for one person, by direct message: only the adapter of `platform` acts on it
+    /// (the others ignore it), sending `text` to `user_id` privately, or, when that fails,
+    /// posting `fallback` (which mentions them) in its team channel. So they are told once.
+    Direct(Box<DirectNotice>),
+}
+
+/// A notice for one person, sent as a direct message on the platform they use.
+#[derive(Debug, Clone)]
+pub struct DirectNotice {
+    /// The platform to send it on (`slack`, `discord`).
+    pub platform: String,
+    /// Their user id on that platform.
+    pub user_id: String,
+    /// The words of the direct message.
+    pub text: String,
+    /// The words for the team channel (with an `@{id}` mention) if the message cannot be sent.
+    pub fallback: String,
 }
 
 /// A promotion request as shown, with the messages already showing it on each platform.

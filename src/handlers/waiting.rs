@@ -1,6 +1,7 @@
 //! Waiting for an environment to be free. A `/deploy` refused because the environment is held
-//! or deploying says how to wait: `--notify` (told once, by a mention in the team channel,
-//! when it is free) or `--when-free` (the deploy starts then, as that person, with their
+//! or deploying says how to wait: `--notify` (told once when it is free: by direct message on
+//! the platform they asked from, or, on the console or with `dm = false`, by a mention in the
+//! team channel) or `--when-free` (the deploy starts then, as that person, with their
 //! permissions and the slot checked again at that time). Waiters are durable, first come
 //! first served, and shown in `/status`; `/cancel ENV` with no deploy running ends one's wait.
 
@@ -141,7 +142,7 @@ pub(crate) async fn wake_waiters(ctx: &mut Context) {
         let Ok(mut waiters) = ctx.store.waiters(&env) else { continue };
         let before = waiters.clone();
         let mut served = false;
-        // Mentions go out once the wait's end is durable, so nobody is told twice.
+        // Notices go out once the wait's end is durable, so nobody is told twice.
         let mut told = Vec::new();
         while let Some(first) = waiters.first().cloned() {
             match busy_for(ctx, &env, &first, now) {
@@ -158,10 +159,15 @@ pub(crate) async fn wake_waiters(ctx: &mut Context) {
                 deploy_for(ctx, &env, first).await;
                 break;
             }
-            told.push(Announcement::Text(format!(
-                "🔔 @{{{}}} {env} is free now (you asked to be told): `/deploy {env} {}`.",
-                first.person, first.git_ref
-            )));
+            let to = direct_to(ctx, &first.platform, &first.user_id);
+            told.push(notice(
+                to,
+                format!("🔔 {env} is free now (you asked to be told): `/deploy {env} {}`.", first.git_ref),
+                format!(
+                    "🔔 @{{{}}} {env} is free now (you asked to be told): `/deploy {env} {}`.",
+                    first.person, first.git_ref
+                ),
+            ));
         }
         if served && let Err(error) = ctx.store.flush().await {
             // Not told: they stay waiting, and are told at the next chance.
@@ -205,17 +211,14 @@ async fn deploy_for(ctx: &mut Context, env: &str, waiter: Waiter) {
         }
         None => Err("the deploy command is missing from the command book".to_owned()),
     };
+    let to = direct_to(ctx, &waiter.platform, &waiter.user_id);
     if let Err(reason) = allowed {
-        ctx.announce(Announcement::Text(format!(
-            "🔔 {mention} {env} is free, but your queued deploy of `{}` was refused: {reason}",
-            waiter.git_ref
-        )));
+        let refused = format!("{env} is free, but your queued deploy of `{}` was refused: {reason}", waiter.git_ref);
+        ctx.announce(notice(to, format!("🔔 {refused}"), format!("🔔 {mention} {refused}")));
         return;
     }
-    ctx.announce(Announcement::Text(format!(
-        "🔔 {mention} {env} is free: deploying `{}` for you, as you asked (`--when-free`).",
-        waiter.git_ref
-    )));
+    let started = format!("{env} is free: deploying `{}` for you, as you asked (`--when-free`).", waiter.git_ref);
+    ctx.announce(notice(to.clone(), format!("🔔 {started}"), format!("🔔 {mention} {started}")));
     let (reply, answered) = tokio::sync::oneshot::channel();
     let invocation = super::Invocation::new(&waiter.platform, &waiter.user_id, &text);
     let pending = WaitingCommand::new(invocation, Some(person), reply);
@@ -237,9 +240,27 @@ async fn deploy_for(ctx: &mut Context, env: &str, waiter: Waiter) {
     let git_ref = waiter.git_ref;
     tokio::spawn(async move {
         if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
-            let _ = announcements.send(Announcement::Text(format!(
-                "🔔 {mention} your queued deploy of `{git_ref}` was refused: {reason}"
-            )));
+            let refused = format!("your queued deploy of `{git_ref}` was refused: {reason}");
+            let _ = announcements.send(notice(to, format!("🔔 {refused}"), format!("🔔 {mention} {refused}")));
         }
     });
+}
+
+/// Where a notice for someone goes privately: the platform they asked from and their id
+/// there, when that platform has direct messages (Slack, Discord; not the console) and they
+/// did not opt out with `dm = false`. `None`: a mention in the team channel instead.
+fn direct_to(ctx: &Context, platform: &str, user_id: &str) -> Option<(String, String)> {
+    let person = ctx.person(platform, user_id, &[])?;
+    (person.dm && matches!(platform, "slack" | "discord")).then(|| (platform.to_owned(), user_id.to_owned()))
+}
+
+/// A notice for one person: `direct` by direct message when `to` says where, or `mentioned`
+/// (which mentions them) in the team channel.
+fn notice(to: Option<(String, String)>, direct: String, mentioned: String) -> Announcement {
+    match to {
+        Some((platform, user_id)) => {
+            Announcement::Direct(Box::new(DirectNotice { platform, user_id, text: direct, fallback: mentioned }))
+        }
+        None => Announcement::Text(mentioned),
+    }
 }

@@ -4,10 +4,10 @@
 use super::render::{self, Message};
 use super::{Shared, reactions};
 use crate::chat::text;
-use crate::engine::{Announcement, MessageRef, ProgressUpdate, PromotionView};
+use crate::engine::{Announcement, DirectNotice, MessageRef, ProgressUpdate, PromotionView};
 use crate::release::deploy::{DeployEvent, DeployRecord};
-use anyhow::Result;
-use serenity::all::{ChannelId, MessageId};
+use anyhow::{Context as _, Result};
+use serenity::all::{ChannelId, MessageId, UserId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -35,6 +35,8 @@ pub(crate) async fn run(
                 poster.post(&message).await;
             }
             Ok(Announcement::Deploy(update)) => poster.deploy(&update).await,
+            Ok(Announcement::Direct(notice)) if notice.platform == super::PLATFORM => poster.direct(&notice).await,
+            Ok(Announcement::Direct(_)) => {}
             Ok(Announcement::Promotion(view)) => {
                 // A second save can be announced before the engine recorded the first post's
                 // message: it edits that message rather than posting another.
@@ -85,6 +87,26 @@ impl Poster {
                 );
                 None
             }
+        }
+    }
+
+    /// Sends `notice` to its person by direct message; when that fails, mentions them in the
+    /// team channel instead, so they are still told once.
+    async fn direct(&self, notice: &DirectNotice) {
+        let sent = async {
+            let user = notice.user_id.parse::<u64>().ok().filter(|id| *id != 0).context("not a Discord user id")?;
+            let channel = self.shared.http.create_dm_channel(UserId::new(user)).await?;
+            let message = render::announcement(&notice.text, &self.shared.config);
+            let body = message.localized(&self.shared.settings.commands).body();
+            self.shared.http.send_message(channel, &body).await
+        }
+        .await;
+        if let Err(error) = sent {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot send a direct message; mentioning them in the team channel"
+            );
+            self.post(&render::announcement(&notice.fallback, &self.shared.config)).await;
         }
     }
 

@@ -45,6 +45,22 @@ pub(crate) async fn run(
                     tracing::error!(%error, "cannot post an announcement");
                 }
             }
+            Announcement::Direct(notice) => {
+                if notice.platform != "slack" {
+                    continue;
+                }
+                let direct = render::note(&render::escape(&notice.text));
+                if let Err(error) = slack.api.direct_message(&notice.user_id, &direct).await {
+                    // Not delivered privately: told in the team channel instead, still once.
+                    tracing::warn!(%error, "cannot send a direct message; mentioning them in the team channel");
+                    let mrkdwn = mentions(&render::escape(&notice.fallback), &slack.config, |p| {
+                        p.slack.as_ref().map(|id| format!("<@{id}>"))
+                    });
+                    if let Err(error) = slack.api.post_message(&channel, &render::note(&mrkdwn)).await {
+                        tracing::error!(%error, "cannot post an announcement");
+                    }
+                }
+            }
             Announcement::Promotion(view) => {
                 let links = render::links(&view.request.links).map(|links| format!("Links: {links}"));
                 let content = render::note(&text::promotion_linked(
