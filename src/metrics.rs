@@ -102,8 +102,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 /// A deploy ended: `outcome` is `succeeded`, `failed`, `interrupted` or `cancelled`.
 pub fn deploy_finished(env: &str, outcome: &'static str, took: Duration) {
     let m = &*METRICS;
-    m.deploys.get_or_create(&[("env", env.to_owned()), ("outcome", outcome.to_owned())]).inc();
+    // The duration first: a scrape that sees the deploy counted sees its duration too.
     m.deploy_seconds.get_or_create(&[("env", env.to_owned())]).observe(took.as_secs_f64());
+    m.deploys.get_or_create(&[("env", env.to_owned()), ("outcome", outcome.to_owned())]).inc();
 }
 
 /// A deploy step ended.
