@@ -12,8 +12,6 @@ use shipday::release::approvals::RequestState;
 use shipday::release::deploy::Outcome;
 use shipday::release::gitref::Sha;
 use shipday::webhook::github::GitHubEvent;
-use std::time::Duration;
-use tokio::sync::broadcast;
 
 const STEPS: &str = r#"
   { name = "fetch", run = "git fetch --all --prune --quiet" },
@@ -53,35 +51,6 @@ impl Setup {
     }
 }
 
-/// The first announcement `pick` accepts, within 60 seconds.
-async fn heard<T>(
-    rx: &mut broadcast::Receiver<Announcement>,
-    what: &str,
-    pick: impl Fn(&Announcement) -> Option<T>,
-) -> T {
-    common::bounded(Duration::from_secs(60), what, async {
-        loop {
-            match rx.recv().await {
-                Ok(announcement) => {
-                    if let Some(found) = pick(&announcement) {
-                        return found;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => panic!("announcements closed waiting for {what}"),
-            }
-        }
-    })
-    .await
-}
-
-fn text_with(needle: &'static str) -> impl Fn(&Announcement) -> Option<String> {
-    move |a| match a {
-        Announcement::Text(t) if t.contains(needle) => Some(t.clone()),
-        _ => None,
-    }
-}
-
 #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_check_refuses_the_deploy_naming_it_with_its_link_and_nothing_runs() {
     let s = Setup::start().await;
@@ -113,7 +82,8 @@ async fn pending_checks_are_waited_for_and_the_deploy_starts_once_they_pass() {
     let mut rx = s.bot.app.engine.announcements();
     let before = s.world.head("dev");
     let drive = async {
-        let waiting = heard(&mut rx, "the deploy to wait for CI", text_with("waits for CI")).await;
+        let waiting =
+            common::announced(&mut rx, "the deploy to wait for CI", common::text_containing("waits for CI")).await;
         assert!(waiting.contains("ci/test, lint") && waiting.contains("@{grace}"), "{waiting}");
         assert_eq!(s.world.head("dev"), before, "nothing runs while the checks run");
         // Meanwhile dev is busy: another deploy is refused rather than racing this one.
@@ -138,7 +108,7 @@ async fn checks_still_pending_past_the_limit_refuse_naming_them() {
     let mut rx = s.bot.app.engine.announcements();
     let before = s.world.head("dev");
     let drive = async {
-        heard(&mut rx, "the deploy to wait for CI", text_with("waits for CI")).await;
+        common::announced(&mut rx, "the deploy to wait for CI", common::text_containing("waits for CI")).await;
         // Ten minutes pass on the bot's clock with lint still queued.
         s.bot.clock.advance(chrono::Duration::minutes(11));
     };
@@ -172,7 +142,8 @@ async fn a_leads_force_with_a_reason_deploys_over_a_failed_check_audited_and_ann
     assert_eq!(accepted.sha.as_str(), sha);
     assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
     assert_eq!(s.world.head("dev"), sha);
-    let announced = heard(&mut rx, "the override announcement", text_with("CI gate overridden")).await;
+    let announced =
+        common::announced(&mut rx, "the override announcement", common::text_containing("CI gate overridden")).await;
     assert!(announced.contains("@{ada}") && announced.contains("CI runner is down, tested by hand"), "{announced}");
     let audit = s.bot.app.store.audit_tail(20).unwrap();
     assert!(
@@ -207,7 +178,8 @@ async fn the_merge_auto_deploy_obeys_the_gate() {
             head_ref: "feature/login".into(),
         })
         .await;
-    let said = heard(&mut rx, "the refused auto-deploy", text_with("did not auto-deploy")).await;
+    let said =
+        common::announced(&mut rx, "the refused auto-deploy", common::text_containing("did not auto-deploy")).await;
     assert!(said.contains("`lint` timed_out") && said.contains("/runs/"), "{said}");
     assert_eq!(s.world.head("dev"), before, "the merge was not deployed");
     assert!(s.bot.app.store.history(Some("dev"), 10).unwrap().is_empty());
@@ -247,9 +219,10 @@ async fn a_failed_check_refuses_a_promotion_and_a_leads_force_promotes_it_audite
     let mut rx = bot.app.engine.announcements();
     let (reply, _) = bot.say("ada", "/promote dev staging --force \"e2e is broken on main, fixed next\"").await;
     assert!(!matches!(reply.body, ReplyBody::Refused(_)), "{}", bot.show(&reply));
-    let announced = heard(&mut rx, "the override announcement", text_with("CI gate overridden")).await;
+    let announced =
+        common::announced(&mut rx, "the override announcement", common::text_containing("CI gate overridden")).await;
     assert!(announced.contains("@{ada}") && announced.contains("e2e is broken on main, fixed next"), "{announced}");
-    let done = heard(&mut rx, "the promotion to end", |a| match a {
+    let done = common::announced(&mut rx, "the promotion to end", |a| match a {
         Announcement::Promotion(v)
             if matches!(v.request.state, RequestState::Done { .. } | RequestState::Failed { .. }) =>
         {
@@ -288,7 +261,9 @@ async fn the_slot_deploy_obeys_the_gate() {
     scheduler.tick().await.unwrap();
     s.bot.clock.set(slot);
     scheduler.tick().await.unwrap();
-    let said = heard(&mut rx, "the refused slot deploy", text_with("scheduled deploy did not run")).await;
+    let said =
+        common::announced(&mut rx, "the refused slot deploy", common::text_containing("scheduled deploy did not run"))
+            .await;
     assert!(said.contains("`ci/test` error") && said.contains(BUILD), "{said}");
     assert_eq!(s.world.head("dev"), before);
     assert!(s.world.restarts().is_empty());

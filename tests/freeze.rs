@@ -14,8 +14,6 @@ use shipday::release::deploy::Outcome;
 use shipday::scheduler::Scheduler;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::broadcast;
 
 const STEPS: &str = r#"
   { name = "fetch", run = "git fetch --all --prune --quiet" },
@@ -33,32 +31,6 @@ fn config(world: &World, sshd: &Sshd, extra: &str) -> PathBuf {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
     path
-}
-
-async fn heard<T>(
-    rx: &mut broadcast::Receiver<Announcement>,
-    what: &str,
-    mut pick: impl FnMut(&Announcement) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(announcement)) => {
-                if let Some(found) = pick(&announcement) {
-                    return found;
-                }
-            }
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-            _ => panic!("timed out waiting for {what}"),
-        }
-    }
-}
-
-fn text_containing(needle: &'static str) -> impl FnMut(&Announcement) -> Option<String> {
-    move |a| match a {
-        Announcement::Text(t) if t.contains(needle) => Some(t.clone()),
-        _ => None,
-    }
 }
 
 fn reply_text(bot: &Bot, reply: &shipday::engine::Reply) -> String {
@@ -113,7 +85,9 @@ async fn a_freeze_refuses_deploys_until_a_leads_emergency_or_unfreeze() {
     let ReplyBody::Deploy(accepted) = &reply.body else { panic!("{reply:?}") };
     assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
     assert_eq!(world.head("dev"), accepted.sha.as_str(), "the emergency deploy ran on the host");
-    let said = heard(&mut announced, "the override announcement", text_containing("through a freeze")).await;
+    let said =
+        common::announced(&mut announced, "the override announcement", common::text_containing("through a freeze"))
+            .await;
     assert!(said.contains("Ada is deploying to dev") && said.contains("hotfix for incident 42"), "{said}");
     let audit = bot.app.store.audit_tail(20).unwrap();
     assert!(
@@ -153,7 +127,7 @@ async fn a_freeze_of_all_ends_by_itself_at_its_until_time() {
     let scheduler =
         Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()));
     scheduler.tick().await.unwrap();
-    let said = heard(&mut announced, "the freeze's end", text_containing("ended at")).await;
+    let said = common::announced(&mut announced, "the freeze's end", common::text_containing("ended at")).await;
     assert!(said.contains("The freeze of every environment (release freeze, by Ada)"), "{said}");
     assert!(bot.app.store.freezes().unwrap().is_empty());
     let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
@@ -183,14 +157,16 @@ async fn a_calendar_freeze_stops_the_slot_deploy_and_shows_in_schedule() {
     // Sunday 20:00: dev's slot would deploy dev; the calendar freeze stops it.
     bot.clock.set(eat(6, 20, 0));
     scheduler.tick().await.unwrap();
-    let said = heard(&mut announced, "the frozen slot", text_containing("slot at")).await;
+    let said = common::announced(&mut announced, "the frozen slot", common::text_containing("slot at")).await;
     assert!(
         said.contains("🧊 dev's slot at Sun 06 Dec 20:00 EAT did not run: dev is frozen by the calendar"),
         "{said}"
     );
     assert!(said.contains("team offsite"), "{said}");
     // The window's reminder at the same time carries the freeze.
-    let reminder = heard(&mut announced, "the window reminder", text_containing("ticket-drag window is open")).await;
+    let reminder =
+        common::announced(&mut announced, "the window reminder", common::text_containing("ticket-drag window is open"))
+            .await;
     assert!(
         reminder.contains("🧊 dev is frozen by the calendar (2026-12-06 to 2026-12-07): team offsite"),
         "{reminder}"
@@ -234,7 +210,7 @@ async fn skip_skips_the_next_slot_and_schedule_shows_it() {
     // Sunday 20:00: the slot is skipped, and says so; nothing runs.
     bot.clock.set(eat(6, 20, 0));
     scheduler.tick().await.unwrap();
-    let said = heard(&mut announced, "the skipped slot", text_containing("was skipped")).await;
+    let said = common::announced(&mut announced, "the skipped slot", common::text_containing("was skipped")).await;
     assert!(said.contains("dev's slot at Sun 06 Dec 20:00 EAT was skipped: skipped by Ada"), "{said}");
     assert_eq!(world.head("dev"), before);
     assert!(world.restarts().is_empty());
@@ -243,7 +219,7 @@ async fn skip_skips_the_next_slot_and_schedule_shows_it() {
     // The slot after it runs as usual.
     bot.clock.set(eat(13, 20, 0));
     scheduler.tick().await.unwrap();
-    let deployed = heard(&mut announced, "the next slot's deploy", |a| match a {
+    let deployed = common::announced(&mut announced, "the next slot's deploy", |a| match a {
         Announcement::Deploy(u) if u.record.is_finished() => Some(u.record.clone()),
         _ => None,
     })
@@ -289,7 +265,9 @@ async fn skip_skips_a_merges_auto_deploy_and_a_freeze_refuses_the_next() {
     let (reply, _) = bot.say("ada", "/skip dev").await;
     assert!(reply_text(&bot, &reply).contains("or the next merge's auto-deploy"), "{reply:?}");
     bot.app.engine.github_event(merge(7, "feature/login", "Log in with email")).await;
-    let said = heard(&mut announced, "the skipped auto-deploy", text_containing("did not auto-deploy")).await;
+    let said =
+        common::announced(&mut announced, "the skipped auto-deploy", common::text_containing("did not auto-deploy"))
+            .await;
     assert!(said.contains("skipped by Ada") && said.contains("#7"), "{said}");
     assert_eq!(world.head("dev"), before, "nothing ran on the host");
     assert!(bot.app.store.skip("dev").unwrap().is_none(), "used once");
@@ -298,7 +276,9 @@ async fn skip_skips_a_merges_auto_deploy_and_a_freeze_refuses_the_next() {
     let (reply, _) = bot.say("ada", "/freeze dev incident 42").await;
     assert!(matches!(reply.body, ReplyBody::Text(_)), "{reply:?}");
     bot.app.engine.github_event(merge(8, "feature/search", "Search")).await;
-    let said = heard(&mut announced, "the frozen auto-deploy", text_containing("did not auto-deploy")).await;
+    let said =
+        common::announced(&mut announced, "the frozen auto-deploy", common::text_containing("did not auto-deploy"))
+            .await;
     assert!(said.contains("🧊 dev is frozen by Ada") && said.contains("#8"), "{said}");
     assert_eq!(world.head("dev"), before, "nothing ran on the host");
     assert!(world.restarts().is_empty());

@@ -77,21 +77,6 @@ async fn moves_settled(bot: &Bot) {
     .await;
 }
 
-/// The next announced text that contains `fragment`.
-async fn heard(rx: &mut broadcast::Receiver<Announcement>, fragment: &str) -> String {
-    let found = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match rx.recv().await {
-                Ok(Announcement::Text(text)) if text.contains(fragment) => return text,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => panic!("announcements closed"),
-            }
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("nothing announced with {fragment:?}"))
-}
-
 async fn deploy(bot: &Bot, user: &str, line: &str) -> shipday::release::deploy::DeployRecord {
     let (reply, progress) = bot.say(user, line).await;
     assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
@@ -115,7 +100,7 @@ async fn a_dev_deploy_of_dev_moves_its_ticket_to_dev_testing_and_mentions_the_as
     let record = deploy(&bot, "linus", "/deploy dev dev").await;
     moves_settled(&bot).await;
     assert_eq!(jira.status("SHOP-2"), "Dev Testing");
-    let said = heard(&mut news, "🧪 SHOP-2").await;
+    let said = common::announced(&mut news, "🧪 SHOP-2", common::text_containing("🧪 SHOP-2")).await;
     assert!(said.contains("on dev and in Dev Testing: @{grace}, it is yours to test"), "{said}");
     assert_eq!(jira.status("SHOP-1"), "Staging", "already ahead of dev: never dragged back");
     let stored = bot.app.store.deploy(record.id).unwrap().unwrap();
@@ -290,7 +275,7 @@ async fn every_move_one_deploy_gives_up_is_announced_in_one_message_and_shown_in
         release_of_five_tickets("[jira.on_deploy]\nproduction = { to = \"Done\" }").await;
     assert_eq!((jira.status("SHOP-1"), jira.status("SHOP-5")), ("Done".into(), "Done".into()));
 
-    let said = heard(&mut news, "gave up moving").await;
+    let said = common::announced(&mut news, "gave up moving", common::text_containing("gave up moving")).await;
     assert!(said.starts_with("⚠️ Shipday gave up moving 2 tickets in Jira"), "{said}");
     assert!(said.contains(&format!("(deploy #{deploy_id} of `master` to production)")), "{said}");
     assert!(said.contains("• SHOP-2 to Done: ") && said.contains("• SHOP-6 to Done: "), "{said}");
@@ -400,7 +385,7 @@ async fn ticket_pass_outside_the_window_is_refused_with_the_next_window_and_a_le
     assert_eq!(jira.status("SHOP-4"), "Staging");
     let audit = bot.app.store.audit_tail(1).unwrap();
     assert!(audit[0].decision.contains("OVERRIDE outside the drag window: hotfix for the sale"), "{audit:?}");
-    let said = heard(&mut news, "🚨").await;
+    let said = common::announced(&mut news, "🚨", common::text_containing("🚨")).await;
     assert_eq!(
         said,
         "🚨 @{ada} passed SHOP-4 to Staging outside the ticket-drag window (it next opens Sun 29 Nov 20:00 EAT). \
@@ -484,7 +469,7 @@ async fn the_window_reminders_list_each_persons_tickets_and_the_close_flags_drif
 
     bot.clock.set(eat(29, 20, 0));
     scheduler.tick().await.unwrap();
-    let said = heard(&mut news, "In Dev Testing").await;
+    let said = common::announced(&mut news, "In Dev Testing", common::text_containing("In Dev Testing")).await;
     assert_eq!(
         said,
         "🧪 In Dev Testing, to test on dev and pass in the window with `/ticket KEY pass`:\n\
@@ -498,13 +483,14 @@ async fn the_window_reminders_list_each_persons_tickets_and_the_close_flags_drif
     bot.say("grace", "/ticket SHOP-2 pass").await;
     bot.clock.set(eat(30, 7, 30));
     scheduler.tick().await.unwrap();
-    let said = heard(&mut news, "Still untested").await;
+    let said = common::announced(&mut news, "Still untested", common::text_containing("Still untested")).await;
     assert!(said.contains("• @{grace}: SHOP-5 Fix search paging\n"), "{said}");
     assert!(!said.contains("SHOP-2"), "{said}");
 
     bot.clock.set(eat(30, 8, 30));
     scheduler.tick().await.unwrap();
-    let said = heard(&mut news, "At the window's close").await;
+    let said =
+        common::announced(&mut news, "At the window's close", common::text_containing("At the window's close")).await;
     assert!(said.contains("2 ticket(s) are in Staging"), "{said}");
     assert!(
         said.contains("Drift: in Staging, but Shipday never deployed their code to dev or staging (were they tested?): SHOP-1, SHOP-2"),

@@ -677,15 +677,32 @@ fn urlencode(text: &str) -> String {
     serde_urlencoded::to_string([("x", text)]).unwrap().trim_start_matches("x=").to_owned()
 }
 
-/// Starts the real `shipday serve` on `config` (killed when dropped).
+/// The real `shipday serve` on `config`, killed when dropped; the caller sets its logging.
+fn serve_command(config: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"));
+    command.args(["serve", "--config", config.to_str().unwrap()]).env_remove("SHIPDAY_CONFIG").kill_on_drop(true);
+    command
+}
+
+/// Starts the real `shipday serve` on `config`, logging warnings only.
 fn spawn_serve(config: &std::path::Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env_remove("SHIPDAY_CONFIG")
-        .env("SHIPDAY_LOG", "warn")
-        .kill_on_drop(true)
+    serve_command(config).env("SHIPDAY_LOG", "warn").spawn().unwrap()
+}
+
+/// Starts the real `shipday serve` on `config` at its default level with JSON logs, and the
+/// lines of its log (stderr).
+fn spawn_serve_logging_json(
+    config: &std::path::Path,
+) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = serve_command(config)
+        .env_remove("SHIPDAY_LOG")
+        .env("SHIPDAY_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
 }
 
 /// `shipday serve` starts the Slack adapter from the config: here in Socket Mode, so the
@@ -712,20 +729,10 @@ async fn shipday_serve_runs_the_slack_adapter_from_the_config() {
 /// `SHIPDAY_LOG_FORMAT=json` every line is one JSON object a log collector can read.
 #[bounded::test]
 async fn shipday_serve_logs_each_decision_as_one_json_object_per_line() {
-    use tokio::io::AsyncBufReadExt;
     let world = World::new();
     let fake = FakeSlack::start(TEAM).await;
     let config = write_config(&world, &fake, Mode::Socket);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env_remove("SHIPDAY_CONFIG")
-        .env_remove("SHIPDAY_LOG")
-        .env("SHIPDAY_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, mut lines) = spawn_serve_logging_json(&config);
     fake.wait_for("shipday serve to connect", |f| f.connections() >= 1).await;
     let mut envelope = contract("socket-mode-envelope.json")["slash_commands"].clone();
     envelope["payload"]["team_id"] = json!(TEAM);
@@ -771,7 +778,6 @@ fn span_fields(line: &Value) -> serde_json::Map<String, Value> {
 /// deploy's `deploy_id`, `env`, `user` and `platform`.
 #[bounded::test]
 async fn every_log_line_of_a_deploy_carries_its_deploy_id_env_user_and_platform() {
-    use tokio::io::AsyncBufReadExt;
     let world = World::new();
     let sshd = common::sshd::Sshd::start();
     let fake = FakeSlack::start(TEAM).await;
@@ -782,17 +788,8 @@ async fn every_log_line_of_a_deploy_carries_its_deploy_id_env_user_and_platform(
     let ssh = world.ssh_config(&sshd, &sshd.pin(), steps, "");
     std::fs::copy(&ssh, world.config_path()).unwrap();
     let config = write_config(&world, &fake, Mode::Socket);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env_remove("SHIPDAY_CONFIG")
-        .env_remove("SHIPDAY_LOG")
-        .env("SHIPDAY_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, mut lines) = spawn_serve_logging_json(&config);
     let logged = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let collect = logged.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -850,13 +847,10 @@ async fn serve_on_a_free_port(config: &std::path::Path) -> (tokio::process::Chil
     use tokio::io::AsyncBufReadExt;
     let text = std::fs::read_to_string(config).unwrap();
     std::fs::write(config, format!("{text}\n[server]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipday"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env_remove("SHIPDAY_CONFIG")
+    let mut child = serve_command(config)
         .env("SHIPDAY_LOG", "info")
         .env_remove("SHIPDAY_LOG_FORMAT")
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();

@@ -19,30 +19,9 @@ use shipday::release::gitref::Sha;
 use shipday::scheduler::Scheduler;
 use shipday::webhook::github::GitHubEvent;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::broadcast;
 
 fn eat(month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
     chrono_tz::Africa::Nairobi.with_ymd_and_hms(2026, month, day, hour, minute, 0).unwrap().with_timezone(&Utc)
-}
-
-async fn until<T>(
-    rx: &mut broadcast::Receiver<Announcement>,
-    what: &str,
-    mut pick: impl FnMut(&Announcement) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(announcement)) => {
-                if let Some(found) = pick(&announcement) {
-                    return found;
-                }
-            }
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-            _ => panic!("timed out waiting for {what}"),
-        }
-    }
 }
 
 async fn settle_moves(bot: &Bot) {
@@ -114,7 +93,7 @@ async fn the_whole_weekly_cycle() {
             head_ref: "feature/login".into(),
         })
         .await;
-    let dev = until(&mut heard, "dev's merge deploy", |a| match a {
+    let dev = common::announced(&mut heard, "dev's merge deploy", |a| match a {
         Announcement::Deploy(u) if u.record.is_finished() => Some(u.record.clone()),
         _ => None,
     })
@@ -131,7 +110,7 @@ async fn the_whole_weekly_cycle() {
     scheduler.tick().await.unwrap();
     bot.clock.set(eat(11, 29, 20, 0));
     scheduler.tick().await.unwrap();
-    until(&mut heard, "the window reminder with Grace's ticket", |a| match a {
+    common::announced(&mut heard, "the window reminder with Grace's ticket", |a| match a {
         Announcement::Text(t) if t.contains("SHOP-3") && t.contains("@{grace}") => Some(()),
         _ => None,
     })
@@ -144,7 +123,7 @@ async fn the_whole_weekly_cycle() {
     // Monday 08:30: the staging slot promotes dev to staging by itself.
     bot.clock.set(eat(11, 30, 8, 30));
     scheduler.tick().await.unwrap();
-    let staging = until(&mut heard, "the staging promotion", |a| match a {
+    let staging = common::announced(&mut heard, "the staging promotion", |a| match a {
         Announcement::Promotion(v)
             if v.request.to == "staging"
                 && matches!(v.request.state, RequestState::Done { .. } | RequestState::Failed { .. }) =>
@@ -160,7 +139,7 @@ async fn the_whole_weekly_cycle() {
     // Wednesday 07:30 on a production week: the request is posted; two leads approve.
     bot.clock.set(eat(12, 2, 7, 30));
     scheduler.tick().await.unwrap();
-    let request = until(&mut heard, "the production request", |a| match a {
+    let request = common::announced(&mut heard, "the production request", |a| match a {
         Announcement::Promotion(v) if v.request.to == "production" && v.request.state == RequestState::Pending => {
             Some(v.request.clone())
         }
@@ -186,7 +165,7 @@ async fn the_whole_weekly_cycle() {
             })
             .await;
     }
-    let shipped = until(&mut heard, "production shipped", |a| match a {
+    let shipped = common::announced(&mut heard, "production shipped", |a| match a {
         Announcement::Promotion(v)
             if v.request.id == request.id
                 && matches!(v.request.state, RequestState::Done { .. } | RequestState::Failed { .. }) =>
@@ -232,7 +211,7 @@ async fn the_whole_weekly_cycle() {
             head_ref: "feature/search".into(),
         })
         .await;
-    let dev = until(&mut heard, "dev's second merge deploy", |a| match a {
+    let dev = common::announced(&mut heard, "dev's second merge deploy", |a| match a {
         Announcement::Deploy(u) if u.record.is_finished() && u.record.sha == next => Some(u.record.clone()),
         _ => None,
     })
@@ -258,7 +237,7 @@ async fn the_whole_weekly_cycle() {
     // Sunday 20:00: dev's slot is skipped.
     bot.clock.set(eat(12, 6, 20, 0));
     scheduler.tick().await.unwrap();
-    until(&mut heard, "the skipped dev slot", |a| match a {
+    common::announced(&mut heard, "the skipped dev slot", |a| match a {
         Announcement::Text(t) if t.starts_with("⏭️ dev's slot") && t.contains("skipped by Ada") => Some(()),
         _ => None,
     })
@@ -266,7 +245,7 @@ async fn the_whole_weekly_cycle() {
     // Monday 08:30: staging's slot meets the freeze; nothing is promoted.
     bot.clock.set(eat(12, 7, 8, 30));
     scheduler.tick().await.unwrap();
-    until(&mut heard, "the frozen staging slot", |a| match a {
+    common::announced(&mut heard, "the frozen staging slot", |a| match a {
         Announcement::Text(t) if t.starts_with("🧊 staging's slot") && t.contains("release retro") => Some(()),
         _ => None,
     })

@@ -369,16 +369,7 @@ mod tests {
     use super::*;
 
     fn person(id: &str, role: Option<Role>) -> Person {
-        Person {
-            id: id.into(),
-            name: id.to_uppercase(),
-            roles: role.into_iter().collect(),
-            slack: None,
-            discord: None,
-            github: None,
-            jira: None,
-            dm: true,
-        }
+        Person::for_tests(id, role.as_slice())
     }
 
     fn at(minute: u32) -> DateTime<Utc> {

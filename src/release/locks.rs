@@ -252,16 +252,7 @@ mod tests {
     }
 
     fn person(id: &str, role: Role) -> Person {
-        Person {
-            id: id.into(),
-            name: id.to_uppercase(),
-            roles: vec![role],
-            slack: None,
-            discord: None,
-            github: None,
-            jira: None,
-            dm: true,
-        }
+        Person::for_tests(id, &[role])
     }
 
     fn at(hour: u32) -> DateTime<Utc> {

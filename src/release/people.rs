@@ -40,6 +40,22 @@ impl Person {
             Role::Lead => self.roles.contains(&Role::Lead),
         }
     }
+
+    /// For the core's unit tests: `id` with `roles`, named `id` in capitals, known on no
+    /// platform, DMs on.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: &str, roles: &[Role]) -> Self {
+        Self {
+            id: id.into(),
+            name: id.to_uppercase(),
+            roles: roles.to_vec(),
+            slack: None,
+            discord: None,
+            github: None,
+            jira: None,
+            dm: true,
+        }
+    }
 }
 
 /// A role granted in the config. Permissions deny by default: no role, read-only.

@@ -402,16 +402,7 @@ mod tests {
     }
 
     fn person(id: &str, roles: &[Role], jira: Option<&str>) -> Person {
-        Person {
-            id: id.into(),
-            name: id.into(),
-            roles: roles.to_vec(),
-            slack: None,
-            discord: None,
-            github: None,
-            jira: jira.map(String::from),
-            dm: true,
-        }
+        Person { name: id.into(), jira: jira.map(String::from), ..Person::for_tests(id, roles) }
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub mod sshd;
 pub mod wait;
 
 pub use wait::{
-    Gate, PATIENCE, bounded, eventually, eventually_async, eventually_blocking, eventually_ok, eventually_some, within,
+    Gate, PATIENCE, announced, bounded, eventually, eventually_async, eventually_blocking, eventually_ok,
+    eventually_some, text_containing, within,
 };
 
 use shipday::app::{self, App};

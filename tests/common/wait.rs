@@ -4,9 +4,11 @@
 //! - [`eventually`] and its flavours poll a condition until it holds, or panic naming what never
 //!   happened.
 //! - [`bounded`] races a future against a timeout.
+//! - [`announced`] waits for an announcement to the team's channel.
 //! - A [`Gate`] is a named sync point for a fake host step: the step waits at it until the test
 //!   opens it, and the test can wait until the step has reached it.
 
+use shipday::engine::Announcement;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -93,6 +95,39 @@ pub async fn bounded<T>(timeout: Duration, what: &str, future: impl Future<Outpu
     match tokio::time::timeout(timeout, future).await {
         Ok(done) => done,
         Err(_) => panic!("{what} did not finish within {timeout:?}"),
+    }
+}
+
+/// The first announcement `pick` accepts (skipping the others), or a panic naming `what` when
+/// none came within three times [`PATIENCE`] or the announcements closed.
+pub async fn announced<T>(
+    rx: &mut tokio::sync::broadcast::Receiver<Announcement>,
+    what: &str,
+    mut pick: impl FnMut(&Announcement) -> Option<T>,
+) -> T {
+    use tokio::sync::broadcast::error::RecvError;
+    bounded(PATIENCE * 3, what, async {
+        loop {
+            match rx.recv().await {
+                Ok(announcement) => {
+                    if let Some(found) = pick(&announcement) {
+                        return found;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => panic!("the announcements closed while waiting for {what}"),
+            }
+        }
+    })
+    .await
+}
+
+/// For [`announced`]: a channel text that contains `needle`.
+pub fn text_containing(needle: &str) -> impl FnMut(&Announcement) -> Option<String> + use<> {
+    let needle = needle.to_owned();
+    move |announcement| match announcement {
+        Announcement::Text(text) if text.contains(&needle) => Some(text.clone()),
+        _ => None,
     }
 }
 
