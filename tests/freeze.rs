@@ -1,7 +1,7 @@
 //! Freezes and skips, end to end through the console adapter, with dev on a real sshd: a
 //! freeze refuses deploys (and nothing runs on the host), a lead's `--emergency` goes through
 //! (audited and announced), `/unfreeze` and `--until` lift it, a calendar freeze stops a slot
-//! deploy, and `/skip` skips the next slot (shown in `/schedule`).
+//! deploy, `/skip` skips the next slot (shown in `/schedule`), and `/unskip` withdraws it.
 
 use testkit as common;
 
@@ -220,6 +220,42 @@ async fn skip_skips_the_next_slot_and_schedule_shows_it() {
     bot.clock.set(eat(13, 20, 0));
     scheduler.tick().await.unwrap();
     let deployed = common::announced(&mut announced, "the next slot's deploy", |a| match a {
+        Announcement::Deploy(u) if u.record.is_finished() => Some(u.record.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(deployed.outcome, Outcome::Succeeded);
+    assert_eq!(world.head("dev"), world.tip("dev"));
+}
+
+/// A lead skips dev's slot, thinks again, and withdraws the skip: the slot deploys as usual.
+/// A developer cannot withdraw it, and withdrawing a skip that is not there says so.
+#[bounded::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unskip_withdraws_a_skip_and_the_slot_runs_as_usual() {
+    let world = World::new();
+    let sshd = Sshd::start();
+    let bot = Bot::start_at(&config(&world, &sshd, ""), eat(5, 10, 0));
+    let scheduler =
+        Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()));
+    scheduler.tick().await.unwrap();
+    let mut announced = bot.app.engine.announcements();
+
+    let (reply, _) = bot.say("ada", "/unskip dev").await;
+    insta::assert_snapshot!("unskip_nothing_to_withdraw", reply_text(&bot, &reply));
+    bot.say("ada", "/skip dev").await;
+    let (reply, _) = bot.say("grace", "/unskip dev").await;
+    assert!(refused(&reply).contains("Only a lead can use /unskip"), "{reply:?}");
+    assert!(bot.app.store.skip("dev").unwrap().is_some(), "a refused /unskip changes nothing");
+    let (reply, _) = bot.say("ada", "/unskip dev").await;
+    insta::assert_snapshot!("unskip_accepted", reply_text(&bot, &reply));
+    assert!(bot.app.store.skip("dev").unwrap().is_none(), "withdrawn");
+    let (reply, _) = bot.say("linus", "/status dev").await;
+    assert!(!reply_text(&bot, &reply).contains("skipped"), "{reply:?}");
+
+    // Sunday 20:00: the slot deploys.
+    bot.clock.set(eat(6, 20, 0));
+    scheduler.tick().await.unwrap();
+    let deployed = common::announced(&mut announced, "the slot's deploy", |a| match a {
         Announcement::Deploy(u) if u.record.is_finished() => Some(u.record.clone()),
         _ => None,
     })

@@ -182,6 +182,19 @@ async fn schedule_promote_rollback_ticket_and_the_umbrella() {
 }
 
 #[bounded::test]
+async fn freeze_unfreeze_skip_and_unskip() {
+    let world = World::new();
+    let bot = bot(&world).await;
+    snapshot(&bot, "freeze_not_a_lead", "grace", "/freeze staging incident 42").await;
+    snapshot(&bot, "freeze", "ada", "/freeze staging incident 42 --until 18:00").await;
+    snapshot(&bot, "deploy_refused_while_frozen", "grace", "/deploy staging staging").await;
+    snapshot(&bot, "unfreeze", "ada", "/unfreeze staging").await;
+    snapshot(&bot, "skip", "ada", "/skip dev").await;
+    snapshot(&bot, "unskip", "ada", "/unskip dev").await;
+    snapshot(&bot, "unskip_nothing_skipped", "ada", "/unskip dev").await;
+}
+
+#[bounded::test]
 async fn cancel_and_waiting_for_a_free_environment() {
     let world = World::new();
     let go = common::Gate::new(world.path(), "go");

@@ -145,6 +145,11 @@ pub enum Command {
         /// The environment.
         env: String,
     },
+    /// Withdraw a skip.
+    Unskip {
+        /// The environment.
+        env: String,
+    },
     /// Explain the commands.
     Help {
         /// One command to explain.
@@ -156,9 +161,9 @@ pub enum Command {
 impl Command {
     /// Names of every variant, as spec names. A test checks them against `commands/` (where
     /// the umbrella `shipday` has no variant: it parses to the command it runs).
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "deploy", "promote", "status", "release", "lock", "unlock", "history", "help", "schedule", "rollback",
-        "ticket", "freeze", "unfreeze", "skip", "cancel",
+        "ticket", "freeze", "unfreeze", "skip", "unskip", "cancel",
     ];
 
     /// The spec name of this command.
@@ -178,6 +183,7 @@ impl Command {
             Command::Freeze { .. } => "freeze",
             Command::Unfreeze { .. } => "unfreeze",
             Command::Skip { .. } => "skip",
+            Command::Unskip { .. } => "unskip",
             Command::Cancel { .. } => "cancel",
         }
     }
@@ -191,7 +197,8 @@ impl Command {
             | Command::Unlock { env }
             | Command::Rollback { env, .. }
             | Command::Cancel { env }
-            | Command::Skip { env } => Some(env),
+            | Command::Skip { env }
+            | Command::Unskip { env } => Some(env),
             Command::Freeze { env, .. } | Command::Unfreeze { env } => {
                 (env != crate::release::freeze::ALL).then_some(env.as_str())
             }

@@ -380,6 +380,7 @@ impl Context<'_> {
             },
             "unfreeze" => Command::Unfreeze { env: required(text("env"), "env")? },
             "skip" => Command::Skip { env: required(text("env"), "env")? },
+            "unskip" => Command::Unskip { env: required(text("env"), "env")? },
             "ticket" => {
                 let key = required(text("key"), "key")?;
                 let action = required(text("action"), "action")?;
@@ -642,6 +643,7 @@ transport = { kind = "local", dir = "/p" }
             ("/shipday deploy prod master", "/deploy production master"),
             ("/cancel prod", "/cancel production"),
             ("/skip live", "/skip production"),
+            ("/unskip prod", "/unskip production"),
             ("/freeze prod incident 42", "/freeze production incident 42"),
             ("/unfreeze live", "/unfreeze production"),
         ];

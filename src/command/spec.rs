@@ -22,6 +22,7 @@ pub const SPEC_FILES: &[(&str, &str)] = &[
     ("freeze", include_str!("../../commands/freeze.toml")),
     ("unfreeze", include_str!("../../commands/unfreeze.toml")),
     ("skip", include_str!("../../commands/skip.toml")),
+    ("unskip", include_str!("../../commands/unskip.toml")),
     ("shipday", include_str!("../../commands/shipday.toml")),
 ];
 

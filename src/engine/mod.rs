@@ -293,6 +293,7 @@ impl Engine {
             }
             Command::Unfreeze { env } => handlers::unfreeze(ctx, &env, &waiting, now),
             Command::Skip { env } => handlers::skip(ctx, &env, &waiting, now),
+            Command::Unskip { env } => handlers::unskip(ctx, &env, &waiting),
             Command::Ticket { key, action, reason, override_reason } => {
                 return handlers::ticket(ctx, &key, action, reason, override_reason, waiting, now);
             }

@@ -1,6 +1,6 @@
 //! `/skip ENV`: the next automatic deploy of ENV (its calendar slot, or a merge's
 //! auto-deploy) does not run. Recorded in the store; the slot or merge that meets it says it
-//! was skipped, and by whom.
+//! was skipped, and by whom. `/unskip ENV` withdraws it.
 
 use super::*;
 use crate::release::freeze::Skip;
@@ -59,6 +59,35 @@ pub(crate) fn skip(ctx: &Context, env: &str, pending: &WaitingCommand, now: Date
     let text = format!(
         "⏭️ {} skipped {env}'s next automatic deploy: {next}. It will not run; the deploys after it run as usual.",
         person.name
+    );
+    Decision { decision: format!("accepted: {text}"), reply: Reply::text(Visibility::Public, text) }
+}
+
+/// `/unskip ENV`, by a lead: the `/skip` waiting for ENV's next automatic deploy is
+/// withdrawn, so that deploy runs as usual.
+pub(crate) fn unskip(ctx: &Context, env: &str, pending: &WaitingCommand) -> Decision {
+    let Some(person) = pending.person.as_ref() else {
+        return Decision::refused("Only a lead can withdraw a skip.");
+    };
+    let existing = match ctx.store.skip(env) {
+        Ok(Some(existing)) => existing,
+        Ok(None) => {
+            let text = format!(
+                "{env}'s next automatic deploy is not skipped, so there is nothing to withdraw. A slot deploy dropped \
+                 by `/skip` while it waited does not come back: deploy it with `/deploy {env} BRANCH`."
+            );
+            return Decision { decision: format!("answered: {text}"), reply: Reply::text(Visibility::Ephemeral, text) };
+        }
+        Err(error) => return Decision::store_trouble("read the skips", &error),
+    };
+    if let Err(error) = ctx.store.set_skip(env, None) {
+        return Decision::store_trouble("withdraw a skip", &error);
+    }
+    let text = format!(
+        "▶️ {} withdrew the skip of {env}'s next automatic deploy (set by {}, {}): it runs as usual.",
+        person.name,
+        existing.by_name,
+        crate::release::freeze::local(ctx.config.calendar.timezone(), existing.at)
     );
     Decision { decision: format!("accepted: {text}"), reply: Reply::text(Visibility::Public, text) }
 }

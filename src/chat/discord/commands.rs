@@ -129,7 +129,7 @@ pub fn ack_plan(name: &str, options: &[(&str, OptionValue)]) -> AckPlan {
         "promote" => (true, true),
         "status" => (flag("live"), false),
         "ticket" => (true, false),
-        "lock" | "unlock" | "freeze" | "unfreeze" | "skip" => (false, true),
+        "lock" | "unlock" | "freeze" | "unfreeze" | "skip" | "unskip" => (false, true),
         _ => (false, false),
     };
     AckPlan { long_running, likely: if public { Visibility::Public } else { Visibility::Ephemeral } }
