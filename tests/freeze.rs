@@ -33,6 +33,46 @@ fn config(world: &World, sshd: &Sshd, extra: &str) -> PathBuf {
     path
 }
 
+/// The scheduler of `bot`'s calendar, on its clock (ticked by hand).
+fn scheduler(bot: &Bot) -> Scheduler {
+    Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()))
+}
+
+/// The next deploy announced as finished.
+async fn finished_deploy(
+    announced: &mut tokio::sync::broadcast::Receiver<Announcement>,
+    what: &str,
+) -> shipday::release::deploy::DeployRecord {
+    common::announced(announced, what, |a| match a {
+        Announcement::Deploy(u) if u.record.is_finished() => Some(u.record.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// A bot on Saturday 5 December, 10:00 EAT, its scheduler ticked once.
+async fn saturday_morning(world: &World, sshd: &Sshd) -> (Bot, Scheduler) {
+    let bot = Bot::start_at(&config(world, sshd, ""), eat(5, 10, 0));
+    let scheduler = scheduler(&bot);
+    scheduler.tick().await.unwrap();
+    (bot, scheduler)
+}
+
+/// At `at`, the scheduler's tick deploys dev's slot, and dev then runs its branch's tip.
+async fn slot_deploys_dev(
+    bot: &Bot,
+    scheduler: &Scheduler,
+    announced: &mut tokio::sync::broadcast::Receiver<Announcement>,
+    world: &World,
+    at: DateTime<Utc>,
+) {
+    bot.clock.set(at);
+    scheduler.tick().await.unwrap();
+    let deployed = finished_deploy(announced, "the slot's deploy").await;
+    assert_eq!(deployed.outcome, Outcome::Succeeded);
+    assert_eq!(world.head("dev"), world.tip("dev"));
+}
+
 fn reply_text(bot: &Bot, reply: &shipday::engine::Reply) -> String {
     bot.show(reply)
 }
@@ -124,8 +164,7 @@ async fn a_freeze_of_all_ends_by_itself_at_its_until_time() {
 
     // At 18:00 it no longer stands; the tick forgets it and tells the team.
     bot.clock.set(eat(2, 18, 0));
-    let scheduler =
-        Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()));
+    let scheduler = scheduler(&bot);
     scheduler.tick().await.unwrap();
     let said = common::announced(&mut announced, "the freeze's end", common::text_containing("ended at")).await;
     assert!(said.contains("The freeze of every environment (release freeze, by Ada)"), "{said}");
@@ -143,8 +182,7 @@ async fn a_calendar_freeze_stops_the_slot_deploy_and_shows_in_schedule() {
     let holidays =
         "[[calendar.freezes]]\nfrom = 2026-12-06\nto = 2026-12-07\nreason = \"team offsite\"\nenvs = [\"dev\"]\n";
     let bot = Bot::start_at(&config(&world, &sshd, holidays), eat(5, 10, 0));
-    let scheduler =
-        Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()));
+    let scheduler = scheduler(&bot);
     scheduler.tick().await.unwrap();
     let mut announced = bot.app.engine.announcements();
     let before = world.head("dev");
@@ -186,10 +224,7 @@ async fn a_calendar_freeze_stops_the_slot_deploy_and_shows_in_schedule() {
 async fn skip_skips_the_next_slot_and_schedule_shows_it() {
     let world = World::new();
     let sshd = Sshd::start();
-    let bot = Bot::start_at(&config(&world, &sshd, ""), eat(5, 10, 0));
-    let scheduler =
-        Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()));
-    scheduler.tick().await.unwrap();
+    let (bot, scheduler) = saturday_morning(&world, &sshd).await;
     let mut announced = bot.app.engine.announcements();
     let before = world.head("dev");
 
@@ -217,15 +252,7 @@ async fn skip_skips_the_next_slot_and_schedule_shows_it() {
     assert!(bot.app.store.skip("dev").unwrap().is_none(), "a skip is used once");
 
     // The slot after it runs as usual.
-    bot.clock.set(eat(13, 20, 0));
-    scheduler.tick().await.unwrap();
-    let deployed = common::announced(&mut announced, "the next slot's deploy", |a| match a {
-        Announcement::Deploy(u) if u.record.is_finished() => Some(u.record.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(deployed.outcome, Outcome::Succeeded);
-    assert_eq!(world.head("dev"), world.tip("dev"));
+    slot_deploys_dev(&bot, &scheduler, &mut announced, &world, eat(13, 20, 0)).await;
 }
 
 /// A lead skips dev's slot, thinks again, and withdraws the skip: the slot deploys as usual.
@@ -234,10 +261,7 @@ async fn skip_skips_the_next_slot_and_schedule_shows_it() {
 async fn unskip_withdraws_a_skip_and_the_slot_runs_as_usual() {
     let world = World::new();
     let sshd = Sshd::start();
-    let bot = Bot::start_at(&config(&world, &sshd, ""), eat(5, 10, 0));
-    let scheduler =
-        Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()));
-    scheduler.tick().await.unwrap();
+    let (bot, scheduler) = saturday_morning(&world, &sshd).await;
     let mut announced = bot.app.engine.announcements();
 
     let (reply, _) = bot.say("ada", "/unskip dev").await;
@@ -253,15 +277,7 @@ async fn unskip_withdraws_a_skip_and_the_slot_runs_as_usual() {
     assert!(!reply_text(&bot, &reply).contains("skipped"), "{reply:?}");
 
     // Sunday 20:00: the slot deploys.
-    bot.clock.set(eat(6, 20, 0));
-    scheduler.tick().await.unwrap();
-    let deployed = common::announced(&mut announced, "the slot's deploy", |a| match a {
-        Announcement::Deploy(u) if u.record.is_finished() => Some(u.record.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(deployed.outcome, Outcome::Succeeded);
-    assert_eq!(world.head("dev"), world.tip("dev"));
+    slot_deploys_dev(&bot, &scheduler, &mut announced, &world, eat(6, 20, 0)).await;
 }
 
 #[bounded::test(flavor = "multi_thread", worker_threads = 2)]
