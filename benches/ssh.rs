@@ -33,13 +33,15 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// The store's flushes so far (count, seconds), from the process's own `/metrics` text.
-fn flushes() -> (f64, f64) {
+/// What the process's own `/metrics` counted so far: (count, seconds) of the store's flushes,
+/// of SSH logins and of commands run over SSH.
+fn figures() -> [(f64, f64); 3] {
     let text = shipday::metrics::render(&[]);
     let read = |name: &str| {
         text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
     };
-    (read("shipday_store_flush_seconds_count "), read("shipday_store_flush_seconds_sum "))
+    ["store_flush", "ssh_login", "ssh_command"]
+        .map(|name| (read(&format!("shipday_{name}_seconds_count ")), read(&format!("shipday_{name}_seconds_sum "))))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -58,26 +60,30 @@ fn main() {
     let bot = runtime.block_on(async { Bot::start(&config) });
     let branches = ["feature/login", "feature/search"];
 
-    let (mut shipday, mut manual, mut direct, mut in_steps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut shipday, mut manual, mut direct) = (Vec::new(), Vec::new(), Vec::new());
     // The production SSH transport of dev, as `serve` builds it: its connect-and-log-in alone.
     let transports = shipday::app::transports(&shipday::config::Config::load(&config).unwrap()).unwrap();
     let dev = transports.get("dev").unwrap().clone();
     let environment = shipday::config::Config::load(&config).unwrap().environment("dev").unwrap().clone();
     let mut wrapped = Vec::new();
     let (mut handshakes, mut first_channels, mut channels) = (Vec::new(), Vec::new(), Vec::new());
-    let mut flushed = Vec::new();
+    let (mut flushed, mut over_ssh, mut ssh_counts) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let branch = branches[round % 2];
         // Shipday: one command in chat.
-        let (count_before, secs_before) = flushes();
+        let before = figures();
         let started = Instant::now();
         let (_, progress) = runtime.block_on(bot.say("ada", &format!("/deploy dev {branch}")));
         let took = started.elapsed();
-        let (count_after, secs_after) = flushes();
-        flushed.push((count_after - count_before, Duration::from_secs_f64(secs_after - secs_before)));
+        let after = figures();
+        let delta = |i: usize| (after[i].0 - before[i].0, Duration::from_secs_f64(after[i].1 - before[i].1));
+        flushed.push(delta(0));
+        // The deploy's own time in SSH: its login, and every command from opening its channel
+        // to its exit (what runs on the host, and SSH's share of it).
+        over_ssh.push(delta(1).1 + delta(2).1);
+        ssh_counts.push((delta(1).0, delta(2).0));
         let record = &progress.last().unwrap().record;
         assert_eq!(record.outcome, Outcome::Succeeded);
-        in_steps.push(Duration::from_millis(record.steps.iter().filter_map(|s| s.duration_ms).sum()));
         runtime.block_on(bot.say("ada", "/unlock dev"));
         shipday.push(took);
 
@@ -135,17 +141,12 @@ fn main() {
         }
         wrapped.push(started.elapsed());
     }
-    // The bot's share, round by round (each round's own figures, so noise between rounds
-    // does not pile up in a difference of medians); signed, since it is small.
-    let mut bot_share: Vec<f64> = (0..ROUNDS)
-        .map(|r| {
-            let later = channels[r * 3..r * 3 + 3].iter().map(|d| ms(*d)).sum::<f64>() / 3.0;
-            ms(shipday[r]) - ms(wrapped[r]) - ms(handshakes[r]) - 7.0 * later
-        })
-        .collect();
-    bot_share.sort_by(f64::total_cmp);
-    let bot_share = bot_share[ROUNDS / 2];
-    let (shipday, manual, direct, in_steps) = (median(shipday), median(manual), median(direct), median(in_steps));
+    // The bot's own share, round by round: the deploy's time outside SSH (its login and its
+    // commands, as the production client timed them in this very deploy).
+    let in_bot = median(shipday.iter().zip(&over_ssh).map(|(total, ssh)| total.saturating_sub(*ssh)).collect());
+    let over_ssh = median(over_ssh);
+    let (logins, commands) = ssh_counts[ROUNDS / 2];
+    let (shipday, manual, direct) = (median(shipday), median(manual), median(direct));
     let wrapped = median(wrapped);
     let (handshake, first_channel, channel) = (median(handshakes), median(first_channels), median(channels));
     let flush_count = flushed.iter().map(|(n, _)| *n).sum::<f64>() / flushed.len() as f64;
@@ -154,35 +155,28 @@ fn main() {
     // SSH's own share: one login, and one exec channel for each of the 7 commands.
     let ssh_share = handshake + channel * 7;
     println!("five-step deploy over SSH, median of {ROUNDS} rounds:");
-    println!("  Shipday (one connection, resolve + 5 steps + verify):   {:>8.1} ms", ms(shipday));
-    println!("  by hand (one ssh invocation per step, 5 steps):       {:>8.1} ms", ms(manual));
+    println!("  Shipday (one connection, resolve + 5 steps + verify):    {:>7.1} ms", ms(shipday));
+    println!("  by hand (one ssh invocation per step, 5 steps):          {:>7.1} ms", ms(manual));
     println!(
-        "  ratio Shipday / by hand:                              {:>8.2}",
+        "  ratio Shipday / by hand:                                 {:>7.2}",
         shipday.as_secs_f64() / manual.as_secs_f64()
     );
-    println!("  the 7 commands alone (sh, no SSH):                    {:>8.1} ms", ms(direct));
-    println!("  the deploy's own overhead beyond its commands:        {:>8.1} ms", ms(overhead));
+    println!("  the 7 commands alone (sh, no SSH):                       {:>7.1} ms", ms(direct));
+    println!("  the deploy's own overhead beyond its commands:           {:>7.1} ms", ms(overhead));
+    println!("  timed inside the deploy ({logins} login, {commands} commands over SSH):");
+    println!("    in the bot (engine, store, job hand-offs, reporting):  {:>7.1} ms", ms(in_bot));
+    println!("      of which making the store durable ({flush_count:.1} flushes):    {:>7.1} ms", ms(flush_time));
     println!(
-        "    of which inside the 6 step channels (exec round trips): {:>5.1} ms",
-        ms(in_steps.saturating_sub(direct))
+        "    in SSH and on the host, beyond the commands:           {:>7.1} ms",
+        ms(over_ssh.saturating_sub(direct))
     );
+    println!("  the same costs measured alone on this sshd and host:");
+    println!("    one connect and login:                                 {:>7.1} ms", ms(handshake));
+    println!("    the first exec channel after a login (runs `true`):    {:>7.1} ms", ms(first_channel));
+    println!("    each later exec channel (runs `true`):                 {:>7.1} ms", ms(channel));
+    println!("    so one login + 7 channels:                             {:>7.1} ms", ms(ssh_share));
     println!(
-        "    of which connect, resolve, engine and store:            {:>5.1} ms",
-        ms(shipday.saturating_sub(in_steps))
-    );
-    println!("  SSH's own cost, measured alone on the same sshd:");
-    println!("    one connect and login:                                {:>5.1} ms", ms(handshake));
-    println!("    the first exec channel after the login (runs `true`): {:>5.1} ms", ms(first_channel));
-    println!("    each later exec channel (runs `true`):                {:>5.1} ms", ms(channel));
-    println!("    so one login + 7 channels:                            {:>5.1} ms", ms(ssh_share));
-    println!("  making the store durable ({flush_count:.1} flushes a deploy):        {:>5.1} ms", ms(flush_time));
-    println!(
-        "  Shipday's own work beyond the commands and SSH's cost:   {:>5.1} ms",
-        ms(overhead.saturating_sub(ssh_share))
-    );
-    println!(
-        "    of which on the host: its wrapper (lock, timeout, pid) {:>5.1} ms",
+        "    Shipday's host wrapper on the 7 (lock, timeout, pid):  {:>7.1} ms",
         ms(wrapped.saturating_sub(direct))
     );
-    println!("    of which in the bot: engine, store, planning, reporting      {bot_share:>5.1} ms");
 }

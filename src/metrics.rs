@@ -45,6 +45,8 @@ struct Metrics {
     reminders: Counter,
     approvals: Family<Labels<1>, Counter>,
     ssh_failures: Family<Labels<1>, Counter>,
+    ssh_login_seconds: Histogram,
+    ssh_command_seconds: Histogram,
     store_flush_seconds: Histogram,
 }
 
@@ -80,6 +82,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry.register("approvals", "Production promotion requests decided, by outcome", Clone::clone(&approvals));
     let ssh_failures = Family::default();
     registry.register("ssh_connection_failures", "SSH connections that failed, by reason", Clone::clone(&ssh_failures));
+    let ssh_login_seconds = short_buckets();
+    registry.register(
+        "ssh_login_seconds",
+        "How long connecting to a host and logging in took (successful logins)",
+        ssh_login_seconds.clone(),
+    );
+    let ssh_command_seconds = short_buckets();
+    registry.register(
+        "ssh_command_seconds",
+        "How long each command on a host took over SSH, from opening its channel to its exit",
+        ssh_command_seconds.clone(),
+    );
     let store_flush_seconds = short_buckets();
     registry.register("store_flush_seconds", "How long making the store durable took", store_flush_seconds.clone());
     Metrics {
@@ -95,6 +109,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         reminders,
         approvals,
         ssh_failures,
+        ssh_login_seconds,
+        ssh_command_seconds,
         store_flush_seconds,
     }
 });
@@ -155,6 +171,16 @@ pub fn approval(outcome: &'static str) {
 /// An SSH connection failed: `unreachable`, `timeout`, `host_key`, `auth` or `other`.
 pub fn ssh_failure(reason: &'static str) {
     METRICS.ssh_failures.get_or_create(&[("reason", reason.to_owned())]).inc();
+}
+
+/// An SSH connection was made and logged in, in `took`.
+pub fn ssh_logged_in(took: Duration) {
+    METRICS.ssh_login_seconds.observe(took.as_secs_f64());
+}
+
+/// A command ran on a host over SSH (its channel opened, it ran, it exited), in `took`.
+pub fn ssh_command_ran(took: Duration) {
+    METRICS.ssh_command_seconds.observe(took.as_secs_f64());
 }
 
 /// The store was flushed in `took`.

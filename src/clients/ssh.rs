@@ -178,6 +178,7 @@ impl RemoteExec for SshExec {
             preferred: Preferred { key: Cow::Owned(self.preferred_key_algorithms()), ..Preferred::default() },
             ..client::Config::default()
         };
+        let started = std::time::Instant::now();
         let refusal = Arc::new(Mutex::new(None));
         let handler = PinnedHost { name: name.clone(), pinned: self.pinned.clone(), refusal: refusal.clone() };
         let connecting = async {
@@ -208,7 +209,10 @@ impl RemoteExec for SshExec {
             }
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, authenticate(&mut handle, target)).await {
-            Ok(Ok(())) => Ok(Box::new(SshSession { handle })),
+            Ok(Ok(())) => {
+                crate::metrics::ssh_logged_in(started.elapsed());
+                Ok(Box::new(SshSession { handle }))
+            }
             Ok(Err(error)) => {
                 crate::metrics::ssh_failure("auth");
                 Err(error)
@@ -264,6 +268,7 @@ struct SshSession {
 #[async_trait]
 impl ExecSession for SshSession {
     async fn run(&mut self, script: &str, timeout: Duration, output: &mut OutputTail) -> Result<StepResult> {
+        let started = std::time::Instant::now();
         let mut channel = self.handle.channel_open_session().await.context("the SSH connection is gone")?;
         channel.exec(true, script).await.context("cannot start the step over SSH")?;
         let pump = async {
@@ -279,7 +284,9 @@ impl ExecSession for SshSession {
             }
             (code, signal)
         };
-        Ok(match tokio::time::timeout(timeout + BOT_GRACE, pump).await {
+        let pumped = tokio::time::timeout(timeout + BOT_GRACE, pump).await;
+        crate::metrics::ssh_command_ran(started.elapsed());
+        Ok(match pumped {
             Ok((Some(code), _)) => result_from_exit(code as i32, timeout),
             Ok((None, Some(signal))) => StepResult::Signal { signal },
             Ok((None, None)) => StepResult::Error {
