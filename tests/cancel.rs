@@ -226,6 +226,19 @@ async fn a_when_free_deploy_starts_once_the_lock_is_lifted_and_cancel_ends_a_wai
     assert_eq!(deployed.requested_by, "grace", "it ran as Grace, with her permissions");
     let said = texts(&mut heard);
     assert!(said.iter().any(|t| t.contains("@{grace} dev is free: deploying `feature/login`")), "{said:?}");
+    // On the console there is no direct message: she is told how it ended by a mention.
+    let told = |t: &String| t.contains("@{grace} your `--when-free` deploy");
+    let mut earlier = said.iter().filter(|t| told(t)).cloned();
+    let ended = match earlier.next() {
+        Some(ended) => ended,
+        None => {
+            common::wait::eventually_some(PATIENCE, "Grace to be told how her deploy ended", || {
+                texts(&mut heard).into_iter().find(told)
+            })
+            .await
+        }
+    };
+    assert!(ended.contains(&format!("of `feature/login` to dev succeeded: dev runs {}", &tip[..7])), "{ended}");
     assert!(bot.app.store.waiters("dev").unwrap().is_empty());
     assert_eq!(bot.app.store.hold("dev").unwrap().map(|h| h.holder), Some("grace".into()), "her claim");
 }

@@ -8,7 +8,7 @@
 use super::*;
 use crate::command::Command;
 use crate::command::authorize::{Actor, authorize};
-use crate::release::deploy::Trigger;
+use crate::release::deploy::{DeployEvent, Trigger};
 use crate::release::locks::{Waiter, is_free_for};
 use chrono::{DateTime, Utc};
 
@@ -220,7 +220,11 @@ async fn deploy_for(ctx: &mut Context, env: &str, waiter: Waiter) {
     let started = format!("{env} is free: deploying `{}` for you, as you asked (`--when-free`).", waiter.git_ref);
     ctx.announce(notice(to.clone(), format!("🔔 {started}"), format!("🔔 {mention} {started}")));
     let (reply, answered) = tokio::sync::oneshot::channel();
-    let invocation = super::Invocation::new(&waiter.platform, &waiter.user_id, &text);
+    let (progress, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let invocation = super::Invocation {
+        progress: Some(progress),
+        ..super::Invocation::new(&waiter.platform, &waiter.user_id, &text)
+    };
     let pending = WaitingCommand::new(invocation, Some(person), reply);
     let request = DeployRequest {
         env: env.to_owned(),
@@ -242,8 +246,41 @@ async fn deploy_for(ctx: &mut Context, env: &str, waiter: Waiter) {
         if let Ok(Reply { body: ReplyBody::Refused(reason), .. }) = answered.await {
             let refused = format!("your queued deploy of `{git_ref}` was refused: {reason}");
             let _ = announcements.send(notice(to, format!("🔔 {refused}"), format!("🔔 {mention} {refused}")));
+            return;
+        }
+        // The team channel follows the deploy as any deploy no command follows (its updates
+        // come here already redacted); the person who queued it is told how it ended.
+        while let Some(update) = updates.recv().await {
+            if matches!(update.event, DeployEvent::Accepted) {
+                continue;
+            }
+            let ended = update.record.is_finished().then(|| ended(&update.record));
+            let _ = announcements.send(Announcement::Deploy(Box::new(update)));
+            if let Some(ended) = ended {
+                let _ = announcements.send(notice(to, format!("🔔 {ended}"), format!("🔔 {mention} {ended}")));
+                break;
+            }
         }
     });
+}
+
+/// How a `--when-free` deploy ended, for the person who queued it.
+fn ended(record: &crate::release::deploy::DeployRecord) -> String {
+    use crate::release::deploy::Outcome;
+    let what = format!("your `--when-free` deploy #{} of `{}` to {}", record.id, record.git_ref, record.env);
+    let env = &record.env;
+    match &record.outcome {
+        Outcome::Succeeded => format!("{what} succeeded: {env} runs {}.", record.sha.short()),
+        Outcome::Failed { step, reason, .. } => {
+            format!("{what} failed at {step}: {reason}. `/status {env}` says what {env} runs now.")
+        }
+        Outcome::Cancelled { by, .. } => {
+            format!("{what} was cancelled by {by}. `/status {env}` says what {env} runs now.")
+        }
+        Outcome::Interrupted | Outcome::Running => {
+            format!("{what} was interrupted. `/status {env}` says what {env} runs now.")
+        }
+    }
 }
 
 /// Where a notice for someone goes privately: the platform they asked from and their id
