@@ -159,17 +159,28 @@ pub fn github_webhook(
 ) -> Result<(Router, impl std::future::Future<Output = Result<()>> + Send + 'static)> {
     use crate::webhook::github::{WebhookState, routes};
     let github = app.config.github.as_ref().context("no [github] section")?;
-    let (events, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+    let (events, inbox) = tokio::sync::mpsc::unbounded_channel();
     let state = WebhookState::new(github, &app.config.base_dir, app.engine.clone(), clock, events)?;
+    Ok((routes(state), forward_github_events(app, inbox)))
+}
+
+/// Hands each verified webhook event to the engine, and tells the route once the engine has
+/// recorded it (the route answers GitHub's delivery only then).
+pub fn forward_github_events(
+    app: &App,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<(
+        crate::webhook::github::GitHubEvent,
+        tokio::sync::oneshot::Sender<()>,
+    )>,
+) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
     let engine = app.engine.clone();
-    let forwarding = async move {
+    async move {
         while let Some((event, recorded)) = inbox.recv().await {
             engine.github_event(event).await;
             let _ = recorded.send(());
         }
         Ok(())
-    };
-    Ok((routes(state), forwarding))
+    }
 }
 
 /// Waits for a shutdown signal or the first adapter to stop. On SIGTERM or SIGINT: the

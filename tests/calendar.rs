@@ -9,7 +9,6 @@ use shipday::engine::{Announcement, ReplyBody};
 use shipday::release::deploy::{Outcome, Trigger};
 use shipday::scheduler::Scheduler;
 use std::sync::Arc;
-use tokio::sync::broadcast;
 
 /// Sunday 29 Nov 2026, 20:00 EAT: the dev slot and the drag window open.
 fn sunday_20_eat() -> DateTime<Utc> {
@@ -18,16 +17,6 @@ fn sunday_20_eat() -> DateTime<Utc> {
 
 fn scheduler(bot: &Bot) -> Scheduler {
     Scheduler::new(bot.app.config.calendar.clone(), bot.app.engine.clone(), Arc::new(bot.clock.clone()))
-}
-
-fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(announcement) = rx.try_recv() {
-        if let Announcement::Text(text) = announcement {
-            out.push(text);
-        }
-    }
-    out
 }
 
 async fn restart(config: &std::path::Path, at: DateTime<Utc>) -> Bot {
@@ -47,7 +36,7 @@ async fn the_window_reminder_is_sent_once_across_two_restarts_in_the_same_minute
     bot.clock.set(sunday_20_eat() + chrono::Duration::seconds(5));
     let report = scheduler(&bot).tick().await.unwrap();
     assert!(report.fired.iter().any(|f| f.job == "reminder:window_opens:0m"), "{report:?}");
-    let said = texts(&mut heard);
+    let said = common::texts_so_far(&mut heard);
     assert_eq!(
         said.iter().filter(|t| t.contains("drag window is open until Mon 30 Nov 08:30 EAT")).count(),
         1,
@@ -62,7 +51,7 @@ async fn the_window_reminder_is_sent_once_across_two_restarts_in_the_same_minute
         let mut heard = bot.app.engine.announcements();
         let report = scheduler(&bot).tick().await.unwrap();
         assert!(report.fired.is_empty() && report.missed.is_empty(), "{report:?}");
-        assert!(texts(&mut heard).iter().all(|t| !t.contains("drag window is open")));
+        assert!(common::texts_so_far(&mut heard).iter().all(|t| !t.contains("drag window is open")));
     }
 }
 
@@ -80,7 +69,7 @@ async fn a_reminder_missed_by_ten_minutes_is_sent_once_and_one_missed_by_three_h
     let report = scheduler(&bot).tick().await.unwrap();
     let fired: Vec<&str> = report.fired.iter().map(|f| f.job.as_str()).collect();
     assert!(fired.contains(&"reminder:window_opens:0m") && fired.contains(&"slot:dev"), "{fired:?}");
-    assert!(texts(&mut heard).iter().any(|t| t.contains("drag window is open")));
+    assert!(common::texts_so_far(&mut heard).iter().any(|t| t.contains("drag window is open")));
     let report = scheduler(&bot).tick().await.unwrap();
     assert!(report.fired.is_empty(), "sent once");
     drop((heard, bot));
@@ -97,7 +86,7 @@ async fn a_reminder_missed_by_ten_minutes_is_sent_once_and_one_missed_by_three_h
     assert!(report.fired.is_empty(), "{report:?}");
     let missed: Vec<&str> = report.missed.iter().map(|f| f.job.as_str()).collect();
     assert!(missed.contains(&"reminder:window_closes:-60m") && missed.contains(&"slot:staging"), "{missed:?}");
-    let said = texts(&mut heard);
+    let said = common::texts_so_far(&mut heard);
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].contains("too late to run now") && said[0].contains("staging deploy slot at Mon 30 Nov 08:30 EAT"));
     let at = report.missed[0].at;
@@ -140,7 +129,7 @@ async fn the_dev_slot_waits_for_a_claim_pings_the_holder_and_runs_after_release(
     let mut heard = bot.app.engine.announcements();
     bot.clock.set(sunday_20_eat());
     scheduler.tick().await.unwrap();
-    let said = texts(&mut heard);
+    let said = common::texts_so_far(&mut heard);
     assert!(
         said.iter().any(|t| t.contains("scheduled deploy is waiting") && t.contains("@{grace} holds dev")),
         "{said:?}"
@@ -175,7 +164,7 @@ async fn the_dev_slot_deploy_is_skipped_with_the_reason_if_the_claim_outlasts_th
     let mut heard = bot.app.engine.announcements();
     bot.clock.set(sunday_20_eat() + chrono::Duration::hours(2) + chrono::Duration::minutes(1));
     scheduler.tick().await.unwrap();
-    let said = texts(&mut heard);
+    let said = common::texts_so_far(&mut heard);
     assert!(
         said.iter().any(|t| t.contains("scheduled deploy for the slot at Sun 29 Nov 20:00 EAT was skipped")
             && t.contains("claimed by Grace")),
@@ -206,7 +195,9 @@ async fn production_is_refused_off_slot_and_a_leads_emergency_is_recorded_and_an
     let audit = bot.app.store.audit_tail(1).unwrap();
     assert!(audit[0].decision.contains("EMERGENCY outside the slot: payments are down"), "{audit:?}");
     assert!(
-        texts(&mut heard).iter().any(|t| t.contains("🚨 Emergency deploy: @{ada}") && t.contains("payments are down"))
+        common::texts_so_far(&mut heard)
+            .iter()
+            .any(|t| t.contains("🚨 Emergency deploy: @{ada}") && t.contains("payments are down"))
     );
 
     // In its slot (Wednesday 2 Dec, 07:45 EAT) a lead deploys without a reason.

@@ -8,10 +8,10 @@ use common::django::DjangoWorld;
 use common::sshd::Sshd;
 use common::wait::{PATIENCE, eventually};
 use common::{Bot, World, refused};
-use shipday::engine::{Announcement, ProgressUpdate, ReplyBody};
+use shipday::engine::{ProgressUpdate, ReplyBody};
 use shipday::release::deploy::{DeployRecord, Outcome};
 use std::path::Path;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 /// Process ids whose command line contains `pattern`, as `pgrep -f` sees them.
 fn pgrep(pattern: &str) -> Vec<String> {
@@ -29,16 +29,6 @@ async fn last_record(mut progress: mpsc::UnboundedReceiver<ProgressUpdate>) -> D
         last.expect("the deploy reported progress")
     })
     .await
-}
-
-fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(announcement) = rx.try_recv() {
-        if let Announcement::Text(text) = announcement {
-            out.push(text);
-        }
-    }
-    out
 }
 
 fn marker(dir: &Path, name: &str) -> String {
@@ -175,11 +165,11 @@ async fn a_refused_deploy_says_how_to_wait_and_a_waiter_is_told_once_when_dev_is
     drop(bot);
     let bot = Bot::restart(&world.config_path()).await;
     let mut heard_after = bot.app.engine.announcements();
-    drop(texts(&mut heard));
+    drop(common::texts_so_far(&mut heard));
     let (reply, _) = bot.say("ada", "/unlock dev").await;
     assert!(bot.show(&reply).contains("unlocked dev"), "{}", bot.show(&reply));
     let said = common::wait::eventually_some(PATIENCE, "Grace to be told", || {
-        texts(&mut heard_after).into_iter().find(|t| t.contains("@{grace}"))
+        common::texts_so_far(&mut heard_after).into_iter().find(|t| t.contains("@{grace}"))
     })
     .await;
     assert!(said.contains("dev is free now"), "{said}");
@@ -187,7 +177,7 @@ async fn a_refused_deploy_says_how_to_wait_and_a_waiter_is_told_once_when_dev_is
     // Another lock and unlock tell nobody again.
     bot.say("ada", "/lock dev again").await;
     bot.say("ada", "/unlock dev").await;
-    assert!(texts(&mut heard_after).iter().all(|t| !t.contains("@{grace}")), "told only once");
+    assert!(common::texts_so_far(&mut heard_after).iter().all(|t| !t.contains("@{grace}")), "told only once");
     let (status, _) = bot.say("linus", "/status dev").await;
     assert!(!bot.show(&status).contains("waiting for dev"), "{}", bot.show(&status));
 }
@@ -224,7 +214,7 @@ async fn a_when_free_deploy_starts_once_the_lock_is_lifted_and_cancel_ends_a_wai
     assert_eq!(world.head("dev"), tip);
     let deployed = bot.app.store.last_ok("dev").unwrap().unwrap();
     assert_eq!(deployed.requested_by, "grace", "it ran as Grace, with her permissions");
-    let said = texts(&mut heard);
+    let said = common::texts_so_far(&mut heard);
     assert!(said.iter().any(|t| t.contains("@{grace} dev is free: deploying `feature/login`")), "{said:?}");
     // On the console there is no direct message: she is told how it ended by a mention.
     let told = |t: &String| t.contains("@{grace} your `--when-free` deploy");
@@ -233,7 +223,7 @@ async fn a_when_free_deploy_starts_once_the_lock_is_lifted_and_cancel_ends_a_wai
         Some(ended) => ended,
         None => {
             common::wait::eventually_some(PATIENCE, "Grace to be told how her deploy ended", || {
-                texts(&mut heard).into_iter().find(told)
+                common::texts_so_far(&mut heard).into_iter().find(told)
             })
             .await
         }

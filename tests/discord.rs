@@ -457,9 +457,15 @@ mod http_endpoint {
     async fn start() -> (Setup, String) {
         let world = World::new();
         let base = world.config_path();
+        start_on(world, &base).await
+    }
+
+    /// The bot on the config file `base`, with the interactions endpoint served (the RFC 8032
+    /// test vector's public key); returns it and the endpoint's URL.
+    async fn start_on(world: World, base: &Path) -> (Setup, String) {
         let public = fake::contract("ed25519-test-vector.json")["rfc8032_test_1"]["public_key"].clone();
         let extra = format!("public_key = {public}");
-        let mut t = setup_with(world, &base, &extra, tuning()).await;
+        let mut t = setup_with(world, base, &extra, tuning()).await;
         let served = common::Served::start(t.running.endpoint.take().expect("the endpoint with a public key")).await;
         let url = served.url("/discord/interactions");
         t.served = Some(served);
@@ -493,10 +499,7 @@ mod http_endpoint {
             1,
         );
         std::fs::write(&base, text).unwrap();
-        let public = fake::contract("ed25519-test-vector.json")["rfc8032_test_1"]["public_key"].clone();
-        let mut t = setup_with(world, &base, &format!("public_key = {public}"), tuning()).await;
-        let served = common::Served::start(t.running.endpoint.take().expect("the endpoint")).await;
-        let url = served.url("/discord/interactions");
+        let (t, url) = start_on(world, &base).await;
         let key = signing_key();
         let now = shipday::clock::Clock::now(&t.bot.clock).timestamp();
 
@@ -520,7 +523,6 @@ mod http_endpoint {
         assert!(all.len() <= 25 && all.contains(&"dev".to_owned()) && all.contains(&"master".to_owned()), "{all:?}");
         // Nothing reached Discord's REST API: the answer is the HTTP response itself.
         assert!(t.discord.calls().iter().all(|c| !c.path.contains("/callback")));
-        t.served = Some(served);
     }
 
     /// On Discord `--force` is a yes/no option, so a lead gives the CI-gate override's reason in
@@ -543,10 +545,7 @@ mod http_endpoint {
             github.url
         );
         std::fs::write(&base, text).unwrap();
-        let public = fake::contract("ed25519-test-vector.json")["rfc8032_test_1"]["public_key"].clone();
-        let mut t = setup_with(world, &base, &format!("public_key = {public}"), tuning()).await;
-        let served = common::Served::start(t.running.endpoint.take().expect("the endpoint")).await;
-        let url = served.url("/discord/interactions");
+        let (t, url) = start_on(world, &base).await;
         let key = signing_key();
         let now = shipday::clock::Clock::now(&t.bot.clock).timestamp();
         let sha = t.world.tip("feature/login");
@@ -597,7 +596,6 @@ mod http_endpoint {
             })
             .await;
         assert_eq!(entry.text, "/deploy dev feature/login --force 'CI runner is down, tested by hand'");
-        t.served = Some(served);
     }
 
     #[bounded::test(flavor = "multi_thread", worker_threads = 2)]

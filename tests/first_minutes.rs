@@ -40,16 +40,6 @@ async fn until(what: &str, done: impl FnMut() -> bool) {
     common::eventually(common::PATIENCE, what, done).await
 }
 
-fn texts(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(announcement) = rx.try_recv() {
-        if let Announcement::Text(text) = announcement {
-            out.push(text);
-        }
-    }
-    out
-}
-
 #[bounded::test]
 async fn a_fresh_start_reads_the_hosts_without_warning_of_drift_where_shipday_never_deployed() {
     let logs = logs();
@@ -92,7 +82,7 @@ async fn a_missed_reminder_is_named_in_words_not_by_its_job_id() {
     let bot = restart(&config, monday_7 + chrono::Duration::minutes(220)).await;
     let mut heard = bot.app.engine.announcements();
     scheduler(&bot).tick().await.unwrap();
-    let said = texts(&mut heard);
+    let said = common::texts_so_far(&mut heard);
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(!said[0].contains("reminder:"), "{}", said[0]);
     insta::assert_snapshot!(said[0]);

@@ -141,9 +141,7 @@ async fn a_freeze_refuses_deploys_until_a_leads_emergency_or_unfreeze() {
     let (reply, _) = bot.say("ada", "/unfreeze dev").await;
     assert!(reply_text(&bot, &reply).contains("Ada lifted the freeze of dev"), "{reply:?}");
     assert!(bot.app.store.freezes().unwrap().is_empty());
-    let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
-    assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
-    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    bot.deployed("grace", "/deploy dev feature/login").await;
     assert_eq!(world.head("dev"), world.tip("feature/login"));
 }
 
@@ -169,9 +167,7 @@ async fn a_freeze_of_all_ends_by_itself_at_its_until_time() {
     let said = common::announced(&mut announced, "the freeze's end", common::text_containing("ended at")).await;
     assert!(said.contains("The freeze of every environment (release freeze, by Ada)"), "{said}");
     assert!(bot.app.store.freezes().unwrap().is_empty());
-    let (reply, progress) = bot.say("grace", "/deploy dev feature/login").await;
-    assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
-    assert_eq!(progress.last().unwrap().record.outcome, Outcome::Succeeded);
+    bot.deployed("grace", "/deploy dev feature/login").await;
     assert_eq!(world.head("dev"), world.tip("feature/login"));
 }
 

@@ -744,40 +744,12 @@ impl LiveHook {
         let world = common::World::new();
         let bot = common::Bot::start(&world.config_path());
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
-        let (sender, mut inbox) = mpsc::unbounded_channel::<(GitHubEvent, oneshot::Sender<()>)>();
-        let clock: Arc<dyn Clock> = Arc::new(bot.clock.clone());
-        let state =
-            WebhookState::new(&hook_config(Some("webhook-secret")), dir.path(), bot.app.engine.clone(), clock, sender)
-                .unwrap()
-                .with_handoff_timeout(Duration::from_secs(60));
-        let engine = bot.app.engine.clone();
-        tokio::spawn(async move {
-            while let Some((event, recorded)) = inbox.recv().await {
-                engine.github_event(event).await;
-                let _ = recorded.send(());
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, routes(state)).await.unwrap() });
+        let url = common::github_webhook(&bot, dir.path(), SECRET).await;
         Self { world, bot, url, _dir: dir }
     }
 
     async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> u16 {
-        let signature = signature::sign(&Secret::new(SECRET), body);
-        reqwest::Client::new()
-            .post(&self.url)
-            .header("X-GitHub-Event", event)
-            .header("X-GitHub-Delivery", delivery)
-            .header("X-Hub-Signature-256", signature)
-            .header("Content-Type", "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        common::deliver_github(&self.url, event, delivery, body, SECRET).await
     }
 
     /// GitHub merges `branch` into dev for real (a merge commit on the origin); returns its SHA.

@@ -7,13 +7,12 @@ use testkit as common;
 use chrono::{DateTime, TimeZone, Utc};
 use common::fake_jira::{EMAIL, FakeJira, Fault, TOKEN};
 use common::{Bot, World, git, refused};
-use shipday::engine::{Announcement, ReplyBody, Visibility};
+use shipday::engine::{Announcement, Visibility};
 use shipday::release::deploy::Outcome;
 use shipday::release::ticket_flow::MoveState;
 use shipday::scheduler::Scheduler;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::broadcast;
 
 const ISSUE_2: &str = "/rest/api/3/issue/SHOP-2";
@@ -77,14 +76,6 @@ async fn moves_settled(bot: &Bot) {
     .await;
 }
 
-async fn deploy(bot: &Bot, user: &str, line: &str) -> shipday::release::deploy::DeployRecord {
-    let (reply, progress) = bot.say(user, line).await;
-    assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{reply:?}");
-    let record = progress.last().unwrap().record.clone();
-    assert_eq!(record.outcome, Outcome::Succeeded, "{record:?}");
-    record
-}
-
 fn eat(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
     chrono_tz::Africa::Nairobi.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap().with_timezone(&Utc)
 }
@@ -97,7 +88,7 @@ async fn a_dev_deploy_of_dev_moves_its_ticket_to_dev_testing_and_mentions_the_as
     let bot = start(&jira_config(&world, &jira, "")).await;
     let mut news = bot.app.engine.announcements();
 
-    let record = deploy(&bot, "linus", "/deploy dev dev").await;
+    let record = bot.deployed("linus", "/deploy dev dev").await;
     moves_settled(&bot).await;
     assert_eq!(jira.status("SHOP-2"), "Dev Testing");
     let said = common::announced(&mut news, "🧪 SHOP-2", common::text_containing("🧪 SHOP-2")).await;
@@ -121,7 +112,7 @@ async fn a_deploys_ticket_moves_are_logged_with_its_deploy_id_env_and_person() {
     runs(&world, "dev", "staging");
     let jira = board().await;
     let bot = start(&jira_config(&world, &jira, "")).await;
-    let record = deploy(&bot, "linus", "/deploy dev dev").await;
+    let record = bot.deployed("linus", "/deploy dev dev").await;
     moves_settled(&bot).await;
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     let id = record.id;
@@ -147,7 +138,7 @@ async fn a_personal_branch_deploy_moves_nothing() {
     runs(&world, "dev", "staging");
     let jira = board().await;
     let bot = start(&jira_config(&world, &jira, "")).await;
-    let record = deploy(&bot, "grace", "/deploy dev feature/login").await;
+    let record = bot.deployed("grace", "/deploy dev feature/login").await;
     assert!(bot.app.store.ticket_scans().unwrap().is_empty(), "nothing to read");
     assert!(bot.app.store.recent_jira_moves(10).unwrap().is_empty());
     assert!(bot.app.store.deploy(record.id).unwrap().unwrap().tickets.is_empty());
@@ -166,13 +157,13 @@ async fn a_staging_deploy_moves_staging_tickets_to_the_next_column_and_productio
     jira.set_status("SHOP-2", "Dev Testing");
     let bot = start(&jira_config(&world, &jira, "[jira.columns]\nafter_staging = \"Ready for Release\"")).await;
 
-    deploy(&bot, "grace", "/deploy staging staging").await;
+    bot.deployed("grace", "/deploy staging staging").await;
     moves_settled(&bot).await;
     assert_eq!(jira.status("SHOP-1"), "Ready for Release");
 
     // Staging's branch reaches master, and production ships it (a lead, in an emergency).
     git(&world.path().join("origin.git"), &["update-ref", "refs/heads/master", &world.tip("dev")]);
-    let record = deploy(&bot, "ada", "/deploy production master --emergency \"release 1.2\"").await;
+    let record = bot.deployed("ada", "/deploy production master --emergency \"release 1.2\"").await;
     moves_settled(&bot).await;
     assert_eq!(bot.app.store.deploy(record.id).unwrap().unwrap().tickets, ["SHOP-1", "SHOP-2"]);
     assert_eq!(jira.status("SHOP-1"), "Done");
@@ -187,7 +178,7 @@ async fn a_ticket_already_in_its_column_is_a_no_op() {
     let jira = board().await;
     jira.set_status("SHOP-2", "Dev Testing");
     let bot = start(&jira_config(&world, &jira, "")).await;
-    deploy(&bot, "linus", "/deploy dev dev").await;
+    bot.deployed("linus", "/deploy dev dev").await;
     moves_settled(&bot).await;
     let moves = bot.app.store.recent_jira_moves(10).unwrap();
     assert!(matches!(&moves[0].state, MoveState::Done { outcome, .. } if outcome == "already there"), "{moves:?}");
@@ -235,7 +226,7 @@ async fn release_of_five_tickets(extra: &str) -> (World, FakeJira, Bot, broadcas
     }
     let bot = start(&jira_config(&world, &jira, extra)).await;
     let news = bot.app.engine.announcements();
-    let record = deploy(&bot, "ada", "/deploy production master --emergency \"release 1.2\"").await;
+    let record = bot.deployed("ada", "/deploy production master --emergency \"release 1.2\"").await;
     moves_settled(&bot).await;
     let mut shipped = bot.app.store.deploy(record.id).unwrap().unwrap().tickets;
     shipped.sort();
@@ -306,7 +297,7 @@ async fn jira_down_during_a_deploy_the_deploy_succeeds_and_the_move_survives_a_r
     let config = jira_config(&world, &jira, "");
     let bot = start(&config).await;
 
-    deploy(&bot, "linus", "/deploy dev dev").await;
+    bot.deployed("linus", "/deploy dev dev").await;
     let store = bot.app.store.clone();
     let waiting =
         eventually("a failed attempt", || store.pending_jira_moves().unwrap().into_iter().find(|m| m.attempts == 1))
@@ -419,7 +410,7 @@ async fn ticket_status_shows_the_column_the_assignee_and_where_the_code_is() {
     runs(&world, "dev", "staging");
     let jira = board().await;
     let bot = start(&jira_config(&world, &jira, "")).await;
-    let record = deploy(&bot, "linus", "/deploy dev dev").await;
+    let record = bot.deployed("linus", "/deploy dev dev").await;
     moves_settled(&bot).await;
     let (reply, _) = bot.say("linus", "/ticket SHOP-2 status").await;
     assert_eq!(reply.visibility, Visibility::Ephemeral);
@@ -519,52 +510,10 @@ fn merged_pull(number: u64, merge_sha: &str, head_ref: &str, title: &str) -> Vec
     serde_json::to_vec(&payload).unwrap()
 }
 
-/// The GitHub webhook route wired to `bot`'s engine, the way `serve` wires it; returns its URL.
-async fn webhook(bot: &Bot, dir: &Path) -> String {
-    use shipday::webhook::github::{GitHubEvent, WEBHOOK_PATH, WebhookState, routes};
-    std::fs::write(dir.join("webhook-secret"), HOOK_SECRET).unwrap();
-    let config = shipday::clients::github::GitHubConfig {
-        api_base_url: "https://api.github.com".into(),
-        owner: "Codertocat".into(),
-        repo: "Hello-World".into(),
-        token: shipday::config::SecretRef { env: Some("GITHUB_TOKEN".into()), file: None },
-        webhook_secret: Some(shipday::config::SecretRef { env: None, file: Some("webhook-secret".into()) }),
-        listen: None,
-    };
-    let (sender, mut inbox) = tokio::sync::mpsc::unbounded_channel::<(GitHubEvent, tokio::sync::oneshot::Sender<()>)>();
-    let clock: Arc<dyn shipday::clock::Clock> = Arc::new(bot.clock.clone());
-    let state = WebhookState::new(&config, dir, bot.app.engine.clone(), clock, sender)
-        .unwrap()
-        .with_handoff_timeout(Duration::from_secs(60));
-    let engine = bot.app.engine.clone();
-    tokio::spawn(async move {
-        while let Some((event, recorded)) = inbox.recv().await {
-            engine.github_event(event).await;
-            let _ = recorded.send(());
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, routes(state)).await.unwrap() });
-    url
-}
-
 const HOOK_SECRET: &str = "It's a Secret to Everybody";
 
 async fn deliver(url: &str, delivery: &str, body: &[u8]) {
-    let signature = shipday::webhook::github::signature::sign(&shipday::config::Secret::new(HOOK_SECRET), body);
-    let status = reqwest::Client::new()
-        .post(url)
-        .header("X-GitHub-Event", "pull_request")
-        .header("X-GitHub-Delivery", delivery)
-        .header("X-Hub-Signature-256", signature)
-        .header("Content-Type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(common::deliver_github(url, "pull_request", delivery, body, HOOK_SECRET).await, 200);
 }
 
 /// Squash-merged pull requests whose ticket is named only in the branch name, or only in the
@@ -577,31 +526,33 @@ async fn a_merged_pull_request_moves_the_ticket_named_only_in_its_branch_or_only
     jira.add_issue("SHOP-9", "Gift cards", "Pull Request", Some(("acc-linus", "Linus Torvalds")));
     let bot = start(&jira_config(&world, &jira, "")).await;
     let hook = tempfile::tempdir().unwrap();
-    let url = webhook(&bot, hook.path()).await;
+    let url = common::github_webhook(&bot, hook.path(), HOOK_SECRET).await;
 
-    commit_on(&world, "dev", "Discount codes at checkout (#8)");
-    let first = world.tip("dev");
-    deliver(&url, "guid-8", &merged_pull(8, &first, "feature/SHOP-8-discount", "Discount codes at checkout")).await;
-    let shipped = eventually("the first merge's deploy and its tickets", || {
-        let latest = bot.app.store.latest_deploy("dev").unwrap()?;
-        (latest.sha.as_str() == first && !latest.tickets.is_empty()).then_some(latest)
-    })
-    .await;
-    moves_settled(&bot).await;
+    // Pull request `number` from `head_ref`, titled `title`, merged as a commit saying `commit`.
+    let merge = |number: u64, head_ref: &'static str, title: &'static str, commit: &'static str| {
+        let (world, bot, url) = (&world, &bot, &url);
+        async move {
+            commit_on(world, "dev", commit);
+            let sha = world.tip("dev");
+            deliver(url, &format!("guid-{number}"), &merged_pull(number, &sha, head_ref, title)).await;
+            let shipped = eventually(&format!("#{number}'s deploy and its tickets"), || {
+                let latest = bot.app.store.latest_deploy("dev").unwrap()?;
+                (latest.sha.as_str() == sha && !latest.tickets.is_empty()).then_some(latest)
+            })
+            .await;
+            moves_settled(bot).await;
+            shipped
+        }
+    };
+
+    let shipped =
+        merge(8, "feature/SHOP-8-discount", "Discount codes at checkout", "Discount codes at checkout (#8)").await;
     assert_eq!(shipped.outcome, Outcome::Succeeded);
     assert_eq!(shipped.tickets, ["SHOP-8"], "named only in the branch");
     assert_eq!(jira.status("SHOP-8"), "Dev Testing");
     assert_eq!(jira.status("SHOP-9"), "Pull Request");
 
-    commit_on(&world, "dev", "Gift cards (#9)");
-    let second = world.tip("dev");
-    deliver(&url, "guid-9", &merged_pull(9, &second, "gift-cards", "SHOP-9: Gift cards")).await;
-    let shipped = eventually("the second merge's deploy and its tickets", || {
-        let latest = bot.app.store.latest_deploy("dev").unwrap()?;
-        (latest.sha.as_str() == second && !latest.tickets.is_empty()).then_some(latest)
-    })
-    .await;
-    moves_settled(&bot).await;
+    let shipped = merge(9, "gift-cards", "SHOP-9: Gift cards", "Gift cards (#9)").await;
     assert_eq!(shipped.tickets, ["SHOP-9"], "named only in the title; SHOP-8 shipped before");
     assert_eq!(jira.status("SHOP-9"), "Dev Testing");
     let moves = bot.app.store.recent_jira_moves(10).unwrap();

@@ -8,17 +8,6 @@ use common::sshd::Sshd;
 use common::{Bot, refused};
 use shipday::engine::{Announcement, ReplyBody};
 use shipday::release::deploy::Outcome;
-use tokio::sync::broadcast;
-
-fn announced(rx: &mut broadcast::Receiver<Announcement>) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(announcement) = rx.try_recv() {
-        if let Announcement::Text(text) = announcement {
-            out.push(text);
-        }
-    }
-    out
-}
 
 #[bounded::test]
 async fn a_branch_with_a_migration_is_deployed_then_released_and_dev_is_exactly_as_before() {
@@ -87,7 +76,7 @@ async fn an_irreversible_branch_is_flagged_and_its_release_stops_without_switchi
     assert_eq!(world.applied(), ["orders.0001_initial", "orders.0002_backfill"]);
     let hold = bot.app.store.hold("dev").unwrap().expect("the claim is kept");
     assert_eq!(hold.holder, "ada");
-    let said = announced(&mut heard);
+    let said = common::texts_so_far(&mut heard);
     let failure = said.iter().find(|t| t.contains("was NOT switched")).unwrap_or_else(|| panic!("{said:?}"));
     assert!(failure.contains("@{ada} still holds dev") && failure.contains("Then `/release dev`"), "{failure}");
     assert!(failure.contains("IrreversibleError") || failure.contains("exit code"), "{failure}");
@@ -120,7 +109,7 @@ async fn a_failed_undo_after_a_leads_unlock_matches_the_free_environment() {
     assert!(
         matches!(&progress.last().unwrap().record.outcome, Outcome::Failed { step, .. } if step.starts_with("undo"))
     );
-    let said = announced(&mut heard);
+    let said = common::texts_so_far(&mut heard);
     let failure = said.iter().find(|t| t.contains("was NOT switched")).unwrap_or_else(|| panic!("{said:?}"));
     assert!(!failure.contains("still holds") && !failure.contains("/release dev"), "{failure}");
     assert!(failure.contains("Then `/deploy dev dev`"), "{failure}");

@@ -251,14 +251,11 @@ impl Engine {
         let decision = match command {
             Command::Deploy { env, git_ref, dry_run, emergency, force, force_reason, notify, when_free } => {
                 let request = DeployRequest {
-                    env,
-                    git_ref,
                     dry_run,
                     emergency,
                     force,
-                    trigger: Trigger::Command,
                     ci_override: force_reason,
-                    ci_passed: false,
+                    ..DeployRequest::new(&env, git_ref, Trigger::Command)
                 };
                 let wait = match (when_free, notify) {
                     (true, _) => handlers::Wait::Deploy,

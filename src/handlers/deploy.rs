@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 /// A deploy whose ref is being resolved on the host.
+#[derive(Clone)]
 pub(crate) struct DeployRequest {
     pub env: String,
     pub git_ref: GitRef,
@@ -34,6 +35,23 @@ pub(crate) struct DeployRequest {
     pub ci_override: Option<String>,
     /// The CI gate already passed this commit (set by `ci::checked`).
     pub ci_passed: bool,
+}
+
+impl DeployRequest {
+    /// A deploy of `git_ref` to `env` for `trigger`: no dry run, no emergency, no force over
+    /// the migration guard or the CI gate.
+    pub(crate) fn new(env: &str, git_ref: GitRef, trigger: Trigger) -> Self {
+        Self {
+            env: env.to_owned(),
+            git_ref,
+            dry_run: false,
+            emergency: None,
+            force: false,
+            trigger,
+            ci_override: None,
+            ci_passed: false,
+        }
+    }
 }
 
 /// A ref resolved on the host: the deploy's open session, the commit, and what the migration
@@ -168,16 +186,7 @@ fn would_refuse(
     pending: &WaitingCommand,
     now: DateTime<Utc>,
 ) -> Option<String> {
-    let real = DeployRequest {
-        env: request.env.clone(),
-        git_ref: request.git_ref.clone(),
-        dry_run: false,
-        emergency: request.emergency.clone(),
-        force: request.force,
-        trigger: request.trigger,
-        ci_override: request.ci_override.clone(),
-        ci_passed: request.ci_passed,
-    };
+    let real = DeployRequest { dry_run: false, ..request.clone() };
     if let Err(refusal) = admit(ctx, &real, pending, now) {
         return Some(refusal.0);
     }
@@ -668,14 +677,8 @@ pub(crate) async fn deploy_as_shipday(
     let pending = WaitingCommand::new(invocation, Some(person), reply);
     pending.record_env(&shipday.env);
     let request = DeployRequest {
-        env: shipday.env,
-        git_ref: shipday.git_ref,
-        dry_run: false,
         emergency: shipday.emergency,
-        force: false,
-        trigger: shipday.trigger,
-        ci_override: None,
-        ci_passed: false,
+        ..DeployRequest::new(&shipday.env, shipday.git_ref, shipday.trigger)
     };
     let now = ctx.clock.now();
     if let Some((pending, handled)) = deploy(ctx, request, pending, now) {

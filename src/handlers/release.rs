@@ -14,15 +14,6 @@ pub(crate) fn release(
     now: DateTime<Utc>,
 ) -> Option<(WaitingCommand, Decision)> {
     let environment = ctx.config.environment(env).expect("parser checked the environment");
-    let request = DeployRequest {
-        env: env.to_owned(),
-        git_ref: environment.branch.clone(),
-        dry_run: false,
-        emergency: None,
-        force: false,
-        trigger: Trigger::Release,
-        ci_override: None,
-        ci_passed: false,
-    };
+    let request = DeployRequest::new(env, environment.branch.clone(), Trigger::Release);
     deploy(ctx, request, pending, now)
 }

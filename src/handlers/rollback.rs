@@ -55,15 +55,6 @@ pub(crate) fn rollback(
         }
     };
     let git_ref = GitRef::parse(sha.as_str()).expect("a SHA is a valid ref");
-    let request = DeployRequest {
-        env: env.to_owned(),
-        git_ref,
-        dry_run: false,
-        emergency,
-        force: false,
-        trigger: Trigger::Rollback,
-        ci_override: None,
-        ci_passed: false,
-    };
+    let request = DeployRequest { emergency, ..DeployRequest::new(env, git_ref, Trigger::Rollback) };
     deploy(ctx, request, pending, now)
 }

@@ -116,16 +116,7 @@ fn a_deploy_to_an_environment_someone_else_locked_is_refused_before_any_job_star
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = context(dir.path());
     lock(&ctx, "dev", "freeze", &command(&ctx, "ada", "/lock dev freeze"), now());
-    let request = DeployRequest {
-        env: "dev".into(),
-        git_ref: GitRef::parse("feature/login").unwrap(),
-        dry_run: false,
-        emergency: None,
-        force: false,
-        trigger: Trigger::Command,
-        ci_override: None,
-        ci_passed: false,
-    };
+    let request = DeployRequest::new("dev", GitRef::parse("feature/login").unwrap(), Trigger::Command);
     let bob = command(&ctx, "bob", "/deploy dev feature/login");
     let (_, decision) = deploy(&mut ctx, request, bob, now()).expect("refused at once");
     assert!(matches!(decision.reply.body, ReplyBody::Refused(_)), "{decision:?}");

@@ -226,16 +226,7 @@ async fn deploy_for(ctx: &mut Context, env: &str, waiter: Waiter) {
         ..super::Invocation::new(&waiter.platform, &waiter.user_id, &text)
     };
     let pending = WaitingCommand::new(invocation, Some(person), reply);
-    let request = DeployRequest {
-        env: env.to_owned(),
-        git_ref: waiter.git_ref.clone(),
-        dry_run: false,
-        emergency: None,
-        force: false,
-        trigger: Trigger::Command,
-        ci_override: None,
-        ci_passed: false,
-    };
+    let request = DeployRequest::new(env, waiter.git_ref.clone(), Trigger::Command);
     let now = ctx.clock.now();
     if let Some((pending, handled)) = deploy(ctx, request, pending, now) {
         ctx.answer(pending, handled);

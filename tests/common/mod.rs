@@ -18,7 +18,7 @@ pub mod wait;
 
 pub use wait::{
     Gate, PATIENCE, announced, bounded, eventually, eventually_async, eventually_blocking, eventually_ok,
-    eventually_some, text_containing, within,
+    eventually_some, text_containing, texts_so_far, within,
 };
 
 use shipday::app::{self, App};
@@ -178,6 +178,16 @@ impl Bot {
         .await
     }
 
+    /// Says a `/deploy` (or another command that deploys) as `user`, checks it was accepted and
+    /// succeeded, and returns the finished record.
+    pub async fn deployed(&self, user: &str, text: &str) -> shipday::release::deploy::DeployRecord {
+        let (reply, progress) = self.say(user, text).await;
+        assert!(matches!(reply.body, ReplyBody::Deploy(_)), "{text}: {reply:?}");
+        let record = progress.last().unwrap_or_else(|| panic!("{text}: no progress")).record.clone();
+        assert_eq!(record.outcome, shipday::release::deploy::Outcome::Succeeded, "{text}: {record:?}");
+        record
+    }
+
     /// Sends a command; progress can be followed on the returned receiver.
     pub async fn send(&self, user: &str, text: &str) -> (Reply, mpsc::UnboundedReceiver<ProgressUpdate>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -199,6 +209,51 @@ impl Bot {
     pub fn show(&self, reply: &Reply) -> String {
         shipday::chat::text::reply(reply, self.app.config.timezone)
     }
+}
+
+/// The GitHub webhook route wired to `bot`'s engine the way `serve` wires it
+/// (`serve::forward_github_events`), on a free port, for the repository of GitHub's sample
+/// payloads, checking signatures with `secret` (written to `dir/webhook-secret`). A delivery
+/// waits up to 60 s for the engine, for a busy machine. Returns the route's URL.
+pub async fn github_webhook(bot: &Bot, dir: &Path, secret: &str) -> String {
+    use shipday::webhook::github::{WEBHOOK_PATH, WebhookState, routes};
+    std::fs::write(dir.join("webhook-secret"), secret).unwrap();
+    let config = shipday::clients::github::GitHubConfig {
+        api_base_url: "https://api.github.com".into(),
+        owner: "Codertocat".into(),
+        repo: "Hello-World".into(),
+        token: shipday::config::SecretRef { env: Some("GITHUB_TOKEN".into()), file: None },
+        webhook_secret: Some(shipday::config::SecretRef { env: None, file: Some("webhook-secret".into()) }),
+        listen: None,
+    };
+    let (sender, inbox) = mpsc::unbounded_channel();
+    let clock: Arc<dyn Clock> = Arc::new(bot.clock.clone());
+    let state = WebhookState::new(&config, dir, bot.app.engine.clone(), clock, sender)
+        .unwrap()
+        .with_handoff_timeout(Duration::from_secs(60));
+    tokio::spawn(shipday::serve::forward_github_events(&bot.app, inbox));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, routes(state)).await.unwrap() });
+    url
+}
+
+/// Delivers a GitHub webhook `event` to `url`, signed with `secret` as GitHub signs it;
+/// returns the status code.
+pub async fn deliver_github(url: &str, event: &str, delivery: &str, body: &[u8], secret: &str) -> u16 {
+    let signature = shipday::webhook::github::signature::sign(&shipday::config::Secret::new(secret), body);
+    reqwest::Client::new()
+        .post(url)
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-Hub-Signature-256", signature)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Opens the store in `dir` once the bot that held it has let go (see [`Bot::restart`]).

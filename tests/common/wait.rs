@@ -122,6 +122,17 @@ pub async fn announced<T>(
     .await
 }
 
+/// The channel texts announced since the last call, without waiting.
+pub fn texts_so_far(rx: &mut tokio::sync::broadcast::Receiver<Announcement>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(announcement) = rx.try_recv() {
+        if let Announcement::Text(text) = announcement {
+            out.push(text);
+        }
+    }
+    out
+}
+
 /// For [`announced`]: a channel text that contains `needle`.
 pub fn text_containing(needle: &str) -> impl FnMut(&Announcement) -> Option<String> + use<> {
     let needle = needle.to_owned();
